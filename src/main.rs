@@ -1,0 +1,2 @@
+//! The `pactum` binary.
+fn main() {}
