@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Deploys Pactum's contracts from the committed abi/*.json to a dev chain and funds the demo
+# accounts, then prints what was deployed as JSON on stdout (progress goes to stderr).
+#
+#   anvil/deploy.sh [RPC_URL] [--out FILE]
+#
+# RPC_URL defaults to $PACTUM_RPC_URL, then http://127.0.0.1:8545. Deploys MockUSDC,
+# MockSanctionsOracle and UsageEscrow(usdc, oracle, fee recipient) from anvil's dev account 0 and
+# mints 1,000,000 mock USDC to the buyer and to the seller. The accounts are anvil's well-known dev
+# accounts (mnemonic "test test ... junk", public knowledge, never to be used on a real network):
+#   0 deployer, 1 buyer, 2 seller, 3 relayer, 9 fee recipient.
+set -euo pipefail
+shopt -s inherit_errexit
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+rpc_url=""
+out=""
+while (($# > 0)); do
+  case "$1" in
+    --out)
+      out=${2:?--out needs a file}
+      shift
+      ;;
+    -h | --help)
+      sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    -*)
+      echo "anvil/deploy.sh: unknown option $1" >&2
+      exit 2
+      ;;
+    *)
+      if [[ -n "$rpc_url" ]]; then
+        echo "anvil/deploy.sh: more than one RPC URL given" >&2
+        exit 2
+      fi
+      rpc_url=$1
+      ;;
+  esac
+  shift
+done
+rpc_url=${rpc_url:-${PACTUM_RPC_URL:-http://127.0.0.1:8545}}
+
+if [[ -z "${PACTUM_CAST_BIN:-}" ]]; then
+  "$here/ensure.sh"
+fi
+# shellcheck source=anvil/env.sh
+source "$here/env.sh"
+abi_dir="$PACTUM_REPO_ROOT/abi"
+
+mnemonic="test test test test test test test test test test test junk"
+# One mock USDC is 10^6 base units; each demo party gets a million.
+fund_amount=1000000000000
+
+key_of() { "$CAST" wallet private-key --mnemonic "$mnemonic" --mnemonic-index "$1"; }
+address_of() { "$CAST" wallet address --private-key "$1"; }
+
+# json_field FIELD: prints FIELD of the JSON object on stdin.
+json_field() {
+  node -e 'const v = JSON.parse(require("fs").readFileSync(0, "utf8"))[process.argv[1]];
+    if (v === undefined || v === null) process.exit(1);
+    process.stdout.write(String(v));' "$1"
+}
+
+# bytecode_of NAME: the creation bytecode in abi/NAME.json.
+bytecode_of() {
+  local file="$abi_dir/$1.json"
+  if [[ ! -f "$file" ]]; then
+    echo "anvil/deploy.sh: $file is missing; run anvil/export-abi.sh" >&2
+    return 1
+  fi
+  node -e 'process.stdout.write(require(process.argv[1]).bytecode.object)' "$file"
+}
+
+# send ARGS...: sends a transaction from the deployer, waits for its receipt and prints it (JSON);
+# fails unless the transaction succeeded.
+send() {
+  local receipt status
+  receipt=$("$CAST" send --rpc-url "$rpc_url" --private-key "$deployer_key" --json "$@")
+  status=$(json_field status <<<"$receipt")
+  if [[ "$status" != "0x1" && "$status" != "1" ]]; then
+    echo "anvil/deploy.sh: transaction failed (status $status): $receipt" >&2
+    return 1
+  fi
+  printf '%s\n' "$receipt"
+}
+
+# deploy NAME CODE [CONSTRUCTOR_SIG ARGS...]: deploys creation code CODE and prints the address.
+deploy() {
+  local name=$1 code=$2 args="" address
+  shift 2
+  if (($# > 0)); then
+    args=$("$CAST" abi-encode "$@")
+    args=${args#0x}
+  fi
+  address=$(send --create "$code$args" | json_field contractAddress)
+  address=$("$CAST" to-check-sum-address "$address")
+  echo "deployed $name at $address" >&2
+  printf '%s\n' "$address"
+}
+
+if ! chain_id=$("$CAST" chain-id --rpc-url "$rpc_url" 2>/dev/null); then
+  echo "anvil/deploy.sh: no chain answers at $rpc_url (start one with anvil/start.sh)" >&2
+  exit 1
+fi
+
+# Read every bytecode before sending anything, so a missing file fails without a half deployment.
+usdc_code=$(bytecode_of MockUSDC)
+oracle_code=$(bytecode_of MockSanctionsOracle)
+escrow_code=$(bytecode_of UsageEscrow)
+
+deployer_key=$(key_of 0)
+buyer_key=$(key_of 1)
+seller_key=$(key_of 2)
+relayer_key=$(key_of 3)
+deployer=$(address_of "$deployer_key")
+buyer=$(address_of "$buyer_key")
+seller=$(address_of "$seller_key")
+relayer=$(address_of "$relayer_key")
+fee_recipient=$("$CAST" wallet address --mnemonic "$mnemonic" --mnemonic-index 9)
+
+usdc=$(deploy MockUSDC "$usdc_code")
+oracle=$(deploy MockSanctionsOracle "$oracle_code")
+escrow=$(deploy UsageEscrow "$escrow_code" "constructor(address,address,address)" "$usdc" "$oracle" "$fee_recipient")
+
+for party in "$buyer" "$seller"; do
+  send "$usdc" "mint(address,uint256)" "$party" "$fund_amount" >/dev/null
+  echo "minted $fund_amount mock USDC base units to $party" >&2
+done
+
+result=$(node -e '
+  const [chainId, rpcUrl, escrow, usdc, oracle, deployer, relayer, relayerKey, buyer, buyerKey,
+    seller, sellerKey, feeRecipient] = process.argv.slice(1);
+  const out = {
+    chain_id: Number(chainId),
+    rpc_url: rpcUrl,
+    contracts: { usage_escrow: escrow, usdc: usdc, sanctions_oracle: oracle },
+    accounts: {
+      deployer: { address: deployer },
+      relayer: { address: relayer, private_key: relayerKey },
+      buyer: { address: buyer, private_key: buyerKey },
+      seller: { address: seller, private_key: sellerKey },
+      fee_recipient: { address: feeRecipient },
+    },
+  };
+  process.stdout.write(JSON.stringify(out, null, 2) + "\n");
+' "$chain_id" "$rpc_url" "$escrow" "$usdc" "$oracle" "$deployer" "$relayer" "$relayer_key" \
+  "$buyer" "$buyer_key" "$seller" "$seller_key" "$fee_recipient")
+
+if [[ -n "$out" ]]; then
+  mkdir -p "$(dirname "$out")"
+  printf '%s' "$result" >"$out"
+fi
+printf '%s' "$result"

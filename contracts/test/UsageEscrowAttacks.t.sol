@@ -1,0 +1,1305 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {EscrowFixture} from "./utils/EscrowFixture.sol";
+import {UsageEscrow} from "../src/UsageEscrow.sol";
+import {IFiatToken} from "../src/interfaces/IFiatToken.sol";
+import {ISanctionsOracle} from "../src/interfaces/ISanctionsOracle.sol";
+import {MockUSDC} from "../src/mocks/MockUSDC.sol";
+import {CallbackUSDC, ITokenTransferHook} from "../src/mocks/CallbackUSDC.sol";
+import {FeeOnTransferUSDC} from "../src/mocks/FeeOnTransferUSDC.sol";
+
+/// @notice A party (buyer or seller) that is a contract: it signs under ERC-1271 with its signer's
+/// key and, once armed, calls back into the escrow from CallbackUSDC's transfer hook, recording
+/// what the escrow answered.
+contract ReentrantParty is ITokenTransferHook, IERC1271 {
+    address public immutable controller;
+    address public immutable signer;
+    address public immutable token;
+
+    address internal _target;
+    bytes internal _attack;
+    bool public armed;
+    uint256 public attempts;
+    bool public attackSucceeded;
+    bytes public attackResult;
+
+    constructor(address signer_, address token_) {
+        controller = msg.sender;
+        signer = signer_;
+        token = token_;
+    }
+
+    /// @notice The next hook call runs `data` on `target` (once).
+    function arm(address target, bytes calldata data) external {
+        require(msg.sender == controller, "not controller");
+        (_target, _attack, armed) = (target, data, true);
+    }
+
+    /// @notice Calls `target` as this party, bubbling up a revert.
+    function execute(address target, bytes calldata data) external returns (bytes memory result) {
+        require(msg.sender == controller, "not controller");
+        bool ok;
+        (ok, result) = target.call(data);
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(result, 0x20), mload(result))
+            }
+        }
+    }
+
+    function onTokenTransfer(address, address, uint256) external {
+        if (msg.sender != token || !armed) return;
+        armed = false;
+        ++attempts;
+        (attackSucceeded, attackResult) = _target.call(_attack);
+    }
+
+    function isValidSignature(bytes32 hash, bytes calldata signature) external view returns (bytes4) {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(hash, signature);
+        return err == ECDSA.RecoverError.NoError && recovered == signer
+            ? IERC1271.isValidSignature.selector
+            : bytes4(0xffffffff);
+    }
+}
+
+/// @notice An "oracle" that answers every call with no return data.
+contract SilentOracle {
+    fallback() external {}
+}
+
+/// @notice An "oracle" that answers a non-boolean word (2) to every call.
+contract GarbageOracle {
+    fallback() external {
+        assembly {
+            mstore(0, 2)
+            return(0, 32)
+        }
+    }
+}
+
+/// @notice One test per attack in DESIGN.md ("The escrow contract"), each showing it refused and
+/// that no money moved where it should not.
+/// @dev The default terms (EscrowFixture._terms): 100 units at 0.10 USDC, a 0.10 USDC fee,
+/// activate within an hour, expiry in a day, a one-hour close window. The deposit is 10 USDC.
+contract UsageEscrowAttacksTest is EscrowFixture {
+    uint256 internal constant PRICE = 100_000;
+    uint256 internal constant DEPOSIT = 10_000_000;
+    uint256 internal constant FEE = 100_000;
+    /// @dev The secp256k1 group order: (r, n - s) with the other v is the high-s twin of (r, s).
+    uint256 internal constant SECP256K1_N =
+        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+
+    address internal attacker = address(0xA77AC4);
+
+    // ---------------------------------------------------------------- helpers
+
+    function _signAll(UsageEscrow.Activation memory t)
+        internal
+        returns (bytes memory activationSig, bytes memory fundingSig, bytes memory feeSig)
+    {
+        activationSig = _signActivation(buyerKey, t);
+        fundingSig = _signFunding(buyerKey, t);
+        feeSig = t.infraFee == 0 ? bytes("") : _signFeePermit(buyerKey, t);
+    }
+
+    /// @dev Signs `t` for deployment `other` instead of the default escrow.
+    function _signAllFor(UsageEscrow other, UsageEscrow.Activation memory t)
+        internal
+        returns (bytes memory activationSig, bytes memory fundingSig, bytes memory feeSig)
+    {
+        UsageEscrow home = escrow;
+        escrow = other;
+        (activationSig, fundingSig, feeSig) = _signAll(t);
+        escrow = home;
+    }
+
+    /// @dev Redeploys the escrow on `token`, funds the buyer with it, and makes it the fixture's.
+    function _useToken(MockUSDC token) internal {
+        usdc = token;
+        escrow = _deployEscrow(IFiatToken(address(token)));
+        token.mint(buyer, 1_000_000 * USDC);
+    }
+
+    function _claim(UsageEscrow.Activation memory t, uint256 units) internal {
+        bytes memory voucher = _signVoucher(buyerKey, t, units);
+        vm.prank(seller);
+        escrow.sellerClaim(t, units, voucher);
+    }
+
+    function _closeAsBuyer(UsageEscrow.Activation memory t) internal {
+        vm.prank(buyer);
+        escrow.initiateClose(t, 0, "");
+    }
+
+    function _withdrawAsBuyer(UsageEscrow.Activation memory t) internal {
+        vm.prank(buyer);
+        escrow.buyerWithdraw(t);
+    }
+
+    function _sanction(address account) internal {
+        address[] memory list = new address[](1);
+        list[0] = account;
+        oracle.addToSanctionsList(list);
+    }
+
+    function _err(bytes4 selector) internal pure returns (bytes memory) {
+        return abi.encodePacked(selector);
+    }
+
+    function _split(bytes memory sig) internal pure returns (bytes32 r, bytes32 s, uint8 v) {
+        assembly ("memory-safe") {
+            r := mload(add(sig, 0x20))
+            s := mload(add(sig, 0x40))
+            v := byte(0, mload(add(sig, 0x60)))
+        }
+    }
+
+    /// @dev The same signature with s mirrored to n - s and v flipped: ecrecover still accepts it.
+    function _highS(bytes memory sig) internal pure returns (bytes memory) {
+        (bytes32 r, bytes32 s, uint8 v) = _split(sig);
+        return abi.encodePacked(r, bytes32(SECP256K1_N - uint256(s)), v == 27 ? uint8(28) : uint8(27));
+    }
+
+    function _withV(bytes memory sig, uint8 newV) internal pure returns (bytes memory) {
+        (bytes32 r, bytes32 s,) = _split(sig);
+        return abi.encodePacked(r, s, newV);
+    }
+
+    // ================================================================ front-run permit
+
+    /// Someone submits the buyer's infra-fee permit to the token first: the escrow's own permit
+    /// call then fails inside its try, the allowance is already there, and the fee is taken once.
+    function test_FrontRunFeePermitStillActivatesAndTakesTheFeeOnce() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+        uint256 feeBefore = usdc.balanceOf(feeRecipient);
+
+        vm.prank(attacker);
+        usdc.permit(buyer, address(escrow), t.infraFee, t.activateBy, p);
+        assertEq(usdc.allowance(buyer, address(escrow)), FEE);
+
+        vm.prank(relayer);
+        bytes32 key = escrow.activate(t, a, f, p);
+
+        assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Active));
+        assertEq(usdc.balanceOf(feeRecipient), feeBefore + FEE, "fee taken once");
+        assertEq(usdc.balanceOf(buyer), buyerBefore - DEPOSIT - FEE);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        assertEq(usdc.allowance(buyer, address(escrow)), 0);
+        assertEq(usdc.balanceOf(attacker), 0);
+    }
+
+    // ================================================================ transferWithAuthorization front-run
+
+    /// The funding signature is a ReceiveWithAuthorization: submitted to the token as a
+    /// TransferWithAuthorization (to the escrow or anywhere else) it does not verify.
+    function test_RevertWhen_FundingSignatureSubmittedAsTransferWithAuthorization() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        bytes32 key = _keyOf(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(attacker);
+        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        usdc.transferWithAuthorization(buyer, address(escrow), DEPOSIT, 0, t.activateBy, key, f);
+        vm.prank(attacker);
+        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        usdc.transferWithAuthorization(buyer, attacker, DEPOSIT, 0, t.activateBy, key, f);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        assertFalse(usdc.authorizationState(buyer, key), "funding nonce untouched");
+
+        vm.prank(relayer);
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT, "the real activation still goes through");
+        assertEq(usdc.balanceOf(attacker), 0);
+    }
+
+    /// Only the payee (the escrow) may submit a receiveWithAuthorization, so the funding signature
+    /// cannot be spent outside activation.
+    function test_RevertWhen_FundingSignatureSubmittedByAnotherCaller() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        bytes32 key = _keyOf(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(attacker);
+        vm.expectRevert(_err(MockUSDC.CallerMustBePayee.selector));
+        usdc.receiveWithAuthorization(buyer, address(escrow), DEPOSIT, 0, t.activateBy, key, f);
+        vm.prank(attacker);
+        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        usdc.receiveWithAuthorization(buyer, attacker, DEPOSIT, 0, t.activateBy, key, f);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+
+        vm.prank(relayer);
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        assertEq(usdc.balanceOf(attacker), 0);
+    }
+
+    // ================================================================ terms changed by the relayer
+
+    /// A relayer that swaps in its own address as seller changes the key: the buyer's signature
+    /// no longer verifies.
+    function test_RevertWhen_RelayerRedirectsTheSeller() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        t.seller = relayer;
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    /// Every single term is bound by the key.
+    function test_RevertWhen_RelayerChangesAnyTerm() public {
+        UsageEscrow.Activation memory signed = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(signed);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        for (uint256 field; field < 10; ++field) {
+            UsageEscrow.Activation memory t = _terms();
+            if (field == 0) t.buyer = attacker;
+            if (field == 1) t.seller = attacker;
+            if (field == 2) t.unitPrice += 1;
+            if (field == 3) t.quantity += 1;
+            if (field == 4) t.infraFee += 1;
+            if (field == 5) t.activateBy += 1;
+            if (field == 6) t.expiry += 1;
+            if (field == 7) t.closeWindow += 1;
+            if (field == 8) t.salt = keccak256("relayer's salt");
+            if (field == 9) t.agreementId = keccak256("relayer's id");
+
+            vm.prank(relayer);
+            vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+            escrow.activate(t, a, f, p);
+        }
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    // ================================================================ funding reused for other terms
+
+    /// The funding nonce is the agreement key, so a funding signature funds its own terms only,
+    /// even when the other terms ask for the same deposit and carry a valid buyer signature.
+    function test_RevertWhen_FundingSignatureReusedForOtherTerms() public {
+        UsageEscrow.Activation memory first = _terms();
+        UsageEscrow.Activation memory second = _terms();
+        second.salt = keccak256("second");
+        (bytes memory a1, bytes memory f1, bytes memory p1) = _signAll(first);
+        bytes memory a2 = _signActivation(buyerKey, second);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector)); // the token refuses it
+        escrow.activate(second, a2, f1, p1);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+
+        // Once used for its own terms it cannot fund the others either.
+        vm.prank(relayer);
+        escrow.activate(first, a1, f1, p1);
+        bytes memory p2 = _signFeePermit(buyerKey, second);
+        uint256 escrowBefore = usdc.balanceOf(address(escrow));
+        vm.prank(relayer);
+        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        escrow.activate(second, a2, f1, p2);
+        assertEq(usdc.balanceOf(address(escrow)), escrowBefore);
+    }
+
+    // ================================================================ replay across chain
+
+    function test_RevertWhen_ActivationReplayedOnAnotherChain() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        bytes32 homeKey = _keyOf(t);
+
+        vm.chainId(8453);
+        assertTrue(_keyOf(t) != homeKey, "the key carries the chain id");
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    function test_RevertWhen_VoucherReplayedFromAnotherChain() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 home = block.chainid;
+        vm.chainId(8453);
+        bytes memory foreignVoucher = _signVoucher(buyerKey, t, 30);
+        vm.chainId(home);
+
+        vm.prank(seller);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaim(t, 30, foreignVoucher);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_AuthorizationsReplayedFromAnotherChain() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        uint256 home = block.chainid;
+        vm.chainId(8453);
+        bytes memory claimAuth = _signClaim(sellerKey, t, 30, deadline);
+        bytes memory closeAuth = _signClose(buyerKey, t, buyer, 0, deadline);
+        bytes memory withdrawAuth = _signWithdraw(buyerKey, t, deadline);
+        vm.chainId(home);
+
+        vm.startPrank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, claimAuth);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, closeAuth);
+        vm.warp(t.expiry + t.closeWindow);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.buyerWithdrawWithAuthorization(t, deadline, withdrawAuth);
+        vm.stopPrank();
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    // ================================================================ replay across contract
+
+    function test_RevertWhen_ActivationReplayedOnAnotherDeployment() public {
+        UsageEscrow other = _deployEscrow(IFiatToken(address(usdc)));
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        assertTrue(other.agreementKey(t) != escrow.agreementKey(t), "the key carries the contract");
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        other.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    /// Even with a buyer signature valid for the other deployment, the funding authorization
+    /// names its escrow as payee and nonce, so it cannot fund another one.
+    function test_RevertWhen_FundingReplayedOnAnotherDeployment() public {
+        UsageEscrow other = _deployEscrow(IFiatToken(address(usdc)));
+        UsageEscrow.Activation memory t = _terms();
+        t.infraFee = 0;
+        (, bytes memory homeFunding,) = _signAll(t);
+        (bytes memory otherActivation,,) = _signAllFor(other, t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        other.activate(t, otherActivation, homeFunding, "");
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    function test_RevertWhen_SettlementSignaturesReplayedOnAnotherDeployment() public {
+        UsageEscrow other = _deployEscrow(IFiatToken(address(usdc)));
+        UsageEscrow.Activation memory t = _terms();
+        t.infraFee = 0;
+        (bytes memory a, bytes memory f,) = _signAllFor(other, t);
+        vm.prank(relayer);
+        other.activate(t, a, f, "");
+        _activate(t); // the same terms on the default escrow
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        bytes memory claimAuth = _signClaim(sellerKey, t, 30, deadline);
+
+        vm.prank(seller);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        other.sellerClaim(t, 30, voucher);
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        other.sellerClaimWithAuthorization(t, 30, voucher, deadline, claimAuth);
+        assertEq(usdc.balanceOf(address(other)), DEPOSIT);
+    }
+
+    // ================================================================ replay across agreements
+
+    function test_RevertWhen_VoucherReplayedOnAnotherAgreement() public {
+        UsageEscrow.Activation memory first = _terms();
+        UsageEscrow.Activation memory second = _terms();
+        second.salt = keccak256("second");
+        _activate(first);
+        _activate(second);
+        bytes memory voucherForFirst = _signVoucher(buyerKey, first, 30);
+
+        vm.prank(seller);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaim(second, 30, voucherForFirst);
+        assertEq(usdc.balanceOf(address(escrow)), 2 * DEPOSIT);
+    }
+
+    // ================================================================ replay across action type
+
+    function test_RevertWhen_SellerClaimSignatureUsedAsBuyerWithdraw() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(t.expiry + t.closeWindow);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory claimAuth = _signClaim(sellerKey, t, 30, deadline);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.buyerWithdrawWithAuthorization(t, deadline, claimAuth);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_BuyerWithdrawSignatureUsedAsSellerClaim() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        bytes memory withdrawAuth = _signWithdraw(buyerKey, t, deadline);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, withdrawAuth);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    /// The seller's own SellerClaim signature is not its InitiateClose, though the fields match.
+    function test_RevertWhen_SellerClaimSignatureUsedAsInitiateClose() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        bytes memory claimAuth = _signClaim(sellerKey, t, 30, deadline);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.initiateCloseWithAuthorization(t, seller, 30, voucher, deadline, claimAuth);
+        assertEq(uint256(_status(_keyOf(t))), uint256(UsageEscrow.Status.Active));
+    }
+
+    /// The buyer's InitiateClose names the buyer as party; it cannot close as the seller (which
+    /// would settle at once and cut the seller's claims).
+    function test_RevertWhen_InitiateCloseUsedForTheOtherParty() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory buyerClose = _signClose(buyerKey, t, buyer, 0, deadline);
+        bytes memory sellerClose = _signClose(sellerKey, t, seller, 0, deadline);
+
+        vm.startPrank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.initiateCloseWithAuthorization(t, seller, 0, "", deadline, buyerClose);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, sellerClose);
+        vm.stopPrank();
+        assertEq(uint256(_status(_keyOf(t))), uint256(UsageEscrow.Status.Active));
+    }
+
+    function test_RevertWhen_VoucherUsedAsAuthorization() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(t.expiry + t.closeWindow);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 0);
+
+        vm.startPrank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.buyerWithdrawWithAuthorization(t, deadline, voucher);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, voucher);
+        vm.stopPrank();
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_ActivationSignatureUsedAsVoucher() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        vm.prank(relayer);
+        escrow.activate(t, a, f, p);
+
+        vm.prank(seller);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaim(t, 100, a);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    // ================================================================ high-s and bad-v signatures
+
+    function test_RevertWhen_ActivationSignatureHasHighS() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        bytes memory twin = _highS(a);
+        (bytes32 r, bytes32 s, uint8 v) = _split(twin);
+        assertEq(ecrecover(_keyOf(t), v, r, s), buyer, "the twin is a valid raw ECDSA signature");
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.activate(t, twin, f, p);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    function test_RevertWhen_VoucherSignatureHasHighS() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        bytes memory twin = _highS(_signVoucher(buyerKey, t, 30));
+
+        vm.prank(seller);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaim(t, 30, twin);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_AuthorizationSignatureHasHighS() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        bytes memory twin = _highS(_signClaim(sellerKey, t, 30, deadline));
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, twin);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_SignatureHasVOf29() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.activate(t, _withV(a, 29), f, p);
+    }
+
+    function test_RevertWhen_SignatureHasVOfZero() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.activate(t, _withV(a, 0), f, p);
+    }
+
+    /// The same signature with v written as 0/1 instead of 27/28 is a second encoding: refused.
+    function test_RevertWhen_VoucherSignatureHasVMinus27() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        (,, uint8 v) = _split(voucher);
+        bytes memory bent = _withV(voucher, v - 27);
+
+        vm.prank(seller);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaim(t, 30, bent);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    /// EIP-2098 compact (64-byte) signatures are not accepted either.
+    function test_RevertWhen_VoucherSignatureIsCompact() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        (bytes32 r, bytes32 s, uint8 v) = _split(_signVoucher(buyerKey, t, 30));
+        bytes32 vs = bytes32(uint256(s) | (uint256(v - 27) << 255));
+        bytes memory compact = abi.encodePacked(r, vs);
+
+        vm.prank(seller);
+        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
+        escrow.sellerClaim(t, 30, compact);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    // ================================================================ reentrancy through a callback token
+
+    /// @dev Moves the suite onto CallbackUSDC (its hook is set by each test).
+    function _useCallbackToken() internal returns (CallbackUSDC token) {
+        token = new CallbackUSDC();
+        _useToken(token);
+    }
+
+    /// The seller is a contract that, on receiving its payout, claims again with a higher voucher:
+    /// the guard refuses it and the seller is paid once.
+    function test_ReentrancyOnSellerPayoutCannotClaimAgain() public {
+        CallbackUSDC token = _useCallbackToken();
+        ReentrantParty party = new ReentrantParty(seller, address(token));
+        token.setHook(address(party));
+        UsageEscrow.Activation memory t = _terms();
+        t.seller = address(party);
+        bytes32 key = _activate(t);
+        bytes memory v30 = _signVoucher(buyerKey, t, 30);
+        bytes memory v60 = _signVoucher(buyerKey, t, 60);
+
+        party.arm(address(escrow), abi.encodeCall(UsageEscrow.sellerClaim, (t, 60, v60)));
+        party.execute(address(escrow), abi.encodeCall(UsageEscrow.sellerClaim, (t, 30, v30)));
+
+        assertEq(party.attempts(), 1, "the hook ran");
+        assertFalse(party.attackSucceeded());
+        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+        assertEq(token.balanceOf(address(party)), 30 * PRICE, "paid once");
+        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
+        assertEq(escrow.escrowOf(key).claimedUnits, 30);
+
+        // The voucher itself was good: outside the callback it pays exactly the difference.
+        party.execute(address(escrow), abi.encodeCall(UsageEscrow.sellerClaim, (t, 60, v60)));
+        assertEq(token.balanceOf(address(party)), 60 * PRICE);
+        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 60 * PRICE);
+    }
+
+    /// The reentrant call goes through `batch` (which has no guard of its own): each call inside
+    /// still meets the guard, fails, and the outer claim pays once.
+    function test_ReentrancyThroughNonAtomicBatchIsRefused() public {
+        CallbackUSDC token = _useCallbackToken();
+        ReentrantParty party = new ReentrantParty(seller, address(token));
+        token.setHook(address(party));
+        UsageEscrow.Activation memory t = _terms();
+        t.seller = address(party);
+        _activate(t);
+        bytes memory v30 = _signVoucher(buyerKey, t, 30);
+        bytes[] memory inner = new bytes[](1);
+        inner[0] = abi.encodeCall(UsageEscrow.sellerClaim, (t, 60, _signVoucher(buyerKey, t, 60)));
+
+        party.arm(address(escrow), abi.encodeCall(UsageEscrow.batch, (inner, false)));
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit UsageEscrow.BatchCallFailed(0, _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+        party.execute(address(escrow), abi.encodeCall(UsageEscrow.sellerClaim, (t, 30, v30)));
+
+        assertTrue(party.attackSucceeded(), "the batch itself returned");
+        bool[] memory ok = abi.decode(party.attackResult(), (bool[]));
+        assertFalse(ok[0], "its call was refused");
+        assertEq(token.balanceOf(address(party)), 30 * PRICE, "paid once");
+        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
+    }
+
+    function test_ReentrancyThroughAtomicBatchIsRefused() public {
+        CallbackUSDC token = _useCallbackToken();
+        ReentrantParty party = new ReentrantParty(seller, address(token));
+        token.setHook(address(party));
+        UsageEscrow.Activation memory t = _terms();
+        t.seller = address(party);
+        _activate(t);
+        bytes memory v30 = _signVoucher(buyerKey, t, 30);
+        bytes[] memory inner = new bytes[](1);
+        inner[0] = abi.encodeCall(UsageEscrow.sellerClaim, (t, 60, _signVoucher(buyerKey, t, 60)));
+
+        party.arm(address(escrow), abi.encodeCall(UsageEscrow.batch, (inner, true)));
+        party.execute(address(escrow), abi.encodeCall(UsageEscrow.sellerClaim, (t, 30, v30)));
+
+        assertFalse(party.attackSucceeded());
+        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+        assertEq(token.balanceOf(address(party)), 30 * PRICE, "paid once");
+        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
+    }
+
+    /// The buyer is a contract (ERC-1271) that, on receiving its refund, withdraws again.
+    function test_ReentrancyOnBuyerRefundCannotWithdrawAgain() public {
+        CallbackUSDC token = _useCallbackToken();
+        ReentrantParty party = new ReentrantParty(buyer, address(token));
+        token.mint(address(party), 100 * USDC);
+        token.setHook(address(party));
+        UsageEscrow.Activation memory t = _terms();
+        t.buyer = address(party);
+        bytes32 key = _activate(t); // every buyer signature goes through the party's ERC-1271
+        _claim(t, 30);
+        party.execute(address(escrow), abi.encodeCall(UsageEscrow.initiateClose, (t, 0, "")));
+        vm.warp(block.timestamp + t.closeWindow);
+
+        party.arm(address(escrow), abi.encodeCall(UsageEscrow.buyerWithdraw, (t)));
+        party.execute(address(escrow), abi.encodeCall(UsageEscrow.buyerWithdraw, (t)));
+
+        assertEq(party.attempts(), 1);
+        assertFalse(party.attackSucceeded());
+        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+        assertEq(token.balanceOf(address(party)), 100 * USDC - FEE - 30 * PRICE, "refunded once");
+        assertEq(token.balanceOf(address(escrow)), 0);
+        assertTrue(escrow.escrowOf(key).buyerWithdrawn);
+    }
+
+    /// The buyer's contract tries to close from inside its own funding transfer: the agreement is
+    /// already active in storage, but the guard refuses the call, and activation completes.
+    function test_ReentrancyDuringFundingIsRefused() public {
+        CallbackUSDC token = _useCallbackToken();
+        ReentrantParty party = new ReentrantParty(buyer, address(token));
+        token.mint(address(party), 100 * USDC);
+        token.setHook(address(party));
+        UsageEscrow.Activation memory t = _terms();
+        t.buyer = address(party);
+        t.infraFee = 0;
+
+        party.arm(address(escrow), abi.encodeCall(UsageEscrow.initiateClose, (t, 0, "")));
+        bytes32 key = _activate(t);
+
+        assertEq(party.attempts(), 1);
+        assertFalse(party.attackSucceeded());
+        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+        assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Active));
+        assertEq(token.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    // ================================================================ fee-on-transfer token
+
+    function test_RevertWhen_TokenTakesAFeeOnTransfer() public {
+        FeeOnTransferUSDC token = new FeeOnTransferUSDC();
+        _useToken(token);
+        UsageEscrow.Activation memory t = _terms();
+        t.infraFee = 0;
+        (bytes memory a, bytes memory f,) = _signAll(t);
+        uint256 buyerBefore = token.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.DepositMismatch.selector, DEPOSIT, DEPOSIT - DEPOSIT / 100));
+        escrow.activate(t, a, f, "");
+
+        assertEq(token.balanceOf(buyer), buyerBefore);
+        assertEq(token.balanceOf(address(escrow)), 0);
+    }
+
+    // ================================================================ dust and rounding
+
+    function test_DustOneUnitAtOneBaseUnit() public {
+        UsageEscrow.Activation memory t = _terms();
+        t.unitPrice = 1;
+        t.quantity = 1;
+        t.infraFee = 0;
+        bytes32 key = _activate(t);
+        assertEq(usdc.balanceOf(address(escrow)), 1);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+
+        _claim(t, 1);
+
+        assertEq(usdc.balanceOf(seller), sellerBefore + 1);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+        assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Settled));
+    }
+
+    function test_DustSplitIsExactAndSumsToTheDeposit() public {
+        UsageEscrow.Activation memory t = _terms();
+        t.unitPrice = 1;
+        t.quantity = 3;
+        t.infraFee = 0;
+        uint256 buyerStart = usdc.balanceOf(buyer);
+        uint256 sellerStart = usdc.balanceOf(seller);
+        _activate(t);
+
+        _claim(t, 1);
+        _closeAsBuyer(t);
+        vm.warp(block.timestamp + t.closeWindow);
+        _withdrawAsBuyer(t);
+
+        assertEq(usdc.balanceOf(seller) - sellerStart, 1);
+        assertEq(buyerStart - usdc.balanceOf(buyer), 1, "the buyer paid exactly one unit");
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    function test_MaxTermsSettleWithoutOverflow() public {
+        UsageEscrow.Activation memory t = _terms();
+        t.unitPrice = type(uint128).max;
+        t.quantity = type(uint64).max;
+        t.infraFee = 0;
+        uint256 deposit = t.unitPrice * t.quantity;
+        usdc.mint(buyer, deposit);
+        uint256 sellerStart = usdc.balanceOf(seller);
+        uint256 buyerStart = usdc.balanceOf(buyer);
+        _activate(t);
+
+        uint256 half = t.quantity / 2;
+        _claim(t, half);
+        vm.prank(seller);
+        escrow.initiateClose(t, half, "");
+        _withdrawAsBuyer(t);
+
+        assertEq(usdc.balanceOf(seller) - sellerStart, half * t.unitPrice);
+        assertEq(buyerStart - usdc.balanceOf(buyer), half * t.unitPrice);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    /// Whatever the price, quantity and usage, each side gets a whole number of units times the
+    /// price, and the two sum to the deposit exactly.
+    function testFuzz_SplitSumsToTheDeposit(uint256 unitPrice, uint256 quantity, uint256 claimed) public {
+        UsageEscrow.Activation memory t = _terms();
+        t.unitPrice = bound(unitPrice, 1, type(uint128).max);
+        t.quantity = bound(quantity, 1, type(uint64).max);
+        t.infraFee = 0;
+        claimed = bound(claimed, 0, t.quantity);
+        uint256 deposit = t.unitPrice * t.quantity;
+        usdc.mint(buyer, deposit);
+        uint256 sellerStart = usdc.balanceOf(seller);
+        uint256 buyerStart = usdc.balanceOf(buyer);
+        _activate(t);
+
+        if (claimed != 0) _claim(t, claimed);
+        if (claimed != t.quantity) {
+            vm.prank(seller);
+            escrow.initiateClose(t, claimed, "");
+            _withdrawAsBuyer(t);
+        }
+
+        uint256 sellerGot = usdc.balanceOf(seller) - sellerStart;
+        uint256 buyerPaid = buyerStart - usdc.balanceOf(buyer);
+        assertEq(sellerGot, claimed * t.unitPrice);
+        assertEq(buyerPaid, sellerGot, "the buyer is out exactly what the seller received");
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    // ================================================================ deadlines at == and ±1 s
+
+    function test_DeadlineActivateOneSecondBeforeActivateBy() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        vm.warp(t.activateBy - 1);
+        vm.prank(relayer);
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_DeadlineActivateAtActivateBy() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        vm.warp(t.activateBy);
+        vm.prank(relayer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy));
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    function test_RevertWhen_DeadlineActivateOneSecondAfterActivateBy() public {
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        vm.warp(t.activateBy + 1);
+        vm.prank(relayer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy));
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    function test_DeadlineAuthorizationOneSecondBefore() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+        vm.warp(deadline - 1);
+
+        vm.prank(relayer);
+        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
+    }
+
+    function test_DeadlineAuthorizationAtDeadline() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+        vm.warp(deadline);
+
+        vm.prank(relayer);
+        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
+    }
+
+    function test_RevertWhen_DeadlineAuthorizationOneSecondAfter() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
+        vm.warp(deadline + 1);
+
+        vm.prank(relayer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline));
+        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_DeadlineCloseWithdrawOneSecondBeforeClosesAt() public {
+        UsageEscrow.Activation memory t = _terms();
+        bytes32 key = _activate(t);
+        _closeAsBuyer(t);
+        uint256 closesAt = escrow.escrowOf(key).closesAt;
+        vm.warp(closesAt - 1);
+
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.WithdrawNotOpen.selector, closesAt));
+        escrow.buyerWithdraw(t);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_DeadlineCloseWithdrawAtClosesAt() public {
+        UsageEscrow.Activation memory t = _terms();
+        bytes32 key = _activate(t);
+        _closeAsBuyer(t);
+        vm.warp(escrow.escrowOf(key).closesAt);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        _withdrawAsBuyer(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
+    }
+
+    function test_DeadlineCloseWithdrawOneSecondAfterClosesAt() public {
+        UsageEscrow.Activation memory t = _terms();
+        bytes32 key = _activate(t);
+        _closeAsBuyer(t);
+        vm.warp(escrow.escrowOf(key).closesAt + 1);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        _withdrawAsBuyer(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
+    }
+
+    function test_RevertWhen_DeadlineExpiryWithdrawOneSecondBefore() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(t.expiry + t.closeWindow - 1);
+
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.WithdrawNotOpen.selector, t.expiry + t.closeWindow));
+        escrow.buyerWithdraw(t);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_DeadlineExpiryWithdrawAtExpiryPlusCloseWindow() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(t.expiry + t.closeWindow);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        _withdrawAsBuyer(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
+    }
+
+    function test_DeadlineExpiryWithdrawOneSecondAfter() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(t.expiry + t.closeWindow + 1);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        _withdrawAsBuyer(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
+    }
+
+    // ================================================================ double claim and double withdraw
+
+    function test_RevertWhen_SameVoucherClaimedTwice() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        vm.prank(seller);
+        escrow.sellerClaim(t, 30, voucher);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30));
+        escrow.sellerClaim(t, 30, voucher);
+        assertEq(usdc.balanceOf(seller), sellerBefore);
+        assertEq(usdc.balanceOf(address(escrow)), 70 * PRICE);
+    }
+
+    /// One voucher claimed directly and then through the sponsored path pays once.
+    function test_RevertWhen_VoucherClaimedThroughBothPaths() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, 30);
+        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
+        vm.prank(seller);
+        escrow.sellerClaim(t, 30, voucher);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+
+        vm.prank(relayer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30));
+        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        assertEq(usdc.balanceOf(seller), sellerBefore);
+    }
+
+    function test_DoubleClaimInOneBatchPaysOnce() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes[] memory calls = new bytes[](2);
+        calls[0] = abi.encodeCall(
+            UsageEscrow.sellerClaimWithAuthorization,
+            (t, 30, _signVoucher(buyerKey, t, 30), deadline, _signClaim(sellerKey, t, 30, deadline))
+        );
+        calls[1] = calls[0];
+        uint256 sellerBefore = usdc.balanceOf(seller);
+
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit UsageEscrow.BatchCallFailed(1, abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30));
+        vm.prank(relayer);
+        escrow.batch(calls, false);
+
+        assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
+        assertEq(usdc.balanceOf(address(escrow)), 70 * PRICE);
+    }
+
+    function test_RevertWhen_BuyerWithdrawsTwice() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(t.expiry + t.closeWindow);
+        _withdrawAsBuyer(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(buyer);
+        vm.expectRevert(_err(UsageEscrow.AlreadyWithdrawn.selector));
+        escrow.buyerWithdraw(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    function test_RevertWhen_BuyerWithdrawsThroughBothPaths() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(t.expiry + t.closeWindow);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory auth = _signWithdraw(buyerKey, t, deadline);
+        _withdrawAsBuyer(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.AlreadyWithdrawn.selector));
+        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    /// After a full claim the buyer has nothing left to withdraw.
+    function test_RevertWhen_BuyerWithdrawsAfterFullClaim() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        _claim(t, 100);
+        vm.warp(t.expiry + t.closeWindow);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(buyer);
+        vm.expectRevert(_err(UsageEscrow.AlreadyWithdrawn.selector));
+        escrow.buyerWithdraw(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    /// A seller who closed with a final voucher cannot claim more afterwards.
+    function test_RevertWhen_SellerClaimsAfterItsFinalClose() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        bytes memory v30 = _signVoucher(buyerKey, t, 30);
+        bytes memory v60 = _signVoucher(buyerKey, t, 60);
+        vm.prank(seller);
+        escrow.initiateClose(t, 30, v30);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
+        escrow.sellerClaim(t, 60, v60);
+        assertEq(usdc.balanceOf(seller), sellerBefore);
+        assertEq(usdc.balanceOf(address(escrow)), 70 * PRICE, "the buyer's part is intact");
+    }
+
+    // ================================================================ claim above quantity
+
+    function test_RevertWhen_ClaimAboveQuantity() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        bytes memory voucher = _signVoucher(buyerKey, t, 101);
+
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, 101, 100));
+        escrow.sellerClaim(t, 101, voucher);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_ClaimAboveQuantityWithAuthorization() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes memory voucher = _signVoucher(buyerKey, t, type(uint64).max);
+        bytes memory auth = _signClaim(sellerKey, t, type(uint64).max, deadline);
+
+        vm.prank(relayer);
+        vm.expectRevert(
+            abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, uint256(type(uint64).max), 100)
+        );
+        escrow.sellerClaimWithAuthorization(t, type(uint64).max, voucher, deadline, auth);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    function test_RevertWhen_FinalCloseAboveQuantity() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        bytes memory voucher = _signVoucher(buyerKey, t, 101);
+
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, 101, 100));
+        escrow.initiateClose(t, 101, voucher);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+    }
+
+    // ================================================================ claim after the buyer withdrew
+
+    function test_RevertWhen_SellerClaimsAfterBuyerWithdrew() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        _claim(t, 30);
+        _closeAsBuyer(t);
+        vm.warp(block.timestamp + t.closeWindow);
+        _withdrawAsBuyer(t);
+        bytes memory v60 = _signVoucher(buyerKey, t, 60);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
+        escrow.sellerClaim(t, 60, v60);
+        assertEq(usdc.balanceOf(seller), sellerBefore);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    function test_RevertWhen_SellerClosesAfterBuyerWithdrew() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(t.expiry + t.closeWindow);
+        _withdrawAsBuyer(t);
+        bytes memory v60 = _signVoucher(buyerKey, t, 60);
+
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
+        escrow.initiateClose(t, 60, v60);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    // ================================================================ blacklisted payout address
+
+    function test_BlacklistedSellerDoesNotBlockBuyerWithdraw() public {
+        UsageEscrow.Activation memory t = _terms();
+        bytes32 key = _activate(t);
+        _claim(t, 30);
+        usdc.blacklist(seller);
+        bytes memory v60 = _signVoucher(buyerKey, t, 60);
+
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, seller));
+        escrow.sellerClaim(t, 60, v60);
+        assertEq(escrow.escrowOf(key).claimedUnits, 30, "the failed claim changed nothing");
+
+        _closeAsBuyer(t);
+        vm.warp(block.timestamp + t.closeWindow);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+        _withdrawAsBuyer(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore + 70 * PRICE);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    function test_BlacklistedBuyerDoesNotBlockSellerClaim() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        usdc.blacklist(buyer);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+
+        _claim(t, 60);
+        assertEq(usdc.balanceOf(seller), sellerBefore + 60 * PRICE);
+
+        vm.warp(t.expiry + t.closeWindow);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, buyer));
+        escrow.buyerWithdraw(t);
+        assertEq(usdc.balanceOf(address(escrow)), 40 * PRICE, "the buyer's part stays in escrow");
+
+        // Once the token lifts the blacklist the buyer's part is still there to withdraw.
+        usdc.unBlacklist(buyer);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+        _withdrawAsBuyer(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore + 40 * PRICE);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    // ================================================================ sanctions screening
+
+    function test_RevertWhen_BuyerIsSanctioned() public {
+        _sanction(buyer);
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, buyer));
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    function test_RevertWhen_SellerIsSanctioned() public {
+        _sanction(seller);
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, seller));
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    function test_RevertWhen_OracleReverts() public {
+        oracle.setReverting(true);
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.SanctionsOracleFailed.selector));
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    function test_RevertWhen_OracleHasNoCode() public {
+        escrow = new UsageEscrow(IFiatToken(address(usdc)), ISanctionsOracle(address(0xDEAD)), feeRecipient);
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.SanctionsOracleFailed.selector));
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(buyer), buyerBefore);
+    }
+
+    function test_RevertWhen_OracleAnswersNothing() public {
+        escrow = new UsageEscrow(
+            IFiatToken(address(usdc)), ISanctionsOracle(address(new SilentOracle())), feeRecipient
+        );
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+
+        vm.prank(relayer);
+        vm.expectRevert(_err(UsageEscrow.SanctionsOracleFailed.selector));
+        escrow.activate(t, a, f, p);
+    }
+
+    /// A malformed (non-boolean) answer counts as listed: screening fails closed.
+    function test_RevertWhen_OracleAnswersGarbage() public {
+        escrow = new UsageEscrow(
+            IFiatToken(address(usdc)), ISanctionsOracle(address(new GarbageOracle())), feeRecipient
+        );
+        UsageEscrow.Activation memory t = _terms();
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+
+        vm.prank(relayer);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, buyer));
+        escrow.activate(t, a, f, p);
+    }
+
+    /// Payouts are not gated on the oracle (docs/contract.md): funds already in escrow cannot be
+    /// frozen by an oracle that breaks after activation.
+    function test_PayoutsDoNotDependOnTheOracleAfterActivation() public {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        oracle.setReverting(true);
+        uint256 sellerBefore = usdc.balanceOf(seller);
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+
+        _claim(t, 30);
+        vm.warp(t.expiry + t.closeWindow);
+        _withdrawAsBuyer(t);
+
+        assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
+        assertEq(usdc.balanceOf(buyer), buyerBefore + 70 * PRICE);
+        assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+}

@@ -1,0 +1,3 @@
+//! The chain side of Pactum: finding and running the local toolchain.
+
+pub mod toolchain;

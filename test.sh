@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The one test command for Pactum (CI runs it through .ci/run). Needs only Rust and Node.js/npm:
+# the chain toolchain (anvil, forge, cast, solc-js) is installed from anvil/package-lock.json.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+step() {
+  printf '\n==> %s\n' "$*"
+}
+
+step "toolchain: anvil/ensure.sh"
+anvil/ensure.sh
+# shellcheck source=anvil/env.sh
+source anvil/env.sh
+echo "anvil: $PACTUM_ANVIL_BIN"
+echo "forge: $FORGE"
+
+# --- Postgres -------------------------------------------------------------------------------------
+# Reserved: when PACTUM_TEST_DATABASE_URL is set, the Postgres-backed tests will run against it.
+# Nothing is started here yet; SQLite tests always run.
+# --------------------------------------------------------------------------------------------------
+
+step "abi/ up to date: anvil/export-abi.sh --check"
+anvil/export-abi.sh --check
+
+step "contracts: forge test"
+"$FORGE" test
+
+step "rust: cargo fmt --check"
+cargo fmt --check
+
+step "rust: cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+# The Rust integration tests spawn anvil from PACTUM_ANVIL_BIN (exported by anvil/env.sh).
+if cargo nextest --version >/dev/null 2>&1; then
+  step "rust: cargo nextest run (+ doctests)"
+  cargo nextest run --no-tests=warn
+  cargo test --doc
+else
+  step "rust: cargo test"
+  cargo test
+fi
+
+step "all checks passed"

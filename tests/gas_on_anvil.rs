@@ -1,0 +1,198 @@
+//! Full transaction gas (base cost and calldata included) of each escrow action, measured from
+//! anvil receipts, against the targets in docs/gas.md. Conditions are those of a running service:
+//! the escrow already holds deposits, and the seller and the fee recipient already hold USDC.
+
+mod support;
+
+use alloy::primitives::{B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionReceipt;
+use alloy::sol_types::SolCall;
+use pactum::escrow::bindings::UsageEscrow;
+use pactum::escrow::typed_data::{Activation, BuyerWithdraw, SellerClaim};
+use support::{DevChain, USDC, sign_typed};
+
+const ACTIVATION_TARGET: u64 = 140_000;
+const CLAIM_TARGET: u64 = 60_000;
+const WITHDRAW_TARGET: u64 = 50_000;
+const BATCH: usize = 20;
+
+fn checked(receipt: TransactionReceipt) -> u64 {
+    assert!(receipt.status(), "transaction reverted");
+    receipt.gas_used
+}
+
+async fn sponsored_claim_call(
+    chain: &DevChain,
+    terms: &Activation,
+    key: B256,
+    units: u64,
+) -> Bytes {
+    let deadline = U256::from(chain.now().await + 3600);
+    let claim = SellerClaim { agreementKey: key, cumulativeUnits: U256::from(units), deadline };
+    let authorization = sign_typed(&chain.seller, &claim, &chain.escrow_domain());
+    UsageEscrow::sellerClaimWithAuthorizationCall {
+        terms: terms.clone(),
+        cumulativeUnits: U256::from(units),
+        voucherSignature: chain.voucher(key, units),
+        deadline,
+        authorization,
+    }
+    .abi_encode()
+    .into()
+}
+
+#[tokio::test]
+async fn escrow_actions_meet_their_gas_targets() {
+    let chain = DevChain::start().await;
+    chain.mint(chain.seller.address(), USDC).await;
+    chain.mint(chain.fee_recipient, USDC).await;
+    chain.activate(&chain.terms("warm-up").await).await;
+
+    let mut no_fee = chain.terms("no-fee").await;
+    no_fee.infraFee = U256::ZERO;
+    let (key_a, activate_no_fee) = chain.activate(&no_fee).await;
+    let terms_b = chain.terms("with-fee").await;
+    let (key_b, activate_with_fee) = chain.activate(&terms_b).await;
+
+    let claim_direct = checked(
+        chain
+            .escrow
+            .sellerClaim(no_fee.clone(), U256::from(40), chain.voucher(key_a, 40))
+            .from(chain.seller.address())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+    );
+    let call = sponsored_claim_call(&chain, &terms_b, key_b, 40).await;
+    let claim_sponsored = checked(
+        chain
+            .provider
+            .send_transaction(
+                alloy::rpc::types::TransactionRequest::default()
+                    .from(chain.relayer.address())
+                    .to(*chain.escrow.address())
+                    .input(call.into()),
+            )
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+    );
+
+    let close_buyer = checked(
+        chain
+            .escrow
+            .initiateClose(no_fee.clone(), U256::ZERO, Bytes::new())
+            .from(chain.buyer.address())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+    );
+    chain.advance(86_400 + 3600).await;
+    let withdraw_direct = checked(
+        chain
+            .escrow
+            .buyerWithdraw(no_fee.clone())
+            .from(chain.buyer.address())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+    );
+    let deadline = U256::from(chain.now().await + 3600);
+    let withdraw = BuyerWithdraw { agreementKey: key_b, deadline };
+    let withdraw_sponsored = checked(
+        chain
+            .escrow
+            .buyerWithdrawWithAuthorization(
+                terms_b.clone(),
+                deadline,
+                sign_typed(&chain.buyer, &withdraw, &chain.escrow_domain()),
+            )
+            .from(chain.relayer.address())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap(),
+    );
+
+    // 20 sponsored claims one by one against 20 in one batch, on 40 fresh agreements.
+    let mut singles = Vec::new();
+    let mut batched = Vec::new();
+    for i in 0..BATCH {
+        for (set, name) in [(&mut singles, "single"), (&mut batched, "batched")] {
+            let terms = chain.terms(&format!("{name}-{i}")).await;
+            let (key, _) = chain.activate(&terms).await;
+            set.push((terms, key));
+        }
+    }
+    let mut single_total = 0;
+    for (terms, key) in &singles {
+        let call = sponsored_claim_call(&chain, terms, *key, 30).await;
+        single_total += checked(
+            chain
+                .provider
+                .send_transaction(
+                    alloy::rpc::types::TransactionRequest::default()
+                        .from(chain.relayer.address())
+                        .to(*chain.escrow.address())
+                        .input(call.into()),
+                )
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap(),
+        );
+    }
+    let mut calls = Vec::new();
+    for (terms, key) in &batched {
+        calls.push(sponsored_claim_call(&chain, terms, *key, 30).await);
+    }
+    let batch_receipt = chain
+        .escrow
+        .batch(calls, true)
+        .from(chain.relayer.address())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let batch_total = checked(batch_receipt);
+    for (terms, key) in &batched {
+        let state = chain.escrow.escrowOf(*key).call().await.unwrap();
+        assert_eq!(state.claimedUnits, 30, "batched claim for {:?} not applied", terms.salt);
+    }
+
+    let ratio = batch_total as f64 / single_total as f64;
+    println!("| action | gas (transaction) | target |");
+    println!("| --- | ---: | ---: |");
+    println!("| activate, no fee | {activate_no_fee} | ≤ {ACTIVATION_TARGET} |");
+    println!("| activate, with fee permit | {activate_with_fee} | — |");
+    println!("| sellerClaim (direct) | {claim_direct} | ≤ {CLAIM_TARGET} |");
+    println!("| sellerClaimWithAuthorization (sponsored) | {claim_sponsored} | — |");
+    println!("| initiateClose (buyer, direct) | {close_buyer} | — |");
+    println!("| buyerWithdraw (direct) | {withdraw_direct} | ≤ {WITHDRAW_TARGET} |");
+    println!("| buyerWithdrawWithAuthorization (sponsored) | {withdraw_sponsored} | — |");
+    println!("| {BATCH} sponsored claims, one transaction each | {single_total} | — |");
+    println!("| {BATCH} sponsored claims, one batch | {batch_total} | ≤ 50% |");
+    println!("| batch / singles | {:.1}% | ≤ 50% |", ratio * 100.0);
+
+    assert!(activate_no_fee <= ACTIVATION_TARGET, "activation: {activate_no_fee} gas");
+    assert!(claim_direct <= CLAIM_TARGET, "seller claim: {claim_direct} gas");
+    assert!(withdraw_direct <= WITHDRAW_TARGET, "buyer withdraw: {withdraw_direct} gas");
+    assert!(batch_total * 2 <= single_total, "batch of {BATCH}: {batch_total} vs {single_total}");
+}

@@ -1,0 +1,185 @@
+//! Shared set-up for the integration tests: a fresh anvil per test with the contracts deployed
+//! from `abi/` and funded demo parties.
+// Each test binary uses a different part of this module, and its items are `pub` for them.
+#![allow(dead_code, unreachable_pub)]
+
+use alloy::network::EthereumWallet;
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{Eip712Domain, SolStruct};
+use pactum::chain::toolchain;
+use pactum::escrow::bindings::{MockSanctionsOracle, MockUSDC, UsageEscrow};
+use pactum::escrow::typed_data::{self, Activation};
+
+/// One USDC in base units.
+pub const USDC: u64 = 1_000_000;
+
+/// A local chain with the escrow, mock USDC and the mock oracle deployed.
+pub struct DevChain {
+    pub anvil: AnvilInstance,
+    pub provider: DynProvider,
+    pub chain_id: u64,
+    pub deployer: PrivateKeySigner,
+    pub buyer: PrivateKeySigner,
+    pub seller: PrivateKeySigner,
+    pub relayer: PrivateKeySigner,
+    pub fee_recipient: Address,
+    pub usdc: MockUSDC::MockUSDCInstance<DynProvider>,
+    pub oracle: MockSanctionsOracle::MockSanctionsOracleInstance<DynProvider>,
+    pub escrow: UsageEscrow::UsageEscrowInstance<DynProvider>,
+}
+
+impl DevChain {
+    /// Spawns anvil (the pinned binary) and deploys everything; the buyer holds 1,000,000 USDC.
+    pub async fn start() -> DevChain {
+        let anvil = Anvil::at(toolchain::anvil()).spawn();
+        let keys: Vec<PrivateKeySigner> =
+            anvil.keys().iter().map(|k| PrivateKeySigner::from(k.clone())).collect();
+        let (deployer, buyer, seller, relayer) =
+            (keys[0].clone(), keys[1].clone(), keys[2].clone(), keys[3].clone());
+        let fee_recipient = keys[9].address();
+
+        let mut wallet = EthereumWallet::from(deployer.clone());
+        for signer in [&buyer, &seller, &relayer] {
+            wallet.register_signer(signer.clone());
+        }
+        let provider =
+            ProviderBuilder::new().wallet(wallet).connect_http(anvil.endpoint_url()).erased();
+        let chain_id = provider.get_chain_id().await.unwrap();
+
+        let usdc = MockUSDC::deploy(provider.clone()).await.unwrap();
+        let oracle = MockSanctionsOracle::deploy(provider.clone()).await.unwrap();
+        let escrow = UsageEscrow::deploy(
+            provider.clone(),
+            *usdc.address(),
+            *oracle.address(),
+            fee_recipient,
+        )
+        .await
+        .unwrap();
+        let chain = DevChain {
+            anvil,
+            provider,
+            chain_id,
+            deployer,
+            buyer,
+            seller,
+            relayer,
+            fee_recipient,
+            usdc,
+            oracle,
+            escrow,
+        };
+        chain.mint(chain.buyer.address(), 1_000_000 * USDC).await;
+        chain
+    }
+
+    pub async fn mint(&self, to: Address, amount: u64) {
+        self.usdc.mint(to, U256::from(amount)).send().await.unwrap().get_receipt().await.unwrap();
+    }
+
+    pub async fn balance(&self, who: Address) -> U256 {
+        self.usdc.balanceOf(who).call().await.unwrap()
+    }
+
+    pub async fn now(&self) -> u64 {
+        let block = self.provider.get_block_number().await.unwrap();
+        self.provider.get_block_by_number(block.into()).await.unwrap().unwrap().header.timestamp
+    }
+
+    pub fn escrow_domain(&self) -> Eip712Domain {
+        typed_data::escrow_domain(self.chain_id, *self.escrow.address())
+    }
+
+    pub fn usdc_domain(&self) -> Eip712Domain {
+        typed_data::token_domain("USD Coin".to_string(), self.chain_id, *self.usdc.address())
+    }
+
+    /// 100 units at 0.10 USDC with a 0.10 USDC fee; `salt` tells agreements apart.
+    pub async fn terms(&self, salt: &str) -> Activation {
+        let now = self.now().await;
+        Activation {
+            buyer: self.buyer.address(),
+            seller: self.seller.address(),
+            unitPrice: U256::from(100_000),
+            quantity: U256::from(100),
+            infraFee: U256::from(100_000),
+            activateBy: U256::from(now + 3600),
+            expiry: U256::from(now + 86_400),
+            closeWindow: U256::from(3600),
+            salt: keccak256(salt),
+            agreementId: keccak256(format!("agreement-{salt}")),
+        }
+    }
+
+    /// The buyer's three signatures: activation, funding and (when a fee applies) fee permit.
+    pub async fn sign_activation(
+        &self,
+        signer: &PrivateKeySigner,
+        terms: &Activation,
+    ) -> (B256, Bytes, Bytes, Bytes) {
+        let key = typed_data::agreement_key(terms, &self.escrow_domain());
+        let activation = sign_hash(signer, key);
+        let funding =
+            typed_data::funding_authorization(terms, *self.escrow.address(), key).unwrap();
+        let funding = sign_typed(signer, &funding, &self.usdc_domain());
+        let fee = if terms.infraFee.is_zero() {
+            Bytes::new()
+        } else {
+            let nonce = self.usdc.nonces(terms.buyer).call().await.unwrap();
+            let permit = typed_data::fee_permit(terms, *self.escrow.address(), nonce);
+            sign_typed(signer, &permit, &self.usdc_domain())
+        };
+        (key, activation, funding, fee)
+    }
+}
+
+/// Signs a 32-byte digest; 65 bytes `r ‖ s ‖ v` with `v` 27 or 28.
+pub fn sign_hash(signer: &PrivateKeySigner, digest: B256) -> Bytes {
+    Bytes::from(signer.sign_hash_sync(&digest).unwrap().as_bytes().to_vec())
+}
+
+/// Signs an EIP-712 struct in `domain`.
+pub fn sign_typed<T: SolStruct>(
+    signer: &PrivateKeySigner,
+    value: &T,
+    domain: &Eip712Domain,
+) -> Bytes {
+    sign_hash(signer, value.eip712_signing_hash(domain))
+}
+
+impl DevChain {
+    /// Moves the chain's clock forward by `seconds` and mines a block.
+    pub async fn advance(&self, seconds: u64) {
+        let _: serde_json::Value =
+            self.provider.raw_request("evm_increaseTime".into(), (seconds,)).await.unwrap();
+        let _: serde_json::Value = self.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    }
+
+    /// Activates `terms` through the relayer and returns the agreement key and the gas used.
+    pub async fn activate(&self, terms: &Activation) -> (B256, u64) {
+        let (key, activation, funding, fee) = self.sign_activation(&self.buyer, terms).await;
+        let receipt = self
+            .escrow
+            .activate(terms.clone(), activation, funding, fee)
+            .from(self.relayer.address())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        assert!(receipt.status(), "activation reverted");
+        (key, receipt.gas_used)
+    }
+
+    /// The buyer's voucher for `units` in all.
+    pub fn voucher(&self, key: B256, units: u64) -> Bytes {
+        let voucher =
+            typed_data::UsageVoucher { agreementKey: key, cumulativeUnits: U256::from(units) };
+        sign_typed(&self.buyer, &voucher, &self.escrow_domain())
+    }
+}
