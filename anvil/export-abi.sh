@@ -38,8 +38,10 @@ source "$here/env.sh"
 root=$PACTUM_REPO_ROOT
 cd "$root"
 
-# Forge's build output is progress for humans; keep stdout for our own summary.
-"$FORGE" build >&2
+# Forge's build output is progress for humans; keep stdout for our own summary. Only the
+# contract sources are compiled: the exported artifacts do not depend on the tests, and with
+# no metadata hash in the bytecode (foundry.toml) they are the same however they are built.
+"$FORGE" build contracts/src >&2
 out_dir=$("$FORGE" config --json |
   node -e 'process.stdout.write(require("path").resolve(process.argv[1], JSON.parse(require("fs").readFileSync(0, "utf8")).out))' "$root")
 

@@ -52,6 +52,15 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         uint64 claimedUnits;
     }
 
+    /// @notice One sponsored seller claim, as `sellerClaimWithAuthorization` takes it.
+    struct SponsoredClaim {
+        Activation terms;
+        uint256 cumulativeUnits;
+        bytes voucherSignature;
+        uint256 deadline;
+        bytes authorization;
+    }
+
     /// @notice EIP-712 type of the activation terms.
     bytes32 public constant ACTIVATION_TYPEHASH = keccak256(
         "Activation(address buyer,address seller,uint256 unitPrice,uint256 quantity,uint256 infraFee,uint256 activateBy,uint256 expiry,uint256 closeWindow,bytes32 salt,bytes32 agreementId)"
@@ -109,6 +118,8 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     event AgreementSettled(
         bytes32 indexed agreementKey, uint256 claimedUnits, uint256 sellerAmount, uint256 buyerAmount
     );
+    /// @notice A batched claim found nothing to pay (claimed or settled since it was queued).
+    event ClaimSkipped(bytes32 indexed agreementKey, uint256 cumulativeUnits);
     /// @notice A call of a non-atomic batch reverted with `reason`; the others went on.
     event BatchCallFailed(uint256 indexed index, bytes reason);
 
@@ -299,6 +310,44 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- batch
 
+    /// @notice Many sponsored seller claims in one transaction, each under its seller's
+    /// `SellerClaim` authorization and its buyer's voucher, as `sellerClaimWithAuthorization`.
+    /// Consecutive claims of one seller are paid in a single transfer.
+    /// @dev A claim that finds nothing to pay because the agreement moved on since it was queued
+    /// (a party acted directly) is skipped with `ClaimSkipped`, so nobody can sink the batch by
+    /// front-running one of its claims; a bad signature, an expired authorization or units above
+    /// quantity revert the whole batch, as they would alone.
+    function sellerClaimBatch(SponsoredClaim[] calldata claims) external nonReentrant {
+        address payee;
+        uint256 owed;
+        for (uint256 i; i < claims.length; ++i) {
+            SponsoredClaim calldata c = claims[i];
+            bytes32 key = agreementKey(c.terms);
+            _requireAuthorization(
+                c.terms.seller,
+                keccak256(abi.encode(SELLER_CLAIM_TYPEHASH, key, c.cumulativeUnits, c.deadline)),
+                c.deadline,
+                c.authorization
+            );
+            _checkVoucher(c.terms, key, c.cumulativeUnits, c.voucherSignature);
+            Escrow memory e = _escrows[key];
+            if (
+                (e.status != Status.Active && e.status != Status.Closing)
+                    || c.cumulativeUnits <= e.claimedUnits
+            ) {
+                emit ClaimSkipped(key, c.cumulativeUnits);
+                continue;
+            }
+            uint256 amount = _recordClaim(c.terms, key, e, c.cumulativeUnits);
+            if (c.terms.seller != payee) {
+                if (owed != 0) _pay(payee, owed);
+                (payee, owed) = (c.terms.seller, 0);
+            }
+            owed += amount;
+        }
+        if (owed != 0) _pay(payee, owed);
+    }
+
     /// @notice Runs several calls of this contract in one transaction, so a relayer pays the
     /// transaction overhead once. With `atomic`, the first failure reverts everything; without it,
     /// a failed call emits `BatchCallFailed` and the rest go on.
@@ -423,7 +472,11 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
             uint40 closedAt = uint40(block.timestamp);
             _escrows[key] = Escrow(Status.Settled, refund == 0, closedAt, e.claimedUnits);
             emit CloseInitiated(key, party, block.timestamp);
-            if (paidUnits != 0) _paySeller(terms, key, e.claimedUnits, paidUnits);
+            if (paidUnits != 0) {
+                uint256 amount = paidUnits * terms.unitPrice;
+                emit UsageClaimed(key, terms.seller, e.claimedUnits, amount);
+                _pay(terms.seller, amount);
+            }
             emit AgreementSettled(key, e.claimedUnits, e.claimedUnits * terms.unitPrice, refund);
         } else {
             revert NotParty(party);
@@ -440,18 +493,30 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         if (e.status != Status.Active && e.status != Status.Closing) revert InvalidStatus(e.status);
         if (cumulativeUnits <= e.claimedUnits) revert NothingToClaim(cumulativeUnits, e.claimedUnits);
         _checkVoucher(terms, key, cumulativeUnits, voucherSignature);
+        _pay(terms.seller, _recordClaim(terms, key, e, cumulativeUnits));
+    }
+
+    /// @dev Moves `claimedUnits` forward to `cumulativeUnits` (checked by the caller) and returns
+    /// what the seller is owed for it; reaching `quantity` settles the agreement.
+    function _recordClaim(
+        Activation calldata terms,
+        bytes32 key,
+        Escrow memory e,
+        uint256 cumulativeUnits
+    ) private returns (uint256 amount) {
+        amount = (cumulativeUnits - e.claimedUnits) * terms.unitPrice;
         if (cumulativeUnits == terms.quantity) {
             // Everything is used: the split is final and the buyer has nothing to withdraw.
             // Safe: units are at most terms.quantity, itself at most 2^64 - 1 (_checkTerms).
             // forge-lint: disable-next-line(unsafe-typecast)
             _escrows[key] = Escrow(Status.Settled, true, e.closesAt, uint64(cumulativeUnits));
-            _paySeller(terms, key, cumulativeUnits, cumulativeUnits - e.claimedUnits);
+            emit UsageClaimed(key, terms.seller, cumulativeUnits, amount);
             emit AgreementSettled(key, cumulativeUnits, cumulativeUnits * terms.unitPrice, 0);
         } else {
             // Safe: units are at most terms.quantity, itself at most 2^64 - 1 (_checkTerms).
             // forge-lint: disable-next-line(unsafe-typecast)
             _escrows[key].claimedUnits = uint64(cumulativeUnits);
-            _paySeller(terms, key, cumulativeUnits, cumulativeUnits - e.claimedUnits);
+            emit UsageClaimed(key, terms.seller, cumulativeUnits, amount);
         }
     }
 
@@ -468,7 +533,7 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         if (e.status != Status.Settled) {
             emit AgreementSettled(key, e.claimedUnits, e.claimedUnits * terms.unitPrice, amount);
         }
-        if (amount != 0) IERC20(address(token)).safeTransfer(terms.buyer, amount);
+        if (amount != 0) _pay(terms.buyer, amount);
     }
 
     /// @dev A settled agreement is open at once; otherwise withdraw opens at the end of the close
@@ -483,12 +548,8 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         if (e.status == Status.Closing && e.closesAt < opensAt) opensAt = e.closesAt;
     }
 
-    function _paySeller(Activation calldata terms, bytes32 key, uint256 cumulativeUnits, uint256 units)
-        private
-    {
-        uint256 amount = units * terms.unitPrice;
-        emit UsageClaimed(key, terms.seller, cumulativeUnits, amount);
-        IERC20(address(token)).safeTransfer(terms.seller, amount);
+    function _pay(address to, uint256 amount) private {
+        IERC20(address(token)).safeTransfer(to, amount);
     }
 
     function _checkVoucher(

@@ -26,6 +26,8 @@ contract RecordingHook is ITokenTransferHook {
 contract MockUSDCTest is Test {
     event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
     event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
+    event Transfer(address indexed from, address indexed to, uint256 value);
+    event Approval(address indexed owner, address indexed spender, uint256 value);
 
     uint256 internal constant NOW = 1_750_000_000;
     /// @dev secp256k1 group order, to build the high-s twin of a signature.
@@ -519,6 +521,161 @@ contract MockUSDCTest is Test {
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, bob));
         usdc.approve(bob, 1);
+    }
+
+    /// @dev The storage slot of MockUSDC's `_balanceAndBlacklistState` mapping
+    /// (`forge inspect contracts/src/mocks/MockUSDC.sol:MockUSDC storageLayout`).
+    uint256 internal constant BALANCE_SLOT = 2;
+
+    function _word(address account) internal view returns (uint256) {
+        return uint256(vm.load(address(usdc), keccak256(abi.encode(account, BALANCE_SLOT))));
+    }
+
+    /// @notice As in FiatToken v2.2, the flag is bit 255 of the balance word, so a blacklist
+    /// check reads no slot a transfer does not read anyway.
+    function test_blacklistFlagSharesTheBalanceWord() public {
+        assertEq(_word(alice), 1_000e6);
+        usdc.blacklist(alice);
+        assertEq(_word(alice), (1 << 255) | 1_000e6);
+        assertEq(usdc.balanceOf(alice), 1_000e6, "blacklisting keeps the balance");
+        assertEq(usdc.totalSupply(), 1_000e6);
+        usdc.unBlacklist(alice);
+        assertEq(_word(alice), 1_000e6);
+        assertFalse(usdc.isBlacklisted(alice));
+        // Blacklisting an account with no balance sets only the flag.
+        usdc.blacklist(bob);
+        assertEq(_word(bob), 1 << 255);
+        assertEq(usdc.balanceOf(bob), 0);
+    }
+
+    function test_blacklistedBalanceIsFrozenThenRestored() public {
+        usdc.blacklist(alice);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, alice));
+        // forge-lint: disable-next-line(erc20-unchecked-transfer)
+        usdc.transfer(bob, 1);
+        usdc.unBlacklist(alice);
+        vm.prank(alice);
+        assertTrue(usdc.transfer(bob, 1_000e6));
+        assertEq(usdc.balanceOf(bob), 1_000e6);
+        assertEq(usdc.balanceOf(alice), 0);
+    }
+
+    function test_blacklistedSpenderOwnerOrPayeeRefusedInTransferFrom() public {
+        vm.prank(alice);
+        usdc.approve(bob, 10);
+
+        usdc.blacklist(bob);
+        vm.prank(bob);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, bob));
+        // forge-lint: disable-next-line(erc20-unchecked-transfer)
+        usdc.transferFrom(alice, relayer, 1);
+        usdc.unBlacklist(bob);
+
+        usdc.blacklist(relayer);
+        vm.prank(bob);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, relayer));
+        // forge-lint: disable-next-line(erc20-unchecked-transfer)
+        usdc.transferFrom(alice, relayer, 1);
+        usdc.unBlacklist(relayer);
+
+        usdc.blacklist(alice);
+        vm.prank(bob);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, alice));
+        // forge-lint: disable-next-line(erc20-unchecked-transfer)
+        usdc.transferFrom(alice, relayer, 1);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, alice));
+        usdc.approve(relayer, 1);
+    }
+
+    // ---------------------------------------------------------------- ERC-20 core
+
+    function test_transferAndEvents() public {
+        vm.expectEmit(true, true, false, true, address(usdc));
+        emit Transfer(alice, bob, 5e6);
+        vm.prank(alice);
+        assertTrue(usdc.transfer(bob, 5e6));
+        assertEq(usdc.balanceOf(alice), 995e6);
+        assertEq(usdc.balanceOf(bob), 5e6);
+        assertEq(usdc.totalSupply(), 1_000e6);
+
+        // A transfer to oneself keeps the balance.
+        vm.prank(bob);
+        assertTrue(usdc.transfer(bob, 5e6));
+        assertEq(usdc.balanceOf(bob), 5e6);
+
+        vm.expectEmit(true, true, false, true, address(usdc));
+        emit Approval(alice, bob, 3);
+        vm.prank(alice);
+        assertTrue(usdc.approve(bob, 3));
+        assertEq(usdc.allowance(alice, bob), 3);
+    }
+
+    function test_insufficientBalanceAndAllowance() public {
+        vm.prank(bob);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.InsufficientBalance.selector, bob, 0, 1));
+        // forge-lint: disable-next-line(erc20-unchecked-transfer)
+        usdc.transfer(alice, 1);
+
+        vm.prank(alice);
+        usdc.approve(bob, 2e6);
+        vm.prank(bob);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.InsufficientAllowance.selector, bob, 2e6, 3e6));
+        // forge-lint: disable-next-line(erc20-unchecked-transfer)
+        usdc.transferFrom(alice, bob, 3e6);
+
+        vm.prank(alice);
+        usdc.approve(bob, 2_000e6);
+        vm.prank(bob);
+        vm.expectRevert(abi.encodeWithSelector(MockUSDC.InsufficientBalance.selector, alice, 1_000e6, 2_000e6));
+        // forge-lint: disable-next-line(erc20-unchecked-transfer)
+        usdc.transferFrom(alice, bob, 2_000e6);
+    }
+
+    function test_zeroAddressRefused() public {
+        vm.startPrank(alice);
+        vm.expectRevert(MockUSDC.ZeroAddress.selector);
+        // forge-lint: disable-next-line(erc20-unchecked-transfer)
+        usdc.transfer(address(0), 1);
+        vm.expectRevert(MockUSDC.ZeroAddress.selector);
+        usdc.approve(address(0), 1);
+        vm.stopPrank();
+        vm.expectRevert(MockUSDC.ZeroAddress.selector);
+        usdc.mint(address(0), 1);
+    }
+
+    /// @notice Like FiatToken v2.2 there is no infinite allowance: the maximum is decremented too.
+    function test_allowanceAlwaysDecremented() public {
+        vm.prank(alice);
+        usdc.approve(bob, type(uint256).max);
+        vm.prank(bob);
+        assertTrue(usdc.transferFrom(alice, relayer, 4e6));
+        assertEq(usdc.allowance(alice, bob), type(uint256).max - 4e6);
+        assertEq(usdc.balanceOf(relayer), 4e6);
+    }
+
+    /// @notice Balances cannot reach bit 255, the blacklist flag: the supply is capped below it.
+    function test_supplyCappedBelowTheFlagBit() public {
+        uint256 cap = (1 << 255) - 1;
+        usdc.mint(bob, cap - usdc.totalSupply());
+        assertEq(usdc.totalSupply(), cap);
+        assertFalse(usdc.isBlacklisted(bob));
+        vm.expectRevert(MockUSDC.SupplyOverflow.selector);
+        usdc.mint(bob, 1);
+        vm.expectRevert(MockUSDC.SupplyOverflow.selector);
+        usdc.mint(alice, type(uint256).max);
+    }
+
+    function testFuzz_transferKeepsFlagAndSupply(uint256 amount, bool blacklistBob) public {
+        amount = bound(amount, 0, 1_000e6);
+        vm.prank(alice);
+        assertTrue(usdc.transfer(bob, amount));
+        if (blacklistBob) usdc.blacklist(bob);
+        assertEq(usdc.balanceOf(alice) + usdc.balanceOf(bob), usdc.totalSupply());
+        assertEq(usdc.balanceOf(bob), amount);
+        assertEq(usdc.isBlacklisted(bob), blacklistBob);
+        assertEq(_word(bob), (blacklistBob ? 1 << 255 : 0) | amount);
     }
 
     // ---------------------------------------------------------------- token variants

@@ -352,7 +352,8 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         vm.chainId(8453);
         bytes memory claimAuth = _signClaim(sellerKey, t, 30, deadline);
         bytes memory closeAuth = _signClose(buyerKey, t, buyer, 0, deadline);
-        bytes memory withdrawAuth = _signWithdraw(buyerKey, t, deadline);
+        uint256 withdrawDeadline = t.expiry + t.closeWindow + 10 minutes;
+        bytes memory withdrawAuth = _signWithdraw(buyerKey, t, withdrawDeadline);
         vm.chainId(home);
 
         vm.startPrank(relayer);
@@ -362,7 +363,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, closeAuth);
         vm.warp(t.expiry + t.closeWindow);
         vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.buyerWithdrawWithAuthorization(t, deadline, withdrawAuth);
+        escrow.buyerWithdrawWithAuthorization(t, withdrawDeadline, withdrawAuth);
         vm.stopPrank();
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }

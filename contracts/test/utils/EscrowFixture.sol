@@ -80,7 +80,7 @@ abstract contract EscrowFixture is Test {
 
     // ---------------------------------------------------------------- signing
 
-    function _sign(uint256 key, bytes32 digest) internal returns (bytes memory) {
+    function _sign(uint256 key, bytes32 digest) internal pure returns (bytes memory) {
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
         return abi.encodePacked(r, s, v);
     }
