@@ -23,6 +23,9 @@ echo "forge: $FORGE"
 step "abi/ up to date: anvil/export-abi.sh --check"
 anvil/export-abi.sh --check
 
+step "local chain scripts: anvil/test-scripts.sh"
+anvil/test-scripts.sh
+
 step "contracts: forge test"
 "$FORGE" test
 

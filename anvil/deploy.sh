@@ -55,34 +55,35 @@ fund_amount=1000000000000
 key_of() { "$CAST" wallet private-key --mnemonic "$mnemonic" --mnemonic-index "$1"; }
 address_of() { "$CAST" wallet address --private-key "$1"; }
 
-# json_field FIELD: prints FIELD of the JSON object on stdin.
-json_field() {
-  node -e 'const v = JSON.parse(require("fs").readFileSync(0, "utf8"))[process.argv[1]];
-    if (v === undefined || v === null) process.exit(1);
-    process.stdout.write(String(v));' "$1"
+# bytecodes NAME...: the creation bytecode in each abi/NAME.json, one a line.
+bytecodes() {
+  node -e '
+    const fs = require("fs");
+    const [dir, ...names] = process.argv.slice(1);
+    for (const name of names) {
+      const file = `${dir}/${name}.json`;
+      if (!fs.existsSync(file)) {
+        console.error(`anvil/deploy.sh: ${file} is missing; run anvil/export-abi.sh`);
+        process.exit(1);
+      }
+      console.log(JSON.parse(fs.readFileSync(file, "utf8")).bytecode.object);
+    }
+  ' "$abi_dir" "$@"
 }
 
-# bytecode_of NAME: the creation bytecode in abi/NAME.json.
-bytecode_of() {
-  local file="$abi_dir/$1.json"
-  if [[ ! -f "$file" ]]; then
-    echo "anvil/deploy.sh: $file is missing; run anvil/export-abi.sh" >&2
-    return 1
-  fi
-  node -e 'process.stdout.write(require(process.argv[1]).bytecode.object)' "$file"
-}
-
-# send ARGS...: sends a transaction from the deployer, waits for its receipt and prints it (JSON);
-# fails unless the transaction succeeded.
+# send ARGS...: sends a transaction from the deployer and waits for its receipt; fails unless the
+# transaction succeeded. Prints the address of the contract it created, if any.
 send() {
-  local receipt status
+  local receipt
   receipt=$("$CAST" send --rpc-url "$rpc_url" --private-key "$deployer_key" --json "$@")
-  status=$(json_field status <<<"$receipt")
-  if [[ "$status" != "0x1" && "$status" != "1" ]]; then
-    echo "anvil/deploy.sh: transaction failed (status $status): $receipt" >&2
-    return 1
-  fi
-  printf '%s\n' "$receipt"
+  node -e '
+    const r = JSON.parse(process.argv[1]);
+    if (r.status !== "0x1" && r.status !== 1 && r.status !== "1") {
+      console.error(`anvil/deploy.sh: transaction ${r.transactionHash} failed (status ${r.status})`);
+      process.exit(1);
+    }
+    if (r.contractAddress) console.log(r.contractAddress);
+  ' "$receipt"
 }
 
 # deploy NAME CODE [CONSTRUCTOR_SIG ARGS...]: deploys creation code CODE and prints the address.
@@ -93,7 +94,7 @@ deploy() {
     args=$("$CAST" abi-encode "$@")
     args=${args#0x}
   fi
-  address=$(send --create "$code$args" | json_field contractAddress)
+  address=$(send --create "$code$args")
   address=$("$CAST" to-check-sum-address "$address")
   echo "deployed $name at $address" >&2
   printf '%s\n' "$address"
@@ -105,9 +106,8 @@ if ! chain_id=$("$CAST" chain-id --rpc-url "$rpc_url" 2>/dev/null); then
 fi
 
 # Read every bytecode before sending anything, so a missing file fails without a half deployment.
-usdc_code=$(bytecode_of MockUSDC)
-oracle_code=$(bytecode_of MockSanctionsOracle)
-escrow_code=$(bytecode_of UsageEscrow)
+codes=$(bytecodes MockUSDC MockSanctionsOracle UsageEscrow)
+{ read -r usdc_code; read -r oracle_code; read -r escrow_code; } <<<"$codes"
 
 deployer_key=$(key_of 0)
 buyer_key=$(key_of 1)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced; the variables are for the caller
 # Sourced (not run) by Pactum's scripts to find the local-chain tools. For each tool the first of
 # these wins:
 #   1. PACTUM_ANVIL_BIN / PACTUM_FORGE_BIN / PACTUM_CAST_BIN, when already set;

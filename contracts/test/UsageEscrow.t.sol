@@ -417,8 +417,8 @@ contract UsageEscrowTest is EscrowFixture {
         t.quantity = 20_000_000; // 2,000,000 USDC, more than the buyer holds
         _expectActivateRevert(
             t,
-            abi.encodeWithSignature(
-                "ERC20InsufficientBalance(address,uint256,uint256)",
+            abi.encodeWithSelector(
+                MockUSDC.InsufficientBalance.selector,
                 buyer,
                 usdc.balanceOf(buyer),
                 t.quantity * t.unitPrice

@@ -690,6 +690,37 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
     }
 
+    /// A relayer's sellerClaimBatch pays a seller contract that, on receiving the payout, submits
+    /// the same batch again: the guard refuses it and every claim is paid once.
+    function test_ReentrancyThroughSellerClaimBatchIsRefused() public {
+        CallbackUSDC token = _useCallbackToken();
+        ReentrantParty party = new ReentrantParty(seller, address(token));
+        token.setHook(address(party));
+        UsageEscrow.Activation memory t = _terms();
+        t.seller = address(party);
+        _activate(t);
+        uint256 deadline = block.timestamp + 10 minutes;
+        UsageEscrow.SponsoredClaim[] memory claims = new UsageEscrow.SponsoredClaim[](1);
+        // The party's SellerClaim authorization is its signer's key, checked through ERC-1271.
+        claims[0] = UsageEscrow.SponsoredClaim(
+            t, 30, _signVoucher(buyerKey, t, 30), deadline, _signClaim(sellerKey, t, 30, deadline)
+        );
+        UsageEscrow.SponsoredClaim[] memory more = new UsageEscrow.SponsoredClaim[](1);
+        more[0] = UsageEscrow.SponsoredClaim(
+            t, 60, _signVoucher(buyerKey, t, 60), deadline, _signClaim(sellerKey, t, 60, deadline)
+        );
+
+        party.arm(address(escrow), abi.encodeCall(UsageEscrow.sellerClaimBatch, (more)));
+        vm.prank(relayer);
+        escrow.sellerClaimBatch(claims);
+
+        assertEq(party.attempts(), 1);
+        assertFalse(party.attackSucceeded());
+        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+        assertEq(token.balanceOf(address(party)), 30 * PRICE, "paid once");
+        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
+    }
+
     /// The buyer is a contract (ERC-1271) that, on receiving its refund, withdraws again.
     function test_ReentrancyOnBuyerRefundCannotWithdrawAgain() public {
         CallbackUSDC token = _useCallbackToken();
@@ -1208,6 +1239,38 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         _withdrawAsBuyer(t);
         assertEq(usdc.balanceOf(buyer), buyerBefore + 40 * PRICE);
         assertEq(usdc.balanceOf(address(escrow)), 0);
+    }
+
+    /// A relayer batching several sellers' claims isolates a blacklisted seller with a non-atomic
+    /// batch: that claim fails, the others are paid. (sellerClaimBatch, by contrast, reverts as a
+    /// whole when one payout fails; only claims with nothing left to pay are skipped there.)
+    function test_BlacklistedSellerDoesNotBlockOtherSellersInANonAtomicBatch() public {
+        (address otherSeller, uint256 otherSellerKey) = makeAddrAndKey("other seller");
+        UsageEscrow.Activation memory blocked = _terms();
+        UsageEscrow.Activation memory fine = _terms();
+        fine.seller = otherSeller;
+        _activate(blocked);
+        _activate(fine);
+        usdc.blacklist(seller);
+        uint256 deadline = block.timestamp + 10 minutes;
+        bytes[] memory calls = new bytes[](2);
+        calls[0] = abi.encodeCall(
+            UsageEscrow.sellerClaimWithAuthorization,
+            (blocked, 30, _signVoucher(buyerKey, blocked, 30), deadline, _signClaim(sellerKey, blocked, 30, deadline))
+        );
+        calls[1] = abi.encodeCall(
+            UsageEscrow.sellerClaimWithAuthorization,
+            (fine, 30, _signVoucher(buyerKey, fine, 30), deadline, _signClaim(otherSellerKey, fine, 30, deadline))
+        );
+
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit UsageEscrow.BatchCallFailed(0, abi.encodeWithSelector(MockUSDC.Blacklisted.selector, seller));
+        vm.prank(relayer);
+        escrow.batch(calls, false);
+
+        assertEq(usdc.balanceOf(otherSeller), 30 * PRICE);
+        assertEq(usdc.balanceOf(address(escrow)), 2 * DEPOSIT - 30 * PRICE);
+        assertEq(escrow.escrowOf(_keyOf(blocked)).claimedUnits, 0, "the failed claim changed nothing");
     }
 
     // ================================================================ sanctions screening

@@ -29,7 +29,11 @@ contract UsageEscrowFuzzTest is EscrowFixture {
     }
 
     /// @dev Fuzzed buyer and seller keys; their addresses must be distinct fresh EOAs.
-    function _parties(uint256 buyerSeed, uint256 sellerSeed) internal view returns (Parties memory p) {
+    function _parties(uint256 buyerSeed, uint256 sellerSeed)
+        internal
+        view
+        returns (Parties memory p)
+    {
         p.buyerKey = _key(buyerSeed);
         p.sellerKey = _key(sellerSeed);
         p.buyer = vm.addr(p.buyerKey);
@@ -113,7 +117,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         bytes32 key = _fundAndActivate(p.buyerKey, t);
 
         assertEq(usdc.balanceOf(p.buyer), 0, "buyer funded exactly deposit + fee");
-        assertEq(usdc.balanceOf(address(escrow)), escrowBefore + deposit, "escrow holds the deposit");
+        assertEq(usdc.balanceOf(address(escrow)), escrowBefore + deposit, "escrow has the deposit");
         assertEq(usdc.balanceOf(feeRecipient), feeBefore + t.infraFee, "fee recipient got the fee");
 
         _settleAlong(p, t, key, used, path % 4);
@@ -294,7 +298,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         _withdrawDirect(p, t, run.settled);
         assertEq(usdc.balanceOf(p.seller), run.maxUnits * t.unitPrice, "seller total unchanged");
         assertEq(
-            usdc.balanceOf(p.buyer), (t.quantity - run.maxUnits) * t.unitPrice, "buyer gets the rest"
+            usdc.balanceOf(p.buyer), (t.quantity - run.maxUnits) * t.unitPrice, "buyer: the rest"
         );
         assertEq(usdc.balanceOf(address(escrow)), 0, "escrow empty");
     }
@@ -312,8 +316,9 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         bool pays = !run.settled && units > run.maxUnits;
         bytes memory expectedError;
         if (run.settled) {
-            expectedError =
-                abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled);
+            expectedError = abi.encodeWithSelector(
+                UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled
+            );
         } else if (!pays) {
             expectedError =
                 abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, units, run.maxUnits);
@@ -358,6 +363,74 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         }
     }
 
+    /// @notice Through `sellerClaimBatch`: any sequence of cumulative vouchers for two agreements
+    /// of one buyer with two sellers, interleaved in one batch, pays each seller exactly its
+    /// highest voucher × price in all; every claim at or below the running maximum (or after full
+    /// usage) is skipped and pays nothing.
+    function testFuzz_units_sellerClaimBatchPaysMaxVoucher(
+        uint256 buyerSeed,
+        uint256 sellerSeed,
+        uint256 seller2Seed,
+        uint256 priceSeed,
+        uint256 quantitySeed,
+        uint256[] calldata rawUnits,
+        uint256 orderBits
+    ) public {
+        Parties memory p = _parties(buyerSeed, sellerSeed);
+        Parties memory p2 = _parties(buyerSeed, seller2Seed);
+        vm.assume(p2.seller != p.seller);
+        uint256 maxQuantity = quantitySeed & 1 == 0 ? 16 : MAX_QUANTITY;
+        UsageEscrow.Activation[2] memory t;
+        t[0] =
+            _termsOf(p, bound(priceSeed, 1, MAX_PRICE), bound(quantitySeed >> 1, 1, maxQuantity));
+        // A fresh struct: assigning t[0] would share it in memory.
+        t[1] = _termsOf(p2, t[0].unitPrice, t[0].quantity);
+        _fundAndActivate(p.buyerKey, t[0]);
+        _fundAndActivate(p.buyerKey, t[1]);
+
+        uint256 n = rawUnits.length > 16 ? 16 : rawUnits.length;
+        UsageEscrow.SponsoredClaim[] memory claims = new UsageEscrow.SponsoredClaim[](n);
+        uint256[2] memory maxUnits;
+        for (uint256 i; i < n; ++i) {
+            uint256 which = (orderBits >> i) & 1;
+            uint256 units = bound(rawUnits[i], 0, t[which].quantity);
+            claims[i] = _sponsoredClaim(
+                p.buyerKey, which == 0 ? p.sellerKey : p2.sellerKey, t[which], units
+            );
+            if (units > maxUnits[which]) maxUnits[which] = units;
+        }
+        vm.prank(relayer);
+        escrow.sellerClaimBatch(claims);
+
+        assertEq(usdc.balanceOf(p.seller), maxUnits[0] * t[0].unitPrice, "seller 1: max x price");
+        assertEq(usdc.balanceOf(p2.seller), maxUnits[1] * t[1].unitPrice, "seller 2: max x price");
+        for (uint256 w; w < 2; ++w) {
+            UsageEscrow.Escrow memory e = escrow.escrowOf(_keyOf(t[w]));
+            assertEq(uint256(e.claimedUnits), maxUnits[w], "claimedUnits == max");
+            assertEq(e.buyerWithdrawn, maxUnits[w] == t[w].quantity, "full usage settles");
+        }
+        assertEq(
+            usdc.balanceOf(address(escrow)),
+            (2 * t[0].quantity - maxUnits[0] - maxUnits[1]) * t[0].unitPrice,
+            "escrow keeps the rest"
+        );
+    }
+
+    function _sponsoredClaim(
+        uint256 buyerKey_,
+        uint256 sellerKey_,
+        UsageEscrow.Activation memory t,
+        uint256 units
+    ) internal returns (UsageEscrow.SponsoredClaim memory) {
+        return UsageEscrow.SponsoredClaim({
+            terms: t,
+            cumulativeUnits: units,
+            voucherSignature: _signVoucher(buyerKey_, t, units),
+            deadline: _far(),
+            authorization: _signClaim(sellerKey_, t, units, _far())
+        });
+    }
+
     /// @notice A voucher above quantity is refused, for a claim and for a seller's final close.
     function testFuzz_units_aboveQuantityRefused(
         uint256 buyerSeed,
@@ -367,7 +440,8 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         bool viaClose
     ) public {
         Parties memory p = _parties(buyerSeed, sellerSeed);
-        UsageEscrow.Activation memory t = _termsOf(p, 100_000, bound(quantitySeed, 1, MAX_QUANTITY));
+        UsageEscrow.Activation memory t =
+            _termsOf(p, 100_000, bound(quantitySeed, 1, MAX_QUANTITY));
         _fundAndActivate(p.buyerKey, t);
         uint256 units = bound(unitsSeed, t.quantity + 1, type(uint256).max);
         bytes memory v = _signVoucher(p.buyerKey, t, units);
@@ -554,7 +628,9 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         if (accepted) {
             bytes memory v = _signVoucher(p.buyerKey, t, 20);
             vm.expectRevert(
-                abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled)
+                abi.encodeWithSelector(
+                    UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled
+                )
             );
             vm.prank(p.seller);
             escrow.sellerClaim(t, 20, v);
@@ -582,9 +658,8 @@ contract UsageEscrowFuzzTest is EscrowFixture {
             escrow.buyerWithdraw(t);
         }
         assertEq(usdc.balanceOf(p.buyer), accepted ? refund : 0, "refund iff accepted");
-        assertEq(
-            usdc.balanceOf(address(escrow)), accepted ? escrowBefore - refund : escrowBefore, "escrow"
-        );
+        uint256 escrowAfter = accepted ? escrowBefore - refund : escrowBefore;
+        assertEq(usdc.balanceOf(address(escrow)), escrowAfter, "escrow");
     }
 
     // ---------------------------------------------------------------- signers

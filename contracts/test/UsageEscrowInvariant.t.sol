@@ -7,8 +7,9 @@ import {EscrowHandler} from "./utils/EscrowHandler.sol";
 import {UsageEscrow} from "../src/UsageEscrow.sol";
 
 /// @notice Invariants of the escrow under random sequences of activations, vouchers, closes,
-/// claims (direct, sponsored, batched), withdrawals and time warps by several buyers and sellers
-/// (see EscrowHandler). Money is tracked by ghost sums of measured balance changes.
+/// claims (direct, sponsored, through `batch` and `sellerClaimBatch`), withdrawals and time warps
+/// by several buyers and sellers (see EscrowHandler). Money is tracked by ghost sums of measured
+/// balance changes.
 contract UsageEscrowInvariantTest is EscrowFixture {
     /// @dev The shape forge reads from `targetSelectors()`.
     struct FuzzSelector {
@@ -43,7 +44,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
 
     /// @notice Only the handler's actions are fuzzed (not its views, nor `drain`).
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
-        bytes4[] memory selectors = new bytes4[](8);
+        bytes4[] memory selectors = new bytes4[](9);
         selectors[0] = EscrowHandler.activate.selector;
         selectors[1] = EscrowHandler.recordVoucher.selector;
         selectors[2] = EscrowHandler.claim.selector;
@@ -52,6 +53,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         selectors[5] = EscrowHandler.withdraw.selector;
         selectors[6] = EscrowHandler.warp.selector;
         selectors[7] = EscrowHandler.warpToBoundary.selector;
+        selectors[8] = EscrowHandler.claimBatch.selector;
         targets = new FuzzSelector[](1);
         targets[0] = FuzzSelector(address(handler), selectors);
     }
@@ -86,7 +88,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
             ) = handler.agreementAt(i);
             UsageEscrow.Escrow memory e = escrow.escrowOf(key);
             assertLe(paidToSeller + paidToBuyer, deposit, "paid <= deposit");
-            assertEq(paidToSeller, uint256(e.claimedUnits) * t.unitPrice, "seller got claimed x price");
+            assertEq(paidToSeller, uint256(e.claimedUnits) * t.unitPrice, "seller: claimed x p");
             assertEq(
                 paidToBuyer,
                 e.buyerWithdrawn ? (t.quantity - e.claimedUnits) * t.unitPrice : 0,
@@ -96,8 +98,8 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         for (uint256 i; i < ACTORS; ++i) {
             address b = handler.buyers(i);
             address s = handler.sellers(i);
-            assertLe(handler.ghostReceived(b), handler.ghostDepositsOf(b), "buyer <= its deposits");
-            assertLe(handler.ghostReceived(s), handler.ghostDepositsOf(s), "seller <= its deposits");
+            assertLe(handler.ghostReceived(b), handler.ghostDepositsOf(b), "buyer <= deposits");
+            assertLe(handler.ghostReceived(s), handler.ghostDepositsOf(s), "seller <= deposits");
             assertEq(usdc.balanceOf(s), handler.ghostReceived(s), "seller balance is its claims");
             assertEq(
                 usdc.balanceOf(b),
@@ -127,7 +129,8 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         assertEq(handler.claimedUnitsDecreases(), 0, handler.firstFailure());
         uint256 n = handler.agreementCount();
         for (uint256 i; i < n; ++i) {
-            (UsageEscrow.Activation memory t, bytes32 key,,,, uint256 highest) = handler.agreementAt(i);
+            (UsageEscrow.Activation memory t, bytes32 key,,,, uint256 highest) =
+                handler.agreementAt(i);
             uint256 claimed = escrow.escrowOf(key).claimedUnits;
             assertGe(claimed, highest, "claimedUnits below a value seen before");
             assertLe(claimed, t.quantity, "claimedUnits <= quantity");
@@ -152,7 +155,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         _assertAllSettledExactly();
     }
 
-    // ---------------------------------------------------------------- the handler reaches every path
+    // ---------------------------------------------------------------- every path is reached
 
     /// @notice A long deterministic pseudo-random sequence takes every path of the handler at
     /// least once (so the invariant runs are not vacuous), with the invariants holding throughout.
@@ -162,7 +165,9 @@ contract UsageEscrowInvariantTest is EscrowFixture {
             if (step % 50 == 49) _assertInvariants();
         }
         for (uint256 path; path < handler.PATHS(); ++path) {
-            assertGt(handler.hitsOf(path), 0, string.concat("path never taken: ", Strings.toString(path)));
+            assertGt(
+                handler.hitsOf(path), 0, string.concat("path never taken: ", Strings.toString(path))
+            );
         }
         assertGt(handler.agreementCount(), 20, "agreements");
         _assertInvariants();
@@ -175,8 +180,10 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         uint256 a = uint256(keccak256(abi.encode(r, 1)));
         uint256 b = uint256(keccak256(abi.encode(r, 2)));
         uint256 c = uint256(keccak256(abi.encode(r, 3)));
-        uint256 action = r % 16;
-        if (action < 2) {
+        uint256 action = r % 17;
+        if (action == 16) {
+            handler.claimBatch(a, b, c);
+        } else if (action < 2) {
             uint256 d = uint256(keccak256(abi.encode(r, 4)));
             handler.activate(a, b, c, d, a >> 128, b >> 128);
         } else if (action < 5) {

@@ -7,9 +7,10 @@ import {MockUSDC} from "../../src/mocks/MockUSDC.sol";
 
 /// @notice Drives the escrow for the invariant suite: activates agreements between a few buyers and
 /// sellers (real keys, vm.sign), records vouchers, and performs random closes, claims (direct,
-/// sponsored, batched), withdrawals and time warps. It keeps its own model of every agreement and
-/// predicts each call's outcome (success or the exact error); the invariants then compare the
-/// model, the ghost sums of money moved (measured as token balance changes) and the chain.
+/// sponsored, through `batch` and through `sellerClaimBatch`), withdrawals and time warps. It
+/// keeps its own model of every agreement and predicts each call's outcome (success or the exact
+/// error); the invariants then compare the model, the ghost sums of money moved (measured as token
+/// balance changes) and the chain.
 contract EscrowHandler {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
@@ -43,7 +44,10 @@ contract EscrowHandler {
     uint256 public constant AUTHORIZATION_EXPIRED = 21;
     uint256 public constant WARP = 22;
     uint256 public constant WARP_TO_BOUNDARY = 23;
-    uint256 public constant PATHS = 24;
+    uint256 public constant CLAIM_BATCH_PAID = 24;
+    uint256 public constant CLAIM_BATCH_SKIPPED = 25;
+    uint256 public constant CLAIM_BATCH_REFUSED = 26;
+    uint256 public constant PATHS = 27;
 
     /// @notice How often each path was taken (successes for the success paths).
     uint256[PATHS] public hits;
@@ -198,7 +202,11 @@ contract EscrowHandler {
         ghostDepositsOf[t.buyer] += deposit;
         ghostDepositsOf[t.seller] += deposit;
         ghostFeesPaidBy[t.buyer] += t.infraFee;
-        _hit(feeMode == 0 ? ACTIVATE_NO_FEE : feeMode == 1 ? ACTIVATE_FEE_PERMIT : ACTIVATE_FEE_APPROVED);
+        _hit(
+            feeMode == 0
+                ? ACTIVATE_NO_FEE
+                : feeMode == 1 ? ACTIVATE_FEE_PERMIT : ACTIVATE_FEE_APPROVED
+        );
         _checkAll();
     }
 
@@ -206,7 +214,7 @@ contract EscrowHandler {
     /// quantity (so regressions happen), sometimes exactly quantity.
     function recordVoucher(uint256 agreementSeed, uint256 unitsSeed) public {
         if (!_ensureAgreement(agreementSeed)) return;
-        Agreement storage a = _agreements[agreementSeed % _agreements.length];
+        Agreement storage a = _agreements[_index(agreementSeed, false)];
         uint256 q = a.terms.quantity;
         uint256 top = _maxVoucher(a);
         uint256 mode = unitsSeed % 4;
@@ -224,14 +232,20 @@ contract EscrowHandler {
     /// a lapsed authorization.
     function claim(uint256 agreementSeed, uint256 voucherSeed, uint256 mode) public {
         if (!_ensureAgreement(agreementSeed)) return;
-        Agreement storage a = _agreements[agreementSeed % _agreements.length];
-        _claim(a, _voucher(a, voucherSeed), mode % 3, voucherSeed);
+        Agreement storage a = _agreements[_index(agreementSeed, true)];
+        // Modes 0-1 direct, 2-4 sponsored, 5 sponsored with a lapsed authorization.
+        mode %= 6;
+        _claim(a, _voucher(a, voucherSeed), mode < 2 ? 0 : mode < 5 ? 1 : 2, voucherSeed);
     }
 
     /// @dev Claims `units`: mode 0 direct, 1 sponsored, 2 sponsored with a lapsed authorization.
-    function _claim(Agreement storage a, uint256 units, uint256 mode, uint256 voucherSeed) internal {
+    function _claim(Agreement storage a, uint256 units, uint256 mode, uint256 voucherSeed)
+        internal
+    {
         bool sponsored = mode != 0;
-        uint256 deadline = mode == 2 ? block.timestamp - 1 - (voucherSeed % 100) : block.timestamp + (voucherSeed % 1 days);
+        uint256 deadline = mode == 2
+            ? block.timestamp - 1 - (voucherSeed % 100)
+            : block.timestamp + (voucherSeed % 1 days);
         UsageEscrow.Activation memory t = a.terms;
         bytes memory voucher = _signVoucher(a, units);
         bytes memory auth = sponsored
@@ -241,10 +255,11 @@ contract EscrowHandler {
         bytes memory expected;
         if (mode == 2) {
             expected = abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline);
-        } else if (a.status != UsageEscrow.Status.Active && a.status != UsageEscrow.Status.Closing) {
+        } else if (!_open(a)) {
             expected = abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, a.status);
         } else if (units <= a.claimedUnits) {
-            expected = abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, units, a.claimedUnits);
+            expected =
+                abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, units, a.claimedUnits);
         }
 
         uint256 sellerBefore = usdc.balanceOf(t.seller);
@@ -284,9 +299,9 @@ contract EscrowHandler {
         _checkAll();
     }
 
-    /// @notice The relayer batches sponsored claims of one seller's agreements (its highest
-    /// voucher each). Atomic batches hold only good claims; a non-atomic batch ends with a replay
-    /// of its first claim, which must fail alone.
+    /// @notice The relayer runs sponsored claims of one seller's agreements (its highest
+    /// voucher each) through the generic `batch`. Atomic batches hold only good claims; a
+    /// non-atomic batch ends with a replay of its first claim, which must fail alone.
     function batchClaims(uint256 sellerSeed, uint256 countSeed, bool atomic) public {
         uint256 s = sellerSeed % ACTORS;
         uint256 limit = _bound(countSeed, 1, MAX_BATCH);
@@ -295,7 +310,7 @@ contract EscrowHandler {
         for (uint256 i; i < _agreements.length && n < limit; ++i) {
             Agreement storage a = _agreements[i];
             if (a.sellerIdx != s) continue;
-            if (a.status != UsageEscrow.Status.Active && a.status != UsageEscrow.Status.Closing) continue;
+            if (!_open(a)) continue;
             if (_maxVoucher(a) <= a.claimedUnits) continue;
             picked[n++] = i;
         }
@@ -343,11 +358,117 @@ contract EscrowHandler {
         _checkAll();
     }
 
+    /// @notice The relayer sends `sellerClaimBatch` over up to 20 claimable agreements of all
+    /// sellers (their highest vouchers, sellers interleaved), ending with a replay of its first
+    /// claim, which must be skipped. In one call out of four one authorization has lapsed, which
+    /// must revert the whole batch.
+    function claimBatch(uint256 startSeed, uint256 countSeed, uint256 mode) public {
+        if (!_ensureAgreement(startSeed)) return;
+        uint256[] memory picked = _claimable(startSeed, _bound(countSeed, 1, MAX_BATCH));
+        uint256 n = picked.length;
+        if (n == 0) return;
+        bool lapsed = mode % 4 == 3;
+        uint256 deadline = block.timestamp + (countSeed % 1 days);
+        uint256 lapsedDeadline = block.timestamp - 1;
+
+        UsageEscrow.SponsoredClaim[] memory claims = new UsageEscrow.SponsoredClaim[](n + 1);
+        uint256[ACTORS] memory owed;
+        for (uint256 j; j < n; ++j) {
+            Agreement storage a = _agreements[picked[j]];
+            uint256 units = _maxVoucher(a);
+            claims[j] = _sponsoredClaim(a, units, lapsed && j == n - 1 ? lapsedDeadline : deadline);
+            owed[a.sellerIdx] += (units - a.claimedUnits) * a.terms.unitPrice;
+        }
+        claims[n] = claims[0];
+
+        uint256[ACTORS] memory before;
+        for (uint256 k; k < ACTORS; ++k) {
+            before[k] = usdc.balanceOf(sellers[k]);
+        }
+        bool ok;
+        bytes memory err;
+        vm.prank(relayer);
+        try escrow.sellerClaimBatch(claims) {
+            ok = true;
+        } catch (bytes memory e) {
+            err = e;
+        }
+        bytes memory expected = lapsed
+            ? abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, lapsedDeadline)
+            : bytes("");
+        if (!_outcome("sellerClaimBatch", ok, err, expected)) return;
+        if (!ok) {
+            for (uint256 k; k < ACTORS; ++k) {
+                _checkPaid(sellers[k], before[k], 0, "refused batch paid");
+            }
+            _hit(CLAIM_BATCH_REFUSED);
+            _checkAll();
+            return;
+        }
+        for (uint256 k; k < ACTORS; ++k) {
+            _checkPaid(sellers[k], before[k], owed[k], "batch paid each seller its sum");
+            uint256 received = _received(sellers[k], before[k]);
+            ghostPaidToSellers += received;
+            ghostReceived[sellers[k]] += received;
+        }
+        for (uint256 j; j < n; ++j) {
+            Agreement storage a = _agreements[picked[j]];
+            uint256 units = _maxVoucher(a);
+            a.paidToSeller += (units - a.claimedUnits) * a.terms.unitPrice;
+            a.claimedUnits = units;
+            if (units == a.terms.quantity) {
+                a.status = UsageEscrow.Status.Settled;
+                a.buyerWithdrawn = true;
+                _hit(CLAIM_SETTLES_FULL);
+            }
+        }
+        _hit(CLAIM_BATCH_PAID);
+        _hit(CLAIM_BATCH_SKIPPED);
+        _checkAll();
+    }
+
+    /// @dev Up to `limit` open agreements with a voucher above what was claimed, in index order
+    /// from `seed`'s position (so sellers come interleaved).
+    function _claimable(uint256 seed, uint256 limit)
+        internal
+        view
+        returns (uint256[] memory picked)
+    {
+        uint256 len = _agreements.length;
+        picked = new uint256[](limit);
+        uint256 n;
+        uint256 start = seed % len;
+        for (uint256 k; k < len && n < limit; ++k) {
+            uint256 i = (start + k) % len;
+            Agreement storage a = _agreements[i];
+            if (_open(a) && _maxVoucher(a) > a.claimedUnits) picked[n++] = i;
+        }
+        assembly ("memory-safe") {
+            mstore(picked, n)
+        }
+    }
+
+    function _sponsoredClaim(Agreement storage a, uint256 units, uint256 deadline)
+        internal
+        view
+        returns (UsageEscrow.SponsoredClaim memory)
+    {
+        return UsageEscrow.SponsoredClaim({
+            terms: a.terms,
+            cumulativeUnits: units,
+            voucherSignature: _signVoucher(a, units),
+            deadline: deadline,
+            authorization: _sign(
+                _sellerKeys[a.sellerIdx], escrow.sellerClaimDigest(a.key, units, deadline)
+            )
+        });
+    }
+
     /// @notice The buyer or the seller closes, directly or sponsored; the seller with one of its
     /// vouchers (or none) as the final one.
     function close(uint256 agreementSeed, uint256 mode, uint256 finalSeed) public {
         if (!_ensureAgreement(agreementSeed)) return;
-        _close(_agreements[agreementSeed % _agreements.length], mode % 4, finalSeed);
+        _close(_agreements[_index(agreementSeed, false)], mode % 4, finalSeed);
     }
 
     function _close(Agreement storage a, uint256 mode, uint256 finalSeed) internal {
@@ -391,7 +512,8 @@ contract EscrowHandler {
     {
         bool allowed = a.status == UsageEscrow.Status.Active
             || (bySeller && a.status == UsageEscrow.Status.Closing);
-        return allowed ? bytes("") : abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, a.status);
+        if (allowed) return "";
+        return abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, a.status);
     }
 
     function _sendClose(
@@ -409,7 +531,9 @@ contract EscrowHandler {
             bytes memory auth =
                 _sign(signer, escrow.initiateCloseDigest(a.key, party, finalUnits, deadline));
             vm.prank(relayer);
-            try escrow.initiateCloseWithAuthorization(t, party, finalUnits, voucher, deadline, auth) {
+            try escrow.initiateCloseWithAuthorization(
+                t, party, finalUnits, voucher, deadline, auth
+            ) {
                 ok = true;
             } catch (bytes memory e) {
                 err = e;
@@ -428,7 +552,7 @@ contract EscrowHandler {
     /// window is open.
     function withdraw(uint256 agreementSeed, bool sponsored) public {
         if (!_ensureAgreement(agreementSeed)) return;
-        _withdraw(_agreements[agreementSeed % _agreements.length], sponsored);
+        _withdraw(_agreements[_index(agreementSeed, false)], sponsored);
     }
 
     function _withdraw(Agreement storage a, bool sponsored) internal {
@@ -499,7 +623,7 @@ contract EscrowHandler {
     /// (never backwards).
     function warpToBoundary(uint256 agreementSeed, uint256 offsetSeed) public {
         if (!_ensureAgreement(agreementSeed)) return;
-        Agreement storage a = _agreements[agreementSeed % _agreements.length];
+        Agreement storage a = _agreements[_index(agreementSeed, false)];
         uint256 boundary = a.status == UsageEscrow.Status.Closing && a.closesAt < _expiryOpen(a)
             ? a.closesAt
             : _expiryOpen(a);
@@ -538,8 +662,7 @@ contract EscrowHandler {
         vm.warp(latest);
         for (uint256 i; i < _agreements.length; ++i) {
             Agreement storage a = _agreements[i];
-            bool open = a.status == UsageEscrow.Status.Active || a.status == UsageEscrow.Status.Closing;
-            if (open && _maxVoucher(a) > a.claimedUnits) _claim(a, _maxVoucher(a), i % 2, i);
+            if (_open(a) && _maxVoucher(a) > a.claimedUnits) _claim(a, _maxVoucher(a), i % 2, i);
             if (!a.buyerWithdrawn) _withdraw(a, i % 2 == 1);
         }
     }
@@ -601,10 +724,33 @@ contract EscrowHandler {
         }
     }
 
-    /// @dev One of the seller's vouchers (0 when it holds none; the buyer would sign it anyway).
+    /// @dev One of the seller's vouchers (0 when it holds none; the buyer would sign it anyway):
+    /// half of the time the highest, which a seller would use; otherwise any, old ones included.
     function _voucher(Agreement storage a, uint256 seed) internal view returns (uint256) {
         if (a.vouchers.length == 0) return 0;
-        return a.vouchers[seed % a.vouchers.length];
+        if (seed % 2 == 0) return _maxVoucher(a);
+        return a.vouchers[(seed >> 1) % a.vouchers.length];
+    }
+
+    /// @dev An agreement index for `seed`: three times out of four the first agreement from
+    /// `seed`'s position that is still open (active or closing) and, when `claimable`, has a
+    /// voucher above what was claimed, so actions mostly meet live agreements; otherwise (or when
+    /// there is none) any agreement, settled ones included.
+    function _index(uint256 seed, bool claimable) internal view returns (uint256) {
+        uint256 n = _agreements.length;
+        uint256 start = seed % n;
+        if (uint256(keccak256(abi.encode(seed))) % 4 == 0) return start;
+        for (uint256 k; k < n; ++k) {
+            uint256 i = (start + k) % n;
+            Agreement storage a = _agreements[i];
+            if (_open(a) && (!claimable || _maxVoucher(a) > a.claimedUnits)) return i;
+        }
+        return start;
+    }
+
+    /// @dev Active or closing: the seller may still claim.
+    function _open(Agreement storage a) internal view returns (bool) {
+        return a.status == UsageEscrow.Status.Active || a.status == UsageEscrow.Status.Closing;
     }
 
     function _expiryOpen(Agreement storage a) internal view returns (uint256) {
@@ -675,7 +821,9 @@ contract EscrowHandler {
         }
     }
 
-    function _checkPaid(address payee, uint256 before, uint256 amount, string memory what) internal {
+    function _checkPaid(address payee, uint256 before, uint256 amount, string memory what)
+        internal
+    {
         _check(usdc.balanceOf(payee) == before + amount, what);
     }
 
