@@ -11,20 +11,8 @@ use support::DevChain;
 async fn relayer_activates_a_buyer_signed_agreement() {
     let chain = DevChain::start().await;
     let terms = chain.terms("e2e").await;
-    let (key, activation, funding, fee) = chain.sign_activation(&chain.buyer, &terms).await;
-
     let buyer_before = chain.balance(chain.buyer.address()).await;
-    let receipt = chain
-        .escrow
-        .activate(terms.clone(), activation, funding, fee)
-        .from(chain.relayer.address())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(receipt.status(), "activation reverted");
+    let (key, receipt) = chain.activate(&terms).await;
     assert_eq!(receipt.from, chain.relayer.address());
 
     // The key the contract derives is the one Rust computed, and the escrow is active.

@@ -5,8 +5,6 @@
 mod support;
 
 use alloy::primitives::{B256, Bytes, U256};
-use alloy::providers::Provider;
-use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
 use pactum::escrow::bindings::UsageEscrow;
 use pactum::escrow::typed_data::{Activation, BuyerWithdraw, SellerClaim};
@@ -19,11 +17,6 @@ const WITHDRAW_TARGET: u64 = 50_000;
 /// from growing, and stays below the anchor's 55,217 for the same step.
 const WITHDRAW_CEILING: u64 = 54_000;
 const BATCH: usize = 20;
-
-fn checked(receipt: TransactionReceipt) -> u64 {
-    assert!(receipt.status(), "transaction reverted");
-    receipt.gas_used
-}
 
 async fn sponsored_claim(
     chain: &DevChain,
@@ -47,7 +40,7 @@ async fn sponsored_claim_call(
     terms: &Activation,
     key: B256,
     units: u64,
-) -> Bytes {
+) -> UsageEscrow::sellerClaimWithAuthorizationCall {
     let claim = sponsored_claim(chain, terms, key, units).await;
     UsageEscrow::sellerClaimWithAuthorizationCall {
         terms: claim.terms,
@@ -56,95 +49,51 @@ async fn sponsored_claim_call(
         deadline: claim.deadline,
         authorization: claim.authorization,
     }
-    .abi_encode()
-    .into()
 }
 
 #[tokio::test]
 async fn escrow_actions_meet_their_gas_targets() {
     let chain = DevChain::start().await;
-    chain.mint(chain.seller.address(), USDC).await;
+    let (buyer, seller, relayer) =
+        (chain.buyer.address(), chain.seller.address(), chain.relayer.address());
+    chain.mint(seller, USDC).await;
     chain.mint(chain.fee_recipient, USDC).await;
     chain.activate(&chain.terms("warm-up").await).await;
 
     let mut no_fee = chain.terms("no-fee").await;
     no_fee.infraFee = U256::ZERO;
-    let (key_a, activate_no_fee) = chain.activate(&no_fee).await;
+    let (key_a, receipt) = chain.activate(&no_fee).await;
+    let activate_no_fee = receipt.gas_used;
     let terms_b = chain.terms("with-fee").await;
-    let (key_b, activate_with_fee) = chain.activate(&terms_b).await;
+    let (key_b, receipt) = chain.activate(&terms_b).await;
+    let activate_with_fee = receipt.gas_used;
 
-    let claim_direct = checked(
-        chain
-            .escrow
-            .sellerClaim(no_fee.clone(), U256::from(40), chain.voucher(key_a, 40))
-            .from(chain.seller.address())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-    );
-    let call = sponsored_claim_call(&chain, &terms_b, key_b, 40).await;
-    let claim_sponsored = checked(
-        chain
-            .provider
-            .send_transaction(
-                alloy::rpc::types::TransactionRequest::default()
-                    .from(chain.relayer.address())
-                    .to(*chain.escrow.address())
-                    .input(call.into()),
-            )
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-    );
+    let claim = UsageEscrow::sellerClaimCall {
+        terms: no_fee.clone(),
+        cumulativeUnits: U256::from(40),
+        voucherSignature: chain.voucher(key_a, 40),
+    };
+    let claim_direct = chain.send(seller, claim).await.gas_used;
+    let claim = sponsored_claim_call(&chain, &terms_b, key_b, 40).await;
+    let claim_sponsored = chain.send(relayer, claim).await.gas_used;
 
-    let close_buyer = checked(
-        chain
-            .escrow
-            .initiateClose(no_fee.clone(), U256::ZERO, Bytes::new())
-            .from(chain.buyer.address())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-    );
+    let close = UsageEscrow::initiateCloseCall {
+        terms: no_fee.clone(),
+        finalUnits: U256::ZERO,
+        voucherSignature: Bytes::new(),
+    };
+    let close_buyer = chain.send(buyer, close).await.gas_used;
     chain.advance(86_400 + 3600).await;
-    let withdraw_direct = checked(
-        chain
-            .escrow
-            .buyerWithdraw(no_fee.clone())
-            .from(chain.buyer.address())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-    );
+    let withdraw = UsageEscrow::buyerWithdrawCall { terms: no_fee.clone() };
+    let withdraw_direct = chain.send(buyer, withdraw).await.gas_used;
     let deadline = U256::from(chain.now().await + 3600);
-    let withdraw = BuyerWithdraw { agreementKey: key_b, deadline };
-    let withdraw_sponsored = checked(
-        chain
-            .escrow
-            .buyerWithdrawWithAuthorization(
-                terms_b.clone(),
-                deadline,
-                sign_typed(&chain.buyer, &withdraw, &chain.escrow_domain()),
-            )
-            .from(chain.relayer.address())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-    );
+    let authorization = BuyerWithdraw { agreementKey: key_b, deadline };
+    let withdraw = UsageEscrow::buyerWithdrawWithAuthorizationCall {
+        terms: terms_b.clone(),
+        deadline,
+        authorization: sign_typed(&chain.buyer, &authorization, &chain.escrow_domain()),
+    };
+    let withdraw_sponsored = chain.send(relayer, withdraw).await.gas_used;
 
     // 20 sponsored claims one by one, against 20 in one generic `batch` and 20 in one
     // `sellerClaimBatch`, on 60 fresh agreements of one seller.
@@ -162,55 +111,21 @@ async fn escrow_actions_meet_their_gas_targets() {
     }
     let mut single_total = 0;
     for (terms, key) in &singles {
-        let call = sponsored_claim_call(&chain, terms, *key, 30).await;
-        single_total += checked(
-            chain
-                .provider
-                .send_transaction(
-                    alloy::rpc::types::TransactionRequest::default()
-                        .from(chain.relayer.address())
-                        .to(*chain.escrow.address())
-                        .input(call.into()),
-                )
-                .await
-                .unwrap()
-                .get_receipt()
-                .await
-                .unwrap(),
-        );
+        let claim = sponsored_claim_call(&chain, terms, *key, 30).await;
+        single_total += chain.send(relayer, claim).await.gas_used;
     }
     let mut calls = Vec::new();
     for (terms, key) in &batched {
-        calls.push(sponsored_claim_call(&chain, terms, *key, 30).await);
+        calls.push(sponsored_claim_call(&chain, terms, *key, 30).await.abi_encode().into());
     }
-    let batch_receipt = chain
-        .escrow
-        .batch(calls, true)
-        .from(chain.relayer.address())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    let batch_total = checked(batch_receipt);
-
+    let batch = UsageEscrow::batchCall { calls, atomic: true };
+    let batch_total = chain.send(relayer, batch).await.gas_used;
     let mut claims = Vec::new();
     for (terms, key) in &claim_batched {
         claims.push(sponsored_claim(&chain, terms, *key, 30).await);
     }
-    let claim_batch_total = checked(
-        chain
-            .escrow
-            .sellerClaimBatch(claims)
-            .from(chain.relayer.address())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap(),
-    );
+    let claim_batch = UsageEscrow::sellerClaimBatchCall { claims };
+    let claim_batch_total = chain.send(relayer, claim_batch).await.gas_used;
     for (_, key) in batched.iter().chain(&claim_batched) {
         let state = chain.escrow.escrowOf(*key).call().await.unwrap();
         assert_eq!(state.claimedUnits, 30, "batched claim not applied");

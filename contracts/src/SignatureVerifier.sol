@@ -11,11 +11,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 /// than 27 or 28, so a signature cannot be made malleable into a second valid one.
 library SignatureVerifier {
     /// @notice True when `signature` is `signer`'s signature over `digest`.
-    function isValidNow(address signer, bytes32 digest, bytes calldata signature)
-        internal
-        view
-        returns (bool)
-    {
+    function isValidNow(address signer, bytes32 digest, bytes calldata signature) internal view returns (bool) {
         if (signer == address(0)) return false;
         if (signature.length == 65) {
             bytes32 r;
@@ -32,7 +28,6 @@ library SignatureVerifier {
         if (signer.code.length == 0) return false;
         (bool ok, bytes memory result) =
             signer.staticcall(abi.encodeCall(IERC1271.isValidSignature, (digest, signature)));
-        return ok && result.length >= 32
-            && abi.decode(result, (bytes32)) == bytes32(IERC1271.isValidSignature.selector);
+        return ok && result.length >= 32 && abi.decode(result, (bytes32)) == bytes32(IERC1271.isValidSignature.selector);
     }
 }

@@ -69,15 +69,13 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     bytes32 public constant USAGE_VOUCHER_TYPEHASH =
         keccak256("UsageVoucher(bytes32 agreementKey,uint256 cumulativeUnits)");
     /// @notice EIP-712 type of a party's authorization to initiate close on its behalf.
-    bytes32 public constant INITIATE_CLOSE_TYPEHASH = keccak256(
-        "InitiateClose(bytes32 agreementKey,address party,uint256 finalUnits,uint256 deadline)"
-    );
+    bytes32 public constant INITIATE_CLOSE_TYPEHASH =
+        keccak256("InitiateClose(bytes32 agreementKey,address party,uint256 finalUnits,uint256 deadline)");
     /// @notice EIP-712 type of the seller's authorization to claim on its behalf.
     bytes32 public constant SELLER_CLAIM_TYPEHASH =
         keccak256("SellerClaim(bytes32 agreementKey,uint256 cumulativeUnits,uint256 deadline)");
     /// @notice EIP-712 type of the buyer's authorization to withdraw on its behalf.
-    bytes32 public constant BUYER_WITHDRAW_TYPEHASH =
-        keccak256("BuyerWithdraw(bytes32 agreementKey,uint256 deadline)");
+    bytes32 public constant BUYER_WITHDRAW_TYPEHASH = keccak256("BuyerWithdraw(bytes32 agreementKey,uint256 deadline)");
 
     /// @notice The longest close window terms may ask for.
     uint256 public constant MAX_CLOSE_WINDOW = 365 days;
@@ -109,9 +107,7 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     /// @notice A party closed the agreement; the buyer may withdraw from `closesAt`.
     event CloseInitiated(bytes32 indexed agreementKey, address indexed initiator, uint256 closesAt);
     /// @notice The seller was paid `amount` for usage up to `cumulativeUnits`.
-    event UsageClaimed(
-        bytes32 indexed agreementKey, address indexed seller, uint256 cumulativeUnits, uint256 amount
-    );
+    event UsageClaimed(bytes32 indexed agreementKey, address indexed seller, uint256 cumulativeUnits, uint256 amount);
     /// @notice The buyer took back the unused part of the deposit.
     event BuyerWithdrawn(bytes32 indexed agreementKey, address indexed buyer, uint256 amount);
     /// @notice The split is final: `sellerAmount` to the seller in all, `buyerAmount` to the buyer.
@@ -170,10 +166,9 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     constructor(IFiatToken token_, ISanctionsOracle sanctionsOracle_, address feeRecipient_)
         EIP712("Pactum UsageEscrow", "2")
     {
-        if (
-            address(token_) == address(0) || address(sanctionsOracle_) == address(0)
-                || feeRecipient_ == address(0)
-        ) revert ZeroAddress();
+        if (address(token_) == address(0) || address(sanctionsOracle_) == address(0) || feeRecipient_ == address(0)) {
+            revert ZeroAddress();
+        }
         token = token_;
         sanctionsOracle = sanctionsOracle_;
         feeRecipient = feeRecipient_;
@@ -195,7 +190,9 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         bytes calldata fundingSignature,
         bytes calldata feePermitSignature
     ) external nonReentrant returns (bytes32 key) {
-        if (block.timestamp >= terms.activateBy) revert ActivationExpired(terms.activateBy);
+        if (block.timestamp >= terms.activateBy) {
+            revert ActivationExpired(terms.activateBy);
+        }
         _checkTerms(terms);
         key = agreementKey(terms);
         if (_escrows[key].status != Status.None) revert AlreadyActivated(key);
@@ -210,9 +207,7 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
 
         uint256 deposit = terms.quantity * terms.unitPrice;
         uint256 balanceBefore = token.balanceOf(address(this));
-        token.receiveWithAuthorization(
-            terms.buyer, address(this), deposit, 0, terms.activateBy, key, fundingSignature
-        );
+        token.receiveWithAuthorization(terms.buyer, address(this), deposit, 0, terms.activateBy, key, fundingSignature);
         uint256 received = token.balanceOf(address(this)) - balanceBefore;
         if (received != deposit) revert DepositMismatch(deposit, received);
 
@@ -226,11 +221,10 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     /// @notice Closes the agreement from the caller's own wallet (buyer or seller).
     /// @dev A buyer starts the close window. A seller's close is final: the seller is paid up to
     /// `finalUnits` (with the buyer's voucher for it) and the buyer may withdraw the rest at once.
-    function initiateClose(
-        Activation calldata terms,
-        uint256 finalUnits,
-        bytes calldata voucherSignature
-    ) external nonReentrant {
+    function initiateClose(Activation calldata terms, uint256 finalUnits, bytes calldata voucherSignature)
+        external
+        nonReentrant
+    {
         _initiateClose(terms, agreementKey(terms), msg.sender, finalUnits, voucherSignature);
     }
 
@@ -257,11 +251,10 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
 
     /// @notice Pays the seller, from its own wallet, for usage up to `cumulativeUnits`.
     /// @param voucherSignature The buyer's `UsageVoucher` signature for `cumulativeUnits`.
-    function sellerClaim(
-        Activation calldata terms,
-        uint256 cumulativeUnits,
-        bytes calldata voucherSignature
-    ) external nonReentrant {
+    function sellerClaim(Activation calldata terms, uint256 cumulativeUnits, bytes calldata voucherSignature)
+        external
+        nonReentrant
+    {
         if (msg.sender != terms.seller) revert NotParty(msg.sender);
         _claim(terms, agreementKey(terms), cumulativeUnits, voucherSignature);
     }
@@ -293,17 +286,13 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     }
 
     /// @notice `buyerWithdraw` on the buyer's behalf, under its `BuyerWithdraw` authorization.
-    function buyerWithdrawWithAuthorization(
-        Activation calldata terms,
-        uint256 deadline,
-        bytes calldata authorization
-    ) external nonReentrant {
+    function buyerWithdrawWithAuthorization(Activation calldata terms, uint256 deadline, bytes calldata authorization)
+        external
+        nonReentrant
+    {
         bytes32 key = agreementKey(terms);
         _requireAuthorization(
-            terms.buyer,
-            keccak256(abi.encode(BUYER_WITHDRAW_TYPEHASH, key, deadline)),
-            deadline,
-            authorization
+            terms.buyer, keccak256(abi.encode(BUYER_WITHDRAW_TYPEHASH, key, deadline)), deadline, authorization
         );
         _withdraw(terms, key);
     }
@@ -331,10 +320,7 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
             );
             _checkVoucher(c.terms, key, c.cumulativeUnits, c.voucherSignature);
             Escrow memory e = _escrows[key];
-            if (
-                (e.status != Status.Active && e.status != Status.Closing)
-                    || c.cumulativeUnits <= e.claimedUnits
-            ) {
+            if ((e.status != Status.Active && e.status != Status.Closing) || c.cumulativeUnits <= e.claimedUnits) {
                 emit ClaimSkipped(key, c.cumulativeUnits);
                 continue;
             }
@@ -355,10 +341,7 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     /// direct-path calls in a batch act for that sender only, and authorized calls need their
     /// party's signature as always. Every entry point keeps its own reentrancy guard.
     /// @return succeeded Whether each call succeeded.
-    function batch(bytes[] calldata calls, bool atomic)
-        external
-        returns (bool[] memory succeeded)
-    {
+    function batch(bytes[] calldata calls, bool atomic) external returns (bool[] memory succeeded) {
         succeeded = new bool[](calls.length);
         for (uint256 i; i < calls.length; ++i) {
             (bool ok, bytes memory result) = address(this).delegatecall(calls[i]);
@@ -395,11 +378,7 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     }
 
     /// @notice The digest the buyer signs for a `UsageVoucher`.
-    function usageVoucherDigest(bytes32 key, uint256 cumulativeUnits)
-        public
-        view
-        returns (bytes32)
-    {
+    function usageVoucherDigest(bytes32 key, uint256 cumulativeUnits) public view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(USAGE_VOUCHER_TYPEHASH, key, cumulativeUnits)));
     }
 
@@ -409,20 +388,12 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         view
         returns (bytes32)
     {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(INITIATE_CLOSE_TYPEHASH, key, party, finalUnits, deadline))
-        );
+        return _hashTypedDataV4(keccak256(abi.encode(INITIATE_CLOSE_TYPEHASH, key, party, finalUnits, deadline)));
     }
 
     /// @notice The digest the seller signs for a `SellerClaim` authorization.
-    function sellerClaimDigest(bytes32 key, uint256 cumulativeUnits, uint256 deadline)
-        external
-        view
-        returns (bytes32)
-    {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(SELLER_CLAIM_TYPEHASH, key, cumulativeUnits, deadline))
-        );
+    function sellerClaimDigest(bytes32 key, uint256 cumulativeUnits, uint256 deadline) external view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(SELLER_CLAIM_TYPEHASH, key, cumulativeUnits, deadline)));
     }
 
     /// @notice The digest the buyer signs for a `BuyerWithdraw` authorization.
@@ -448,9 +419,12 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         Escrow memory e = _escrows[key];
         if (party == terms.buyer) {
             if (e.status != Status.Active) revert InvalidStatus(e.status);
-            // Safe: timestamps stay below 2^40 for some 30,000 years.
+            // The window runs from the close, or from expiry when the buyer closes after it, so
+            // `closesAt` is exactly when withdraw opens.
+            uint256 from = block.timestamp < terms.expiry ? block.timestamp : terms.expiry;
+            // Safe: expiry is at most MAX_EXPIRY, so this is below 2^40 (_checkTerms).
             // forge-lint: disable-next-line(unsafe-typecast)
-            uint40 closesAt = uint40(block.timestamp + terms.closeWindow);
+            uint40 closesAt = uint40(from + terms.closeWindow);
             _escrows[key] = Escrow(Status.Closing, false, closesAt, e.claimedUnits);
             emit CloseInitiated(key, party, closesAt);
         } else if (party == terms.seller) {
@@ -483,12 +457,9 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    function _claim(
-        Activation calldata terms,
-        bytes32 key,
-        uint256 cumulativeUnits,
-        bytes calldata voucherSignature
-    ) private {
+    function _claim(Activation calldata terms, bytes32 key, uint256 cumulativeUnits, bytes calldata voucherSignature)
+        private
+    {
         Escrow memory e = _escrows[key];
         if (e.status != Status.Active && e.status != Status.Closing) revert InvalidStatus(e.status);
         if (cumulativeUnits <= e.claimedUnits) revert NothingToClaim(cumulativeUnits, e.claimedUnits);
@@ -498,12 +469,10 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
 
     /// @dev Moves `claimedUnits` forward to `cumulativeUnits` (checked by the caller) and returns
     /// what the seller is owed for it; reaching `quantity` settles the agreement.
-    function _recordClaim(
-        Activation calldata terms,
-        bytes32 key,
-        Escrow memory e,
-        uint256 cumulativeUnits
-    ) private returns (uint256 amount) {
+    function _recordClaim(Activation calldata terms, bytes32 key, Escrow memory e, uint256 cumulativeUnits)
+        private
+        returns (uint256 amount)
+    {
         amount = (cumulativeUnits - e.claimedUnits) * terms.unitPrice;
         if (cumulativeUnits == terms.quantity) {
             // Everything is used: the split is final and the buyer has nothing to withdraw.
@@ -536,16 +505,12 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         if (amount != 0) _pay(terms.buyer, amount);
     }
 
-    /// @dev A settled agreement is open at once; otherwise withdraw opens at the end of the close
-    /// window, or at expiry plus the close window, whichever comes first.
-    function _withdrawOpensAt(Activation calldata terms, Escrow memory e)
-        private
-        pure
-        returns (uint256 opensAt)
-    {
+    /// @dev A settled agreement is open at once; a closing one at `closesAt` (never later than
+    /// expiry plus the close window); an active one at expiry plus the close window.
+    function _withdrawOpensAt(Activation calldata terms, Escrow memory e) private pure returns (uint256) {
         if (e.status == Status.Settled) return 0;
-        opensAt = terms.expiry + terms.closeWindow;
-        if (e.status == Status.Closing && e.closesAt < opensAt) opensAt = e.closesAt;
+        if (e.status == Status.Closing) return e.closesAt;
+        return terms.expiry + terms.closeWindow;
     }
 
     function _pay(address to, uint256 amount) private {
@@ -567,12 +532,10 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    function _requireAuthorization(
-        address party,
-        bytes32 structHash,
-        uint256 deadline,
-        bytes calldata authorization
-    ) private view {
+    function _requireAuthorization(address party, bytes32 structHash, uint256 deadline, bytes calldata authorization)
+        private
+        view
+    {
         if (block.timestamp > deadline) revert AuthorizationExpired(deadline);
         if (!SignatureVerifier.isValidNow(party, _hashTypedDataV4(structHash), authorization)) {
             revert InvalidSignature();
@@ -583,9 +546,8 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         if (feePermitSignature.length != 0) {
             // Anyone may submit a seen permit first; that only sets the same allowance, so a
             // failed permit is ignored and the allowance decides.
-            try token.permit(
-                terms.buyer, address(this), terms.infraFee, terms.activateBy, feePermitSignature
-            ) {} catch {}
+            try token.permit(terms.buyer, address(this), terms.infraFee, terms.activateBy, feePermitSignature) {}
+                catch {}
         }
         if (token.allowance(terms.buyer, address(this)) < terms.infraFee) {
             revert InfraFeeNotAuthorized();
@@ -594,8 +556,7 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     }
 
     function _checkTerms(Activation calldata terms) private view {
-        if (terms.buyer == address(0) || terms.seller == address(0) || terms.buyer == terms.seller)
-        {
+        if (terms.buyer == address(0) || terms.seller == address(0) || terms.buyer == terms.seller) {
             revert InvalidParties();
         }
         if (terms.quantity == 0 || terms.quantity > type(uint64).max) revert InvalidQuantity();
@@ -620,9 +581,8 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     }
 
     function _requireNotSanctioned(address account) private view {
-        (bool ok, bytes memory result) = address(sanctionsOracle).staticcall(
-            abi.encodeCall(ISanctionsOracle.isSanctioned, (account))
-        );
+        (bool ok, bytes memory result) =
+            address(sanctionsOracle).staticcall(abi.encodeCall(ISanctionsOracle.isSanctioned, (account)));
         if (!ok || result.length < 32) revert SanctionsOracleFailed();
         // Any non-zero word counts as listed, so a malformed answer fails closed too.
         if (abi.decode(result, (uint256)) != 0) revert SanctionedAddress(account);

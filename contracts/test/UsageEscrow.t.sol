@@ -21,16 +21,6 @@ contract UsageEscrowTest is EscrowFixture {
 
     // ---------------------------------------------------------------- helpers
 
-    /// @dev The three buyer signatures activation needs (the fee permit only when a fee applies).
-    function _signAll(UsageEscrow.Activation memory t)
-        internal
-        returns (bytes memory activationSig, bytes memory fundingSig, bytes memory feeSig)
-    {
-        activationSig = _signActivation(buyerKey, t);
-        fundingSig = _signFunding(buyerKey, t);
-        feeSig = t.infraFee == 0 ? bytes("") : _signFeePermit(buyerKey, t);
-    }
-
     /// @dev Expects `activate(t)` with the buyer's real signatures to revert with `reason`.
     function _expectActivateRevert(UsageEscrow.Activation memory t, bytes memory reason) internal {
         (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
@@ -176,16 +166,7 @@ contract UsageEscrowTest is EscrowFixture {
 
         vm.expectEmit(true, true, true, true, address(escrow));
         emit UsageEscrow.EscrowActivated(
-            key,
-            t.agreementId,
-            buyer,
-            seller,
-            t.unitPrice,
-            t.quantity,
-            DEPOSIT,
-            t.infraFee,
-            t.expiry,
-            t.closeWindow
+            key, t.agreementId, buyer, seller, t.unitPrice, t.quantity, DEPOSIT, t.infraFee, t.expiry, t.closeWindow
         );
         vm.prank(relayer);
         escrow.activate(t, a, f, p);
@@ -418,10 +399,7 @@ contract UsageEscrowTest is EscrowFixture {
         _expectActivateRevert(
             t,
             abi.encodeWithSelector(
-                MockUSDC.InsufficientBalance.selector,
-                buyer,
-                usdc.balanceOf(buyer),
-                t.quantity * t.unitPrice
+                MockUSDC.InsufficientBalance.selector, buyer, usdc.balanceOf(buyer), t.quantity * t.unitPrice
             )
         );
     }
@@ -911,8 +889,8 @@ contract UsageEscrowTest is EscrowFixture {
         bytes32 key = _activate(t);
         vm.warp(t.expiry + 10 minutes);
         _closeAsBuyer(t);
-        assertEq(escrow.escrowOf(key).closesAt, t.expiry + 10 minutes + t.closeWindow);
-        assertEq(escrow.withdrawOpensAt(t), t.expiry + t.closeWindow, "the earlier bound wins");
+        assertEq(escrow.escrowOf(key).closesAt, t.expiry + t.closeWindow, "window runs from expiry");
+        assertEq(escrow.withdrawOpensAt(t), t.expiry + t.closeWindow);
 
         vm.warp(t.expiry + t.closeWindow);
         uint256 buyerBefore = usdc.balanceOf(buyer);
@@ -1361,12 +1339,10 @@ contract UsageEscrowTest is EscrowFixture {
         b.infraFee = 0;
         b.salt = keccak256("other");
         bytes[] memory calls = new bytes[](2);
-        calls[0] = abi.encodeCall(
-            UsageEscrow.activate, (a, _signActivation(buyerKey, a), _signFunding(buyerKey, a), "")
-        );
-        calls[1] = abi.encodeCall(
-            UsageEscrow.activate, (b, _signActivation(buyerKey, b), _signFunding(buyerKey, b), "")
-        );
+        calls[0] =
+            abi.encodeCall(UsageEscrow.activate, (a, _signActivation(buyerKey, a), _signFunding(buyerKey, a), ""));
+        calls[1] =
+            abi.encodeCall(UsageEscrow.activate, (b, _signActivation(buyerKey, b), _signFunding(buyerKey, b), ""));
         bytes32 keyA = _keyOf(a);
         bytes32 keyB = _keyOf(b);
 
@@ -1483,8 +1459,7 @@ contract UsageEscrowTest is EscrowFixture {
             )
         );
         assertEq(
-            escrow.USAGE_VOUCHER_TYPEHASH(),
-            keccak256("UsageVoucher(bytes32 agreementKey,uint256 cumulativeUnits)")
+            escrow.USAGE_VOUCHER_TYPEHASH(), keccak256("UsageVoucher(bytes32 agreementKey,uint256 cumulativeUnits)")
         );
         assertEq(
             escrow.INITIATE_CLOSE_TYPEHASH(),
@@ -1494,9 +1469,7 @@ contract UsageEscrowTest is EscrowFixture {
             escrow.SELLER_CLAIM_TYPEHASH(),
             keccak256("SellerClaim(bytes32 agreementKey,uint256 cumulativeUnits,uint256 deadline)")
         );
-        assertEq(
-            escrow.BUYER_WITHDRAW_TYPEHASH(), keccak256("BuyerWithdraw(bytes32 agreementKey,uint256 deadline)")
-        );
+        assertEq(escrow.BUYER_WITHDRAW_TYPEHASH(), keccak256("BuyerWithdraw(bytes32 agreementKey,uint256 deadline)"));
     }
 
     function test_DomainSeparatorMatchesEip712Domain() public view {

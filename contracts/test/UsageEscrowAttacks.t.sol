@@ -91,21 +91,11 @@ contract UsageEscrowAttacksTest is EscrowFixture {
     uint256 internal constant DEPOSIT = 10_000_000;
     uint256 internal constant FEE = 100_000;
     /// @dev The secp256k1 group order: (r, n - s) with the other v is the high-s twin of (r, s).
-    uint256 internal constant SECP256K1_N =
-        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+    uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
 
     address internal attacker = address(0xA77AC4);
 
     // ---------------------------------------------------------------- helpers
-
-    function _signAll(UsageEscrow.Activation memory t)
-        internal
-        returns (bytes memory activationSig, bytes memory fundingSig, bytes memory feeSig)
-    {
-        activationSig = _signActivation(buyerKey, t);
-        fundingSig = _signFunding(buyerKey, t);
-        feeSig = t.infraFee == 0 ? bytes("") : _signFeePermit(buyerKey, t);
-    }
 
     /// @dev Signs `t` for deployment `other` instead of the default escrow.
     function _signAllFor(UsageEscrow other, UsageEscrow.Activation memory t)
@@ -1325,9 +1315,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
     }
 
     function test_RevertWhen_OracleAnswersNothing() public {
-        escrow = new UsageEscrow(
-            IFiatToken(address(usdc)), ISanctionsOracle(address(new SilentOracle())), feeRecipient
-        );
+        escrow = new UsageEscrow(IFiatToken(address(usdc)), ISanctionsOracle(address(new SilentOracle())), feeRecipient);
         UsageEscrow.Activation memory t = _terms();
         (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
 
@@ -1338,9 +1326,8 @@ contract UsageEscrowAttacksTest is EscrowFixture {
 
     /// A malformed (non-boolean) answer counts as listed: screening fails closed.
     function test_RevertWhen_OracleAnswersGarbage() public {
-        escrow = new UsageEscrow(
-            IFiatToken(address(usdc)), ISanctionsOracle(address(new GarbageOracle())), feeRecipient
-        );
+        escrow =
+            new UsageEscrow(IFiatToken(address(usdc)), ISanctionsOracle(address(new GarbageOracle())), feeRecipient);
         UsageEscrow.Activation memory t = _terms();
         (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
 

@@ -28,7 +28,7 @@ contract UsageEscrowClaimBatchTest is EscrowFixture {
         UsageEscrow.Activation memory t,
         uint256 sellerKey_,
         uint256 units
-    ) internal returns (UsageEscrow.SponsoredClaim memory) {
+    ) internal view returns (UsageEscrow.SponsoredClaim memory) {
         uint256 deadline = block.timestamp + 1 hours;
         return UsageEscrow.SponsoredClaim({
             terms: t,

@@ -6,7 +6,7 @@ import {UsageEscrow} from "../src/UsageEscrow.sol";
 
 /// @dev Cheatcodes this file needs beyond utils/Vm.sol.
 interface GasVm {
-    /// @notice Marks `target`'s account and storage cold, as at the start of a new transaction.
+    /// @notice Marks `target`'s storage cold again (in forge 1.7, not its account address).
     function cool(address target) external;
     /// @notice Records `value` under `name` in the snapshots file of this test contract.
     function snapshotValue(string calldata name, uint256 value) external;

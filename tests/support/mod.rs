@@ -7,9 +7,10 @@ use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{Eip712Domain, SolStruct};
+use alloy::sol_types::{Eip712Domain, SolCall, SolStruct};
 use pactum::chain::toolchain;
 use pactum::escrow::bindings::{MockSanctionsOracle, MockUSDC, UsageEscrow};
 use pactum::escrow::typed_data::{self, Activation};
@@ -159,21 +160,28 @@ impl DevChain {
         let _: serde_json::Value = self.provider.raw_request("evm_mine".into(), ()).await.unwrap();
     }
 
-    /// Activates `terms` through the relayer and returns the agreement key and the gas used.
-    pub async fn activate(&self, terms: &Activation) -> (B256, u64) {
+    /// Sends `call` to the escrow from `from` and waits for its receipt; panics if it reverts.
+    pub async fn send<C: SolCall>(&self, from: Address, call: C) -> TransactionReceipt {
+        let tx = TransactionRequest::default()
+            .from(from)
+            .to(*self.escrow.address())
+            .input(call.abi_encode().into());
+        let receipt =
+            self.provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+        assert!(receipt.status(), "{} reverted", C::SIGNATURE);
+        receipt
+    }
+
+    /// Activates `terms` through the relayer and returns the agreement key and the receipt.
+    pub async fn activate(&self, terms: &Activation) -> (B256, TransactionReceipt) {
         let (key, activation, funding, fee) = self.sign_activation(&self.buyer, terms).await;
-        let receipt = self
-            .escrow
-            .activate(terms.clone(), activation, funding, fee)
-            .from(self.relayer.address())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        assert!(receipt.status(), "activation reverted");
-        (key, receipt.gas_used)
+        let call = UsageEscrow::activateCall {
+            terms: terms.clone(),
+            buyerSignature: activation,
+            fundingSignature: funding,
+            feePermitSignature: fee,
+        };
+        (key, self.send(self.relayer.address(), call).await)
     }
 
     /// The buyer's voucher for `units` in all.

@@ -29,31 +29,17 @@ interface IFiatToken is IERC20 {
     ) external;
 
     /// @notice Cancels an unused authorization nonce of `authorizer`.
-    function cancelAuthorization(address authorizer, bytes32 nonce, bytes memory signature)
-        external;
+    function cancelAuthorization(address authorizer, bytes32 nonce, bytes memory signature) external;
 
     /// @notice True when `nonce` of `authorizer` has been used or cancelled.
     function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
 
     /// @notice EIP-2612 permit with a `bytes` signature (ECDSA or ERC-1271).
-    function permit(
-        address owner,
-        address spender,
-        uint256 value,
-        uint256 deadline,
-        bytes memory signature
-    ) external;
+    function permit(address owner, address spender, uint256 value, uint256 deadline, bytes memory signature) external;
 
     /// @notice EIP-2612 permit with a split ECDSA signature.
-    function permit(
-        address owner,
-        address spender,
-        uint256 value,
-        uint256 deadline,
-        uint8 v,
-        bytes32 r,
-        bytes32 s
-    ) external;
+    function permit(address owner, address spender, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        external;
 
     /// @notice The EIP-2612 nonce of `owner`.
     function nonces(address owner) external view returns (uint256);

@@ -98,7 +98,7 @@ abstract contract EscrowFixture is Test {
     }
 
     function _signActivation(uint256 key, UsageEscrow.Activation memory t)
-        internal
+        internal view
         returns (bytes memory)
     {
         return _sign(key, _keyOf(t));
@@ -107,6 +107,7 @@ abstract contract EscrowFixture is Test {
     /// @notice The buyer's USDC ReceiveWithAuthorization as the escrow asks for it.
     function _signFunding(uint256 key, UsageEscrow.Activation memory t)
         internal
+        view
         returns (bytes memory)
     {
         return _signFundingFor(key, address(usdc), address(escrow), t);
@@ -117,7 +118,7 @@ abstract contract EscrowFixture is Test {
         address token,
         address escrowAddress,
         UsageEscrow.Activation memory t
-    ) internal returns (bytes memory) {
+    ) internal view returns (bytes memory) {
         bytes32 structHash = keccak256(
             abi.encode(
                 RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
@@ -134,7 +135,7 @@ abstract contract EscrowFixture is Test {
 
     /// @notice The buyer's EIP-2612 permit of the infra fee to the escrow.
     function _signFeePermit(uint256 key, UsageEscrow.Activation memory t)
-        internal
+        internal view
         returns (bytes memory)
     {
         bytes32 structHash = keccak256(
@@ -146,21 +147,21 @@ abstract contract EscrowFixture is Test {
     }
 
     function _signVoucher(uint256 key, UsageEscrow.Activation memory t, uint256 units)
-        internal
+        internal view
         returns (bytes memory)
     {
         return _sign(key, escrow.usageVoucherDigest(_keyOf(t), units));
     }
 
     function _signClaim(uint256 key, UsageEscrow.Activation memory t, uint256 units, uint256 deadline)
-        internal
+        internal view
         returns (bytes memory)
     {
         return _sign(key, escrow.sellerClaimDigest(_keyOf(t), units, deadline));
     }
 
     function _signWithdraw(uint256 key, UsageEscrow.Activation memory t, uint256 deadline)
-        internal
+        internal view
         returns (bytes memory)
     {
         return _sign(key, escrow.buyerWithdrawDigest(_keyOf(t), deadline));
@@ -172,22 +173,125 @@ abstract contract EscrowFixture is Test {
         address party,
         uint256 finalUnits,
         uint256 deadline
-    ) internal returns (bytes memory) {
+    ) internal view returns (bytes memory) {
         return _sign(key, escrow.initiateCloseDigest(_keyOf(t), party, finalUnits, deadline));
+    }
+
+    /// @notice The buyer's three signatures for `t`: activation, funding, and the fee permit
+    /// (empty when there is no fee).
+    function _signAll(UsageEscrow.Activation memory t)
+        internal
+        view
+        returns (bytes memory activationSig, bytes memory fundingSig, bytes memory feeSig)
+    {
+        activationSig = _signActivation(buyerKey, t);
+        fundingSig = _signFunding(buyerKey, t);
+        feeSig = t.infraFee == 0 ? bytes("") : _signFeePermit(buyerKey, t);
     }
 
     // ---------------------------------------------------------------- flows
 
     /// @notice Activates `t` with all three buyer signatures, sent by the relayer.
     function _activate(UsageEscrow.Activation memory t) internal returns (bytes32 key) {
-        bytes memory activationSig = _signActivation(buyerKey, t);
-        bytes memory fundingSig = _signFunding(buyerKey, t);
-        bytes memory feeSig = t.infraFee == 0 ? bytes("") : _signFeePermit(buyerKey, t);
+        (bytes memory activationSig, bytes memory fundingSig, bytes memory feeSig) = _signAll(t);
         vm.prank(relayer);
         key = escrow.activate(t, activationSig, fundingSig, feeSig);
     }
 
     function _status(bytes32 key) internal view returns (UsageEscrow.Status) {
         return escrow.escrowOf(key).status;
+    }
+
+    /// @notice Activates `t` and warps to `expiry + closeWindow`, when the buyer may withdraw
+    /// without a close.
+    function _activateAndWarpToWithdraw(UsageEscrow.Activation memory t) internal returns (bytes32 key) {
+        key = _activate(t);
+        vm.warp(t.expiry + t.closeWindow);
+    }
+
+    /// @notice The seller claims `units` directly with the buyer's voucher.
+    function _claim(UsageEscrow.Activation memory t, uint256 units) internal {
+        bytes memory voucher = _signVoucher(buyerKey, t, units);
+        vm.prank(seller);
+        escrow.sellerClaim(t, units, voucher);
+    }
+
+    /// @notice The relayer claims `units` for the seller with the buyer's voucher and the seller's
+    /// SellerClaim authorization; expects `expectedError` when it is not empty. Everything is signed
+    /// before the expectation, which applies to the very next call.
+    function _claimWithAuthorization(
+        UsageEscrow.Activation memory t,
+        uint256 units,
+        uint256 deadline,
+        bytes memory expectedError
+    ) internal {
+        bytes memory voucher = _signVoucher(buyerKey, t, units);
+        bytes memory auth = _signClaim(sellerKey, t, units, deadline);
+        if (expectedError.length != 0) vm.expectRevert(expectedError);
+        vm.prank(relayer);
+        escrow.sellerClaimWithAuthorization(t, units, voucher, deadline, auth);
+    }
+
+    /// @notice The relayer withdraws for the buyer with its BuyerWithdraw authorization; expects
+    /// `expectedError` when it is not empty.
+    function _withdrawWithAuthorization(
+        UsageEscrow.Activation memory t,
+        uint256 deadline,
+        bytes memory expectedError
+    ) internal {
+        bytes memory auth = _signWithdraw(buyerKey, t, deadline);
+        if (expectedError.length != 0) vm.expectRevert(expectedError);
+        vm.prank(relayer);
+        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+    }
+
+    function _closeAsBuyer(UsageEscrow.Activation memory t) internal {
+        vm.prank(buyer);
+        escrow.initiateClose(t, 0, "");
+    }
+
+    /// @notice The seller closes with no new units: the agreement settles at once.
+    function _closeAsSeller(UsageEscrow.Activation memory t) internal {
+        vm.prank(seller);
+        escrow.initiateClose(t, 0, "");
+    }
+
+    function _withdrawAsBuyer(UsageEscrow.Activation memory t) internal {
+        vm.prank(buyer);
+        escrow.buyerWithdraw(t);
+    }
+
+    /// @notice Revert data of a custom error without arguments.
+    function _err(bytes4 selector) internal pure returns (bytes memory) {
+        return abi.encodePacked(selector);
+    }
+
+    /// @notice Expects `activate(t)` with the buyer's real signatures to revert with `reason`,
+    /// moving no money.
+    function _expectActivateRevert(UsageEscrow.Activation memory t, bytes memory reason) internal {
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        _expectActivateRevert(t, a, f, p, reason);
+    }
+
+    /// @notice Expects `activate(t, a, f, p)` sent by the relayer to revert with `reason`, and
+    /// checks that neither the buyer's nor the escrow's balance moved.
+    function _expectActivateRevert(
+        UsageEscrow.Activation memory t,
+        bytes memory a,
+        bytes memory f,
+        bytes memory p,
+        bytes memory reason
+    ) internal {
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+        uint256 escrowBefore = usdc.balanceOf(address(escrow));
+        vm.prank(relayer);
+        vm.expectRevert(reason);
+        escrow.activate(t, a, f, p);
+        assertEq(usdc.balanceOf(buyer), buyerBefore, "buyer balance moved");
+        assertEq(usdc.balanceOf(address(escrow)), escrowBefore, "escrow balance moved");
+    }
+
+    function _assertEscrowHolds(uint256 amount) internal view {
+        assertEq(usdc.balanceOf(address(escrow)), amount, "escrow balance");
     }
 }

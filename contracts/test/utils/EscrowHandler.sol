@@ -486,7 +486,8 @@ contract EscrowHandler {
             _hit(CLOSE_REFUSED);
         } else if (!bySeller) {
             a.status = UsageEscrow.Status.Closing;
-            a.closesAt = block.timestamp + a.terms.closeWindow;
+            // The window runs from the close, or from expiry for a close after it.
+            a.closesAt = _min(block.timestamp, a.terms.expiry) + a.terms.closeWindow;
             _checkPaid(a.terms.seller, sellerBefore, 0, "a buyer's close pays the seller nothing");
             _hit(sponsored ? CLOSE_BUYER_SPONSORED : CLOSE_BUYER);
         } else {
@@ -757,8 +758,8 @@ contract EscrowHandler {
         return a.terms.expiry + a.terms.closeWindow;
     }
 
-    /// @dev The documented rule: settled → open; closing → min(closesAt, expiry + window);
-    /// active → expiry + window.
+    /// @dev The documented rule: settled → open; closing → the end of the close window or
+    /// expiry + window, whichever is first (which is `closesAt`); active → expiry + window.
     function _opensAt(Agreement storage a) internal view returns (uint256) {
         if (a.status == UsageEscrow.Status.Settled) return 0;
         uint256 opensAt = _expiryOpen(a);
