@@ -26,6 +26,9 @@ anvil/export-abi.sh --check
 step "local chain scripts: anvil/test-scripts.sh"
 anvil/test-scripts.sh
 
+step "contracts: forge fmt --check"
+"$FORGE" fmt --check contracts
+
 step "contracts: forge test"
 "$FORGE" test
 

@@ -21,35 +21,45 @@ contract UsageEscrowTest is EscrowFixture {
 
     // ---------------------------------------------------------------- helpers
 
-    /// @dev Expects `activate(t)` with the buyer's real signatures to revert with `reason`.
-    function _expectActivateRevert(UsageEscrow.Activation memory t, bytes memory reason) internal {
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-        vm.prank(relayer);
-        vm.expectRevert(reason);
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(buyer), buyerBefore, "buyer balance moved");
-        assertEq(usdc.balanceOf(address(escrow)), 0, "escrow balance moved");
-    }
-
-    function _claim(UsageEscrow.Activation memory t, uint256 units) internal {
-        bytes memory voucher = _signVoucher(buyerKey, t, units);
-        vm.prank(seller);
-        escrow.sellerClaim(t, units, voucher);
-    }
-
-    function _closeAsBuyer(UsageEscrow.Activation memory t) internal {
-        vm.prank(buyer);
+    /// @dev Expects `party`'s direct close to be refused because the agreement is in `status`.
+    function _expectCloseRefused(UsageEscrow.Activation memory t, address party, UsageEscrow.Status status) internal {
+        vm.prank(party);
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, status));
         escrow.initiateClose(t, 0, "");
     }
 
-    function _withdrawAsBuyer(UsageEscrow.Activation memory t) internal {
-        vm.prank(buyer);
-        escrow.buyerWithdraw(t);
+    /// @dev Activates `t` with no fee permit, so the fee comes from an allowance already given.
+    function _activateWithExistingAllowance(UsageEscrow.Activation memory t) internal {
+        bytes memory a = _signActivation(buyerKey, t);
+        bytes memory f = _signFunding(buyerKey, t);
+        vm.prank(relayer);
+        escrow.activate(t, a, f, "");
     }
 
-    function _err(bytes4 selector) internal pure returns (bytes memory) {
-        return abi.encodePacked(selector);
+    /// @dev Default terms whose buyer is a fresh ERC-1271 wallet (holding 100 USDC) that the
+    /// buyer's key signs for.
+    function _smartWalletTerms() internal returns (MockSmartWallet wallet, UsageEscrow.Activation memory t) {
+        wallet = new MockSmartWallet(buyer);
+        usdc.mint(address(wallet), 100 * USDC);
+        t = _terms();
+        t.buyer = address(wallet);
+    }
+
+    /// @dev Signs an InitiateClose for `party` with `key` (and, for final units, the buyer's
+    /// voucher) and sends it through the relayer; expects `expectedError` when it is not empty.
+    function _closeWithAuthorization(
+        UsageEscrow.Activation memory t,
+        uint256 key,
+        address party,
+        uint256 finalUnits,
+        uint256 deadline,
+        bytes memory expectedError
+    ) internal {
+        bytes memory voucher = finalUnits == 0 ? bytes("") : _signVoucher(buyerKey, t, finalUnits);
+        bytes memory auth = _signClose(key, t, party, finalUnits, deadline);
+        if (expectedError.length != 0) vm.expectRevert(expectedError);
+        vm.prank(relayer);
+        escrow.initiateCloseWithAuthorization(t, party, finalUnits, voucher, deadline, auth);
     }
 
     // ---------------------------------------------------------------- constructor
@@ -131,13 +141,10 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         vm.prank(buyer);
         usdc.approve(address(escrow), FEE);
-        bytes memory a = _signActivation(buyerKey, t);
-        bytes memory f = _signFunding(buyerKey, t);
         uint256 buyerBefore = usdc.balanceOf(buyer);
         uint256 feeBefore = usdc.balanceOf(feeRecipient);
 
-        vm.prank(relayer);
-        escrow.activate(t, a, f, "");
+        _activateWithExistingAllowance(t);
 
         assertEq(usdc.balanceOf(buyer), buyerBefore - DEPOSIT - FEE);
         assertEq(usdc.balanceOf(feeRecipient), feeBefore + FEE);
@@ -148,12 +155,9 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         vm.prank(buyer);
         usdc.approve(address(escrow), 5 * FEE);
-        bytes memory a = _signActivation(buyerKey, t);
-        bytes memory f = _signFunding(buyerKey, t);
         uint256 feeBefore = usdc.balanceOf(feeRecipient);
 
-        vm.prank(relayer);
-        escrow.activate(t, a, f, "");
+        _activateWithExistingAllowance(t);
 
         assertEq(usdc.balanceOf(feeRecipient), feeBefore + FEE);
         assertEq(usdc.allowance(buyer, address(escrow)), 4 * FEE);
@@ -172,28 +176,9 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.activate(t, a, f, p);
     }
 
-    function test_ActivateOneSecondBeforeActivateBy() public {
-        UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        vm.warp(t.activateBy - 1);
+    // ActivateOneSecondBeforeActivateBy: checked by UsageEscrowAttacks.t.sol test_DeadlineActivateOneSecondBeforeActivateBy.
 
-        vm.prank(relayer);
-        bytes32 key = escrow.activate(t, a, f, p);
-
-        assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Active));
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
-    }
-
-    function test_RevertWhen_ActivateAtActivateBy() public {
-        UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        vm.warp(t.activateBy);
-
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
-    }
+    // RevertWhen_ActivateAtActivateBy: checked by UsageEscrowAttacks.t.sol test_RevertWhen_DeadlineActivateAtActivateBy.
 
     function test_RevertWhen_ActivateBuyerIsZero() public {
         UsageEscrow.Activation memory t = _terms();
@@ -328,20 +313,13 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory a = _signActivation(sellerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
         bytes memory p = _signFeePermit(buyerKey, t);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _expectActivateRevert(t, a, f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     function test_RevertWhen_ActivationSignatureIsEmpty() public {
         UsageEscrow.Activation memory t = _terms();
         (, bytes memory f, bytes memory p) = _signAll(t);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.activate(t, "", f, p);
+        _expectActivateRevert(t, "", f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     function test_RevertWhen_FundingSignedByWrongKey() public {
@@ -349,25 +327,15 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(sellerKey, t);
         bytes memory p = _signFeePermit(buyerKey, t);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        _expectActivateRevert(t, a, f, p, _err(MockUSDC.InvalidSignature.selector));
     }
 
     function test_RevertWhen_InfraFeeNeitherPermittedNorApproved() public {
         UsageEscrow.Activation memory t = _terms();
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InfraFeeNotAuthorized.selector));
-        escrow.activate(t, a, f, "");
-        assertEq(usdc.balanceOf(buyer), buyerBefore, "deposit pull rolled back");
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        // The helper checks that the deposit pull was rolled back.
+        _expectActivateRevert(t, a, f, "", _err(UsageEscrow.InfraFeeNotAuthorized.selector));
     }
 
     function test_RevertWhen_InfraFeePermitSignedByWrongKey() public {
@@ -375,10 +343,7 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
         bytes memory p = _signFeePermit(sellerKey, t);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InfraFeeNotAuthorized.selector));
-        escrow.activate(t, a, f, p);
+        _expectActivateRevert(t, a, f, p, _err(UsageEscrow.InfraFeeNotAuthorized.selector));
     }
 
     function test_RevertWhen_InfraFeeAllowanceTooSmall() public {
@@ -387,10 +352,7 @@ contract UsageEscrowTest is EscrowFixture {
         usdc.approve(address(escrow), FEE - 1);
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InfraFeeNotAuthorized.selector));
-        escrow.activate(t, a, f, "");
+        _expectActivateRevert(t, a, f, "", _err(UsageEscrow.InfraFeeNotAuthorized.selector));
     }
 
     function test_RevertWhen_BuyerCannotCoverDeposit() public {
@@ -494,8 +456,7 @@ contract UsageEscrowTest is EscrowFixture {
 
         vm.expectEmit(true, true, true, true, address(escrow));
         emit UsageEscrow.AgreementSettled(key, 0, 0, DEPOSIT);
-        vm.prank(seller);
-        escrow.initiateClose(t, 0, "");
+        _closeAsSeller(t);
 
         assertEq(usdc.balanceOf(seller), sellerBefore);
         assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Settled));
@@ -560,15 +521,7 @@ contract UsageEscrowTest is EscrowFixture {
         assertEq(usdc.balanceOf(seller), sellerBefore);
     }
 
-    function test_RevertWhen_InitiateCloseBySellerAboveQuantity() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        bytes memory voucher = _signVoucher(buyerKey, t, 101);
-
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, 101, 100));
-        escrow.initiateClose(t, 101, voucher);
-    }
+    // RevertWhen_InitiateCloseBySellerAboveQuantity: checked by UsageEscrowAttacks.t.sol test_RevertWhen_FinalCloseAboveQuantity.
 
     function test_RevertWhen_InitiateCloseByStranger() public {
         UsageEscrow.Activation memory t = _terms();
@@ -582,39 +535,27 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         _closeAsBuyer(t);
-        vm.prank(buyer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Closing));
-        escrow.initiateClose(t, 0, "");
+        _expectCloseRefused(t, buyer, UsageEscrow.Status.Closing);
     }
 
     function test_RevertWhen_SellerClosesTwice() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
-        vm.prank(seller);
-        escrow.initiateClose(t, 0, "");
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
-        escrow.initiateClose(t, 0, "");
+        _closeAsSeller(t);
+        _expectCloseRefused(t, seller, UsageEscrow.Status.Settled);
     }
 
     function test_RevertWhen_BuyerClosesAfterSellerSettled() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
-        vm.prank(seller);
-        escrow.initiateClose(t, 0, "");
-        vm.prank(buyer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
-        escrow.initiateClose(t, 0, "");
+        _closeAsSeller(t);
+        _expectCloseRefused(t, buyer, UsageEscrow.Status.Settled);
     }
 
     function test_RevertWhen_InitiateCloseOnUnknownTerms() public {
         UsageEscrow.Activation memory t = _terms();
-        vm.prank(buyer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.None));
-        escrow.initiateClose(t, 0, "");
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.None));
-        escrow.initiateClose(t, 0, "");
+        _expectCloseRefused(t, buyer, UsageEscrow.Status.None);
+        _expectCloseRefused(t, seller, UsageEscrow.Status.None);
     }
 
     // ---------------------------------------------------------------- sellerClaim
@@ -667,44 +608,20 @@ contract UsageEscrowTest is EscrowFixture {
         _claim(t, 25);
         uint256 sellerBefore = usdc.balanceOf(seller);
 
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 10, 25));
-        escrow.sellerClaim(t, 10, old);
+        _expectClaimRevert(t, 10, old, abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 10, 25));
         assertEq(usdc.balanceOf(seller), sellerBefore);
     }
 
-    function test_RevertWhen_SellerClaimsTheSameVoucherAgain() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        bytes memory voucher = _signVoucher(buyerKey, t, 25);
-        vm.prank(seller);
-        escrow.sellerClaim(t, 25, voucher);
-        uint256 sellerBefore = usdc.balanceOf(seller);
-
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 25, 25));
-        escrow.sellerClaim(t, 25, voucher);
-        assertEq(usdc.balanceOf(seller), sellerBefore);
-    }
+    // RevertWhen_SellerClaimsTheSameVoucherAgain: checked by UsageEscrowAttacks.t.sol test_RevertWhen_SameVoucherClaimedTwice.
 
     function test_RevertWhen_SellerClaimsZeroUnits() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         bytes memory voucher = _signVoucher(buyerKey, t, 0);
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 0, 0));
-        escrow.sellerClaim(t, 0, voucher);
+        _expectClaimRevert(t, 0, voucher, abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 0, 0));
     }
 
-    function test_RevertWhen_SellerClaimAboveQuantity() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        bytes memory voucher = _signVoucher(buyerKey, t, 101);
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, 101, 100));
-        escrow.sellerClaim(t, 101, voucher);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
-    }
+    // RevertWhen_SellerClaimAboveQuantity: checked by UsageEscrowAttacks.t.sol test_RevertWhen_ClaimAboveQuantity.
 
     function test_RevertWhen_SellerClaimByBuyer() public {
         UsageEscrow.Activation memory t = _terms();
@@ -728,18 +645,14 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         bytes memory voucher = _signVoucher(sellerKey, t, 30);
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(t, 30, voucher);
+        _expectClaimRevert(t, 30, voucher, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     function test_RevertWhen_SellerClaimsMoreUnitsThanTheVoucher() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(t, 31, voucher);
+        _expectClaimRevert(t, 31, voucher, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
@@ -796,40 +709,19 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.buyerWithdraw(t);
     }
 
-    function test_RevertWhen_SellerClaimsAfterSettled() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.prank(seller);
-        escrow.initiateClose(t, 0, "");
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
-        escrow.sellerClaim(t, 30, voucher);
-    }
+    // RevertWhen_SellerClaimsAfterSettled: checked by UsageEscrowAttacks.t.sol test_RevertWhen_SellerClaimsAfterItsFinalClose.
 
     function test_RevertWhen_SellerClaimOnUnknownTerms() public {
         UsageEscrow.Activation memory t = _terms();
         bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.None));
-        escrow.sellerClaim(t, 30, voucher);
+        _expectClaimRevert(
+            t, 30, voucher, abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.None)
+        );
     }
 
     // ---------------------------------------------------------------- buyerWithdraw
 
-    function test_RevertWhen_BuyerWithdrawsBeforeClosesAt() public {
-        UsageEscrow.Activation memory t = _terms();
-        bytes32 key = _activate(t);
-        _closeAsBuyer(t);
-        uint256 closesAt = escrow.escrowOf(key).closesAt;
-        vm.warp(closesAt - 1);
-
-        vm.prank(buyer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.WithdrawNotOpen.selector, closesAt));
-        escrow.buyerWithdraw(t);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
-    }
+    // RevertWhen_BuyerWithdrawsBeforeClosesAt: checked by UsageEscrowAttacks.t.sol test_RevertWhen_DeadlineCloseWithdrawOneSecondBeforeClosesAt.
 
     function test_BuyerWithdrawAtClosesAt() public {
         UsageEscrow.Activation memory t = _terms();
@@ -854,27 +746,9 @@ contract UsageEscrowTest is EscrowFixture {
         assertEq(escrow.withdrawOpensAt(t), type(uint256).max);
     }
 
-    function test_BuyerWithdrawAtExpiryPlusCloseWindowWithoutClose() public {
-        UsageEscrow.Activation memory t = _terms();
-        bytes32 key = _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
+    // BuyerWithdrawAtExpiryPlusCloseWindowWithoutClose: checked by UsageEscrowAttacks.t.sol test_DeadlineExpiryWithdrawAtExpiryPlusCloseWindow.
 
-        _withdrawAsBuyer(t);
-
-        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
-        assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Settled));
-    }
-
-    function test_RevertWhen_BuyerWithdrawsOneSecondBeforeExpiryPlusCloseWindow() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow - 1);
-        vm.prank(buyer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.WithdrawNotOpen.selector, t.expiry + t.closeWindow));
-        escrow.buyerWithdraw(t);
-    }
+    // RevertWhen_BuyerWithdrawsOneSecondBeforeExpiryPlusCloseWindow: checked by UsageEscrowAttacks.t.sol test_RevertWhen_DeadlineExpiryWithdrawOneSecondBefore.
 
     function test_RevertWhen_BuyerWithdrawsWhileActiveBeforeExpiry() public {
         UsageEscrow.Activation memory t = _terms();
@@ -901,8 +775,7 @@ contract UsageEscrowTest is EscrowFixture {
     function test_BuyerWithdrawAfterSellerSettledEmitsNoSecondSettlement() public {
         UsageEscrow.Activation memory t = _terms();
         bytes32 key = _activate(t);
-        vm.prank(seller);
-        escrow.initiateClose(t, 0, "");
+        _closeAsSeller(t);
 
         vm.recordLogs();
         _withdrawAsBuyer(t);
@@ -918,18 +791,7 @@ contract UsageEscrowTest is EscrowFixture {
         assertEq(escrowLogs, 1, "only BuyerWithdrawn");
     }
 
-    function test_RevertWhen_BuyerWithdrawsTwice() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
-        _withdrawAsBuyer(t);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        vm.prank(buyer);
-        vm.expectRevert(_err(UsageEscrow.AlreadyWithdrawn.selector));
-        escrow.buyerWithdraw(t);
-        assertEq(usdc.balanceOf(buyer), buyerBefore);
-    }
+    // RevertWhen_BuyerWithdrawsTwice: checked by UsageEscrowAttacks.t.sol test_RevertWhen_BuyerWithdrawsTwice.
 
     function test_RevertWhen_BuyerWithdrawOnUnknownTerms() public {
         UsageEscrow.Activation memory t = _terms();
@@ -940,8 +802,7 @@ contract UsageEscrowTest is EscrowFixture {
 
     function test_RevertWhen_BuyerWithdrawByNonBuyer() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         vm.prank(seller);
         vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NotParty.selector, seller));
         escrow.buyerWithdraw(t);
@@ -952,13 +813,10 @@ contract UsageEscrowTest is EscrowFixture {
     function test_InitiateCloseWithAuthorizationForBuyer() public {
         UsageEscrow.Activation memory t = _terms();
         bytes32 key = _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signClose(buyerKey, t, buyer, 0, deadline);
 
         vm.expectEmit(true, true, true, true, address(escrow));
         emit UsageEscrow.CloseInitiated(key, buyer, block.timestamp + t.closeWindow);
-        vm.prank(relayer);
-        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, auth);
+        _closeWithAuthorization(t, buyerKey, buyer, 0, block.timestamp + 10 minutes, "");
 
         assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Closing));
         assertEq(usdc.balanceOf(relayer), 0);
@@ -967,13 +825,9 @@ contract UsageEscrowTest is EscrowFixture {
     function test_InitiateCloseWithAuthorizationForSellerSettles() public {
         UsageEscrow.Activation memory t = _terms();
         bytes32 key = _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 40);
-        bytes memory auth = _signClose(sellerKey, t, seller, 40, deadline);
         uint256 sellerBefore = usdc.balanceOf(seller);
 
-        vm.prank(relayer);
-        escrow.initiateCloseWithAuthorization(t, seller, 40, voucher, deadline, auth);
+        _closeWithAuthorization(t, sellerKey, seller, 40, block.timestamp + 10 minutes, "");
 
         assertEq(usdc.balanceOf(seller), sellerBefore + 40 * PRICE);
         assertEq(usdc.balanceOf(relayer), 0);
@@ -983,23 +837,17 @@ contract UsageEscrowTest is EscrowFixture {
     function test_RevertWhen_InitiateCloseAuthorizationForSellerSignedByBuyer() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signClose(buyerKey, t, seller, 0, deadline);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.initiateCloseWithAuthorization(t, seller, 0, "", deadline, auth);
+        _closeWithAuthorization(
+            t, buyerKey, seller, 0, block.timestamp + 10 minutes, _err(UsageEscrow.InvalidSignature.selector)
+        );
     }
 
     function test_RevertWhen_InitiateCloseAuthorizationForBuyerSignedBySeller() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signClose(sellerKey, t, buyer, 0, deadline);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, auth);
+        _closeWithAuthorization(
+            t, sellerKey, buyer, 0, block.timestamp + 10 minutes, _err(UsageEscrow.InvalidSignature.selector)
+        );
     }
 
     function test_RevertWhen_InitiateCloseAuthorizationFinalUnitsChanged() public {
@@ -1018,23 +866,23 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         (address other, uint256 otherKey) = makeAddrAndKey("other");
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signClose(otherKey, t, other, 0, deadline);
-
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NotParty.selector, other));
-        escrow.initiateCloseWithAuthorization(t, other, 0, "", deadline, auth);
+        _closeWithAuthorization(
+            t,
+            otherKey,
+            other,
+            0,
+            block.timestamp + 10 minutes,
+            abi.encodeWithSelector(UsageEscrow.NotParty.selector, other)
+        );
     }
 
     function test_InitiateCloseWithAuthorizationAtDeadline() public {
         UsageEscrow.Activation memory t = _terms();
         bytes32 key = _activate(t);
         uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signClose(buyerKey, t, buyer, 0, deadline);
         vm.warp(deadline);
 
-        vm.prank(relayer);
-        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, auth);
+        _closeWithAuthorization(t, buyerKey, buyer, 0, deadline, "");
         assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Closing));
     }
 
@@ -1042,42 +890,46 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signClose(buyerKey, t, buyer, 0, deadline);
         vm.warp(deadline + 1);
 
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline));
-        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, auth);
+        _closeWithAuthorization(
+            t, buyerKey, buyer, 0, deadline, abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline)
+        );
     }
 
     function test_RevertWhen_InitiateCloseAuthorizationReplayedForBuyer() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signClose(buyerKey, t, buyer, 0, deadline);
-        vm.prank(relayer);
-        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, auth);
+        _closeWithAuthorization(t, buyerKey, buyer, 0, deadline, "");
 
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Closing));
-        escrow.initiateCloseWithAuthorization(t, buyer, 0, "", deadline, auth);
+        _closeWithAuthorization(
+            t,
+            buyerKey,
+            buyer,
+            0,
+            deadline,
+            abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Closing)
+        );
     }
 
     function test_RevertWhen_InitiateCloseAuthorizationReplayedForSeller() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 40);
-        bytes memory auth = _signClose(sellerKey, t, seller, 40, deadline);
-        vm.prank(relayer);
-        escrow.initiateCloseWithAuthorization(t, seller, 40, voucher, deadline, auth);
+        _closeWithAuthorization(t, sellerKey, seller, 40, deadline, "");
         uint256 sellerBefore = usdc.balanceOf(seller);
 
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
-        escrow.initiateCloseWithAuthorization(t, seller, 40, voucher, deadline, auth);
+        _closeWithAuthorization(
+            t,
+            sellerKey,
+            seller,
+            40,
+            deadline,
+            abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled)
+        );
         assertEq(usdc.balanceOf(seller), sellerBefore, "no second payment");
-        assertEq(usdc.balanceOf(address(escrow)), 60 * PRICE);
+        _assertEscrowHolds(60 * PRICE);
     }
 
     // ---------------------------------------------------------------- sellerClaimWithAuthorization
@@ -1085,15 +937,11 @@ contract UsageEscrowTest is EscrowFixture {
     function test_SellerClaimWithAuthorization() public {
         UsageEscrow.Activation memory t = _terms();
         bytes32 key = _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
         uint256 sellerBefore = usdc.balanceOf(seller);
 
         vm.expectEmit(true, true, true, true, address(escrow));
         emit UsageEscrow.UsageClaimed(key, seller, 30, 30 * PRICE);
-        vm.prank(relayer);
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        _claimWithAuthorization(t, 30, block.timestamp + 10 minutes, "");
 
         assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
         assertEq(usdc.balanceOf(relayer), 0);
@@ -1106,9 +954,7 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory voucher = _signVoucher(buyerKey, t, 30);
         bytes memory auth = _signClaim(buyerKey, t, 30, deadline);
 
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        _expectClaimWithAuthorizationRevert(t, 30, voucher, deadline, auth, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
@@ -1119,70 +965,35 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory voucher = _signVoucher(buyerKey, t, 40);
         bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
 
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaimWithAuthorization(t, 40, voucher, deadline, auth);
+        _expectClaimWithAuthorizationRevert(t, 40, voucher, deadline, auth, _err(UsageEscrow.InvalidSignature.selector));
     }
 
-    function test_SellerClaimWithAuthorizationAtDeadline() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
-        vm.warp(deadline);
-        uint256 sellerBefore = usdc.balanceOf(seller);
+    // SellerClaimWithAuthorizationAtDeadline: checked by UsageEscrowAttacks.t.sol test_DeadlineAuthorizationAtDeadline.
 
-        vm.prank(relayer);
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
-        assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
-    }
-
-    function test_RevertWhen_SellerClaimAuthorizationOneSecondPastDeadline() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
-        vm.warp(deadline + 1);
-
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline));
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
-    }
+    // RevertWhen_SellerClaimAuthorizationOneSecondPastDeadline: checked by UsageEscrowAttacks.t.sol test_RevertWhen_DeadlineAuthorizationOneSecondAfter.
 
     function test_RevertWhen_SellerClaimAuthorizationReplayed() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
-        vm.prank(relayer);
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        _claimWithAuthorization(t, 30, deadline, "");
         uint256 sellerBefore = usdc.balanceOf(seller);
 
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30));
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        _claimWithAuthorization(t, 30, deadline, abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30));
         assertEq(usdc.balanceOf(seller), sellerBefore, "no second payment");
-        assertEq(usdc.balanceOf(address(escrow)), 70 * PRICE);
+        _assertEscrowHolds(70 * PRICE);
     }
 
     // ---------------------------------------------------------------- buyerWithdrawWithAuthorization
 
     function test_BuyerWithdrawWithAuthorization() public {
         UsageEscrow.Activation memory t = _terms();
-        bytes32 key = _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signWithdraw(buyerKey, t, deadline);
+        bytes32 key = _activateAndWarpToWithdraw(t);
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
         vm.expectEmit(true, true, true, true, address(escrow));
         emit UsageEscrow.BuyerWithdrawn(key, buyer, DEPOSIT);
-        vm.prank(relayer);
-        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+        _withdrawWithAuthorization(t, block.timestamp + 10 minutes, "");
 
         assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
         assertEq(usdc.balanceOf(relayer), 0);
@@ -1190,58 +1001,47 @@ contract UsageEscrowTest is EscrowFixture {
 
     function test_RevertWhen_BuyerWithdrawAuthorizationSignedBySeller() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         uint256 deadline = block.timestamp + 10 minutes;
         bytes memory auth = _signWithdraw(sellerKey, t, deadline);
 
         vm.prank(relayer);
         vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
         escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_BuyerWithdrawWithAuthorizationAtDeadline() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signWithdraw(buyerKey, t, deadline);
         vm.warp(deadline);
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
-        vm.prank(relayer);
-        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+        _withdrawWithAuthorization(t, deadline, "");
         assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
     }
 
     function test_RevertWhen_BuyerWithdrawAuthorizationOneSecondPastDeadline() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signWithdraw(buyerKey, t, deadline);
         vm.warp(deadline + 1);
 
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline));
-        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _withdrawWithAuthorization(
+            t, deadline, abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline)
+        );
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_RevertWhen_BuyerWithdrawAuthorizationReplayed() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signWithdraw(buyerKey, t, deadline);
-        vm.prank(relayer);
-        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+        _withdrawWithAuthorization(t, deadline, "");
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.AlreadyWithdrawn.selector));
-        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+        _withdrawWithAuthorization(t, deadline, _err(UsageEscrow.AlreadyWithdrawn.selector));
         assertEq(usdc.balanceOf(buyer), buyerBefore, "no second payment");
     }
 
@@ -1380,10 +1180,7 @@ contract UsageEscrowTest is EscrowFixture {
     // ---------------------------------------------------------------- ERC-1271 smart-wallet buyer
 
     function test_SmartWalletBuyerActivatesAndSignsVouchers() public {
-        MockSmartWallet wallet = new MockSmartWallet(buyer);
-        usdc.mint(address(wallet), 100 * USDC);
-        UsageEscrow.Activation memory t = _terms();
-        t.buyer = address(wallet);
+        (MockSmartWallet wallet, UsageEscrow.Activation memory t) = _smartWalletTerms();
         uint256 feeBefore = usdc.balanceOf(feeRecipient);
 
         // Every buyer signature is the wallet owner's key, checked through ERC-1271.
@@ -1403,50 +1200,32 @@ contract UsageEscrowTest is EscrowFixture {
         wallet.execute(address(escrow), abi.encodeCall(UsageEscrow.buyerWithdraw, (t)));
 
         assertEq(usdc.balanceOf(address(wallet)), 100 * USDC - 30 * PRICE - FEE);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _assertEscrowHolds(0);
     }
 
     function test_SmartWalletBuyerWithdrawsWithAuthorization() public {
-        MockSmartWallet wallet = new MockSmartWallet(buyer);
-        usdc.mint(address(wallet), 100 * USDC);
-        UsageEscrow.Activation memory t = _terms();
-        t.buyer = address(wallet);
+        (MockSmartWallet wallet, UsageEscrow.Activation memory t) = _smartWalletTerms();
         t.infraFee = 0;
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signWithdraw(buyerKey, t, deadline);
+        _activateAndWarpToWithdraw(t);
 
-        vm.prank(relayer);
-        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+        _withdrawWithAuthorization(t, block.timestamp + 10 minutes, "");
         assertEq(usdc.balanceOf(address(wallet)), 100 * USDC);
     }
 
     function test_RevertWhen_SmartWalletVoucherSignedByAnotherKey() public {
-        MockSmartWallet wallet = new MockSmartWallet(buyer);
-        usdc.mint(address(wallet), 100 * USDC);
-        UsageEscrow.Activation memory t = _terms();
-        t.buyer = address(wallet);
+        (, UsageEscrow.Activation memory t) = _smartWalletTerms();
         _activate(t);
         bytes memory voucher = _signVoucher(sellerKey, t, 30);
 
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(t, 30, voucher);
+        _expectClaimRevert(t, 30, voucher, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     function test_RevertWhen_SmartWalletActivationSignedByAnotherKey() public {
-        MockSmartWallet wallet = new MockSmartWallet(buyer);
-        usdc.mint(address(wallet), 100 * USDC);
-        UsageEscrow.Activation memory t = _terms();
-        t.buyer = address(wallet);
+        (, UsageEscrow.Activation memory t) = _smartWalletTerms();
         bytes memory a = _signActivation(sellerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
         bytes memory p = _signFeePermit(buyerKey, t);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.activate(t, a, f, p);
+        _expectActivateRevert(t, a, f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     // ---------------------------------------------------------------- views
@@ -1584,8 +1363,7 @@ contract UsageEscrowTest is EscrowFixture {
         _closeAsBuyer(t);
         assertEq(escrow.withdrawOpensAt(t), block.timestamp + t.closeWindow, "closing");
 
-        vm.prank(seller);
-        escrow.initiateClose(t, 0, "");
+        _closeAsSeller(t);
         assertEq(escrow.withdrawOpensAt(t), 0, "settled by the seller: open at once");
 
         _withdrawAsBuyer(t);

@@ -115,30 +115,54 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         token.mint(buyer, 1_000_000 * USDC);
     }
 
-    function _claim(UsageEscrow.Activation memory t, uint256 units) internal {
-        bytes memory voucher = _signVoucher(buyerKey, t, units);
-        vm.prank(seller);
-        escrow.sellerClaim(t, units, voucher);
-    }
-
-    function _closeAsBuyer(UsageEscrow.Activation memory t) internal {
-        vm.prank(buyer);
-        escrow.initiateClose(t, 0, "");
-    }
-
-    function _withdrawAsBuyer(UsageEscrow.Activation memory t) internal {
-        vm.prank(buyer);
-        escrow.buyerWithdraw(t);
-    }
-
     function _sanction(address account) internal {
         address[] memory list = new address[](1);
         list[0] = account;
         oracle.addToSanctionsList(list);
     }
 
-    function _err(bytes4 selector) internal pure returns (bytes memory) {
-        return abi.encodePacked(selector);
+    /// @dev Redeploys the escrow against `oracleAddress` (which may be anything, even no code).
+    function _useOracle(address oracleAddress) internal {
+        escrow = new UsageEscrow(IFiatToken(address(usdc)), ISanctionsOracle(oracleAddress), feeRecipient);
+    }
+
+    /// @dev Signs `t`, warps to `when` and has the relayer activate it; expects `expectedError`
+    /// when it is not empty.
+    function _activateAt(UsageEscrow.Activation memory t, uint256 when, bytes memory expectedError)
+        internal
+        returns (bytes32 key)
+    {
+        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
+        vm.warp(when);
+        vm.prank(relayer);
+        if (expectedError.length != 0) vm.expectRevert(expectedError);
+        key = escrow.activate(t, a, f, p);
+    }
+
+    /// @dev The deadline of `_sponsoredClaimAt`'s authorization: ten minutes after activation.
+    uint256 internal constant CLAIM_DEADLINE = START + 10 minutes;
+
+    /// @dev Activates the default terms, then at `when` the relayer submits a 30-unit claim whose
+    /// seller authorization runs to CLAIM_DEADLINE.
+    function _sponsoredClaimAt(uint256 when, bytes memory expectedError) internal {
+        UsageEscrow.Activation memory t = _terms();
+        _activate(t);
+        vm.warp(when);
+        _claimWithAuthorization(t, 30, CLAIM_DEADLINE, expectedError);
+    }
+
+    /// @dev Activates `t` and has the buyer close it; returns when the close window ends.
+    function _activateAndCloseAsBuyer(UsageEscrow.Activation memory t) internal returns (uint256 closesAt) {
+        bytes32 key = _activate(t);
+        _closeAsBuyer(t);
+        closesAt = escrow.escrowOf(key).closesAt;
+    }
+
+    /// @dev The buyer withdraws now and gets the whole deposit back.
+    function _assertWithdrawRefundsDeposit(UsageEscrow.Activation memory t) internal {
+        uint256 buyerBefore = usdc.balanceOf(buyer);
+        _withdrawAsBuyer(t);
+        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
     }
 
     function _split(bytes memory sig) internal pure returns (bytes32 r, bytes32 s, uint8 v) {
@@ -240,12 +264,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
         t.seller = relayer;
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        _expectActivateRevert(t, a, f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     /// Every single term is bound by the key.
@@ -327,9 +346,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         bytes memory foreignVoucher = _signVoucher(buyerKey, t, 30);
         vm.chainId(home);
 
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(t, 30, foreignVoucher);
+        _expectClaimRevert(t, 30, foreignVoucher, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
@@ -420,9 +437,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         _activate(second);
         bytes memory voucherForFirst = _signVoucher(buyerKey, first, 30);
 
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(second, 30, voucherForFirst);
+        _expectClaimRevert(second, 30, voucherForFirst, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), 2 * DEPOSIT);
     }
 
@@ -430,8 +445,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
 
     function test_RevertWhen_SellerClaimSignatureUsedAsBuyerWithdraw() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         uint256 deadline = block.timestamp + 10 minutes;
         bytes memory claimAuth = _signClaim(sellerKey, t, 30, deadline);
 
@@ -448,9 +462,9 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         bytes memory voucher = _signVoucher(buyerKey, t, 30);
         bytes memory withdrawAuth = _signWithdraw(buyerKey, t, deadline);
 
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, withdrawAuth);
+        _expectClaimWithAuthorizationRevert(
+            t, 30, voucher, deadline, withdrawAuth, _err(UsageEscrow.InvalidSignature.selector)
+        );
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
@@ -488,8 +502,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
 
     function test_RevertWhen_VoucherUsedAsAuthorization() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         uint256 deadline = block.timestamp + 10 minutes;
         bytes memory voucher = _signVoucher(buyerKey, t, 0);
 
@@ -508,9 +521,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         vm.prank(relayer);
         escrow.activate(t, a, f, p);
 
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(t, 100, a);
+        _expectClaimRevert(t, 100, a, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
@@ -523,10 +534,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         (bytes32 r, bytes32 s, uint8 v) = _split(twin);
         assertEq(ecrecover(_keyOf(t), v, r, s), buyer, "the twin is a valid raw ECDSA signature");
 
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.activate(t, twin, f, p);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _expectActivateRevert(t, twin, f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     function test_RevertWhen_VoucherSignatureHasHighS() public {
@@ -534,9 +542,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         _activate(t);
         bytes memory twin = _highS(_signVoucher(buyerKey, t, 30));
 
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(t, 30, twin);
+        _expectClaimRevert(t, 30, twin, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
@@ -547,28 +553,20 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         bytes memory voucher = _signVoucher(buyerKey, t, 30);
         bytes memory twin = _highS(_signClaim(sellerKey, t, 30, deadline));
 
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, twin);
+        _expectClaimWithAuthorizationRevert(t, 30, voucher, deadline, twin, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
     function test_RevertWhen_SignatureHasVOf29() public {
         UsageEscrow.Activation memory t = _terms();
         (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.activate(t, _withV(a, 29), f, p);
+        _expectActivateRevert(t, _withV(a, 29), f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     function test_RevertWhen_SignatureHasVOfZero() public {
         UsageEscrow.Activation memory t = _terms();
         (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.activate(t, _withV(a, 0), f, p);
+        _expectActivateRevert(t, _withV(a, 0), f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 
     /// The same signature with v written as 0/1 instead of 27/28 is a second encoding: refused.
@@ -579,9 +577,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         (,, uint8 v) = _split(voucher);
         bytes memory bent = _withV(voucher, v - 27);
 
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(t, 30, bent);
+        _expectClaimRevert(t, 30, bent, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
@@ -593,9 +589,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         bytes32 vs = bytes32(uint256(s) | (uint256(v - 27) << 255));
         bytes memory compact = abi.encodePacked(r, vs);
 
-        vm.prank(seller);
-        vm.expectRevert(_err(UsageEscrow.InvalidSignature.selector));
-        escrow.sellerClaim(t, 30, compact);
+        _expectClaimRevert(t, 30, compact, _err(UsageEscrow.InvalidSignature.selector));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
@@ -607,14 +601,50 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         _useToken(token);
     }
 
+    /// @dev Moves the suite onto CallbackUSDC with a ReentrantParty as the seller of the default
+    /// terms; the party signs with the seller's key.
+    function _reentrantSeller()
+        internal
+        returns (CallbackUSDC token, ReentrantParty party, UsageEscrow.Activation memory t)
+    {
+        token = _useCallbackToken();
+        party = new ReentrantParty(seller, address(token));
+        token.setHook(address(party));
+        t = _terms();
+        t.seller = address(party);
+    }
+
+    /// @dev Moves the suite onto CallbackUSDC with a ReentrantParty holding 100 USDC as the buyer
+    /// of the default terms; the party signs with the buyer's key.
+    function _reentrantBuyer()
+        internal
+        returns (CallbackUSDC token, ReentrantParty party, UsageEscrow.Activation memory t)
+    {
+        token = _useCallbackToken();
+        party = new ReentrantParty(buyer, address(token));
+        token.mint(address(party), 100 * USDC);
+        token.setHook(address(party));
+        t = _terms();
+        t.buyer = address(party);
+    }
+
+    /// @dev The party's hook ran once and its reentrant call met the guard.
+    function _assertRefusedByTheGuard(ReentrantParty party) internal view {
+        assertEq(party.attempts(), 1, "the hook ran");
+        assertFalse(party.attackSucceeded());
+        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+    }
+
+    /// @dev The seller party was paid for `units` once, and the escrow keeps the rest.
+    function _assertSellerPaidOnce(ReentrantParty party, uint256 units) internal view {
+        assertEq(usdc.balanceOf(address(party)), units * PRICE, "paid once");
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT - units * PRICE);
+    }
+
     /// The seller is a contract that, on receiving its payout, claims again with a higher voucher:
     /// the guard refuses it and the seller is paid once.
     function test_ReentrancyOnSellerPayoutCannotClaimAgain() public {
-        CallbackUSDC token = _useCallbackToken();
-        ReentrantParty party = new ReentrantParty(seller, address(token));
-        token.setHook(address(party));
-        UsageEscrow.Activation memory t = _terms();
-        t.seller = address(party);
+        (CallbackUSDC token, ReentrantParty party, UsageEscrow.Activation memory t) = _reentrantSeller();
         bytes32 key = _activate(t);
         bytes memory v30 = _signVoucher(buyerKey, t, 30);
         bytes memory v60 = _signVoucher(buyerKey, t, 60);
@@ -622,11 +652,8 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         party.arm(address(escrow), abi.encodeCall(UsageEscrow.sellerClaim, (t, 60, v60)));
         party.execute(address(escrow), abi.encodeCall(UsageEscrow.sellerClaim, (t, 30, v30)));
 
-        assertEq(party.attempts(), 1, "the hook ran");
-        assertFalse(party.attackSucceeded());
-        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
-        assertEq(token.balanceOf(address(party)), 30 * PRICE, "paid once");
-        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
+        _assertRefusedByTheGuard(party);
+        _assertSellerPaidOnce(party, 30);
         assertEq(escrow.escrowOf(key).claimedUnits, 30);
 
         // The voucher itself was good: outside the callback it pays exactly the difference.
@@ -638,11 +665,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
     /// The reentrant call goes through `batch` (which has no guard of its own): each call inside
     /// still meets the guard, fails, and the outer claim pays once.
     function test_ReentrancyThroughNonAtomicBatchIsRefused() public {
-        CallbackUSDC token = _useCallbackToken();
-        ReentrantParty party = new ReentrantParty(seller, address(token));
-        token.setHook(address(party));
-        UsageEscrow.Activation memory t = _terms();
-        t.seller = address(party);
+        (, ReentrantParty party, UsageEscrow.Activation memory t) = _reentrantSeller();
         _activate(t);
         bytes memory v30 = _signVoucher(buyerKey, t, 30);
         bytes[] memory inner = new bytes[](1);
@@ -656,16 +679,11 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         assertTrue(party.attackSucceeded(), "the batch itself returned");
         bool[] memory ok = abi.decode(party.attackResult(), (bool[]));
         assertFalse(ok[0], "its call was refused");
-        assertEq(token.balanceOf(address(party)), 30 * PRICE, "paid once");
-        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
+        _assertSellerPaidOnce(party, 30);
     }
 
     function test_ReentrancyThroughAtomicBatchIsRefused() public {
-        CallbackUSDC token = _useCallbackToken();
-        ReentrantParty party = new ReentrantParty(seller, address(token));
-        token.setHook(address(party));
-        UsageEscrow.Activation memory t = _terms();
-        t.seller = address(party);
+        (, ReentrantParty party, UsageEscrow.Activation memory t) = _reentrantSeller();
         _activate(t);
         bytes memory v30 = _signVoucher(buyerKey, t, 30);
         bytes[] memory inner = new bytes[](1);
@@ -674,20 +692,14 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         party.arm(address(escrow), abi.encodeCall(UsageEscrow.batch, (inner, true)));
         party.execute(address(escrow), abi.encodeCall(UsageEscrow.sellerClaim, (t, 30, v30)));
 
-        assertFalse(party.attackSucceeded());
-        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
-        assertEq(token.balanceOf(address(party)), 30 * PRICE, "paid once");
-        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
+        _assertRefusedByTheGuard(party);
+        _assertSellerPaidOnce(party, 30);
     }
 
     /// A relayer's sellerClaimBatch pays a seller contract that, on receiving the payout, submits
     /// the same batch again: the guard refuses it and every claim is paid once.
     function test_ReentrancyThroughSellerClaimBatchIsRefused() public {
-        CallbackUSDC token = _useCallbackToken();
-        ReentrantParty party = new ReentrantParty(seller, address(token));
-        token.setHook(address(party));
-        UsageEscrow.Activation memory t = _terms();
-        t.seller = address(party);
+        (, ReentrantParty party, UsageEscrow.Activation memory t) = _reentrantSeller();
         _activate(t);
         uint256 deadline = block.timestamp + 10 minutes;
         UsageEscrow.SponsoredClaim[] memory claims = new UsageEscrow.SponsoredClaim[](1);
@@ -704,21 +716,13 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         vm.prank(relayer);
         escrow.sellerClaimBatch(claims);
 
-        assertEq(party.attempts(), 1);
-        assertFalse(party.attackSucceeded());
-        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
-        assertEq(token.balanceOf(address(party)), 30 * PRICE, "paid once");
-        assertEq(token.balanceOf(address(escrow)), DEPOSIT - 30 * PRICE);
+        _assertRefusedByTheGuard(party);
+        _assertSellerPaidOnce(party, 30);
     }
 
     /// The buyer is a contract (ERC-1271) that, on receiving its refund, withdraws again.
     function test_ReentrancyOnBuyerRefundCannotWithdrawAgain() public {
-        CallbackUSDC token = _useCallbackToken();
-        ReentrantParty party = new ReentrantParty(buyer, address(token));
-        token.mint(address(party), 100 * USDC);
-        token.setHook(address(party));
-        UsageEscrow.Activation memory t = _terms();
-        t.buyer = address(party);
+        (CallbackUSDC token, ReentrantParty party, UsageEscrow.Activation memory t) = _reentrantBuyer();
         bytes32 key = _activate(t); // every buyer signature goes through the party's ERC-1271
         _claim(t, 30);
         party.execute(address(escrow), abi.encodeCall(UsageEscrow.initiateClose, (t, 0, "")));
@@ -727,9 +731,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         party.arm(address(escrow), abi.encodeCall(UsageEscrow.buyerWithdraw, (t)));
         party.execute(address(escrow), abi.encodeCall(UsageEscrow.buyerWithdraw, (t)));
 
-        assertEq(party.attempts(), 1);
-        assertFalse(party.attackSucceeded());
-        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+        _assertRefusedByTheGuard(party);
         assertEq(token.balanceOf(address(party)), 100 * USDC - FEE - 30 * PRICE, "refunded once");
         assertEq(token.balanceOf(address(escrow)), 0);
         assertTrue(escrow.escrowOf(key).buyerWithdrawn);
@@ -738,20 +740,13 @@ contract UsageEscrowAttacksTest is EscrowFixture {
     /// The buyer's contract tries to close from inside its own funding transfer: the agreement is
     /// already active in storage, but the guard refuses the call, and activation completes.
     function test_ReentrancyDuringFundingIsRefused() public {
-        CallbackUSDC token = _useCallbackToken();
-        ReentrantParty party = new ReentrantParty(buyer, address(token));
-        token.mint(address(party), 100 * USDC);
-        token.setHook(address(party));
-        UsageEscrow.Activation memory t = _terms();
-        t.buyer = address(party);
+        (CallbackUSDC token, ReentrantParty party, UsageEscrow.Activation memory t) = _reentrantBuyer();
         t.infraFee = 0;
 
         party.arm(address(escrow), abi.encodeCall(UsageEscrow.initiateClose, (t, 0, "")));
         bytes32 key = _activate(t);
 
-        assertEq(party.attempts(), 1);
-        assertFalse(party.attackSucceeded());
-        assertEq(party.attackResult(), _err(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector));
+        _assertRefusedByTheGuard(party);
         assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Active));
         assertEq(token.balanceOf(address(escrow)), DEPOSIT);
     }
@@ -759,19 +754,13 @@ contract UsageEscrowAttacksTest is EscrowFixture {
     // ================================================================ fee-on-transfer token
 
     function test_RevertWhen_TokenTakesAFeeOnTransfer() public {
-        FeeOnTransferUSDC token = new FeeOnTransferUSDC();
-        _useToken(token);
+        _useToken(new FeeOnTransferUSDC());
         UsageEscrow.Activation memory t = _terms();
         t.infraFee = 0;
         (bytes memory a, bytes memory f,) = _signAll(t);
-        uint256 buyerBefore = token.balanceOf(buyer);
-
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.DepositMismatch.selector, DEPOSIT, DEPOSIT - DEPOSIT / 100));
-        escrow.activate(t, a, f, "");
-
-        assertEq(token.balanceOf(buyer), buyerBefore);
-        assertEq(token.balanceOf(address(escrow)), 0);
+        _expectActivateRevert(
+            t, a, f, "", abi.encodeWithSelector(UsageEscrow.DepositMismatch.selector, DEPOSIT, DEPOSIT - DEPOSIT / 100)
+        );
     }
 
     // ================================================================ dust and rounding
@@ -865,108 +854,63 @@ contract UsageEscrowAttacksTest is EscrowFixture {
 
     function test_DeadlineActivateOneSecondBeforeActivateBy() public {
         UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        vm.warp(t.activateBy - 1);
-        vm.prank(relayer);
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        bytes32 key = _activateAt(t, t.activateBy - 1, "");
+        assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Active));
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_RevertWhen_DeadlineActivateAtActivateBy() public {
         UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        vm.warp(t.activateBy);
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _activateAt(t, t.activateBy, abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy));
+        _assertEscrowHolds(0);
     }
 
     function test_RevertWhen_DeadlineActivateOneSecondAfterActivateBy() public {
         UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        vm.warp(t.activateBy + 1);
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _activateAt(t, t.activateBy + 1, abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy));
+        _assertEscrowHolds(0);
     }
 
     function test_DeadlineAuthorizationOneSecondBefore() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
         uint256 sellerBefore = usdc.balanceOf(seller);
-        vm.warp(deadline - 1);
-
-        vm.prank(relayer);
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        _sponsoredClaimAt(CLAIM_DEADLINE - 1, "");
         assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
     }
 
     function test_DeadlineAuthorizationAtDeadline() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
         uint256 sellerBefore = usdc.balanceOf(seller);
-        vm.warp(deadline);
-
-        vm.prank(relayer);
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        _sponsoredClaimAt(CLAIM_DEADLINE, "");
         assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
     }
 
     function test_RevertWhen_DeadlineAuthorizationOneSecondAfter() public {
-        UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
-        vm.warp(deadline + 1);
-
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline));
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _sponsoredClaimAt(
+            CLAIM_DEADLINE + 1, abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, CLAIM_DEADLINE)
+        );
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_RevertWhen_DeadlineCloseWithdrawOneSecondBeforeClosesAt() public {
         UsageEscrow.Activation memory t = _terms();
-        bytes32 key = _activate(t);
-        _closeAsBuyer(t);
-        uint256 closesAt = escrow.escrowOf(key).closesAt;
+        uint256 closesAt = _activateAndCloseAsBuyer(t);
         vm.warp(closesAt - 1);
 
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(UsageEscrow.WithdrawNotOpen.selector, closesAt));
         escrow.buyerWithdraw(t);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_DeadlineCloseWithdrawAtClosesAt() public {
         UsageEscrow.Activation memory t = _terms();
-        bytes32 key = _activate(t);
-        _closeAsBuyer(t);
-        vm.warp(escrow.escrowOf(key).closesAt);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        _withdrawAsBuyer(t);
-        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
+        vm.warp(_activateAndCloseAsBuyer(t));
+        _assertWithdrawRefundsDeposit(t);
     }
 
     function test_DeadlineCloseWithdrawOneSecondAfterClosesAt() public {
         UsageEscrow.Activation memory t = _terms();
-        bytes32 key = _activate(t);
-        _closeAsBuyer(t);
-        vm.warp(escrow.escrowOf(key).closesAt + 1);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        _withdrawAsBuyer(t);
-        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
+        vm.warp(_activateAndCloseAsBuyer(t) + 1);
+        _assertWithdrawRefundsDeposit(t);
     }
 
     function test_RevertWhen_DeadlineExpiryWithdrawOneSecondBefore() public {
@@ -977,27 +921,22 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(UsageEscrow.WithdrawNotOpen.selector, t.expiry + t.closeWindow));
         escrow.buyerWithdraw(t);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_DeadlineExpiryWithdrawAtExpiryPlusCloseWindow() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        _withdrawAsBuyer(t);
-        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
+        bytes32 key = _activateAndWarpToWithdraw(t);
+        _assertWithdrawRefundsDeposit(t);
+        _assertEscrowHolds(0);
+        assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Settled));
     }
 
     function test_DeadlineExpiryWithdrawOneSecondAfter() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
         vm.warp(t.expiry + t.closeWindow + 1);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        _withdrawAsBuyer(t);
-        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT);
+        _assertWithdrawRefundsDeposit(t);
     }
 
     // ================================================================ double claim and double withdraw
@@ -1010,9 +949,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         escrow.sellerClaim(t, 30, voucher);
         uint256 sellerBefore = usdc.balanceOf(seller);
 
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30));
-        escrow.sellerClaim(t, 30, voucher);
+        _expectClaimRevert(t, 30, voucher, abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30));
         assertEq(usdc.balanceOf(seller), sellerBefore);
         assertEq(usdc.balanceOf(address(escrow)), 70 * PRICE);
     }
@@ -1021,16 +958,13 @@ contract UsageEscrowAttacksTest is EscrowFixture {
     function test_RevertWhen_VoucherClaimedThroughBothPaths() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, 30);
-        bytes memory auth = _signClaim(sellerKey, t, 30, deadline);
-        vm.prank(seller);
-        escrow.sellerClaim(t, 30, voucher);
+        _claim(t, 30);
         uint256 sellerBefore = usdc.balanceOf(seller);
 
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30));
-        escrow.sellerClaimWithAuthorization(t, 30, voucher, deadline, auth);
+        // vm.sign is deterministic: the sponsored call carries the very voucher claimed above.
+        _claimWithAuthorization(
+            t, 30, block.timestamp + 10 minutes, abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, 30, 30)
+        );
         assertEq(usdc.balanceOf(seller), sellerBefore);
     }
 
@@ -1057,8 +991,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
 
     function test_RevertWhen_BuyerWithdrawsTwice() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         _withdrawAsBuyer(t);
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
@@ -1070,16 +1003,11 @@ contract UsageEscrowAttacksTest is EscrowFixture {
 
     function test_RevertWhen_BuyerWithdrawsThroughBothPaths() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory auth = _signWithdraw(buyerKey, t, deadline);
+        _activateAndWarpToWithdraw(t);
         _withdrawAsBuyer(t);
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.AlreadyWithdrawn.selector));
-        escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+        _withdrawWithAuthorization(t, block.timestamp + 10 minutes, _err(UsageEscrow.AlreadyWithdrawn.selector));
         assertEq(usdc.balanceOf(buyer), buyerBefore);
     }
 
@@ -1108,9 +1036,9 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         escrow.initiateClose(t, 30, v30);
         uint256 sellerBefore = usdc.balanceOf(seller);
 
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
-        escrow.sellerClaim(t, 60, v60);
+        _expectClaimRevert(
+            t, 60, v60, abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled)
+        );
         assertEq(usdc.balanceOf(seller), sellerBefore);
         assertEq(usdc.balanceOf(address(escrow)), 70 * PRICE, "the buyer's part is intact");
     }
@@ -1122,25 +1050,20 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         _activate(t);
         bytes memory voucher = _signVoucher(buyerKey, t, 101);
 
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, 101, 100));
-        escrow.sellerClaim(t, 101, voucher);
+        _expectClaimRevert(t, 101, voucher, abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, 101, 100));
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
     }
 
     function test_RevertWhen_ClaimAboveQuantityWithAuthorization() public {
         UsageEscrow.Activation memory t = _terms();
         _activate(t);
-        uint256 deadline = block.timestamp + 10 minutes;
-        bytes memory voucher = _signVoucher(buyerKey, t, type(uint64).max);
-        bytes memory auth = _signClaim(sellerKey, t, type(uint64).max, deadline);
-
-        vm.prank(relayer);
-        vm.expectRevert(
+        _claimWithAuthorization(
+            t,
+            type(uint64).max,
+            block.timestamp + 10 minutes,
             abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, uint256(type(uint64).max), 100)
         );
-        escrow.sellerClaimWithAuthorization(t, type(uint64).max, voucher, deadline, auth);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_RevertWhen_FinalCloseAboveQuantity() public {
@@ -1166,17 +1089,16 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         bytes memory v60 = _signVoucher(buyerKey, t, 60);
         uint256 sellerBefore = usdc.balanceOf(seller);
 
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
-        escrow.sellerClaim(t, 60, v60);
+        _expectClaimRevert(
+            t, 60, v60, abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled)
+        );
         assertEq(usdc.balanceOf(seller), sellerBefore);
         assertEq(usdc.balanceOf(address(escrow)), 0);
     }
 
     function test_RevertWhen_SellerClosesAfterBuyerWithdrew() public {
         UsageEscrow.Activation memory t = _terms();
-        _activate(t);
-        vm.warp(t.expiry + t.closeWindow);
+        _activateAndWarpToWithdraw(t);
         _withdrawAsBuyer(t);
         bytes memory v60 = _signVoucher(buyerKey, t, 60);
 
@@ -1195,9 +1117,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         usdc.blacklist(seller);
         bytes memory v60 = _signVoucher(buyerKey, t, 60);
 
-        vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(MockUSDC.Blacklisted.selector, seller));
-        escrow.sellerClaim(t, 60, v60);
+        _expectClaimRevert(t, 60, v60, abi.encodeWithSelector(MockUSDC.Blacklisted.selector, seller));
         assertEq(escrow.escrowOf(key).claimedUnits, 30, "the failed claim changed nothing");
 
         _closeAsBuyer(t);
@@ -1267,73 +1187,33 @@ contract UsageEscrowAttacksTest is EscrowFixture {
 
     function test_RevertWhen_BuyerIsSanctioned() public {
         _sanction(buyer);
-        UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, buyer));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(buyer), buyerBefore);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _expectActivateRevert(_terms(), abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, buyer));
     }
 
     function test_RevertWhen_SellerIsSanctioned() public {
         _sanction(seller);
-        UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, seller));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        _expectActivateRevert(_terms(), abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, seller));
     }
 
     function test_RevertWhen_OracleReverts() public {
         oracle.setReverting(true);
-        UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.SanctionsOracleFailed.selector));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        _expectActivateRevert(_terms(), _err(UsageEscrow.SanctionsOracleFailed.selector));
     }
 
     function test_RevertWhen_OracleHasNoCode() public {
-        escrow = new UsageEscrow(IFiatToken(address(usdc)), ISanctionsOracle(address(0xDEAD)), feeRecipient);
-        UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-        uint256 buyerBefore = usdc.balanceOf(buyer);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.SanctionsOracleFailed.selector));
-        escrow.activate(t, a, f, p);
-        assertEq(usdc.balanceOf(buyer), buyerBefore);
+        _useOracle(address(0xDEAD));
+        _expectActivateRevert(_terms(), _err(UsageEscrow.SanctionsOracleFailed.selector));
     }
 
     function test_RevertWhen_OracleAnswersNothing() public {
-        escrow = new UsageEscrow(IFiatToken(address(usdc)), ISanctionsOracle(address(new SilentOracle())), feeRecipient);
-        UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-
-        vm.prank(relayer);
-        vm.expectRevert(_err(UsageEscrow.SanctionsOracleFailed.selector));
-        escrow.activate(t, a, f, p);
+        _useOracle(address(new SilentOracle()));
+        _expectActivateRevert(_terms(), _err(UsageEscrow.SanctionsOracleFailed.selector));
     }
 
     /// A malformed (non-boolean) answer counts as listed: screening fails closed.
     function test_RevertWhen_OracleAnswersGarbage() public {
-        escrow =
-            new UsageEscrow(IFiatToken(address(usdc)), ISanctionsOracle(address(new GarbageOracle())), feeRecipient);
-        UsageEscrow.Activation memory t = _terms();
-        (bytes memory a, bytes memory f, bytes memory p) = _signAll(t);
-
-        vm.prank(relayer);
-        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, buyer));
-        escrow.activate(t, a, f, p);
+        _useOracle(address(new GarbageOracle()));
+        _expectActivateRevert(_terms(), abi.encodeWithSelector(UsageEscrow.SanctionedAddress.selector, buyer));
     }
 
     /// Payouts are not gated on the oracle (docs/contract.md): funds already in escrow cannot be

@@ -24,11 +24,11 @@ contract UsageEscrowClaimBatchTest is EscrowFixture {
         key = _activate(t);
     }
 
-    function _claimOf(
-        UsageEscrow.Activation memory t,
-        uint256 sellerKey_,
-        uint256 units
-    ) internal view returns (UsageEscrow.SponsoredClaim memory) {
+    function _claimOf(UsageEscrow.Activation memory t, uint256 sellerKey_, uint256 units)
+        internal
+        view
+        returns (UsageEscrow.SponsoredClaim memory)
+    {
         uint256 deadline = block.timestamp + 1 hours;
         return UsageEscrow.SponsoredClaim({
             terms: t,
@@ -136,9 +136,7 @@ contract UsageEscrowClaimBatchTest is EscrowFixture {
         UsageEscrow.SponsoredClaim[] memory claims = new UsageEscrow.SponsoredClaim[](1);
         claims[0] = _claimOf(a, sellerKey, 10);
         vm.warp(claims[0].deadline + 1);
-        vm.expectRevert(
-            abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, claims[0].deadline)
-        );
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, claims[0].deadline));
         vm.prank(relayer);
         escrow.sellerClaimBatch(claims);
     }
@@ -147,11 +145,7 @@ contract UsageEscrowClaimBatchTest is EscrowFixture {
         (UsageEscrow.Activation memory a,) = _agreement(seller, "a");
         UsageEscrow.SponsoredClaim[] memory claims = new UsageEscrow.SponsoredClaim[](1);
         claims[0] = _claimOf(a, sellerKey, a.quantity + 1);
-        vm.expectRevert(
-            abi.encodeWithSelector(
-                UsageEscrow.UnitsExceedQuantity.selector, a.quantity + 1, a.quantity
-            )
-        );
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, a.quantity + 1, a.quantity));
         vm.prank(relayer);
         escrow.sellerClaimBatch(claims);
     }

@@ -9,8 +9,7 @@ import {UsageEscrow} from "../src/UsageEscrow.sol";
 /// the contract documents, and signatures from the wrong key.
 contract UsageEscrowFuzzTest is EscrowFixture {
     /// @dev secp256k1 group order: private keys are 1 .. N - 1.
-    uint256 internal constant SECP256K1_N =
-        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+    uint256 internal constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
     uint256 internal constant MAX_PRICE = type(uint128).max;
     uint256 internal constant MAX_QUANTITY = type(uint64).max;
 
@@ -29,11 +28,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
     }
 
     /// @dev Fuzzed buyer and seller keys; their addresses must be distinct fresh EOAs.
-    function _parties(uint256 buyerSeed, uint256 sellerSeed)
-        internal
-        view
-        returns (Parties memory p)
-    {
+    function _parties(uint256 buyerSeed, uint256 sellerSeed) internal view returns (Parties memory p) {
         p.buyerKey = _key(buyerSeed);
         p.sellerKey = _key(sellerSeed);
         p.buyer = vm.addr(p.buyerKey);
@@ -43,10 +38,9 @@ contract UsageEscrowFuzzTest is EscrowFixture {
     }
 
     function _fresh(address account) internal view returns (bool) {
-        return account != feeRecipient && account != relayer && account != address(escrow)
-            && account != address(usdc) && account != address(oracle) && account != address(this)
-            && account != buyer && account != seller && account.code.length == 0
-            && usdc.balanceOf(account) == 0;
+        return account != feeRecipient && account != relayer && account != address(escrow) && account != address(usdc)
+            && account != address(oracle) && account != address(this) && account != buyer && account != seller
+            && account.code.length == 0 && usdc.balanceOf(account) == 0;
     }
 
     /// @dev The fixture's default terms between `p`'s parties, with no fee.
@@ -64,10 +58,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
     }
 
     /// @dev Mints the deposit and fee to the buyer and activates `t` with its three signatures.
-    function _fundAndActivate(uint256 buyerKey_, UsageEscrow.Activation memory t)
-        internal
-        returns (bytes32 key)
-    {
+    function _fundAndActivate(uint256 buyerKey_, UsageEscrow.Activation memory t) internal returns (bytes32 key) {
         usdc.mint(t.buyer, _deposit(t) + t.infraFee);
         bytes memory activationSig = _signActivation(buyerKey_, t);
         bytes memory fundingSig = _signFunding(buyerKey_, t);
@@ -141,21 +132,13 @@ contract UsageEscrowFuzzTest is EscrowFixture {
     }
 
     /// @dev Four ways to reach the final split of `used` units.
-    function _settleAlong(
-        Parties memory p,
-        UsageEscrow.Activation memory t,
-        bytes32 key,
-        uint256 used,
-        uint256 path
-    ) internal {
+    function _settleAlong(Parties memory p, UsageEscrow.Activation memory t, bytes32 key, uint256 used, uint256 path)
+        internal
+    {
         bool full = used == t.quantity;
         if (path == 0) {
             // Direct claim, buyer closes, withdraw at closesAt.
-            if (used != 0) {
-                bytes memory v = _signVoucher(p.buyerKey, t, used);
-                vm.prank(p.seller);
-                escrow.sellerClaim(t, used, v);
-            }
+            if (used != 0) _claim(p, t, used, false, "");
             if (!full) {
                 vm.prank(p.buyer);
                 escrow.initiateClose(t, 0, "");
@@ -170,23 +153,13 @@ contract UsageEscrowFuzzTest is EscrowFixture {
             _withdrawDirect(p, t, full);
         } else if (path == 2) {
             // Sponsored claim, then the buyer withdraws (sponsored) after expiry + window.
-            if (used != 0) {
-                bytes memory v = _signVoucher(p.buyerKey, t, used);
-                bytes memory auth = _signClaim(p.sellerKey, t, used, _far());
-                vm.prank(relayer);
-                escrow.sellerClaimWithAuthorization(t, used, v, _far(), auth);
-            }
+            if (used != 0) _claim(p, t, used, true, "");
             vm.warp(t.expiry + t.closeWindow);
             _withdrawSponsored(p, t, full);
         } else {
             // Half claimed (sponsored), then a sponsored seller close with the final voucher.
             uint256 half = used / 2;
-            if (half != 0) {
-                bytes memory v1 = _signVoucher(p.buyerKey, t, half);
-                bytes memory auth1 = _signClaim(p.sellerKey, t, half, _far());
-                vm.prank(relayer);
-                escrow.sellerClaimWithAuthorization(t, half, v1, _far(), auth1);
-            }
+            if (half != 0) _claim(p, t, half, true, "");
             bytes memory v2 = used == 0 ? bytes("") : _signVoucher(p.buyerKey, t, used);
             bytes memory auth2 = _signClose(p.sellerKey, t, p.seller, used, _far());
             vm.prank(relayer);
@@ -195,17 +168,13 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         }
     }
 
-    function _withdrawDirect(Parties memory p, UsageEscrow.Activation memory t, bool nothingLeft)
-        internal
-    {
+    function _withdrawDirect(Parties memory p, UsageEscrow.Activation memory t, bool nothingLeft) internal {
         if (nothingLeft) vm.expectRevert(UsageEscrow.AlreadyWithdrawn.selector);
         vm.prank(p.buyer);
         escrow.buyerWithdraw(t);
     }
 
-    function _withdrawSponsored(Parties memory p, UsageEscrow.Activation memory t, bool nothingLeft)
-        internal
-    {
+    function _withdrawSponsored(Parties memory p, UsageEscrow.Activation memory t, bool nothingLeft) internal {
         bytes memory auth = _signWithdraw(p.buyerKey, t, _far());
         if (nothingLeft) vm.expectRevert(UsageEscrow.AlreadyWithdrawn.selector);
         vm.prank(relayer);
@@ -277,14 +246,11 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         uint256 n = rawUnits.length > 12 ? 12 : rawUnits.length;
         for (uint256 i; i < n; ++i) {
             // Bit 2i: replay the previous voucher; bit 2i+1: the sponsored path.
-            uint256 units = (i != 0 && (pathBits >> (2 * i)) & 1 == 1)
-                ? run.previous
-                : bound(rawUnits[i], 0, t.quantity);
+            uint256 units =
+                (i != 0 && (pathBits >> (2 * i)) & 1 == 1) ? run.previous : bound(rawUnits[i], 0, t.quantity);
             _claimStep(p, t, run, units, (pathBits >> (2 * i + 1)) & 1 == 1);
         }
-        assertEq(
-            usdc.balanceOf(p.seller), run.maxUnits * t.unitPrice, "seller got max(voucher) x price"
-        );
+        assertEq(usdc.balanceOf(p.seller), run.maxUnits * t.unitPrice, "seller got max(voucher) x price");
 
         // A final close with an old voucher pays nothing more; the buyer gets the rest.
         if (!run.settled) {
@@ -301,9 +267,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         }
         _withdrawDirect(p, t, run.settled);
         assertEq(usdc.balanceOf(p.seller), run.maxUnits * t.unitPrice, "seller total unchanged");
-        assertEq(
-            usdc.balanceOf(p.buyer), (t.quantity - run.maxUnits) * t.unitPrice, "buyer: the rest"
-        );
+        assertEq(usdc.balanceOf(p.buyer), (t.quantity - run.maxUnits) * t.unitPrice, "buyer: the rest");
         assertEq(usdc.balanceOf(address(escrow)), 0, "escrow empty");
     }
 
@@ -320,20 +284,15 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         bool pays = !run.settled && units > run.maxUnits;
         bytes memory expectedError;
         if (run.settled) {
-            expectedError = abi.encodeWithSelector(
-                UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled
-            );
+            expectedError = abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled);
         } else if (!pays) {
-            expectedError =
-                abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, units, run.maxUnits);
+            expectedError = abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, units, run.maxUnits);
         }
         _claim(p, t, units, sponsored, expectedError);
 
         if (pays) {
             assertEq(
-                usdc.balanceOf(p.seller) - sellerBefore,
-                (units - run.maxUnits) * t.unitPrice,
-                "claim pays the increase"
+                usdc.balanceOf(p.seller) - sellerBefore, (units - run.maxUnits) * t.unitPrice, "claim pays the increase"
             );
             run.maxUnits = units;
             run.settled = units == t.quantity;
@@ -385,8 +344,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         vm.assume(p2.seller != p.seller);
         uint256 maxQuantity = quantitySeed & 1 == 0 ? 16 : MAX_QUANTITY;
         UsageEscrow.Activation[2] memory t;
-        t[0] =
-            _termsOf(p, bound(priceSeed, 1, MAX_PRICE), bound(quantitySeed >> 1, 1, maxQuantity));
+        t[0] = _termsOf(p, bound(priceSeed, 1, MAX_PRICE), bound(quantitySeed >> 1, 1, maxQuantity));
         // A fresh struct: assigning t[0] would share it in memory.
         t[1] = _termsOf(p2, t[0].unitPrice, t[0].quantity);
         _fundAndActivate(p.buyerKey, t[0]);
@@ -398,9 +356,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         for (uint256 i; i < n; ++i) {
             uint256 which = (orderBits >> i) & 1;
             uint256 units = bound(rawUnits[i], 0, t[which].quantity);
-            claims[i] = _sponsoredClaim(
-                p.buyerKey, which == 0 ? p.sellerKey : p2.sellerKey, t[which], units
-            );
+            claims[i] = _sponsoredClaim(p.buyerKey, which == 0 ? p.sellerKey : p2.sellerKey, t[which], units);
             if (units > maxUnits[which]) maxUnits[which] = units;
         }
         vm.prank(relayer);
@@ -420,12 +376,11 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         );
     }
 
-    function _sponsoredClaim(
-        uint256 buyerKey_,
-        uint256 sellerKey_,
-        UsageEscrow.Activation memory t,
-        uint256 units
-    ) internal view returns (UsageEscrow.SponsoredClaim memory) {
+    function _sponsoredClaim(uint256 buyerKey_, uint256 sellerKey_, UsageEscrow.Activation memory t, uint256 units)
+        internal
+        view
+        returns (UsageEscrow.SponsoredClaim memory)
+    {
         return UsageEscrow.SponsoredClaim({
             terms: t,
             cumulativeUnits: units,
@@ -444,14 +399,11 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         bool viaClose
     ) public {
         Parties memory p = _parties(buyerSeed, sellerSeed);
-        UsageEscrow.Activation memory t =
-            _termsOf(p, 100_000, bound(quantitySeed, 1, MAX_QUANTITY));
+        UsageEscrow.Activation memory t = _termsOf(p, 100_000, bound(quantitySeed, 1, MAX_QUANTITY));
         _fundAndActivate(p.buyerKey, t);
         uint256 units = bound(unitsSeed, t.quantity + 1, type(uint256).max);
         bytes memory v = _signVoucher(p.buyerKey, t, units);
-        vm.expectRevert(
-            abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, units, t.quantity)
-        );
+        vm.expectRevert(abi.encodeWithSelector(UsageEscrow.UnitsExceedQuantity.selector, units, t.quantity));
         vm.prank(p.seller);
         if (viaClose) escrow.initiateClose(t, units, v);
         else escrow.sellerClaim(t, units, v);
@@ -482,19 +434,12 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         vm.warp(now_);
         bool accepted = now_ < t.activateBy;
         if (!accepted) {
-            vm.expectRevert(
-                abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy)
-            );
+            vm.expectRevert(abi.encodeWithSelector(UsageEscrow.ActivationExpired.selector, t.activateBy));
         }
         vm.prank(relayer);
         escrow.activate(t, activationSig, fundingSig, feeSig);
-        assertEq(
-            usdc.balanceOf(address(escrow)), accepted ? _deposit(t) : 0, "deposit iff accepted"
-        );
-        assertTrue(
-            _status(_keyOf(t)) == (accepted ? UsageEscrow.Status.Active : UsageEscrow.Status.None),
-            "status"
-        );
+        assertEq(usdc.balanceOf(address(escrow)), accepted ? _deposit(t) : 0, "deposit iff accepted");
+        assertTrue(_status(_keyOf(t)) == (accepted ? UsageEscrow.Status.Active : UsageEscrow.Status.None), "status");
     }
 
     /// @notice Every sponsored authorization is accepted iff `block.timestamp <= deadline`.
@@ -527,8 +472,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         uint256 now_ = _at(deadline, _delta(deltaSeed, 1 days));
         vm.warp(now_);
         bool accepted = now_ <= deadline;
-        bytes memory expiredError =
-            abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline);
+        bytes memory expiredError = abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, deadline);
         if (!accepted) vm.expectRevert(expiredError);
         vm.prank(relayer);
         if (action == 0) {
@@ -541,9 +485,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
             escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
         } else {
             bytes[] memory calls = new bytes[](1);
-            calls[0] = abi.encodeCall(
-                UsageEscrow.sellerClaimWithAuthorization, (t, 7, voucher, deadline, auth)
-            );
+            calls[0] = abi.encodeCall(UsageEscrow.sellerClaimWithAuthorization, (t, 7, voucher, deadline, auth));
             escrow.batch(calls, true);
         }
 
@@ -567,6 +509,19 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         }
     }
 
+    /// @dev Fuzzed parties on 100 units at 0.10 USDC with a fuzzed close window (up to the maximum)
+    /// and expiry (up to 400 days out), activated.
+    function _activeWithFuzzedWindow(uint256 buyerSeed, uint256 sellerSeed, uint256 windowSeed, uint256 expirySeed)
+        internal
+        returns (Parties memory p, UsageEscrow.Activation memory t)
+    {
+        p = _parties(buyerSeed, sellerSeed);
+        t = _termsOf(p, 100_000, 100);
+        t.closeWindow = bound(windowSeed, 0, escrow.MAX_CLOSE_WINDOW());
+        t.expiry = START + bound(expirySeed, 1, 400 days);
+        _fundAndActivate(p.buyerKey, t);
+    }
+
     /// @notice After the buyer closes at any time, withdraw is accepted iff the close window has
     /// run (`now >= closedAt + closeWindow`) or `now >= expiry + closeWindow`; the stored
     /// `closesAt` (the window runs from the close, or from expiry for a late close) and
@@ -580,11 +535,8 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         uint256 deltaSeed,
         bool sponsored
     ) public {
-        Parties memory p = _parties(buyerSeed, sellerSeed);
-        UsageEscrow.Activation memory t = _termsOf(p, 100_000, 100);
-        t.closeWindow = bound(windowSeed, 0, escrow.MAX_CLOSE_WINDOW());
-        t.expiry = START + bound(expirySeed, 1, 400 days);
-        _fundAndActivate(p.buyerKey, t);
+        (Parties memory p, UsageEscrow.Activation memory t) =
+            _activeWithFuzzedWindow(buyerSeed, sellerSeed, windowSeed, expirySeed);
 
         // The buyer closes at any moment, before or after expiry.
         uint256 closedAt = START + bound(closeAtSeed, 0, 800 days);
@@ -613,11 +565,8 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         uint256 deltaSeed,
         bool sponsored
     ) public {
-        Parties memory p = _parties(buyerSeed, sellerSeed);
-        UsageEscrow.Activation memory t = _termsOf(p, 100_000, 100);
-        t.closeWindow = bound(windowSeed, 0, escrow.MAX_CLOSE_WINDOW());
-        t.expiry = START + bound(expirySeed, 1, 400 days);
-        _fundAndActivate(p.buyerKey, t);
+        (Parties memory p, UsageEscrow.Activation memory t) =
+            _activeWithFuzzedWindow(buyerSeed, sellerSeed, windowSeed, expirySeed);
         uint256 opensAt = t.expiry + t.closeWindow;
         assertEq(escrow.withdrawOpensAt(t), opensAt, "withdrawOpensAt");
 
@@ -632,11 +581,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         _withdrawAt(p, t, accepted, opensAt, sponsored);
         if (accepted) {
             bytes memory v = _signVoucher(p.buyerKey, t, 20);
-            vm.expectRevert(
-                abi.encodeWithSelector(
-                    UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled
-                )
-            );
+            vm.expectRevert(abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, UsageEscrow.Status.Settled));
             vm.prank(p.seller);
             escrow.sellerClaim(t, 20, v);
         }
@@ -746,18 +691,14 @@ contract UsageEscrowFuzzTest is EscrowFixture {
             }
         }
         assertTrue(
-            keccak256(abi.encode(escrow.escrowOf(key))) != keccak256(abi.encode(before)),
-            "the right key went through"
+            keccak256(abi.encode(escrow.escrowOf(key))) != keccak256(abi.encode(before)), "the right key went through"
         );
     }
 
     /// @dev Activation with one of its three buyer signatures from `wrongKey`, then the right one.
-    function _activationWithWrongKey(
-        UsageEscrow.Activation memory t,
-        uint256 rightKey,
-        uint256 wrongKey,
-        uint256 item
-    ) internal {
+    function _activationWithWrongKey(UsageEscrow.Activation memory t, uint256 rightKey, uint256 wrongKey, uint256 item)
+        internal
+    {
         usdc.mint(t.buyer, _deposit(t) + t.infraFee);
         for (uint256 attempt; attempt < 2; ++attempt) {
             uint256 signer = attempt == 0 ? wrongKey : rightKey;
@@ -767,9 +708,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
             if (attempt == 0) {
                 // A wrong fee permit fails inside the try; the missing allowance refuses it.
                 vm.expectRevert(
-                    item == 2
-                        ? UsageEscrow.InfraFeeNotAuthorized.selector
-                        : UsageEscrow.InvalidSignature.selector
+                    item == 2 ? UsageEscrow.InfraFeeNotAuthorized.selector : UsageEscrow.InvalidSignature.selector
                 );
             }
             vm.prank(relayer);

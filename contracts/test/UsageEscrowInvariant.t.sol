@@ -65,13 +65,10 @@ contract UsageEscrowInvariantTest is EscrowFixture {
     function invariant_escrowBalanceMatchesGhosts() public view {
         assertEq(
             usdc.balanceOf(address(escrow)),
-            escrowStart + handler.ghostDeposits() - handler.ghostPaidToSellers()
-                - handler.ghostPaidToBuyers(),
+            escrowStart + handler.ghostDeposits() - handler.ghostPaidToSellers() - handler.ghostPaidToBuyers(),
             "escrow balance == deposits - claims - withdrawals"
         );
-        assertEq(
-            usdc.balanceOf(feeRecipient), feeRecipientStart + handler.ghostFees(), "fees collected"
-        );
+        assertEq(usdc.balanceOf(feeRecipient), feeRecipientStart + handler.ghostFees(), "fees collected");
     }
 
     /// @notice Per agreement, seller and buyer together never receive more than its deposit; each
@@ -103,8 +100,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
             assertEq(usdc.balanceOf(s), handler.ghostReceived(s), "seller balance is its claims");
             assertEq(
                 usdc.balanceOf(b),
-                FUNDS - handler.ghostDepositsOf(b) - handler.ghostFeesPaidBy(b)
-                    + handler.ghostReceived(b),
+                FUNDS - handler.ghostDepositsOf(b) - handler.ghostFeesPaidBy(b) + handler.ghostReceived(b),
                 "buyer balance is funds - deposits - fees + refunds"
             );
         }
@@ -114,8 +110,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
     function invariant_settledAndWithdrawnPaysExactlyTheDeposit() public view {
         uint256 n = handler.agreementCount();
         for (uint256 i; i < n; ++i) {
-            (, bytes32 key, uint256 deposit, uint256 paidToSeller, uint256 paidToBuyer,) =
-                handler.agreementAt(i);
+            (, bytes32 key, uint256 deposit, uint256 paidToSeller, uint256 paidToBuyer,) = handler.agreementAt(i);
             UsageEscrow.Escrow memory e = escrow.escrowOf(key);
             if (e.status == UsageEscrow.Status.Settled && e.buyerWithdrawn) {
                 assertEq(paidToSeller + paidToBuyer, deposit, "claimed + withdrawn == deposit");
@@ -129,8 +124,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         assertEq(handler.claimedUnitsDecreases(), 0, handler.firstFailure());
         uint256 n = handler.agreementCount();
         for (uint256 i; i < n; ++i) {
-            (UsageEscrow.Activation memory t, bytes32 key,,,, uint256 highest) =
-                handler.agreementAt(i);
+            (UsageEscrow.Activation memory t, bytes32 key,,,, uint256 highest) = handler.agreementAt(i);
             uint256 claimed = escrow.escrowOf(key).claimedUnits;
             assertGe(claimed, highest, "claimedUnits below a value seen before");
             assertLe(claimed, t.quantity, "claimedUnits <= quantity");
@@ -165,9 +159,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
             if (step % 50 == 49) _assertInvariants();
         }
         for (uint256 path; path < handler.PATHS(); ++path) {
-            assertGt(
-                handler.hitsOf(path), 0, string.concat("path never taken: ", Strings.toString(path))
-            );
+            assertGt(handler.hitsOf(path), 0, string.concat("path never taken: ", Strings.toString(path)));
         }
         assertGt(handler.agreementCount(), 20, "agreements");
         _assertInvariants();
@@ -215,8 +207,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         _assertInvariants();
         uint256 n = handler.agreementCount();
         for (uint256 i; i < n; ++i) {
-            (, bytes32 key, uint256 deposit, uint256 paidToSeller, uint256 paidToBuyer,) =
-                handler.agreementAt(i);
+            (, bytes32 key, uint256 deposit, uint256 paidToSeller, uint256 paidToBuyer,) = handler.agreementAt(i);
             UsageEscrow.Escrow memory e = escrow.escrowOf(key);
             assertTrue(e.status == UsageEscrow.Status.Settled, "settled at the end");
             assertTrue(e.buyerWithdrawn, "buyer done at the end");

@@ -17,9 +17,8 @@ abstract contract EscrowFixture is Test {
     bytes32 internal constant TRANSFER_WITH_AUTHORIZATION_TYPEHASH = keccak256(
         "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
     );
-    bytes32 internal constant PERMIT_TYPEHASH = keccak256(
-        "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
-    );
+    bytes32 internal constant PERMIT_TYPEHASH =
+        keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
 
     /// @dev 1 USDC in base units.
     uint256 internal constant USDC = 1e6;
@@ -85,11 +84,7 @@ abstract contract EscrowFixture is Test {
         return abi.encodePacked(r, s, v);
     }
 
-    function _typedDigest(bytes32 domainSeparator, bytes32 structHash)
-        internal
-        pure
-        returns (bytes32)
-    {
+    function _typedDigest(bytes32 domainSeparator, bytes32 structHash) internal pure returns (bytes32) {
         return keccak256(abi.encodePacked("\x19\x01", domainSeparator, structHash));
     }
 
@@ -97,28 +92,20 @@ abstract contract EscrowFixture is Test {
         return escrow.agreementKey(t);
     }
 
-    function _signActivation(uint256 key, UsageEscrow.Activation memory t)
-        internal view
-        returns (bytes memory)
-    {
+    function _signActivation(uint256 key, UsageEscrow.Activation memory t) internal view returns (bytes memory) {
         return _sign(key, _keyOf(t));
     }
 
     /// @notice The buyer's USDC ReceiveWithAuthorization as the escrow asks for it.
-    function _signFunding(uint256 key, UsageEscrow.Activation memory t)
+    function _signFunding(uint256 key, UsageEscrow.Activation memory t) internal view returns (bytes memory) {
+        return _signFundingFor(key, address(usdc), address(escrow), t);
+    }
+
+    function _signFundingFor(uint256 key, address token, address escrowAddress, UsageEscrow.Activation memory t)
         internal
         view
         returns (bytes memory)
     {
-        return _signFundingFor(key, address(usdc), address(escrow), t);
-    }
-
-    function _signFundingFor(
-        uint256 key,
-        address token,
-        address escrowAddress,
-        UsageEscrow.Activation memory t
-    ) internal view returns (bytes memory) {
         bytes32 structHash = keccak256(
             abi.encode(
                 RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
@@ -134,34 +121,32 @@ abstract contract EscrowFixture is Test {
     }
 
     /// @notice The buyer's EIP-2612 permit of the infra fee to the escrow.
-    function _signFeePermit(uint256 key, UsageEscrow.Activation memory t)
-        internal view
-        returns (bytes memory)
-    {
+    function _signFeePermit(uint256 key, UsageEscrow.Activation memory t) internal view returns (bytes memory) {
         bytes32 structHash = keccak256(
-            abi.encode(
-                PERMIT_TYPEHASH, t.buyer, address(escrow), t.infraFee, usdc.nonces(t.buyer), t.activateBy
-            )
+            abi.encode(PERMIT_TYPEHASH, t.buyer, address(escrow), t.infraFee, usdc.nonces(t.buyer), t.activateBy)
         );
         return _sign(key, _typedDigest(usdc.DOMAIN_SEPARATOR(), structHash));
     }
 
     function _signVoucher(uint256 key, UsageEscrow.Activation memory t, uint256 units)
-        internal view
+        internal
+        view
         returns (bytes memory)
     {
         return _sign(key, escrow.usageVoucherDigest(_keyOf(t), units));
     }
 
     function _signClaim(uint256 key, UsageEscrow.Activation memory t, uint256 units, uint256 deadline)
-        internal view
+        internal
+        view
         returns (bytes memory)
     {
         return _sign(key, escrow.sellerClaimDigest(_keyOf(t), units, deadline));
     }
 
     function _signWithdraw(uint256 key, UsageEscrow.Activation memory t, uint256 deadline)
-        internal view
+        internal
+        view
         returns (bytes memory)
     {
         return _sign(key, escrow.buyerWithdrawDigest(_keyOf(t), deadline));
@@ -234,15 +219,40 @@ abstract contract EscrowFixture is Test {
 
     /// @notice The relayer withdraws for the buyer with its BuyerWithdraw authorization; expects
     /// `expectedError` when it is not empty.
-    function _withdrawWithAuthorization(
-        UsageEscrow.Activation memory t,
-        uint256 deadline,
-        bytes memory expectedError
-    ) internal {
+    function _withdrawWithAuthorization(UsageEscrow.Activation memory t, uint256 deadline, bytes memory expectedError)
+        internal
+    {
         bytes memory auth = _signWithdraw(buyerKey, t, deadline);
         if (expectedError.length != 0) vm.expectRevert(expectedError);
         vm.prank(relayer);
         escrow.buyerWithdrawWithAuthorization(t, deadline, auth);
+    }
+
+    /// @notice Expects the seller's direct claim of `units` with `voucher` to revert with `reason`.
+    function _expectClaimRevert(
+        UsageEscrow.Activation memory t,
+        uint256 units,
+        bytes memory voucher,
+        bytes memory reason
+    ) internal {
+        vm.prank(seller);
+        vm.expectRevert(reason);
+        escrow.sellerClaim(t, units, voucher);
+    }
+
+    /// @notice Expects the relayer's sponsored claim with these exact signatures to revert with
+    /// `reason` (for tests that tamper with a signature).
+    function _expectClaimWithAuthorizationRevert(
+        UsageEscrow.Activation memory t,
+        uint256 units,
+        bytes memory voucher,
+        uint256 deadline,
+        bytes memory auth,
+        bytes memory reason
+    ) internal {
+        vm.prank(relayer);
+        vm.expectRevert(reason);
+        escrow.sellerClaimWithAuthorization(t, units, voucher, deadline, auth);
     }
 
     function _closeAsBuyer(UsageEscrow.Activation memory t) internal {

@@ -153,8 +153,7 @@ contract EscrowHandler {
         t.buyer = buyers[b];
         t.seller = sellers[s];
         // Mostly small terms, so full usage happens; sometimes anything in the allowed range.
-        t.quantity =
-            _bound(quantitySeed >> 8, 1, quantitySeed % 5 == 0 ? type(uint64).max : 50);
+        t.quantity = _bound(quantitySeed >> 8, 1, quantitySeed % 5 == 0 ? type(uint64).max : 50);
         t.unitPrice = _bound(priceSeed >> 8, 1, priceSeed % 5 == 0 ? type(uint128).max : 1e6);
         uint256 feeMode = feeSeed % 3;
         t.infraFee = feeMode == 0 ? 0 : _bound(feeSeed >> 8, 1, 1e6);
@@ -202,11 +201,7 @@ contract EscrowHandler {
         ghostDepositsOf[t.buyer] += deposit;
         ghostDepositsOf[t.seller] += deposit;
         ghostFeesPaidBy[t.buyer] += t.infraFee;
-        _hit(
-            feeMode == 0
-                ? ACTIVATE_NO_FEE
-                : feeMode == 1 ? ACTIVATE_FEE_PERMIT : ACTIVATE_FEE_APPROVED
-        );
+        _hit(feeMode == 0 ? ACTIVATE_NO_FEE : feeMode == 1 ? ACTIVATE_FEE_PERMIT : ACTIVATE_FEE_APPROVED);
         _checkAll();
     }
 
@@ -239,18 +234,14 @@ contract EscrowHandler {
     }
 
     /// @dev Claims `units`: mode 0 direct, 1 sponsored, 2 sponsored with a lapsed authorization.
-    function _claim(Agreement storage a, uint256 units, uint256 mode, uint256 voucherSeed)
-        internal
-    {
+    function _claim(Agreement storage a, uint256 units, uint256 mode, uint256 voucherSeed) internal {
         bool sponsored = mode != 0;
-        uint256 deadline = mode == 2
-            ? block.timestamp - 1 - (voucherSeed % 100)
-            : block.timestamp + (voucherSeed % 1 days);
+        uint256 deadline =
+            mode == 2 ? block.timestamp - 1 - (voucherSeed % 100) : block.timestamp + (voucherSeed % 1 days);
         UsageEscrow.Activation memory t = a.terms;
         bytes memory voucher = _signVoucher(a, units);
-        bytes memory auth = sponsored
-            ? _sign(_sellerKeys[a.sellerIdx], escrow.sellerClaimDigest(a.key, units, deadline))
-            : bytes("");
+        bytes memory auth =
+            sponsored ? _sign(_sellerKeys[a.sellerIdx], escrow.sellerClaimDigest(a.key, units, deadline)) : bytes("");
 
         bytes memory expected;
         if (mode == 2) {
@@ -258,8 +249,7 @@ contract EscrowHandler {
         } else if (!_open(a)) {
             expected = abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, a.status);
         } else if (units <= a.claimedUnits) {
-            expected =
-                abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, units, a.claimedUnits);
+            expected = abi.encodeWithSelector(UsageEscrow.NothingToClaim.selector, units, a.claimedUnits);
         }
 
         uint256 sellerBefore = usdc.balanceOf(t.seller);
@@ -393,9 +383,8 @@ contract EscrowHandler {
         } catch (bytes memory e) {
             err = e;
         }
-        bytes memory expected = lapsed
-            ? abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, lapsedDeadline)
-            : bytes("");
+        bytes memory expected =
+            lapsed ? abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, lapsedDeadline) : bytes("");
         if (!_outcome("sellerClaimBatch", ok, err, expected)) return;
         if (!ok) {
             for (uint256 k; k < ACTORS; ++k) {
@@ -429,11 +418,7 @@ contract EscrowHandler {
 
     /// @dev Up to `limit` open agreements with a voucher above what was claimed, in index order
     /// from `seed`'s position (so sellers come interleaved).
-    function _claimable(uint256 seed, uint256 limit)
-        internal
-        view
-        returns (uint256[] memory picked)
-    {
+    function _claimable(uint256 seed, uint256 limit) internal view returns (uint256[] memory picked) {
         uint256 len = _agreements.length;
         picked = new uint256[](limit);
         uint256 n;
@@ -458,9 +443,7 @@ contract EscrowHandler {
             cumulativeUnits: units,
             voucherSignature: _signVoucher(a, units),
             deadline: deadline,
-            authorization: _sign(
-                _sellerKeys[a.sellerIdx], escrow.sellerClaimDigest(a.key, units, deadline)
-            )
+            authorization: _sign(_sellerKeys[a.sellerIdx], escrow.sellerClaimDigest(a.key, units, deadline))
         });
     }
 
@@ -506,35 +489,24 @@ contract EscrowHandler {
     }
 
     /// @dev A buyer closes `Active` only; a seller `Active` or `Closing`.
-    function _closeExpectation(Agreement storage a, bool bySeller)
-        internal
-        view
-        returns (bytes memory)
-    {
-        bool allowed = a.status == UsageEscrow.Status.Active
-            || (bySeller && a.status == UsageEscrow.Status.Closing);
+    function _closeExpectation(Agreement storage a, bool bySeller) internal view returns (bytes memory) {
+        bool allowed = a.status == UsageEscrow.Status.Active || (bySeller && a.status == UsageEscrow.Status.Closing);
         if (allowed) return "";
         return abi.encodeWithSelector(UsageEscrow.InvalidStatus.selector, a.status);
     }
 
-    function _sendClose(
-        Agreement storage a,
-        bool bySeller,
-        bool sponsored,
-        uint256 finalUnits,
-        uint256 deadline
-    ) internal returns (bool ok, bytes memory err) {
+    function _sendClose(Agreement storage a, bool bySeller, bool sponsored, uint256 finalUnits, uint256 deadline)
+        internal
+        returns (bool ok, bytes memory err)
+    {
         UsageEscrow.Activation memory t = a.terms;
         address party = bySeller ? t.seller : t.buyer;
         bytes memory voucher = finalUnits == 0 ? bytes("") : _signVoucher(a, finalUnits);
         if (sponsored) {
             uint256 signer = bySeller ? _sellerKeys[a.sellerIdx] : _buyerKeys[a.buyerIdx];
-            bytes memory auth =
-                _sign(signer, escrow.initiateCloseDigest(a.key, party, finalUnits, deadline));
+            bytes memory auth = _sign(signer, escrow.initiateCloseDigest(a.key, party, finalUnits, deadline));
             vm.prank(relayer);
-            try escrow.initiateCloseWithAuthorization(
-                t, party, finalUnits, voucher, deadline, auth
-            ) {
+            try escrow.initiateCloseWithAuthorization(t, party, finalUnits, voucher, deadline, auth) {
                 ok = true;
             } catch (bytes memory e) {
                 err = e;
@@ -559,9 +531,8 @@ contract EscrowHandler {
     function _withdraw(Agreement storage a, bool sponsored) internal {
         UsageEscrow.Activation memory t = a.terms;
         uint256 deadline = block.timestamp + 1 hours;
-        bytes memory auth = sponsored
-            ? _sign(_buyerKeys[a.buyerIdx], escrow.buyerWithdrawDigest(a.key, deadline))
-            : bytes("");
+        bytes memory auth =
+            sponsored ? _sign(_buyerKeys[a.buyerIdx], escrow.buyerWithdrawDigest(a.key, deadline)) : bytes("");
 
         uint256 opensAt = _opensAt(a);
         uint256 viewOpensAt = escrow.withdrawOpensAt(t);
@@ -625,9 +596,8 @@ contract EscrowHandler {
     function warpToBoundary(uint256 agreementSeed, uint256 offsetSeed) public {
         if (!_ensureAgreement(agreementSeed)) return;
         Agreement storage a = _agreements[_index(agreementSeed, false)];
-        uint256 boundary = a.status == UsageEscrow.Status.Closing && a.closesAt < _expiryOpen(a)
-            ? a.closesAt
-            : _expiryOpen(a);
+        uint256 boundary =
+            a.status == UsageEscrow.Status.Closing && a.closesAt < _expiryOpen(a) ? a.closesAt : _expiryOpen(a);
         uint256 target = boundary + (offsetSeed % 3) - 1;
         if (target > block.timestamp) {
             vm.warp(target);
@@ -642,11 +612,8 @@ contract EscrowHandler {
         returns (bytes memory)
     {
         bytes memory voucher = _signVoucher(a, units);
-        bytes memory auth =
-            _sign(_sellerKeys[a.sellerIdx], escrow.sellerClaimDigest(a.key, units, deadline));
-        return abi.encodeCall(
-            UsageEscrow.sellerClaimWithAuthorization, (a.terms, units, voucher, deadline, auth)
-        );
+        bytes memory auth = _sign(_sellerKeys[a.sellerIdx], escrow.sellerClaimDigest(a.key, units, deadline));
+        return abi.encodeCall(UsageEscrow.sellerClaimWithAuthorization, (a.terms, units, voucher, deadline, auth));
     }
 
     // ================================================================ end of a run
@@ -777,10 +744,7 @@ contract EscrowHandler {
     }
 
     /// @dev Compares an outcome with the prediction; false when it differs (already recorded).
-    function _outcome(string memory what, bool ok, bytes memory err, bytes memory expected)
-        internal
-        returns (bool)
-    {
+    function _outcome(string memory what, bool ok, bytes memory err, bytes memory expected) internal returns (bool) {
         if (expected.length == 0) {
             if (!ok) {
                 _unexpectedRevert(string.concat(what, " reverted: ", _hex4(err)));
@@ -813,8 +777,7 @@ contract EscrowHandler {
             }
             if (e.claimedUnits > a.highestClaimedSeen) a.highestClaimedSeen = e.claimedUnits;
             if (
-                e.status != a.status || e.buyerWithdrawn != a.buyerWithdrawn
-                    || e.claimedUnits != a.claimedUnits
+                e.status != a.status || e.buyerWithdrawn != a.buyerWithdrawn || e.claimedUnits != a.claimedUnits
                     || (a.status == UsageEscrow.Status.Closing && e.closesAt != a.closesAt)
             ) {
                 _mismatch("escrow state differs from the model");
@@ -822,9 +785,7 @@ contract EscrowHandler {
         }
     }
 
-    function _checkPaid(address payee, uint256 before, uint256 amount, string memory what)
-        internal
-    {
+    function _checkPaid(address payee, uint256 before, uint256 amount, string memory what) internal {
         _check(usdc.balanceOf(payee) == before + amount, what);
     }
 
@@ -898,13 +859,7 @@ contract EscrowHandler {
     {
         bytes32 structHash = keccak256(
             abi.encode(
-                usdc.RECEIVE_WITH_AUTHORIZATION_TYPEHASH(),
-                t.buyer,
-                address(escrow),
-                deposit,
-                0,
-                t.activateBy,
-                key
+                usdc.RECEIVE_WITH_AUTHORIZATION_TYPEHASH(), t.buyer, address(escrow), deposit, 0, t.activateBy, key
             )
         );
         return keccak256(abi.encodePacked("\x19\x01", usdc.DOMAIN_SEPARATOR(), structHash));
@@ -912,14 +867,7 @@ contract EscrowHandler {
 
     function _permitDigest(UsageEscrow.Activation memory t) internal view returns (bytes32) {
         bytes32 structHash = keccak256(
-            abi.encode(
-                usdc.PERMIT_TYPEHASH(),
-                t.buyer,
-                address(escrow),
-                t.infraFee,
-                usdc.nonces(t.buyer),
-                t.activateBy
-            )
+            abi.encode(usdc.PERMIT_TYPEHASH(), t.buyer, address(escrow), t.infraFee, usdc.nonces(t.buyer), t.activateBy)
         );
         return keccak256(abi.encodePacked("\x19\x01", usdc.DOMAIN_SEPARATOR(), structHash));
     }
