@@ -7,3 +7,4 @@
 
 pub mod chain;
 pub mod escrow;
+pub mod money;

@@ -2,4 +2,5 @@
 //! typed data the buyer and the seller sign for it.
 
 pub mod bindings;
+pub mod package;
 pub mod typed_data;
