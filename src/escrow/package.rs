@@ -228,20 +228,8 @@ mod tests {
     const FEE_RECIPIENT: Address = address!("0x90F79bf6EB2c4f870365E785982E1f101E93b906");
     const CHAIN_ID: u64 = 31337;
 
-    /// The terms of `typed_data`'s tests.
     fn terms() -> Activation {
-        Activation {
-            buyer: address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
-            seller: address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
-            unitPrice: U256::from(100_000),
-            quantity: U256::from(100),
-            infraFee: U256::from(100_000),
-            activateBy: U256::from(1_750_003_600u64),
-            expiry: U256::from(1_750_086_400u64),
-            closeWindow: U256::from(3600),
-            salt: keccak256("salt"),
-            agreementId: keccak256("agreement-1"),
-        }
+        typed_data::example_terms()
     }
 
     fn package(terms: &Activation) -> ActivationPackage {

@@ -129,24 +129,32 @@ pub fn fee_permit(terms: &Activation, escrow: Address, permit_nonce: U256) -> Pe
     }
 }
 
+/// Terms the unit tests share: 100 units at 0.10 USDC with a 0.10 USDC fee, anvil's accounts 1
+/// and 2 as buyer and seller.
+#[cfg(test)]
+pub(crate) fn example_terms() -> Activation {
+    use alloy::primitives::{address, keccak256};
+    Activation {
+        buyer: address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
+        seller: address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
+        unitPrice: U256::from(100_000),
+        quantity: U256::from(100),
+        infraFee: U256::from(100_000),
+        activateBy: U256::from(1_750_003_600u64),
+        expiry: U256::from(1_750_086_400u64),
+        closeWindow: U256::from(3600),
+        salt: keccak256("salt"),
+        agreementId: keccak256("agreement-1"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::{address, b256, keccak256};
+    use alloy::primitives::{address, b256};
 
     fn terms() -> Activation {
-        Activation {
-            buyer: address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"),
-            seller: address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
-            unitPrice: U256::from(100_000),
-            quantity: U256::from(100),
-            infraFee: U256::from(100_000),
-            activateBy: U256::from(1_750_003_600u64),
-            expiry: U256::from(1_750_086_400u64),
-            closeWindow: U256::from(3600),
-            salt: keccak256("salt"),
-            agreementId: keccak256("agreement-1"),
-        }
+        example_terms()
     }
 
     #[test]
