@@ -2,9 +2,18 @@
 //! paid in USDC on Base.
 //!
 //! The escrow contract ([`escrow`]) holds the funds and enforces every authorization; the rest of
-//! the crate builds what the parties sign, relays it, and reports status.
+//! the crate builds what the parties sign ([`agreement`], [`escrow::package`]), serves the HTTP
+//! API ([`api`]), relays signed actions ([`relayer`]), follows the chain ([`chain`]) and keeps
+//! all shared state in the [`store`]. [`service`] runs them together.
 #![warn(missing_docs)]
 
+pub mod agreement;
+pub mod api;
 pub mod chain;
+pub mod config;
 pub mod escrow;
 pub mod money;
+pub mod relayer;
+pub mod screening;
+pub mod service;
+pub mod store;

@@ -1,12 +1,70 @@
-//! The `pactum` binary.
+//! The `pactum` binary: one subcommand per job, each parsed and run by its module in `cli`.
 
-use clap::Parser;
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 /// Pactum: a non-custodial escrow and settlement relayer for usage agreements between AI agents.
 #[derive(Debug, Parser)]
 #[command(name = "pactum", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+/// The subcommands; each variant's arguments live next to its code in `cli::<name>`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API, the relayer and the chain watcher.
+    Serve(Box<cli::serve::ServeArgs>),
+    /// Run everything locally: anvil, the contracts, demo agents and the API on SQLite.
+    Dev(cli::dev::DevArgs),
+    /// Sign an EIP-712 typed-data document (eth_signTypedData_v4 JSON) with a local key.
+    Sign(cli::sign::SignArgs),
+}
+
+fn main() -> ExitCode {
+    let result =
+        cli::serve::args_with_config_file().and_then(|args| match Cli::parse_from(args).command {
+            Command::Sign(args) => cli::sign::run(&args),
+            Command::Serve(args) => runtime(|| cli::serve::run(*args)),
+            Command::Dev(args) => runtime(|| cli::dev::run(args)),
+        });
+    // One line with the whole cause chain, rather than returning the error from `main`, whose
+    // report adds a backtrace whenever RUST_BACKTRACE is set.
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs a service command on a multi-threaded runtime with logging to stderr
+/// (`RUST_LOG`, default `info`).
+fn runtime<F, Fut>(command: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Runtime::new()?.block_on(command())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

@@ -1,6 +1,7 @@
-//! The escrow contract: bindings generated from the committed `abi/` artifacts, and the EIP-712
-//! typed data the buyer and the seller sign for it.
+//! The escrow contract: bindings generated from the committed `abi/` artifacts, the EIP-712
+//! typed data the buyer and the seller sign for it, and the checks of their signatures.
 
 pub mod bindings;
 pub mod package;
 pub mod typed_data;
+pub mod verify;

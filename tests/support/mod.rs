@@ -3,6 +3,8 @@
 // Each test binary uses a different part of this module, and its items are `pub` for them.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod service;
+
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
@@ -11,7 +13,7 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolCall, SolStruct};
-use pactum::chain::toolchain;
+use pactum::chain::{deploy, toolchain};
 use pactum::escrow::bindings::{MockSanctionsOracle, MockUSDC, UsageEscrow};
 use pactum::escrow::typed_data::{self, Activation};
 
@@ -49,22 +51,15 @@ impl DevChain {
         }
         let provider =
             ProviderBuilder::new().wallet(wallet).connect_http(anvil.endpoint_url()).erased();
-        let chain_id = provider.get_chain_id().await.unwrap();
 
-        let usdc = MockUSDC::deploy(provider.clone()).await.unwrap();
-        let oracle = MockSanctionsOracle::deploy(provider.clone()).await.unwrap();
-        let escrow = UsageEscrow::deploy(
-            provider.clone(),
-            *usdc.address(),
-            *oracle.address(),
-            fee_recipient,
-        )
-        .await
-        .unwrap();
+        let deployment = deploy::deploy_local(&provider, fee_recipient).await.unwrap();
+        let usdc = MockUSDC::new(deployment.usdc, provider.clone());
+        let oracle = MockSanctionsOracle::new(deployment.sanctions_oracle, provider.clone());
+        let escrow = UsageEscrow::new(deployment.usage_escrow, provider.clone());
         let chain = DevChain {
             anvil,
             provider,
-            chain_id,
+            chain_id: deployment.chain_id,
             deployer,
             buyer,
             seller,

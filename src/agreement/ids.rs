@@ -1,0 +1,157 @@
+//! Identifiers and secrets: prefixed, random, and never confused with one another.
+
+use std::fmt;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// `bytes` random bytes from the operating system's generator, as lowercase hex.
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    alloy::primitives::hex::encode(buf)
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// The prefix every new id of this kind starts with.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh random id (`prefix` + 24 hex characters, 96 bits).
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, random_hex(12)))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self(value)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An account: the owner of agents, holding the owner credential.
+    AccountId,
+    "acct_"
+);
+id_type!(
+    /// An agent: a buyer or a seller, authenticating with its API key.
+    AgentId,
+    "agt_"
+);
+id_type!(
+    /// A usage agreement.
+    AgreementId,
+    "ua_"
+);
+id_type!(
+    /// A relayer job.
+    JobId,
+    "job_"
+);
+
+/// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
+/// glance, so a test key pasted into production fails loudly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// Test networks and local chains.
+    Test,
+    /// Base mainnet.
+    Live,
+}
+
+impl Environment {
+    /// `test` or `live`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Test => "test",
+            Environment::Live => "live",
+        }
+    }
+}
+
+/// A secret credential, shown once at creation and stored only as its hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(String);
+
+impl SecretKey {
+    /// A fresh key `<kind>_<environment>_<64 hex>` (256 bits), e.g. `pk_test_…` for agents.
+    pub fn generate(kind: &str, environment: Environment) -> Self {
+        Self(format!("{kind}_{}_{}", environment.as_str(), random_hex(32)))
+    }
+
+    /// Wraps a key presented by a client or read from configuration.
+    pub fn from_presented(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key itself, for the one response that reveals it.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 of the key as hex: what the store keeps. Keys are 256-bit random, so a fast
+    /// hash is enough (there is nothing to brute-force) and lookups stay one index probe.
+    pub fn hash(&self) -> String {
+        alloy::primitives::hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+
+    /// The first characters and the last four, safe to show in listings and logs.
+    pub fn hint(&self) -> String {
+        let prefix_end = self.0.rfind('_').map_or(0, |i| i + 1);
+        let tail = &self.0[self.0.len().saturating_sub(4)..];
+        format!("{}…{tail}", &self.0[..prefix_end])
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKey({})", self.hint())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_their_prefix_and_differ() {
+        let a = AgreementId::generate();
+        assert!(a.as_str().starts_with("ua_"));
+        assert_eq!(a.as_str().len(), 3 + 24);
+        assert_ne!(a, AgreementId::generate());
+    }
+
+    #[test]
+    fn secret_keys_hash_stably_and_never_print_themselves() {
+        let key = SecretKey::generate("pk", Environment::Test);
+        assert!(key.reveal().starts_with("pk_test_"));
+        assert_eq!(key.reveal().len(), "pk_test_".len() + 64);
+        assert_eq!(key.hash(), SecretKey::from_presented(key.reveal()).hash());
+        assert_eq!(key.hash().len(), 64);
+        let debug = format!("{key:?}");
+        assert!(!debug.contains(&key.reveal()[8..]), "{debug}");
+        assert!(key.hint().starts_with("pk_test_…"));
+    }
+}

@@ -1,0 +1,285 @@
+//! The activation package the buyer signs, and `activate-escrow`, which checks the signed
+//! package, screens both wallets and queues the activation for the relayer in one transaction.
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::sol_types::{SolCall, SolStruct};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::agreements::{agreement_json, load_for};
+use super::error::{ApiError, ApiResult};
+use super::extract::{AgentAuth, ApiJson, IdempotencyKey};
+use super::idempotency::Idempotent;
+use super::time::rfc3339;
+use crate::agreement::ids::JobId;
+use crate::agreement::status::Event;
+use crate::agreement::terms::Terms;
+use crate::escrow::bindings::UsageEscrow;
+use crate::escrow::package;
+use crate::escrow::typed_data;
+use crate::escrow::verify::{self, VerifyError};
+use crate::screening::ScreeningError;
+use crate::store::agreements::{self, AgreementRecord};
+use crate::store::jobs::{self, Job, KIND_ACTIVATE};
+use crate::store::{StoreError, now};
+
+/// The body of `POST …/activate-escrow`: the buyer's signatures over the package.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateEscrow {
+    /// The buyer's signature of the `activation` document (65-byte ECDSA, or whatever the
+    /// buyer's ERC-1271 wallet accepts).
+    pub activation_signature: Bytes,
+    /// The buyer's signature of the `funding` (`ReceiveWithAuthorization`) document.
+    pub funding_signature: Bytes,
+    /// The buyer's signature of `infra_fee.permit`; required when the package has a fee.
+    #[serde(default)]
+    pub infra_fee_permit_signature: Option<Bytes>,
+    /// The package's `agreement_key`, echoed back: a mismatch means the buyer signed another
+    /// package (optional, recommended).
+    #[serde(default)]
+    pub agreement_key: Option<B256>,
+    /// The chain the buyer's wallet signed for, echoed back (optional, recommended).
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+}
+
+fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
+    record.terms.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            format!(
+                "an agreement in status `{}` has no activation package until the seller accepts",
+                record.status
+            ),
+        )
+        .with_details(json!({ "status": record.status }))
+    })
+}
+
+/// `GET …/activation-package`: everything the buyer signs, as `eth_signTypedData_v4`
+/// documents, plus where and how to submit the signatures.
+pub async fn package(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = load_for(&state, &agent, &id).await?;
+    let terms = accepted_terms(&record)?;
+    let chain = &state.chain;
+    let permit_nonce = if terms.infra_fee.is_zero() {
+        U256::ZERO
+    } else {
+        chain.permit_nonce(terms.buyer).await.map_err(ApiError::chain_unavailable)?
+    };
+    let built = package::activation_package(
+        &terms.activation(),
+        chain.escrow,
+        chain.chain_id,
+        chain.token,
+        &chain.token_name,
+        permit_nonce,
+        chain.fee_recipient,
+    )
+    .map_err(ApiError::internal)?;
+    let mut body = serde_json::to_value(&built).map_err(ApiError::internal)?;
+    if let Some(fee) = body.get_mut("infra_fee") {
+        fee["status"] = serde_json::to_value(record.infra_fee_status).unwrap_or(Value::Null);
+    }
+    body["agreement_id"] = json!(record.id);
+    body["chain_id"] = json!(chain.chain_id);
+    body["escrow_contract"] = json!(chain.escrow.to_checksum(None));
+    body["token"] = json!(chain.token.to_checksum(None));
+    body["deposit_amount"] = json!(terms.deposit());
+    body["activate_by"] = json!(rfc3339(terms.activate_by as i64));
+    body["submit_to"] = json!(format!("/usage-agreements/{}/activate-escrow", record.id));
+    Ok(Json(body))
+}
+
+/// 422 `invalid_signature` for `document`, saying who signed instead when that is known.
+fn signature_error(document: &str, expected: Address, error: VerifyError) -> ApiError {
+    match error {
+        VerifyError::Unavailable(e) => ApiError::chain_unavailable(e),
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_signature",
+            format!("the `{document}` signature is not the buyer's over this package: {other}"),
+        )
+        .with_details(json!({
+            "document": document,
+            "expected_signer": expected.to_checksum(None),
+        })),
+    }
+}
+
+/// `POST …/activate-escrow`: verify, screen, queue, answer `202` at once.
+pub async fn activate(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+    idempotency_key: IdempotencyKey,
+    ApiJson(body): ApiJson<ActivateEscrow>,
+) -> ApiResult<Response> {
+    let record = load_for(&state, &agent, &id).await?;
+    if record.buyer_agent_id != agent.id {
+        return Err(ApiError::forbidden("only the buyer can activate an agreement"));
+    }
+    let path = format!("/usage-agreements/{id}/activate-escrow");
+    let idempotent = Idempotent::new(agent.id.as_str(), idempotency_key, "POST", &path, &body);
+    if let Some(replay) = idempotent.replay(&state.store).await? {
+        return Ok(replay);
+    }
+    record.status.apply(Event::SubmitActivation)?;
+    let terms = accepted_terms(&record)?;
+    let chain = &state.chain;
+    let key = record.agreement_key.ok_or_else(|| ApiError::internal("accepted without a key"))?;
+
+    if let Some(chain_id) = body.chain_id.filter(|id| *id != chain.chain_id) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong_chain_id",
+            format!("signed for chain {chain_id}; this escrow is on chain {}", chain.chain_id),
+        )
+        .with_details(json!({ "expected": chain.chain_id, "received": chain_id })));
+    }
+    if let Some(sent) = body.agreement_key.filter(|sent| *sent != key) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "package_mismatch",
+            "the signed package is not this agreement's current package",
+        )
+        .with_details(json!({ "expected": key, "received": sent })));
+    }
+    let chain_now = chain.now().await.map_err(ApiError::chain_unavailable)?;
+    if chain_now >= terms.activate_by {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "activation_expired",
+            "the activation deadline has passed; nothing was queued",
+        )
+        .with_details(json!({ "activate_by": rfc3339(terms.activate_by as i64) })));
+    }
+
+    let activation = terms.activation();
+    let buyer = terms.buyer;
+    verify::verify_signature(&chain.provider, buyer, key, &body.activation_signature)
+        .await
+        .map_err(|e| signature_error("activation", buyer, e))?;
+    let funding = typed_data::funding_authorization(&activation, chain.escrow, key)
+        .ok_or_else(|| ApiError::internal("deposit overflow in stored terms"))?;
+    let funding_digest = funding.eip712_signing_hash(&chain.token_domain());
+    verify::verify_signature(&chain.provider, buyer, funding_digest, &body.funding_signature)
+        .await
+        .map_err(|e| signature_error("funding", buyer, e))?;
+    let fee_signature = match (&body.infra_fee_permit_signature, terms.infra_fee.is_zero()) {
+        (_, true) => Bytes::new(),
+        (None, false) => {
+            return Err(ApiError::validation(
+                "infra_fee_permit_signature",
+                "this package has an infra fee; sign `infra_fee.permit` and send its signature",
+            ));
+        }
+        (Some(signature), false) => {
+            let nonce = chain.permit_nonce(buyer).await.map_err(ApiError::chain_unavailable)?;
+            let permit = typed_data::fee_permit(&activation, chain.escrow, nonce);
+            let digest = permit.eip712_signing_hash(&chain.token_domain());
+            verify::verify_signature(&chain.provider, buyer, digest, signature)
+                .await
+                .map_err(|e| signature_error("infra_fee_permit", buyer, e))?;
+            signature.clone()
+        }
+    };
+    let needed = terms.deposit().base_units().saturating_add(terms.infra_fee.base_units());
+    let balance = chain.balance(buyer).await.map_err(ApiError::chain_unavailable)?;
+    if balance < needed {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "insufficient_funds",
+            "the buyer's wallet holds less than the deposit plus the infra fee",
+        )
+        .with_details(
+            json!({ "required_amount": needed.to_string(), "balance_amount": balance.to_string() }),
+        ));
+    }
+
+    let report = match state.screener.screen(&[buyer, terms.seller]).await {
+        Ok(report) => report,
+        Err(ScreeningError::Unavailable(reason)) => {
+            tracing::warn!(agreement_id = %record.id, %reason, "screening unavailable");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "screening_unavailable",
+                "wallet screening is unavailable; nothing was queued, retry later",
+            ));
+        }
+        Err(other) => return Err(ApiError::internal(other)),
+    };
+    let report_json = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    let sanctioned = report.sanctioned();
+    if !sanctioned.is_empty() {
+        let mut tx = state.store.begin().await?;
+        agreements::record_screening(&mut tx, &record.id, &report_json).await?;
+        tx.commit().await?;
+        tracing::warn!(agreement_id = %record.id, ?sanctioned, "activation refused: sanctioned wallet");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wallet_sanctioned",
+            "a party's wallet is on a sanctions list; the agreement cannot be activated",
+        )
+        .with_details(json!({
+            "wallets": sanctioned.iter().map(|a| a.to_checksum(None)).collect::<Vec<_>>(),
+        })));
+    }
+
+    // The contract takes `v` as 27/28 only; wallets may sign with 0/1.
+    let canonical = |sig: &Bytes| verify::canonical_signature(sig).unwrap_or_else(|_| sig.clone());
+    let call = UsageEscrow::activateCall {
+        terms: activation,
+        buyerSignature: canonical(&body.activation_signature),
+        fundingSignature: canonical(&body.funding_signature),
+        feePermitSignature: if fee_signature.is_empty() {
+            fee_signature
+        } else {
+            canonical(&fee_signature)
+        },
+    };
+    let job = Job {
+        id: JobId::generate(),
+        kind: KIND_ACTIVATE.into(),
+        agreement_id: Some(record.id.clone()),
+        to: chain.escrow,
+        calldata: call.abi_encode().into(),
+        status: "queued".into(),
+        error: None,
+    };
+    let signatures = json!({
+        "activation_signature": body.activation_signature,
+        "funding_signature": body.funding_signature,
+        "infra_fee_permit_signature": body.infra_fee_permit_signature,
+    });
+    let at = now();
+    let mut tx = state.store.begin().await?;
+    agreements::record_screening(&mut tx, &record.id, &report_json).await?;
+    agreements::submit_activation(&mut tx, &record.id, record.status, &signatures, at)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict => ApiError::invalid_state(record.status, "activated again"),
+            other => other.into(),
+        })?;
+    jobs::enqueue(&mut tx, &job, at).await?;
+    let queued = agreements::get_in(&mut tx, record.id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::internal("queued agreement vanished"))?;
+    let response = agreement_json(&queued);
+    idempotent.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
+    tx.commit().await?;
+    state.relayer_wake.notify_one();
+    tracing::info!(agreement_id = %record.id, job_id = %job.id, "activation queued");
+    Ok((StatusCode::ACCEPTED, Json(response)).into_response())
+}

@@ -1,0 +1,143 @@
+//! Extractors whose rejections speak the API's error shape: JSON bodies, bearer credentials and
+//! the `Idempotency-Key` header.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::agreement::ids::SecretKey;
+use crate::store::agents::{self, Account, Agent};
+
+/// A JSON body; malformed JSON, wrong types, missing fields and oversized bodies are answered
+/// with [`ApiError`]s instead of axum's plain-text rejections.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let detail = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonDataError(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", detail)
+        }
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", detail)
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected `Content-Type: application/json`",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this server accepts",
+        ),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.body_text()),
+    }
+}
+
+/// The bearer token of a request, or 401.
+fn bearer(parts: &Parts) -> Result<SecretKey, ApiError> {
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization` header")
+    })?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| SecretKey::from_presented(token.trim()))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "expected `Authorization: Bearer <key>`",
+            )
+        })
+}
+
+fn invalid_credential(kind: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credential",
+        format!("unknown or revoked {kind}"),
+    )
+}
+
+/// The agent whose API key authenticates the request.
+#[derive(Debug, Clone)]
+pub struct AgentAuth(pub Agent);
+
+impl FromRequestParts<AppState> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(parts)?;
+        agents::agent_by_key(state.store.reader(), &key.hash())
+            .await?
+            .map(AgentAuth)
+            .ok_or_else(|| invalid_credential("agent API key"))
+    }
+}
+
+/// The account whose owner credential authenticates the request.
+#[derive(Debug, Clone)]
+pub struct OwnerAuth(pub Account);
+
+impl FromRequestParts<AppState> for OwnerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(parts)?;
+        agents::account_by_owner_key(state.store.reader(), &key.hash())
+            .await?
+            .map(OwnerAuth)
+            .ok_or_else(|| invalid_credential("owner credential"))
+    }
+}
+
+/// The `Idempotency-Key` header, if sent (1–255 visible ASCII characters).
+#[derive(Debug, Clone, Default)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_idempotency_key",
+                    "`Idempotency-Key` must be 1 to 255 visible ASCII characters",
+                )
+                .with_details(json!({ "header": "Idempotency-Key" }))
+            })?;
+        Ok(IdempotencyKey(Some(key.to_owned())))
+    }
+}

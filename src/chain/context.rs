@@ -1,0 +1,103 @@
+//! The chain as the service uses it: one provider, and the addresses and domain facts read from
+//! the escrow deployment at start-up instead of being configured twice.
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::sol_types::Eip712Domain;
+
+use crate::escrow::bindings::{MockUSDC, UsageEscrow};
+use crate::escrow::typed_data;
+
+/// Why the chain could not be reached or does not hold what was configured.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The RPC endpoint failed.
+    #[error("RPC error: {0}")]
+    Rpc(#[from] alloy::transports::TransportError),
+    /// A contract call failed.
+    #[error("contract call failed: {0}")]
+    Contract(#[from] alloy::contract::Error),
+    /// The RPC URL does not parse.
+    #[error("invalid RPC URL: {0}")]
+    Url(String),
+    /// No code at the configured escrow address.
+    #[error("no contract at the escrow address {0}")]
+    NoEscrow(Address),
+}
+
+/// The result type of this module.
+pub type Result<T, E = ChainError> = std::result::Result<T, E>;
+
+/// The chain, the escrow deployment and its token.
+#[derive(Debug, Clone)]
+pub struct ChainContext {
+    /// The RPC connection (read-only: signing happens in the relayer).
+    pub provider: DynProvider,
+    /// The chain's id.
+    pub chain_id: u64,
+    /// The escrow contract.
+    pub escrow: Address,
+    /// The token it escrows (USDC).
+    pub token: Address,
+    /// The token's EIP-712 name ("USD Coin" for USDC).
+    pub token_name: String,
+    /// Where the escrow sends infra fees.
+    pub fee_recipient: Address,
+    /// The sanctions oracle the escrow checks.
+    pub sanctions_oracle: Address,
+}
+
+impl ChainContext {
+    /// Connects to `rpc_url` and reads the deployment at `escrow`.
+    pub async fn connect(rpc_url: &str, escrow: Address, token_name: &str) -> Result<Self> {
+        let url = rpc_url.parse().map_err(|_| ChainError::Url(rpc_url.to_owned()))?;
+        let provider = ProviderBuilder::new().connect_http(url).erased();
+        let chain_id = provider.get_chain_id().await?;
+        if provider.get_code_at(escrow).await?.is_empty() {
+            return Err(ChainError::NoEscrow(escrow));
+        }
+        let contract = UsageEscrow::new(escrow, &provider);
+        let token = contract.token().call().await?;
+        let fee_recipient = contract.feeRecipient().call().await?;
+        let sanctions_oracle = contract.sanctionsOracle().call().await?;
+        Ok(Self {
+            provider,
+            chain_id,
+            escrow,
+            token,
+            token_name: token_name.to_owned(),
+            fee_recipient,
+            sanctions_oracle,
+        })
+    }
+
+    /// The escrow's EIP-712 domain.
+    pub fn escrow_domain(&self) -> Eip712Domain {
+        typed_data::escrow_domain(self.chain_id, self.escrow)
+    }
+
+    /// The token's EIP-712 domain.
+    pub fn token_domain(&self) -> Eip712Domain {
+        typed_data::token_domain(self.token_name.clone(), self.chain_id, self.token)
+    }
+
+    /// The latest block's timestamp: the clock the contract's deadlines are checked against.
+    pub async fn now(&self) -> Result<u64> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await?
+            .ok_or_else(|| ChainError::Url("the node has no latest block".into()))?;
+        Ok(block.header.timestamp)
+    }
+
+    /// The owner's next EIP-2612 permit nonce on the token.
+    pub async fn permit_nonce(&self, owner: Address) -> Result<U256> {
+        Ok(MockUSDC::new(self.token, &self.provider).nonces(owner).call().await?)
+    }
+
+    /// The owner's token balance.
+    pub async fn balance(&self, owner: Address) -> Result<U256> {
+        Ok(MockUSDC::new(self.token, &self.provider).balanceOf(owner).call().await?)
+    }
+}

@@ -1,0 +1,124 @@
+//! Deploying Pactum's contracts from the committed `abi/` bytecode, through the `sol!` bindings.
+//!
+//! [`deploy_local`] stands up the whole stack on a dev chain (mock USDC, mock sanctions oracle,
+//! escrow); [`deploy_escrow`] deploys only the escrow, for a chain where the token and the oracle
+//! already exist (USDC and Chainalysis on Base). Each deployment waits for its receipt, so the
+//! next one can use the address.
+
+use alloy::primitives::Address;
+use alloy::providers::{DynProvider, Provider};
+use alloy::transports::TransportError;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::escrow::bindings::{MockSanctionsOracle, MockUSDC, UsageEscrow};
+
+/// Why a deployment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// A contract's creation transaction could not be sent, was not mined, or reverted.
+    #[error("deploying {contract}: {source}")]
+    Deploy {
+        /// The contract being deployed.
+        contract: &'static str,
+        /// What the node or the contract said.
+        #[source]
+        source: alloy::contract::Error,
+    },
+    /// The chain id could not be read.
+    #[error("reading the chain id: {0}")]
+    ChainId(#[source] TransportError),
+}
+
+/// The result type of this module.
+pub type Result<T, E = DeployError> = std::result::Result<T, E>;
+
+/// What [`deploy_local`] put on the chain; written out as JSON for the service's configuration,
+/// addresses checksummed as `anvil/deploy.sh` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The chain the contracts live on.
+    pub chain_id: u64,
+    /// The `UsageEscrow` contract.
+    #[serde(serialize_with = "checksummed")]
+    pub usage_escrow: Address,
+    /// The token the escrow holds (`MockUSDC` on a dev chain).
+    #[serde(serialize_with = "checksummed")]
+    pub usdc: Address,
+    /// The sanctions oracle the escrow consults (`MockSanctionsOracle` on a dev chain).
+    #[serde(serialize_with = "checksummed")]
+    pub sanctions_oracle: Address,
+    /// Where infra fees are paid.
+    #[serde(serialize_with = "checksummed")]
+    pub fee_recipient: Address,
+}
+
+/// Deploys `MockUSDC`, `MockSanctionsOracle` and `UsageEscrow(usdc, oracle, fee_recipient)` from
+/// the provider's default signer, which becomes the token's minter and the oracle's owner.
+pub async fn deploy_local(provider: &DynProvider, fee_recipient: Address) -> Result<Deployment> {
+    let chain_id = provider.get_chain_id().await.map_err(DeployError::ChainId)?;
+    let usdc = MockUSDC::deploy(provider.clone()).await.map_err(failed("MockUSDC"))?;
+    let oracle = MockSanctionsOracle::deploy(provider.clone())
+        .await
+        .map_err(failed("MockSanctionsOracle"))?;
+    let usage_escrow =
+        deploy_escrow(provider, *usdc.address(), *oracle.address(), fee_recipient).await?;
+    Ok(Deployment {
+        chain_id,
+        usage_escrow,
+        usdc: *usdc.address(),
+        sanctions_oracle: *oracle.address(),
+        fee_recipient,
+    })
+}
+
+/// Deploys `UsageEscrow(usdc, oracle, fee_recipient)` against an existing token and oracle and
+/// returns its address. The constructor refuses a zero address for any of them.
+pub async fn deploy_escrow(
+    provider: &DynProvider,
+    usdc: Address,
+    oracle: Address,
+    fee_recipient: Address,
+) -> Result<Address> {
+    let escrow = UsageEscrow::deploy(provider.clone(), usdc, oracle, fee_recipient)
+        .await
+        .map_err(failed("UsageEscrow"))?;
+    Ok(*escrow.address())
+}
+
+fn checksummed<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&address.to_checksum(None))
+}
+
+fn failed(contract: &'static str) -> impl FnOnce(alloy::contract::Error) -> DeployError {
+    move |source| DeployError::Deploy { contract, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::address;
+
+    use super::*;
+
+    #[test]
+    fn deployment_serializes_with_snake_case_fields() {
+        let deployment = Deployment {
+            chain_id: 31337,
+            usage_escrow: address!("0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"),
+            usdc: address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+            sanctions_oracle: address!("0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"),
+            fee_recipient: address!("0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"),
+        };
+        let json = serde_json::to_value(deployment).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "chain_id": 31337,
+                "usage_escrow": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
+                "usdc": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                "sanctions_oracle": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+                "fee_recipient": "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
+            })
+        );
+        assert_eq!(serde_json::from_value::<Deployment>(json).unwrap(), deployment);
+    }
+}

@@ -1,0 +1,341 @@
+//! The chain watcher: reads each new block once (its transaction hashes against the relayer's
+//! in-flight attempts, and the escrow contract's logs), then, at the confirmation depth, turns
+//! what it read into job and agreement status. The chain is the source of truth, so an
+//! activation relayed by anyone shows up exactly like Pactum's own.
+//!
+//! This first version confirms by depth and re-checks the block hash at confirmation time; a
+//! block reorganised away before that is simply read again. Rolling back effects already
+//! confirmed (a reorg deeper than the depth) is left to a later version.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::primitives::{B256, Log as PrimitiveLog};
+use alloy::providers::Provider;
+use alloy::rpc::types::{Filter, Log, TransactionRequest};
+use alloy::sol_types::SolEvent;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::context::ChainContext;
+use super::revert;
+use crate::escrow::bindings::UsageEscrow;
+use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
+use crate::store::jobs::{self, Attempt};
+use crate::store::{Store, StoreError, agreements, now};
+
+/// Why a watcher pass failed (it is retried on the next tick).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The RPC endpoint failed.
+    #[error("RPC error: {0}")]
+    Rpc(#[from] alloy::transports::TransportError),
+    /// The node does not have a block it just reported.
+    #[error("block {0} is missing")]
+    MissingBlock(u64),
+}
+
+impl From<sqlx::Error> for WatchError {
+    fn from(error: sqlx::Error) -> Self {
+        WatchError::Store(error.into())
+    }
+}
+
+/// The result type of the watcher.
+pub type Result<T, E = WatchError> = std::result::Result<T, E>;
+
+/// Blocks read per pass at most, so a long catch-up still commits progress regularly.
+const MAX_BLOCKS_PER_PASS: u64 = 200;
+
+/// The watcher's configuration.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    /// The store.
+    pub store: Store,
+    /// The chain and the escrow.
+    pub chain: ChainContext,
+    /// Blocks deep a block must be to count as confirmed (1 = the head itself).
+    pub confirmations: u64,
+    /// Poll period.
+    pub poll: Duration,
+    /// The first block to read on a fresh store; `None` starts at the head.
+    pub start_block: Option<u64>,
+}
+
+impl Watcher {
+    /// Runs passes until `shutdown` turns true; a failed pass is logged and retried.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        loop {
+            if let Err(error) = self.pass().await {
+                tracing::warn!(%error, "watcher pass failed; retrying");
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+
+    /// One pass: read new blocks, then confirm what is deep enough.
+    pub async fn pass(&self) -> Result<()> {
+        let head = self.chain.provider.get_block_number().await?;
+        let mut cursor = match chain_store::cursor(self.store.reader()).await? {
+            Some(cursor) => cursor,
+            None => {
+                let start = self.start_block.unwrap_or(head).min(head);
+                // The cursor names the last block read, so start one before `start`.
+                let before = start.saturating_sub(1);
+                let block = self.block(before).await?;
+                Cursor { block_number: before, block_hash: block.0, head_number: head }
+            }
+        };
+        let last = head.min(cursor.block_number + MAX_BLOCKS_PER_PASS);
+        let mut in_flight: HashMap<B256, Attempt> =
+            jobs::attempts_in(self.store.reader(), &["signed", "broadcast"])
+                .await?
+                .into_iter()
+                .map(|a| (a.tx_hash, a))
+                .collect();
+        for number in cursor.block_number + 1..=last {
+            let (hash, parent, tx_hashes) = self.block_with_hashes(number).await?;
+            if parent != cursor.block_hash && cursor.block_number + 1 == number && number > 0 {
+                // The block we read last is no longer canonical: step back and read again.
+                tracing::warn!(number, "reorg detected below the head; re-reading");
+                let back = cursor.block_number.saturating_sub(self.confirmations.max(1));
+                let (back_hash, _, _) = self.block_with_hashes(back).await?;
+                cursor = Cursor { block_number: back, block_hash: back_hash, head_number: head };
+                let mut tx = self.store.begin().await?;
+                chain_store::set_cursor(&mut tx, &cursor, now()).await?;
+                tx.commit().await?;
+                return Ok(());
+            }
+            let logs = self
+                .chain
+                .provider
+                .get_logs(&Filter::new().address(self.chain.escrow).at_block_hash(hash))
+                .await?;
+            let mut mined = Vec::new();
+            for tx_hash in tx_hashes.iter().filter(|h| in_flight.contains_key(*h)) {
+                if let Some(receipt) = self.chain.provider.get_transaction_receipt(*tx_hash).await?
+                {
+                    mined.push((*tx_hash, receipt.status()));
+                }
+            }
+            cursor = Cursor { block_number: number, block_hash: hash, head_number: head };
+            let mut tx = self.store.begin().await?;
+            for (tx_hash, succeeded) in &mined {
+                jobs::attempt_mined(&mut tx, *tx_hash, number, hash, *succeeded, now()).await?;
+                in_flight.remove(tx_hash);
+            }
+            for log in &logs {
+                if let Some(event) = decode_event(log, number, hash) {
+                    chain_store::insert_event(&mut tx, &event).await?;
+                }
+            }
+            chain_store::set_cursor(&mut tx, &cursor, now()).await?;
+            tx.commit().await?;
+        }
+        if cursor.head_number != head {
+            cursor.head_number = head;
+            let mut tx = self.store.begin().await?;
+            chain_store::set_cursor(&mut tx, &cursor, now()).await?;
+            tx.commit().await?;
+        }
+        self.confirm(head).await?;
+        self.expire().await
+    }
+
+    /// Applies everything at least `confirmations` deep whose block is still canonical.
+    async fn confirm(&self, head: u64) -> Result<()> {
+        let Some(depth_height) = (head + 1).checked_sub(self.confirmations.max(1)) else {
+            return Ok(());
+        };
+        let mut canonical: HashMap<u64, B256> = HashMap::new();
+        for attempt in jobs::attempts_in(self.store.reader(), &["mined"]).await? {
+            let (Some(number), Some(hash)) = (attempt.block_number, attempt.block_hash) else {
+                continue;
+            };
+            if number > depth_height {
+                continue;
+            }
+            if self.canonical_hash(&mut canonical, number).await? != hash {
+                // Reorganised away: watch it again as broadcast (it may be re-mined).
+                tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
+                let mut tx = self.store.begin().await?;
+                jobs::attempt_unmined(&mut tx, &attempt).await?;
+                tx.commit().await?;
+                continue;
+            }
+            let error = if attempt.succeeded == Some(false) {
+                Some(self.revert_reason(&attempt, number).await)
+            } else {
+                None
+            };
+            let job = jobs::get(self.store.reader(), attempt.job_id.as_str()).await?;
+            let mut tx = self.store.begin().await?;
+            jobs::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await?;
+            if let (Some(reason), Some(agreement)) =
+                (&error, job.as_ref().and_then(|job| job.agreement_id.as_ref()))
+            {
+                agreements::activation_failed(&mut tx, agreement, reason, now()).await?;
+            }
+            tx.commit().await?;
+        }
+        for event in chain_store::unapplied_events(self.store.reader(), depth_height).await? {
+            if self.canonical_hash(&mut canonical, event.block_number).await? != event.block_hash {
+                continue;
+            }
+            let mut tx = self.store.begin().await?;
+            if event.event == "EscrowActivated" {
+                let applied = agreements::escrow_activated(
+                    &mut tx,
+                    event.agreement_key,
+                    event.tx_hash,
+                    event.block_number,
+                    event.block_hash,
+                    now(),
+                )
+                .await?;
+                tracing::info!(agreement_key = %event.agreement_key, applied, "escrow activation confirmed");
+            }
+            chain_store::mark_applied(&mut tx, &event).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Marks agreements whose activation deadline passed (by the chain's clock) as expired.
+    async fn expire(&self) -> Result<()> {
+        let timestamp = self.block_timestamp(BlockNumberOrTag::Latest).await?;
+        let mut tx = self.store.begin().await?;
+        let expired = agreements::expire_due(&mut tx, timestamp as i64).await?;
+        tx.commit().await?;
+        if expired > 0 {
+            tracing::info!(expired, "agreements expired before activation");
+        }
+        Ok(())
+    }
+
+    /// Why a mined transaction reverted: the call replayed on the state its block left. A revert
+    /// usually comes from a transaction earlier in the same block (a front-run, a transfer that
+    /// emptied the payer), which the state before the block would not show.
+    async fn revert_reason(&self, attempt: &Attempt, number: u64) -> String {
+        let Ok(Some(job)) = jobs::get(self.store.reader(), attempt.job_id.as_str()).await else {
+            return "reverted".into();
+        };
+        let call = TransactionRequest::default()
+            .from(attempt.signer)
+            .to(job.to)
+            .input(job.calldata.into())
+            .gas_limit(attempt.gas_limit);
+        match self.chain.provider.call(call).block(BlockId::number(number)).await {
+            Ok(_) => "reverted (out of gas, or the state changed again later in the block)".into(),
+            Err(error) => revert::revert_data(&error)
+                .map(|data| revert::decode_revert(&data))
+                .unwrap_or_else(|| format!("reverted: {error}")),
+        }
+    }
+
+    async fn canonical_hash(&self, cache: &mut HashMap<u64, B256>, number: u64) -> Result<B256> {
+        if let Some(hash) = cache.get(&number) {
+            return Ok(*hash);
+        }
+        let hash = self.block(number).await?.0;
+        cache.insert(number, hash);
+        Ok(hash)
+    }
+
+    async fn block(&self, number: u64) -> Result<(B256, B256)> {
+        let (hash, parent, _) = self.block_with_hashes(number).await?;
+        Ok((hash, parent))
+    }
+
+    async fn block_with_hashes(&self, number: u64) -> Result<(B256, B256, Vec<B256>)> {
+        let block = self
+            .chain
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Number(number))
+            .await?
+            .ok_or(WatchError::MissingBlock(number))?;
+        let hashes = block.transactions.hashes().collect();
+        Ok((block.header.hash, block.header.parent_hash, hashes))
+    }
+
+    async fn block_timestamp(&self, tag: BlockNumberOrTag) -> Result<u64> {
+        let block = self
+            .chain
+            .provider
+            .get_block_by_number(tag)
+            .await?
+            .ok_or(WatchError::MissingBlock(0))?;
+        Ok(block.header.timestamp)
+    }
+}
+
+/// An escrow log as a stored event: its name, agreement key and fields; `None` for logs that
+/// are not escrow events.
+fn decode_event(log: &Log, block_number: u64, block_hash: B256) -> Option<EscrowEvent> {
+    let inner: &PrimitiveLog = &log.inner;
+    let (name, key, data): (&str, B256, Value) = if let Ok(e) =
+        UsageEscrow::EscrowActivated::decode_log(inner)
+    {
+        let e = e.data;
+        (
+            "EscrowActivated",
+            e.agreementKey,
+            json!({
+                "buyer": e.buyer, "seller": e.seller, "unit_price": e.unitPrice.to_string(),
+                "quantity": e.quantity.to_string(), "deposit": e.deposit.to_string(),
+                "infra_fee": e.infraFee.to_string(), "expiry": e.expiry.to_string(),
+                "close_window": e.closeWindow.to_string(),
+            }),
+        )
+    } else if let Ok(e) = UsageEscrow::CloseInitiated::decode_log(inner) {
+        let e = e.data;
+        (
+            "CloseInitiated",
+            e.agreementKey,
+            json!({ "initiator": e.initiator, "closes_at": e.closesAt.to_string() }),
+        )
+    } else if let Ok(e) = UsageEscrow::UsageClaimed::decode_log(inner) {
+        let e = e.data;
+        (
+            "UsageClaimed",
+            e.agreementKey,
+            json!({ "seller": e.seller, "cumulative_units": e.cumulativeUnits.to_string(), "amount": e.amount.to_string() }),
+        )
+    } else if let Ok(e) = UsageEscrow::BuyerWithdrawn::decode_log(inner) {
+        let e = e.data;
+        (
+            "BuyerWithdrawn",
+            e.agreementKey,
+            json!({ "buyer": e.buyer, "amount": e.amount.to_string() }),
+        )
+    } else if let Ok(e) = UsageEscrow::AgreementSettled::decode_log(inner) {
+        let e = e.data;
+        (
+            "AgreementSettled",
+            e.agreementKey,
+            json!({
+                "claimed_units": e.claimedUnits.to_string(),
+                "seller_amount": e.sellerAmount.to_string(),
+                "buyer_amount": e.buyerAmount.to_string(),
+            }),
+        )
+    } else {
+        return None;
+    };
+    Some(EscrowEvent {
+        block_hash,
+        log_index: log.log_index?,
+        block_number,
+        tx_hash: log.transaction_hash?,
+        agreement_key: key,
+        event: name.to_owned(),
+        data,
+    })
+}

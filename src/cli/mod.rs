@@ -1,0 +1,6 @@
+//! The subcommands of the `pactum` binary: their arguments and the I/O around the library, with
+//! `anyhow` errors for the terminal.
+
+pub(crate) mod dev;
+pub(crate) mod serve;
+pub(crate) mod sign;

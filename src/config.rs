@@ -1,0 +1,245 @@
+//! `pactum serve` configuration: flags, `PACTUM_*` environment variables and an optional TOML
+//! file, parsed once (precedence: flag, then environment, then file, then default).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+
+use crate::agreement::ids::Environment;
+use crate::agreement::terms::TermsPolicy;
+use crate::money::{FeeSchedule, TokenAmount};
+
+/// A secret from configuration: usable, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.trim().to_owned()))
+    }
+}
+
+/// Everything `pactum serve` needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Database URL: `sqlite:pactum.db?mode=rwc` or `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "PACTUM_DATABASE_URL",
+        default_value = "sqlite:pactum.db?mode=rwc",
+        help_heading = "Store"
+    )]
+    pub database_url: String,
+
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "PACTUM_LISTEN", default_value = "127.0.0.1:8080", help_heading = "HTTP")]
+    pub listen: SocketAddr,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PACTUM_MAX_BODY_BYTES", default_value_t = 65_536, help_heading = "HTTP")]
+    pub max_body_bytes: usize,
+
+    /// Owner credential of the operator's account (agents are created with it).
+    #[arg(long, env = "PACTUM_OWNER_KEY", hide_env_values = true, help_heading = "HTTP")]
+    pub owner_key: Option<Secret>,
+
+    /// Key prefix environment (`pk_test_…` / `pk_live_…`); default: `live` on Base mainnet
+    /// (chain 8453), `test` elsewhere.
+    #[arg(long, env = "PACTUM_ENVIRONMENT", value_enum, help_heading = "HTTP")]
+    pub environment: Option<Environment>,
+
+    /// JSON-RPC endpoint of the chain.
+    #[arg(
+        long,
+        env = "PACTUM_RPC_URL",
+        default_value = "http://127.0.0.1:8545",
+        help_heading = "Chain"
+    )]
+    pub rpc_url: String,
+
+    /// The UsageEscrow contract; its token, fee recipient and oracle are read from it.
+    #[arg(long, env = "PACTUM_ESCROW_ADDRESS", help_heading = "Chain")]
+    pub escrow_address: Address,
+
+    /// The token's EIP-712 domain name.
+    #[arg(long, env = "PACTUM_TOKEN_NAME", default_value = "USD Coin", help_heading = "Chain")]
+    pub token_name: String,
+
+    /// Blocks a transaction must be under before it counts as confirmed (1 = mined).
+    #[arg(long, env = "PACTUM_CONFIRMATIONS", default_value_t = 2, help_heading = "Chain")]
+    pub confirmations: u64,
+
+    /// How often the watcher and the relayer look for new work, in milliseconds.
+    #[arg(long, env = "PACTUM_POLL_INTERVAL_MS", default_value_t = 1_000, help_heading = "Chain")]
+    pub poll_interval_ms: u64,
+
+    /// The first block the watcher reads on a fresh database (default: the head at start).
+    #[arg(long, env = "PACTUM_START_BLOCK", help_heading = "Chain")]
+    pub start_block: Option<u64>,
+
+    /// Private keys of the relayer accounts that pay gas, comma-separated.
+    #[arg(
+        long,
+        env = "PACTUM_RELAYER_PRIVATE_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        required = true,
+        help_heading = "Relayer"
+    )]
+    pub relayer_private_keys: Vec<Secret>,
+
+    /// Sanctions oracle to screen with (default: the one the escrow checks).
+    #[arg(long, env = "PACTUM_SANCTIONS_ORACLE", help_heading = "Screening")]
+    pub sanctions_oracle: Option<Address>,
+
+    /// Operator denylist: one address per line, `#` comments; re-read when it changes.
+    #[arg(long, env = "PACTUM_DENYLIST", help_heading = "Screening")]
+    pub denylist: Option<PathBuf>,
+
+    /// Let activations through when the oracle cannot be reached (default: refuse, 503).
+    #[arg(long, env = "PACTUM_SCREENING_FAIL_OPEN", help_heading = "Screening")]
+    pub screening_fail_open: bool,
+
+    /// Seconds from acceptance within which the activation must be mined.
+    #[arg(
+        long,
+        env = "PACTUM_ACTIVATION_WINDOW_SECS",
+        default_value_t = 86_400,
+        help_heading = "Terms"
+    )]
+    pub activation_window_secs: u64,
+
+    /// Seconds from acceptance until the agreement expires.
+    #[arg(long, env = "PACTUM_EXPIRY_SECS", default_value_t = 30 * 86_400, help_heading = "Terms")]
+    pub expiry_secs: u64,
+
+    /// The close window, in seconds.
+    #[arg(
+        long,
+        env = "PACTUM_CLOSE_WINDOW_SECS",
+        default_value_t = 86_400,
+        help_heading = "Terms"
+    )]
+    pub close_window_secs: u64,
+
+    /// Infra fee: basis points of the deposit.
+    #[arg(long, env = "PACTUM_INFRA_FEE_BPS", default_value_t = 200, help_heading = "Terms")]
+    pub infra_fee_bps: u32,
+
+    /// Infra fee: fixed part in token base units (3000 = $0.003).
+    #[arg(long, env = "PACTUM_INFRA_FEE_FIXED", default_value = "3000", help_heading = "Terms")]
+    pub infra_fee_fixed: TokenAmount,
+
+    /// Infra fee: minimum in token base units (100000 = $0.10).
+    #[arg(
+        long,
+        env = "PACTUM_INFRA_FEE_MINIMUM",
+        default_value = "100000",
+        help_heading = "Terms"
+    )]
+    pub infra_fee_minimum: TokenAmount,
+}
+
+impl ServeConfig {
+    /// The terms policy these settings describe.
+    pub fn terms_policy(&self) -> TermsPolicy {
+        TermsPolicy {
+            activation_window: self.activation_window_secs,
+            expiry: self.expiry_secs,
+            close_window: self.close_window_secs,
+            fee: FeeSchedule {
+                basis_points: self.infra_fee_bps,
+                fixed: self.infra_fee_fixed,
+                minimum: self.infra_fee_minimum,
+            },
+        }
+    }
+
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+}
+
+/// Turns a TOML configuration file into `--flag=value` arguments for the keys whose
+/// `PACTUM_*` variable is not set, so a file sits below the environment and the command line.
+/// Keys are the long flag names with `_` or `-`; arrays become comma-separated values.
+pub fn toml_to_args(text: &str) -> Result<Vec<String>, String> {
+    let table: toml::Table = text.parse().map_err(|e| format!("invalid TOML: {e}"))?;
+    let mut args = Vec::new();
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        let var = format!("PACTUM_{}", key.replace('-', "_").to_ascii_uppercase());
+        if std::env::var_os(&var).is_some() {
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(true) => {
+                args.push(format!("--{flag}"));
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    toml::Value::String(s) => Ok(s),
+                    other => Ok(other.to_string()),
+                })
+                .collect::<Result<Vec<_>, String>>()?
+                .join(","),
+            other => return Err(format!("`{key}`: unsupported value {other}")),
+        };
+        args.push(format!("--{flag}={text}"));
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_keys_become_flags() {
+        let args = toml_to_args(
+            "database_url = \"sqlite:x.db\"\nconfirmations = 3\nscreening_fail_open = true\n\
+             relayer_private_keys = [\"0x01\", \"0x02\"]\n",
+        )
+        .unwrap();
+        assert!(args.contains(&"--database-url=sqlite:x.db".to_owned()));
+        assert!(args.contains(&"--confirmations=3".to_owned()));
+        assert!(args.contains(&"--screening-fail-open".to_owned()));
+        assert!(args.contains(&"--relayer-private-keys=0x01,0x02".to_owned()));
+        assert!(toml_to_args("not toml [").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("0xdeadbeef")), "Secret(…)");
+    }
+}

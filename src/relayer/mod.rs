@@ -1,0 +1,33 @@
+//! The relayer: durable jobs, one nonce owner per signer, broadcast and re-broadcast.
+//!
+//! The API queues a job in the transaction that accepts the party's request. The
+//! [`worker`] claims it, simulates it, and hands it to the [`signer`] actor that owns the
+//! chosen relayer account's nonces; that actor signs, saves the signed transaction, and only
+//! then broadcasts. The chain watcher follows every saved hash to its receipt.
+
+pub mod node_error;
+pub mod signer;
+pub mod worker;
+
+use crate::store::StoreError;
+use node_error::NodeError;
+
+/// Why relaying a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The node refused or could not be reached.
+    #[error("node error: {0:?}")]
+    Node(NodeError),
+    /// The transaction could not be built or signed.
+    #[error("signing failed: {0}")]
+    Sign(String),
+    /// The signer's actor is gone (shutting down).
+    #[error("the signer task stopped")]
+    SignerGone,
+}
+
+/// The result type of the relayer.
+pub type Result<T, E = RelayError> = std::result::Result<T, E>;

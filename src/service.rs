@@ -1,0 +1,219 @@
+//! `pactum serve` as a library call: the HTTP API, the relayer worker with one actor per
+//! signer, and the chain watcher, as supervised tasks sharing one store, with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::signers::local::PrivateKeySigner;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::agreement::ids::{Environment, SecretKey};
+use crate::api::{self, AppState, Shared};
+use crate::chain::context::{ChainContext, ChainError};
+use crate::chain::watcher::Watcher;
+use crate::config::ServeConfig;
+use crate::relayer::signer;
+use crate::relayer::worker::Worker;
+use crate::screening::{Screener, ScreeningConfig, ScreeningError};
+use crate::store::{Store, StoreError, agents, now};
+
+/// Base mainnet's chain id: keys there are `live`.
+const BASE_MAINNET: u64 = 8453;
+/// How long shutdown waits for tasks before abandoning them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The chain or the escrow deployment could not be read.
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    /// Screening could not be set up (e.g. a bad denylist file).
+    #[error("screening: {0}")]
+    Screening(#[from] ScreeningError),
+    /// A relayer key does not parse.
+    #[error("relayer key #{0} is not a valid private key")]
+    RelayerKey(usize),
+    /// The listen address is taken or not allowed.
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// A running service.
+#[derive(Debug)]
+pub struct Service {
+    local_addr: SocketAddr,
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<(&'static str, bool)>,
+}
+
+impl Service {
+    /// Opens the store (applying migrations), reads the escrow deployment, and starts the API,
+    /// the relayer and the watcher.
+    pub async fn start(config: ServeConfig) -> Result<Service, ServiceError> {
+        let signers = config
+            .relayer_private_keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                key.expose().parse::<PrivateKeySigner>().map_err(|_| ServiceError::RelayerKey(i))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = Store::connect(&config.database_url).await?;
+        let chain =
+            ChainContext::connect(&config.rpc_url, config.escrow_address, &config.token_name)
+                .await?;
+        let environment = config.environment.unwrap_or(if chain.chain_id == BASE_MAINNET {
+            Environment::Live
+        } else {
+            Environment::Test
+        });
+        if let Some(owner_key) = &config.owner_key {
+            let mut tx = store.begin().await?;
+            let hash = SecretKey::from_presented(owner_key.expose()).hash();
+            agents::ensure_account(&mut tx, "operator", &hash, now()).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+        }
+        let screener = Screener::new(
+            chain.provider.clone(),
+            &ScreeningConfig {
+                oracle: Some(config.sanctions_oracle.unwrap_or(chain.sanctions_oracle)),
+                denylist: config.denylist.clone(),
+                fail_closed: !config.screening_fail_open,
+            },
+        )?;
+        let wake = Arc::new(Notify::new());
+        let state = AppState(Arc::new(Shared {
+            store: store.clone(),
+            chain: chain.clone(),
+            screener,
+            policy: config.terms_policy(),
+            environment,
+            relayer_wake: wake.clone(),
+            max_body_bytes: config.max_body_bytes,
+        }));
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let router = api::app(state.clone());
+        let mut http_shutdown = shutdown_rx.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = http_shutdown.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(error) = &served {
+                tracing::error!(%error, "HTTP server failed");
+            }
+            ("http", served.is_ok())
+        });
+
+        let handles: Vec<_> = signers
+            .into_iter()
+            .map(|key| signer::spawn(key, chain.provider.clone(), chain.chain_id, store.clone()).0)
+            .collect();
+        let worker = Worker {
+            store: store.clone(),
+            provider: chain.provider.clone(),
+            signers: handles,
+            wake,
+            poll: config.poll_interval(),
+            instance: format!("{}-{}", hostname(), std::process::id()),
+        };
+        tasks.spawn(supervise("relayer", shutdown_rx.clone(), move |stop| {
+            let worker = worker.clone();
+            async move { worker.run(stop).await.map_err(|e| e.to_string()) }
+        }));
+        let watcher = Watcher {
+            store: store.clone(),
+            chain: chain.clone(),
+            confirmations: config.confirmations,
+            poll: config.poll_interval(),
+            start_block: config.start_block,
+        };
+        tasks.spawn(supervise("watcher", shutdown_rx, move |stop| {
+            let watcher = watcher.clone();
+            async move { watcher.run(stop).await.map_err(|e| e.to_string()) }
+        }));
+        tracing::info!(%local_addr, chain_id = chain.chain_id, escrow = %chain.escrow, "pactum serving");
+        Ok(Service { local_addr, state, shutdown, tasks })
+    }
+
+    /// Where the API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (store, chain context) the tasks use.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs until `signal` completes or a task ends on its own, then shuts down.
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            _ = signal => tracing::info!("shutdown requested"),
+            Some(ended) = self.tasks.join_next() => {
+                tracing::error!(?ended, "a task stopped on its own; shutting down");
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Asks every task to stop and waits (up to a grace period) for them.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("tasks did not stop in time; aborting them");
+            self.tasks.abort_all();
+        }
+        self.state.store.close().await;
+    }
+}
+
+/// Runs `task` until `stop` turns true, restarting it (after a growing pause, up to 30 s) when
+/// it fails or panics, so one bad RPC answer does not take the service down.
+async fn supervise<F, Fut>(
+    name: &'static str,
+    stop: watch::Receiver<bool>,
+    task: F,
+) -> (&'static str, bool)
+where
+    F: Fn(watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let outcome = tokio::spawn(task(stop.clone())).await;
+        if *stop.borrow() {
+            return (name, true);
+        }
+        match outcome {
+            Ok(Ok(())) => return (name, true),
+            Ok(Err(error)) => tracing::error!(task = name, %error, "task failed; restarting"),
+            Err(panic) => tracing::error!(task = name, %panic, "task panicked; restarting"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "pactum".into())
+}

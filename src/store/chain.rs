@@ -1,0 +1,140 @@
+//! What the chain watcher has seen: how far it has read, and the escrow contract's events.
+
+use alloy::primitives::B256;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::{Conn, Result, parse_column, parse_json, unsigned};
+
+/// The watcher's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last block read.
+    pub block_number: u64,
+    /// Its hash.
+    pub block_hash: B256,
+    /// The chain head when it was read.
+    pub head_number: u64,
+}
+
+/// An escrow contract log, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscrowEvent {
+    /// The block holding it.
+    pub block_hash: B256,
+    /// Its index in the block.
+    pub log_index: u64,
+    /// The block's number.
+    pub block_number: u64,
+    /// The transaction that emitted it.
+    pub tx_hash: B256,
+    /// The agreement it concerns.
+    pub agreement_key: B256,
+    /// The event's name (`EscrowActivated`, …).
+    pub event: String,
+    /// Its fields.
+    pub data: Value,
+}
+
+const CURSOR_ID: &str = "escrow";
+
+/// Where the watcher stands; `None` before its first block.
+pub async fn cursor(pool: &AnyPool) -> Result<Option<Cursor>> {
+    let row =
+        sqlx::query("SELECT block_number, block_hash, head_number FROM chain_cursor WHERE id = $1")
+            .bind(CURSOR_ID)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|row| {
+        Ok(Cursor {
+            block_number: unsigned("block_number", row.get("block_number"))?,
+            block_hash: parse_column("block_hash", row.get("block_hash"))?,
+            head_number: unsigned("head_number", row.get("head_number"))?,
+        })
+    })
+    .transpose()
+}
+
+/// Moves the watcher's position (in the transaction that records what it read there).
+pub async fn set_cursor(conn: &mut Conn, cursor: &Cursor, now: i64) -> Result<()> {
+    let updated = sqlx::query(
+        "UPDATE chain_cursor SET block_number = $2, block_hash = $3, head_number = $4, \
+         updated_at = $5 WHERE id = $1",
+    )
+    .bind(CURSOR_ID)
+    .bind(cursor.block_number as i64)
+    .bind(cursor.block_hash.to_string())
+    .bind(cursor.head_number as i64)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        sqlx::query(
+            "INSERT INTO chain_cursor (id, block_number, block_hash, head_number, updated_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(CURSOR_ID)
+        .bind(cursor.block_number as i64)
+        .bind(cursor.block_hash.to_string())
+        .bind(cursor.head_number as i64)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Stores an event unless it is already stored (same block hash and log index).
+pub async fn insert_event(conn: &mut Conn, event: &EscrowEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO escrow_events (block_hash, log_index, block_number, tx_hash, agreement_key, \
+         event, data, applied) SELECT $1, $2, $3, $4, $5, $6, $7, 0 \
+         WHERE NOT EXISTS (SELECT 1 FROM escrow_events WHERE block_hash = $1 AND log_index = $2)",
+    )
+    .bind(event.block_hash.to_string())
+    .bind(event.log_index as i64)
+    .bind(event.block_number as i64)
+    .bind(event.tx_hash.to_string())
+    .bind(event.agreement_key.to_string())
+    .bind(&event.event)
+    .bind(event.data.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Events not yet applied to agreements, in blocks up to `block_number`, in chain order.
+pub async fn unapplied_events(pool: &AnyPool, block_number: u64) -> Result<Vec<EscrowEvent>> {
+    let rows = sqlx::query(
+        "SELECT block_hash, log_index, block_number, tx_hash, agreement_key, event, data \
+         FROM escrow_events WHERE applied = 0 AND block_number <= $1 \
+         ORDER BY block_number, log_index",
+    )
+    .bind(block_number as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// Marks an event applied.
+pub async fn mark_applied(conn: &mut Conn, event: &EscrowEvent) -> Result<()> {
+    sqlx::query("UPDATE escrow_events SET applied = 1 WHERE block_hash = $1 AND log_index = $2")
+        .bind(event.block_hash.to_string())
+        .bind(event.log_index as i64)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn event_from_row(row: &AnyRow) -> Result<EscrowEvent> {
+    Ok(EscrowEvent {
+        block_hash: parse_column("block_hash", row.get("block_hash"))?,
+        log_index: unsigned("log_index", row.get("log_index"))?,
+        block_number: unsigned("block_number", row.get("block_number"))?,
+        tx_hash: parse_column("tx_hash", row.get("tx_hash"))?,
+        agreement_key: parse_column("agreement_key", row.get("agreement_key"))?,
+        event: row.get("event"),
+        data: parse_json("data", row.get("data"))?,
+    })
+}

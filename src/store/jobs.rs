@@ -1,0 +1,350 @@
+//! The relayer's durable queue: jobs (what to send) and attempts (each signed transaction that
+//! carried a job, saved before it is broadcast).
+
+use alloy::primitives::{Address, B256, Bytes};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::{Conn, Result, StoreError, parse_column, unsigned};
+use crate::agreement::ids::{AgreementId, JobId};
+
+/// What a job does.
+pub const KIND_ACTIVATE: &str = "activate";
+
+/// A transaction Pactum's relayer must get mined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// What it does ([`KIND_ACTIVATE`], …).
+    pub kind: String,
+    /// The agreement it serves.
+    pub agreement_id: Option<AgreementId>,
+    /// The contract called.
+    pub to: Address,
+    /// The call.
+    pub calldata: Bytes,
+    /// `queued`, `signed`, `broadcast`, `mined`, `confirmed` or `failed`.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// One signed transaction carrying a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The transaction hash.
+    pub tx_hash: B256,
+    /// The job carried.
+    pub job_id: JobId,
+    /// The relayer account that signed it.
+    pub signer: Address,
+    /// Its nonce.
+    pub nonce: u64,
+    /// The signed transaction, EIP-2718 encoded.
+    pub raw_tx: Bytes,
+    /// Its gas limit.
+    pub gas_limit: u64,
+    /// EIP-1559 fee cap, wei.
+    pub max_fee_per_gas: u128,
+    /// EIP-1559 tip cap, wei.
+    pub max_priority_fee_per_gas: u128,
+    /// `signed`, `broadcast`, `mined`, `confirmed`.
+    pub status: String,
+    /// The block it was mined in.
+    pub block_number: Option<u64>,
+    /// That block's hash.
+    pub block_hash: Option<B256>,
+    /// Whether it executed successfully, once mined.
+    pub succeeded: Option<bool>,
+}
+
+/// Queues a job.
+pub async fn enqueue(conn: &mut Conn, job: &Job, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO relayer_jobs (id, kind, agreement_id, to_address, calldata, status, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6)",
+    )
+    .bind(job.id.as_str())
+    .bind(&job.kind)
+    .bind(job.agreement_id.as_ref().map(|id| id.as_str().to_owned()))
+    .bind(job.to.to_string())
+    .bind(job.calldata.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const JOB_COLUMNS: &str = "id, kind, agreement_id, to_address, calldata, status, error";
+
+/// Leases the oldest queued job to `owner` until `lease_until`, or `None` if no queued job is
+/// free. The lease is a conditional update, so of two instances racing for one job exactly one
+/// gets it; a lease that runs out (its holder died before signing) frees the job again.
+pub async fn claim_next(
+    conn: &mut Conn,
+    owner: &str,
+    lease_until: i64,
+    now: i64,
+) -> Result<Option<Job>> {
+    let sql = format!(
+        "UPDATE relayer_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE id = (SELECT id FROM relayer_jobs WHERE status = 'queued' \
+                     AND (lease_until IS NULL OR lease_until < $3) \
+                     ORDER BY created_at, id LIMIT 1) \
+         AND status = 'queued' AND (lease_until IS NULL OR lease_until < $3) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row =
+        sqlx::query(&sql).bind(owner).bind(lease_until).bind(now).fetch_optional(conn).await?;
+    row.map(|row| job_from_row(&row)).transpose()
+}
+
+/// The job with this id; `None` if there is none.
+pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM relayer_jobs WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    row.map(|row| job_from_row(&row)).transpose()
+}
+
+/// The jobs for an agreement, oldest first.
+pub async fn for_agreement(pool: &AnyPool, agreement: &AgreementId) -> Result<Vec<Job>> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM relayer_jobs WHERE agreement_id = $1 ORDER BY created_at, id"
+    );
+    let rows = sqlx::query(&sql).bind(agreement.as_str()).fetch_all(pool).await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+/// Sets a job's status (and error), e.g. `failed` after a simulation revert.
+pub async fn set_job_status(
+    conn: &mut Conn,
+    id: &JobId,
+    status: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE relayer_jobs SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(status)
+        .bind(error)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The nonce the store says `signer` uses next; `None` if the signer never sent.
+pub async fn stored_next_nonce(pool: &AnyPool, signer: Address) -> Result<Option<u64>> {
+    let row = sqlx::query("SELECT next_nonce FROM relayer_signers WHERE address = $1")
+        .bind(signer.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| unsigned("next_nonce", row.get("next_nonce"))).transpose()
+}
+
+/// Records a signed attempt and allocates its nonce, in one transaction with the job moving to
+/// `signed`: once this commits, the transaction can be broadcast and, after a crash,
+/// re-broadcast from the store.
+pub async fn record_attempt(conn: &mut Conn, attempt: &Attempt, now: i64) -> Result<()> {
+    let next = i64::try_from(attempt.nonce + 1).map_err(|_| StoreError::Conflict)?;
+    // Insert-or-raise, portable between SQLite and Postgres.
+    let updated = sqlx::query(
+        "UPDATE relayer_signers SET next_nonce = $2 WHERE address = $1 AND next_nonce < $2",
+    )
+    .bind(attempt.signer.to_string())
+    .bind(next)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        sqlx::query(
+            "INSERT INTO relayer_signers (address, next_nonce) SELECT $1, $2 \
+             WHERE NOT EXISTS (SELECT 1 FROM relayer_signers WHERE address = $1)",
+        )
+        .bind(attempt.signer.to_string())
+        .bind(next)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO relayer_attempts (tx_hash, job_id, signer, nonce, raw_tx, gas_limit, \
+         max_fee_per_gas, max_priority_fee_per_gas, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'signed', $9)",
+    )
+    .bind(attempt.tx_hash.to_string())
+    .bind(attempt.job_id.as_str())
+    .bind(attempt.signer.to_string())
+    .bind(attempt.nonce as i64)
+    .bind(attempt.raw_tx.to_string())
+    .bind(attempt.gas_limit as i64)
+    .bind(attempt.max_fee_per_gas.to_string())
+    .bind(attempt.max_priority_fee_per_gas.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    set_job_status(conn, &attempt.job_id, "signed", None, now).await
+}
+
+/// Marks an attempt (and its job) broadcast: the node accepted it, or already had it.
+pub async fn attempt_broadcast(conn: &mut Conn, attempt: &Attempt, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE relayer_attempts SET status = 'broadcast', broadcast_at = $2 \
+         WHERE tx_hash = $1 AND status = 'signed'",
+    )
+    .bind(attempt.tx_hash.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE relayer_jobs SET status = 'broadcast', updated_at = $2 \
+         WHERE id = $1 AND status = 'signed'",
+    )
+    .bind(attempt.job_id.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const ATTEMPT_COLUMNS: &str = "tx_hash, job_id, signer, nonce, raw_tx, gas_limit, \
+    max_fee_per_gas, max_priority_fee_per_gas, status, block_number, block_hash, succeeded";
+
+/// Attempts in any of `statuses`, by signer and nonce.
+pub async fn attempts_in(pool: &AnyPool, statuses: &[&str]) -> Result<Vec<Attempt>> {
+    // The statuses are this module's own constants, never client input.
+    let list = statuses.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM relayer_attempts WHERE status IN ({list}) \
+         ORDER BY signer, nonce"
+    );
+    let rows = sqlx::query(&sql).fetch_all(pool).await?;
+    rows.iter().map(attempt_from_row).collect()
+}
+
+/// Every attempt of a job, oldest first.
+pub async fn attempts_of(pool: &AnyPool, job: &JobId) -> Result<Vec<Attempt>> {
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM relayer_attempts WHERE job_id = $1 ORDER BY created_at"
+    );
+    let rows = sqlx::query(&sql).bind(job.as_str()).fetch_all(pool).await?;
+    rows.iter().map(attempt_from_row).collect()
+}
+
+/// Records that an attempt was mined in `block` (number and hash), successfully or not.
+pub async fn attempt_mined(
+    conn: &mut Conn,
+    tx_hash: B256,
+    block_number: u64,
+    block_hash: B256,
+    succeeded: bool,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE relayer_attempts SET status = 'mined', block_number = $2, block_hash = $3, \
+         succeeded = $4 WHERE tx_hash = $1",
+    )
+    .bind(tx_hash.to_string())
+    .bind(block_number as i64)
+    .bind(block_hash.to_string())
+    .bind(i64::from(succeeded))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE relayer_jobs SET status = 'mined', updated_at = $2 \
+         WHERE id = (SELECT job_id FROM relayer_attempts WHERE tx_hash = $1)",
+    )
+    .bind(tx_hash.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that a mined attempt is as deep as the confirmation depth: the attempt `confirmed`,
+/// its job `confirmed` (or `failed` with `error` when the transaction reverted).
+pub async fn attempt_confirmed(
+    conn: &mut Conn,
+    attempt: &Attempt,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE relayer_attempts SET status = 'confirmed' WHERE tx_hash = $1")
+        .bind(attempt.tx_hash.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let status = if error.is_some() { "failed" } else { "confirmed" };
+    set_job_status(conn, &attempt.job_id, status, error, now).await
+}
+
+fn job_from_row(row: &AnyRow) -> Result<Job> {
+    Ok(Job {
+        id: JobId(row.get("id")),
+        kind: row.get("kind"),
+        agreement_id: row.get::<Option<String>, _>("agreement_id").map(AgreementId),
+        to: parse_column("to_address", row.get("to_address"))?,
+        calldata: parse_column("calldata", row.get("calldata"))?,
+        status: row.get("status"),
+        error: row.get("error"),
+    })
+}
+
+fn attempt_from_row(row: &AnyRow) -> Result<Attempt> {
+    Ok(Attempt {
+        tx_hash: parse_column("tx_hash", row.get("tx_hash"))?,
+        job_id: JobId(row.get("job_id")),
+        signer: parse_column("signer", row.get("signer"))?,
+        nonce: unsigned("nonce", row.get("nonce"))?,
+        raw_tx: parse_column("raw_tx", row.get("raw_tx"))?,
+        gas_limit: unsigned("gas_limit", row.get("gas_limit"))?,
+        max_fee_per_gas: parse_column("max_fee_per_gas", row.get("max_fee_per_gas"))?,
+        max_priority_fee_per_gas: parse_column(
+            "max_priority_fee_per_gas",
+            row.get("max_priority_fee_per_gas"),
+        )?,
+        status: row.get("status"),
+        block_number: row
+            .get::<Option<i64>, _>("block_number")
+            .map(|n| unsigned("block_number", n))
+            .transpose()?,
+        block_hash: row
+            .get::<Option<&str>, _>("block_hash")
+            .map(|h| parse_column("block_hash", h))
+            .transpose()?,
+        succeeded: row.get::<Option<i64>, _>("succeeded").map(|s| s != 0),
+    })
+}
+
+/// Records that the node refused a saved attempt outright (it will never be mined): the attempt
+/// `failed`, and its nonce handed back when it was the signer's last, so no gap is left.
+pub async fn attempt_rejected(conn: &mut Conn, attempt: &Attempt) -> Result<()> {
+    sqlx::query("UPDATE relayer_attempts SET status = 'failed' WHERE tx_hash = $1")
+        .bind(attempt.tx_hash.to_string())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE relayer_signers SET next_nonce = $2 WHERE address = $1 AND next_nonce = $3",
+    )
+    .bind(attempt.signer.to_string())
+    .bind(attempt.nonce as i64)
+    .bind(attempt.nonce as i64 + 1)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a mined attempt whose block was reorganised away back to `broadcast`, so the watcher
+/// looks for it again (it may be re-mined in another block).
+pub async fn attempt_unmined(conn: &mut Conn, attempt: &Attempt) -> Result<()> {
+    sqlx::query(
+        "UPDATE relayer_attempts SET status = 'broadcast', block_number = NULL, \
+         block_hash = NULL, succeeded = NULL WHERE tx_hash = $1",
+    )
+    .bind(attempt.tx_hash.to_string())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE relayer_jobs SET status = 'broadcast' WHERE id = $1")
+        .bind(attempt.job_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! The store: the only state Pactum's tasks share. SQLite by default, Postgres in production,
+//! through sqlx's `Any` driver with one portable schema (`migrations/`, applied at start-up).
+//!
+//! SQLite allows one writer at a time, so on SQLite writes go through a pool of one connection
+//! (transactions queue in-process instead of failing with `SQLITE_BUSY`) while reads use their
+//! own pool; on Postgres both are the same pool.
+
+pub mod agents;
+pub mod agreements;
+pub mod chain;
+pub mod idempotency;
+pub mod jobs;
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration could not be applied.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not parse (a newer schema or corruption); names the column.
+    #[error("stored value in `{column}` is invalid: {reason}")]
+    Corrupt {
+        /// The column holding the value.
+        column: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A row changed under a conditional update (its status was not the expected one).
+    #[error("the row changed concurrently")]
+    Conflict,
+}
+
+impl StoreError {
+    /// Whether this is a unique-constraint violation (a duplicate key), on either backend.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// The result type of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database engine behind a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres:` / `postgresql:` URLs.
+    Postgres,
+}
+
+/// Handles to the database: a read pool and a write pool (the same pool on Postgres).
+#[derive(Debug, Clone)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+/// The embedded migrations from `migrations/`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+impl Store {
+    /// Connects to `url` (`sqlite:pactum.db?mode=rwc`, `postgres://…`) and applies pending
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let options = AnyConnectOptions::from_str(url)?;
+        let store = match backend {
+            Backend::Sqlite => {
+                let pool = |max| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                                )
+                                .await
+                                .map(|_| ())
+                            })
+                        })
+                };
+                let write = pool(1).connect_with(options.clone()).await?;
+                let read = pool(8).connect_with(options).await?;
+                Store { read, write, backend }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await?;
+                Store { read: pool.clone(), write: pool, backend }
+            }
+        };
+        MIGRATOR.run(&store.write).await?;
+        Ok(store)
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for reads that need no transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Transaction<'static, sqlx::Any>> {
+        Ok(self.write.begin().await?)
+    }
+
+    /// Closes both pools, waiting for connections in use.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// The current unix time in seconds, for `created_at`-style columns.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A connection inside a write transaction; repository writes take this.
+pub type Conn = AnyConnection;
+
+/// Parses a stored text column, naming it when it does not parse.
+pub(crate) fn parse_column<T>(column: &'static str, value: &str) -> Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| StoreError::Corrupt { column, reason: e.to_string() })
+}
+
+/// Parses a stored JSON column.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    column: &'static str,
+    value: &str,
+) -> Result<T> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt { column, reason: e.to_string() })
+}
+
+/// A stored BIGINT as the unsigned value it holds.
+pub(crate) fn unsigned(column: &'static str, value: i64) -> Result<u64> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt { column, reason: format!("negative value {value}") })
+}

@@ -1,0 +1,224 @@
+//! A running Pactum against a fresh anvil: the real server on an ephemeral port with a real
+//! SQLite file, driven over HTTP.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use pactum::config::{Secret, ServeConfig};
+use pactum::money::TokenAmount;
+use pactum::service::Service;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::DevChain;
+
+/// The owner credential the harness configures.
+pub const OWNER_KEY: &str = "ok_test_harness_owner_key_0000000000000000000000000000";
+
+/// A chain, a running service and an HTTP client.
+pub struct Harness {
+    pub chain: DevChain,
+    pub service: Option<Service>,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db_dir: PathBuf,
+}
+
+/// An agent created through the API.
+#[derive(Debug, Clone)]
+pub struct TestAgent {
+    pub id: String,
+    pub key: String,
+}
+
+impl Harness {
+    /// A fresh chain and service with default settings.
+    pub async fn start() -> Harness {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fresh chain and service, with `adjust` applied to the configuration first.
+    pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> Harness {
+        let chain = DevChain::start().await;
+        let db_dir = unique_dir("pactum-test");
+        let mut config = config_for(&chain, &db_dir);
+        adjust(&mut config);
+        let service = Service::start(config).await.expect("service starts");
+        let base = format!("http://{}", service.local_addr());
+        Harness { chain, service: Some(service), base, http: reqwest::Client::new(), db_dir }
+    }
+
+    /// Sends `body` (if any) to `path` with `key` as bearer; returns the status and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        self.call_with(method, path, key, body, &[]).await
+    }
+
+    /// [`Harness::call`] with extra headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+        (status, json)
+    }
+
+    /// Creates an agent under the owner credential.
+    pub async fn agent(&self, name: &str) -> TestAgent {
+        let body = json!({ "name": name, "capabilities": ["usage"] });
+        let (status, agent) =
+            self.call(Method::POST, "/v1/agents", Some(OWNER_KEY), Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{agent}");
+        TestAgent {
+            id: agent["id"].as_str().unwrap().to_owned(),
+            key: agent["api_key"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A buyer and a seller agent.
+    pub async fn parties(&self) -> (TestAgent, TestAgent) {
+        (self.agent("buyer").await, self.agent("seller").await)
+    }
+
+    /// Proposes 100 API calls at 10 cents from `buyer` (paying from `wallet`) to `seller`.
+    pub async fn propose(&self, buyer: &TestAgent, seller: &TestAgent, wallet: Address) -> Value {
+        let body = json!({
+            "seller_agent_id": seller.id,
+            "service_id": "svc_search",
+            "quantity": 100,
+            "unit": "api_calls",
+            "price_per_unit_cents": 10,
+            "payment_method": { "rail": "stablecoin", "provider": "x402" },
+            "settlement_model": "bilateral_escrow",
+            "activation_version": "v2",
+            "buyer_wallet_address": wallet.to_string(),
+        });
+        let (status, agreement) =
+            self.call(Method::POST, "/usage-agreements", Some(&buyer.key), Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{agreement}");
+        agreement
+    }
+
+    /// Proposes and accepts (seller paid to `seller_wallet`); returns the agreement id.
+    pub async fn accepted(
+        &self,
+        buyer: &TestAgent,
+        seller: &TestAgent,
+        buyer_wallet: Address,
+        seller_wallet: Address,
+    ) -> String {
+        let id = self.propose(buyer, seller, buyer_wallet).await["id"].as_str().unwrap().to_owned();
+        let body = json!({ "seller_wallet_address": seller_wallet.to_string() });
+        let path = format!("/usage-agreements/{id}/accept");
+        let (status, accepted) =
+            self.call(Method::PUT, &path, Some(&seller.key), Some(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{accepted}");
+        id
+    }
+
+    /// The activation package of agreement `id`.
+    pub async fn package(&self, key: &str, id: &str) -> Value {
+        let path = format!("/usage-agreements/{id}/activation-package");
+        let (status, package) = self.call(Method::GET, &path, Some(key), None).await;
+        assert_eq!(status, StatusCode::OK, "{package}");
+        package
+    }
+
+    /// Polls `GET /usage-agreements/{id}` (mining a block each round, so confirmations
+    /// accrue) until `done` holds; panics after 30 s with the last body.
+    pub async fn wait_for(&self, key: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let path = format!("/usage-agreements/{id}");
+        let mut last = Value::Null;
+        for _ in 0..300 {
+            let (_, body) = self.call(Method::GET, &path, Some(key), None).await;
+            if done(&body) {
+                return body;
+            }
+            last = body;
+            let _: Value = self.chain.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("condition not reached; last: {last}");
+    }
+
+    /// How many relayer jobs the store holds (to show nothing was queued).
+    pub async fn job_count(&self) -> i64 {
+        use sqlx::Row;
+        let store = self.service.as_ref().unwrap().state().store.clone();
+        sqlx::query("SELECT COUNT(*) AS n FROM relayer_jobs")
+            .fetch_one(store.reader())
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.db_dir);
+    }
+}
+
+/// The service configuration for `chain`, with its SQLite file in `dir`.
+pub fn config_for(chain: &DevChain, dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        database_url: format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_body_bytes: 65_536,
+        owner_key: Some(Secret::new(OWNER_KEY)),
+        environment: None,
+        rpc_url: chain.anvil.endpoint(),
+        escrow_address: *chain.escrow.address(),
+        token_name: "USD Coin".into(),
+        confirmations: 2,
+        poll_interval_ms: 50,
+        start_block: None,
+        relayer_private_keys: vec![Secret::new(chain.relayer.to_bytes().to_string())],
+        sanctions_oracle: None,
+        denylist: None,
+        screening_fail_open: false,
+        activation_window_secs: 3_600,
+        expiry_secs: 86_400,
+        close_window_secs: 3_600,
+        infra_fee_bps: 200,
+        infra_fee_fixed: TokenAmount::from_base_units(3_000),
+        infra_fee_minimum: TokenAmount::from_base_units(100_000),
+    }
+}
+
+/// A fresh directory under the system's temp dir.
+pub fn unique_dir(prefix: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
