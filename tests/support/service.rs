@@ -50,6 +50,42 @@ impl Harness {
         Harness { chain, service: Some(service), base, http: reqwest::Client::new(), db_dir }
     }
 
+    /// Stops the service gracefully (the chain and the database stay).
+    pub async fn stop(&mut self) {
+        if let Some(service) = self.service.take() {
+            service.shutdown().await;
+        }
+    }
+
+    /// Starts the service again on the same chain and database, as after a crash or deploy.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let service =
+            Service::start(config_for(&self.chain, &self.db_dir)).await.expect("service restarts");
+        self.base = format!("http://{}", service.local_addr());
+        self.service = Some(service);
+    }
+
+    /// Polls `GET /usage-agreements/{id}` without mining until `done` holds (for tests that
+    /// control block production themselves); panics after 30 s.
+    pub async fn poll_until(&self, key: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let path = format!("/usage-agreements/{id}");
+        for _ in 0..600 {
+            let (_, body) = self.call(Method::GET, &path, Some(key), None).await;
+            if done(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("condition not reached for {id}");
+    }
+
+    /// Turns anvil's automine on or off.
+    pub async fn automine(&self, on: bool) {
+        let _: Value =
+            self.chain.provider.raw_request("evm_setAutomine".into(), (on,)).await.unwrap();
+    }
+
     /// Sends `body` (if any) to `path` with `key` as bearer; returns the status and JSON body.
     pub async fn call(
         &self,
