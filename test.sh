@@ -15,10 +15,13 @@ source anvil/env.sh
 echo "anvil: $PACTUM_ANVIL_BIN"
 echo "forge: $FORGE"
 
-# --- Postgres -------------------------------------------------------------------------------------
-# Reserved: when PACTUM_TEST_DATABASE_URL is set, the Postgres-backed tests will run against it.
-# Nothing is started here yet; SQLite tests always run.
-# --------------------------------------------------------------------------------------------------
+# Postgres-backed tests run when PACTUM_TEST_DATABASE_URL is set; when it is not and a server
+# answers on 127.0.0.1:5432 (trust auth), that one is used. SQLite tests always run.
+if [ -z "${PACTUM_TEST_DATABASE_URL:-}" ] && command -v pg_isready >/dev/null 2>&1 \
+  && pg_isready -q -h 127.0.0.1 -p 5432; then
+  export PACTUM_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+fi
+echo "postgres: ${PACTUM_TEST_DATABASE_URL:-not configured (Postgres tests skip)}"
 
 step "abi/ up to date: anvil/export-abi.sh --check"
 anvil/export-abi.sh --check

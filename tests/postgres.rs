@@ -1,0 +1,75 @@
+//! The same service on Postgres: migrations apply and the activation flow runs end to end.
+//! Runs when `PACTUM_TEST_DATABASE_URL` names a Postgres server (the test command sets it when
+//! one answers on 127.0.0.1:5432); each test gets a database of its own.
+
+mod support;
+
+use alloy::primitives::U256;
+use pactum::escrow::package::digest_of;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sqlx::AnyConnection;
+use sqlx::Connection;
+use sqlx::Executor;
+use support::service::Harness;
+use support::{USDC, sign_hash};
+
+/// A fresh database on the test server; `None` when no server is configured.
+async fn fresh_database() -> Option<String> {
+    let Ok(url) = std::env::var("PACTUM_TEST_DATABASE_URL") else {
+        eprintln!("PACTUM_TEST_DATABASE_URL is not set; skipping the Postgres test");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let mut admin = AnyConnection::connect(&url).await.expect("Postgres reachable");
+    let name = format!("pactum_test_{}_{}", std::process::id(), rand_suffix());
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let (base, _) = url.rsplit_once('/').expect("URL ends with /database");
+    Some(format!("{base}/{name}"))
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64
+}
+
+#[tokio::test]
+async fn activation_runs_end_to_end_on_postgres() {
+    let Some(database_url) = fresh_database().await else { return };
+    let mut h = Harness::start_with(|config| config.database_url = database_url.clone()).await;
+    let (buyer, seller) = h.parties().await;
+    let id = h.accepted(&buyer, &seller, h.chain.buyer.address(), h.chain.seller.address()).await;
+    let package = h.package(&buyer.key, &id).await;
+    let sign =
+        |doc: &serde_json::Value| sign_hash(&h.chain.buyer, digest_of(doc).unwrap()).to_string();
+    let body = json!({
+        "activation_signature": sign(&package["activation"]),
+        "funding_signature": sign(&package["funding"]),
+        "infra_fee_permit_signature": sign(&package["infra_fee"]["permit"]),
+    });
+    let path = format!("/usage-agreements/{id}/activate-escrow");
+    let key = [("Idempotency-Key", "pg-activate")];
+    let first = h.call_with(Method::POST, &path, Some(&buyer.key), Some(&body), &key).await;
+    let again = h.call_with(Method::POST, &path, Some(&buyer.key), Some(&body), &key).await;
+    assert_eq!(first.0, StatusCode::ACCEPTED, "{}", first.1);
+    assert_eq!(first, again);
+    h.wait_for(&buyer.key, &id, |a| {
+        a["status"] == "active" && a["activation_status"] == "confirmed"
+    })
+    .await;
+    assert_eq!(h.chain.balance(*h.chain.escrow.address()).await, U256::from(10 * USDC));
+    assert_eq!(h.job_count().await, 1);
+    let list = format!("/usage-agreements/agents/{}/agreements?limit=1", seller.id);
+    let (status, page) = h.call(Method::GET, &list, Some(&seller.key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["agreements"][0]["id"], id.as_str());
+    h.stop().await;
+    drop_database(&database_url).await;
+}
+
+async fn drop_database(url: &str) {
+    let (_, name) = url.rsplit_once('/').unwrap();
+    let admin_url = std::env::var("PACTUM_TEST_DATABASE_URL").unwrap();
+    let mut admin = AnyConnection::connect(&admin_url).await.unwrap();
+    admin.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
+}
