@@ -19,6 +19,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP API, the relayer and the chain watcher.
+    // A setting from the `--config` file arrives as a flag before the command line's own, and
+    // the later one wins.
+    #[command(args_override_self = true)]
     Serve(Box<cli::serve::ServeArgs>),
     /// Run everything locally: anvil, the contracts, demo agents and the API on SQLite.
     Dev(cli::dev::DevArgs),
