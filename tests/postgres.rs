@@ -8,34 +8,13 @@ use alloy::primitives::U256;
 use pactum::escrow::package::digest_of;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use sqlx::AnyConnection;
-use sqlx::Connection;
-use sqlx::Executor;
+use support::databases::{drop_postgres, fresh_postgres};
 use support::service::Harness;
 use support::{USDC, sign_hash};
 
-/// A fresh database on the test server; `None` when no server is configured.
-async fn fresh_database() -> Option<String> {
-    let Ok(url) = std::env::var("PACTUM_TEST_DATABASE_URL") else {
-        eprintln!("PACTUM_TEST_DATABASE_URL is not set; skipping the Postgres test");
-        return None;
-    };
-    sqlx::any::install_default_drivers();
-    let mut admin = AnyConnection::connect(&url).await.expect("Postgres reachable");
-    let name = format!("pactum_test_{}_{}", std::process::id(), rand_suffix());
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let (base, _) = url.rsplit_once('/').expect("URL ends with /database");
-    Some(format!("{base}/{name}"))
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64
-}
-
 #[tokio::test]
 async fn activation_runs_end_to_end_on_postgres() {
-    let Some(database_url) = fresh_database().await else { return };
+    let Some(database_url) = fresh_postgres().await else { return };
     let mut h = Harness::start_with(|config| config.database_url = database_url.clone()).await;
     let (buyer, seller) = h.parties().await;
     let id = h.accepted(&buyer, &seller, h.chain.buyer.address(), h.chain.seller.address()).await;
@@ -64,12 +43,5 @@ async fn activation_runs_end_to_end_on_postgres() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["agreements"][0]["id"], id.as_str());
     h.stop().await;
-    drop_database(&database_url).await;
-}
-
-async fn drop_database(url: &str) {
-    let (_, name) = url.rsplit_once('/').unwrap();
-    let admin_url = std::env::var("PACTUM_TEST_DATABASE_URL").unwrap();
-    let mut admin = AnyConnection::connect(&admin_url).await.unwrap();
-    admin.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str()).await.unwrap();
+    drop_postgres(&database_url).await;
 }
