@@ -17,7 +17,7 @@ use super::extract::{AgentAuth, ApiJson, IdempotencyKey};
 use super::idempotency::Idempotent;
 use super::time::rfc3339;
 use crate::agreement::ids::JobId;
-use crate::agreement::status::Event;
+use crate::agreement::status::{AgreementStatus, Event};
 use crate::agreement::terms::Terms;
 use crate::escrow::bindings::UsageEscrow;
 use crate::escrow::package;
@@ -102,6 +102,17 @@ pub async fn package(
     Ok(Json(body))
 }
 
+/// 422 `activation_expired`: the chain's clock passed `activateBy` (whether or not the watcher
+/// has marked the agreement `expired` yet).
+fn activation_expired(terms: &Terms) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "activation_expired",
+        "the activation deadline has passed; nothing was queued",
+    )
+    .with_details(json!({ "activate_by": rfc3339(terms.activate_by as i64) }))
+}
+
 /// 422 `invalid_signature` for `document`, saying who signed instead when that is known.
 fn signature_error(document: &str, expected: Address, error: VerifyError) -> ApiError {
     match error {
@@ -135,8 +146,11 @@ pub async fn activate(
     if let Some(replay) = idempotent.replay(&state.store).await? {
         return Ok(replay);
     }
-    record.status.apply(Event::SubmitActivation)?;
     let terms = accepted_terms(&record)?;
+    if record.status == AgreementStatus::Expired {
+        return Err(activation_expired(terms));
+    }
+    record.status.apply(Event::SubmitActivation)?;
     let chain = &state.chain;
     let key = record.agreement_key.ok_or_else(|| ApiError::internal("accepted without a key"))?;
 
@@ -158,12 +172,7 @@ pub async fn activate(
     }
     let chain_now = chain.now().await.map_err(ApiError::chain_unavailable)?;
     if chain_now >= terms.activate_by {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "activation_expired",
-            "the activation deadline has passed; nothing was queued",
-        )
-        .with_details(json!({ "activate_by": rfc3339(terms.activate_by as i64) })));
+        return Err(activation_expired(terms));
     }
 
     let activation = terms.activation();
