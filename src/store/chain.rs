@@ -58,9 +58,11 @@ pub async fn cursor(pool: &AnyPool) -> Result<Option<Cursor>> {
 
 /// Moves the watcher's position (in the transaction that records what it read there).
 pub async fn set_cursor(conn: &mut Conn, cursor: &Cursor, now: i64) -> Result<()> {
-    let updated = sqlx::query(
-        "UPDATE chain_cursor SET block_number = $2, block_hash = $3, head_number = $4, \
-         updated_at = $5 WHERE id = $1",
+    sqlx::query(
+        "INSERT INTO chain_cursor (id, block_number, block_hash, head_number, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+         block_number = excluded.block_number, block_hash = excluded.block_hash, \
+         head_number = excluded.head_number, updated_at = excluded.updated_at",
     )
     .bind(CURSOR_ID)
     .bind(cursor.block_number as i64)
@@ -69,19 +71,6 @@ pub async fn set_cursor(conn: &mut Conn, cursor: &Cursor, now: i64) -> Result<()
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    if updated.rows_affected() == 0 {
-        sqlx::query(
-            "INSERT INTO chain_cursor (id, block_number, block_hash, head_number, updated_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(CURSOR_ID)
-        .bind(cursor.block_number as i64)
-        .bind(cursor.block_hash.to_string())
-        .bind(cursor.head_number as i64)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
     Ok(())
 }
 
@@ -89,8 +78,8 @@ pub async fn set_cursor(conn: &mut Conn, cursor: &Cursor, now: i64) -> Result<()
 pub async fn insert_event(conn: &mut Conn, event: &EscrowEvent) -> Result<()> {
     sqlx::query(
         "INSERT INTO escrow_events (block_hash, log_index, block_number, tx_hash, agreement_key, \
-         event, data, applied) SELECT $1, $2, $3, $4, $5, $6, $7, 0 \
-         WHERE NOT EXISTS (SELECT 1 FROM escrow_events WHERE block_hash = $1 AND log_index = $2)",
+         event, data, applied) VALUES ($1, $2, $3, $4, $5, $6, $7, 0) \
+         ON CONFLICT (block_hash, log_index) DO NOTHING",
     )
     .bind(event.block_hash.to_string())
     .bind(event.log_index as i64)

@@ -148,24 +148,16 @@ pub async fn stored_next_nonce(pool: &AnyPool, signer: Address) -> Result<Option
 /// re-broadcast from the store.
 pub async fn record_attempt(conn: &mut Conn, attempt: &Attempt, now: i64) -> Result<()> {
     let next = i64::try_from(attempt.nonce + 1).map_err(|_| StoreError::Conflict)?;
-    // Insert-or-raise, portable between SQLite and Postgres.
-    let updated = sqlx::query(
-        "UPDATE relayer_signers SET next_nonce = $2 WHERE address = $1 AND next_nonce < $2",
+    // Raise, never lower: a nonce handed back after a refused broadcast is lowered elsewhere.
+    sqlx::query(
+        "INSERT INTO relayer_signers (address, next_nonce) VALUES ($1, $2) \
+         ON CONFLICT (address) DO UPDATE SET next_nonce = excluded.next_nonce \
+         WHERE relayer_signers.next_nonce < excluded.next_nonce",
     )
     .bind(attempt.signer.to_string())
     .bind(next)
     .execute(&mut *conn)
     .await?;
-    if updated.rows_affected() == 0 {
-        sqlx::query(
-            "INSERT INTO relayer_signers (address, next_nonce) SELECT $1, $2 \
-             WHERE NOT EXISTS (SELECT 1 FROM relayer_signers WHERE address = $1)",
-        )
-        .bind(attempt.signer.to_string())
-        .bind(next)
-        .execute(&mut *conn)
-        .await?;
-    }
     sqlx::query(
         "INSERT INTO relayer_attempts (tx_hash, job_id, signer, nonce, raw_tx, gas_limit, \
          max_fee_per_gas, max_priority_fee_per_gas, status, created_at) \
