@@ -4,7 +4,7 @@
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::sol_types::{SolCall, SolStruct};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::agreements::{agreement_json, load_for};
 use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiJson, IdempotencyKey};
+use super::extract::{AgentAuth, ApiJson, ApiPath, IdempotencyKey};
 use super::idempotency::Idempotent;
 use super::time::rfc3339;
 use crate::agreement::ids::JobId;
@@ -68,7 +68,7 @@ fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
 pub async fn package(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let record = load_for(&state, &agent, &id).await?;
     let terms = accepted_terms(&record)?;
@@ -133,7 +133,7 @@ fn signature_error(document: &str, expected: Address, error: VerifyError) -> Api
 pub async fn activate(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     idempotency_key: IdempotencyKey,
     ApiJson(body): ApiJson<ActivateEscrow>,
 ) -> ApiResult<Response> {

@@ -2,7 +2,7 @@
 //! credential of an account.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, IdempotencyKey, OwnerAuth};
+use super::extract::{ApiJson, ApiPath, IdempotencyKey, OwnerAuth};
 use super::idempotency::Idempotent;
 use super::time::rfc3339;
 use crate::store::agents::{self, Agent};
@@ -108,7 +108,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     OwnerAuth(account): OwnerAuth,
-    Path(agent_id): Path<String>,
+    ApiPath(agent_id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let agent = agents::get_agent(state.store.reader(), &agent_id)
         .await?

@@ -3,7 +3,7 @@
 
 use alloy::primitives::{Address, B256};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiJson, IdempotencyKey};
+use super::extract::{AgentAuth, ApiJson, ApiPath, IdempotencyKey, OptionalApiJson};
 use super::idempotency::Idempotent;
 use super::time::rfc3339;
 use crate::agreement::ids::{AgentId, AgreementId};
@@ -265,7 +265,7 @@ pub async fn propose(
 pub async fn get(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(agreement_json(&load_for(&state, &agent, &id).await?)))
 }
@@ -275,7 +275,7 @@ pub async fn get(
 pub async fn list(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(agent_id): Path<String>,
+    ApiPath(agent_id): ApiPath<String>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     if agent.id.as_str() != agent_id {
@@ -315,7 +315,7 @@ fn decode_cursor(cursor: &str) -> ApiResult<(i64, String)> {
 pub async fn accept(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     idempotency_key: IdempotencyKey,
     ApiJson(body): ApiJson<Accept>,
 ) -> ApiResult<Response> {
@@ -367,21 +367,10 @@ pub async fn accept(
 pub async fn reject(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     idempotency_key: IdempotencyKey,
-    body: axum::body::Bytes,
+    OptionalApiJson(body): OptionalApiJson<Reject>,
 ) -> ApiResult<Response> {
-    let body: Reject = if body.iter().all(u8::is_ascii_whitespace) {
-        Reject::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", e.to_string())
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
-            }
-        })?
-    };
     if body.reason.as_ref().is_some_and(|r| r.chars().count() > 1_000) {
         return Err(ApiError::validation("reason", "`reason` is over 1,000 characters"));
     }

@@ -1,8 +1,9 @@
-//! Extractors whose rejections speak the API's error shape: JSON bodies, bearer credentials and
-//! the `Idempotency-Key` header.
+//! Extractors whose rejections speak the API's error shape: JSON bodies, path ids, bearer
+//! credentials and the `Idempotency-Key` header.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -13,8 +14,8 @@ use super::error::ApiError;
 use crate::agreement::ids::SecretKey;
 use crate::store::agents::{self, Account, Agent};
 
-/// A JSON body; malformed JSON, wrong types, missing fields and oversized bodies are answered
-/// with [`ApiError`]s instead of axum's plain-text rejections.
+/// A JSON object body; malformed JSON, wrong types, missing fields, bodies that are not objects
+/// and oversized bodies are answered with [`ApiError`]s instead of axum's plain-text rejections.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
@@ -26,11 +27,65 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+        let (parts, body) = req.into_parts();
+        let body = read_body(Request::from_parts(parts.clone(), body), state).await?;
+        parse_object(parts, body, state).await.map(ApiJson)
     }
+}
+
+/// A JSON object body the client may leave out: an empty (or blank) body reads as
+/// `T::default()`; any other body is held to every rule of [`ApiJson`], content type included.
+#[derive(Debug, Clone)]
+pub struct OptionalApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalApiJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let body = read_body(Request::from_parts(parts.clone(), body), state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalApiJson(T::default()));
+        }
+        parse_object(parts, body, state).await.map(OptionalApiJson)
+    }
+}
+
+/// The whole body, within the router's body limit.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            payload_too_large()
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text())
+        }
+    })
+}
+
+/// `body`, already read, as `T`: axum's checks of the content type, the syntax and the fields
+/// run on the request rebuilt from its `parts`.
+async fn parse_object<T, S>(parts: Parts, body: Bytes, state: &S) -> Result<T, ApiError>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    // serde also reads a struct from an array (`[]` is a valid `Reject`); our bodies are objects.
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let req = Request::from_parts(parts, Body::from(body));
+    let axum::Json(value) =
+        axum::Json::<T>::from_request(req, state).await.map_err(json_rejection)?;
+    if !is_object {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(value)
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -47,12 +102,40 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "unsupported_media_type",
             "expected `Content-Type: application/json`",
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is larger than this server accepts",
-        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
         other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.body_text()),
+    }
+}
+
+fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than this server accepts",
+    )
+}
+
+/// A path parameter. One that does not decode (percent-encoded bytes that are not UTF-8) can
+/// name nothing, so it answers 404 like any unknown id instead of axum's plain-text 400.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::not_found("resource"))
+            }
+            // The route and the handler disagree on the parameters: our bug, not the client's.
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
     }
 }
 

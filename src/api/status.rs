@@ -3,13 +3,13 @@
 
 use alloy::primitives::U256;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::agreements::load_for;
 use super::error::ApiResult;
-use super::extract::AgentAuth;
+use super::extract::{AgentAuth, ApiPath};
 use crate::store::chain;
 
 /// `GET /usage-agreements/{id}/escrow-status`. Served from the store, so polling it costs no
@@ -17,7 +17,7 @@ use crate::store::chain;
 pub async fn escrow_status(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let record = load_for(&state, &agent, &id).await?;
     let head = chain::cursor(state.store.reader()).await?.map(|c| c.head_number);
