@@ -659,3 +659,29 @@ async fn the_configured_body_limit_is_the_one_applied() {
     assert_eq!(response.0, StatusCode::CREATED, "{}", response.1);
     assert_eq!(response.1["name"], "padded");
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_nul_bytes_are_refused() {
+    let w = World::start().await;
+    let path = format!("/usage-agreements/{}", w.agreement);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let header = format!("{scheme} {}", w.buyer.key);
+        let response =
+            Raw::new(Method::GET, &path, None).authorization(Some(&header)).send(&w.h).await;
+        assert_eq!(response.0, StatusCode::OK, "{scheme}: {}", response.1);
+    }
+    let agents = w.agent_count().await;
+    for body in [
+        json!({ "name": "nul\u{0}name" }),
+        json!({ "name": "agent", "description": "a\u{0}b" }),
+        json!({ "name": "agent", "capabilities": ["x\u{0}"] }),
+    ] {
+        let response = w.h.call(Method::POST, "/v1/agents", Some(OWNER_KEY), Some(&body)).await;
+        expect(&response, StatusCode::UNPROCESSABLE_ENTITY, "validation_error", &body.to_string());
+    }
+    let reject = format!("/usage-agreements/{}/reject", w.agreement);
+    let body = json!({ "reason": "no\u{0}" });
+    let response = w.h.call(Method::PUT, &reject, Some(&w.seller.key), Some(&body)).await;
+    expect(&response, StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "NUL in a reason");
+    w.assert_untouched(agents).await;
+}

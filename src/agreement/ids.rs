@@ -13,6 +13,13 @@ fn random_hex(bytes: usize) -> String {
     alloy::primitives::hex::encode(buf)
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -24,9 +31,11 @@ macro_rules! id_type {
             /// The prefix every new id of this kind starts with.
             pub const PREFIX: &'static str = $prefix;
 
-            /// A fresh random id (`prefix` + 24 hex characters, 96 bits).
+            /// A fresh id: `prefix`, the creation time in milliseconds as 12 hex digits, then
+            /// 64 random bits. Ids sort in creation order, so lists ordered by id are stable
+            /// even for rows created within the same second.
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, random_hex(12)))
+                Self(format!("{}{:012x}{}", $prefix, unix_millis(), random_hex(8)))
             }
 
             /// The id as text.
@@ -139,8 +148,12 @@ mod tests {
     fn ids_carry_their_prefix_and_differ() {
         let a = AgreementId::generate();
         assert!(a.as_str().starts_with("ua_"));
-        assert_eq!(a.as_str().len(), 3 + 24);
-        assert_ne!(a, AgreementId::generate());
+        assert_eq!(a.as_str().len(), 3 + 12 + 16);
+        let b = AgreementId::generate();
+        assert_ne!(a, b);
+        // Creation order is id order (the millisecond prefix), across milliseconds.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(AgreementId::generate() > a);
     }
 
     #[test]

@@ -68,7 +68,7 @@ fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
 pub async fn package(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath,
 ) -> ApiResult<Json<Value>> {
     let record = load_for(&state, &agent, &id).await?;
     let terms = accepted_terms(&record)?;
@@ -133,7 +133,7 @@ fn signature_error(document: &str, expected: Address, error: VerifyError) -> Api
 pub async fn activate(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath,
     idempotency_key: IdempotencyKey,
     ApiJson(body): ApiJson<ActivateEscrow>,
 ) -> ApiResult<Response> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::agreements::{prose, text};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, IdempotencyKey, OwnerAuth};
 use super::idempotency::Idempotent;
@@ -32,23 +33,15 @@ pub struct CreateAgent {
 
 impl CreateAgent {
     fn validate(&self) -> ApiResult<()> {
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(ApiError::validation("name", "`name` must be 1 to 100 characters"));
+        text("name", &self.name, 100)?;
+        if let Some(description) = &self.description {
+            prose("description", description, 1_000)?;
         }
-        if self.description.as_ref().is_some_and(|d| d.chars().count() > 1_000) {
-            return Err(ApiError::validation(
-                "description",
-                "`description` is over 1,000 characters",
-            ));
+        if self.capabilities.len() > 32 {
+            return Err(ApiError::validation("capabilities", "at most 32 `capabilities`"));
         }
-        if self.capabilities.len() > 32
-            || self.capabilities.iter().any(|c| c.is_empty() || c.chars().count() > 64)
-        {
-            return Err(ApiError::validation(
-                "capabilities",
-                "`capabilities` takes at most 32 tags of 1 to 64 characters",
-            ));
+        for capability in &self.capabilities {
+            text("capabilities", capability, 64)?;
         }
         Ok(())
     }
@@ -108,7 +101,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     OwnerAuth(account): OwnerAuth,
-    ApiPath(agent_id): ApiPath<String>,
+    ApiPath(agent_id): ApiPath,
 ) -> ApiResult<Json<Value>> {
     let agent = agents::get_agent(state.store.reader(), &agent_id)
         .await?

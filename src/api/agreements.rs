@@ -95,12 +95,28 @@ pub(crate) fn wallet(field: &str, value: &str) -> ApiResult<Address> {
     Ok(address)
 }
 
-fn text(field: &str, value: &str, max: usize) -> ApiResult<()> {
+/// Checks a short identifier-like text field: 1 to `max` characters, no control characters.
+pub(crate) fn text(field: &str, value: &str, max: usize) -> ApiResult<()> {
     if value.trim().is_empty() || value.chars().count() > max {
         return Err(ApiError::validation(
             field,
             format!("`{field}` must be 1 to {max} characters"),
         ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::validation(field, format!("`{field}` holds control characters")));
+    }
+    Ok(())
+}
+
+/// Checks free prose (a description, a reason): at most `max` characters and no NUL, which no
+/// text needs and some databases refuse.
+pub(crate) fn prose(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    if value.chars().count() > max {
+        return Err(ApiError::validation(field, format!("`{field}` is over {max} characters")));
+    }
+    if value.contains('\0') {
+        return Err(ApiError::validation(field, format!("`{field}` holds a NUL character")));
     }
     Ok(())
 }
@@ -265,7 +281,7 @@ pub async fn propose(
 pub async fn get(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(agreement_json(&load_for(&state, &agent, &id).await?)))
 }
@@ -275,7 +291,7 @@ pub async fn get(
 pub async fn list(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    ApiPath(agent_id): ApiPath<String>,
+    ApiPath(agent_id): ApiPath,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     if agent.id.as_str() != agent_id {
@@ -288,16 +304,19 @@ pub async fn list(
         return Err(ApiError::validation("limit", "`limit` must be 1 to 100"));
     }
     let cursor = page.cursor.as_deref().map(decode_cursor).transpose()?;
-    let records = agreements::list_for_agent(
+    // One row more than the page tells whether another page exists, so a list that is an exact
+    // multiple of `limit` does not end with an empty page.
+    let mut records = agreements::list_for_agent(
         state.store.reader(),
         &AgentId(agent_id),
-        limit,
+        limit + 1,
         cursor.as_ref().map(|(at, id)| (*at, id.as_str())),
     )
     .await?;
-    let next_cursor = (records.len() == limit as usize)
-        .then(|| records.last().map(|r| format!("{}.{}", r.created_at, r.id)))
-        .flatten();
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let next_cursor =
+        more.then(|| records.last().map(|r| format!("{}.{}", r.created_at, r.id))).flatten();
     Ok(Json(json!({
         "agreements": records.iter().map(agreement_json).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
@@ -315,7 +334,7 @@ fn decode_cursor(cursor: &str) -> ApiResult<(i64, String)> {
 pub async fn accept(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath,
     idempotency_key: IdempotencyKey,
     ApiJson(body): ApiJson<Accept>,
 ) -> ApiResult<Response> {
@@ -367,12 +386,12 @@ pub async fn accept(
 pub async fn reject(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath,
     idempotency_key: IdempotencyKey,
     OptionalApiJson(body): OptionalApiJson<Reject>,
 ) -> ApiResult<Response> {
-    if body.reason.as_ref().is_some_and(|r| r.chars().count() > 1_000) {
-        return Err(ApiError::validation("reason", "`reason` is over 1,000 characters"));
+    if let Some(reason) = &body.reason {
+        prose("reason", reason, 1_000)?;
     }
     let record = load_for(&state, &agent, &id).await?;
     if record.seller_agent_id != agent.id {

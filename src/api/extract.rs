@@ -115,22 +115,22 @@ fn payload_too_large() -> ApiError {
     )
 }
 
-/// A path parameter. One that does not decode (percent-encoded bytes that are not UTF-8) can
-/// name nothing, so it answers 404 like any unknown id instead of axum's plain-text 400.
+/// A path id. One that does not decode (percent-encoded bytes that are not UTF-8) or holds
+/// control characters can name nothing Pactum issued, so it answers 404 like any unknown id
+/// (instead of axum's plain-text 400, or a database refusing a NUL byte).
 #[derive(Debug, Clone)]
-pub struct ApiPath<T>(pub T);
+pub struct ApiPath(pub String);
 
-impl<T, S> FromRequestParts<S> for ApiPath<T>
+impl<S> FromRequestParts<S> for ApiPath
 where
-    T: DeserializeOwned + Send,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(ApiPath(value)),
-            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(value)) if !value.chars().any(char::is_control) => Ok(ApiPath(value)),
+            Ok(_) | Err(PathRejection::FailedToDeserializePathParams(_)) => {
                 Err(ApiError::not_found("resource"))
             }
             // The route and the handler disagree on the parameters: our bug, not the client's.
@@ -147,8 +147,10 @@ fn bearer(parts: &Parts) -> Result<SecretKey, ApiError> {
     header
         .to_str()
         .ok()
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(|token| SecretKey::from_presented(token.trim()))
+        .and_then(|value| value.split_once(' '))
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| SecretKey::from_presented(token.trim()))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

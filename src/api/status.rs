@@ -17,7 +17,7 @@ use crate::store::chain;
 pub async fn escrow_status(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath,
 ) -> ApiResult<Json<Value>> {
     let record = load_for(&state, &agent, &id).await?;
     let head = chain::cursor(state.store.reader()).await?.map(|c| c.head_number);
