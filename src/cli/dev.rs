@@ -1,12 +1,16 @@
 //! `pactum dev`: a complete local Pactum from a fresh clone. Installs the pinned toolchain if it
 //! is missing, starts anvil, deploys the contracts, funds a demo buyer, creates an owner
 //! credential and two demo agents, and serves the API on SQLite, printing everything a script
-//! needs (and writing it as JSON with `--out`).
+//! needs (and writing it as JSON with `--out`). Ctrl-c or SIGTERM, even during start-up, stops
+//! the service and anvil with it.
 
+use std::io::ErrorKind;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use alloy::network::EthereumWallet;
-use alloy::node_bindings::Anvil;
+use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::U256;
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
@@ -16,18 +20,18 @@ use pactum::chain::{deploy, toolchain};
 use pactum::config::{Secret, ServeConfig};
 use pactum::escrow::bindings::MockUSDC;
 use pactum::money::TokenAmount;
-use pactum::service::Service;
+use pactum::service::{Service, ServiceError};
 use pactum::store::{Store, agents, now};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Arguments of `pactum dev`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DevArgs {
-    /// Port of the local chain.
+    /// Port of the local chain on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8545)]
     pub(crate) rpc_port: u16,
 
-    /// Port of the API.
+    /// Port of the API on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     pub(crate) port: u16,
 
@@ -39,7 +43,8 @@ pub(crate) struct DevArgs {
     #[arg(long, default_value = "target/pactum-dev/pactum.db")]
     pub(crate) database: PathBuf,
 
-    /// Also write the URLs, addresses and credentials as JSON to this file.
+    /// Also write the URLs, addresses and credentials as JSON to this file, once everything is
+    /// up; it is removed on start and on exit, so a file that exists describes a running stack.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
 }
@@ -47,14 +52,61 @@ pub(crate) struct DevArgs {
 /// Demo USDC minted to the buyer's wallet.
 const DEMO_USDC: u64 = 1_000_000 * 1_000_000;
 
-/// Runs the local stack until ctrl-c.
+/// Runs the local stack until ctrl-c or SIGTERM, then stops the service and anvil.
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    // Installed before anything starts: a signal during the start-up must still stop anvil.
+    let mut stop = std::pin::pin!(super::serve::shutdown_signal());
+    if let Some(out) = &args.out {
+        remove_if_present(out)?;
+    }
+    check_port(args.rpc_port, "the local chain", "--rpc-port")?;
+    check_port(args.port, "the API", "--port")?;
+    if args.port == args.rpc_port && args.port != 0 {
+        bail!("--port and --rpc-port are both {}; the API and the chain need one each", args.port);
+    }
     let anvil_bin = ensure_toolchain()?;
-    let anvil = Anvil::at(&anvil_bin)
+    let mut anvil = Anvil::at(&anvil_bin)
+        .host(Ipv4Addr::LOCALHOST.to_string())
         .port(args.rpc_port)
         .block_time(args.block_time)
         .try_spawn()
-        .with_context(|| format!("starting anvil on port {}", args.rpc_port))?;
+        .with_context(|| format!("starting {} on port {}", anvil_bin.display(), args.rpc_port))?;
+
+    let (service, summary) = tokio::select! {
+        started = start(&args, &anvil) => started?,
+        () = &mut stop => {
+            eprintln!("pactum dev: stopped while starting");
+            return Ok(());
+        }
+    };
+    let summary = serde_json::to_string_pretty(&summary)?;
+    println!("{summary}");
+    if let Some(out) = &args.out {
+        write_atomically(out, &summary)?;
+    }
+    eprintln!("pactum dev is running; ctrl-c stops it (the chain and its data go with it)");
+
+    let mut anvil_died = false;
+    service
+        .run_until(async {
+            tokio::select! {
+                () = &mut stop => {}
+                () = exited(&mut anvil) => anvil_died = true,
+            }
+        })
+        .await;
+    if let Some(out) = &args.out {
+        remove_if_present(out)?;
+    }
+    if anvil_died {
+        bail!("anvil exited on its own; the service was stopped");
+    }
+    Ok(())
+}
+
+/// Deploys the contracts, funds the buyer, creates the owner credential and the demo agents,
+/// and starts the service; returns it with the summary printed for scripts.
+async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service, Value)> {
     let keys: Vec<PrivateKeySigner> =
         anvil.keys().iter().map(|k| PrivateKeySigner::from(k.clone())).collect();
     let (deployer, buyer, seller, relayer) =
@@ -70,13 +122,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .send()
         .await?
         .get_receipt()
-        .await?;
+        .await
+        .context("minting the buyer's demo USDC")?;
 
-    if let Some(dir) = args.database.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = args.database.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", args.database.display()));
+        remove_if_present(Path::new(&format!("{}{suffix}", args.database.display())))?;
     }
     let database_url = format!("sqlite:{}?mode=rwc", args.database.display());
     let owner_key = SecretKey::generate("ok", Environment::Test);
@@ -109,7 +162,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let config = ServeConfig {
         database_url: database_url.clone(),
-        listen: ([127, 0, 0, 1], args.port).into(),
+        listen: (Ipv4Addr::LOCALHOST, args.port).into(),
         max_body_bytes: 65_536,
         owner_key: Some(Secret::new(owner_key.reveal())),
         environment: Some(Environment::Test),
@@ -130,7 +183,15 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         infra_fee_fixed: TokenAmount::from_base_units(3_000),
         infra_fee_minimum: TokenAmount::from_base_units(100_000),
     };
-    let service = Service::start(config).await.context("starting the service")?;
+    let service = Service::start(config).await.map_err(|e| {
+        let context = match e {
+            ServiceError::Listen(_) => {
+                format!("the API cannot listen on port {} (choose another with --port)", args.port)
+            }
+            _ => "starting the service".to_owned(),
+        };
+        anyhow::Error::new(e).context(context)
+    })?;
     let summary = json!({
         "api_url": format!("http://{}", service.local_addr()),
         "rpc_url": anvil.endpoint(),
@@ -146,14 +207,31 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         "owner_key": owner_key.reveal(),
         "agents": demo_agents,
     });
-    println!("{}", serde_json::to_string_pretty(&summary)?);
-    if let Some(out) = &args.out {
-        write_atomically(out, &serde_json::to_string_pretty(&summary)?)?;
+    Ok((service, summary))
+}
+
+/// Fails, naming the flag that changes it, when `port` on 127.0.0.1 is taken; 0 (any free
+/// port) always passes. Checked up front so a clash is reported before anvil and the deployment
+/// rather than as a failed start of one of them.
+fn check_port(port: u16, what: &str, flag: &str) -> anyhow::Result<()> {
+    if port == 0 {
+        return Ok(());
     }
-    eprintln!("pactum dev is running; ctrl-c stops it (the chain and its data go with it)");
-    service.run_until(super::serve::shutdown_signal()).await;
-    drop(anvil);
-    Ok(())
+    match std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AddrInUse => bail!(
+            "port {port} for {what} is already in use (another `pactum dev` or anvil?); \
+             choose another with {flag}"
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on port {port} for {what}")),
+    }
+}
+
+/// Completes when the anvil process has exited, checked twice a second.
+async fn exited(anvil: &mut AnvilInstance) {
+    while let Ok(None) = anvil.child_mut().try_wait() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The pinned anvil, installing the toolchain with `anvil/ensure.sh` when it is not there yet.
@@ -182,10 +260,23 @@ fn which(path: &Path) -> bool {
             .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(path).is_file()))
 }
 
-/// Writes `text` to `path` through a temporary file, so a reader never sees half of it.
+/// Writes `text` to `path` through a temporary file beside it, so a reader never sees half of it.
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{text}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Removes the file at `path`; one that is not there is fine.
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
