@@ -2,6 +2,7 @@
 
 mod cli;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,8 @@ where
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not in a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     tokio::runtime::Runtime::new()?.block_on(command())
 }
