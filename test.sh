@@ -41,6 +41,10 @@ cargo fmt --check
 step "rust: cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+# A smoke run of the benchmark in the test profile: it must still run; its figures mean nothing.
+step "rust: cargo test --bench service (benchmark smoke run)"
+cargo test --bench service
+
 # The Rust integration tests spawn anvil from PACTUM_ANVIL_BIN (exported by anvil/env.sh).
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doctests; they go first so that nextest's summary closes the run.

@@ -327,6 +327,8 @@ pub async fn escrow_activated(
 /// Moves every agreement whose activation deadline passed before `now` without an activation
 /// in flight to `expired`; returns how many.
 pub async fn expire_due(conn: &mut Conn, now: i64) -> Result<u64> {
+    // The watcher runs this every pass: `agreements_by_expiry` keeps it a range search, not a
+    // scan of every agreement ever stored.
     let result = sqlx::query(
         "UPDATE usage_agreements SET status = 'expired', updated_at = $1 \
          WHERE status IN ('accepted', 'failed') AND activate_by <= $1",

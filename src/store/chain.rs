@@ -95,6 +95,8 @@ pub async fn insert_event(conn: &mut Conn, event: &EscrowEvent) -> Result<()> {
 
 /// Events not yet applied to agreements, in blocks up to `block_number`, in chain order.
 pub async fn unapplied_events(pool: &AnyPool, block_number: u64) -> Result<Vec<EscrowEvent>> {
+    // Read every pass; `escrow_events_unapplied` serves the filter and the order, so the events
+    // already applied (nearly all of them) are never visited.
     let rows = sqlx::query(
         "SELECT block_hash, log_index, block_number, tx_hash, agreement_key, event, data \
          FROM escrow_events WHERE applied = 0 AND block_number <= $1 \
