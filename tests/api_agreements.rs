@@ -14,17 +14,7 @@ use serde_json::{Value, json};
 use support::service::{Harness, OWNER_KEY, TestAgent};
 
 fn propose_body(seller: &TestAgent, wallet: Address) -> Value {
-    json!({
-        "seller_agent_id": seller.id,
-        "service_id": "svc_search",
-        "quantity": 100,
-        "unit": "api_calls",
-        "price_per_unit_cents": 10,
-        "payment_method": { "rail": "stablecoin", "provider": "x402" },
-        "settlement_model": "bilateral_escrow",
-        "activation_version": "v2",
-        "buyer_wallet_address": wallet.to_string(),
-    })
+    support::service::propose_body(&seller.id, wallet)
 }
 
 /// The status and code of an error answer.

@@ -177,17 +177,7 @@ impl World {
     }
 
     fn propose_body(&self) -> Value {
-        json!({
-            "seller_agent_id": self.seller.id,
-            "service_id": "svc_search",
-            "quantity": 100,
-            "unit": "api_calls",
-            "price_per_unit_cents": 10,
-            "payment_method": { "rail": "stablecoin", "provider": "x402" },
-            "settlement_model": "bilateral_escrow",
-            "activation_version": "v2",
-            "buyer_wallet_address": self.h.chain.buyer.address().to_string(),
-        })
+        support::service::propose_body(&self.seller.id, self.h.chain.buyer.address())
     }
 
     /// Every route that takes a JSON body, aimed at the proposal.

@@ -5,13 +5,12 @@
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, keccak256};
-use pactum::agreement::ids::{AgentId, AgreementId, Environment, SecretKey};
-use pactum::agreement::status::{ActivationStatus, AgreementStatus};
+use pactum::agreement::ids::{AgentId, Environment, SecretKey};
 use pactum::agreement::terms::{Agreed, Terms};
 use pactum::api::AppState;
 use pactum::escrow::package::InfraFeeStatus;
 use pactum::escrow::typed_data;
-use pactum::store::agreements::{self, AgreementRecord};
+use pactum::store::agreements::{self, AgreementRecord, Proposal};
 use pactum::store::chain::{self, EscrowEvent};
 use pactum::store::{agents, now};
 use serde_json::json;
@@ -140,8 +139,7 @@ fn wallet(i: usize, role: &str) -> Address {
 
 /// A fresh proposal of 100 API calls at 10 cents, as `POST /usage-agreements` builds it.
 fn proposal(i: usize, buyer: &Party, seller: &Party, at: i64) -> AgreementRecord {
-    AgreementRecord {
-        id: AgreementId::generate(),
+    let proposal = Proposal {
         buyer_agent_id: buyer.id.clone(),
         seller_agent_id: seller.id.clone(),
         service_id: "svc_search".into(),
@@ -149,21 +147,7 @@ fn proposal(i: usize, buyer: &Party, seller: &Party, at: i64) -> AgreementRecord
         unit: "api_calls".into(),
         price_per_unit_cents: 10,
         payment_method: json!({ "rail": "stablecoin", "provider": "x402" }),
-        settlement_model: "bilateral_escrow".into(),
-        activation_version: "v2".into(),
         buyer_wallet: wallet(i, "buyer"),
-        seller_wallet: None,
-        status: AgreementStatus::Proposed,
-        activation_status: ActivationStatus::NotStarted,
-        activation_error: None,
-        activation_tx_hash: None,
-        rejection_reason: None,
-        terms: None,
-        agreement_key: None,
-        infra_fee_status: InfraFeeStatus::None,
-        screening: None,
-        escrow: None,
-        created_at: at,
-        updated_at: at,
-    }
+    };
+    AgreementRecord::proposed(proposal, at)
 }

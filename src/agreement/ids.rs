@@ -13,11 +13,20 @@ fn random_hex(bytes: usize) -> String {
     alloy::primitives::hex::encode(buf)
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
+/// A value that grows with time and strictly within this process: the Unix time in
+/// milliseconds shifted left 16 bits, or one more than the last value issued when the clock has
+/// not moved on (65,536 ids a millisecond before it runs ahead of the clock, harmlessly).
+fn time_order() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+        << 16;
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(now.max(last + 1)))
+        .unwrap_or(0);
+    now.max(previous + 1)
 }
 
 macro_rules! id_type {
@@ -31,11 +40,11 @@ macro_rules! id_type {
             /// The prefix every new id of this kind starts with.
             pub const PREFIX: &'static str = $prefix;
 
-            /// A fresh id: `prefix`, the creation time in milliseconds as 12 hex digits, then
-            /// 64 random bits. Ids sort in creation order, so lists ordered by id are stable
-            /// even for rows created within the same second.
+            /// A fresh id: `prefix`, a time-ordered value as 16 hex digits (see `time_order`),
+            /// then 48 random bits. Ids sort in creation order (strictly, within a process), so
+            /// lists ordered by id are stable even for rows created in the same millisecond.
             pub fn generate() -> Self {
-                Self(format!("{}{:012x}{}", $prefix, unix_millis(), random_hex(8)))
+                Self(format!("{}{:016x}{}", $prefix, time_order(), random_hex(6)))
             }
 
             /// The id as text.
@@ -148,12 +157,11 @@ mod tests {
     fn ids_carry_their_prefix_and_differ() {
         let a = AgreementId::generate();
         assert!(a.as_str().starts_with("ua_"));
-        assert_eq!(a.as_str().len(), 3 + 12 + 16);
-        let b = AgreementId::generate();
-        assert_ne!(a, b);
-        // Creation order is id order (the millisecond prefix), across milliseconds.
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        assert!(AgreementId::generate() > a);
+        assert_eq!(a.as_str().len(), 3 + 16 + 12);
+        // Creation order is id order, within a millisecond too.
+        let ids: Vec<_> = (0..1_000).map(|_| AgreementId::generate()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(ids[0] > a);
     }
 
     #[test]

@@ -14,13 +14,13 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{AgentAuth, ApiJson, ApiPath, IdempotencyKey, OptionalApiJson};
 use super::idempotency::Idempotent;
 use super::time::rfc3339;
-use crate::agreement::ids::{AgentId, AgreementId};
-use crate::agreement::status::{ActivationStatus, AgreementStatus, Event};
+use crate::agreement::ids::AgentId;
+use crate::agreement::status::Event;
 use crate::agreement::terms::{Agreed, Terms};
 use crate::escrow::package::InfraFeeStatus;
 use crate::escrow::typed_data;
 use crate::store::agents::{self, Agent};
-use crate::store::agreements::{self, AgreementRecord};
+use crate::store::agreements::{self, AgreementRecord, Proposal};
 use crate::store::now;
 
 /// The body of `POST /usage-agreements`.
@@ -241,9 +241,7 @@ pub async fn propose(
     if seller.id == buyer.id {
         return Err(ApiError::validation("seller_agent_id", "an agent cannot sell to itself"));
     }
-    let created_at = now();
-    let record = AgreementRecord {
-        id: AgreementId::generate(),
+    let proposal = Proposal {
         buyer_agent_id: buyer.id.clone(),
         seller_agent_id: seller.id,
         service_id: body.service_id.clone(),
@@ -251,23 +249,9 @@ pub async fn propose(
         unit: body.unit.clone(),
         price_per_unit_cents: body.price_per_unit_cents,
         payment_method: serde_json::to_value(&body.payment_method).unwrap_or(Value::Null),
-        settlement_model: body.settlement_model.clone(),
-        activation_version: body.activation_version.clone(),
         buyer_wallet,
-        seller_wallet: None,
-        status: AgreementStatus::Proposed,
-        activation_status: ActivationStatus::NotStarted,
-        activation_error: None,
-        activation_tx_hash: None,
-        rejection_reason: None,
-        terms: None,
-        agreement_key: None,
-        infra_fee_status: InfraFeeStatus::None,
-        screening: None,
-        escrow: None,
-        created_at,
-        updated_at: created_at,
     };
+    let record = AgreementRecord::proposed(proposal, now());
     let response = agreement_json(&record);
     let mut tx = state.store.begin().await?;
     agreements::insert(&mut tx, &record).await?;

@@ -78,7 +78,59 @@ pub struct EscrowSeen {
     pub block_hash: B256,
 }
 
+/// What a buyer proposes: everything a new agreement starts with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    /// The proposing (paying) agent.
+    pub buyer_agent_id: AgentId,
+    /// The providing agent.
+    pub seller_agent_id: AgentId,
+    /// The seller's service being bought.
+    pub service_id: String,
+    /// Units bought.
+    pub quantity: u64,
+    /// What a unit is.
+    pub unit: String,
+    /// Price of one unit in cents.
+    pub price_per_unit_cents: u64,
+    /// The payment method object as proposed.
+    pub payment_method: Value,
+    /// The buyer's wallet.
+    pub buyer_wallet: Address,
+}
+
 impl AgreementRecord {
+    /// A new agreement in `proposed`, created at `now` (bilateral escrow, activation v2: the
+    /// only kinds there are).
+    pub fn proposed(proposal: Proposal, now: i64) -> Self {
+        Self {
+            id: AgreementId::generate(),
+            buyer_agent_id: proposal.buyer_agent_id,
+            seller_agent_id: proposal.seller_agent_id,
+            service_id: proposal.service_id,
+            quantity: proposal.quantity,
+            unit: proposal.unit,
+            price_per_unit_cents: proposal.price_per_unit_cents,
+            payment_method: proposal.payment_method,
+            settlement_model: "bilateral_escrow".into(),
+            activation_version: "v2".into(),
+            buyer_wallet: proposal.buyer_wallet,
+            seller_wallet: None,
+            status: AgreementStatus::Proposed,
+            activation_status: ActivationStatus::NotStarted,
+            activation_error: None,
+            activation_tx_hash: None,
+            rejection_reason: None,
+            terms: None,
+            agreement_key: None,
+            infra_fee_status: InfraFeeStatus::None,
+            screening: None,
+            escrow: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Whether `agent` is the buyer or the seller.
     pub fn is_party(&self, agent: &AgentId) -> bool {
         &self.buyer_agent_id == agent || &self.seller_agent_id == agent

@@ -142,17 +142,7 @@ impl Harness {
 
     /// Proposes 100 API calls at 10 cents from `buyer` (paying from `wallet`) to `seller`.
     pub async fn propose(&self, buyer: &TestAgent, seller: &TestAgent, wallet: Address) -> Value {
-        let body = json!({
-            "seller_agent_id": seller.id,
-            "service_id": "svc_search",
-            "quantity": 100,
-            "unit": "api_calls",
-            "price_per_unit_cents": 10,
-            "payment_method": { "rail": "stablecoin", "provider": "x402" },
-            "settlement_model": "bilateral_escrow",
-            "activation_version": "v2",
-            "buyer_wallet_address": wallet.to_string(),
-        });
+        let body = propose_body(&seller.id, wallet);
         let (status, agreement) =
             self.call(Method::POST, "/usage-agreements", Some(&buyer.key), Some(&body)).await;
         assert_eq!(status, StatusCode::CREATED, "{agreement}");
@@ -217,6 +207,21 @@ impl Drop for Harness {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.db_dir);
     }
+}
+
+/// The body of a proposal of 100 API calls at 10 cents to `seller_id`, paid from `wallet`.
+pub fn propose_body(seller_id: &str, wallet: Address) -> Value {
+    json!({
+        "seller_agent_id": seller_id,
+        "service_id": "svc_search",
+        "quantity": 100,
+        "unit": "api_calls",
+        "price_per_unit_cents": 10,
+        "payment_method": { "rail": "stablecoin", "provider": "x402" },
+        "settlement_model": "bilateral_escrow",
+        "activation_version": "v2",
+        "buyer_wallet_address": wallet.to_string(),
+    })
 }
 
 /// The service configuration for `chain`, with its SQLite file in `dir`.
