@@ -98,3 +98,40 @@ async fn a_signed_transaction_lost_in_a_crash_is_rebroadcast_from_the_store() {
     assert!(receipt.status());
     assert_eq!(h.job_count().await, 1);
 }
+
+#[tokio::test]
+async fn an_activation_is_confirmed_only_at_the_configured_depth() {
+    let h = Harness::start().await;
+    h.automine(false).await;
+    let (buyer, id) = queue_activation(&h).await;
+    h.poll_until(&buyer.key, &id, submitted).await;
+
+    // Mined in the head block: one confirmation of the two configured.
+    let _: Value = h.chain.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let path = format!("/usage-agreements/{id}/escrow-status");
+    let head = h.chain.provider.get_block_number().await.unwrap();
+    for _ in 0..40 {
+        let (_, status) = h.call(Method::GET, &path, Some(&buyer.key), None).await;
+        if status["head_block_number"] == json!(head) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Several watcher passes (50 ms each) later, still one deep.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (_, status) = h.call(Method::GET, &path, Some(&buyer.key), None).await;
+    assert_eq!(status["head_block_number"], json!(head), "{status}");
+    assert_eq!(status["activation_status"], "submitted", "{status}");
+    assert_eq!(status["escrow"], Value::Null);
+
+    // The next block makes it two deep.
+    let _: Value = h.chain.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let done = h
+        .poll_until(&buyer.key, &id, |a| {
+            a["status"] == "active" && a["activation_status"] == "confirmed"
+        })
+        .await;
+    let (_, status) = h.call(Method::GET, &path, Some(&buyer.key), None).await;
+    assert_eq!(status["escrow"]["block_number"], json!(head), "{done}");
+    assert_eq!(status["escrow"]["confirmations"], 2);
+}
