@@ -7,26 +7,10 @@ mod support;
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use pactum::escrow::bindings::MockSmartWallet;
-use pactum::escrow::package::digest_of;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::service::{Harness, TestAgent};
-use support::{USDC, sign_hash};
-
-/// Signs every document of `package` with `signer`, as a buyer's wallet would.
-fn sign_package(signer: &PrivateKeySigner, package: &Value) -> Value {
-    let sign = |doc: &Value| sign_hash(signer, digest_of(doc).unwrap()).to_string();
-    let mut body = json!({
-        "activation_signature": sign(&package["activation"]),
-        "funding_signature": sign(&package["funding"]),
-        "agreement_key": package["agreement_key"],
-        "chain_id": package["chain_id"],
-    });
-    if let Some(fee) = package.get("infra_fee") {
-        body["infra_fee_permit_signature"] = json!(sign(&fee["permit"]));
-    }
-    body
-}
+use support::USDC;
+use support::service::{Harness, TestAgent, sign_package};
 
 async fn activate(h: &Harness, buyer: &TestAgent, id: &str, body: &Value) -> (StatusCode, Value) {
     let path = format!("/usage-agreements/{id}/activate-escrow");

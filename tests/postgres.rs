@@ -5,12 +5,10 @@
 mod support;
 
 use alloy::primitives::U256;
-use pactum::escrow::package::digest_of;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use support::USDC;
 use support::databases::{drop_postgres, fresh_postgres};
-use support::service::Harness;
-use support::{USDC, sign_hash};
+use support::service::{Harness, sign_package};
 
 #[tokio::test]
 async fn activation_runs_end_to_end_on_postgres() {
@@ -19,13 +17,7 @@ async fn activation_runs_end_to_end_on_postgres() {
     let (buyer, seller) = h.parties().await;
     let id = h.accepted(&buyer, &seller, h.chain.buyer.address(), h.chain.seller.address()).await;
     let package = h.package(&buyer.key, &id).await;
-    let sign =
-        |doc: &serde_json::Value| sign_hash(&h.chain.buyer, digest_of(doc).unwrap()).to_string();
-    let body = json!({
-        "activation_signature": sign(&package["activation"]),
-        "funding_signature": sign(&package["funding"]),
-        "infra_fee_permit_signature": sign(&package["infra_fee"]["permit"]),
-    });
+    let body = sign_package(&h.chain.buyer, &package);
     let path = format!("/usage-agreements/{id}/activate-escrow");
     let key = [("Idempotency-Key", "pg-activate")];
     let first = h.call_with(Method::POST, &path, Some(&buyer.key), Some(&body), &key).await;

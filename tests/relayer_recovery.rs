@@ -6,21 +6,9 @@ mod support;
 
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
-use alloy::signers::local::PrivateKeySigner;
-use pactum::escrow::package::digest_of;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::service::{Harness, TestAgent};
-use support::sign_hash;
-
-fn signed(signer: &PrivateKeySigner, package: &Value) -> Value {
-    let sign = |doc: &Value| sign_hash(signer, digest_of(doc).unwrap()).to_string();
-    json!({
-        "activation_signature": sign(&package["activation"]),
-        "funding_signature": sign(&package["funding"]),
-        "infra_fee_permit_signature": sign(&package["infra_fee"]["permit"]),
-    })
-}
+use support::service::{Harness, TestAgent, sign_package};
 
 /// An accepted agreement whose activation was just queued (HTTP 202).
 async fn queue_activation(h: &Harness) -> (TestAgent, String) {
@@ -28,7 +16,7 @@ async fn queue_activation(h: &Harness) -> (TestAgent, String) {
     let id = h.accepted(&buyer, &seller, h.chain.buyer.address(), h.chain.seller.address()).await;
     let package = h.package(&buyer.key, &id).await;
     let path = format!("/usage-agreements/{id}/activate-escrow");
-    let body = signed(&h.chain.buyer, &package);
+    let body = sign_package(&h.chain.buyer, &package);
     let (status, queued) = h.call(Method::POST, &path, Some(&buyer.key), Some(&body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     (buyer, id)

@@ -209,6 +209,24 @@ impl Drop for Harness {
     }
 }
 
+/// The body of `activate-escrow` for `package`: every document signed by `signer` as a buyer's
+/// wallet would, with the package's `agreement_key` and `chain_id` echoed back.
+pub fn sign_package(signer: &alloy::signers::local::PrivateKeySigner, package: &Value) -> Value {
+    let sign = |doc: &Value| {
+        super::sign_hash(signer, pactum::escrow::package::digest_of(doc).unwrap()).to_string()
+    };
+    let mut body = json!({
+        "activation_signature": sign(&package["activation"]),
+        "funding_signature": sign(&package["funding"]),
+        "agreement_key": package["agreement_key"],
+        "chain_id": package["chain_id"],
+    });
+    if let Some(fee) = package.get("infra_fee") {
+        body["infra_fee_permit_signature"] = json!(sign(&fee["permit"]));
+    }
+    body
+}
+
 /// The body of a proposal of 100 API calls at 10 cents to `seller_id`, paid from `wallet`.
 pub fn propose_body(seller_id: &str, wallet: Address) -> Value {
     json!({
