@@ -3,34 +3,21 @@
 //! signature over `digest_of(document)` is the key's own address. Needs no chain, only the
 //! pinned `cast` binary (`anvil/node_modules/.bin/cast`, or `PACTUM_CAST_BIN`).
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-use alloy::primitives::{Address, Signature, U256, address, keccak256};
+use alloy::primitives::{Signature, U256, address};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use pactum::chain::toolchain;
 use pactum::escrow::package::{activation_package, digest_of};
-use pactum::escrow::typed_data::Activation;
 use serde_json::Value;
+use support::example_terms;
 
 /// anvil's account 1, the buyer of the terms below.
 const BUYER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-
-fn terms(buyer: Address) -> Activation {
-    Activation {
-        buyer,
-        seller: address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
-        unitPrice: U256::from(100_000),
-        quantity: U256::from(100),
-        infraFee: U256::from(100_000),
-        activateBy: U256::from(1_750_003_600u64),
-        expiry: U256::from(1_750_086_400u64),
-        closeWindow: U256::from(3600),
-        salt: keccak256("salt"),
-        agreementId: keccak256("agreement-1"),
-    }
-}
 
 /// `cast wallet sign --data --from-file` over `document`, as a parsed signature.
 fn cast_sign(label: &str, document: &Value) -> Signature {
@@ -57,7 +44,7 @@ fn cast_sign(label: &str, document: &Value) -> Signature {
 fn cast_signs_every_activation_document_unchanged() {
     let signer: PrivateKeySigner = BUYER_KEY.parse().unwrap();
     let package = activation_package(
-        &terms(signer.address()),
+        &example_terms(signer.address()),
         address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
         31337,
         address!("0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"),

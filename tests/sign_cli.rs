@@ -4,11 +4,13 @@
 //! non-zero with a message on stderr, nothing on stdout and no secret echoed. Needs no chain;
 //! the cast test needs the pinned `cast` (`anvil/node_modules/.bin/cast`, or `PACTUM_CAST_BIN`).
 
+mod support;
+
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use alloy::primitives::{Signature, U256, address, keccak256};
+use alloy::primitives::{Signature, U256, address};
 use alloy::signers::SignerSync;
 // `encrypt_keystore` takes a rand 0.8 generator; k256's rand_core is that version, so its OsRng
 // serves without a second `rand` in our dependencies.
@@ -16,8 +18,8 @@ use alloy::signers::k256::elliptic_curve::rand_core::OsRng;
 use alloy::signers::local::PrivateKeySigner;
 use pactum::chain::toolchain;
 use pactum::escrow::package::{ActivationPackage, activation_package, digest_of};
-use pactum::escrow::typed_data::Activation;
 use serde_json::Value;
+use support::example_terms;
 
 /// anvil's account 1, the buyer of the package below.
 const BUYER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -34,18 +36,7 @@ fn buyer() -> PrivateKeySigner {
 
 /// 100 units at 0.10 USDC with a 0.10 USDC fee, so the package has all three documents.
 fn package() -> ActivationPackage {
-    let terms = Activation {
-        buyer: buyer().address(),
-        seller: address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
-        unitPrice: U256::from(100_000),
-        quantity: U256::from(100),
-        infraFee: U256::from(100_000),
-        activateBy: U256::from(1_750_003_600u64),
-        expiry: U256::from(1_750_086_400u64),
-        closeWindow: U256::from(3600),
-        salt: keccak256("salt"),
-        agreementId: keccak256("agreement-1"),
-    };
+    let terms = example_terms(buyer().address());
     activation_package(
         &terms,
         address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),

@@ -22,7 +22,7 @@ use super::context::ChainContext;
 use super::revert;
 use crate::escrow::bindings::UsageEscrow;
 use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
-use crate::store::jobs::{self, Attempt};
+use crate::store::jobs::{self, Attempt, Job};
 use crate::store::{Store, StoreError, agreements, now};
 
 /// Why a watcher pass failed (it is retried on the next tick).
@@ -170,12 +170,12 @@ impl Watcher {
                 tx.commit().await?;
                 continue;
             }
-            let error = if attempt.succeeded == Some(false) {
-                Some(self.revert_reason(&attempt, number).await)
-            } else {
-                None
-            };
             let job = jobs::get(self.store.reader(), attempt.job_id.as_str()).await?;
+            let error = match (&job, attempt.succeeded) {
+                (Some(job), Some(false)) => Some(self.revert_reason(&attempt, job, number).await),
+                (None, Some(false)) => Some("reverted".to_owned()),
+                _ => None,
+            };
             let mut tx = self.store.begin().await?;
             jobs::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await?;
             if let (Some(reason), Some(agreement)) =
@@ -223,14 +223,11 @@ impl Watcher {
     /// Why a mined transaction reverted: the call replayed on the state its block left. A revert
     /// usually comes from a transaction earlier in the same block (a front-run, a transfer that
     /// emptied the payer), which the state before the block would not show.
-    async fn revert_reason(&self, attempt: &Attempt, number: u64) -> String {
-        let Ok(Some(job)) = jobs::get(self.store.reader(), attempt.job_id.as_str()).await else {
-            return "reverted".into();
-        };
+    async fn revert_reason(&self, attempt: &Attempt, job: &Job, number: u64) -> String {
         let call = TransactionRequest::default()
             .from(attempt.signer)
             .to(job.to)
-            .input(job.calldata.into())
+            .input(job.calldata.clone().into())
             .gas_limit(attempt.gas_limit);
         match self.chain.provider.call(call).block(BlockId::number(number)).await {
             Ok(_) => "reverted (out of gas, or the state changed again later in the block)".into(),

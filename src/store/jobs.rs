@@ -107,15 +107,6 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Job>> {
     row.map(|row| job_from_row(&row)).transpose()
 }
 
-/// The jobs for an agreement, oldest first.
-pub async fn for_agreement(pool: &AnyPool, agreement: &AgreementId) -> Result<Vec<Job>> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM relayer_jobs WHERE agreement_id = $1 ORDER BY created_at, id"
-    );
-    let rows = sqlx::query(&sql).bind(agreement.as_str()).fetch_all(pool).await?;
-    rows.iter().map(job_from_row).collect()
-}
-
 /// Sets a job's status (and error), e.g. `failed` after a simulation revert.
 pub async fn set_job_status(
     conn: &mut Conn,
@@ -210,15 +201,6 @@ pub async fn attempts_in(pool: &AnyPool, statuses: &[&str]) -> Result<Vec<Attemp
          ORDER BY signer, nonce"
     );
     let rows = sqlx::query(&sql).fetch_all(pool).await?;
-    rows.iter().map(attempt_from_row).collect()
-}
-
-/// Every attempt of a job, oldest first.
-pub async fn attempts_of(pool: &AnyPool, job: &JobId) -> Result<Vec<Attempt>> {
-    let sql = format!(
-        "SELECT {ATTEMPT_COLUMNS} FROM relayer_attempts WHERE job_id = $1 ORDER BY created_at"
-    );
-    let rows = sqlx::query(&sql).bind(job.as_str()).fetch_all(pool).await?;
     rows.iter().map(attempt_from_row).collect()
 }
 

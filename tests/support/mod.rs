@@ -134,6 +134,23 @@ impl DevChain {
     }
 }
 
+/// Fixed terms for chain-free package tests: 100 units at 0.10 USDC with a 0.10 USDC fee (so
+/// the package has all three documents), paid by `buyer`.
+pub fn example_terms(buyer: Address) -> Activation {
+    Activation {
+        buyer,
+        seller: alloy::primitives::address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
+        unitPrice: U256::from(100_000),
+        quantity: U256::from(100),
+        infraFee: U256::from(100_000),
+        activateBy: U256::from(1_750_003_600u64),
+        expiry: U256::from(1_750_086_400u64),
+        closeWindow: U256::from(3600),
+        salt: keccak256("salt"),
+        agreementId: keccak256("agreement-1"),
+    }
+}
+
 /// Signs a 32-byte digest; 65 bytes `r ‖ s ‖ v` with `v` 27 or 28.
 pub fn sign_hash(signer: &PrivateKeySigner, digest: B256) -> Bytes {
     Bytes::from(signer.sign_hash_sync(&digest).unwrap().as_bytes().to_vec())
