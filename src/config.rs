@@ -112,6 +112,31 @@ pub struct ServeConfig {
     )]
     pub relayer_private_keys: Vec<Secret>,
 
+    /// Most sponsored seller claims the relayer puts in one `sellerClaimBatch` transaction
+    /// (1 sends each alone).
+    #[arg(long, env = "PACTUM_RELAYER_BATCH_MAX", default_value_t = 50, help_heading = "Relayer")]
+    pub relayer_batch_max: usize,
+
+    /// How long the relayer waits, after taking a batchable claim, for more to queue, in
+    /// milliseconds.
+    #[arg(
+        long,
+        env = "PACTUM_RELAYER_BATCH_WAIT_MS",
+        default_value_t = 200,
+        help_heading = "Relayer"
+    )]
+    pub relayer_batch_wait_ms: u64,
+
+    /// Seconds a sponsored-action authorization offered by `settlement-action-options` stays
+    /// valid (its `deadline`).
+    #[arg(
+        long,
+        env = "PACTUM_AUTHORIZATION_TTL_SECS",
+        default_value_t = 3_600,
+        help_heading = "Relayer"
+    )]
+    pub authorization_ttl_secs: u64,
+
     /// Sanctions oracle to screen with (default: the one the escrow checks).
     #[arg(long, env = "PACTUM_SANCTIONS_ORACLE", help_heading = "Screening")]
     pub sanctions_oracle: Option<Address>,

@@ -98,6 +98,7 @@ impl Service {
             environment,
             relayer_wake: wake.clone(),
             max_body_bytes: config.max_body_bytes,
+            authorization_ttl: config.authorization_ttl_secs,
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -128,6 +129,8 @@ impl Service {
             signers: handles,
             wake,
             poll: config.poll_interval(),
+            batch_max: config.relayer_batch_max.max(1),
+            batch_wait: std::time::Duration::from_millis(config.relayer_batch_wait_ms),
             instance: format!("{}-{}", hostname(), std::process::id()),
         };
         tasks.spawn(supervise("relayer", shutdown_rx.clone(), move |stop| {

@@ -87,6 +87,21 @@ id_type!(
     JobId,
     "job_"
 );
+id_type!(
+    /// A sponsored settlement action: a party's signed authorization relayed by Pactum.
+    SettlementActionId,
+    "sa_"
+);
+id_type!(
+    /// A usage record of the seller.
+    UsageRecordId,
+    "ur_"
+);
+id_type!(
+    /// An outbox event: one status change, ready to be delivered as a webhook.
+    EventId,
+    "evt_"
+);
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
 /// glance, so a test key pasted into production fails loudly.

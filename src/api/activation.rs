@@ -26,7 +26,7 @@ use crate::escrow::verify::{self, VerifyError};
 use crate::screening::ScreeningError;
 use crate::store::agreements::{self, AgreementRecord};
 use crate::store::jobs::{self, Job, KIND_ACTIVATE};
-use crate::store::{StoreError, now};
+use crate::store::{StoreError, now, outbox};
 
 /// The body of `POST …/activate-escrow`: the buyer's signatures over the package.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -286,6 +286,8 @@ pub async fn activate(
         .await?
         .ok_or_else(|| ApiError::internal("queued agreement vanished"))?;
     let response = agreement_json(&queued);
+    let data = json!({ "job_id": job.id });
+    outbox::record(&mut tx, Some(&record.id), "activation.queued", &data, at).await?;
     idempotent.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;
     state.relayer_wake.notify_one();

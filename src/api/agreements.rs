@@ -21,7 +21,7 @@ use crate::escrow::package::InfraFeeStatus;
 use crate::escrow::typed_data;
 use crate::store::agents::{self, Agent};
 use crate::store::agreements::{self, AgreementRecord, Proposal};
-use crate::store::now;
+use crate::store::{now, outbox};
 
 /// The body of `POST /usage-agreements`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -196,6 +196,7 @@ pub fn agreement_json(record: &AgreementRecord) -> Value {
             "status": record.infra_fee_status,
         },
         "screening": record.screening,
+        "usage": super::status::usage_json(record),
         "created_at": rfc3339(record.created_at),
         "updated_at": rfc3339(record.updated_at),
     })
@@ -255,6 +256,8 @@ pub async fn propose(
     let response = agreement_json(&record);
     let mut tx = state.store.begin().await?;
     agreements::insert(&mut tx, &record).await?;
+    outbox::record(&mut tx, Some(&record.id), "agreement.proposed", &json!({}), record.created_at)
+        .await?;
     idempotent.save(&mut tx, StatusCode::CREATED, &response).await?;
     tx.commit().await?;
     tracing::info!(agreement_id = %record.id, buyer = %record.buyer_agent_id, "agreement proposed");
@@ -360,6 +363,8 @@ pub async fn accept(
         .await?
         .ok_or_else(|| ApiError::internal("accepted agreement vanished"))?;
     let response = agreement_json(&accepted);
+    let data = json!({ "agreement_key": key });
+    outbox::record(&mut tx, Some(&record.id), "agreement.accepted", &data, now()).await?;
     idempotent.save(&mut tx, StatusCode::OK, &response).await?;
     tx.commit().await?;
     tracing::info!(agreement_id = %record.id, agreement_key = %key, "agreement accepted");
@@ -393,6 +398,8 @@ pub async fn reject(
         .await?
         .ok_or_else(|| ApiError::internal("rejected agreement vanished"))?;
     let response = agreement_json(&rejected);
+    let data = json!({ "reason": rejected.rejection_reason });
+    outbox::record(&mut tx, Some(&record.id), "agreement.rejected", &data, now()).await?;
     idempotent.save(&mut tx, StatusCode::OK, &response).await?;
     tx.commit().await?;
     Ok(Json(response).into_response())

@@ -139,6 +139,26 @@ where
     }
 }
 
+/// Two path parameters (a resource and one of its children); the same rules as [`ApiPath`].
+#[derive(Debug, Clone)]
+pub struct ApiPathPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPathPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(Path((a, b))) if !a.chars().chain(b.chars()).any(char::is_control) => {
+                Ok(ApiPathPair(a, b))
+            }
+            Ok(_) | Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::not_found("resource"))
+            }
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
+    }
+}
+
 /// The bearer token of a request, or 401.
 fn bearer(parts: &Parts) -> Result<SecretKey, ApiError> {
     let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {

@@ -1,4 +1,5 @@
-//! The HTTP API: agents, usage agreements, activation packages, activation and escrow status.
+//! The HTTP API: agents, usage agreements, activation packages, activation and escrow status,
+//! usage, vouchers and settlement on both paths.
 //!
 //! [`app`] builds the router from shared state and is separate from serving it, so tests can
 //! drive it with or without a socket.
@@ -9,6 +10,7 @@ pub mod agreements;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod settlement;
 pub mod status;
 mod time;
 
@@ -46,6 +48,8 @@ pub struct Shared {
     pub relayer_wake: Arc<Notify>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Seconds a sponsored-action authorization offered by the options endpoint stays valid.
+    pub authorization_ttl: u64,
 }
 
 /// Cheaply cloneable handle to [`Shared`].
@@ -75,6 +79,43 @@ pub fn app(state: AppState) -> Router {
         .route("/usage-agreements/{agreement_id}/activation-package", get(activation::package))
         .route("/usage-agreements/{agreement_id}/activate-escrow", post(activation::activate))
         .route("/usage-agreements/{agreement_id}/escrow-status", get(status::escrow_status))
+        .route("/usage-agreements/{agreement_id}/record-usage", post(settlement::record_usage))
+        .route("/usage-agreements/{agreement_id}/usage", get(settlement::usage))
+        .route("/usage-agreements/{agreement_id}/usage-vouchers", post(settlement::submit_voucher))
+        .route(
+            "/usage-agreements/{agreement_id}/settlement-action-options",
+            get(settlement::options),
+        )
+        .route(
+            "/usage-agreements/{agreement_id}/initiate-close-calldata",
+            get(settlement::initiate_close_calldata),
+        )
+        .route(
+            "/usage-agreements/{agreement_id}/claim-instructions",
+            get(settlement::claim_instructions),
+        )
+        .route(
+            "/usage-agreements/{agreement_id}/withdraw-instructions",
+            get(settlement::withdraw_instructions),
+        )
+        .route(
+            "/usage-agreements/{agreement_id}/sponsored-actions/initiate-close",
+            post(settlement::sponsored_initiate_close),
+        )
+        .route(
+            "/usage-agreements/{agreement_id}/sponsored-actions/seller-claim",
+            post(settlement::sponsored_seller_claim),
+        )
+        .route(
+            "/usage-agreements/{agreement_id}/sponsored-actions/buyer-withdraw",
+            post(settlement::sponsored_buyer_withdraw),
+        )
+        .route("/usage-agreements/{agreement_id}/settlement-actions", get(settlement::list_actions))
+        .route(
+            "/usage-agreements/{agreement_id}/settlement-actions/{action_id}",
+            get(settlement::get_action),
+        )
+        .route("/usage-agreements/{agreement_id}/events", get(settlement::events))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

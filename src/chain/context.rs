@@ -1,10 +1,11 @@
 //! The chain as the service uses it: one provider, and the addresses and domain facts read from
 //! the escrow deployment at start-up instead of being configured twice.
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::sol_types::Eip712Domain;
 
+use crate::agreement::settlement::{EscrowState, EscrowStatus};
 use crate::escrow::bindings::{MockUSDC, UsageEscrow};
 use crate::escrow::typed_data;
 
@@ -94,6 +95,22 @@ impl ChainContext {
     /// The owner's next EIP-2612 permit nonce on the token.
     pub async fn permit_nonce(&self, owner: Address) -> Result<U256> {
         Ok(MockUSDC::new(self.token, &self.provider).nonces(owner).call().await?)
+    }
+
+    /// The escrow of the agreement with this key, as of the latest block.
+    pub async fn escrow_state(&self, key: B256) -> Result<EscrowState> {
+        let e = UsageEscrow::new(self.escrow, &self.provider).escrowOf(key).call().await?;
+        Ok(EscrowState {
+            status: EscrowStatus::from_u8(e.status).unwrap_or(EscrowStatus::None),
+            buyer_withdrawn: e.buyerWithdrawn,
+            closes_at: e.closesAt.to::<u64>(),
+            claimed_units: e.claimedUnits,
+        })
+    }
+
+    /// The account's ether balance, which pays its gas on the direct path.
+    pub async fn gas_balance(&self, owner: Address) -> Result<U256> {
+        Ok(self.provider.get_balance(owner).await?)
     }
 
     /// The owner's token balance.

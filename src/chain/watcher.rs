@@ -3,9 +3,14 @@
 //! what it read into job and agreement status. The chain is the source of truth, so an
 //! activation relayed by anyone shows up exactly like Pactum's own.
 //!
-//! This first version confirms by depth and re-checks the block hash at confirmation time; a
-//! block reorganised away before that is simply read again. Rolling back effects already
-//! confirmed (a reorg deeper than the depth) is left to a later version.
+//! Escrow events are applied once each, in block and log order, at the confirmation depth: each
+//! moves the agreement's escrow state by the pure rules of `agreement::settlement` and writes an
+//! outbox event in the same transaction. A settlement sent from a party's own wallet therefore
+//! shows up exactly like one Pactum relayed.
+//!
+//! This version confirms by depth and re-checks the block hash at confirmation time; a block
+//! reorganised away before that is simply read again. Rolling back effects already confirmed (a
+//! reorg deeper than the depth) is left to a later version.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,10 +25,11 @@ use tokio::sync::watch;
 
 use super::context::ChainContext;
 use super::revert;
+use crate::agreement::settlement::ChainEvent;
 use crate::escrow::bindings::UsageEscrow;
 use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
 use crate::store::jobs::{self, Attempt, Job};
-use crate::store::{Store, StoreError, agreements, now};
+use crate::store::{Conn, Store, StoreError, agreements, now, outbox, settlement};
 
 /// Why a watcher pass failed (it is retried on the next tick).
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +88,13 @@ impl Watcher {
 
     /// One pass: read new blocks, then confirm what is deep enough.
     pub async fn pass(&self) -> Result<()> {
-        let head = self.chain.provider.get_block_number().await?;
+        let latest = self
+            .chain
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await?
+            .ok_or(WatchError::MissingBlock(0))?;
+        let (head, head_timestamp) = (latest.header.number, latest.header.timestamp);
         let mut cursor = match chain_store::cursor(self.store.reader()).await? {
             Some(cursor) => cursor,
             None => {
@@ -90,7 +102,12 @@ impl Watcher {
                 // The cursor names the last block read, so start one before `start`.
                 let before = start.saturating_sub(1);
                 let block = self.block(before).await?;
-                Cursor { block_number: before, block_hash: block.0, head_number: head }
+                Cursor {
+                    block_number: before,
+                    block_hash: block.0,
+                    head_number: head,
+                    head_timestamp,
+                }
             }
         };
         let last = head.min(cursor.block_number + MAX_BLOCKS_PER_PASS);
@@ -107,7 +124,12 @@ impl Watcher {
                 tracing::warn!(number, "reorg detected below the head; re-reading");
                 let back = cursor.block_number.saturating_sub(self.confirmations.max(1));
                 let (back_hash, _, _) = self.block_with_hashes(back).await?;
-                cursor = Cursor { block_number: back, block_hash: back_hash, head_number: head };
+                cursor = Cursor {
+                    block_number: back,
+                    block_hash: back_hash,
+                    head_number: head,
+                    head_timestamp,
+                };
                 let mut tx = self.store.begin().await?;
                 chain_store::set_cursor(&mut tx, &cursor, now()).await?;
                 tx.commit().await?;
@@ -125,7 +147,12 @@ impl Watcher {
                     mined.push((*tx_hash, receipt.status()));
                 }
             }
-            cursor = Cursor { block_number: number, block_hash: hash, head_number: head };
+            cursor = Cursor {
+                block_number: number,
+                block_hash: hash,
+                head_number: head,
+                head_timestamp,
+            };
             let mut tx = self.store.begin().await?;
             for (tx_hash, succeeded) in &mined {
                 jobs::attempt_mined(&mut tx, *tx_hash, number, hash, *succeeded, now()).await?;
@@ -139,14 +166,15 @@ impl Watcher {
             chain_store::set_cursor(&mut tx, &cursor, now()).await?;
             tx.commit().await?;
         }
-        if cursor.head_number != head {
+        if cursor.head_number != head || cursor.head_timestamp != head_timestamp {
             cursor.head_number = head;
+            cursor.head_timestamp = head_timestamp;
             let mut tx = self.store.begin().await?;
             chain_store::set_cursor(&mut tx, &cursor, now()).await?;
             tx.commit().await?;
         }
         self.confirm(head).await?;
-        self.expire().await
+        self.expire(head_timestamp).await
     }
 
     /// Applies everything at least `confirmations` deep whose block is still canonical.
@@ -178,10 +206,8 @@ impl Watcher {
             };
             let mut tx = self.store.begin().await?;
             jobs::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await?;
-            if let (Some(reason), Some(agreement)) =
-                (&error, job.as_ref().and_then(|job| job.agreement_id.as_ref()))
-            {
-                agreements::activation_failed(&mut tx, agreement, reason, now()).await?;
+            if let Some(job) = &job {
+                job_outcome(&mut tx, job, &attempt, error.as_deref()).await?;
             }
             tx.commit().await?;
         }
@@ -190,18 +216,7 @@ impl Watcher {
                 continue;
             }
             let mut tx = self.store.begin().await?;
-            if event.event == "EscrowActivated" {
-                let applied = agreements::escrow_activated(
-                    &mut tx,
-                    event.agreement_key,
-                    event.tx_hash,
-                    event.block_number,
-                    event.block_hash,
-                    now(),
-                )
-                .await?;
-                tracing::info!(agreement_key = %event.agreement_key, applied, "escrow activation confirmed");
-            }
+            apply_event(&mut tx, &event).await?;
             chain_store::mark_applied(&mut tx, &event).await?;
             tx.commit().await?;
         }
@@ -209,13 +224,15 @@ impl Watcher {
     }
 
     /// Marks agreements whose activation deadline passed (by the chain's clock) as expired.
-    async fn expire(&self) -> Result<()> {
-        let timestamp = self.block_timestamp(BlockNumberOrTag::Latest).await?;
+    async fn expire(&self, timestamp: u64) -> Result<()> {
         let mut tx = self.store.begin().await?;
         let expired = agreements::expire_due(&mut tx, timestamp as i64).await?;
+        for id in &expired {
+            outbox::record(&mut tx, Some(id), "agreement.expired", &json!({}), now()).await?;
+        }
         tx.commit().await?;
-        if expired > 0 {
-            tracing::info!(expired, "agreements expired before activation");
+        if !expired.is_empty() {
+            tracing::info!(expired = expired.len(), "agreements expired before activation");
         }
         Ok(())
     }
@@ -261,16 +278,147 @@ impl Watcher {
         let hashes = block.transactions.hashes().collect();
         Ok((block.header.hash, block.header.parent_hash, hashes))
     }
+}
 
-    async fn block_timestamp(&self, tag: BlockNumberOrTag) -> Result<u64> {
-        let block = self
-            .chain
-            .provider
-            .get_block_by_number(tag)
-            .await?
-            .ok_or(WatchError::MissingBlock(0))?;
-        Ok(block.header.timestamp)
+/// Applies one confirmed escrow event to the agreement it concerns (if Pactum has it): the
+/// escrow state moves as the contract moved it, the agreement status follows, and the change
+/// goes to the outbox in the same transaction.
+async fn apply_event(tx: &mut Conn, event: &EscrowEvent) -> Result<()> {
+    let Some(record) = agreements::get_by_key(tx, event.agreement_key).await? else {
+        return Ok(());
+    };
+    let at = now();
+    if event.event == "EscrowActivated" {
+        let applied = agreements::escrow_activated(
+            tx,
+            event.agreement_key,
+            event.tx_hash,
+            event.block_number,
+            event.block_hash,
+            at,
+        )
+        .await?;
+        if applied {
+            let data = json!({ "tx_hash": event.tx_hash, "block_number": event.block_number });
+            outbox::record(tx, Some(&record.id), "activation.confirmed", &data, at).await?;
+        }
+        tracing::info!(agreement_key = %event.agreement_key, applied, "escrow activation confirmed");
+        return Ok(());
     }
+    let (Some(seen), Some(terms)) = (&record.escrow, &record.terms) else {
+        tracing::warn!(agreement_key = %event.agreement_key, event = %event.event, "settlement event before activation; ignored");
+        return Ok(());
+    };
+    let Some(change) = chain_event(event, terms.buyer) else { return Ok(()) };
+    let state = seen.state.apply(&change);
+    let status = state.status.agreement_status().unwrap_or(record.status);
+    agreements::escrow_changed(
+        tx,
+        &record.id,
+        &state,
+        status,
+        (event.tx_hash, event.block_number, event.block_hash),
+        at,
+    )
+    .await?;
+    let event_type = match change {
+        ChainEvent::CloseInitiated { .. } => "settlement.close_initiated",
+        ChainEvent::UsageClaimed { .. } => "settlement.claimed",
+        ChainEvent::BuyerWithdrawn => "settlement.withdrawn",
+        ChainEvent::Settled { .. } => "agreement.settled",
+        ChainEvent::Activated | ChainEvent::ClaimSkipped => return Ok(()),
+    };
+    let mut data = event.data.clone();
+    data["tx_hash"] = json!(event.tx_hash);
+    data["block_number"] = json!(event.block_number);
+    data["status"] = json!(status);
+    outbox::record(tx, Some(&record.id), event_type, &data, at).await?;
+    tracing::info!(agreement_id = %record.id, event = %event.event, %status, "escrow event applied");
+    Ok(())
+}
+
+/// A stored escrow event as the pure state machine's input; `buyer` tells whose close it was.
+fn chain_event(event: &EscrowEvent, buyer: alloy::primitives::Address) -> Option<ChainEvent> {
+    let units = |field: &str| event.data[field].as_str().and_then(|v| v.parse::<u64>().ok());
+    Some(match event.event.as_str() {
+        "EscrowActivated" => ChainEvent::Activated,
+        "CloseInitiated" => ChainEvent::CloseInitiated {
+            by_buyer: event.data["initiator"].as_str().and_then(|a| a.parse().ok()) == Some(buyer),
+            closes_at: units("closes_at")?,
+        },
+        "UsageClaimed" => ChainEvent::UsageClaimed { cumulative_units: units("cumulative_units")? },
+        "BuyerWithdrawn" => ChainEvent::BuyerWithdrawn,
+        "AgreementSettled" => ChainEvent::Settled {
+            claimed_units: units("claimed_units")?,
+            buyer_amount_is_zero: event.data["buyer_amount"].as_str() == Some("0"),
+        },
+        "ClaimSkipped" => ChainEvent::ClaimSkipped,
+        _ => return None,
+    })
+}
+
+/// What a job's confirmed (or reverted) attempt means for what it carried: an activation fails
+/// with the revert reason; each settlement action is confirmed, or failed with the reason — a
+/// batched claim the contract skipped (nothing left to claim) fails too, saying so.
+async fn job_outcome(
+    tx: &mut Conn,
+    job: &Job,
+    attempt: &Attempt,
+    error: Option<&str>,
+) -> Result<()> {
+    let at = now();
+    if let Some(reason) = error {
+        let data = json!({ "job_id": job.id, "kind": job.kind, "tx_hash": attempt.tx_hash, "error": reason });
+        outbox::record(tx, job.agreement_id.as_ref(), "relayer.job_failed", &data, at).await?;
+    }
+    if job.kind == jobs::KIND_ACTIVATE {
+        if let (Some(reason), Some(agreement)) = (error, &job.agreement_id)
+            && agreements::activation_failed(tx, agreement, reason, at).await?
+        {
+            let data = json!({ "error": reason, "tx_hash": attempt.tx_hash });
+            outbox::record(tx, Some(agreement), "activation.failed", &data, at).await?;
+        }
+        return Ok(());
+    }
+    for action in settlement::actions_of_job(tx, &job.id).await? {
+        let outcome = match error {
+            Some(reason) => Some(reason.to_owned()),
+            None => {
+                let key = agreements::get_in(tx, action.agreement_id.as_str())
+                    .await?
+                    .and_then(|a| a.agreement_key);
+                let events = match key {
+                    Some(key) => chain_store::events_of(tx, attempt.tx_hash, key).await?,
+                    None => Vec::new(),
+                };
+                let skipped = events.iter().any(|e| e.event == "ClaimSkipped")
+                    && !events.iter().any(|e| e.event == "UsageClaimed");
+                skipped.then(|| "ClaimSkipped: nothing left to claim when the batch ran".to_owned())
+            }
+        };
+        settlement::finish(
+            tx,
+            &action.id,
+            outcome.as_deref(),
+            Some(attempt.tx_hash),
+            attempt.block_number,
+            at,
+        )
+        .await?;
+        let event_type = if outcome.is_some() {
+            "settlement_action.failed"
+        } else {
+            "settlement_action.confirmed"
+        };
+        let data = json!({
+            "settlement_action_id": action.id,
+            "action": action.action.as_str(),
+            "tx_hash": attempt.tx_hash,
+            "error": outcome,
+        });
+        outbox::record(tx, Some(&action.agreement_id), event_type, &data, at).await?;
+    }
+    Ok(())
 }
 
 /// An escrow log as a stored event: its name, agreement key and fields; `None` for logs that
@@ -311,6 +459,13 @@ fn decode_event(log: &Log, block_number: u64, block_hash: B256) -> Option<Escrow
             "BuyerWithdrawn",
             e.agreementKey,
             json!({ "buyer": e.buyer, "amount": e.amount.to_string() }),
+        )
+    } else if let Ok(e) = UsageEscrow::ClaimSkipped::decode_log(inner) {
+        let e = e.data;
+        (
+            "ClaimSkipped",
+            e.agreementKey,
+            json!({ "cumulative_units": e.cumulativeUnits.to_string() }),
         )
     } else if let Ok(e) = UsageEscrow::AgreementSettled::decode_log(inner) {
         let e = e.data;

@@ -1,20 +1,31 @@
 //! The relayer worker: claims queued jobs, simulates them, and hands them to a signer; keeps
 //! re-broadcasting saved attempts the node has not taken yet.
+//!
+//! Sponsored seller claims are batched: after taking one, the worker waits briefly for more,
+//! takes up to `batch_max` of them and, when the batch simulates, sends them as one
+//! `sellerClaimBatch` transaction (a new job of kind [`jobs::KIND_SELLER_CLAIM_BATCH`] that the
+//! claims' settlement actions move to; the claim jobs end `batched`). A batch that does not
+//! simulate is sent claim by claim, so one bad claim cannot hold the others back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::primitives::{B256, Bytes};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall;
 use backon::{ExponentialBuilder, Retryable};
+use serde_json::json;
 use tokio::sync::{Notify, watch};
 
 use super::node_error::{NodeError, classify};
 use super::signer::{self, SignerHandle};
 use super::{RelayError, Result};
+use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
+use crate::escrow::bindings::UsageEscrow;
 use crate::store::jobs::{self, Job};
-use crate::store::{Store, agreements, now};
+use crate::store::{Store, StoreError, agreements, now, outbox, settlement};
 
 /// How long a claimed job stays leased to this worker before another may take it.
 const LEASE: i64 = 60;
@@ -34,8 +45,22 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Fallback poll period.
     pub poll: Duration,
+    /// Most seller claims in one batch transaction (1: no batching).
+    pub batch_max: usize,
+    /// How long to wait for more claims after taking one.
+    pub batch_wait: Duration,
     /// This instance's lease name.
     pub instance: String,
+}
+
+/// What simulating a job found.
+enum Simulation {
+    /// It would succeed with this gas limit.
+    Gas(u64),
+    /// It would revert, or the node refused it: the reason.
+    Refused(String),
+    /// The node could not be reached; the job waits for its lease to run out.
+    Deferred,
 }
 
 impl Worker {
@@ -48,7 +73,11 @@ impl Worker {
             while let Some(job) = self.claim().await? {
                 let signer = &self.signers[next_signer % self.signers.len()];
                 next_signer = next_signer.wrapping_add(1);
-                self.process(job, signer).await?;
+                if job.kind == jobs::KIND_SELLER_CLAIM && self.batch_max > 1 {
+                    self.process_claims(job, signer).await?;
+                } else {
+                    self.process(job, signer).await?;
+                }
                 if *shutdown.borrow() {
                     return Ok(());
                 }
@@ -66,15 +95,80 @@ impl Worker {
         let at = now();
         let mut tx = self.store.begin().await?;
         let job = jobs::claim_next(&mut tx, &self.instance, at + LEASE, at).await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(job)
     }
 
     /// Simulates `job`, then signs, saves and broadcasts it through `signer`. A revert fails
     /// the job with its decoded reason; an unreachable node leaves the job to its lease.
-    #[tracing::instrument(skip_all, fields(job_id = %job.id, agreement_id = ?job.agreement_id))]
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, agreement_id = ?job.agreement_id))]
     async fn process(&self, job: Job, signer: &SignerHandle) -> Result<()> {
-        self.progress(&job, ActivationStatus::Submitting, None).await?;
+        if job.kind == jobs::KIND_ACTIVATE {
+            self.progress(&job, ActivationStatus::Submitting, None).await?;
+        }
+        match self.simulate(&job, signer).await {
+            Simulation::Gas(gas_limit) => self.send(job, gas_limit, signer).await,
+            Simulation::Refused(reason) => self.fail(&job, &reason).await,
+            Simulation::Deferred => Ok(()),
+        }
+    }
+
+    /// `first` and the seller claims queued with it: one `sellerClaimBatch` transaction when
+    /// there are several and the batch simulates, otherwise each on its own.
+    async fn process_claims(&self, first: Job, signer: &SignerHandle) -> Result<()> {
+        tokio::time::sleep(self.batch_wait).await;
+        let at = now();
+        let mut tx = self.store.begin().await?;
+        let more = jobs::claim_more(
+            &mut tx,
+            jobs::KIND_SELLER_CLAIM,
+            &self.instance,
+            at + LEASE,
+            at,
+            self.batch_max - 1,
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        let mut members = vec![first];
+        members.extend(more);
+        if members.len() > 1
+            && let Some(batch) = batch_call(&members)
+        {
+            let candidate = Job {
+                id: JobId::generate(),
+                kind: jobs::KIND_SELLER_CLAIM_BATCH.into(),
+                agreement_id: None,
+                to: members[0].to,
+                calldata: batch,
+                status: "queued".into(),
+                error: None,
+            };
+            if let Simulation::Gas(gas_limit) = self.simulate(&candidate, signer).await {
+                let at = now();
+                let mut tx = self.store.begin().await?;
+                jobs::enqueue_leased(&mut tx, &candidate, &self.instance, at + LEASE, at).await?;
+                let ids: Vec<JobId> = members.iter().map(|m| m.id.clone()).collect();
+                for id in &ids {
+                    jobs::set_job_status(&mut tx, id, "batched", None, at).await?;
+                }
+                settlement::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                tracing::info!(job_id = %candidate.id, claims = ids.len(), "seller claims batched");
+                return self.send(candidate, gas_limit, signer).await;
+            }
+            tracing::warn!(
+                claims = members.len(),
+                "claim batch does not simulate; sending claims one by one"
+            );
+        }
+        for job in members {
+            self.process(job, signer).await?;
+        }
+        Ok(())
+    }
+
+    /// `eth_estimateGas` of `job` from `signer`, retried while the node is unreachable.
+    async fn simulate(&self, job: &Job, signer: &SignerHandle) -> Simulation {
         let call = TransactionRequest::default()
             .from(signer.address())
             .to(job.to)
@@ -83,17 +177,19 @@ impl Worker {
             .retry(ExponentialBuilder::default().with_max_times(4))
             .when(|e| classify(e).is_retryable())
             .await;
-        let gas = match estimate {
-            Ok(gas) => gas,
+        match estimate {
+            Ok(gas) => Simulation::Gas(gas.saturating_mul(100 + GAS_HEADROOM_PERCENT) / 100),
             Err(error) => match classify(&error) {
                 NodeError::Unavailable(reason) => {
                     tracing::warn!(%reason, "simulation deferred: node unavailable");
-                    return Ok(());
+                    Simulation::Deferred
                 }
-                other => return self.fail(&job, &reason_of(&other)).await,
+                other => Simulation::Refused(reason_of(&other)),
             },
-        };
-        let gas_limit = gas.saturating_mul(100 + GAS_HEADROOM_PERCENT) / 100;
+        }
+    }
+
+    async fn send(&self, job: Job, gas_limit: u64, signer: &SignerHandle) -> Result<()> {
         match signer.submit(job.clone(), gas_limit).await {
             Ok(attempt) if attempt.status == "broadcast" => {
                 self.progress(&job, ActivationStatus::Submitted, Some(attempt.tx_hash)).await
@@ -108,28 +204,71 @@ impl Worker {
         }
     }
 
+    /// Records progress on what `job` carries: the activation's status, or its settlement
+    /// actions `submitted` once there is a transaction hash.
     async fn progress(
         &self,
         job: &Job,
         status: ActivationStatus,
-        tx_hash: Option<alloy::primitives::B256>,
+        tx_hash: Option<B256>,
     ) -> Result<()> {
-        let Some(agreement) = &job.agreement_id else { return Ok(()) };
+        let at = now();
         let mut tx = self.store.begin().await?;
-        agreements::activation_progress(&mut tx, agreement, status, tx_hash, now()).await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        if job.kind == jobs::KIND_ACTIVATE {
+            let Some(agreement) = &job.agreement_id else { return Ok(()) };
+            let moved =
+                agreements::activation_progress(&mut tx, agreement, status, tx_hash, at).await?;
+            if moved && status == ActivationStatus::Submitted {
+                let data = json!({ "tx_hash": tx_hash });
+                outbox::record(&mut tx, Some(agreement), "activation.submitted", &data, at).await?;
+            }
+        } else if let Some(tx_hash) = tx_hash {
+            for action in settlement::actions_of_job(&mut tx, &job.id).await? {
+                if action.status == settlement::PENDING {
+                    let data = json!({
+                        "settlement_action_id": action.id,
+                        "action": action.action.as_str(),
+                        "tx_hash": tx_hash,
+                    });
+                    let event = "settlement_action.submitted";
+                    outbox::record(&mut tx, Some(&action.agreement_id), event, &data, at).await?;
+                }
+            }
+            settlement::job_submitted(&mut tx, &job.id, tx_hash, at).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
 
+    /// Fails `job` before any broadcast, with what it carried: the activation, or each
+    /// settlement action.
     async fn fail(&self, job: &Job, reason: &str) -> Result<()> {
-        tracing::warn!(%reason, "job failed before broadcast");
+        tracing::warn!(%reason, job_id = %job.id, "job failed before broadcast");
         let at = now();
         let mut tx = self.store.begin().await?;
         jobs::set_job_status(&mut tx, &job.id, "failed", Some(reason), at).await?;
-        if let Some(agreement) = &job.agreement_id {
-            agreements::activation_failed(&mut tx, agreement, reason, at).await?;
+        let data = json!({ "job_id": job.id, "kind": job.kind, "error": reason });
+        outbox::record(&mut tx, job.agreement_id.as_ref(), "relayer.job_failed", &data, at).await?;
+        if job.kind == jobs::KIND_ACTIVATE {
+            if let Some(agreement) = &job.agreement_id
+                && agreements::activation_failed(&mut tx, agreement, reason, at).await?
+            {
+                let data = json!({ "error": reason });
+                outbox::record(&mut tx, Some(agreement), "activation.failed", &data, at).await?;
+            }
+        } else {
+            for action in settlement::actions_of_job(&mut tx, &job.id).await? {
+                settlement::finish(&mut tx, &action.id, Some(reason), None, None, at).await?;
+                let data = json!({
+                    "settlement_action_id": action.id,
+                    "action": action.action.as_str(),
+                    "error": reason,
+                });
+                let event = "settlement_action.failed";
+                outbox::record(&mut tx, Some(&action.agreement_id), event, &data, at).await?;
+            }
         }
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
 
@@ -154,6 +293,26 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// The `sellerClaimBatch` call carrying every claim in `members` (each a
+/// `sellerClaimWithAuthorization` call); `None` if one of them is not.
+fn batch_call(members: &[Job]) -> Option<Bytes> {
+    let claims = members
+        .iter()
+        .map(|job| {
+            let call =
+                UsageEscrow::sellerClaimWithAuthorizationCall::abi_decode(&job.calldata).ok()?;
+            Some(UsageEscrow::SponsoredClaim {
+                terms: call.terms,
+                cumulativeUnits: call.cumulativeUnits,
+                voucherSignature: call.voucherSignature,
+                deadline: call.deadline,
+                authorization: call.authorization,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(UsageEscrow::sellerClaimBatchCall { claims }.abi_encode().into())
 }
 
 /// The reason stored for a failed job.

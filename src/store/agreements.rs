@@ -1,13 +1,14 @@
 //! Usage agreements: one row each, moved between statuses only by conditional updates that name
 //! the status they expect, so two concurrent transitions cannot both win.
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, Bytes};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{Conn, Result, StoreError, parse_column, parse_json, unsigned};
 use crate::agreement::ids::{AgentId, AgreementId};
+use crate::agreement::settlement::{EscrowState, EscrowStatus};
 use crate::agreement::status::{ActivationStatus, AgreementStatus};
 use crate::agreement::terms::Terms;
 use crate::escrow::package::InfraFeeStatus;
@@ -59,6 +60,12 @@ pub struct AgreementRecord {
     pub screening: Option<Value>,
     /// The escrow as the chain watcher last confirmed it.
     pub escrow: Option<EscrowSeen>,
+    /// Units the seller recorded as delivered, in all.
+    pub usage_units: u64,
+    /// The highest cumulative units the buyer signed a voucher for.
+    pub voucher_units: u64,
+    /// The buyer's signature of that voucher.
+    pub voucher_signature: Option<Bytes>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -68,14 +75,14 @@ pub struct AgreementRecord {
 /// The escrow's on-chain state as of a confirmed block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EscrowSeen {
-    /// `active`, `closing` or `settled`.
-    pub status: String,
-    /// Units the seller has been paid for.
-    pub claimed_units: u64,
-    /// The block the state was read at.
+    /// The escrow's state after the last confirmed event.
+    pub state: EscrowState,
+    /// The block of that event.
     pub block_number: u64,
     /// That block's hash.
     pub block_hash: B256,
+    /// The transaction that emitted it.
+    pub tx_hash: Option<B256>,
 }
 
 /// What a buyer proposes: everything a new agreement starts with.
@@ -126,6 +133,9 @@ impl AgreementRecord {
             infra_fee_status: InfraFeeStatus::None,
             screening: None,
             escrow: None,
+            usage_units: 0,
+            voucher_units: 0,
+            voucher_signature: None,
             created_at: now,
             updated_at: now,
         }
@@ -141,8 +151,9 @@ const COLUMNS: &str = "id, buyer_agent_id, seller_agent_id, service_id, quantity
     price_per_unit_cents, payment_method, settlement_model, activation_version, \
     buyer_wallet_address, seller_wallet_address, status, activation_status, activation_error, \
     activation_tx_hash, rejection_reason, terms, agreement_key, infra_fee_status, screening, \
-    escrow_status, escrow_claimed_units, escrow_block_number, escrow_block_hash, created_at, \
-    updated_at";
+    escrow_status, escrow_claimed_units, escrow_block_number, escrow_block_hash, \
+    escrow_closes_at, escrow_buyer_withdrawn, escrow_tx_hash, usage_units, voucher_units, \
+    voucher_signature, created_at, updated_at";
 
 /// Stores a new proposal.
 pub async fn insert(conn: &mut Conn, record: &AgreementRecord) -> Result<()> {
@@ -362,7 +373,8 @@ pub async fn escrow_activated(
         "UPDATE usage_agreements SET status = 'active', activation_status = 'confirmed', \
          activation_error = NULL, activation_tx_hash = $2, \
          infra_fee_status = CASE WHEN infra_fee_status = 'none' THEN 'none' ELSE 'collected' END, \
-         escrow_status = 'active', escrow_claimed_units = 0, escrow_block_number = $3, \
+         escrow_status = 'active', escrow_claimed_units = 0, escrow_closes_at = NULL, \
+         escrow_buyer_withdrawn = 0, escrow_tx_hash = $2, escrow_block_number = $3, \
          escrow_block_hash = $4, updated_at = $5 \
          WHERE agreement_key = $1 AND status IN ('accepted', 'activating', 'failed', 'expired')",
     )
@@ -377,18 +389,87 @@ pub async fn escrow_activated(
 }
 
 /// Moves every agreement whose activation deadline passed before `now` without an activation
-/// in flight to `expired`; returns how many.
-pub async fn expire_due(conn: &mut Conn, now: i64) -> Result<u64> {
+/// in flight to `expired`; returns their ids.
+pub async fn expire_due(conn: &mut Conn, now: i64) -> Result<Vec<AgreementId>> {
     // The watcher runs this every pass: `agreements_by_expiry` keeps it a range search, not a
     // scan of every agreement ever stored.
-    let result = sqlx::query(
+    let rows = sqlx::query(
         "UPDATE usage_agreements SET status = 'expired', updated_at = $1 \
-         WHERE status IN ('accepted', 'failed') AND activate_by <= $1",
+         WHERE status IN ('accepted', 'failed') AND activate_by <= $1 RETURNING id",
     )
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.iter().map(|row| AgreementId(row.get("id"))).collect())
+}
+
+/// Records an escrow event confirmed for the agreement `id`: the escrow's new `state`, the
+/// agreement `status` it implies, and where the event is on-chain.
+pub async fn escrow_changed(
+    conn: &mut Conn,
+    id: &AgreementId,
+    state: &EscrowState,
+    status: AgreementStatus,
+    at: (B256, u64, B256),
+    now: i64,
+) -> Result<()> {
+    let (tx_hash, block_number, block_hash) = at;
+    sqlx::query(
+        "UPDATE usage_agreements SET status = $2, escrow_status = $3, escrow_claimed_units = $4, \
+         escrow_closes_at = $5, escrow_buyer_withdrawn = $6, escrow_tx_hash = $7, \
+         escrow_block_number = $8, escrow_block_hash = $9, updated_at = $10 WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(status.as_str())
+    .bind(state.status.as_str())
+    .bind(state.claimed_units as i64)
+    .bind((state.closes_at != 0).then_some(state.closes_at as i64))
+    .bind(i64::from(state.buyer_withdrawn))
+    .bind(tx_hash.to_string())
+    .bind(block_number as i64)
+    .bind(block_hash.to_string())
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    Ok(result.rows_affected())
+    Ok(())
+}
+
+/// Adds `units` to the seller's recorded usage unless that would pass `quantity`; returns the
+/// new total, or [`StoreError::Conflict`] when it would pass (or the agreement changed).
+pub async fn record_usage(conn: &mut Conn, id: &AgreementId, units: u64, now: i64) -> Result<u64> {
+    let row = sqlx::query(
+        "UPDATE usage_agreements SET usage_units = usage_units + $2, updated_at = $3 \
+         WHERE id = $1 AND usage_units + $2 <= quantity RETURNING usage_units",
+    )
+    .bind(id.as_str())
+    .bind(units as i64)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let row = row.ok_or(StoreError::Conflict)?;
+    unsigned("usage_units", row.get("usage_units"))
+}
+
+/// Keeps `units` and `signature` as the buyer's best voucher if `units` is above the one kept;
+/// returns whether it was kept.
+pub async fn keep_voucher(
+    conn: &mut Conn,
+    id: &AgreementId,
+    units: u64,
+    signature: &Bytes,
+    now: i64,
+) -> Result<bool> {
+    let result = sqlx::query(
+        "UPDATE usage_agreements SET voucher_units = $2, voucher_signature = $3, updated_at = $4 \
+         WHERE id = $1 AND voucher_units < $2",
+    )
+    .bind(id.as_str())
+    .bind(units as i64)
+    .bind(signature.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 fn expect_one(rows: u64) -> Result<()> {
@@ -431,10 +512,22 @@ fn from_row(row: &AnyRow) -> Result<AgreementRecord> {
     let escrow = match row.get::<Option<&str>, _>("escrow_status") {
         None => None,
         Some(status) => Some(EscrowSeen {
-            status: status.to_owned(),
-            claimed_units: unsigned("escrow_claimed_units", row.get("escrow_claimed_units"))?,
+            state: EscrowState {
+                status: EscrowStatus::parse(status).ok_or_else(|| StoreError::Corrupt {
+                    column: "escrow_status",
+                    reason: format!("unknown status {status:?}"),
+                })?,
+                buyer_withdrawn: row.get::<i64, _>("escrow_buyer_withdrawn") != 0,
+                closes_at: row
+                    .get::<Option<i64>, _>("escrow_closes_at")
+                    .map(|t| unsigned("escrow_closes_at", t))
+                    .transpose()?
+                    .unwrap_or(0),
+                claimed_units: unsigned("escrow_claimed_units", row.get("escrow_claimed_units"))?,
+            },
             block_number: unsigned("escrow_block_number", row.get("escrow_block_number"))?,
             block_hash: parse_column("escrow_block_hash", row.get("escrow_block_hash"))?,
+            tx_hash: optional(row, "escrow_tx_hash")?,
         }),
     };
     Ok(AgreementRecord {
@@ -463,6 +556,9 @@ fn from_row(row: &AnyRow) -> Result<AgreementRecord> {
             .map(|s| parse_json("screening", s))
             .transpose()?,
         escrow,
+        usage_units: unsigned("usage_units", row.get("usage_units"))?,
+        voucher_units: unsigned("voucher_units", row.get("voucher_units"))?,
+        voucher_signature: optional(row, "voucher_signature")?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })

@@ -16,6 +16,8 @@ pub struct Cursor {
     pub block_hash: B256,
     /// The chain head when it was read.
     pub head_number: u64,
+    /// That head's timestamp: the chain's clock as last seen.
+    pub head_timestamp: u64,
 }
 
 /// An escrow contract log, decoded.
@@ -41,16 +43,19 @@ const CURSOR_ID: &str = "escrow";
 
 /// Where the watcher stands; `None` before its first block.
 pub async fn cursor(pool: &AnyPool) -> Result<Option<Cursor>> {
-    let row =
-        sqlx::query("SELECT block_number, block_hash, head_number FROM chain_cursor WHERE id = $1")
-            .bind(CURSOR_ID)
-            .fetch_optional(pool)
-            .await?;
+    let row = sqlx::query(
+        "SELECT block_number, block_hash, head_number, head_timestamp FROM chain_cursor \
+             WHERE id = $1",
+    )
+    .bind(CURSOR_ID)
+    .fetch_optional(pool)
+    .await?;
     row.map(|row| {
         Ok(Cursor {
             block_number: unsigned("block_number", row.get("block_number"))?,
             block_hash: parse_column("block_hash", row.get("block_hash"))?,
             head_number: unsigned("head_number", row.get("head_number"))?,
+            head_timestamp: unsigned("head_timestamp", row.get("head_timestamp"))?,
         })
     })
     .transpose()
@@ -59,15 +64,17 @@ pub async fn cursor(pool: &AnyPool) -> Result<Option<Cursor>> {
 /// Moves the watcher's position (in the transaction that records what it read there).
 pub async fn set_cursor(conn: &mut Conn, cursor: &Cursor, now: i64) -> Result<()> {
     sqlx::query(
-        "INSERT INTO chain_cursor (id, block_number, block_hash, head_number, updated_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+        "INSERT INTO chain_cursor (id, block_number, block_hash, head_number, head_timestamp, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
          block_number = excluded.block_number, block_hash = excluded.block_hash, \
-         head_number = excluded.head_number, updated_at = excluded.updated_at",
+         head_number = excluded.head_number, head_timestamp = excluded.head_timestamp, \
+         updated_at = excluded.updated_at",
     )
     .bind(CURSOR_ID)
     .bind(cursor.block_number as i64)
     .bind(cursor.block_hash.to_string())
     .bind(cursor.head_number as i64)
+    .bind(cursor.head_timestamp as i64)
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -104,6 +111,19 @@ pub async fn unapplied_events(pool: &AnyPool, block_number: u64) -> Result<Vec<E
     )
     .bind(block_number as i64)
     .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// The events of transaction `tx_hash` about `key`, in log order.
+pub async fn events_of(conn: &mut Conn, tx_hash: B256, key: B256) -> Result<Vec<EscrowEvent>> {
+    let rows = sqlx::query(
+        "SELECT block_hash, log_index, block_number, tx_hash, agreement_key, event, data \
+         FROM escrow_events WHERE tx_hash = $1 AND agreement_key = $2 ORDER BY log_index",
+    )
+    .bind(tx_hash.to_string())
+    .bind(key.to_string())
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(event_from_row).collect()
 }

@@ -8,15 +8,23 @@ use sqlx::{AnyPool, Row};
 use super::{Conn, Result, StoreError, parse_column, unsigned};
 use crate::agreement::ids::{AgreementId, JobId};
 
-/// What a job does.
+/// A job activating an escrow.
 pub const KIND_ACTIVATE: &str = "activate";
+/// A sponsored `initiateCloseWithAuthorization`.
+pub const KIND_INITIATE_CLOSE: &str = "initiate_close";
+/// A sponsored `sellerClaimWithAuthorization`; batchable.
+pub const KIND_SELLER_CLAIM: &str = "seller_claim";
+/// A sponsored `buyerWithdrawWithAuthorization`.
+pub const KIND_BUYER_WITHDRAW: &str = "buyer_withdraw";
+/// Several sponsored seller claims in one `sellerClaimBatch`.
+pub const KIND_SELLER_CLAIM_BATCH: &str = "seller_claim_batch";
 
 /// A transaction Pactum's relayer must get mined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     /// Its id.
     pub id: JobId,
-    /// What it does ([`KIND_ACTIVATE`], …).
+    /// What it does ([`KIND_ACTIVATE`], [`KIND_SELLER_CLAIM`], …).
     pub kind: String,
     /// The agreement it serves.
     pub agreement_id: Option<AgreementId>,
@@ -24,7 +32,8 @@ pub struct Job {
     pub to: Address,
     /// The call.
     pub calldata: Bytes,
-    /// `queued`, `signed`, `broadcast`, `mined`, `confirmed` or `failed`.
+    /// `queued`, `signed`, `broadcast`, `mined`, `confirmed` or `failed`; `batched` when its
+    /// call went out inside a batch job.
     pub status: String,
     /// Why it failed.
     pub error: Option<String>,
@@ -74,6 +83,59 @@ pub async fn enqueue(conn: &mut Conn, job: &Job, now: i64) -> Result<()> {
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Stores a job already leased to `owner` until `lease_until` (a batch the worker built and
+/// sends at once).
+pub async fn enqueue_leased(
+    conn: &mut Conn,
+    job: &Job,
+    owner: &str,
+    lease_until: i64,
+    now: i64,
+) -> Result<()> {
+    enqueue(conn, job, now).await?;
+    sqlx::query("UPDATE relayer_jobs SET lease_owner = $2, lease_until = $3 WHERE id = $1")
+        .bind(job.id.as_str())
+        .bind(owner)
+        .bind(lease_until)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Leases up to `limit` more queued jobs of `kind` to `owner`, oldest first (the batch that
+/// goes with one already claimed).
+pub async fn claim_more(
+    conn: &mut Conn,
+    kind: &str,
+    owner: &str,
+    lease_until: i64,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<Job>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE relayer_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE id IN (SELECT id FROM relayer_jobs WHERE status = 'queued' AND kind = $4 \
+                      AND (lease_until IS NULL OR lease_until < $3) \
+                      ORDER BY created_at, id LIMIT $5) \
+         AND status = 'queued' AND (lease_until IS NULL OR lease_until < $3) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(kind)
+        .bind(limit as i64)
+        .fetch_all(conn)
+        .await?;
+    let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+    jobs.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(jobs)
 }
 
 const JOB_COLUMNS: &str = "id, kind, agreement_id, to_address, calldata, status, error";

@@ -10,6 +10,8 @@ pub mod agreements;
 pub mod chain;
 pub mod idempotency;
 pub mod jobs;
+pub mod outbox;
+pub mod settlement;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

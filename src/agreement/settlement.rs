@@ -1,0 +1,497 @@
+//! Settlement as pure rules, mirroring `UsageEscrow.sol`: the escrow's state, how each escrow
+//! event moves it, and which settlement action a party can take now, for how much — or why not,
+//! and from when. The service checks with these before it relays or hands out calldata; the
+//! contract checks again on-chain.
+
+use alloy::primitives::U256;
+use serde::Serialize;
+
+use super::status::AgreementStatus;
+use super::terms::Terms;
+
+/// The escrow's lifecycle, as the contract's `Status` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscrowStatus {
+    /// Never activated.
+    None,
+    /// Funded; usage accrues.
+    Active,
+    /// The buyer closed; the seller may still claim until the window ends.
+    Closing,
+    /// The split is final (the buyer may still have its part to withdraw).
+    Settled,
+}
+
+impl EscrowStatus {
+    /// The contract's enum value (`escrowOf(key).status`).
+    pub fn from_u8(value: u8) -> Option<Self> {
+        Some(match value {
+            0 => EscrowStatus::None,
+            1 => EscrowStatus::Active,
+            2 => EscrowStatus::Closing,
+            3 => EscrowStatus::Settled,
+            _ => return None,
+        })
+    }
+
+    /// The string the API and the store use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscrowStatus::None => "none",
+            EscrowStatus::Active => "active",
+            EscrowStatus::Closing => "closing",
+            EscrowStatus::Settled => "settled",
+        }
+    }
+
+    /// Parses [`EscrowStatus::as_str`].
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::None, Self::Active, Self::Closing, Self::Settled]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+
+    /// The agreement status an escrow in this state gives its agreement.
+    pub fn agreement_status(self) -> Option<AgreementStatus> {
+        match self {
+            EscrowStatus::None => None,
+            EscrowStatus::Active => Some(AgreementStatus::Active),
+            EscrowStatus::Closing => Some(AgreementStatus::Closing),
+            EscrowStatus::Settled => Some(AgreementStatus::Settled),
+        }
+    }
+}
+
+/// One agreement's escrow, as `escrowOf(key)` returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscrowState {
+    /// Where the escrow stands.
+    pub status: EscrowStatus,
+    /// Whether the buyer's part is gone (withdrawn, or nothing was left to withdraw).
+    pub buyer_withdrawn: bool,
+    /// When a buyer's close window ends (or when a seller closed); 0 before any close.
+    pub closes_at: u64,
+    /// Units the seller has been paid for.
+    pub claimed_units: u64,
+}
+
+impl EscrowState {
+    /// A never-activated escrow.
+    pub const NONE: EscrowState = EscrowState {
+        status: EscrowStatus::None,
+        buyer_withdrawn: false,
+        closes_at: 0,
+        claimed_units: 0,
+    };
+
+    /// When the buyer may withdraw, as the contract's `withdrawOpensAt`: `None` when there is
+    /// nothing to withdraw (never activated, or already withdrawn).
+    pub fn withdraw_opens_at(&self, terms: &Terms) -> Option<u64> {
+        if self.status == EscrowStatus::None || self.buyer_withdrawn {
+            return None;
+        }
+        Some(match self.status {
+            EscrowStatus::Settled => 0,
+            EscrowStatus::Closing => self.closes_at,
+            _ => terms.expiry.saturating_add(terms.close_window),
+        })
+    }
+
+    /// The state after `event`, exactly as the contract moved it when it emitted the event.
+    pub fn apply(self, event: &ChainEvent) -> EscrowState {
+        let mut next = self;
+        match *event {
+            ChainEvent::Activated => {
+                next = EscrowState { status: EscrowStatus::Active, ..Self::NONE }
+            }
+            ChainEvent::CloseInitiated { by_buyer, closes_at } => {
+                next.closes_at = closes_at;
+                if by_buyer {
+                    next.status = EscrowStatus::Closing;
+                }
+                // A seller's close is followed in the same call by `AgreementSettled`.
+            }
+            ChainEvent::UsageClaimed { cumulative_units } => {
+                next.claimed_units = next.claimed_units.max(cumulative_units);
+            }
+            ChainEvent::BuyerWithdrawn => next.buyer_withdrawn = true,
+            ChainEvent::Settled { claimed_units, buyer_amount_is_zero } => {
+                next.status = EscrowStatus::Settled;
+                next.claimed_units = next.claimed_units.max(claimed_units);
+                // Nothing left for the buyer means there is nothing to withdraw either.
+                next.buyer_withdrawn |= buyer_amount_is_zero;
+            }
+            ChainEvent::ClaimSkipped => {}
+        }
+        next
+    }
+
+    /// What the seller has been paid, in token base units.
+    pub fn seller_amount(&self, terms: &Terms) -> U256 {
+        terms.unit_price.base_units() * U256::from(self.claimed_units)
+    }
+
+    /// What the buyer has been paid back, in token base units.
+    pub fn buyer_amount(&self, terms: &Terms) -> U256 {
+        if self.buyer_withdrawn && self.status == EscrowStatus::Settled {
+            self.remaining(terms)
+        } else {
+            U256::ZERO
+        }
+    }
+
+    /// The deposit not yet paid to the seller.
+    pub fn remaining(&self, terms: &Terms) -> U256 {
+        terms.unit_price.base_units()
+            * U256::from(terms.quantity.saturating_sub(self.claimed_units))
+    }
+}
+
+/// An escrow event, reduced to what moves the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainEvent {
+    /// `EscrowActivated`.
+    Activated,
+    /// `CloseInitiated` (by the buyer, or by the seller), with its `closesAt`.
+    CloseInitiated {
+        /// Whether the buyer closed (otherwise the seller did, settling at once).
+        by_buyer: bool,
+        /// When withdraw opens (a buyer's close) or when the seller closed.
+        closes_at: u64,
+    },
+    /// `UsageClaimed` up to `cumulative_units`.
+    UsageClaimed {
+        /// The claimed total.
+        cumulative_units: u64,
+    },
+    /// `BuyerWithdrawn`.
+    BuyerWithdrawn,
+    /// `AgreementSettled`.
+    Settled {
+        /// Units paid in all.
+        claimed_units: u64,
+        /// Whether the buyer's share is zero.
+        buyer_amount_is_zero: bool,
+    },
+    /// `ClaimSkipped`: a batched claim found nothing to pay.
+    ClaimSkipped,
+}
+
+/// A settlement action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// `initiateClose`: the buyer starts the close window; the seller closes and settles.
+    InitiateClose,
+    /// `sellerClaim`: the seller is paid up to the buyer's best voucher.
+    SellerClaim,
+    /// `buyerWithdraw`: the buyer takes back what was not used.
+    BuyerWithdraw,
+}
+
+impl Action {
+    /// The string the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::InitiateClose => "initiate_close",
+            Action::SellerClaim => "seller_claim",
+            Action::BuyerWithdraw => "buyer_withdraw",
+        }
+    }
+
+    /// Parses [`Action::as_str`].
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::InitiateClose, Self::SellerClaim, Self::BuyerWithdraw]
+            .into_iter()
+            .find(|a| a.as_str() == value)
+    }
+}
+
+/// Which side of the agreement a caller is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    /// Pays.
+    Buyer,
+    /// Is paid.
+    Seller,
+}
+
+impl Party {
+    /// The string the API and the store use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Party::Buyer => "buyer",
+            Party::Seller => "seller",
+        }
+    }
+}
+
+/// An action that can be taken now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// The units the action signs for: `finalUnits` of a close, `cumulativeUnits` of a claim
+    /// (0 for a buyer's close and for a withdraw).
+    pub units: u64,
+    /// What moves when it executes, in token base units.
+    pub amount: U256,
+    /// Who receives `amount`.
+    pub recipient: Party,
+    /// Whether the action needs the buyer's voucher for `units`.
+    pub needs_voucher: bool,
+}
+
+/// Why an action cannot be taken now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// A stable machine code.
+    pub code: &'static str,
+    /// What to tell the caller.
+    pub message: String,
+    /// When it becomes possible (unix seconds), if time alone will make it so.
+    pub available_at: Option<u64>,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Refusal { code, message: message.into(), available_at: None }
+    }
+}
+
+/// Whether `party` can take `action` now (`now` is the chain's clock), given the escrow `state`,
+/// the `terms` and the highest voucher the buyer signed (`voucher_units`); and if so, what it
+/// signs for and what moves. Mirrors the contract's checks one for one.
+pub fn plan(
+    action: Action,
+    party: Party,
+    state: &EscrowState,
+    terms: &Terms,
+    voucher_units: u64,
+    now: u64,
+) -> Result<Plan, Refusal> {
+    let allowed = match action {
+        Action::InitiateClose => true,
+        Action::SellerClaim => party == Party::Seller,
+        Action::BuyerWithdraw => party == Party::Buyer,
+    };
+    if !allowed {
+        return Err(Refusal::new(
+            "wrong_party",
+            format!("only the {} can {}", other(party).as_str(), action.as_str().replace('_', " ")),
+        ));
+    }
+    if state.status == EscrowStatus::None {
+        return Err(Refusal::new("escrow_not_active", "the escrow is not activated on-chain"));
+    }
+    let price = terms.unit_price.base_units();
+    let claimable = |units: u64| price * U256::from(units.saturating_sub(state.claimed_units));
+    match (action, party) {
+        (Action::InitiateClose, Party::Buyer) => match state.status {
+            EscrowStatus::Active => Ok(Plan {
+                units: 0,
+                amount: U256::ZERO,
+                recipient: Party::Buyer,
+                needs_voucher: false,
+            }),
+            EscrowStatus::Closing => {
+                Err(Refusal::new("already_closing", "the close window is already running"))
+            }
+            _ => Err(settled(state)),
+        },
+        (Action::InitiateClose, Party::Seller) => match state.status {
+            EscrowStatus::Active | EscrowStatus::Closing => {
+                let units = voucher_units.max(state.claimed_units);
+                Ok(Plan {
+                    units,
+                    amount: claimable(units),
+                    recipient: Party::Seller,
+                    needs_voucher: units > state.claimed_units,
+                })
+            }
+            _ => Err(settled(state)),
+        },
+        (Action::SellerClaim, _) => match state.status {
+            EscrowStatus::Active | EscrowStatus::Closing => {
+                if voucher_units <= state.claimed_units {
+                    return Err(Refusal::new(
+                        "nothing_to_claim",
+                        format!(
+                            "the buyer's best voucher ({voucher_units} units) is not above the \
+                             {} units already claimed",
+                            state.claimed_units
+                        ),
+                    ));
+                }
+                Ok(Plan {
+                    units: voucher_units,
+                    amount: claimable(voucher_units),
+                    recipient: Party::Seller,
+                    needs_voucher: true,
+                })
+            }
+            _ => Err(settled(state)),
+        },
+        (Action::BuyerWithdraw, _) => {
+            let Some(opens_at) = state.withdraw_opens_at(terms) else {
+                return Err(Refusal::new(
+                    "already_withdrawn",
+                    "the buyer's part was already withdrawn (or nothing was left)",
+                ));
+            };
+            if now < opens_at {
+                return Err(Refusal {
+                    available_at: Some(opens_at),
+                    ..Refusal::new(
+                        "withdraw_not_open",
+                        "withdraw opens when the close window ends (or at expiry plus the \
+                         window when nobody closed)",
+                    )
+                });
+            }
+            Ok(Plan {
+                units: 0,
+                amount: state.remaining(terms),
+                recipient: Party::Buyer,
+                needs_voucher: false,
+            })
+        }
+    }
+}
+
+fn settled(state: &EscrowState) -> Refusal {
+    if state.buyer_withdrawn {
+        Refusal::new("buyer_withdrawn", "the agreement is settled and the buyer's part withdrawn")
+    } else {
+        Refusal::new(
+            "already_settled",
+            "the agreement is settled; only the buyer's withdraw is left",
+        )
+    }
+}
+
+fn other(party: Party) -> Party {
+    match party {
+        Party::Buyer => Party::Seller,
+        Party::Seller => Party::Buyer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::TokenAmount;
+    use alloy::primitives::{Address, B256};
+
+    fn terms() -> Terms {
+        Terms {
+            buyer: Address::repeat_byte(1),
+            seller: Address::repeat_byte(2),
+            unit_price: TokenAmount::from_base_units(100_000),
+            quantity: 100,
+            infra_fee: TokenAmount::from_base_units(0),
+            activate_by: 1_000,
+            expiry: 10_000,
+            close_window: 500,
+            salt: B256::ZERO,
+            agreement_id: B256::ZERO,
+        }
+    }
+
+    fn active(claimed: u64) -> EscrowState {
+        EscrowState { claimed_units: claimed, ..EscrowState::NONE.apply(&ChainEvent::Activated) }
+    }
+
+    #[test]
+    fn a_buyer_close_opens_withdraw_at_the_window_end_and_the_seller_may_claim_until_then() {
+        let t = terms();
+        let closing =
+            active(10).apply(&ChainEvent::CloseInitiated { by_buyer: true, closes_at: 2_500 });
+        assert_eq!(closing.status, EscrowStatus::Closing);
+        let early = plan(Action::BuyerWithdraw, Party::Buyer, &closing, &t, 0, 2_499).unwrap_err();
+        assert_eq!((early.code, early.available_at), ("withdraw_not_open", Some(2_500)));
+        let claim = plan(Action::SellerClaim, Party::Seller, &closing, &t, 40, 2_499).unwrap();
+        assert_eq!((claim.units, claim.amount), (40, U256::from(3_000_000)));
+        let withdraw = plan(Action::BuyerWithdraw, Party::Buyer, &closing, &t, 0, 2_500).unwrap();
+        assert_eq!(withdraw.amount, U256::from(9_000_000));
+    }
+
+    #[test]
+    fn a_seller_close_pays_up_to_the_voucher_and_settles() {
+        let t = terms();
+        let p = plan(Action::InitiateClose, Party::Seller, &active(10), &t, 30, 100).unwrap();
+        assert_eq!((p.units, p.amount, p.needs_voucher), (30, U256::from(2_000_000), true));
+        let settled = active(10)
+            .apply(&ChainEvent::CloseInitiated { by_buyer: false, closes_at: 100 })
+            .apply(&ChainEvent::UsageClaimed { cumulative_units: 30 })
+            .apply(&ChainEvent::Settled { claimed_units: 30, buyer_amount_is_zero: false });
+        assert_eq!(settled.status, EscrowStatus::Settled);
+        assert_eq!(settled.withdraw_opens_at(&t), Some(0));
+        let w = plan(Action::BuyerWithdraw, Party::Buyer, &settled, &t, 30, 100).unwrap();
+        assert_eq!(w.amount, U256::from(7_000_000));
+        let c = plan(Action::SellerClaim, Party::Seller, &settled, &t, 50, 100).unwrap_err();
+        assert_eq!(c.code, "already_settled");
+    }
+
+    #[test]
+    fn without_a_close_withdraw_opens_at_expiry_plus_the_window() {
+        let t = terms();
+        let e = plan(Action::BuyerWithdraw, Party::Buyer, &active(0), &t, 0, 10_499).unwrap_err();
+        assert_eq!(e.available_at, Some(10_500));
+        assert!(plan(Action::BuyerWithdraw, Party::Buyer, &active(0), &t, 0, 10_500).is_ok());
+    }
+
+    #[test]
+    fn each_action_belongs_to_its_party() {
+        let t = terms();
+        let s = active(0);
+        assert_eq!(
+            plan(Action::SellerClaim, Party::Buyer, &s, &t, 5, 0).unwrap_err().code,
+            "wrong_party"
+        );
+        assert_eq!(
+            plan(Action::BuyerWithdraw, Party::Seller, &s, &t, 5, 0).unwrap_err().code,
+            "wrong_party"
+        );
+        assert!(plan(Action::InitiateClose, Party::Buyer, &s, &t, 5, 0).is_ok());
+        assert!(plan(Action::InitiateClose, Party::Seller, &s, &t, 5, 0).is_ok());
+    }
+
+    #[test]
+    fn nothing_is_possible_before_activation_and_a_claim_needs_a_higher_voucher() {
+        let t = terms();
+        let none = plan(Action::InitiateClose, Party::Buyer, &EscrowState::NONE, &t, 0, 0);
+        assert_eq!(none.unwrap_err().code, "escrow_not_active");
+        assert_eq!(
+            plan(Action::SellerClaim, Party::Seller, &active(20), &t, 20, 0).unwrap_err().code,
+            "nothing_to_claim"
+        );
+    }
+
+    #[test]
+    fn after_the_buyer_withdrew_nothing_is_left() {
+        let t = terms();
+        let done = active(10)
+            .apply(&ChainEvent::BuyerWithdrawn)
+            .apply(&ChainEvent::Settled { claimed_units: 10, buyer_amount_is_zero: false });
+        assert_eq!(
+            plan(Action::SellerClaim, Party::Seller, &done, &t, 50, 0).unwrap_err().code,
+            "buyer_withdrawn"
+        );
+        assert_eq!(
+            plan(Action::BuyerWithdraw, Party::Buyer, &done, &t, 0, 0).unwrap_err().code,
+            "already_withdrawn"
+        );
+        assert_eq!(done.buyer_amount(&t), U256::from(9_000_000));
+    }
+
+    #[test]
+    fn claiming_everything_settles_with_nothing_to_withdraw() {
+        let t = terms();
+        let all = active(0)
+            .apply(&ChainEvent::UsageClaimed { cumulative_units: 100 })
+            .apply(&ChainEvent::Settled { claimed_units: 100, buyer_amount_is_zero: true });
+        assert_eq!(all.withdraw_opens_at(&t), None);
+        assert_eq!(all.seller_amount(&t), U256::from(10_000_000));
+    }
+}
