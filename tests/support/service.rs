@@ -191,6 +191,36 @@ impl Harness {
         panic!("condition not reached; last: {last}");
     }
 
+    /// Proposes, accepts and activates an agreement of 100 units at 10 cents paid by the
+    /// chain's buyer wallet to its seller wallet; returns its id once `active` and `confirmed`.
+    pub async fn active(&self, buyer: &TestAgent, seller: &TestAgent) -> String {
+        let (buyer_wallet, seller_wallet) =
+            (self.chain.buyer.address(), self.chain.seller.address());
+        let id = self.accepted(buyer, seller, buyer_wallet, seller_wallet).await;
+        let package = self.package(&buyer.key, &id).await;
+        let body = sign_package(&self.chain.buyer, &package);
+        let path = format!("/usage-agreements/{id}/activate-escrow");
+        let (status, queued) = self.call(Method::POST, &path, Some(&buyer.key), Some(&body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+        self.wait_for(&buyer.key, &id, |a| a["status"] == "active").await;
+        id
+    }
+
+    /// Polls `GET {path}` (mining a block each round) until `done` holds; panics after 30 s.
+    pub async fn wait_path(&self, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..300 {
+            let (_, body) = self.call(Method::GET, path, Some(key), None).await;
+            if done(&body) {
+                return body;
+            }
+            last = body;
+            let _: Value = self.chain.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("condition not reached on {path}; last: {last}");
+    }
+
     /// How many relayer jobs the store holds (to show nothing was queued).
     pub async fn job_count(&self) -> i64 {
         use sqlx::Row;
@@ -225,6 +255,11 @@ pub fn sign_package(signer: &alloy::signers::local::PrivateKeySigner, package: &
         body["infra_fee_permit_signature"] = json!(sign(&fee["permit"]));
     }
     body
+}
+
+/// `signer`'s signature of an `eth_signTypedData_v4` document, as a wallet makes it.
+pub fn sign_document(signer: &alloy::signers::local::PrivateKeySigner, document: &Value) -> String {
+    super::sign_hash(signer, pactum::escrow::package::digest_of(document).unwrap()).to_string()
 }
 
 /// The body of a proposal of 100 API calls at 10 cents to `seller_id`, paid from `wallet`.

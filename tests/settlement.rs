@@ -1,0 +1,346 @@
+//! Settlement end to end on anvil, over HTTP against the real server: usage and vouchers, each
+//! action on the direct path (the party's own wallet sends the returned calldata) and the
+//! sponsored path (Pactum relays the party's signed authorization), with token balances checked
+//! on-chain and status read back over HTTP.
+
+mod support;
+
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::service::{Harness, TestAgent, sign_document};
+
+/// 0.10 USDC, the unit price of the harness's agreements, in base units.
+const UNIT: u64 = 100_000;
+
+/// Records `units` of usage as the seller (with an idempotency key) and returns the body.
+async fn record(h: &Harness, seller: &TestAgent, id: &str, units: u64, key: &str) -> Value {
+    let path = format!("/usage-agreements/{id}/record-usage");
+    let (status, body) = h
+        .call_with(
+            Method::POST,
+            &path,
+            Some(&seller.key),
+            Some(&json!({ "units": units })),
+            &[("Idempotency-Key", key)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+/// The buyer signs the voucher Pactum offers for the recorded usage and submits it.
+async fn sign_voucher(h: &Harness, buyer: &TestAgent, id: &str) -> Value {
+    let (_, usage) =
+        h.call(Method::GET, &format!("/usage-agreements/{id}/usage"), Some(&buyer.key), None).await;
+    let document = &usage["voucher_to_sign"];
+    let body = json!({
+        "cumulative_units": document["message"]["cumulativeUnits"].as_str().unwrap().parse::<u64>().unwrap(),
+        "signature": sign_document(&h.chain.buyer, document),
+    });
+    let path = format!("/usage-agreements/{id}/usage-vouchers");
+    let (status, kept) = h.call(Method::POST, &path, Some(&buyer.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+    kept
+}
+
+/// `settlement-action-options` for `action` as `agent`.
+async fn options(h: &Harness, agent: &TestAgent, id: &str, action: &str) -> Value {
+    let path = format!("/usage-agreements/{id}/settlement-action-options?action={action}");
+    let (status, body) = h.call(Method::GET, &path, Some(&agent.key), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Signs the sponsored authorization the options offer and submits it; returns the status and
+/// the body of the answer.
+async fn sponsor(
+    h: &Harness,
+    agent: &TestAgent,
+    signer: &PrivateKeySigner,
+    id: &str,
+    action: &str,
+) -> (StatusCode, Value) {
+    let offered = options(h, agent, id, action).await;
+    assert_eq!(offered["possible"], true, "{offered}");
+    let sponsored = &offered["paths"]["sponsored"];
+    let body = sponsored_body(signer, sponsored);
+    h.call(Method::POST, sponsored["submit_to"].as_str().unwrap(), Some(&agent.key), Some(&body))
+        .await
+}
+
+/// The body of a sponsored action signing the offered typed data with `signer`.
+fn sponsored_body(signer: &PrivateKeySigner, sponsored: &Value) -> Value {
+    let message = &sponsored["typed_data"]["message"];
+    let units = message
+        .get("finalUnits")
+        .or_else(|| message.get("cumulativeUnits"))
+        .and_then(Value::as_str)
+        .map(|u| u.parse::<u64>().unwrap());
+    let mut body = json!({
+        "deadline": sponsored["deadline"],
+        "authorization_signature": sign_document(signer, &sponsored["typed_data"]),
+    });
+    if let Some(units) = units {
+        body["units"] = json!(units);
+    }
+    body
+}
+
+/// Waits until the settlement action is final; returns it.
+async fn action_final(h: &Harness, key: &str, id: &str, action_id: &str) -> Value {
+    let path = format!("/usage-agreements/{id}/settlement-actions/{action_id}");
+    h.wait_path(key, &path, |a| a["status"] == "confirmed" || a["status"] == "failed").await
+}
+
+async fn escrow_status(h: &Harness, key: &str, id: &str) -> Value {
+    let (status, body) = h
+        .call(Method::GET, &format!("/usage-agreements/{id}/escrow-status"), Some(key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Sends the unsigned transaction Pactum returned from `from`'s own wallet.
+async fn send_direct(h: &Harness, from: Address, transaction: &Value) {
+    let data: Bytes = transaction["data"].as_str().unwrap().parse().unwrap();
+    let to: Address = transaction["to"].as_str().unwrap().parse().unwrap();
+    assert_eq!(transaction["from"].as_str().unwrap().parse::<Address>().unwrap(), from);
+    assert_eq!(transaction["chain_id"], h.chain.chain_id);
+    let gas: u64 = transaction["gas"].as_str().unwrap().parse().unwrap();
+    let tx = TransactionRequest::default().from(from).to(to).with_input(data).with_gas_limit(gas);
+    let receipt = h.chain.provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    assert!(receipt.status(), "direct transaction reverted");
+}
+
+#[tokio::test]
+async fn a_seller_closing_with_the_final_voucher_settles_at_once_and_the_buyer_withdraws_the_rest()
+{
+    let h = Harness::start().await;
+    let (buyer, seller) = h.parties().await;
+    let id = h.active(&buyer, &seller).await;
+    let (buyer_wallet, seller_wallet) = (h.chain.buyer.address(), h.chain.seller.address());
+    let (buyer_before, seller_before) =
+        (h.chain.balance(buyer_wallet).await, h.chain.balance(seller_wallet).await);
+
+    let recorded = record(&h, &seller, &id, 20, "usage-1").await;
+    assert_eq!(recorded["recorded_units"], 20);
+    record(&h, &seller, &id, 10, "usage-2").await;
+    let kept = sign_voucher(&h, &buyer, &id).await;
+    assert_eq!(kept["voucher_units"], 30);
+
+    // The seller closes through the relayer with the buyer's voucher for 30 units.
+    let (status, queued) = sponsor(&h, &seller, &h.chain.seller, &id, "initiate_close").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["status"], "pending");
+    assert_eq!(queued["amount"], (30 * UNIT).to_string());
+    let done = action_final(&h, &seller.key, &id, queued["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "confirmed", "{done}");
+    assert!(done["tx_hash"].is_string());
+
+    let settled = h.wait_for(&buyer.key, &id, |a| a["status"] == "settled").await;
+    assert_eq!(settled["status"], "settled");
+    assert_eq!(h.chain.balance(seller_wallet).await - seller_before, U256::from(30 * UNIT));
+
+    // The buyer's part is withdrawable at once; the sponsored withdraw pays it back.
+    let (status, queued) = sponsor(&h, &buyer, &h.chain.buyer, &id, "buyer_withdraw").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let done = action_final(&h, &buyer.key, &id, queued["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "confirmed", "{done}");
+    let escrow = h
+        .wait_path(&buyer.key, &format!("/usage-agreements/{id}/escrow-status"), |s| {
+            s["escrow"]["buyer_withdrawn"] == true
+        })
+        .await;
+    assert_eq!(escrow["escrow"]["claimed_amount"], (30 * UNIT).to_string());
+    assert_eq!(escrow["escrow"]["withdrawn_amount"], (70 * UNIT).to_string());
+    assert_eq!(escrow["escrow"]["remaining_amount"], "0");
+    assert_eq!(h.chain.balance(buyer_wallet).await - buyer_before, U256::from(70 * UNIT));
+    assert_eq!(h.chain.balance(*h.chain.escrow.address()).await, U256::ZERO);
+
+    // Every change is in the outbox, in order.
+    let (_, events) = h
+        .call(Method::GET, &format!("/usage-agreements/{id}/events"), Some(&buyer.key), None)
+        .await;
+    let types: Vec<&str> =
+        events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for expected in [
+        "agreement.proposed",
+        "agreement.accepted",
+        "activation.queued",
+        "activation.confirmed",
+        "usage.recorded",
+        "usage.voucher_accepted",
+        "settlement_action.queued",
+        "settlement.close_initiated",
+        "settlement.claimed",
+        "agreement.settled",
+        "settlement.withdrawn",
+    ] {
+        assert!(types.contains(&expected), "{expected} missing from {types:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_buyer_closes_from_its_wallet_the_seller_claims_in_the_window_and_the_buyer_withdraws_after()
+ {
+    let h = Harness::start().await;
+    let (buyer, seller) = h.parties().await;
+    let id = h.active(&buyer, &seller).await;
+    let (buyer_wallet, seller_wallet) = (h.chain.buyer.address(), h.chain.seller.address());
+    let (buyer_before, seller_before) =
+        (h.chain.balance(buyer_wallet).await, h.chain.balance(seller_wallet).await);
+    record(&h, &seller, &id, 45, "usage-1").await;
+    sign_voucher(&h, &buyer, &id).await;
+
+    // Direct path: the buyer's own wallet sends the close Pactum prepared.
+    let (status, close) = h
+        .call(
+            Method::GET,
+            &format!("/usage-agreements/{id}/initiate-close-calldata"),
+            Some(&buyer.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{close}");
+    assert_eq!(close["party"], "buyer");
+    assert_eq!(close["value"], "0");
+    send_direct(&h, buyer_wallet, &close).await;
+    let closing = h.wait_for(&buyer.key, &id, |a| a["status"] == "closing").await;
+    assert_eq!(closing["status"], "closing");
+
+    // Withdraw is not open until the window ends, and the options say when it opens.
+    let early = options(&h, &buyer, &id, "buyer_withdraw").await;
+    assert_eq!(early["possible"], false);
+    assert_eq!(early["reason"]["code"], "withdraw_not_open");
+    let opens_at = early["available_at_unix"].as_u64().unwrap();
+    let escrow = escrow_status(&h, &buyer.key, &id).await;
+    assert_eq!(escrow["escrow"]["status"], "closing");
+    assert!(escrow["escrow"]["withdraw_opens_at"].is_string());
+
+    // Inside the window the seller claims through the relayer.
+    let (status, claim) = sponsor(&h, &seller, &h.chain.seller, &id, "seller_claim").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{claim}");
+    assert_eq!(claim["amount"], (45 * UNIT).to_string());
+    let done = action_final(&h, &seller.key, &id, claim["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "confirmed", "{done}");
+    h.wait_path(&seller.key, &format!("/usage-agreements/{id}/escrow-status"), |s| {
+        s["escrow"]["claimed_units"] == 45
+    })
+    .await;
+    assert_eq!(h.chain.balance(seller_wallet).await - seller_before, U256::from(45 * UNIT));
+
+    // After the window the buyer withdraws the rest, sponsored.
+    let now = h.chain.now().await;
+    h.chain.advance(opens_at.saturating_sub(now) + 1).await;
+    let (status, withdraw) = sponsor(&h, &buyer, &h.chain.buyer, &id, "buyer_withdraw").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{withdraw}");
+    let done = action_final(&h, &buyer.key, &id, withdraw["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "confirmed", "{done}");
+    let settled = h.wait_for(&buyer.key, &id, |a| a["status"] == "settled").await;
+    assert_eq!(settled["status"], "settled");
+    // The deposit was taken at activation; the buyer gets back the 55 units not used.
+    assert_eq!(h.chain.balance(buyer_wallet).await - buyer_before, U256::from(55 * UNIT));
+    assert_eq!(h.chain.balance(*h.chain.escrow.address()).await, U256::ZERO);
+}
+
+#[tokio::test]
+async fn after_expiry_with_no_close_the_buyer_withdraws_with_cast_and_status_follows_the_chain() {
+    let h = Harness::start().await;
+    let (buyer, seller) = h.parties().await;
+    let id = h.active(&buyer, &seller).await;
+    let (buyer_wallet, seller_wallet) = (h.chain.buyer.address(), h.chain.seller.address());
+    let seller_before = h.chain.balance(seller_wallet).await;
+    record(&h, &seller, &id, 12, "usage-1").await;
+    sign_voucher(&h, &buyer, &id).await;
+
+    // Direct path: the seller's own wallet sends the claim Pactum prepared.
+    let (status, claim) = h
+        .call(
+            Method::GET,
+            &format!("/usage-agreements/{id}/claim-instructions"),
+            Some(&seller.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{claim}");
+    assert_eq!(claim["amount"], (12 * UNIT).to_string());
+    send_direct(&h, seller_wallet, &claim).await;
+    h.wait_path(&seller.key, &format!("/usage-agreements/{id}/escrow-status"), |s| {
+        s["escrow"]["claimed_units"] == 12
+    })
+    .await;
+    assert_eq!(h.chain.balance(seller_wallet).await - seller_before, U256::from(12 * UNIT));
+
+    // Before expiry plus the window, withdraw is refused, saying when it opens.
+    let (status, refused) = h
+        .call(
+            Method::GET,
+            &format!("/usage-agreements/{id}/withdraw-instructions"),
+            Some(&buyer.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "withdraw_not_open");
+    let opens_at = refused["error"]["details"]["available_at_unix"].as_u64().unwrap();
+    let (_, agreement) =
+        h.call(Method::GET, &format!("/usage-agreements/{id}"), Some(&buyer.key), None).await;
+    assert_eq!(agreement["status"], "active");
+
+    // Past expiry (and its window), nobody having closed: status shows it, withdraw opens.
+    let now = h.chain.now().await;
+    h.chain.advance(opens_at - now + 1).await;
+    let expired = h
+        .wait_path(&buyer.key, &format!("/usage-agreements/{id}/escrow-status"), |s| {
+            s["past_expiry"] == true
+        })
+        .await;
+    assert_eq!(expired["status"], "active");
+    let (status, withdraw) = h
+        .call(
+            Method::GET,
+            &format!("/usage-agreements/{id}/withdraw-instructions"),
+            Some(&buyer.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{withdraw}");
+    assert_eq!(withdraw["amount"], (88 * UNIT).to_string());
+
+    // The buyer sends it with `cast send`, with no call to Pactum; status follows the chain.
+    let buyer_before = h.chain.balance(buyer_wallet).await;
+    let output = std::process::Command::new(pactum::chain::toolchain::binary("cast"))
+        .args([
+            "send",
+            "--rpc-url",
+            &h.chain.anvil.endpoint(),
+            "--private-key",
+            &h.chain.buyer.to_bytes().to_string(),
+            withdraw["to"].as_str().unwrap(),
+            "--data",
+            withdraw["data"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let settled = h.wait_for(&buyer.key, &id, |a| a["status"] == "settled").await;
+    assert_eq!(settled["status"], "settled");
+    let escrow = escrow_status(&h, &buyer.key, &id).await;
+    assert_eq!(escrow["escrow"]["buyer_withdrawn"], true);
+    assert_eq!(escrow["escrow"]["withdrawn_amount"], (88 * UNIT).to_string());
+    assert_eq!(h.chain.balance(buyer_wallet).await - buyer_before, U256::from(88 * UNIT));
+    let (_, actions) = h
+        .call(
+            Method::GET,
+            &format!("/usage-agreements/{id}/settlement-actions"),
+            Some(&buyer.key),
+            None,
+        )
+        .await;
+    assert_eq!(actions["data"], json!([]), "nothing was relayed");
+}
