@@ -344,3 +344,332 @@ async fn after_expiry_with_no_close_the_buyer_withdraws_with_cast_and_status_fol
         .await;
     assert_eq!(actions["data"], json!([]), "nothing was relayed");
 }
+
+/// A sponsored-action body for `action` signed by `signer` over the given fields, whatever the
+/// options would offer (to show what the service refuses).
+fn signed_authorization(
+    h: &Harness,
+    signer: &PrivateKeySigner,
+    key: alloy::primitives::B256,
+    action: &str,
+    units: u64,
+    deadline: u64,
+) -> Value {
+    use pactum::escrow::typed_data::{BuyerWithdraw, SellerClaim};
+    let domain = h.chain.escrow_domain();
+    let signature = match action {
+        "seller_claim" => support::sign_typed(
+            signer,
+            &SellerClaim {
+                agreementKey: key,
+                cumulativeUnits: U256::from(units),
+                deadline: U256::from(deadline),
+            },
+            &domain,
+        ),
+        "buyer_withdraw" => support::sign_typed(
+            signer,
+            &BuyerWithdraw { agreementKey: key, deadline: U256::from(deadline) },
+            &domain,
+        ),
+        other => panic!("no authorization for {other}"),
+    };
+    json!({ "deadline": deadline, "authorization_signature": signature, "units": units })
+}
+
+#[tokio::test]
+async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
+    let h = Harness::start().await;
+    let (buyer, seller) = h.parties().await;
+    let id = h.active(&buyer, &seller).await;
+    let key: alloy::primitives::B256 = {
+        let (_, a) =
+            h.call(Method::GET, &format!("/usage-agreements/{id}"), Some(&buyer.key), None).await;
+        a["agreement_key"].as_str().unwrap().parse().unwrap()
+    };
+    let jobs = h.job_count().await;
+    let post = |path: String, agent: &TestAgent, body: Value| {
+        let key = agent.key.clone();
+        let h = &h;
+        async move { h.call(Method::POST, &path, Some(&key), Some(&body)).await }
+    };
+    let voucher_path = format!("/usage-agreements/{id}/usage-vouchers");
+    let usage_path = format!("/usage-agreements/{id}/record-usage");
+    let claim_path = format!("/usage-agreements/{id}/sponsored-actions/seller-claim");
+    let withdraw_path = format!("/usage-agreements/{id}/sponsored-actions/buyer-withdraw");
+
+    // Usage: a key is required (units add up), and usage cannot pass the quantity.
+    let (status, body) = post(usage_path.clone(), &seller, json!({ "units": 5 })).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("idempotency_key_required"))
+    );
+    let (status, body) = h
+        .call_with(
+            Method::POST,
+            &usage_path,
+            Some(&seller.key),
+            Some(&json!({ "units": 101 })),
+            &[("Idempotency-Key", "too-much")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("usage_exceeds_quantity"))
+    );
+    let (status, body) = h
+        .call_with(
+            Method::POST,
+            &usage_path,
+            Some(&buyer.key),
+            Some(&json!({ "units": 1 })),
+            &[("Idempotency-Key", "buyer")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_party"))
+    );
+    // The same key and body replays the first answer instead of counting twice.
+    let first = record(&h, &seller, &id, 30, "usage-30").await;
+    let again = record(&h, &seller, &id, 30, "usage-30").await;
+    assert_eq!(first, again);
+    assert_eq!(again["recorded_units"], 30);
+
+    // Vouchers: over the quantity, signed by someone else, or lower than one kept.
+    let (status, body) = post(
+        voucher_path.clone(),
+        &buyer,
+        json!({ "cumulative_units": 101, "signature": h.chain.voucher(key, 101).to_string() }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("units_exceed_quantity"))
+    );
+    let by_seller = support::sign_typed(
+        &h.chain.seller,
+        &pactum::escrow::typed_data::UsageVoucher {
+            agreementKey: key,
+            cumulativeUnits: U256::from(30),
+        },
+        &h.chain.escrow_domain(),
+    );
+    let (status, body) = post(
+        voucher_path.clone(),
+        &buyer,
+        json!({ "cumulative_units": 30, "signature": by_seller.to_string() }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_signature"))
+    );
+    let (status, _) = post(
+        voucher_path.clone(),
+        &buyer,
+        json!({ "cumulative_units": 30, "signature": h.chain.voucher(key, 30).to_string() }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = post(
+        voucher_path.clone(),
+        &buyer,
+        json!({ "cumulative_units": 20, "signature": h.chain.voucher(key, 20).to_string() }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("voucher_regression"))
+    );
+
+    let deadline = h.chain.now().await + 600;
+    // A claim authorization signed by the buyer, and a withdraw signed by the seller.
+    let (status, body) = post(
+        claim_path.clone(),
+        &seller,
+        signed_authorization(&h, &h.chain.buyer, key, "seller_claim", 30, deadline),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_signature")),
+        "{body}"
+    );
+    // The buyer's agent cannot submit a claim at all.
+    let (status, body) = post(
+        claim_path.clone(),
+        &buyer,
+        signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, deadline),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_party"))
+    );
+    // An expired deadline.
+    let past = h.chain.now().await - 1;
+    let (status, body) = post(
+        claim_path.clone(),
+        &seller,
+        signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, past),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("authorization_expired"))
+    );
+    // Units other than the voucher Pactum holds.
+    let (status, body) = post(
+        claim_path.clone(),
+        &seller,
+        signed_authorization(&h, &h.chain.seller, key, "seller_claim", 29, deadline),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("units_mismatch"))
+    );
+    // A withdraw before the window ends (here: before expiry plus the window).
+    let (status, body) = post(
+        withdraw_path.clone(),
+        &buyer,
+        signed_authorization(&h, &h.chain.buyer, key, "buyer_withdraw", 0, deadline),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("withdraw_not_open"))
+    );
+    assert!(body["error"]["details"]["available_at"].is_string());
+    assert_eq!(h.job_count().await, jobs, "nothing was queued");
+
+    // A good claim is taken once; the same signed authorization again is a replay.
+    let good = signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, deadline);
+    let (status, first) = h
+        .call_with(
+            Method::POST,
+            &claim_path,
+            Some(&seller.key),
+            Some(&good),
+            &[("Idempotency-Key", "claim-1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, retried) = h
+        .call_with(
+            Method::POST,
+            &claim_path,
+            Some(&seller.key),
+            Some(&good),
+            &[("Idempotency-Key", "claim-1")],
+        )
+        .await;
+    assert_eq!(
+        (status, &retried),
+        (StatusCode::ACCEPTED, &first),
+        "the same key replays the answer"
+    );
+    let (status, body) = h
+        .call_with(
+            Method::POST,
+            &claim_path,
+            Some(&seller.key),
+            Some(&good),
+            &[("Idempotency-Key", "claim-2")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("authorization_replayed"))
+    );
+    assert_eq!(h.job_count().await, jobs + 1, "one job for the one claim");
+    let done = action_final(&h, &seller.key, &id, first["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "confirmed", "{done}");
+
+    // The buyer closes, the window passes with no further claim, the buyer withdraws; a claim
+    // after that is refused (the seller's old authorization included).
+    let (status, close) = h
+        .call(
+            Method::GET,
+            &format!("/usage-agreements/{id}/initiate-close-calldata"),
+            Some(&buyer.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{close}");
+    send_direct(&h, h.chain.buyer.address(), &close).await;
+    h.wait_for(&buyer.key, &id, |a| a["status"] == "closing").await;
+    h.chain.advance(3_601).await;
+    let (status, withdraw) = sponsor(&h, &buyer, &h.chain.buyer, &id, "buyer_withdraw").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{withdraw}");
+    action_final(&h, &buyer.key, &id, withdraw["id"].as_str().unwrap()).await;
+    h.wait_for(&buyer.key, &id, |a| a["status"] == "settled").await;
+    let jobs = h.job_count().await;
+    let late = options(&h, &seller, &id, "seller_claim").await;
+    assert_eq!(
+        (late["possible"].as_bool(), late["reason"]["code"].as_str()),
+        (Some(false), Some("buyer_withdrawn"))
+    );
+    let deadline = h.chain.now().await + 600;
+    let (status, body) = post(
+        claim_path.clone(),
+        &seller,
+        signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, deadline),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("buyer_withdrawn"))
+    );
+    let (status, body) = h
+        .call(
+            Method::GET,
+            &format!("/usage-agreements/{id}/claim-instructions"),
+            Some(&seller.key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("buyer_withdrawn"))
+    );
+    let (status, body) = post(
+        withdraw_path,
+        &buyer,
+        signed_authorization(&h, &h.chain.buyer, key, "buyer_withdraw", 0, deadline),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_withdrawn"))
+    );
+    assert_eq!(h.job_count().await, jobs, "nothing was queued");
+
+    // Unknown actions and other agents' agreements.
+    let (status, body) = h
+        .call(
+            Method::GET,
+            &format!("/usage-agreements/{id}/settlement-action-options?action=steal"),
+            Some(&buyer.key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error"))
+    );
+    let stranger = h.agent("stranger").await;
+    for path in [
+        "usage",
+        "settlement-action-options?action=seller_claim",
+        "claim-instructions",
+        "settlement-actions",
+        "events",
+    ] {
+        let (status, _) = h
+            .call(Method::GET, &format!("/usage-agreements/{id}/{path}"), Some(&stranger.key), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
