@@ -114,7 +114,7 @@ async fn send_direct(h: &Harness, from: Address, transaction: &Value) {
     let gas: u64 = transaction["gas"].as_str().unwrap().parse().unwrap();
     let tx = TransactionRequest::default().from(from).to(to).with_input(data).with_gas_limit(gas);
     let receipt = h.chain.provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
-    assert!(receipt.status(), "direct transaction reverted");
+    assert!(receipt.status(), "direct transaction reverted: {transaction}");
 }
 
 #[tokio::test]
@@ -601,6 +601,20 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
     send_direct(&h, h.chain.buyer.address(), &close).await;
     h.wait_for(&buyer.key, &id, |a| a["status"] == "closing").await;
     h.chain.advance(3_601).await;
+    // A withdraw signed by the seller, and the seller's agent asking for one.
+    let deadline = h.chain.now().await + 600;
+    let by_seller = signed_authorization(&h, &h.chain.seller, key, "buyer_withdraw", 0, deadline);
+    let (status, body) = post(withdraw_path.clone(), &buyer, by_seller.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_signature")),
+        "{body}"
+    );
+    let (status, body) = post(withdraw_path.clone(), &seller, by_seller).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_party"))
+    );
     let (status, withdraw) = sponsor(&h, &buyer, &h.chain.buyer, &id, "buyer_withdraw").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{withdraw}");
     action_final(&h, &buyer.key, &id, withdraw["id"].as_str().unwrap()).await;
@@ -672,4 +686,57 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
+}
+
+#[tokio::test]
+async fn settlement_sent_while_pactum_is_down_is_applied_in_order_after_a_restart() {
+    let mut h = Harness::start().await;
+    let (buyer, seller) = h.parties().await;
+    let id = h.active(&buyer, &seller).await;
+    record(&h, &seller, &id, 25, "usage-1").await;
+    sign_voucher(&h, &buyer, &id).await;
+    let get = |path: &str| format!("/usage-agreements/{id}/{path}");
+    let (_, close) =
+        h.call(Method::GET, &get("initiate-close-calldata"), Some(&buyer.key), None).await;
+    let (_, claim) = h.call(Method::GET, &get("claim-instructions"), Some(&seller.key), None).await;
+
+    // Pactum is down while the buyer closes and the seller claims from their own wallets, and
+    // the window passes and the buyer withdraws: four events in three blocks.
+    h.stop().await;
+    send_direct(&h, h.chain.buyer.address(), &close).await;
+    send_direct(&h, h.chain.seller.address(), &claim).await;
+    h.chain.advance(3_601).await;
+    // The withdraw's terms are the close's (every escrow call carries them).
+    use alloy::sol_types::SolCall;
+    use pactum::escrow::bindings::UsageEscrow;
+    let close_data: Bytes = close["data"].as_str().unwrap().parse().unwrap();
+    let terms = UsageEscrow::initiateCloseCall::abi_decode(&close_data).unwrap().terms;
+    let withdraw = UsageEscrow::buyerWithdrawCall { terms };
+    h.chain.send(h.chain.buyer.address(), withdraw).await;
+
+    h.restart().await;
+    let settled = h.wait_for(&buyer.key, &id, |a| a["status"] == "settled").await;
+    assert_eq!(settled["usage"]["voucher_units"], 25);
+    let escrow = escrow_status(&h, &buyer.key, &id).await;
+    assert_eq!(escrow["escrow"]["claimed_units"], 25);
+    assert_eq!(escrow["escrow"]["buyer_withdrawn"], true);
+    assert_eq!(escrow["escrow"]["withdrawn_amount"], (75 * UNIT).to_string());
+    let (_, events) = h.call(Method::GET, &get("events"), Some(&buyer.key), None).await;
+    let chain_events: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .filter(|t| t.starts_with("settlement.") || *t == "agreement.settled")
+        .collect();
+    assert_eq!(
+        chain_events,
+        [
+            "settlement.close_initiated",
+            "settlement.claimed",
+            "settlement.withdrawn",
+            "agreement.settled"
+        ],
+        "each event once, in chain order"
+    );
 }

@@ -33,6 +33,7 @@ use crate::escrow::typed_data::{BuyerWithdraw, InitiateClose, SellerClaim, Usage
 use crate::escrow::verify::{self, VerifyError};
 use crate::money::TokenAmount;
 use crate::relayer::node_error::{NodeError, classify};
+use crate::relayer::worker::GAS_HEADROOM_PERCENT;
 use crate::store::agents::Agent;
 use crate::store::agreements::{self, AgreementRecord};
 use crate::store::jobs::{self, Job};
@@ -174,13 +175,13 @@ fn authorization(
     }
 }
 
-/// The unsigned transaction `from` sends for `data`, with its gas estimate. A call that would
-/// revert is refused with the contract's reason.
+/// The unsigned transaction `from` sends for `data`, with a gas limit of the estimate plus the
+/// relayer's headroom. A call that would revert is refused with the contract's reason.
 async fn unsigned_transaction(state: &AppState, from: Address, data: &Bytes) -> ApiResult<Value> {
     let chain = &state.chain;
     let call = TransactionRequest::default().from(from).to(chain.escrow).input(data.clone().into());
     let gas = match chain.provider.estimate_gas(call).await {
-        Ok(gas) => gas,
+        Ok(gas) => gas.saturating_mul(100 + GAS_HEADROOM_PERCENT) / 100,
         Err(error) => {
             return Err(match classify(&error) {
                 NodeError::Unavailable(e) => ApiError::chain_unavailable(e),

@@ -29,8 +29,9 @@ use crate::store::{Store, StoreError, agreements, now, outbox, settlement};
 
 /// How long a claimed job stays leased to this worker before another may take it.
 const LEASE: i64 = 60;
-/// Gas limit headroom over the estimate, in percent.
-const GAS_HEADROOM_PERCENT: u64 = 25;
+/// Gas limit headroom over the estimate, in percent (also given to the direct path's
+/// transactions: the state can move between the estimate and the block that mines it).
+pub const GAS_HEADROOM_PERCENT: u64 = 25;
 
 /// The worker's dependencies.
 #[derive(Debug, Clone)]
