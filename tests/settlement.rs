@@ -345,6 +345,12 @@ async fn after_expiry_with_no_close_the_buyer_withdraws_with_cast_and_status_fol
     assert_eq!(actions["data"], json!([]), "nothing was relayed");
 }
 
+/// Asserts that a request was refused with `expected` and `code`.
+#[track_caller]
+fn refused(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!((status, body["error"]["code"].as_str()), (expected, Some(code)), "{body}");
+}
+
 /// A sponsored-action body for `action` signed by `signer` over the given fields, whatever the
 /// options would offer (to show what the service refuses).
 fn signed_authorization(
@@ -400,10 +406,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
 
     // Usage: a key is required (units add up), and usage cannot pass the quantity.
     let (status, body) = post(usage_path.clone(), &seller, json!({ "units": 5 })).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("idempotency_key_required"))
-    );
+    refused(status, &body, StatusCode::BAD_REQUEST, "idempotency_key_required");
     let (status, body) = h
         .call_with(
             Method::POST,
@@ -413,10 +416,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
             &[("Idempotency-Key", "too-much")],
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("usage_exceeds_quantity"))
-    );
+    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "usage_exceeds_quantity");
     let (status, body) = h
         .call_with(
             Method::POST,
@@ -426,10 +426,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
             &[("Idempotency-Key", "buyer")],
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("wrong_party"))
-    );
+    refused(status, &body, StatusCode::FORBIDDEN, "wrong_party");
     // The same key and body replays the first answer instead of counting twice.
     let first = record(&h, &seller, &id, 30, "usage-30").await;
     let again = record(&h, &seller, &id, 30, "usage-30").await;
@@ -443,10 +440,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         json!({ "cumulative_units": 101, "signature": h.chain.voucher(key, 101).to_string() }),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("units_exceed_quantity"))
-    );
+    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "units_exceed_quantity");
     let by_seller = support::sign_typed(
         &h.chain.seller,
         &pactum::escrow::typed_data::UsageVoucher {
@@ -461,10 +455,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         json!({ "cumulative_units": 30, "signature": by_seller.to_string() }),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_signature"))
-    );
+    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_signature");
     let (status, _) = post(
         voucher_path.clone(),
         &buyer,
@@ -478,10 +469,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         json!({ "cumulative_units": 20, "signature": h.chain.voucher(key, 20).to_string() }),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("voucher_regression"))
-    );
+    refused(status, &body, StatusCode::CONFLICT, "voucher_regression");
 
     let deadline = h.chain.now().await + 600;
     // A claim authorization signed by the buyer, and a withdraw signed by the seller.
@@ -491,11 +479,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         signed_authorization(&h, &h.chain.buyer, key, "seller_claim", 30, deadline),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_signature")),
-        "{body}"
-    );
+    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_signature");
     // The buyer's agent cannot submit a claim at all.
     let (status, body) = post(
         claim_path.clone(),
@@ -503,10 +487,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, deadline),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("wrong_party"))
-    );
+    refused(status, &body, StatusCode::FORBIDDEN, "wrong_party");
     // An expired deadline.
     let past = h.chain.now().await - 1;
     let (status, body) = post(
@@ -515,10 +496,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, past),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("authorization_expired"))
-    );
+    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "authorization_expired");
     // Units other than the voucher Pactum holds.
     let (status, body) = post(
         claim_path.clone(),
@@ -526,10 +504,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         signed_authorization(&h, &h.chain.seller, key, "seller_claim", 29, deadline),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("units_mismatch"))
-    );
+    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "units_mismatch");
     // A withdraw before the window ends (here: before expiry plus the window).
     let (status, body) = post(
         withdraw_path.clone(),
@@ -537,10 +512,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         signed_authorization(&h, &h.chain.buyer, key, "buyer_withdraw", 0, deadline),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("withdraw_not_open"))
-    );
+    refused(status, &body, StatusCode::CONFLICT, "withdraw_not_open");
     assert!(body["error"]["details"]["available_at"].is_string());
     assert_eq!(h.job_count().await, jobs, "nothing was queued");
 
@@ -579,10 +551,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
             &[("Idempotency-Key", "claim-2")],
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("authorization_replayed"))
-    );
+    refused(status, &body, StatusCode::CONFLICT, "authorization_replayed");
     assert_eq!(h.job_count().await, jobs + 1, "one job for the one claim");
     let done = action_final(&h, &seller.key, &id, first["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "confirmed", "{done}");
@@ -605,16 +574,9 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
     let deadline = h.chain.now().await + 600;
     let by_seller = signed_authorization(&h, &h.chain.seller, key, "buyer_withdraw", 0, deadline);
     let (status, body) = post(withdraw_path.clone(), &buyer, by_seller.clone()).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_signature")),
-        "{body}"
-    );
+    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_signature");
     let (status, body) = post(withdraw_path.clone(), &seller, by_seller).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("wrong_party"))
-    );
+    refused(status, &body, StatusCode::FORBIDDEN, "wrong_party");
     let (status, withdraw) = sponsor(&h, &buyer, &h.chain.buyer, &id, "buyer_withdraw").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{withdraw}");
     action_final(&h, &buyer.key, &id, withdraw["id"].as_str().unwrap()).await;
@@ -632,10 +594,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
         signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, deadline),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("buyer_withdrawn"))
-    );
+    refused(status, &body, StatusCode::CONFLICT, "buyer_withdrawn");
     let (status, body) = h
         .call(
             Method::GET,
@@ -644,20 +603,14 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
             None,
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("buyer_withdrawn"))
-    );
+    refused(status, &body, StatusCode::CONFLICT, "buyer_withdrawn");
     let (status, body) = post(
         withdraw_path,
         &buyer,
         signed_authorization(&h, &h.chain.buyer, key, "buyer_withdraw", 0, deadline),
     )
     .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("already_withdrawn"))
-    );
+    refused(status, &body, StatusCode::CONFLICT, "already_withdrawn");
     assert_eq!(h.job_count().await, jobs, "nothing was queued");
 
     // Unknown actions and other agents' agreements.
@@ -669,10 +622,7 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
             None,
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error"))
-    );
+    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
     let stranger = h.agent("stranger").await;
     for path in [
         "usage",

@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tower_http::trace::TraceLayer;
 
 use crate::agreement::ids::Environment;
+use crate::agreement::settlement::Action;
 use crate::agreement::terms::TermsPolicy;
 use crate::chain::context::ChainContext;
 use crate::screening::Screener;
@@ -88,27 +89,19 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/usage-agreements/{agreement_id}/initiate-close-calldata",
-            get(settlement::initiate_close_calldata),
+            get(settlement::direct_handler(Action::InitiateClose)),
         )
         .route(
             "/usage-agreements/{agreement_id}/claim-instructions",
-            get(settlement::claim_instructions),
+            get(settlement::direct_handler(Action::SellerClaim)),
         )
         .route(
             "/usage-agreements/{agreement_id}/withdraw-instructions",
-            get(settlement::withdraw_instructions),
+            get(settlement::direct_handler(Action::BuyerWithdraw)),
         )
         .route(
-            "/usage-agreements/{agreement_id}/sponsored-actions/initiate-close",
-            post(settlement::sponsored_initiate_close),
-        )
-        .route(
-            "/usage-agreements/{agreement_id}/sponsored-actions/seller-claim",
-            post(settlement::sponsored_seller_claim),
-        )
-        .route(
-            "/usage-agreements/{agreement_id}/sponsored-actions/buyer-withdraw",
-            post(settlement::sponsored_buyer_withdraw),
+            "/usage-agreements/{agreement_id}/sponsored-actions/{action}",
+            post(settlement::sponsored_action),
         )
         .route("/usage-agreements/{agreement_id}/settlement-actions", get(settlement::list_actions))
         .route(

@@ -548,33 +548,20 @@ async fn direct(
     Ok(Json(body))
 }
 
-/// `GET …/initiate-close-calldata`: the unsigned `initiateClose` transaction for the caller's
-/// wallet (a seller's close carries the buyer's best voucher and settles at once).
-pub async fn initiate_close_calldata(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Json<Value>> {
-    direct(&state, &agent, &id, Action::InitiateClose).await
+/// The direct-path handler for `action`: `GET …/initiate-close-calldata` (a seller's close
+/// carries the buyer's best voucher and settles at once), `GET …/claim-instructions` (the
+/// seller's `sellerClaim`) and `GET …/withdraw-instructions` (the buyer's `buyerWithdraw`).
+pub fn direct_handler(
+    action: Action,
+) -> impl Fn(State<AppState>, AgentAuth, ApiPath) -> DirectFuture + Clone + Send + Sync + 'static {
+    move |State(state), AgentAuth(agent), ApiPath(id)| {
+        Box::pin(async move { direct(&state, &agent, &id, action).await })
+    }
 }
 
-/// `GET …/claim-instructions`: the seller's unsigned `sellerClaim` transaction.
-pub async fn claim_instructions(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Json<Value>> {
-    direct(&state, &agent, &id, Action::SellerClaim).await
-}
-
-/// `GET …/withdraw-instructions`: the buyer's unsigned `buyerWithdraw` transaction.
-pub async fn withdraw_instructions(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath,
-) -> ApiResult<Json<Value>> {
-    direct(&state, &agent, &id, Action::BuyerWithdraw).await
-}
+/// What [`direct_handler`]'s handlers return.
+pub type DirectFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<Json<Value>>> + Send>>;
 
 // ---------------------------------------------------------------------------- sponsored path
 
@@ -741,37 +728,18 @@ async fn sponsored(
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())
 }
 
-/// `POST …/sponsored-actions/initiate-close`.
-pub async fn sponsored_initiate_close(
+/// `POST …/sponsored-actions/{action}`: `initiate-close`, `seller-claim` or `buyer-withdraw`.
+pub async fn sponsored_action(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath,
+    ApiPathPair(id, action): ApiPathPair,
     idempotency_key: IdempotencyKey,
     ApiJson(body): ApiJson<SponsoredBody>,
 ) -> ApiResult<Response> {
-    sponsored(&state, &agent, &id, idempotency_key, body, Action::InitiateClose).await
-}
-
-/// `POST …/sponsored-actions/seller-claim`.
-pub async fn sponsored_seller_claim(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<SponsoredBody>,
-) -> ApiResult<Response> {
-    sponsored(&state, &agent, &id, idempotency_key, body, Action::SellerClaim).await
-}
-
-/// `POST …/sponsored-actions/buyer-withdraw`.
-pub async fn sponsored_buyer_withdraw(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<SponsoredBody>,
-) -> ApiResult<Response> {
-    sponsored(&state, &agent, &id, idempotency_key, body, Action::BuyerWithdraw).await
+    let action = Action::parse(&action.replace('-', "_"))
+        .filter(|_| !action.contains('_'))
+        .ok_or_else(|| ApiError::not_found("route"))?;
+    sponsored(&state, &agent, &id, idempotency_key, body, action).await
 }
 
 /// A settlement action as the API returns it.
