@@ -113,14 +113,15 @@ fn activation_expired(terms: &Terms) -> ApiError {
     .with_details(json!({ "activate_by": rfc3339(terms.activate_by as i64) }))
 }
 
-/// 422 `invalid_signature` for `document`, saying who signed instead when that is known.
-fn signature_error(document: &str, expected: Address, error: VerifyError) -> ApiError {
+/// 422 `invalid_signature` for `document`, naming the wallet that had to sign it; 503 when the
+/// wallet's ERC-1271 check could not reach the chain.
+pub(crate) fn signature_error(document: &str, expected: Address, error: VerifyError) -> ApiError {
     match error {
         VerifyError::Unavailable(e) => ApiError::chain_unavailable(e),
         other => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_signature",
-            format!("the `{document}` signature is not the buyer's over this package: {other}"),
+            format!("the `{document}` signature is not from the wallet that must sign it: {other}"),
         )
         .with_details(json!({
             "document": document,

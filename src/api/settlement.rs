@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::activation::signature_error;
 use super::agreements::load_for;
 use super::error::{ApiError, ApiResult};
 use super::extract::{AgentAuth, ApiJson, ApiPath, ApiPathPair, IdempotencyKey};
@@ -30,7 +31,7 @@ use crate::chain::revert;
 use crate::escrow::bindings::UsageEscrow;
 use crate::escrow::package::typed_data_json;
 use crate::escrow::typed_data::{BuyerWithdraw, InitiateClose, SellerClaim, UsageVoucher};
-use crate::escrow::verify::{self, VerifyError};
+use crate::escrow::verify;
 use crate::money::TokenAmount;
 use crate::relayer::node_error::{NodeError, classify};
 use crate::relayer::worker::GAS_HEADROOM_PERCENT;
@@ -410,21 +411,6 @@ pub async fn submit_voucher(
         .with_details(json!({ "voucher_units": updated.voucher_units })));
     }
     Ok(Json(usage_body(&state, &updated, key)))
-}
-
-/// 422 `invalid_signature` for `document`, naming the wallet that had to sign it.
-fn signature_error(document: &str, expected: Address, error: VerifyError) -> ApiError {
-    match error {
-        VerifyError::Unavailable(e) => ApiError::chain_unavailable(e),
-        other => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_signature",
-            format!("the `{document}` signature is not from the wallet that must sign it: {other}"),
-        )
-        .with_details(
-            json!({ "document": document, "expected_signer": expected.to_checksum(None) }),
-        ),
-    }
 }
 
 // ----------------------------------------------------------------------------------- options
