@@ -1,7 +1,8 @@
 //! docs/walkthrough.md, run as written: the real `pactum dev` on free ports, then every ```bash
-//! block of the page, in order, as one bash script with `pactum` on `PATH`. The page ends with a
-//! check of its own, so the test fails when the flow or the page goes wrong. Afterwards `pactum
-//! dev` is stopped with SIGTERM and must take its anvil with it.
+//! block of the page, in order, as one bash script with `pactum` and the pinned `cast` on `PATH`,
+//! as the page's setup puts them. The page ends with a check of its own, so the test fails when
+//! the flow or the page goes wrong. Afterwards `pactum dev` is stopped with SIGTERM and must take
+//! its anvil with it.
 #![cfg(unix)]
 
 mod support;
@@ -129,7 +130,8 @@ fn the_walkthrough_runs_as_written_against_pactum_dev() {
     let script = dir.join("walkthrough.sh");
     std::fs::write(&script, format!("set -euo pipefail\n{}", blocks.concat())).unwrap();
     let path = std::env::join_paths(
-        std::iter::once(pactum.parent().unwrap().to_path_buf())
+        [pactum.parent().unwrap().to_path_buf(), root.join("anvil/node_modules/.bin")]
+            .into_iter()
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )
     .unwrap();

@@ -86,13 +86,15 @@ impl EscrowState {
     };
 
     /// When the buyer may withdraw, as the contract's `withdrawOpensAt`: `None` when there is
-    /// nothing to withdraw (never activated, or already withdrawn).
+    /// nothing to withdraw (never activated, or already withdrawn). A settled escrow with the
+    /// buyer's part still in it was settled by the seller's close, and withdraw opened then
+    /// (where the contract answers 0, "open").
     pub fn withdraw_opens_at(&self, terms: &Terms) -> Option<u64> {
         if self.status == EscrowStatus::None || self.buyer_withdrawn {
             return None;
         }
         Some(match self.status {
-            EscrowStatus::Settled => 0,
+            EscrowStatus::Settled => self.closes_at,
             EscrowStatus::Closing => self.closes_at,
             _ => terms.expiry.saturating_add(terms.close_window),
         })
@@ -426,7 +428,7 @@ mod tests {
             .apply(&ChainEvent::UsageClaimed { cumulative_units: 30 })
             .apply(&ChainEvent::Settled { claimed_units: 30, buyer_amount_is_zero: false });
         assert_eq!(settled.status, EscrowStatus::Settled);
-        assert_eq!(settled.withdraw_opens_at(&t), Some(0));
+        assert_eq!(settled.withdraw_opens_at(&t), Some(100), "open since the seller closed");
         let w = plan(Action::BuyerWithdraw, Party::Buyer, &settled, &t, 30, 100).unwrap();
         assert_eq!(w.amount, U256::from(7_000_000));
         let c = plan(Action::SellerClaim, Party::Seller, &settled, &t, 50, 100).unwrap_err();
