@@ -690,3 +690,61 @@ async fn settlement_sent_while_pactum_is_down_is_applied_in_order_after_a_restar
         "each event once, in chain order"
     );
 }
+
+#[tokio::test]
+async fn a_relayed_claim_overtaken_by_the_sellers_own_wallet_fails_saying_why() {
+    // A long batch wait leaves time for the seller's own claim to land first.
+    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = 1_500).await;
+    let (buyer, seller) = h.parties().await;
+    let (alone, batched, other) = (
+        h.active(&buyer, &seller).await,
+        h.active(&buyer, &seller).await,
+        h.active(&buyer, &seller).await,
+    );
+    let mut direct = Vec::new();
+    for (n, id) in [&alone, &batched, &other].into_iter().enumerate() {
+        record(&h, &seller, id, 10 + n as u64, &format!("usage-{n}")).await;
+        sign_voucher(&h, &buyer, id).await;
+        let (_, claim) = h
+            .call(
+                Method::GET,
+                &format!("/usage-agreements/{id}/claim-instructions"),
+                Some(&seller.key),
+                None,
+            )
+            .await;
+        direct.push(claim);
+    }
+
+    // Alone: the relayed claim would revert once the direct one is mined, so it fails in
+    // simulation, before any gas is spent, with the contract's reason.
+    let (status, relayed) = sponsor(&h, &seller, &h.chain.seller, &alone, "seller_claim").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{relayed}");
+    send_direct(&h, h.chain.seller.address(), &direct[0]).await;
+    let done = action_final(&h, &seller.key, &alone, relayed["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(done["error"].as_str().unwrap().starts_with("NothingToClaim"), "{done}");
+    assert!(done["tx_hash"].is_null(), "never broadcast");
+
+    // In a batch: the contract skips the overtaken claim and pays the other.
+    let (_, first) = sponsor(&h, &seller, &h.chain.seller, &batched, "seller_claim").await;
+    let (_, second) = sponsor(&h, &seller, &h.chain.seller, &other, "seller_claim").await;
+    send_direct(&h, h.chain.seller.address(), &direct[1]).await;
+    let skipped = action_final(&h, &seller.key, &batched, first["id"].as_str().unwrap()).await;
+    let paid = action_final(&h, &seller.key, &other, second["id"].as_str().unwrap()).await;
+    assert_eq!(skipped["status"], "failed", "{skipped}");
+    assert!(skipped["error"].as_str().unwrap().starts_with("ClaimSkipped"), "{skipped}");
+    assert_eq!(paid["status"], "confirmed", "{paid}");
+    assert_eq!(skipped["tx_hash"], paid["tx_hash"], "one batch transaction");
+    h.wait_path(&seller.key, &format!("/usage-agreements/{other}/escrow-status"), |s| {
+        s["escrow"]["claimed_units"] == 12
+    })
+    .await;
+    let (_, events) = h
+        .call(Method::GET, &format!("/usage-agreements/{batched}/events"), Some(&seller.key), None)
+        .await;
+    assert!(
+        events["data"].as_array().unwrap().iter().any(|e| e["type"] == "settlement_action.failed"),
+        "{events}"
+    );
+}
