@@ -226,6 +226,30 @@ impl World {
                 required: Some("funding_signature"),
                 wrong_type: ("chain_id", json!("base")),
             },
+            BodyRoute {
+                method: Method::POST,
+                path: format!("/usage-agreements/{id}/record-usage"),
+                caller: Caller::Seller,
+                valid: json!({ "units": 5 }),
+                required: Some("units"),
+                wrong_type: ("units", json!("5")),
+            },
+            BodyRoute {
+                method: Method::POST,
+                path: format!("/usage-agreements/{id}/usage-vouchers"),
+                caller: Caller::Buyer,
+                valid: json!({ "cumulative_units": 5, "signature": "0x00" }),
+                required: Some("signature"),
+                wrong_type: ("cumulative_units", json!(-5)),
+            },
+            BodyRoute {
+                method: Method::POST,
+                path: format!("/usage-agreements/{id}/sponsored-actions/seller-claim"),
+                caller: Caller::Seller,
+                valid: json!({ "deadline": 1, "authorization_signature": "0x00" }),
+                required: Some("deadline"),
+                wrong_type: ("units", json!("all")),
+            },
         ]
     }
 
@@ -254,6 +278,18 @@ impl World {
             ),
             (Method::GET, format!("/usage-agreements/{id}/escrow-status"), Caller::Buyer, None),
         ]);
+        for (suffix, caller) in [
+            ("usage", Caller::Buyer),
+            ("settlement-action-options?action=seller_claim", Caller::Seller),
+            ("initiate-close-calldata", Caller::Buyer),
+            ("claim-instructions", Caller::Seller),
+            ("withdraw-instructions", Caller::Buyer),
+            ("settlement-actions", Caller::Buyer),
+            ("settlement-actions/sa_unknown", Caller::Buyer),
+            ("events", Caller::Buyer),
+        ] {
+            routes.push((Method::GET, format!("/usage-agreements/{id}/{suffix}"), caller, None));
+        }
         routes
     }
 
@@ -401,6 +437,9 @@ async fn unknown_ids_answer_404_on_every_id_route() {
     let agents = w.agent_count().await;
     let accept = json!({ "seller_wallet_address": w.h.chain.seller.address().to_string() });
     let activate = json!({ "activation_signature": "0x00", "funding_signature": "0x00" });
+    let usage = json!({ "units": 5 });
+    let voucher = json!({ "cumulative_units": 5, "signature": "0x00" });
+    let sponsored = json!({ "deadline": 1, "authorization_signature": "0x00" });
     let id_routes = [
         (Method::GET, "", Caller::Buyer, None),
         (Method::PUT, "/accept", Caller::Seller, Some(&accept)),
@@ -409,6 +448,17 @@ async fn unknown_ids_answer_404_on_every_id_route() {
         (Method::GET, "/activation-package", Caller::Buyer, None),
         (Method::POST, "/activate-escrow", Caller::Buyer, Some(&activate)),
         (Method::GET, "/escrow-status", Caller::Buyer, None),
+        (Method::POST, "/record-usage", Caller::Seller, Some(&usage)),
+        (Method::GET, "/usage", Caller::Buyer, None),
+        (Method::POST, "/usage-vouchers", Caller::Buyer, Some(&voucher)),
+        (Method::GET, "/settlement-action-options?action=buyer_withdraw", Caller::Buyer, None),
+        (Method::GET, "/initiate-close-calldata", Caller::Seller, None),
+        (Method::GET, "/claim-instructions", Caller::Seller, None),
+        (Method::GET, "/withdraw-instructions", Caller::Buyer, None),
+        (Method::POST, "/sponsored-actions/buyer-withdraw", Caller::Buyer, Some(&sponsored)),
+        (Method::GET, "/settlement-actions", Caller::Buyer, None),
+        (Method::GET, "/settlement-actions/sa_unknown", Caller::Buyer, None),
+        (Method::GET, "/events", Caller::Buyer, None),
     ];
     // Unknown, of another shape, absurdly long, with characters no id has, and not UTF-8 once
     // percent-decoded.

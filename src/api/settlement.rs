@@ -351,11 +351,17 @@ pub async fn submit_voucher(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
+    idempotency_key: IdempotencyKey,
     ApiJson(body): ApiJson<SubmitVoucher>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let record = load_for(&state, &agent, &id).await?;
     if party_of(&record, &agent) != Party::Buyer {
         return Err(wrong_party("only the buyer signs usage vouchers"));
+    }
+    let path = format!("/usage-agreements/{id}/usage-vouchers");
+    let idempotent = Idempotent::new(agent.id.as_str(), idempotency_key, "POST", &path, &body);
+    if let Some(replay) = idempotent.replay(&state.store).await? {
+        return Ok(replay);
     }
     require_usage_open(&record, "given vouchers")?;
     let (terms, key) = fixed_terms(&record)?;
@@ -400,9 +406,8 @@ pub async fn submit_voucher(
     let updated = agreements::get_in(&mut tx, record.id.as_str())
         .await?
         .ok_or_else(|| ApiError::internal("agreement vanished"))?;
-    tx.commit().await?;
     if updated.voucher_units > body.cumulative_units {
-        // A higher voucher was kept concurrently.
+        // A higher voucher was kept concurrently; nothing changed (the transaction is dropped).
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "voucher_regression",
@@ -410,7 +415,10 @@ pub async fn submit_voucher(
         )
         .with_details(json!({ "voucher_units": updated.voucher_units })));
     }
-    Ok(Json(usage_body(&state, &updated, key)))
+    let response = usage_body(&state, &updated, key);
+    idempotent.save(&mut tx, StatusCode::OK, &response).await?;
+    tx.commit().await?;
+    Ok(Json(response).into_response())
 }
 
 // ----------------------------------------------------------------------------------- options
@@ -604,14 +612,9 @@ async fn sponsored(
     }
     let signer = wallet_of(terms, party);
     let (_, digest) = authorization(state, action, party, terms, key, units, body.deadline);
-    let document = match action {
-        Action::InitiateClose => "initiate_close",
-        Action::SellerClaim => "seller_claim",
-        Action::BuyerWithdraw => "buyer_withdraw",
-    };
     verify::verify_signature(&state.chain.provider, signer, digest, &body.authorization_signature)
         .await
-        .map_err(|e| signature_error(document, signer, e))?;
+        .map_err(|e| signature_error(action.as_str(), signer, e))?;
 
     let voucher = voucher_for(&record, &plan);
     let auth = canonical(&body.authorization_signature);
