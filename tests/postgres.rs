@@ -8,7 +8,8 @@ use alloy::primitives::U256;
 use reqwest::{Method, StatusCode};
 use support::USDC;
 use support::databases::{drop_postgres, fresh_postgres};
-use support::service::{Harness, sign_document, sign_package};
+use support::service::{Harness, sign_package};
+use support::settlement::{action_final, options, record, sign_voucher, sponsored_body};
 
 #[tokio::test]
 async fn activation_runs_end_to_end_on_postgres() {
@@ -46,37 +47,21 @@ async fn settlement_runs_end_to_end_on_postgres() {
     let id = h.active(&buyer, &seller).await;
     let seller_before = h.chain.balance(h.chain.seller.address()).await;
 
-    let path = format!("/usage-agreements/{id}/record-usage");
-    let body = serde_json::json!({ "units": 40 });
-    let key = [("Idempotency-Key", "pg-usage")];
-    let (status, usage) =
-        h.call_with(Method::POST, &path, Some(&seller.key), Some(&body), &key).await;
-    assert_eq!(status, StatusCode::CREATED, "{usage}");
-    let voucher = serde_json::json!({
-        "cumulative_units": 40,
-        "signature": sign_document(&h.chain.buyer, &usage["voucher_to_sign"]),
-    });
-    let path = format!("/usage-agreements/{id}/usage-vouchers");
-    let (status, kept) = h.call(Method::POST, &path, Some(&buyer.key), Some(&voucher)).await;
-    assert_eq!(status, StatusCode::OK, "{kept}");
+    record(&h, &seller, &id, 40, "pg-usage").await;
+    let kept = sign_voucher(&h, &buyer, &id).await;
+    assert_eq!(kept["voucher_units"], 40);
 
-    let path = format!("/usage-agreements/{id}/settlement-action-options?action=initiate_close");
-    let (_, options) = h.call(Method::GET, &path, Some(&seller.key), None).await;
-    let sponsored = &options["paths"]["sponsored"];
-    let body = serde_json::json!({
-        "deadline": sponsored["deadline"],
-        "authorization_signature": sign_document(&h.chain.seller, &sponsored["typed_data"]),
-        "units": 40,
-    });
+    let offered = options(&h, &seller, &id, "initiate_close").await;
+    let sponsored = &offered["paths"]["sponsored"];
+    let body = sponsored_body(&h.chain.seller, sponsored);
     let submit = sponsored["submit_to"].as_str().unwrap();
     let (status, action) = h.call(Method::POST, submit, Some(&seller.key), Some(&body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{action}");
     let (status, replayed) = h.call(Method::POST, submit, Some(&seller.key), Some(&body)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{replayed}");
     h.wait_for(&buyer.key, &id, |a| a["status"] == "settled").await;
-    let path =
-        format!("/usage-agreements/{id}/settlement-actions/{}", action["id"].as_str().unwrap());
-    let done = h.wait_path(&seller.key, &path, |a| a["status"] == "confirmed").await;
+    let done = action_final(&h, &seller.key, &id, action["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "confirmed", "{done}");
     assert!(done["tx_hash"].is_string());
     assert_eq!(
         h.chain.balance(h.chain.seller.address()).await - seller_before,

@@ -11,15 +11,13 @@ use std::sync::Arc;
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::USDC;
-use support::service::{Harness, TestAgent, sign_document};
+use support::service::{Harness, TestAgent};
+use support::settlement::{UNIT, options, record, sign_voucher, sponsored_body};
 
 /// Agreements, hence sponsored claims, per run.
 const AGREEMENTS: usize = 20;
-/// 0.10 USDC, the unit price of the harness's agreements, in base units.
-const UNIT: u64 = 100_000;
-
 /// What one run of [`claims`] measured.
 struct Run {
     /// Settlement actions confirmed.
@@ -36,53 +34,15 @@ impl Run {
     }
 }
 
-/// Records `units` of usage on `id` as the seller.
-async fn record_usage(h: &Harness, seller: &TestAgent, id: &str, units: u64) {
-    let path = format!("/usage-agreements/{id}/record-usage");
-    let key = format!("usage-{id}");
-    let body = json!({ "units": units });
-    let (status, recorded) = h
-        .call_with(
-            Method::POST,
-            &path,
-            Some(&seller.key),
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{recorded}");
-}
-
-/// The buyer signs the voucher Pactum offers for the recorded usage and submits it.
-async fn sign_voucher(h: &Harness, buyer: &TestAgent, id: &str) {
-    let path = format!("/usage-agreements/{id}/usage");
-    let (_, usage) = h.call(Method::GET, &path, Some(&buyer.key), None).await;
-    let document = &usage["voucher_to_sign"];
-    let units: u64 = document["message"]["cumulativeUnits"].as_str().unwrap().parse().unwrap();
-    let body = json!({
-        "cumulative_units": units,
-        "signature": sign_document(&h.chain.buyer, document),
-    });
-    let path = format!("/usage-agreements/{id}/usage-vouchers");
-    let (status, kept) = h.call(Method::POST, &path, Some(&buyer.key), Some(&body)).await;
-    assert_eq!(status, StatusCode::OK, "{kept}");
-}
-
 /// The seller's sponsored claim on `id` for `units`: where to submit it and the body, the
 /// authorization `settlement-action-options` offers signed with the seller's key.
 async fn claim_request(h: &Harness, seller: &TestAgent, id: &str, units: u64) -> (String, Value) {
-    let path = format!("/usage-agreements/{id}/settlement-action-options?action=seller_claim");
-    let (status, offered) = h.call(Method::GET, &path, Some(&seller.key), None).await;
-    assert_eq!(status, StatusCode::OK, "{offered}");
+    let offered = options(h, seller, id, "seller_claim").await;
     assert_eq!(offered["possible"], true, "{offered}");
     assert_eq!(offered["units"], units, "{offered}");
     assert_eq!(offered["amount"], (units * UNIT).to_string(), "{offered}");
     let sponsored = &offered["paths"]["sponsored"];
-    let body = json!({
-        "deadline": sponsored["deadline"],
-        "authorization_signature": sign_document(&h.chain.seller, &sponsored["typed_data"]),
-        "units": units,
-    });
+    let body = sponsored_body(&h.chain.seller, sponsored);
     (sponsored["submit_to"].as_str().unwrap().to_owned(), body)
 }
 
@@ -102,7 +62,7 @@ async fn claims(batch_max: usize) -> Run {
     for i in 0..AGREEMENTS {
         let id = h.active(&buyer, &seller).await;
         let units = i as u64 + 1;
-        record_usage(&h, &seller, &id, units).await;
+        record(&h, &seller, &id, units, &format!("usage-{id}")).await;
         sign_voucher(&h, &buyer, &id).await;
         agreements.push((id, units));
     }

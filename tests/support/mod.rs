@@ -5,6 +5,7 @@
 
 pub mod databases;
 pub mod service;
+pub mod settlement;
 
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};
