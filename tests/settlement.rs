@@ -390,48 +390,76 @@ async fn bad_settlement_input_is_refused_with_clear_codes_and_queues_nothing() {
     refused(status, &body, StatusCode::CONFLICT, "voucher_regression");
 
     let deadline = h.chain.now().await + 600;
-    // A claim authorization signed by the buyer, and a withdraw signed by the seller.
-    let (status, body) = post(
-        claim_path.clone(),
-        &seller,
-        signed_authorization(&h, &h.chain.buyer, key, "seller_claim", 30, deadline),
-    )
-    .await;
-    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_signature");
-    // The buyer's agent cannot submit a claim at all.
-    let (status, body) = post(
-        claim_path.clone(),
-        &buyer,
-        signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, deadline),
-    )
-    .await;
-    refused(status, &body, StatusCode::FORBIDDEN, "wrong_party");
-    // An expired deadline.
     let past = h.chain.now().await - 1;
-    let (status, body) = post(
-        claim_path.clone(),
-        &seller,
-        signed_authorization(&h, &h.chain.seller, key, "seller_claim", 30, past),
-    )
-    .await;
-    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "authorization_expired");
-    // Units other than the voucher Pactum holds.
-    let (status, body) = post(
-        claim_path.clone(),
-        &seller,
-        signed_authorization(&h, &h.chain.seller, key, "seller_claim", 29, deadline),
-    )
-    .await;
-    refused(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "units_mismatch");
-    // A withdraw before the window ends (here: before expiry plus the window).
-    let (status, body) = post(
-        withdraw_path.clone(),
-        &buyer,
-        signed_authorization(&h, &h.chain.buyer, key, "buyer_withdraw", 0, deadline),
-    )
-    .await;
-    refused(status, &body, StatusCode::CONFLICT, "withdraw_not_open");
-    assert!(body["error"]["details"]["available_at"].is_string());
+    let (chain, claim, withdraw) = (&h.chain, "seller_claim", "buyer_withdraw");
+    for (case, path, agent, signer, action, units, deadline, status, code) in [
+        (
+            "a claim signed by the buyer",
+            &claim_path,
+            &seller,
+            &chain.buyer,
+            claim,
+            30,
+            deadline,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_signature",
+        ),
+        (
+            "the buyer's agent claiming",
+            &claim_path,
+            &buyer,
+            &chain.seller,
+            claim,
+            30,
+            deadline,
+            StatusCode::FORBIDDEN,
+            "wrong_party",
+        ),
+        (
+            "an expired deadline",
+            &claim_path,
+            &seller,
+            &chain.seller,
+            claim,
+            30,
+            past,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "authorization_expired",
+        ),
+        (
+            "units other than the voucher held",
+            &claim_path,
+            &seller,
+            &chain.seller,
+            claim,
+            29,
+            deadline,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "units_mismatch",
+        ),
+        (
+            "a withdraw before expiry plus the window",
+            &withdraw_path,
+            &buyer,
+            &chain.buyer,
+            withdraw,
+            0,
+            deadline,
+            StatusCode::CONFLICT,
+            "withdraw_not_open",
+        ),
+    ] {
+        let body = signed_authorization(&h, signer, key, action, units, deadline);
+        let (got, answer) = post(path.clone(), agent, body).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{case}: {answer}"
+        );
+        if code == "withdraw_not_open" {
+            assert!(answer["error"]["details"]["available_at"].is_string(), "{answer}");
+        }
+    }
     assert_eq!(h.job_count().await, jobs, "nothing was queued");
 
     // A good claim is taken once; the same signed authorization again is a replay.
