@@ -63,6 +63,10 @@ pub struct ServeConfig {
     #[arg(long, env = "PACTUM_MAX_BODY_BYTES", default_value_t = 65_536, help_heading = "HTTP")]
     pub max_body_bytes: usize,
 
+    /// Seconds a request may take before it is answered 503 `timeout`.
+    #[arg(long, env = "PACTUM_REQUEST_TIMEOUT_SECS", default_value_t = 30, help_heading = "HTTP")]
+    pub request_timeout_secs: u64,
+
     /// Owner credential of the operator's account (agents are created with it).
     #[arg(long, env = "PACTUM_OWNER_KEY", hide_env_values = true, help_heading = "HTTP")]
     pub owner_key: Option<Secret>,
@@ -80,6 +84,10 @@ pub struct ServeConfig {
         help_heading = "Chain"
     )]
     pub rpc_url: String,
+
+    /// RPC layer: per-request timeout, retries, circuit breakers.
+    #[command(flatten)]
+    pub rpc: crate::chain::rpc::RpcSettings,
 
     /// The UsageEscrow contract; its token, fee recipient and oracle are read from it.
     #[arg(long, env = "PACTUM_ESCROW_ADDRESS", help_heading = "Chain")]
@@ -127,6 +135,26 @@ pub struct ServeConfig {
     )]
     pub relayer_batch_wait_ms: u64,
 
+    /// The most the relayer pays per gas (EIP-1559 fee cap), in gwei. Above it, a job waits
+    /// (its status says so) until fees fall.
+    #[arg(
+        long,
+        env = "PACTUM_RELAYER_MAX_FEE_PER_GAS_GWEI",
+        default_value_t = 500,
+        help_heading = "Relayer"
+    )]
+    pub relayer_max_fee_per_gas_gwei: u64,
+
+    /// Blocks a broadcast transaction may stay unmined before the relayer replaces it with the
+    /// same nonce and higher fees.
+    #[arg(
+        long,
+        env = "PACTUM_RELAYER_REPLACE_AFTER_BLOCKS",
+        default_value_t = 3,
+        help_heading = "Relayer"
+    )]
+    pub relayer_replace_after_blocks: u64,
+
     /// Seconds a sponsored-action authorization offered by `settlement-action-options` stays
     /// valid (its `deadline`).
     #[arg(
@@ -136,6 +164,72 @@ pub struct ServeConfig {
         help_heading = "Relayer"
     )]
     pub authorization_ttl_secs: u64,
+
+    /// Seconds a response stays stored under its `Idempotency-Key` (replayed to a retry with
+    /// the same key and request); after that the key may be used afresh.
+    #[arg(
+        long,
+        env = "PACTUM_IDEMPOTENCY_TTL_SECS",
+        default_value_t = 86_400,
+        help_heading = "HTTP"
+    )]
+    pub idempotency_ttl_secs: u64,
+
+    /// Private key (hex) of the receipt key that signs every receipt (EIP-712, "Pactum
+    /// Receipts"). Required on Base mainnet; elsewhere, when unset, a key is made per process
+    /// with a warning (its receipts stop verifying after a restart).
+    #[arg(
+        long,
+        env = "PACTUM_RECEIPT_PRIVATE_KEY",
+        hide_env_values = true,
+        help_heading = "Receipts"
+    )]
+    pub receipt_private_key: Option<Secret>,
+
+    /// The window every rate limit is stated over, in seconds.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_WINDOW_SECS",
+        default_value_t = 60,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_window_secs: u64,
+
+    /// Reads (`GET`) per credential per window; 0 = unlimited.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_READ",
+        default_value_t = 1_200,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_read: u32,
+
+    /// Writes (`POST`/`PUT`/`PATCH`/`DELETE`) per credential per window; 0 = unlimited.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_WRITE",
+        default_value_t = 300,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_write: u32,
+
+    /// Sponsored actions per credential per window; 0 = unlimited.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_SPONSORED",
+        default_value_t = 60,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_sponsored: u32,
+
+    /// Agent and webhook management requests per credential per window; 0 = unlimited.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_MANAGEMENT",
+        default_value_t = 60,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_management: u32,
 
     /// Sanctions oracle to screen with (default: the one the escrow checks).
     #[arg(long, env = "PACTUM_SANCTIONS_ORACLE", help_heading = "Screening")]
@@ -187,6 +281,38 @@ pub struct ServeConfig {
         help_heading = "Terms"
     )]
     pub infra_fee_minimum: TokenAmount,
+
+    /// `GET /readyz` fails when the watcher is more than this many blocks behind the head.
+    #[arg(
+        long,
+        env = "PACTUM_READY_MAX_LAG_BLOCKS",
+        default_value_t = 20,
+        help_heading = "Observability"
+    )]
+    pub ready_max_lag_blocks: u64,
+
+    /// Warn (and set the low-balance gauge) when a relayer signer holds less ETH than this, in
+    /// wei (default 0.01 ETH).
+    #[arg(
+        long,
+        env = "PACTUM_SIGNER_MIN_BALANCE_WEI",
+        default_value_t = 10_000_000_000_000_000,
+        help_heading = "Observability"
+    )]
+    pub signer_min_balance_wei: u128,
+
+    /// Seconds between checks of the relayer signers' balances.
+    #[arg(
+        long,
+        env = "PACTUM_SIGNER_BALANCE_INTERVAL_SECS",
+        default_value_t = 60,
+        help_heading = "Observability"
+    )]
+    pub signer_balance_interval_secs: u64,
+
+    /// Webhook delivery: timeouts, retry schedule, SSRF policy, concurrency.
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl ServeConfig {
@@ -201,6 +327,17 @@ impl ServeConfig {
                 fixed: self.infra_fee_fixed,
                 minimum: self.infra_fee_minimum,
             },
+        }
+    }
+
+    /// The rate limits these settings describe.
+    pub fn rate_limits(&self) -> crate::api::rate_limit::Limits {
+        crate::api::rate_limit::Limits {
+            window: Duration::from_secs(self.rate_limit_window_secs.max(1)),
+            read: self.rate_limit_read,
+            write: self.rate_limit_write,
+            sponsored: self.rate_limit_sponsored,
+            management: self.rate_limit_management,
         }
     }
 

@@ -28,12 +28,15 @@ enum Command {
     Dev(cli::dev::DevArgs),
     /// Sign an EIP-712 typed-data document (eth_signTypedData_v4 JSON) with a local key.
     Sign(cli::sign::SignArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi(cli::openapi::OpenapiArgs),
 }
 
 fn main() -> ExitCode {
     let result =
         cli::serve::args_with_config_file().and_then(|args| match Cli::parse_from(args).command {
             Command::Sign(args) => cli::sign::run(&args),
+            Command::Openapi(args) => cli::openapi::run(&args),
             Command::Serve(args) => runtime(|| cli::serve::run(*args)),
             Command::Dev(args) => runtime(|| cli::dev::run(args)),
         });

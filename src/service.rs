@@ -1,5 +1,6 @@
 //! `pactum serve` as a library call: the HTTP API, the relayer worker with one actor per
-//! signer, and the chain watcher, as supervised tasks sharing one store, with graceful shutdown.
+//! signer, the chain watcher and the webhook dispatcher, as supervised tasks sharing one store,
+//! with graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,10 +16,12 @@ use crate::api::{self, AppState, Shared};
 use crate::chain::context::{ChainContext, ChainError};
 use crate::chain::watcher::Watcher;
 use crate::config::ServeConfig;
+use crate::relayer::balance::BalanceMonitor;
 use crate::relayer::signer;
 use crate::relayer::worker::Worker;
 use crate::screening::{Screener, ScreeningConfig, ScreeningError};
 use crate::store::{Store, StoreError, agents, now};
+use crate::webhooks::dispatcher::Dispatcher;
 
 /// Base mainnet's chain id: keys there are `live`.
 const BASE_MAINNET: u64 = 8453;
@@ -37,6 +40,9 @@ pub enum ServiceError {
     /// Screening could not be set up (e.g. a bad denylist file).
     #[error("screening: {0}")]
     Screening(#[from] ScreeningError),
+    /// The receipt key is missing or does not parse.
+    #[error("receipts: {0}")]
+    ReceiptKey(#[from] crate::receipts::ReceiptKeyError),
     /// A relayer key does not parse.
     #[error("relayer key #{0} is not a valid private key")]
     RelayerKey(usize),
@@ -67,9 +73,13 @@ impl Service {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let store = Store::connect(&config.database_url).await?;
-        let chain =
-            ChainContext::connect(&config.rpc_url, config.escrow_address, &config.token_name)
-                .await?;
+        let chain = ChainContext::connect(
+            &config.rpc_url,
+            &config.rpc,
+            config.escrow_address,
+            &config.token_name,
+        )
+        .await?;
         let environment = config.environment.unwrap_or(if chain.chain_id == BASE_MAINNET {
             Environment::Live
         } else {
@@ -89,6 +99,10 @@ impl Service {
                 fail_closed: !config.screening_fail_open,
             },
         )?;
+        let receipt_key = crate::receipts::ReceiptKey::from_setting(
+            config.receipt_private_key.as_ref(),
+            chain.chain_id,
+        )?;
         let wake = Arc::new(Notify::new());
         let state = AppState(Arc::new(Shared {
             store: store.clone(),
@@ -98,7 +112,13 @@ impl Service {
             environment,
             relayer_wake: wake.clone(),
             max_body_bytes: config.max_body_bytes,
+            request_timeout: std::time::Duration::from_secs(config.request_timeout_secs),
+            webhooks: config.webhooks.clone(),
             authorization_ttl: config.authorization_ttl_secs,
+            receipt_signer: receipt_key.address(),
+            rate_limits: config.rate_limits(),
+            idempotency_ttl: config.idempotency_ttl_secs,
+            ready_max_lag_blocks: config.ready_max_lag_blocks,
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -108,20 +128,34 @@ impl Service {
         let router = api::app(state.clone());
         let mut http_shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = http_shutdown.wait_for(|stop| *stop).await;
-                })
-                .await;
+            // Connection info lets the rate limiter key unauthenticated requests by client IP.
+            let served =
+                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move {
+                        let _ = http_shutdown.wait_for(|stop| *stop).await;
+                    })
+                    .await;
             if let Err(error) = &served {
                 tracing::error!(%error, "HTTP server failed");
             }
             ("http", served.is_ok())
         });
 
+        let balances = BalanceMonitor {
+            provider: chain.provider.clone(),
+            signers: signers.iter().map(|s| s.address()).collect(),
+            minimum: alloy::primitives::U256::from(config.signer_min_balance_wei),
+            interval: Duration::from_secs(config.signer_balance_interval_secs.max(1)),
+        };
+        tasks.spawn(supervise("balances", shutdown_rx.clone(), move |stop| {
+            balances.clone().run(stop)
+        }));
         let handles: Vec<_> = signers
             .into_iter()
-            .map(|key| signer::spawn(key, chain.provider.clone(), chain.chain_id, store.clone()).0)
+            .map(|key| {
+                let cap = u128::from(config.relayer_max_fee_per_gas_gwei) * 1_000_000_000;
+                signer::spawn(key, chain.provider.clone(), chain.chain_id, store.clone(), cap).0
+            })
             .collect();
         let worker = Worker {
             store: store.clone(),
@@ -131,11 +165,21 @@ impl Service {
             poll: config.poll_interval(),
             batch_max: config.relayer_batch_max.max(1),
             batch_wait: std::time::Duration::from_millis(config.relayer_batch_wait_ms),
+            replace_after_blocks: config.relayer_replace_after_blocks.max(1),
             instance: format!("{}-{}", hostname(), std::process::id()),
         };
         tasks.spawn(supervise("relayer", shutdown_rx.clone(), move |stop| {
             let worker = worker.clone();
             async move { worker.run(stop).await.map_err(|e| e.to_string()) }
+        }));
+        let dispatcher = Dispatcher {
+            store: store.clone(),
+            settings: config.webhooks.clone(),
+            poll: config.poll_interval(),
+        };
+        tasks.spawn(supervise("webhooks", shutdown_rx.clone(), move |stop| {
+            let dispatcher = dispatcher.clone();
+            async move { dispatcher.run(stop).await.map_err(|e| e.to_string()) }
         }));
         let watcher = Watcher {
             store: store.clone(),
@@ -143,12 +187,19 @@ impl Service {
             confirmations: config.confirmations,
             poll: config.poll_interval(),
             start_block: config.start_block,
+            receipt_key,
         };
         tasks.spawn(supervise("watcher", shutdown_rx, move |stop| {
             let watcher = watcher.clone();
             async move { watcher.run(stop).await.map_err(|e| e.to_string()) }
         }));
-        tracing::info!(%local_addr, chain_id = chain.chain_id, escrow = %chain.escrow, "pactum serving");
+        tracing::info!(
+            %local_addr,
+            chain_id = chain.chain_id,
+            escrow = %chain.escrow,
+            receipt_signer = %state.receipt_signer,
+            "pactum serving"
+        );
         Ok(Service { local_addr, state, shutdown, tasks })
     }
 

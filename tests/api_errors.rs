@@ -558,7 +558,7 @@ async fn unknown_routes_and_wrong_methods_answer_json() {
     }
     for (method, path) in [
         (Method::DELETE, "/v1/agents".to_owned()),
-        (Method::GET, "/v1/agents".to_owned()),
+        (Method::PUT, "/v1/agents".to_owned()),
         (Method::POST, format!("/v1/agents/{}", w.buyer.id)),
         (Method::GET, "/usage-agreements".to_owned()),
         (Method::PUT, "/usage-agreements".to_owned()),

@@ -6,19 +6,14 @@ mod support;
 
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
-use support::service::{Harness, TestAgent, sign_package};
+use support::service::{Harness, TestAgent};
 
 /// An accepted agreement whose activation was just queued (HTTP 202).
 async fn queue_activation(h: &Harness) -> (TestAgent, String) {
     let (buyer, seller) = h.parties().await;
-    let id = h.accepted(&buyer, &seller, h.chain.buyer.address(), h.chain.seller.address()).await;
-    let package = h.package(&buyer.key, &id).await;
-    let path = format!("/usage-agreements/{id}/activate-escrow");
-    let body = sign_package(&h.chain.buyer, &package);
-    let (status, queued) = h.call(Method::POST, &path, Some(&buyer.key), Some(&body)).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let id = h.queued(&buyer, &seller).await;
     (buyer, id)
 }
 

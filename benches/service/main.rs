@@ -11,7 +11,10 @@
 //!   holding 100,000 agreements; and, on both stores without HTTP, the queries behind
 //!   escrow-status and the chain watcher's per-pass sweeps.
 //!
-//! Arguments after `--`: `pure` or `http` runs one part only. `PACTUM_BENCH_QUICK=1` (also the
+//! - `relay`: sponsored settlement actions relayed through the real server at growing load:
+//!   actions/s, accept → broadcast latency, gas and JSON-RPC calls per action.
+//!
+//! Arguments after `--`: `pure`, `http` or `relay` runs one part only. `PACTUM_BENCH_QUICK=1` (also the
 //! default when the binary is not started by `cargo bench`, e.g. `cargo test --bench service`)
 //! shortens everything to a smoke run; `PACTUM_BENCH_ROWS`, `PACTUM_BENCH_ROUNDS` and
 //! `PACTUM_BENCH_SECS` override the store size, the rounds and the HTTP round length.
@@ -21,6 +24,7 @@ mod support;
 
 mod http;
 mod pure;
+mod relay;
 mod seed;
 mod store;
 
@@ -32,6 +36,7 @@ struct Settings {
     quick: bool,
     pure: bool,
     http: bool,
+    relay: bool,
     /// Agreements in the large store.
     rows: usize,
     /// Agreements in the near-empty store.
@@ -69,6 +74,7 @@ impl Settings {
             quick,
             pure: wants("pure"),
             http: wants("http"),
+            relay: wants("relay"),
             rows,
             small_rows: 100,
             rounds: rounds.max(1),
@@ -142,12 +148,17 @@ fn main() {
     if settings.pure {
         pure::run(&settings);
     }
-    if settings.http {
+    if settings.http || settings.relay {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        runtime.block_on(http::run(&settings));
+        if settings.http {
+            runtime.block_on(http::run(&settings));
+        }
+        if settings.relay {
+            runtime.block_on(relay::run(&settings));
+        }
     }
     println!("\nload average at the end: {}", load_average());
 }

@@ -102,6 +102,16 @@ id_type!(
     EventId,
     "evt_"
 );
+id_type!(
+    /// An execution token's public id (the token itself, `xt_<environment>_…`, is secret).
+    ExecutionTokenId,
+    "xtok_"
+);
+id_type!(
+    /// A signed receipt of a confirmed on-chain movement of funds.
+    ReceiptId,
+    "rcpt_"
+);
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
 /// glance, so a test key pasted into production fails loudly.
@@ -137,6 +147,20 @@ impl SecretKey {
     /// Wraps a key presented by a client or read from configuration.
     pub fn from_presented(key: impl Into<String>) -> Self {
         Self(key.into())
+    }
+
+    /// The kind and environment its prefix names (`pk_test_…` → `("pk", Test)`); `None` for
+    /// a value that is not shaped like a key Pactum issues.
+    pub fn prefix(&self) -> Option<(&str, Environment)> {
+        let mut parts = self.0.splitn(3, '_');
+        let kind = parts.next()?;
+        let environment = match parts.next()? {
+            "test" => Environment::Test,
+            "live" => Environment::Live,
+            _ => return None,
+        };
+        parts.next()?;
+        Some((kind, environment))
     }
 
     /// The key itself, for the one response that reveals it.
@@ -189,5 +213,12 @@ mod tests {
         let debug = format!("{key:?}");
         assert!(!debug.contains(&key.reveal()[8..]), "{debug}");
         assert!(key.hint().starts_with("pk_test_…"));
+        assert_eq!(key.prefix(), Some(("pk", Environment::Test)));
+        assert_eq!(
+            SecretKey::from_presented("xt_live_00").prefix(),
+            Some(("xt", Environment::Live))
+        );
+        assert_eq!(SecretKey::from_presented("pk_prod_00").prefix(), None);
+        assert_eq!(SecretKey::from_presented("garbage").prefix(), None);
     }
 }

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::agreements::{agreement_json, load_for};
 use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiJson, ApiPath, IdempotencyKey};
-use super::idempotency::Idempotent;
+use super::extract::{AgentAuth, ApiJson, ApiPath};
+use super::idempotency::Write;
 use super::time::rfc3339;
 use crate::agreement::ids::JobId;
 use crate::agreement::status::{AgreementStatus, Event};
@@ -29,20 +29,25 @@ use crate::store::jobs::{self, Job, KIND_ACTIVATE};
 use crate::store::{StoreError, now, outbox};
 
 /// The body of `POST …/activate-escrow`: the buyer's signatures over the package.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"activation_signature": "0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a1b", "funding_signature": "0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a1b", "infra_fee_permit_signature": "0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a1b", "agreement_key": "0x9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f", "chain_id": 31337}))]
 pub struct ActivateEscrow {
     /// The buyer's signature of the `activation` document (65-byte ECDSA, or whatever the
     /// buyer's ERC-1271 wallet accepts).
+    #[schema(value_type = String, pattern = "^0x([0-9a-fA-F]{2})*$")]
     pub activation_signature: Bytes,
     /// The buyer's signature of the `funding` (`ReceiveWithAuthorization`) document.
+    #[schema(value_type = String, pattern = "^0x([0-9a-fA-F]{2})*$")]
     pub funding_signature: Bytes,
     /// The buyer's signature of `infra_fee.permit`; required when the package has a fee.
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^0x([0-9a-fA-F]{2})*$")]
     pub infra_fee_permit_signature: Option<Bytes>,
     /// The package's `agreement_key`, echoed back: a mismatch means the buyer signed another
     /// package (optional, recommended).
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^0x[0-9a-fA-F]{64}$")]
     pub agreement_key: Option<B256>,
     /// The chain the buyer's wallet signed for, echoed back (optional, recommended).
     #[serde(default)]
@@ -65,6 +70,21 @@ fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
 
 /// `GET …/activation-package`: everything the buyer signs, as `eth_signTypedData_v4`
 /// documents, plus where and how to submit the signatures.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}/activation-package",
+    operation_id = "activation_package",
+    tag = "activation",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The documents the buyer signs", body = crate::api::schema::ActivationPackage),
+        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::schema::Error),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn package(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
@@ -131,21 +151,31 @@ pub(crate) fn signature_error(document: &str, expected: Address, error: VerifyEr
 }
 
 /// `POST …/activate-escrow`: verify, screen, queue, answer `202` at once.
+#[utoipa::path(
+    post,
+    path = "/usage-agreements/{agreement_id}/activate-escrow",
+    operation_id = "activate_escrow",
+    tag = "activation",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    request_body = ActivateEscrow,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 202, description = "Activation queued; the agreement is `activating`", body = crate::api::schema::Agreement),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn activate(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<ActivateEscrow>,
+    Write(ApiJson(body), idempotency): Write<ApiJson<ActivateEscrow>>,
 ) -> ApiResult<Response> {
     let record = load_for(&state, &agent, &id).await?;
     if record.buyer_agent_id != agent.id {
         return Err(ApiError::forbidden("only the buyer can activate an agreement"));
-    }
-    let path = format!("/usage-agreements/{id}/activate-escrow");
-    let idempotent = Idempotent::new(agent.id.as_str(), idempotency_key, "POST", &path, &body);
-    if let Some(replay) = idempotent.replay(&state.store).await? {
-        return Ok(replay);
     }
     let terms = accepted_terms(&record)?;
     if record.status == AgreementStatus::Expired {
@@ -289,7 +319,7 @@ pub async fn activate(
     let response = agreement_json(&queued);
     let data = json!({ "job_id": job.id });
     outbox::record(&mut tx, Some(&record.id), "activation.queued", &data, at).await?;
-    idempotent.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
+    idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;
     state.relayer_wake.notify_one();
     tracing::info!(agreement_id = %record.id, job_id = %job.id, "activation queued");

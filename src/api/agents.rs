@@ -1,8 +1,9 @@
-//! `POST /v1/agents` and `GET /v1/agents/{id}`: agents and their API keys, under the owner
-//! credential of an account.
+//! Agents and their API keys, under the owner credential of an account: create, list, read,
+//! revoke (`DELETE`, irreversible) and rotate the key (`POST …/regenerate-key`). An agent of
+//! another account answers 404 on every route.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -11,15 +12,18 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::agreements::{prose, text};
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, IdempotencyKey, OwnerAuth};
-use super::idempotency::Idempotent;
+use super::extract::{ApiJson, ApiPath, OptionalApiJson, OwnerAuth};
+use super::idempotency::Write;
+use super::page;
 use super::time::rfc3339;
-use crate::store::agents::{self, Agent};
+use crate::agreement::ids::SecretKey;
+use crate::store::agents::{self, Account, Agent};
 use crate::store::now;
 
 /// The body of `POST /v1/agents`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "search-buyer", "description": "Buys search API calls", "capabilities": ["usage"]}))]
 pub struct CreateAgent {
     /// A display name, 1–100 characters.
     pub name: String,
@@ -58,6 +62,8 @@ pub fn agent_json(agent: &Agent) -> Value {
         "status": agent.status,
         "api_key_hint": agent.api_key_hint,
         "created_at": rfc3339(agent.created_at),
+        "updated_at": rfc3339(agent.updated_at),
+        "revoked_at": agent.revoked_at.map(rfc3339),
     })
 }
 
@@ -65,18 +71,23 @@ pub fn agent_json(agent: &Agent) -> Value {
 ///
 /// A retry with the same `Idempotency-Key` answers with the same agent but without the key:
 /// the key is stored only as a hash, so nothing can show it again.
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    operation_id = "create_agent",
+    tag = "agents",
+    request_body = CreateAgent,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "The agent, with its API key shown this once", body = crate::api::schema::AgentCreated),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     OwnerAuth(account): OwnerAuth,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<CreateAgent>,
+    Write(ApiJson(body), idempotency): Write<ApiJson<CreateAgent>>,
 ) -> ApiResult<Response> {
     body.validate()?;
-    let idempotent =
-        Idempotent::new(account.id.as_str(), idempotency_key, "POST", "/v1/agents", &body);
-    if let Some(replay) = idempotent.replay(&state.store).await? {
-        return Ok(replay);
-    }
     let (agent, key) = agents::new_agent(
         account.id,
         &body.name,
@@ -89,7 +100,7 @@ pub async fn create(
     stored["api_key"] = Value::Null;
     let mut tx = state.store.begin().await?;
     agents::insert_agent(&mut tx, &agent, &key.hash()).await?;
-    idempotent.save(&mut tx, StatusCode::CREATED, &stored).await?;
+    idempotency.save(&mut tx, StatusCode::CREATED, &stored).await?;
     tx.commit().await?;
     tracing::info!(agent_id = %agent.id, account_id = %agent.account_id, "agent created");
     let mut revealed = agent_json(&agent);
@@ -98,14 +109,191 @@ pub async fn create(
 }
 
 /// One agent of the caller's account; agents of other accounts answer 404.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agent_id}",
+    operation_id = "get_agent",
+    tag = "agents",
+    params(
+        ("agent_id" = String, Path, description = "The agent"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The agent", body = crate::api::schema::Agent),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     OwnerAuth(account): OwnerAuth,
     ApiPath(agent_id): ApiPath,
 ) -> ApiResult<Json<Value>> {
-    let agent = agents::get_agent(state.store.reader(), &agent_id)
+    Ok(Json(agent_json(&own_agent(&state, &account, &agent_id).await?)))
+}
+
+/// The agent `id` if it belongs to `account`; 404 otherwise, so other accounts' ids cannot be
+/// probed.
+async fn own_agent(state: &AppState, account: &Account, id: &str) -> ApiResult<Agent> {
+    agents::get_agent(state.store.reader(), id)
         .await?
         .filter(|agent| agent.account_id == account.id)
-        .ok_or_else(|| ApiError::not_found("agent"))?;
-    Ok(Json(agent_json(&agent)))
+        .ok_or_else(|| ApiError::not_found("agent"))
+}
+
+/// 409 `agent_revoked`: the agent is revoked, which is final.
+pub(crate) fn revoked_conflict() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "agent_revoked",
+        "this agent is revoked; revocation is final",
+    )
+    .with_details(json!({ "status": agents::REVOKED }))
+}
+
+/// `?limit=&cursor=&status=` of `GET /v1/agents`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentPage {
+    /// 1–100, default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `active` or `revoked`: only agents in that status.
+    pub status: Option<String>,
+}
+
+/// `GET /v1/agents`: the caller's agents, newest first, `limit` per page with an opaque
+/// `next_cursor` (set only while more remain).
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    operation_id = "list_agents",
+    tag = "agents",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("status" = Option<String>, Query, description = "`active` or `revoked`"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of the account's agents, newest first", body = crate::api::schema::AgentList),
+    ),
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    OwnerAuth(account): OwnerAuth,
+    page: Result<Query<AgentPage>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(page) =
+        page.map_err(|e| ApiError::validation("query", format!("bad query string: {e}")))?;
+    let limit = page::limit(page.limit)?;
+    if let Some(status) = page.status.as_deref()
+        && status != agents::ACTIVE
+        && status != agents::REVOKED
+    {
+        return Err(ApiError::validation("status", "`status` must be `active` or `revoked`"));
+    }
+    let cursor = page.cursor.as_deref().map(page::decode_cursor).transpose()?;
+    // One row more than the page tells whether another page exists.
+    let mut found = agents::list_agents(
+        state.store.reader(),
+        &account.id,
+        page.status.as_deref(),
+        limit + 1,
+        cursor.as_ref().map(|(at, id)| (*at, id.as_str())),
+    )
+    .await?;
+    let next_cursor =
+        page::cut(&mut found, limit, |a| page::cursor_of(a.created_at, a.id.as_str()));
+    Ok(Json(json!({
+        "data": found.iter().map(agent_json).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    })))
+}
+
+/// The (empty) body of `DELETE /v1/agents/{id}` and `POST …/regenerate-key`; a body, if sent,
+/// must be an empty object.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+/// `DELETE /v1/agents/{id}`: revokes the agent, at once and for good, and refuses its queued
+/// work (see [`agents::revoke`]). Revoking a revoked agent answers the agent as it is.
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{agent_id}",
+    operation_id = "revoke_agent",
+    tag = "agents",
+    params(
+        ("agent_id" = String, Path, description = "The agent (of the caller's account)"),
+    ),
+    request_body = Option<NoFields>,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The revoked agent", body = crate::api::schema::Agent),
+    ),
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    OwnerAuth(account): OwnerAuth,
+    ApiPath(agent_id): ApiPath,
+    Write(OptionalApiJson(_), idempotency): Write<OptionalApiJson<NoFields>>,
+) -> ApiResult<Response> {
+    let agent = own_agent(&state, &account, &agent_id).await?;
+    let mut tx = state.store.begin().await?;
+    let revocation = agents::revoke(&mut tx, &agent.id, now()).await?;
+    let revoked = agents::get_agent_in(&mut tx, agent.id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::internal("revoked agent vanished"))?;
+    let response = agent_json(&revoked);
+    idempotency.save(&mut tx, StatusCode::OK, &response).await?;
+    tx.commit().await?;
+    if revocation.revoked {
+        tracing::info!(
+            agent_id = %agent.id,
+            cancelled = revocation.cancelled.len(),
+            refused_jobs = revocation.refused_jobs.len(),
+            "agent revoked"
+        );
+    }
+    Ok(Json(response).into_response())
+}
+
+/// `POST /v1/agents/{id}/regenerate-key`: a new API key, revealed once; the old key stops
+/// working when this answers. A revoked agent answers 409 `agent_revoked`.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agent_id}/regenerate-key",
+    operation_id = "regenerate_agent_key",
+    tag = "agents",
+    params(
+        ("agent_id" = String, Path, description = "The agent (of the caller's account)"),
+    ),
+    request_body = Option<NoFields>,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The agent with its new API key, shown this once", body = crate::api::schema::AgentCreated),
+    ),
+)]
+pub async fn regenerate_key(
+    State(state): State<AppState>,
+    OwnerAuth(account): OwnerAuth,
+    ApiPath(agent_id): ApiPath,
+    Write(OptionalApiJson(_), idempotency): Write<OptionalApiJson<NoFields>>,
+) -> ApiResult<Response> {
+    let agent = own_agent(&state, &account, &agent_id).await?;
+    let key = SecretKey::generate("pk", state.environment);
+    let mut tx = state.store.begin().await?;
+    if !agents::rotate_key(&mut tx, &agent.id, &key.hash(), &key.hint(), now()).await? {
+        return Err(revoked_conflict());
+    }
+    let rotated = agents::get_agent_in(&mut tx, agent.id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::internal("rotated agent vanished"))?;
+    let mut stored = agent_json(&rotated);
+    stored["api_key"] = Value::Null;
+    idempotency.save(&mut tx, StatusCode::OK, &stored).await?;
+    tx.commit().await?;
+    tracing::info!(agent_id = %agent.id, "agent API key rotated");
+    let mut revealed = agent_json(&rotated);
+    revealed["api_key"] = Value::from(key.reveal());
+    Ok(Json(revealed).into_response())
 }

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiJson, ApiPath, IdempotencyKey, OptionalApiJson};
-use super::idempotency::Idempotent;
+use super::extract::{AgentAuth, ApiJson, ApiPath, OptionalApiJson};
+use super::idempotency::Write;
+use super::page;
 use super::time::rfc3339;
 use crate::agreement::ids::AgentId;
 use crate::agreement::status::Event;
@@ -24,8 +25,9 @@ use crate::store::agreements::{self, AgreementRecord, Proposal};
 use crate::store::{now, outbox};
 
 /// The body of `POST /usage-agreements`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"seller_agent_id": "agt_9e8d7c6b5a4938274f3c2a1b", "service_id": "svc_search", "quantity": 100, "unit": "api_calls", "price_per_unit_cents": 10, "payment_method": {"rail": "stablecoin", "provider": "x402"}, "settlement_model": "bilateral_escrow", "activation_version": "v2", "buyer_wallet_address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"}))]
 pub struct Propose {
     /// The agent selling.
     pub seller_agent_id: String,
@@ -48,7 +50,7 @@ pub struct Propose {
 }
 
 /// How the agreement is paid.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethod {
     /// `stablecoin`.
@@ -59,16 +61,18 @@ pub struct PaymentMethod {
 }
 
 /// The body of `PUT …/accept`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"seller_wallet_address": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"}))]
 pub struct Accept {
     /// The wallet the seller is paid to.
     pub seller_wallet_address: String,
 }
 
 /// The body of `PUT …/reject` (optional).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "capacity exhausted this month"}))]
 pub struct Reject {
     /// Why, shown to the buyer.
     #[serde(default)]
@@ -216,18 +220,23 @@ pub(crate) async fn load_for(
 }
 
 /// `POST /usage-agreements`: the authenticated agent proposes, as the buyer.
+#[utoipa::path(
+    post,
+    path = "/usage-agreements",
+    operation_id = "propose_agreement",
+    tag = "agreements",
+    request_body = Propose,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "The proposed agreement", body = crate::api::schema::Agreement),
+    ),
+)]
 pub async fn propose(
     State(state): State<AppState>,
     AgentAuth(buyer): AgentAuth,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<Propose>,
+    Write(ApiJson(body), idempotency): Write<ApiJson<Propose>>,
 ) -> ApiResult<Response> {
     let buyer_wallet = body.validate()?;
-    let idempotent =
-        Idempotent::new(buyer.id.as_str(), idempotency_key, "POST", "/usage-agreements", &body);
-    if let Some(replay) = idempotent.replay(&state.store).await? {
-        return Ok(replay);
-    }
     let seller = agents::get_agent(state.store.reader(), &body.seller_agent_id)
         .await?
         .filter(|seller| seller.status == "active")
@@ -258,13 +267,26 @@ pub async fn propose(
     agreements::insert(&mut tx, &record).await?;
     outbox::record(&mut tx, Some(&record.id), "agreement.proposed", &json!({}), record.created_at)
         .await?;
-    idempotent.save(&mut tx, StatusCode::CREATED, &response).await?;
+    idempotency.save(&mut tx, StatusCode::CREATED, &response).await?;
     tx.commit().await?;
     tracing::info!(agreement_id = %record.id, buyer = %record.buyer_agent_id, "agreement proposed");
     Ok((StatusCode::CREATED, Json(response)).into_response())
 }
 
 /// `GET /usage-agreements/{id}`.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}",
+    operation_id = "get_agreement",
+    tag = "agreements",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The agreement", body = crate::api::schema::Agreement),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
@@ -275,6 +297,21 @@ pub async fn get(
 
 /// `GET /usage-agreements/agents/{agent_id}/agreements`: the caller's own agreements, newest
 /// first, `limit` per page with an opaque `next_cursor`. Another agent's list answers 404.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/agents/{agent_id}/agreements",
+    operation_id = "list_agreements",
+    tag = "agreements",
+    params(
+        ("agent_id" = String, Path, description = "The calling agent"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of the agent's agreements, newest first", body = crate::api::schema::AgreementList),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
@@ -286,11 +323,8 @@ pub async fn list(
     }
     let Query(page) =
         page.map_err(|e| ApiError::validation("query", format!("bad query string: {e}")))?;
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::validation("limit", "`limit` must be 1 to 100"));
-    }
-    let cursor = page.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = page::limit(page.limit)?;
+    let cursor = page.cursor.as_deref().map(page::decode_cursor).transpose()?;
     // One row more than the page tells whether another page exists, so a list that is an exact
     // multiple of `limit` does not end with an empty page.
     let mut records = agreements::list_for_agent(
@@ -300,40 +334,41 @@ pub async fn list(
         cursor.as_ref().map(|(at, id)| (*at, id.as_str())),
     )
     .await?;
-    let more = records.len() > limit as usize;
-    records.truncate(limit as usize);
     let next_cursor =
-        more.then(|| records.last().map(|r| format!("{}.{}", r.created_at, r.id))).flatten();
+        page::cut(&mut records, limit, |r| page::cursor_of(r.created_at, r.id.as_str()));
     Ok(Json(json!({
         "agreements": records.iter().map(agreement_json).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
     })))
 }
 
-fn decode_cursor(cursor: &str) -> ApiResult<(i64, String)> {
-    cursor
-        .split_once('.')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .ok_or_else(|| ApiError::validation("cursor", "`cursor` is not a cursor this API issued"))
-}
-
 /// `PUT …/accept`: the seller accepts with its wallet; the on-chain terms are fixed now.
+#[utoipa::path(
+    put,
+    path = "/usage-agreements/{agreement_id}/accept",
+    operation_id = "accept_agreement",
+    tag = "agreements",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    request_body = Accept,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The accepted agreement, terms fixed", body = crate::api::schema::Agreement),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn accept(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<Accept>,
+    Write(ApiJson(body), idempotency): Write<ApiJson<Accept>>,
 ) -> ApiResult<Response> {
     let seller_wallet = wallet("seller_wallet_address", &body.seller_wallet_address)?;
     let record = load_for(&state, &agent, &id).await?;
     if record.seller_agent_id != agent.id {
         return Err(ApiError::forbidden("only the seller can accept an agreement"));
-    }
-    let path = format!("/usage-agreements/{id}/accept");
-    let idempotent = Idempotent::new(agent.id.as_str(), idempotency_key, "PUT", &path, &body);
-    if let Some(replay) = idempotent.replay(&state.store).await? {
-        return Ok(replay);
     }
     record.status.apply(Event::Accept)?;
     if seller_wallet == record.buyer_wallet {
@@ -365,19 +400,33 @@ pub async fn accept(
     let response = agreement_json(&accepted);
     let data = json!({ "agreement_key": key });
     outbox::record(&mut tx, Some(&record.id), "agreement.accepted", &data, now()).await?;
-    idempotent.save(&mut tx, StatusCode::OK, &response).await?;
+    idempotency.save(&mut tx, StatusCode::OK, &response).await?;
     tx.commit().await?;
     tracing::info!(agreement_id = %record.id, agreement_key = %key, "agreement accepted");
     Ok(Json(response).into_response())
 }
 
 /// `PUT …/reject`: the seller declines, optionally saying why. The body may be empty.
+#[utoipa::path(
+    put,
+    path = "/usage-agreements/{agreement_id}/reject",
+    operation_id = "reject_agreement",
+    tag = "agreements",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    request_body = Option<Reject>,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The rejected agreement", body = crate::api::schema::Agreement),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn reject(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
-    idempotency_key: IdempotencyKey,
-    OptionalApiJson(body): OptionalApiJson<Reject>,
+    Write(OptionalApiJson(body), idempotency): Write<OptionalApiJson<Reject>>,
 ) -> ApiResult<Response> {
     if let Some(reason) = &body.reason {
         prose("reason", reason, 1_000)?;
@@ -385,11 +434,6 @@ pub async fn reject(
     let record = load_for(&state, &agent, &id).await?;
     if record.seller_agent_id != agent.id {
         return Err(ApiError::forbidden("only the seller can reject an agreement"));
-    }
-    let path = format!("/usage-agreements/{id}/reject");
-    let idempotent = Idempotent::new(agent.id.as_str(), idempotency_key, "PUT", &path, &body);
-    if let Some(replay) = idempotent.replay(&state.store).await? {
-        return Ok(replay);
     }
     record.status.apply(Event::Reject)?;
     let mut tx = state.store.begin().await?;
@@ -400,7 +444,7 @@ pub async fn reject(
     let response = agreement_json(&rejected);
     let data = json!({ "reason": rejected.rejection_reason });
     outbox::record(&mut tx, Some(&record.id), "agreement.rejected", &data, now()).await?;
-    idempotent.save(&mut tx, StatusCode::OK, &response).await?;
+    idempotency.save(&mut tx, StatusCode::OK, &response).await?;
     tx.commit().await?;
     Ok(Json(response).into_response())
 }

@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::AppState;
+use super::credentials::{ExecutionGrant, TOKEN_KIND};
 use super::error::ApiError;
-use crate::agreement::ids::SecretKey;
+use super::idempotency::Caller;
+use crate::agreement::ids::{Environment, SecretKey};
 use crate::store::agents::{self, Account, Agent};
 
 /// A JSON object body; malformed JSON, wrong types, missing fields, bodies that are not objects
@@ -159,12 +161,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPathPair {
     }
 }
 
-/// The bearer token of a request, or 401.
-fn bearer(parts: &Parts) -> Result<SecretKey, ApiError> {
-    let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+/// The bearer credential of a request, or 401: `unauthorized` when there is none,
+/// `wrong_environment` when its prefix names the other environment than this deployment's
+/// (`pk_test_…` on a live deployment, `ok_live_…` on a test one), checked before any lookup.
+pub(crate) fn credential(
+    headers: &axum::http::HeaderMap,
+    environment: Environment,
+) -> Result<SecretKey, ApiError> {
+    let header = headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization` header")
     })?;
-    header
+    let key = header
         .to_str()
         .ok()
         .and_then(|value| value.split_once(' '))
@@ -177,10 +184,26 @@ fn bearer(parts: &Parts) -> Result<SecretKey, ApiError> {
                 "unauthorized",
                 "expected `Authorization: Bearer <key>`",
             )
-        })
+        })?;
+    if let Some((_, presented)) = key.prefix()
+        && presented != environment
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong_environment",
+            format!(
+                "this is a `{}` credential; this deployment accepts only `{}` credentials",
+                presented.as_str(),
+                environment.as_str()
+            ),
+        )
+        .with_details(json!({ "environment": environment.as_str() })));
+    }
+    Ok(key)
 }
 
-fn invalid_credential(kind: &str) -> ApiError {
+/// 401 `invalid_credential`: no credential of `kind` matches (unknown, revoked or rotated).
+pub(crate) fn invalid_credential(kind: &str) -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "invalid_credential",
@@ -188,7 +211,8 @@ fn invalid_credential(kind: &str) -> ApiError {
     )
 }
 
-/// The agent whose API key authenticates the request.
+/// The agent whose API key (or an execution token for this very write) authenticates the
+/// request.
 #[derive(Debug, Clone)]
 pub struct AgentAuth(pub Agent);
 
@@ -196,11 +220,25 @@ impl FromRequestParts<AppState> for AgentAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = bearer(parts)?;
-        agents::agent_by_key(state.store.reader(), &key.hash())
-            .await?
-            .map(AgentAuth)
-            .ok_or_else(|| invalid_credential("agent API key"))
+        let key = credential(&parts.headers, state.environment)?;
+        let agent = if key.prefix().is_some_and(|(kind, _)| kind == TOKEN_KIND) {
+            // Checked in full by the `credentials::verify` route layer, which leaves its agent.
+            parts.extensions.get::<ExecutionGrant>().map(|grant| grant.0.clone()).ok_or_else(
+                || {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "execution_token_action_mismatch",
+                        "execution tokens act only on the write they were minted for",
+                    )
+                },
+            )?
+        } else {
+            agents::agent_by_key(state.store.reader(), &key.hash())
+                .await?
+                .ok_or_else(|| invalid_credential("agent API key"))?
+        };
+        parts.extensions.insert(Caller(agent.id.to_string()));
+        Ok(AgentAuth(agent))
     }
 }
 
@@ -212,11 +250,12 @@ impl FromRequestParts<AppState> for OwnerAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = bearer(parts)?;
-        agents::account_by_owner_key(state.store.reader(), &key.hash())
+        let key = credential(&parts.headers, state.environment)?;
+        let account = agents::account_by_owner_key(state.store.reader(), &key.hash())
             .await?
-            .map(OwnerAuth)
-            .ok_or_else(|| invalid_credential("owner credential"))
+            .ok_or_else(|| invalid_credential("owner credential"))?;
+        parts.extensions.insert(Caller(account.id.to_string()));
+        Ok(OwnerAuth(account))
     }
 }
 

@@ -7,12 +7,20 @@
 pub mod activation;
 pub mod agents;
 pub mod agreements;
+pub mod credentials;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod observability;
+pub mod openapi;
+pub mod page;
+pub mod rate_limit;
+pub mod receipts;
+pub mod schema;
 pub mod settlement;
 pub mod status;
 mod time;
+pub mod webhooks;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -49,8 +57,20 @@ pub struct Shared {
     pub relayer_wake: Arc<Notify>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request may take before it is answered 503 `timeout`.
+    pub request_timeout: std::time::Duration,
+    /// How webhooks are delivered (the SSRF policy applies to registration too).
+    pub webhooks: crate::webhooks::WebhookSettings,
     /// Seconds a sponsored-action authorization offered by the options endpoint stays valid.
     pub authorization_ttl: u64,
+    /// The receipt key's address: a receipt verifies only if it recovers this signer.
+    pub receipt_signer: alloy::primitives::Address,
+    /// Rate limits per credential and route group.
+    pub rate_limits: rate_limit::Limits,
+    /// Seconds a response stays stored under its `Idempotency-Key`.
+    pub idempotency_ttl: u64,
+    /// `GET /readyz` fails when the watcher is more blocks than this behind the head.
+    pub ready_max_lag_blocks: u64,
 }
 
 /// Cheaply cloneable handle to [`Shared`].
@@ -65,13 +85,57 @@ impl Deref for AppState {
     }
 }
 
+/// Answers 503 `timeout` in the API's error shape when a request (reading its body included)
+/// takes longer than `limit`. The handler's future is dropped, so an open transaction rolls back.
+async fn timeout(
+    limit: std::time::Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} s; retry it (a write with the same Idempotency-Key)",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
 /// The API router over `state`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.max_body_bytes;
+    let time_limit = state.request_timeout;
     Router::new()
         .route("/health", get(status::health))
-        .route("/v1/agents", post(agents::create))
-        .route("/v1/agents/{agent_id}", get(agents::get))
+        .route("/healthz", get(observability::healthz))
+        .route("/readyz", get(observability::readyz))
+        .route("/metrics", get(observability::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/v1/agents", post(agents::create).get(agents::list))
+        .route("/v1/agents/{agent_id}", get(agents::get).delete(agents::revoke))
+        .route("/v1/agents/{agent_id}/regenerate-key", post(agents::regenerate_key))
+        .route("/v1/agents/{agent_id}/execution-tokens", post(credentials::mint))
+        .route("/agents/{agent_id}/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/agents/{agent_id}/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/agents/{agent_id}/webhooks/deliveries/{delivery_id}", get(webhooks::delivery))
+        .route(
+            "/agents/{agent_id}/webhooks/deliveries/{delivery_id}/replay",
+            post(webhooks::replay),
+        )
+        .route(
+            "/agents/{agent_id}/webhooks/{webhook_id}",
+            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route(
+            "/agents/{agent_id}/webhooks/{webhook_id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/usage-agreements", post(agreements::propose))
         .route("/usage-agreements/{agreement_id}", get(agreements::get))
         .route("/usage-agreements/agents/{agent_id}/agreements", get(agreements::list))
@@ -109,6 +173,10 @@ pub fn app(state: AppState) -> Router {
             get(settlement::get_action),
         )
         .route("/usage-agreements/{agreement_id}/events", get(settlement::events))
+        .route("/receipts", get(receipts::list))
+        .route("/receipts/verify/{receipt_id}", get(receipts::verify))
+        // Execution tokens are checked against the matched route, for every route above.
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), credentials::verify))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -118,6 +186,11 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |request, next| timeout(time_limit, request, next)))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(rate_limit::RateLimiter::new(state.rate_limits)),
+            rate_limit::enforce,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

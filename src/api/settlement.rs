@@ -19,8 +19,8 @@ use super::AppState;
 use super::activation::signature_error;
 use super::agreements::load_for;
 use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiJson, ApiPath, ApiPathPair, IdempotencyKey};
-use super::idempotency::Idempotent;
+use super::extract::{AgentAuth, ApiJson, ApiPath, ApiPathPair};
+use super::idempotency::{Idempotency, Write};
 use super::status::usage_json;
 use super::time::rfc3339;
 use crate::agreement::ids::{JobId, SettlementActionId};
@@ -212,8 +212,9 @@ async fn unsigned_transaction(state: &AppState, from: Address, data: &Bytes) -> 
 // ------------------------------------------------------------------------------------- usage
 
 /// The body of `POST …/record-usage`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"units": 40, "description": "40 search calls"}))]
 pub struct RecordUsage {
     /// Units delivered since the last record (at least 1).
     pub units: u64,
@@ -248,30 +249,35 @@ fn usage_body(state: &AppState, record: &AgreementRecord, key: B256) -> Value {
 
 /// `POST …/record-usage` (seller): adds delivered units. The units are a delta, so an
 /// `Idempotency-Key` is required: a retry must not count the delivery twice.
+#[utoipa::path(
+    post,
+    path = "/usage-agreements/{agreement_id}/record-usage",
+    operation_id = "record_usage",
+    tag = "usage",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+        ("Idempotency-Key" = String, Header, description = "Required: recorded units add up, so only a keyed retry is safe"),
+    ),
+    request_body = RecordUsage,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "Usage recorded", body = crate::api::schema::UsageRecorded),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn record_usage(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<RecordUsage>,
+    Write(ApiJson(body), idempotency): Write<ApiJson<RecordUsage>>,
 ) -> ApiResult<Response> {
     let record = load_for(&state, &agent, &id).await?;
     if party_of(&record, &agent) != Party::Seller {
         return Err(wrong_party("only the seller records usage"));
     }
-    if idempotency_key.0.is_none() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "idempotency_key_required",
-            "recorded units add up, so `record-usage` needs an `Idempotency-Key` to be retried safely",
-        )
-        .with_details(json!({ "header": "Idempotency-Key" })));
-    }
-    let path = format!("/usage-agreements/{id}/record-usage");
-    let idempotent = Idempotent::new(agent.id.as_str(), idempotency_key, "POST", &path, &body);
-    if let Some(replay) = idempotent.replay(&state.store).await? {
-        return Ok(replay);
-    }
+    idempotency.require(
+        "recorded units add up, so `record-usage` needs an `Idempotency-Key` to be retried safely",
+    )?;
     if body.units == 0 {
         return Err(ApiError::validation("units", "`units` must be at least 1"));
     }
@@ -319,12 +325,26 @@ pub async fn record_usage(
     let mut response = usage_body(&state, &updated, key);
     response["usage_record_id"] = json!(record_id);
     response["units"] = json!(body.units);
-    idempotent.save(&mut tx, StatusCode::CREATED, &response).await?;
+    idempotency.save(&mut tx, StatusCode::CREATED, &response).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(response)).into_response())
 }
 
 /// `GET …/usage`: recorded usage, the buyer's best voucher, and the voucher to sign next.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}/usage",
+    operation_id = "get_usage",
+    tag = "usage",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Usage and vouchers", body = crate::api::schema::Usage),
+        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn usage(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
@@ -336,32 +356,44 @@ pub async fn usage(
 }
 
 /// The body of `POST …/usage-vouchers`: a `UsageVoucher` the buyer signed.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"cumulative_units": 40, "signature": "0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a1b"}))]
 pub struct SubmitVoucher {
     /// The voucher's `cumulativeUnits`: usage in all, not since the last voucher.
     pub cumulative_units: u64,
     /// The buyer's signature of the `UsageVoucher` document.
+    #[schema(value_type = String, pattern = "^0x([0-9a-fA-F]{2})*$")]
     pub signature: Bytes,
 }
 
 /// `POST …/usage-vouchers` (buyer): keeps the voucher if it is the highest so far. The same
 /// voucher again changes nothing and answers the same; a lower one is refused.
+#[utoipa::path(
+    post,
+    path = "/usage-agreements/{agreement_id}/usage-vouchers",
+    operation_id = "submit_voucher",
+    tag = "usage",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    request_body = SubmitVoucher,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The voucher was kept (or was already)", body = crate::api::schema::Usage),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn submit_voucher(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<SubmitVoucher>,
+    Write(ApiJson(body), idempotency): Write<ApiJson<SubmitVoucher>>,
 ) -> ApiResult<Response> {
     let record = load_for(&state, &agent, &id).await?;
     if party_of(&record, &agent) != Party::Buyer {
         return Err(wrong_party("only the buyer signs usage vouchers"));
-    }
-    let path = format!("/usage-agreements/{id}/usage-vouchers");
-    let idempotent = Idempotent::new(agent.id.as_str(), idempotency_key, "POST", &path, &body);
-    if let Some(replay) = idempotent.replay(&state.store).await? {
-        return Ok(replay);
     }
     require_usage_open(&record, "given vouchers")?;
     let (terms, key) = fixed_terms(&record)?;
@@ -416,7 +448,7 @@ pub async fn submit_voucher(
         .with_details(json!({ "voucher_units": updated.voucher_units })));
     }
     let response = usage_body(&state, &updated, key);
-    idempotent.save(&mut tx, StatusCode::OK, &response).await?;
+    idempotency.save(&mut tx, StatusCode::OK, &response).await?;
     tx.commit().await?;
     Ok(Json(response).into_response())
 }
@@ -433,6 +465,22 @@ pub struct OptionsQuery {
 /// `GET …/settlement-action-options?action=…`: for the calling party and the escrow as it is
 /// on-chain now, whether the action is possible, why not and from when, what would move, the
 /// direct transaction and the sponsored authorization to sign, and which path to take.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}/settlement-action-options",
+    operation_id = "settlement_action_options",
+    tag = "settlement",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+        ("action" = String, Query, pattern = "^(initiate_close|seller_claim|buyer_withdraw)$", description = "`initiate_close`, `seller_claim` or `buyer_withdraw`"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Whether and how the action can be taken now", body = crate::api::schema::SettlementOptions),
+        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::schema::Error),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn options(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
@@ -560,12 +608,14 @@ pub type DirectFuture =
 // ---------------------------------------------------------------------------- sponsored path
 
 /// The body of a sponsored action: the party's signed authorization.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"deadline": 1767229200, "authorization_signature": "0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a1b", "units": 40}))]
 pub struct SponsoredBody {
     /// The authorization's `deadline` (unix seconds), as signed.
     pub deadline: u64,
     /// The party's signature of the authorization document.
+    #[schema(value_type = String, pattern = "^0x([0-9a-fA-F]{2})*$")]
     pub authorization_signature: Bytes,
     /// A close's `finalUnits` or a claim's `cumulativeUnits`, as signed (default: what
     /// `settlement-action-options` offered — the buyer's best voucher; 0 for a buyer's close).
@@ -577,18 +627,12 @@ async fn sponsored(
     state: &AppState,
     agent: &Agent,
     id: &str,
-    idempotency_key: IdempotencyKey,
+    idempotency: Idempotency,
     body: SponsoredBody,
     action: Action,
 ) -> ApiResult<Response> {
     let record = load_for(state, agent, id).await?;
     let party = party_of(&record, agent);
-    let path =
-        format!("/usage-agreements/{id}/sponsored-actions/{}", action.as_str().replace('_', "-"));
-    let idempotent = Idempotent::new(agent.id.as_str(), idempotency_key, "POST", &path, &body);
-    if let Some(replay) = idempotent.replay(&state.store).await? {
-        return Ok(replay);
-    }
     let (terms, key) = fixed_terms(&record)?;
     let (escrow, chain_now) = on_chain(state, key).await?;
     let plan = rules::plan(action, party, &escrow, terms, record.voucher_units, chain_now)
@@ -710,7 +754,7 @@ async fn sponsored(
         "amount": settlement_action.amount,
     });
     outbox::record(&mut tx, Some(&record.id), "settlement_action.queued", &data, at).await?;
-    idempotent.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
+    idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;
     state.relayer_wake.notify_one();
     tracing::info!(agreement_id = %record.id, settlement_action_id = %settlement_action.id, action = action.as_str(), "sponsored action queued");
@@ -718,17 +762,33 @@ async fn sponsored(
 }
 
 /// `POST …/sponsored-actions/{action}`: `initiate-close`, `seller-claim` or `buyer-withdraw`.
+#[utoipa::path(
+    post,
+    path = "/usage-agreements/{agreement_id}/sponsored-actions/{action}",
+    operation_id = "sponsored_action",
+    tag = "settlement",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+        ("action" = String, Path, pattern = "^(initiate-close|seller-claim|buyer-withdraw)$", description = "`initiate-close`, `seller-claim` or `buyer-withdraw`"),
+    ),
+    request_body = SponsoredBody,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 202, description = "Queued for the relayer", body = crate::api::schema::SettlementAction),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn sponsored_action(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPathPair(id, action): ApiPathPair,
-    idempotency_key: IdempotencyKey,
-    ApiJson(body): ApiJson<SponsoredBody>,
+    Write(ApiJson(body), idempotency): Write<ApiJson<SponsoredBody>>,
 ) -> ApiResult<Response> {
     let action = Action::parse(&action.replace('-', "_"))
         .filter(|_| !action.contains('_'))
         .ok_or_else(|| ApiError::not_found("route"))?;
-    sponsored(&state, &agent, &id, idempotency_key, body, action).await
+    sponsored(&state, &agent, &id, idempotency, body, action).await
 }
 
 /// A settlement action as the API returns it.
@@ -754,6 +814,19 @@ pub fn action_json(action: &SettlementAction) -> Value {
 }
 
 /// `GET …/settlement-actions`: the agreement's sponsored actions, oldest first.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}/settlement-actions",
+    operation_id = "list_settlement_actions",
+    tag = "settlement",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The agreement's sponsored actions, oldest first", body = crate::api::schema::SettlementActionList),
+    ),
+)]
 pub async fn list_actions(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
@@ -765,6 +838,20 @@ pub async fn list_actions(
 }
 
 /// `GET …/settlement-actions/{action_id}`.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}/settlement-actions/{action_id}",
+    operation_id = "get_settlement_action",
+    tag = "settlement",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+        ("action_id" = String, Path, description = "The settlement action"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The settlement action", body = crate::api::schema::SettlementAction),
+    ),
+)]
 pub async fn get_action(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
@@ -778,6 +865,19 @@ pub async fn get_action(
 }
 
 /// `GET …/events`: the agreement's status changes from the outbox, oldest first.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}/events",
+    operation_id = "agreement_events",
+    tag = "agreements",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Status changes, oldest first", body = crate::api::schema::AgreementEventList),
+    ),
+)]
 pub async fn events(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,

@@ -17,6 +17,19 @@ use crate::store::chain::{self, Cursor};
 /// `GET /usage-agreements/{id}/escrow-status`. Served from the store, so polling it costs no
 /// RPC call; `confirmations` counts from the escrow's last event to the newest head seen, and
 /// `past_expiry` compares the expiry with that head's timestamp.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}/escrow-status",
+    operation_id = "escrow_status",
+    tag = "escrow",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The escrow as last confirmed", body = crate::api::schema::EscrowStatus),
+    ),
+)]
 pub async fn escrow_status(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
@@ -85,6 +98,16 @@ pub(crate) fn usage_json(record: &AgreementRecord) -> Value {
 }
 
 /// `GET /health`: the process answers and the store is reachable.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "service",
+    responses(
+        (status = 200, description = "The process answers and the store is reachable", body = crate::api::schema::Health),
+        (status = 503, description = "Timed out", body = crate::api::schema::Error),
+    ),
+)]
 pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let cursor = chain::cursor(state.store.reader()).await?;
     Ok(Json(json!({

@@ -1,10 +1,12 @@
-//! The chain as the service uses it: one provider, and the addresses and domain facts read from
-//! the escrow deployment at start-up instead of being configured twice.
+//! The chain as the service uses it: one provider over the RPC layer ([`super::rpc`]: failover,
+//! retries, circuit breakers, call counting), and the addresses and domain facts read from the
+//! escrow deployment at start-up instead of being configured twice.
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::sol_types::Eip712Domain;
 
+use super::rpc::{self, RpcService, RpcSettings};
 use crate::agreement::settlement::{EscrowState, EscrowStatus};
 use crate::escrow::bindings::{MockUSDC, UsageEscrow};
 use crate::escrow::typed_data;
@@ -24,6 +26,18 @@ pub enum ChainError {
     /// No code at the configured escrow address.
     #[error("no contract at the escrow address {0}")]
     NoEscrow(Address),
+    /// Two RPC endpoints serve different chains.
+    #[error("RPC endpoints disagree: {first} is on chain {expected}, {other} on chain {found}")]
+    ChainMismatch {
+        /// The first endpoint that answered.
+        first: String,
+        /// Its chain id.
+        expected: u64,
+        /// The endpoint on another chain.
+        other: String,
+        /// That endpoint's chain id.
+        found: u64,
+    },
 }
 
 /// The result type of this module.
@@ -34,6 +48,8 @@ pub type Result<T, E = ChainError> = std::result::Result<T, E>;
 pub struct ChainContext {
     /// The RPC connection (read-only: signing happens in the relayer).
     pub provider: DynProvider,
+    /// The RPC layer under `provider`: its endpoints' breakers.
+    pub rpc: RpcService,
     /// The chain's id.
     pub chain_id: u64,
     /// The escrow contract.
@@ -49,11 +65,17 @@ pub struct ChainContext {
 }
 
 impl ChainContext {
-    /// Connects to `rpc_url` and reads the deployment at `escrow`.
-    pub async fn connect(rpc_url: &str, escrow: Address, token_name: &str) -> Result<Self> {
-        let url = rpc_url.parse().map_err(|_| ChainError::Url(rpc_url.to_owned()))?;
-        let provider = ProviderBuilder::new().connect_http(url).erased();
-        let chain_id = provider.get_chain_id().await?;
+    /// Connects to the endpoints in `rpc_urls` (one URL or several, comma-separated, in order
+    /// of preference; all must serve the same chain) and reads the deployment at `escrow`.
+    pub async fn connect(
+        rpc_urls: &str,
+        settings: &RpcSettings,
+        escrow: Address,
+        token_name: &str,
+    ) -> Result<Self> {
+        let rpc = RpcService::new(rpc::parse_urls(rpc_urls)?, settings.clone())?;
+        let chain_id = rpc.check_chain().await?;
+        let provider = ProviderBuilder::new().connect_client(rpc.client()).erased();
         if provider.get_code_at(escrow).await?.is_empty() {
             return Err(ChainError::NoEscrow(escrow));
         }
@@ -63,6 +85,7 @@ impl ChainContext {
         let sanctions_oracle = contract.sanctionsOracle().call().await?;
         Ok(Self {
             provider,
+            rpc,
             chain_id,
             escrow,
             token,

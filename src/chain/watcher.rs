@@ -6,7 +6,8 @@
 //! Escrow events are applied once each, in block and log order, at the confirmation depth: each
 //! moves the agreement's escrow state by the pure rules of `agreement::settlement` and writes an
 //! outbox event in the same transaction. A settlement sent from a party's own wallet therefore
-//! shows up exactly like one Pactum relayed.
+//! shows up exactly like one Pactum relayed. An event that moves money (activation, seller claim,
+//! buyer withdraw) also gets its signed receipt (`crate::receipts`) in that transaction.
 //!
 //! This version confirms by depth and re-checks the block hash at confirmation time; a block
 //! reorganised away before that is simply read again. Rolling back effects already confirmed (a
@@ -27,9 +28,12 @@ use super::context::ChainContext;
 use super::revert;
 use crate::agreement::settlement::ChainEvent;
 use crate::escrow::bindings::UsageEscrow;
+use crate::receipts::{self, Deployment, EventFacts, Parties, ReceiptKey};
 use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
 use crate::store::jobs::{self, Attempt, Job};
-use crate::store::{Conn, Store, StoreError, agreements, now, outbox, settlement};
+use crate::store::{
+    Conn, Store, StoreError, agreements, now, outbox, receipts as receipt_store, settlement,
+};
 
 /// Why a watcher pass failed (it is retried on the next tick).
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,8 @@ pub struct Watcher {
     pub poll: Duration,
     /// The first block to read on a fresh store; `None` starts at the head.
     pub start_block: Option<u64>,
+    /// Signs the receipt of each confirmed escrow event that moves money.
+    pub receipt_key: ReceiptKey,
 }
 
 impl Watcher {
@@ -111,17 +117,18 @@ impl Watcher {
             }
         };
         let last = head.min(cursor.block_number + MAX_BLOCKS_PER_PASS);
-        let mut in_flight: HashMap<B256, Attempt> =
-            jobs::attempts_in(self.store.reader(), &["signed", "broadcast"])
-                .await?
-                .into_iter()
-                .map(|a| (a.tx_hash, a))
-                .collect();
+        // Every hash a job in flight ever had: a replaced attempt may be the one mined.
+        let mut in_flight: HashMap<B256, Attempt> = jobs::attempts_watched(self.store.reader())
+            .await?
+            .into_iter()
+            .map(|a| (a.tx_hash, a))
+            .collect();
         for number in cursor.block_number + 1..=last {
             let (hash, parent, tx_hashes) = self.block_with_hashes(number).await?;
             if parent != cursor.block_hash && cursor.block_number + 1 == number && number > 0 {
                 // The block we read last is no longer canonical: step back and read again.
                 tracing::warn!(number, "reorg detected below the head; re-reading");
+                crate::metrics::reorg();
                 let back = cursor.block_number.saturating_sub(self.confirmations.max(1));
                 let (back_hash, _, _) = self.block_with_hashes(back).await?;
                 cursor = Cursor {
@@ -216,7 +223,7 @@ impl Watcher {
                 continue;
             }
             let mut tx = self.store.begin().await?;
-            apply_event(&mut tx, &event).await?;
+            apply_event(&mut tx, &event, &self.issuer()).await?;
             chain_store::mark_applied(&mut tx, &event).await?;
             tx.commit().await?;
         }
@@ -254,6 +261,18 @@ impl Watcher {
         }
     }
 
+    /// What receipts are signed with and name as their deployment.
+    fn issuer(&self) -> Issuer<'_> {
+        Issuer {
+            key: &self.receipt_key,
+            deployment: Deployment {
+                chain_id: self.chain.chain_id,
+                escrow: self.chain.escrow,
+                token: self.chain.token,
+            },
+        }
+    }
+
     async fn canonical_hash(&self, cache: &mut HashMap<u64, B256>, number: u64) -> Result<B256> {
         if let Some(hash) = cache.get(&number) {
             return Ok(*hash);
@@ -280,13 +299,60 @@ impl Watcher {
     }
 }
 
+/// The receipt key and the deployment receipts name.
+struct Issuer<'a> {
+    key: &'a ReceiptKey,
+    deployment: Deployment,
+}
+
+/// Signs and stores the receipt of `event` when it moves money (activation, seller claim,
+/// buyer withdraw; see `ReceiptKind::of_event`), in the caller's transaction. A receipt for the
+/// same transaction and log index already stored is kept as it is.
+async fn issue_receipt(
+    tx: &mut Conn,
+    event: &EscrowEvent,
+    record: &agreements::AgreementRecord,
+    issuer: &Issuer<'_>,
+) -> Result<()> {
+    let parties = Parties {
+        agreement_id: record.id.clone(),
+        buyer_agent_id: record.buyer_agent_id.clone(),
+        seller_agent_id: record.seller_agent_id.clone(),
+        buyer_wallet: record.terms.as_ref().map_or(record.buyer_wallet, |t| t.buyer),
+        seller_wallet: record
+            .terms
+            .as_ref()
+            .map(|t| t.seller)
+            .or(record.seller_wallet)
+            .unwrap_or_default(),
+    };
+    let facts = EventFacts {
+        event: &event.event,
+        agreement_key: event.agreement_key,
+        data: &event.data,
+        tx_hash: event.tx_hash,
+        block_number: event.block_number,
+        block_hash: event.block_hash,
+        log_index: event.log_index,
+    };
+    let Some(receipt) = receipts::receipt_for(&facts, parties, issuer.deployment, now()) else {
+        return Ok(());
+    };
+    let receipt = issuer.key.sign(receipt);
+    let stored = receipt_store::insert(tx, &receipt).await?;
+    tracing::info!(receipt_id = %receipt.id, kind = %receipt.kind, agreement_id = %record.id, stored, "receipt issued");
+    Ok(())
+}
+
 /// Applies one confirmed escrow event to the agreement it concerns (if Pactum has it): the
 /// escrow state moves as the contract moved it, the agreement status follows, and the change
-/// goes to the outbox in the same transaction.
-async fn apply_event(tx: &mut Conn, event: &EscrowEvent) -> Result<()> {
+/// goes to the outbox in the same transaction, with the event's signed receipt when it moves
+/// money.
+async fn apply_event(tx: &mut Conn, event: &EscrowEvent, issuer: &Issuer<'_>) -> Result<()> {
     let Some(record) = agreements::get_by_key(tx, event.agreement_key).await? else {
         return Ok(());
     };
+    issue_receipt(tx, event, &record, issuer).await?;
     let at = now();
     if event.event == "EscrowActivated" {
         let applied = agreements::escrow_activated(

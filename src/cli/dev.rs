@@ -51,6 +51,9 @@ pub(crate) struct DevArgs {
 
 /// Demo USDC minted to the buyer's wallet.
 const DEMO_USDC: u64 = 1_000_000 * 1_000_000;
+/// The fixed receipt key of the local stack (a dev-only key, never used on a real chain), so
+/// receipts keep verifying across `pactum dev` restarts.
+const DEV_RECEIPT_KEY: &str = "0x5eceb7f3a1d2c4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f";
 
 /// Runs the local stack until ctrl-c or SIGTERM, then stops the service and anvil.
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -164,9 +167,11 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         database_url: database_url.clone(),
         listen: (Ipv4Addr::LOCALHOST, args.port).into(),
         max_body_bytes: 65_536,
+        request_timeout_secs: 30,
         owner_key: Some(Secret::new(owner_key.reveal())),
         environment: Some(Environment::Test),
         rpc_url: anvil.endpoint(),
+        rpc: pactum::chain::rpc::RpcSettings::default(),
         escrow_address: deployment.usage_escrow,
         token_name: "USD Coin".into(),
         confirmations: 2,
@@ -175,7 +180,16 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         relayer_private_keys: vec![Secret::new(relayer.to_bytes().to_string())],
         relayer_batch_max: 50,
         relayer_batch_wait_ms: 200,
+        relayer_max_fee_per_gas_gwei: 500,
+        relayer_replace_after_blocks: 3,
         authorization_ttl_secs: 3_600,
+        idempotency_ttl_secs: 86_400,
+        receipt_private_key: Some(Secret::new(DEV_RECEIPT_KEY)),
+        rate_limit_window_secs: 60,
+        rate_limit_read: 0,
+        rate_limit_write: 0,
+        rate_limit_sponsored: 0,
+        rate_limit_management: 0,
         sanctions_oracle: None,
         denylist: None,
         screening_fail_open: false,
@@ -185,6 +199,13 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         infra_fee_bps: 200,
         infra_fee_fixed: TokenAmount::from_base_units(3_000),
         infra_fee_minimum: TokenAmount::from_base_units(100_000),
+        ready_max_lag_blocks: 20,
+        signer_min_balance_wei: 10_000_000_000_000_000,
+        signer_balance_interval_secs: 60,
+        webhooks: pactum::webhooks::WebhookSettings {
+            allow_private_urls: true,
+            ..Default::default()
+        },
     };
     let service = Service::start(config).await.map_err(|e| {
         let context = match e {

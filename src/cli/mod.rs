@@ -2,5 +2,6 @@
 //! `anyhow` errors for the terminal.
 
 pub(crate) mod dev;
+pub(crate) mod openapi;
 pub(crate) mod serve;
 pub(crate) mod sign;

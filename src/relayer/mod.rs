@@ -5,6 +5,8 @@
 //! chosen relayer account's nonces; that actor signs, saves the signed transaction, and only
 //! then broadcasts. The chain watcher follows every saved hash to its receipt.
 
+pub mod balance;
+pub mod fees;
 pub mod node_error;
 pub mod signer;
 pub mod worker;
@@ -24,6 +26,9 @@ pub enum RelayError {
     /// The transaction could not be built or signed.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// The fees needed are above the configured cap: nothing was sent; the job waits.
+    #[error("{0}")]
+    FeesAboveCap(fees::Waiting),
     /// The signer's actor is gone (shutting down).
     #[error("the signer task stopped")]
     SignerGone,

@@ -2,7 +2,7 @@
 //! a job's transaction, saves it (allocating the nonce in the same store transaction), and only
 //! then broadcasts it, so a crash can never lose a transaction that might be mined.
 
-use alloy::eips::Encodable2718;
+use alloy::eips::{BlockNumberOrTag, Encodable2718};
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, Bytes};
 use alloy::providers::{DynProvider, Provider};
@@ -11,24 +11,35 @@ use alloy::signers::local::PrivateKeySigner;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use super::fees::{self, Fees, Market};
 use super::node_error::{NodeError, classify};
 use super::{RelayError, Result};
+use crate::metrics;
 use crate::store::jobs::{self, Attempt, Job};
 use crate::store::{Store, now};
 
-/// A job to sign and send with a gas limit the worker estimated.
+/// What the actor is asked to do.
 #[derive(Debug)]
-struct Submit {
-    job: Job,
-    gas_limit: u64,
-    reply: oneshot::Sender<Result<Attempt>>,
+enum Request {
+    /// Sign, save and broadcast a job with a new nonce.
+    Submit { job: Job, gas_limit: u64, reply: oneshot::Sender<Result<Attempt>> },
+    /// Replace a job's live attempt: same nonce, same call, higher fees.
+    Replace {
+        job: Box<Job>,
+        old: Box<Attempt>,
+        previous: Fees,
+        market: Market,
+        reply: oneshot::Sender<Result<Option<Attempt>>>,
+    },
+    /// Forget the cached next nonce; the next send reads it again from the chain and the store.
+    Reconcile,
 }
 
 /// A handle to a signer's actor.
 #[derive(Debug, Clone)]
 pub struct SignerHandle {
     address: Address,
-    requests: mpsc::Sender<Submit>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl SignerHandle {
@@ -39,48 +50,101 @@ impl SignerHandle {
 
     /// Signs, saves and broadcasts `job`. Returns the attempt once saved; its `status` is
     /// `broadcast` when the node took it and `signed` when the node could not be reached (the
-    /// worker re-broadcasts saved attempts).
+    /// worker re-broadcasts saved attempts). [`RelayError::FeesAboveCap`] when the market is
+    /// above the fee cap: nothing was signed and no nonce taken.
     pub async fn submit(&self, job: Job, gas_limit: u64) -> Result<Attempt> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Submit { job, gas_limit, reply })
+            .send(Request::Submit { job, gas_limit, reply })
             .await
             .map_err(|_| RelayError::SignerGone)?;
         answer.await.map_err(|_| RelayError::SignerGone)?
     }
+
+    /// Replaces `old`, the live attempt of `job`, with the same nonce and fees bumped from
+    /// `previous` (the highest the job's attempts offered, so a refused replacement is bumped
+    /// again) against `market` (see [`fees::replacement_fees`]). `None` when `old` is no longer
+    /// live (it, or another attempt of the job, was mined meanwhile).
+    pub async fn replace(
+        &self,
+        job: Job,
+        old: Attempt,
+        previous: Fees,
+        market: Market,
+    ) -> Result<Option<Attempt>> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Replace {
+                job: Box::new(job),
+                old: Box::new(old),
+                previous,
+                market,
+                reply,
+            })
+            .await
+            .map_err(|_| RelayError::SignerGone)?;
+        answer.await.map_err(|_| RelayError::SignerGone)?
+    }
+
+    /// Asks the actor to read its next nonce again (after drops, the chain may be lower).
+    pub async fn reconcile(&self) -> Result<()> {
+        self.requests.send(Request::Reconcile).await.map_err(|_| RelayError::SignerGone)
+    }
 }
 
-/// Starts the actor for `signer`; it runs until every handle is dropped.
+/// Starts the actor for `signer`, paying at most `max_fee_per_gas` wei per gas; it runs until
+/// every handle is dropped.
 pub fn spawn(
     signer: PrivateKeySigner,
     provider: DynProvider,
     chain_id: u64,
     store: Store,
+    max_fee_per_gas: u128,
 ) -> (SignerHandle, tokio::task::JoinHandle<()>) {
     let address = signer.address();
-    let (requests, mut inbox) = mpsc::channel::<Submit>(64);
+    let (requests, mut inbox) = mpsc::channel::<Request>(64);
     let mut actor = Actor {
         address,
         wallet: EthereumWallet::from(signer),
         provider,
         chain_id,
         store,
+        max_fee_per_gas,
         next_nonce: None,
     };
     let task = tokio::spawn(
         async move {
-            while let Some(Submit { job, gas_limit, reply }) = inbox.recv().await {
-                let result = actor.send(job, gas_limit).await;
-                if result.is_err() {
-                    // Re-read the nonce next time: the chain is the authority after a failure.
-                    actor.next_nonce = None;
+            while let Some(request) = inbox.recv().await {
+                match request {
+                    Request::Submit { job, gas_limit, reply } => {
+                        let result = actor.send(job, gas_limit).await;
+                        if result.is_err() {
+                            // Re-read the nonce next time: the chain is the authority.
+                            actor.next_nonce = None;
+                        }
+                        let _ = reply.send(result);
+                    }
+                    Request::Replace { job, old, previous, market, reply } => {
+                        let _ = reply.send(actor.replace(*job, *old, previous, market).await);
+                    }
+                    Request::Reconcile => actor.next_nonce = None,
                 }
-                let _ = reply.send(result);
             }
         }
         .instrument(tracing::info_span!("signer", %address)),
     );
     (SignerHandle { address, requests }, task)
+}
+
+/// The market fees now, from one `eth_feeHistory` call.
+pub async fn market(provider: &DynProvider) -> std::result::Result<Market, NodeError> {
+    let history = provider
+        .get_fee_history(fees::HISTORY_BLOCKS, BlockNumberOrTag::Latest, &[fees::TIP_PERCENTILE])
+        .await
+        .map_err(|e| classify(&e))?;
+    let rewards = history.reward.unwrap_or_default();
+    Market::from_history(&history.base_fee_per_gas, &rewards)
+        .ok_or_else(|| NodeError::Rejected("eth_feeHistory returned no base fee".into()))
 }
 
 struct Actor {
@@ -89,12 +153,16 @@ struct Actor {
     provider: DynProvider,
     chain_id: u64,
     store: Store,
+    max_fee_per_gas: u128,
     next_nonce: Option<u64>,
 }
 
 impl Actor {
-    /// The nonce to use next: the higher of what the store allocated and what the node counts
-    /// as pending, so neither a restart nor a transaction sent from elsewhere reuses a nonce.
+    /// The nonce to use next: the higher of the node's pending count and the nonce after the
+    /// highest attempt in the store that may still be mined. Both can be lower than what was
+    /// allocated before (dropped or refused transactions), so the nonce moves down as well as
+    /// up and no gap is left; neither a restart nor a transaction sent from elsewhere reuses a
+    /// nonce.
     async fn nonce(&mut self) -> Result<u64> {
         if let Some(nonce) = self.next_nonce {
             return Ok(nonce);
@@ -105,19 +173,14 @@ impl Actor {
             .pending()
             .await
             .map_err(|e| RelayError::Node(classify(&e)))?;
-        let stored = jobs::stored_next_nonce(self.store.reader(), self.address).await?;
+        let stored = jobs::live_next_nonce(self.store.reader(), self.address).await?;
         let nonce = pending.max(stored.unwrap_or(0));
         self.next_nonce = Some(nonce);
         Ok(nonce)
     }
 
-    async fn send(&mut self, job: Job, gas_limit: u64) -> Result<Attempt> {
-        let nonce = self.nonce().await?;
-        let fees = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| RelayError::Node(classify(&e)))?;
+    /// Signs `job` with `nonce`, `gas_limit` and `fees` into an unsaved attempt.
+    async fn sign(&self, job: &Job, nonce: u64, gas_limit: u64, fees: Fees) -> Result<Attempt> {
         let request = TransactionRequest::default()
             .with_from(self.address)
             .with_to(job.to)
@@ -129,7 +192,7 @@ impl Actor {
             .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas);
         let envelope =
             request.build(&self.wallet).await.map_err(|e| RelayError::Sign(e.to_string()))?;
-        let mut attempt = Attempt {
+        Ok(Attempt {
             tx_hash: *envelope.tx_hash(),
             job_id: job.id.clone(),
             signer: self.address,
@@ -142,13 +205,22 @@ impl Actor {
             block_number: None,
             block_hash: None,
             succeeded: None,
-        };
+        })
+    }
+
+    async fn send(&mut self, job: Job, gas_limit: u64) -> Result<Attempt> {
+        let market = market(&self.provider).await.map_err(RelayError::Node)?;
+        let fees =
+            fees::new_fees(market, self.max_fee_per_gas).map_err(RelayError::FeesAboveCap)?;
+        let nonce = self.nonce().await?;
+        let mut attempt = self.sign(&job, nonce, gas_limit, fees).await?;
 
         // Save before broadcast: from here on the transaction exists, whatever happens next.
         let mut tx = self.store.begin().await?;
         jobs::record_attempt(&mut tx, &attempt, now()).await?;
         tx.commit().await.map_err(crate::store::StoreError::from)?;
         self.next_nonce = Some(nonce + 1);
+        metrics::attempt("new");
         tracing::info!(job_id = %job.id, nonce, tx_hash = %attempt.tx_hash, "transaction saved");
 
         match broadcast(&self.provider, &self.store, &attempt).await {
@@ -165,6 +237,46 @@ impl Actor {
             }
         }
         Ok(attempt)
+    }
+
+    async fn replace(
+        &mut self,
+        job: Job,
+        old: Attempt,
+        previous: Fees,
+        market: Market,
+    ) -> Result<Option<Attempt>> {
+        let fees = fees::replacement_fees(previous, market, self.max_fee_per_gas)
+            .map_err(RelayError::FeesAboveCap)?;
+        let mut attempt = self.sign(&job, old.nonce, old.gas_limit, fees).await?;
+        let mut tx = self.store.begin().await?;
+        if !jobs::record_replacement(&mut tx, &attempt, &old, now()).await? {
+            return Ok(None);
+        }
+        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        metrics::attempt("replacement");
+        tracing::info!(
+            job_id = %job.id,
+            nonce = old.nonce,
+            tx_hash = %attempt.tx_hash,
+            replaces = %old.tx_hash,
+            max_fee_per_gas = fees.max_fee_per_gas,
+            "replacement saved"
+        );
+        match broadcast(&self.provider, &self.store, &attempt).await {
+            Ok(()) => attempt.status = "broadcast".into(),
+            Err(NodeError::Unavailable(reason)) => {
+                tracing::warn!(tx_hash = %attempt.tx_hash, %reason, "broadcast deferred");
+            }
+            Err(error) => {
+                // Never taken by the node: the old attempt stays the live one.
+                let mut tx = self.store.begin().await?;
+                jobs::replacement_refused(&mut tx, &attempt, &old).await?;
+                tx.commit().await.map_err(crate::store::StoreError::from)?;
+                return Err(RelayError::Node(error));
+            }
+        }
+        Ok(Some(attempt))
     }
 }
 

@@ -7,10 +7,11 @@
 //! claims' settlement actions move to; the claim jobs end `batched`). A batch that does not
 //! simulate is sent claim by claim, so one bad claim cannot hold the others back.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{B256, Bytes};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
@@ -18,17 +19,24 @@ use backon::{ExponentialBuilder, Retryable};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
+use super::fees::{Fees, Market};
 use super::node_error::{NodeError, classify};
 use super::signer::{self, SignerHandle};
 use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
 use crate::escrow::bindings::UsageEscrow;
-use crate::store::jobs::{self, Job};
+use crate::metrics;
+use crate::store::jobs::{self, Attempt, Job};
 use crate::store::{Store, StoreError, agreements, now, outbox, settlement};
 
 /// How long a claimed job stays leased to this worker before another may take it.
 const LEASE: i64 = 60;
+/// Seconds a job whose fees are above the cap waits before it is tried again.
+const WAIT_FOR_FEES: i64 = 1;
+/// Every this many passes, the monitor asks the node about every live hash even when the
+/// account's pending count shows no gap (a node may drop a transaction in the middle).
+const FULL_DROP_CHECK_EVERY: u64 = 20;
 /// Gas limit headroom over the estimate, in percent (also given to the direct path's
 /// transactions: the state can move between the estimate and the block that mines it).
 pub const GAS_HEADROOM_PERCENT: u64 = 25;
@@ -50,6 +58,8 @@ pub struct Worker {
     pub batch_max: usize,
     /// How long to wait for more claims after taking one.
     pub batch_wait: Duration,
+    /// Blocks a broadcast attempt may stay unmined before it is replaced with higher fees.
+    pub replace_after_blocks: u64,
     /// This instance's lease name.
     pub instance: String,
 }
@@ -70,6 +80,8 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         self.rebroadcast(&["signed", "broadcast"]).await?;
         let mut next_signer = 0usize;
+        let mut seen = HashMap::new();
+        let mut pass = 0u64;
         loop {
             while let Some(job) = self.claim().await? {
                 let signer = &self.signers[next_signer % self.signers.len()];
@@ -84,6 +96,8 @@ impl Worker {
                 }
             }
             self.rebroadcast(&["signed"]).await?;
+            self.monitor(&mut seen, pass).await?;
+            pass = pass.wrapping_add(1);
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
                 _ = self.wake.notified() => {}
@@ -96,6 +110,11 @@ impl Worker {
         let at = now();
         let mut tx = self.store.begin().await?;
         let job = jobs::claim_next(&mut tx, &self.instance, at + LEASE, at).await?;
+        if let Some(job) = &job
+            && let Some(queued) = jobs::queued_at(&mut tx, &job.id).await?
+        {
+            crate::metrics::queue_pickup((at - queued).max(0) as f64);
+        }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(job)
     }
@@ -200,6 +219,16 @@ impl Worker {
                 tracing::warn!(%reason, "send deferred: node unavailable");
                 Ok(())
             }
+            Err(RelayError::FeesAboveCap(waiting)) => {
+                // Not failed: back in the queue, tried again once the lease runs out.
+                let reason = waiting.to_string();
+                tracing::warn!(job_id = %job.id, %reason, "job waits for fees");
+                let at = now();
+                let mut tx = self.store.begin().await?;
+                jobs::requeue_waiting(&mut tx, &job.id, &reason, at + WAIT_FOR_FEES, at).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(())
+            }
             Err(RelayError::Node(other)) => self.fail(&job, &reason_of(&other)).await,
             Err(other) => Err(other),
         }
@@ -292,6 +321,197 @@ impl Worker {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// The monitor's view of one relayer account this pass.
+struct Account {
+    /// `eth_getTransactionCount` at `latest`: nonces below are used on-chain.
+    latest: u64,
+    /// At `pending`: what the node's pool holds on top.
+    pending: u64,
+    /// The highest nonce of a live attempt.
+    top: u64,
+}
+
+impl Worker {
+    /// One monitor pass over the live attempt of every job in flight (RPC calls: the block
+    /// number, two nonce counts per relayer account, at most one `eth_feeHistory`, and a hash
+    /// lookup per live attempt only when the pending count shows a gap or every
+    /// [`FULL_DROP_CHECK_EVERY`] passes):
+    /// - its nonce used on-chain but none of the job's hashes mined: the job goes back to the
+    ///   queue for a fresh nonce;
+    /// - dropped by the node (hash unknown, nonce unused): the saved raw transaction is sent
+    ///   again, or replaced when the node wants higher fees;
+    /// - unmined `replace_after_blocks` blocks after it was first seen: replaced through its
+    ///   signer with the same nonce and bumped fees (or the job says it waits for fees).
+    ///
+    /// `seen` holds the block each live hash was first seen at.
+    async fn monitor(&self, seen: &mut HashMap<B256, u64>, pass: u64) -> Result<()> {
+        let live = jobs::live_attempts(self.store.reader()).await?;
+        seen.retain(|hash, _| live.iter().any(|a| a.tx_hash == *hash));
+        if live.is_empty() {
+            return Ok(());
+        }
+        let head = match self.provider.get_block_number().await {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::warn!(%error, "monitor pass skipped: node unavailable");
+                return Ok(());
+            }
+        };
+        let mut accounts: BTreeMap<Address, Account> = BTreeMap::new();
+        for attempt in &live {
+            if let Some(account) = accounts.get_mut(&attempt.signer) {
+                account.top = account.top.max(attempt.nonce);
+                continue;
+            }
+            let counts = async {
+                let latest = self.provider.get_transaction_count(attempt.signer).latest().await?;
+                let pending = self.provider.get_transaction_count(attempt.signer).pending().await?;
+                Ok::<_, alloy::transports::TransportError>((latest, pending))
+            };
+            let Ok((latest, pending)) = counts.await else {
+                tracing::warn!("monitor pass skipped: node unavailable");
+                return Ok(());
+            };
+            accounts.insert(attempt.signer, Account { latest, pending, top: attempt.nonce });
+        }
+        let full_check = pass.is_multiple_of(FULL_DROP_CHECK_EVERY);
+        let mut market: Option<Market> = None;
+        for attempt in live {
+            let first_seen = *seen.entry(attempt.tx_hash).or_insert(head);
+            let Some(account) = accounts.get(&attempt.signer) else { continue };
+            if attempt.nonce < account.latest {
+                self.nonce_used(&attempt).await?;
+                continue;
+            }
+            let mut underpriced = false;
+            if attempt.status == "broadcast" && (account.pending <= account.top || full_check) {
+                match self.provider.get_transaction_by_hash(attempt.tx_hash).await {
+                    Ok(None) => {
+                        match signer::broadcast(&self.provider, &self.store, &attempt).await {
+                            Ok(()) => {
+                                tracing::warn!(tx_hash = %attempt.tx_hash, nonce = attempt.nonce, "dropped transaction sent again");
+                                metrics::registry().count(
+                                    "pactum_relayer_dropped_rebroadcasts_total",
+                                    &[],
+                                    1,
+                                );
+                                seen.insert(attempt.tx_hash, head);
+                                if let Some(signer) = self.signer_of(attempt.signer) {
+                                    signer.reconcile().await?;
+                                }
+                                continue;
+                            }
+                            Err(NodeError::ReplacementUnderpriced) => underpriced = true,
+                            Err(NodeError::Unavailable(_)) => return Ok(()),
+                            Err(error) => {
+                                tracing::warn!(tx_hash = %attempt.tx_hash, ?error, "dropped transaction refused");
+                                continue;
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Err(_) => return Ok(()),
+                }
+            }
+            if !underpriced && head.saturating_sub(first_seen) < self.replace_after_blocks {
+                continue;
+            }
+            let market = match market {
+                Some(market) => market,
+                None => match signer::market(&self.provider).await {
+                    Ok(fresh) => *market.insert(fresh),
+                    Err(error) => {
+                        tracing::warn!(?error, "monitor: no fee history");
+                        return Ok(());
+                    }
+                },
+            };
+            if let Some(new) = self.replace(&attempt, market).await? {
+                seen.insert(new, head);
+            }
+        }
+        Ok(())
+    }
+
+    fn signer_of(&self, address: Address) -> Option<&SignerHandle> {
+        self.signers.iter().find(|s| s.address() == address)
+    }
+
+    /// Replaces `attempt` through its signer; the new hash when one was saved.
+    async fn replace(&self, attempt: &Attempt, market: Market) -> Result<Option<B256>> {
+        let Some(signer) = self.signer_of(attempt.signer) else {
+            tracing::warn!(signer = %attempt.signer, "no key for this relayer account; not replaced");
+            return Ok(None);
+        };
+        let Some(job) = jobs::get(self.store.reader(), attempt.job_id.as_str()).await? else {
+            return Ok(None);
+        };
+        // Bump from the highest any attempt offered: a refused replacement is bumped again.
+        let attempts = jobs::attempts_of_job(self.store.reader(), &job.id).await?;
+        let previous = Fees {
+            max_fee_per_gas: attempts.iter().map(|a| a.max_fee_per_gas).max().unwrap_or(0),
+            max_priority_fee_per_gas: attempts
+                .iter()
+                .map(|a| a.max_priority_fee_per_gas)
+                .max()
+                .unwrap_or(0),
+        };
+        match signer.replace(job.clone(), attempt.clone(), previous, market).await {
+            Ok(Some(new)) => {
+                if new.status == "broadcast" {
+                    self.progress(&job, ActivationStatus::Submitted, Some(new.tx_hash)).await?;
+                }
+                Ok(Some(new.tx_hash))
+            }
+            Ok(None) => Ok(None),
+            Err(RelayError::FeesAboveCap(waiting)) => {
+                let reason = waiting.to_string();
+                if job.error.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(job_id = %job.id, %reason, "replacement waits for fees");
+                    let mut tx = self.store.begin().await?;
+                    jobs::job_waiting(&mut tx, &job.id, &reason, now()).await?;
+                    tx.commit().await.map_err(StoreError::from)?;
+                }
+                Ok(None)
+            }
+            Err(RelayError::Node(error)) => {
+                // `ReplacementUnderpriced` included: the next pass bumps again.
+                tracing::warn!(job_id = %job.id, ?error, "replacement refused");
+                Ok(None)
+            }
+            Err(RelayError::Sign(reason)) => {
+                tracing::warn!(job_id = %job.id, %reason, "replacement not signed");
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `attempt`'s nonce is used on-chain. When one of its job's hashes has a receipt, the
+    /// watcher confirms it; when none has, another transaction took the nonce and the job goes
+    /// back to the queue for a fresh one (none of its attempts can be mined any more, so it is
+    /// never live under two nonces).
+    async fn nonce_used(&self, attempt: &Attempt) -> Result<()> {
+        let attempts = jobs::attempts_of_job(self.store.reader(), &attempt.job_id).await?;
+        for each in &attempts {
+            match self.provider.get_transaction_receipt(each.tx_hash).await {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {}
+                Err(_) => return Ok(()),
+            }
+        }
+        tracing::warn!(job_id = %attempt.job_id, nonce = attempt.nonce, "nonce used by another transaction; job queued again");
+        let mut tx = self.store.begin().await?;
+        jobs::requeue_nonce_used(&mut tx, &attempt.job_id, attempt.nonce, now()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        if let Some(signer) = self.signer_of(attempt.signer) {
+            signer.reconcile().await?;
+        }
+        self.wake.notify_one();
         Ok(())
     }
 }

@@ -1,11 +1,21 @@
-//! Accounts and their agents, looked up by credential hash.
+//! Accounts and their agents, looked up by credential hash; revocation (with the refusal of the
+//! agent's queued work) and key rotation.
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{Conn, Result, parse_json};
-use crate::agreement::ids::{AccountId, AgentId, Environment, SecretKey};
+use serde_json::json;
+
+use super::{Conn, Result, agreements, jobs, outbox, parse_json, settlement};
+use crate::agreement::ids::{AccountId, AgentId, AgreementId, Environment, JobId, SecretKey};
+
+/// The agent status of a working agent.
+pub const ACTIVE: &str = "active";
+/// The agent status after revocation (final).
+pub const REVOKED: &str = "revoked";
+/// The reason stored on work refused because its agent was revoked.
+pub const AGENT_REVOKED: &str = "agent_revoked";
 
 /// An account: owns agents and holds the owner credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +47,10 @@ pub struct Agent {
     pub status: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// When it was revoked (unix seconds); `None` while active.
+    pub revoked_at: Option<i64>,
+    /// When it last changed (revoked, key rotated); its creation time until then.
+    pub updated_at: i64,
 }
 
 /// Returns the account whose owner credential hashes to `owner_key_hash`, creating it (named
@@ -98,8 +112,10 @@ pub fn new_agent(
         description,
         capabilities,
         api_key_hint: key.hint(),
-        status: "active".into(),
+        status: ACTIVE.into(),
         created_at: now,
+        revoked_at: None,
+        updated_at: now,
     };
     (agent, key)
 }
@@ -124,8 +140,8 @@ pub async fn insert_agent(conn: &mut Conn, agent: &Agent, api_key_hash: &str) ->
     Ok(())
 }
 
-const AGENT_COLUMNS: &str =
-    "id, account_id, name, description, capabilities, api_key_hint, status, created_at";
+const AGENT_COLUMNS: &str = "id, account_id, name, description, capabilities, api_key_hint, \
+    status, created_at, revoked_at, COALESCE(updated_at, created_at) AS updated_at";
 
 /// The active agent whose API key hashes to `api_key_hash`; `None` if none (or it is revoked).
 pub async fn agent_by_key(pool: &AnyPool, api_key_hash: &str) -> Result<Option<Agent>> {
@@ -152,5 +168,140 @@ fn agent_from_row(row: &AnyRow) -> Result<Agent> {
         api_key_hint: row.get("api_key_hint"),
         status: row.get("status"),
         created_at: row.get("created_at"),
+        revoked_at: row.get("revoked_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+/// A page of `account`'s agents, newest first: at most `limit`, only those in `status` when
+/// given, strictly after the `(created_at, id)` cursor when one is given.
+pub async fn list_agents(
+    pool: &AnyPool,
+    account: &AccountId,
+    status: Option<&str>,
+    limit: u32,
+    after: Option<(i64, &str)>,
+) -> Result<Vec<Agent>> {
+    let (created_at, id) = after.unwrap_or((i64::MAX, ""));
+    // The cursor compares (created_at, id), so pages neither repeat nor skip agents created in
+    // the same second.
+    let sql = format!(
+        "SELECT {AGENT_COLUMNS} FROM agents WHERE account_id = $1 \
+         AND ($2 = '' OR status = $2) \
+         AND (created_at < $3 OR (created_at = $3 AND ($4 = '' OR id < $4))) \
+         ORDER BY created_at DESC, id DESC LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(account.as_str())
+        .bind(status.unwrap_or(""))
+        .bind(created_at)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(agent_from_row).collect()
+}
+
+/// The agent with this id inside a write transaction; `None` if there is none.
+pub async fn get_agent_in(conn: &mut Conn, id: &str) -> Result<Option<Agent>> {
+    let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await?;
+    row.map(|row| agent_from_row(&row)).transpose()
+}
+
+/// Replaces an active agent's API key (its hash and hint); the old key stops matching when
+/// this commits. Returns `false` (and changes nothing) if the agent is not active.
+pub async fn rotate_key(
+    conn: &mut Conn,
+    agent: &AgentId,
+    api_key_hash: &str,
+    api_key_hint: &str,
+    now: i64,
+) -> Result<bool> {
+    let result = sqlx::query(
+        "UPDATE agents SET api_key_hash = $2, api_key_hint = $3, updated_at = $4 \
+         WHERE id = $1 AND status = 'active'",
+    )
+    .bind(agent.as_str())
+    .bind(api_key_hash)
+    .bind(api_key_hint)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// What revoking an agent did besides the revocation itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocation {
+    /// Whether this call revoked it (`false`: it was already revoked, nothing changed).
+    pub revoked: bool,
+    /// Proposals it made or received, now `cancelled`.
+    pub cancelled: Vec<AgreementId>,
+    /// Its relayer jobs that were still queued and not yet taken by the relayer, now `failed`.
+    pub refused_jobs: Vec<JobId>,
+}
+
+/// Revokes an agent, irreversibly, in the caller's transaction: status `revoked` (its API key
+/// and execution tokens stop matching when this commits), its open proposals (made or
+/// received) `cancelled`, and its queued relayer work refused with [`AGENT_REVOKED`]: an
+/// activation it submitted fails (the agreement becomes `failed`), a sponsored settlement
+/// action it submitted fails. Each change writes its outbox event. Work the relayer already
+/// took (leased, signed or broadcast) is left alone: a signed transaction may already be on the
+/// network. An agreement already accepted or active is not touched: its escrow is on-chain (or
+/// may be), and the other party keeps every on-chain path.
+pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revocation> {
+    let result = sqlx::query(
+        "UPDATE agents SET status = 'revoked', revoked_at = $2, updated_at = $2 \
+         WHERE id = $1 AND status = 'active'",
+    )
+    .bind(agent.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if result.rows_affected() == 0 {
+        return Ok(Revocation::default());
+    }
+    let reason = json!({ "reason": AGENT_REVOKED, "agent_id": agent });
+    let rows = sqlx::query(
+        "UPDATE usage_agreements SET status = 'cancelled', updated_at = $2 \
+         WHERE status = 'proposed' AND (buyer_agent_id = $1 OR seller_agent_id = $1) RETURNING id",
+    )
+    .bind(agent.as_str())
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let cancelled: Vec<AgreementId> = rows.iter().map(|row| AgreementId(row.get("id"))).collect();
+    for id in &cancelled {
+        outbox::record(conn, Some(id), "agreement.cancelled", &reason, now).await?;
+    }
+    let refused = jobs::refuse_queued_of_agent(conn, agent, AGENT_REVOKED, now).await?;
+    for job in &refused {
+        let data = json!({ "job_id": job.id, "kind": job.kind, "error": AGENT_REVOKED });
+        outbox::record(conn, job.agreement_id.as_ref(), "relayer.job_failed", &data, now).await?;
+        if job.kind == jobs::KIND_ACTIVATE {
+            if let Some(id) = &job.agreement_id
+                && agreements::activation_failed(conn, id, AGENT_REVOKED, now).await?
+            {
+                let data = json!({ "error": AGENT_REVOKED });
+                outbox::record(conn, Some(id), "activation.failed", &data, now).await?;
+            }
+            continue;
+        }
+        for action in settlement::actions_of_job(conn, &job.id).await? {
+            settlement::finish(conn, &action.id, Some(AGENT_REVOKED), None, None, now).await?;
+            let data = json!({
+                "settlement_action_id": action.id,
+                "action": action.action.as_str(),
+                "error": AGENT_REVOKED,
+            });
+            let event = "settlement_action.failed";
+            outbox::record(conn, Some(&action.agreement_id), event, &data, now).await?;
+        }
+    }
+    Ok(Revocation {
+        revoked: true,
+        cancelled,
+        refused_jobs: refused.into_iter().map(|job| job.id).collect(),
     })
 }

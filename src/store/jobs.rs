@@ -58,7 +58,8 @@ pub struct Attempt {
     pub max_fee_per_gas: u128,
     /// EIP-1559 tip cap, wei.
     pub max_priority_fee_per_gas: u128,
-    /// `signed`, `broadcast`, `mined`, `confirmed`.
+    /// `signed`, `broadcast`, `mined`, `confirmed`; `replaced` once a replacement with the same
+    /// nonce is saved (still watched), `failed` when the node refused it.
     pub status: String,
     /// The block it was mined in.
     pub block_number: Option<u64>,
@@ -169,6 +170,12 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<Job>> {
     row.map(|row| job_from_row(&row)).transpose()
 }
 
+/// When the job with this id was queued (unix seconds); `None` if there is no such job.
+pub async fn queued_at(conn: &mut Conn, id: &JobId) -> Result<Option<i64>> {
+    let sql = "SELECT created_at FROM relayer_jobs WHERE id = $1";
+    Ok(sqlx::query_scalar(sql).bind(id.as_str()).fetch_optional(&mut *conn).await?)
+}
+
 /// Sets a job's status (and error), e.g. `failed` after a simulation revert.
 pub async fn set_job_status(
     conn: &mut Conn,
@@ -185,6 +192,37 @@ pub async fn set_job_status(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Fails, with `reason`, every job `agent` submitted that is still `queued` and not leased to a
+/// relayer worker: activations of agreements it is the buyer of, and sponsored settlement
+/// actions it signed as buyer or seller (still `pending`). Returns the jobs failed. A leased job
+/// is being simulated or signed right now and a signed one may already be on the network, so
+/// neither can be called back; the lease test is the same conditional update `claim_next` uses,
+/// so a job is either taken by the worker or refused here, never both.
+pub async fn refuse_queued_of_agent(
+    conn: &mut Conn,
+    agent: &crate::agreement::ids::AgentId,
+    reason: &str,
+    now: i64,
+) -> Result<Vec<Job>> {
+    let sql = format!(
+        "UPDATE relayer_jobs SET status = 'failed', error = $2, updated_at = $3 \
+         WHERE status = 'queued' AND (lease_until IS NULL OR lease_until < $3) AND id IN ( \
+           SELECT j.id FROM relayer_jobs j JOIN usage_agreements a ON a.id = j.agreement_id \
+           WHERE j.kind = '{KIND_ACTIVATE}' AND j.status = 'queued' AND a.buyer_agent_id = $1 \
+           UNION \
+           SELECT s.job_id FROM settlement_actions s \
+           JOIN usage_agreements a ON a.id = s.agreement_id \
+           WHERE s.status = 'pending' AND ((s.party = 'buyer' AND a.buyer_agent_id = $1) \
+                 OR (s.party = 'seller' AND a.seller_agent_id = $1))) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let rows =
+        sqlx::query(&sql).bind(agent.as_str()).bind(reason).bind(now).fetch_all(&mut *conn).await?;
+    let mut refused = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+    refused.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(refused)
 }
 
 /// The nonce the store says `signer` uses next; `None` if the signer never sent.
@@ -227,7 +265,220 @@ pub async fn record_attempt(conn: &mut Conn, attempt: &Attempt, now: i64) -> Res
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    set_job_status(conn, &attempt.job_id, "signed", None, now).await
+    set_job_status(conn, &attempt.job_id, "signed", None, now).await?;
+    clear_waiting(conn, &attempt.job_id, now).await
+}
+
+/// The prefix of every "fees above the cap" reason ([`job_waiting`]).
+pub const WAITING_FOR_FEES: &str = "waiting for fees";
+
+/// Records why `job` is not being sent (or replaced) right now, without failing anything: the
+/// job's `error`, the activation's `activation_error` while it is still activating, and the
+/// `error` of each of its settlement actions still `pending` or `submitted`.
+pub async fn job_waiting(conn: &mut Conn, job: &JobId, reason: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE relayer_jobs SET error = $2, updated_at = $3 WHERE id = $1")
+        .bind(job.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE usage_agreements SET activation_error = $2, updated_at = $3 \
+         WHERE id = (SELECT agreement_id FROM relayer_jobs WHERE id = $1 AND kind = 'activate') \
+         AND status = 'activating'",
+    )
+    .bind(job.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE settlement_actions SET error = $2, updated_at = $3 \
+         WHERE job_id = $1 AND status IN ('pending', 'submitted')",
+    )
+    .bind(job.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a job that waits for fees back in the queue, leased to nobody until `lease_until`, with
+/// `reason` recorded as in [`job_waiting`].
+pub async fn requeue_waiting(
+    conn: &mut Conn,
+    job: &JobId,
+    reason: &str,
+    lease_until: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE relayer_jobs SET status = 'queued', lease_owner = NULL, lease_until = $2 \
+         WHERE id = $1",
+    )
+    .bind(job.as_str())
+    .bind(lease_until)
+    .execute(&mut *conn)
+    .await?;
+    job_waiting(conn, job, reason, now).await
+}
+
+/// Clears a "waiting for fees" reason from what `job` carries (its fees fit again).
+async fn clear_waiting(conn: &mut Conn, job: &JobId, now: i64) -> Result<()> {
+    let like = format!("{WAITING_FOR_FEES}%");
+    sqlx::query(
+        "UPDATE usage_agreements SET activation_error = NULL, updated_at = $3 \
+         WHERE id = (SELECT agreement_id FROM relayer_jobs WHERE id = $1 AND kind = 'activate') \
+         AND status = 'activating' AND activation_error LIKE $2",
+    )
+    .bind(job.as_str())
+    .bind(&like)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE settlement_actions SET error = NULL, updated_at = $3 \
+         WHERE job_id = $1 AND status IN ('pending', 'submitted') AND error LIKE $2",
+    )
+    .bind(job.as_str())
+    .bind(&like)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Saves `new`, a replacement of `old` (same signer and nonce, higher fees), and marks `old`
+/// `replaced` — still watched, since either may be mined. Returns `false` (and saves nothing)
+/// when the job is no longer in flight or `old` is no longer its live attempt (mined meanwhile).
+pub async fn record_replacement(
+    conn: &mut Conn,
+    new: &Attempt,
+    old: &Attempt,
+    now: i64,
+) -> Result<bool> {
+    let live = sqlx::query(
+        "SELECT a.tx_hash FROM relayer_attempts a JOIN relayer_jobs j ON j.id = a.job_id \
+         WHERE a.tx_hash = $1 AND a.status IN ('signed', 'broadcast') \
+         AND j.status IN ('signed', 'broadcast')",
+    )
+    .bind(old.tx_hash.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if live.is_none() {
+        return Ok(false);
+    }
+    record_attempt(conn, new, now).await?;
+    sqlx::query("UPDATE relayer_attempts SET status = 'replaced' WHERE tx_hash = $1")
+        .bind(old.tx_hash.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
+
+/// The node refused replacement `new` of `old` (e.g. still underpriced): `new` is `failed` and
+/// `old` is the live attempt again, to be replaced on a later pass.
+pub async fn replacement_refused(conn: &mut Conn, new: &Attempt, old: &Attempt) -> Result<()> {
+    sqlx::query("UPDATE relayer_attempts SET status = 'failed' WHERE tx_hash = $1")
+        .bind(new.tx_hash.to_string())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE relayer_attempts SET status = 'broadcast' WHERE tx_hash = $1 \
+         AND status = 'replaced'",
+    )
+    .bind(old.tx_hash.to_string())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE relayer_jobs SET status = 'broadcast' WHERE id = $1 AND status = 'signed'")
+        .bind(old.job_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The nonce after the highest one `signer` used in an attempt that may still be (or was)
+/// mined (anything but `failed`); `None` if there is none. Lower than the highest nonce ever
+/// allocated when the last attempts were refused or dropped for good, so the nonce owner moves
+/// down and leaves no gap.
+pub async fn live_next_nonce(pool: &AnyPool, signer: Address) -> Result<Option<u64>> {
+    let row = sqlx::query(
+        "SELECT MAX(nonce) AS top FROM relayer_attempts WHERE signer = $1 AND status <> 'failed'",
+    )
+    .bind(signer.to_string())
+    .fetch_one(pool)
+    .await?;
+    row.get::<Option<i64>, _>("top").map(|n| unsigned("nonce", n + 1)).transpose()
+}
+
+/// Puts a job whose nonce another transaction used back in the queue: its attempts (none of
+/// which can be mined any more) `failed`, the job `queued` for a fresh nonce.
+pub async fn requeue_nonce_used(conn: &mut Conn, job: &JobId, nonce: u64, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE relayer_attempts SET status = 'failed' WHERE job_id = $1 \
+         AND status IN ('signed', 'broadcast', 'replaced')",
+    )
+    .bind(job.as_str())
+    .execute(&mut *conn)
+    .await?;
+    let note = format!("nonce {nonce} was used by another transaction; queued for a new nonce");
+    sqlx::query(
+        "UPDATE relayer_jobs SET status = 'queued', error = $2, lease_owner = NULL, \
+         lease_until = NULL, updated_at = $3 WHERE id = $1 AND status IN ('signed', 'broadcast')",
+    )
+    .bind(job.as_str())
+    .bind(note)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Every attempt the watcher must look for: the live ones and those they replaced, of jobs not
+/// yet final.
+pub async fn attempts_watched(pool: &AnyPool) -> Result<Vec<Attempt>> {
+    let columns = ATTEMPT_COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM relayer_attempts a JOIN relayer_jobs j ON j.id = a.job_id \
+         WHERE a.status IN ('signed', 'broadcast', 'replaced') \
+         AND j.status IN ('signed', 'broadcast', 'mined') ORDER BY a.signer, a.nonce"
+    );
+    let rows = sqlx::query(&sql).fetch_all(pool).await?;
+    rows.iter().map(attempt_from_row).collect()
+}
+
+/// The live attempt (`signed` or `broadcast`) of every job in flight, by signer and nonce.
+pub async fn live_attempts(pool: &AnyPool) -> Result<Vec<Attempt>> {
+    let columns = ATTEMPT_COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM relayer_attempts a JOIN relayer_jobs j ON j.id = a.job_id \
+         WHERE a.status IN ('signed', 'broadcast') AND j.status IN ('signed', 'broadcast') \
+         ORDER BY a.signer, a.nonce"
+    );
+    let rows = sqlx::query(&sql).fetch_all(pool).await?;
+    rows.iter().map(attempt_from_row).collect()
+}
+
+/// Every attempt of `job`, oldest first.
+pub async fn attempts_of_job(pool: &AnyPool, job: &JobId) -> Result<Vec<Attempt>> {
+    let sql = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM relayer_attempts WHERE job_id = $1 \
+         ORDER BY created_at"
+    );
+    let rows = sqlx::query(&sql).bind(job.as_str()).fetch_all(pool).await?;
+    let mut attempts = rows.iter().map(attempt_from_row).collect::<Result<Vec<_>>>()?;
+    // A replacement always pays more, so within a second the fee cap orders them too.
+    attempts.sort_by_key(|a| a.max_fee_per_gas);
+    Ok(attempts)
 }
 
 /// Marks an attempt (and its job) broadcast: the node accepted it, or already had it.
@@ -283,6 +534,15 @@ pub async fn attempt_mined(
     .bind(block_number as i64)
     .bind(block_hash.to_string())
     .bind(i64::from(succeeded))
+    .execute(&mut *conn)
+    .await?;
+    // The job's other attempts share the nonce, so they can no longer be mined.
+    sqlx::query(
+        "UPDATE relayer_attempts SET status = 'replaced' WHERE tx_hash <> $1 \
+         AND status IN ('signed', 'broadcast') \
+         AND job_id = (SELECT job_id FROM relayer_attempts WHERE tx_hash = $1)",
+    )
+    .bind(tx_hash.to_string())
     .execute(&mut *conn)
     .await?;
     sqlx::query(

@@ -11,7 +11,10 @@ pub mod chain;
 pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
+pub mod receipts;
 pub mod settlement;
+pub mod tokens;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

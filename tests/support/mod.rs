@@ -40,7 +40,22 @@ pub struct DevChain {
 impl DevChain {
     /// Spawns anvil (the pinned binary) and deploys everything; the buyer holds 1,000,000 USDC.
     pub async fn start() -> DevChain {
-        let anvil = Anvil::at(toolchain::anvil()).spawn();
+        Self::deploy_on(Anvil::at(toolchain::anvil()).spawn()).await
+    }
+
+    /// Like [`DevChain::start`], on `port` with anvil's `--state` file `state` (written when
+    /// anvil exits on SIGTERM, loaded when it starts), so it can be stopped and restarted.
+    pub async fn start_on(port: u16, state: &std::path::Path) -> DevChain {
+        Self::deploy_on(Self::anvil_on(port, state)).await
+    }
+
+    /// Spawns anvil on `port` with the `--state` file `state` (loaded when it exists).
+    pub fn anvil_on(port: u16, state: &std::path::Path) -> AnvilInstance {
+        let state = state.to_str().unwrap();
+        Anvil::at(toolchain::anvil()).port(port).args(["--state", state]).spawn()
+    }
+
+    async fn deploy_on(anvil: AnvilInstance) -> DevChain {
         let keys: Vec<PrivateKeySigner> =
             anvil.keys().iter().map(|k| PrivateKeySigner::from(k.clone())).collect();
         let (deployer, buyer, seller, relayer) =

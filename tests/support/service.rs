@@ -17,6 +17,9 @@ use super::DevChain;
 /// The owner credential the harness configures.
 pub const OWNER_KEY: &str = "ok_test_harness_owner_key_0000000000000000000000000000";
 
+/// The receipt key the harness configures (a fixed test key, not an anvil account's).
+pub const RECEIPT_KEY: &str = "0x7ec1e1b5d6f8a3c2b4e6d8f0a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9";
+
 /// A chain, a running service and an HTTP client.
 pub struct Harness {
     pub chain: DevChain,
@@ -191,9 +194,10 @@ impl Harness {
         panic!("condition not reached; last: {last}");
     }
 
-    /// Proposes, accepts and activates an agreement of 100 units at 10 cents paid by the
-    /// chain's buyer wallet to its seller wallet; returns its id once `active` and `confirmed`.
-    pub async fn active(&self, buyer: &TestAgent, seller: &TestAgent) -> String {
+    /// Proposes and accepts an agreement of 100 units at 10 cents paid by the chain's buyer
+    /// wallet to its seller wallet, and submits its signed activation; returns its id once the
+    /// activation is queued (HTTP 202).
+    pub async fn queued(&self, buyer: &TestAgent, seller: &TestAgent) -> String {
         let (buyer_wallet, seller_wallet) =
             (self.chain.buyer.address(), self.chain.seller.address());
         let id = self.accepted(buyer, seller, buyer_wallet, seller_wallet).await;
@@ -202,6 +206,12 @@ impl Harness {
         let path = format!("/usage-agreements/{id}/activate-escrow");
         let (status, queued) = self.call(Method::POST, &path, Some(&buyer.key), Some(&body)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+        id
+    }
+
+    /// [`Harness::queued`], then waits until the agreement is `active` and `confirmed`.
+    pub async fn active(&self, buyer: &TestAgent, seller: &TestAgent) -> String {
+        let id = self.queued(buyer, seller).await;
         self.wait_for(&buyer.key, &id, |a| a["status"] == "active").await;
         id
     }
@@ -283,9 +293,11 @@ pub fn config_for(chain: &DevChain, dir: &std::path::Path) -> ServeConfig {
         database_url: format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display()),
         listen: "127.0.0.1:0".parse().unwrap(),
         max_body_bytes: 65_536,
+        request_timeout_secs: 30,
         owner_key: Some(Secret::new(OWNER_KEY)),
         environment: None,
         rpc_url: chain.anvil.endpoint(),
+        rpc: pactum::chain::rpc::RpcSettings::default(),
         escrow_address: *chain.escrow.address(),
         token_name: "USD Coin".into(),
         confirmations: 2,
@@ -294,7 +306,17 @@ pub fn config_for(chain: &DevChain, dir: &std::path::Path) -> ServeConfig {
         relayer_private_keys: vec![Secret::new(chain.relayer.to_bytes().to_string())],
         relayer_batch_max: 50,
         relayer_batch_wait_ms: 200,
+        relayer_max_fee_per_gas_gwei: 500,
+        relayer_replace_after_blocks: 3,
         authorization_ttl_secs: 3_600,
+        idempotency_ttl_secs: 86_400,
+        // A fixed receipt key, so receipts outlive a restart; no rate limits (tests poll hard).
+        receipt_private_key: Some(Secret::new(RECEIPT_KEY)),
+        rate_limit_window_secs: 60,
+        rate_limit_read: 0,
+        rate_limit_write: 0,
+        rate_limit_sponsored: 0,
+        rate_limit_management: 0,
         sanctions_oracle: None,
         denylist: None,
         screening_fail_open: false,
@@ -304,6 +326,13 @@ pub fn config_for(chain: &DevChain, dir: &std::path::Path) -> ServeConfig {
         infra_fee_bps: 200,
         infra_fee_fixed: TokenAmount::from_base_units(3_000),
         infra_fee_minimum: TokenAmount::from_base_units(100_000),
+        ready_max_lag_blocks: 20,
+        signer_min_balance_wei: 10_000_000_000_000_000,
+        signer_balance_interval_secs: 1,
+        webhooks: pactum::webhooks::WebhookSettings {
+            allow_private_urls: true,
+            ..Default::default()
+        },
     }
 }
 

@@ -1,0 +1,273 @@
+//! Part 3, `relay`: sponsored settlement actions relayed end to end through the real server at
+//! growing load. For each level, that many agreements are activated (through the relayer too),
+//! given usage and a buyer voucher, and then their sellers submit a sponsored claim each, all at
+//! once (16 requests in flight). Measured from the first submission to the last confirmation:
+//! actions per second, API accept → broadcast latency (p50/p99), gas per action from the
+//! receipts, and JSON-RPC calls Pactum made per confirmed action (counted by its RPC layer in
+//! the process-wide metrics registry, API and background tasks together).
+//!
+//! Set-up runs with automine; the measured phase mines a block a second (interval mining,
+//! automine off), as a real chain would, so transactions wait for blocks and confirmations accrue
+//! by time. Each agreement is paid from its own buyer wallet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::B256;
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::Settings;
+use crate::support::USDC;
+use crate::support::service::{Harness, TestAgent, propose_body, sign_document, sign_package};
+use crate::support::settlement::{options, record, sponsored_body};
+
+/// Requests in flight while setting up and submitting.
+const IN_FLIGHT: usize = 16;
+
+/// What one level measured.
+struct Level {
+    actions: usize,
+    seconds: f64,
+    accept_to_broadcast_ms: Vec<f64>,
+    transactions: usize,
+    gas_used: u64,
+    rpc_calls: u64,
+}
+
+/// Total JSON-RPC requests Pactum has made in this process so far.
+fn rpc_calls() -> u64 {
+    pactum::metrics::registry()
+        .counters()
+        .iter()
+        .filter(|((name, _), _)| *name == "pactum_rpc_requests_total")
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The status of every row of `table` whose id is in `ids`.
+async fn statuses(h: &Harness, table: &str, ids: &BTreeSet<String>) -> BTreeMap<String, String> {
+    let store = &h.service.as_ref().unwrap().state().store;
+    let rows = sqlx::query(&format!("SELECT id, status FROM {table}"))
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| (row.get::<String, _>("id"), row.get::<String, _>("status")))
+        .filter(|(id, _)| ids.contains(id))
+        .collect()
+}
+
+/// Switches the chain between mining on every transaction (fast set-up) and a block a second
+/// (the measured phase, as a real chain).
+async fn interval_mining(h: &Harness, on: bool) {
+    let provider = &h.chain.provider;
+    // Setting an interval (even 0) replaces the mining mode, so automine is set after it.
+    let seconds = u64::from(on);
+    let _: Value = provider.raw_request("evm_setIntervalMining".into(), (seconds,)).await.unwrap();
+    if !on {
+        let _: Value = provider.raw_request("evm_setAutomine".into(), (true,)).await.unwrap();
+    }
+}
+
+/// `n` agreements proposed, accepted and activated through the API, each paid from its own
+/// buyer wallet (an EIP-2612 fee permit uses the wallet's next token nonce, so one wallet has one
+/// activation with a fee in flight at a time); returns their ids and wallets once all are active.
+async fn active_agreements(
+    h: &Arc<Harness>,
+    buyer: &TestAgent,
+    seller: &TestAgent,
+    n: usize,
+) -> Vec<(String, PrivateKeySigner)> {
+    let mut wallets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let wallet = PrivateKeySigner::random();
+        h.chain.mint(wallet.address(), 20 * USDC).await;
+        wallets.push(wallet);
+    }
+    let agreements: Vec<(String, PrivateKeySigner)> = futures::stream::iter(wallets)
+        .map(|wallet| {
+            let (h, buyer, seller) = (h.clone(), buyer.clone(), seller.clone());
+            async move {
+                let body = propose_body(&seller.id, wallet.address());
+                let (status, proposed) =
+                    h.call(Method::POST, "/usage-agreements", Some(&buyer.key), Some(&body)).await;
+                assert_eq!(status, StatusCode::CREATED, "{proposed}");
+                let id = proposed["id"].as_str().unwrap().to_owned();
+                let accept =
+                    json!({ "seller_wallet_address": h.chain.seller.address().to_string() });
+                let path = format!("/usage-agreements/{id}/accept");
+                let (status, body) =
+                    h.call(Method::PUT, &path, Some(&seller.key), Some(&accept)).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                let package = h.package(&buyer.key, &id).await;
+                let signed = sign_package(&wallet, &package);
+                let path = format!("/usage-agreements/{id}/activate-escrow");
+                let (status, body) =
+                    h.call(Method::POST, &path, Some(&buyer.key), Some(&signed)).await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+                (id, wallet)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let wanted: BTreeSet<String> = agreements.iter().map(|(id, _)| id.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let now = statuses(h, "usage_agreements", &wanted).await;
+        assert!(Instant::now() < deadline, "activations not all active in 10 min: {now:?}");
+        assert!(now.values().all(|s| s != "failed"), "an activation failed: {now:?}");
+        if now.values().filter(|s| *s == "active").count() == n {
+            return agreements;
+        }
+        // Blocks for the confirmations of the last activations.
+        let _: Value = h.chain.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The buyer signs (with `wallet`) the voucher Pactum offers for the recorded usage.
+async fn sign_voucher(h: &Harness, buyer: &TestAgent, id: &str, wallet: &PrivateKeySigner) {
+    let (_, usage) =
+        h.call(Method::GET, &format!("/usage-agreements/{id}/usage"), Some(&buyer.key), None).await;
+    let document = &usage["voucher_to_sign"];
+    let units: u64 = document["message"]["cumulativeUnits"].as_str().unwrap().parse().unwrap();
+    let body = json!({ "cumulative_units": units, "signature": sign_document(wallet, document) });
+    let path = format!("/usage-agreements/{id}/usage-vouchers");
+    let (status, kept) = h.call(Method::POST, &path, Some(&buyer.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+}
+
+/// One level: `n` sponsored seller claims submitted together and followed to confirmation.
+async fn level(h: &Arc<Harness>, buyer: &TestAgent, seller: &TestAgent, n: usize) -> Level {
+    interval_mining(h, false).await;
+    let agreements = active_agreements(h, buyer, seller, n).await;
+    futures::stream::iter(agreements.iter().enumerate())
+        .for_each_concurrent(IN_FLIGHT, |(i, (id, wallet))| {
+            let (h, buyer, seller) = (h.clone(), buyer.clone(), seller.clone());
+            async move {
+                record(&h, &seller, id, 1 + (i as u64 % 50), &format!("usage-{id}")).await;
+                sign_voucher(&h, &buyer, id, wallet).await;
+            }
+        })
+        .await;
+    let ids: Vec<&String> = agreements.iter().map(|(id, _)| id).collect();
+    interval_mining(h, true).await;
+
+    let calls_before = rpc_calls();
+    let started = Instant::now();
+    let accepted: Vec<(String, Instant)> = futures::stream::iter(ids)
+        .map(|id| {
+            let (h, seller) = (h.clone(), seller.clone());
+            async move {
+                let offered = options(&h, &seller, id, "seller_claim").await;
+                let sponsored = &offered["paths"]["sponsored"];
+                let body = sponsored_body(&h.chain.seller, sponsored);
+                let path = sponsored["submit_to"].as_str().unwrap();
+                let (status, queued) =
+                    h.call(Method::POST, path, Some(&seller.key), Some(&body)).await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+                (queued["id"].as_str().unwrap().to_owned(), Instant::now())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+
+    // Watch the store closely: when each action is first seen broadcast, and when all are final.
+    let wanted: BTreeSet<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
+    let accepted_at: BTreeMap<String, Instant> = accepted.into_iter().collect();
+    let mut broadcast_at: BTreeMap<String, Instant> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let now = statuses(h, "settlement_actions", &wanted).await;
+        assert!(Instant::now() < deadline, "actions not all confirmed in 10 min: {now:?}");
+        for (id, status) in &now {
+            if status != "pending" && !broadcast_at.contains_key(id) {
+                broadcast_at.insert(id.clone(), Instant::now());
+            }
+        }
+        assert!(now.values().all(|s| s != "failed"), "an action failed: {now:?}");
+        if now.values().filter(|s| *s == "confirmed").count() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rpc_calls = rpc_calls() - calls_before;
+
+    let mut latencies: Vec<f64> = broadcast_at
+        .iter()
+        .map(|(id, at)| at.duration_since(accepted_at[id]).as_secs_f64() * 1_000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let store = &h.service.as_ref().unwrap().state().store;
+    let rows = sqlx::query("SELECT id, tx_hash FROM settlement_actions")
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+    let hashes: BTreeSet<B256> = rows
+        .iter()
+        .filter(|row| wanted.contains(&row.get::<String, _>("id")))
+        .map(|row| row.get::<String, _>("tx_hash").parse().unwrap())
+        .collect();
+    let mut gas_used = 0;
+    for hash in &hashes {
+        let receipt = h.chain.provider.get_transaction_receipt(*hash).await.unwrap().unwrap();
+        assert!(receipt.status(), "{hash} reverted");
+        gas_used += receipt.gas_used;
+    }
+    Level {
+        actions: n,
+        seconds,
+        accept_to_broadcast_ms: latencies,
+        transactions: hashes.len(),
+        gas_used,
+        rpc_calls,
+    }
+}
+
+pub(crate) async fn run(settings: &Settings) {
+    let levels: Vec<usize> = if settings.quick { vec![3, 12] } else { vec![10, 100, 1_000] };
+    println!("\n## relay: sponsored seller claims through the real server (1 s blocks)\n");
+    let h = Arc::new(
+        Harness::start_with(|config| {
+            config.poll_interval_ms = 250;
+        })
+        .await,
+    );
+    let (buyer, seller) = h.parties().await;
+    println!(
+        "| actions | actions/s | accept → broadcast p50 | p99 | transactions | gas per action | RPC calls per action |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for n in levels {
+        eprintln!("relay: {n} agreements…");
+        let level = level(&h, &buyer, &seller, n).await;
+        let latencies = &level.accept_to_broadcast_ms;
+        println!(
+            "| {} | {:.1} | {:.0} ms | {:.0} ms | {} | {} | {:.2} |",
+            level.actions,
+            level.actions as f64 / level.seconds,
+            percentile(latencies, 50.0),
+            percentile(latencies, 99.0),
+            level.transactions,
+            super::thousands(level.gas_used as f64 / level.actions as f64),
+            level.rpc_calls as f64 / level.actions as f64,
+        );
+    }
+}
