@@ -9,11 +9,19 @@
 //! shows up exactly like one Pactum relayed. An event that moves money (activation, seller claim,
 //! buyer withdraw) also gets its signed receipt (`crate::receipts`) in that transaction.
 //!
-//! This version confirms by depth and re-checks the block hash at confirmation time; a block
-//! reorganised away before that is simply read again. Rolling back effects already confirmed (a
-//! reorg deeper than the depth) is left to a later version.
+//! Reorganisations: the watcher keeps the hashes of the blocks it read (`chain_blocks`). When
+//! the chain's block at the cursor changes, or the next block's parent is not the block read
+//! last, it walks down to the highest block the old and the new chain share and rolls back
+//! everything recorded above it, confirmed or not, in one store transaction: the escrow events
+//! are forgotten and each touched agreement's escrow state is folded again from the events
+//! left (an activation taken back leaves the agreement `activating`, `submitted`); the
+//! relayer's transactions mined there go back to `broadcast` with their jobs and settlement
+//! actions back in flight (the worker sends again what the node no longer has); receipts of
+//! those blocks are withdrawn; each touched agreement gets an `agreement.reorged` event. Then
+//! the new canonical blocks are read, and what they hold is confirmed and applied again at the
+//! confirmation depth.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
@@ -26,7 +34,7 @@ use tokio::sync::watch;
 
 use super::context::ChainContext;
 use super::revert;
-use crate::agreement::settlement::ChainEvent;
+use crate::agreement::settlement::{ChainEvent, EscrowState};
 use crate::escrow::bindings::UsageEscrow;
 use crate::receipts::{self, Deployment, EventFacts, Parties, ReceiptKey};
 use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
@@ -116,6 +124,12 @@ impl Watcher {
                 }
             }
         };
+        if head < cursor.block_number
+            || (head == cursor.block_number && latest.header.hash != cursor.block_hash)
+        {
+            // The block read last was replaced (same height or a shorter chain).
+            return self.reorganised(cursor.block_number.min(head), head, head_timestamp).await;
+        }
         let last = head.min(cursor.block_number + MAX_BLOCKS_PER_PASS);
         // Every hash a job in flight ever had: a replaced attempt may be the one mined.
         let mut in_flight: HashMap<B256, Attempt> = jobs::attempts_watched(self.store.reader())
@@ -125,22 +139,9 @@ impl Watcher {
             .collect();
         for number in cursor.block_number + 1..=last {
             let (hash, parent, tx_hashes) = self.block_with_hashes(number).await?;
-            if parent != cursor.block_hash && cursor.block_number + 1 == number && number > 0 {
-                // The block we read last is no longer canonical: step back and read again.
-                tracing::warn!(number, "reorg detected below the head; re-reading");
-                crate::metrics::reorg();
-                let back = cursor.block_number.saturating_sub(self.confirmations.max(1));
-                let (back_hash, _, _) = self.block_with_hashes(back).await?;
-                cursor = Cursor {
-                    block_number: back,
-                    block_hash: back_hash,
-                    head_number: head,
-                    head_timestamp,
-                };
-                let mut tx = self.store.begin().await?;
-                chain_store::set_cursor(&mut tx, &cursor, now()).await?;
-                tx.commit().await?;
-                return Ok(());
+            if parent != cursor.block_hash && number > 0 {
+                // The block read last is no longer this block's parent.
+                return self.reorganised(cursor.block_number, head, head_timestamp).await;
             }
             let logs = self
                 .chain
@@ -170,6 +171,7 @@ impl Watcher {
                     chain_store::insert_event(&mut tx, &event).await?;
                 }
             }
+            chain_store::record_block(&mut tx, number, hash).await?;
             chain_store::set_cursor(&mut tx, &cursor, now()).await?;
             tx.commit().await?;
         }
@@ -212,7 +214,9 @@ impl Watcher {
                 _ => None,
             };
             let mut tx = self.store.begin().await?;
-            jobs::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await?;
+            if !jobs::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await? {
+                continue;
+            }
             if let Some(job) = &job {
                 job_outcome(&mut tx, job, &attempt, error.as_deref()).await?;
             }
@@ -223,10 +227,88 @@ impl Watcher {
                 continue;
             }
             let mut tx = self.store.begin().await?;
+            if !chain_store::mark_applied(&mut tx, &event).await? {
+                continue;
+            }
             apply_event(&mut tx, &event, &self.issuer()).await?;
-            chain_store::mark_applied(&mut tx, &event).await?;
             tx.commit().await?;
         }
+        Ok(())
+    }
+
+    /// The chain changed under the cursor: finds the highest block at or below `from` that the
+    /// store and the chain agree on and rolls back everything recorded above it.
+    async fn reorganised(&self, from: u64, head: u64, head_timestamp: u64) -> Result<()> {
+        let mut fork = None;
+        let recorded = chain_store::blocks_below(self.store.reader(), from).await?;
+        for (number, hash) in &recorded {
+            if self.block(*number).await?.0 == *hash {
+                fork = Some(*number);
+                break;
+            }
+        }
+        let fork = fork.unwrap_or_else(|| {
+            // Deeper than the recorded window (or recorded before the window existed): roll
+            // back as far as it reaches; what lies below is beyond repair by this watcher.
+            let floor = recorded.last().map_or(from, |(n, _)| *n);
+            tracing::error!(from, floor, "reorganisation deeper than the recorded blocks");
+            floor.saturating_sub(1)
+        });
+        crate::metrics::reorg();
+        tracing::warn!(fork, depth = from - fork.min(from), "chain reorganised; rolling back");
+        self.roll_back(fork, head, head_timestamp).await
+    }
+
+    /// Rolls back, in one store transaction, every effect of the blocks above `fork` (see the
+    /// module's doc) and moves the cursor to `fork`.
+    async fn roll_back(&self, fork: u64, head: u64, head_timestamp: u64) -> Result<()> {
+        let fork_hash = self.block(fork).await?.0;
+        let at = now();
+        let mut tx = self.store.begin().await?;
+        let keys = chain_store::forget_above(&mut tx, fork).await?;
+        let withdrawn = receipt_store::withdraw_above(&mut tx, fork).await?;
+        let unmined = jobs::unmine_above(&mut tx, fork, at).await?;
+        let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (agreement, receipt) in withdrawn {
+            touched.entry(agreement.as_str().to_owned()).or_default().push(receipt.as_str().into());
+        }
+        for job in &unmined {
+            if job.kind == jobs::KIND_ACTIVATE {
+                if let Some(agreement) = &job.agreement_id {
+                    touched.entry(agreement.as_str().to_owned()).or_default();
+                }
+                continue;
+            }
+            for action in settlement::actions_of_job(&mut tx, &job.id).await? {
+                touched.entry(action.agreement_id.as_str().to_owned()).or_default();
+            }
+            settlement::reopen_job(&mut tx, &job.id, at).await?;
+        }
+        for key in keys {
+            if let Some(record) = agreements::get_by_key(&mut tx, key).await? {
+                touched.entry(record.id.as_str().to_owned()).or_default();
+            }
+        }
+        for (id, receipts) in &touched {
+            let Some(record) = agreements::get_in(&mut tx, id).await? else { continue };
+            let status = refold(&mut tx, &record, at).await?;
+            let data = json!({
+                "fork_block_number": fork,
+                "status": status,
+                "withdrawn_receipts": receipts,
+            });
+            outbox::record(&mut tx, Some(&record.id), "agreement.reorged", &data, at).await?;
+        }
+        let cursor =
+            Cursor { block_number: fork, block_hash: fork_hash, head_number: head, head_timestamp };
+        chain_store::set_cursor(&mut tx, &cursor, at).await?;
+        tx.commit().await?;
+        tracing::warn!(
+            fork,
+            agreements = touched.len(),
+            transactions = unmined.len(),
+            "rolled back to the last common block"
+        );
         Ok(())
     }
 
@@ -401,6 +483,37 @@ async fn apply_event(tx: &mut Conn, event: &EscrowEvent, issuer: &Issuer<'_>) ->
     outbox::record(tx, Some(&record.id), event_type, &data, at).await?;
     tracing::info!(agreement_id = %record.id, event = %event.event, %status, "escrow event applied");
     Ok(())
+}
+
+/// Folds `record`'s escrow state again from its applied events (after a reorganisation took
+/// some away) and stores it; an agreement with no activation left goes back to `activating`.
+/// Returns the agreement's status now.
+async fn refold(tx: &mut Conn, record: &agreements::AgreementRecord, at: i64) -> Result<String> {
+    let (Some(key), Some(terms)) = (record.agreement_key, &record.terms) else {
+        return Ok(record.status.as_str().to_owned());
+    };
+    let events = chain_store::applied_events_of(tx, key).await?;
+    let mut state = EscrowState::NONE;
+    for event in &events {
+        if let Some(change) = chain_event(event, terms.buyer) {
+            state = state.apply(&change);
+        }
+    }
+    match (state.status.agreement_status(), events.last()) {
+        (Some(status), Some(last)) => {
+            let place = (last.tx_hash, last.block_number, last.block_hash);
+            agreements::escrow_changed(tx, &record.id, &state, status, place, at).await?;
+            Ok(status.as_str().to_owned())
+        }
+        _ => {
+            agreements::activation_unconfirmed(tx, &record.id, at).await?;
+            let now = agreements::get_in(tx, record.id.as_str()).await?;
+            Ok(now.map_or_else(
+                || record.status.as_str().to_owned(),
+                |r| r.status.as_str().to_owned(),
+            ))
+        }
+    }
 }
 
 /// A stored escrow event as the pure state machine's input; `buyer` tells whose close it was.

@@ -388,6 +388,28 @@ pub async fn escrow_activated(
     Ok(result.rows_affected() == 1)
 }
 
+/// Takes back a confirmed activation whose block was reorganised out of the chain: the
+/// agreement `activating` with its activation `submitted` again (the transaction is watched,
+/// and sent again if the node dropped it), the escrow unknown, a collected fee `pending`.
+/// `false` when the agreement is already settled by something else.
+pub async fn activation_unconfirmed(conn: &mut Conn, id: &AgreementId, now: i64) -> Result<bool> {
+    let result = sqlx::query(
+        "UPDATE usage_agreements SET status = 'activating', activation_status = 'submitted', \
+         activation_error = NULL, \
+         infra_fee_status = CASE WHEN infra_fee_status = 'none' THEN 'none' ELSE 'pending' END, \
+         escrow_status = NULL, escrow_claimed_units = NULL, escrow_closes_at = NULL, \
+         escrow_buyer_withdrawn = 0, escrow_tx_hash = NULL, escrow_block_number = NULL, \
+         escrow_block_hash = NULL, updated_at = $2 \
+         WHERE id = $1 AND activation_tx_hash IS NOT NULL \
+         AND status IN ('active', 'closing', 'settled', 'failed')",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
 /// Moves every agreement whose activation deadline passed before `now` without an activation
 /// in flight to `expired`; returns their ids.
 pub async fn expire_due(conn: &mut Conn, now: i64) -> Result<Vec<AgreementId>> {

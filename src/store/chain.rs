@@ -128,14 +128,98 @@ pub async fn events_of(conn: &mut Conn, tx_hash: B256, key: B256) -> Result<Vec<
     rows.iter().map(event_from_row).collect()
 }
 
-/// Marks an event applied.
-pub async fn mark_applied(conn: &mut Conn, event: &EscrowEvent) -> Result<()> {
-    sqlx::query("UPDATE escrow_events SET applied = 1 WHERE block_hash = $1 AND log_index = $2")
-        .bind(event.block_hash.to_string())
-        .bind(event.log_index as i64)
+/// Marks an event applied; `false` when it already was (or is gone), so of two watchers (two
+/// instances on one Postgres) only the one that marks it applies it.
+pub async fn mark_applied(conn: &mut Conn, event: &EscrowEvent) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE escrow_events SET applied = 1 WHERE block_hash = $1 AND log_index = $2 \
+         AND applied = 0",
+    )
+    .bind(event.block_hash.to_string())
+    .bind(event.log_index as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The applied events of the agreement with `key`, in chain order: what its escrow state is
+/// folded from.
+pub async fn applied_events_of(conn: &mut Conn, key: B256) -> Result<Vec<EscrowEvent>> {
+    let rows = sqlx::query(
+        "SELECT block_hash, log_index, block_number, tx_hash, agreement_key, event, data \
+         FROM escrow_events WHERE agreement_key = $1 AND applied = 1 \
+         ORDER BY block_number, log_index",
+    )
+    .bind(key.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// How many block hashes the watcher keeps: the deepest reorganisation it can roll back.
+pub const BLOCK_WINDOW: u64 = 256;
+
+/// Records the hash of a block read, and forgets those older than [`BLOCK_WINDOW`].
+pub async fn record_block(conn: &mut Conn, number: u64, hash: B256) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO chain_blocks (block_number, block_hash) VALUES ($1, $2) \
+         ON CONFLICT (block_number) DO UPDATE SET block_hash = excluded.block_hash",
+    )
+    .bind(number as i64)
+    .bind(hash.to_string())
+    .execute(&mut *conn)
+    .await?;
+    if number % 64 == 0 {
+        sqlx::query("DELETE FROM chain_blocks WHERE block_number < $1")
+            .bind(number.saturating_sub(BLOCK_WINDOW) as i64)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The recorded block hashes at or below `from`, highest first.
+pub async fn blocks_below(pool: &AnyPool, from: u64) -> Result<Vec<(u64, B256)>> {
+    let rows = sqlx::query(
+        "SELECT block_number, block_hash FROM chain_blocks WHERE block_number <= $1 \
+         ORDER BY block_number DESC",
+    )
+    .bind(from as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                unsigned("block_number", row.get("block_number"))?,
+                parse_column("block_hash", row.get("block_hash"))?,
+            ))
+        })
+        .collect()
+}
+
+/// Forgets everything read above block `fork` (the last block the old and the new chain
+/// share): its block hashes and escrow events. Returns the agreement keys whose applied events
+/// were among them, whose escrow state must be folded again.
+pub async fn forget_above(conn: &mut Conn, fork: u64) -> Result<Vec<B256>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT agreement_key FROM escrow_events WHERE block_number > $1 AND applied = 1",
+    )
+    .bind(fork as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let keys = rows
+        .iter()
+        .map(|row| parse_column("agreement_key", row.get("agreement_key")))
+        .collect::<Result<Vec<B256>>>()?;
+    sqlx::query("DELETE FROM escrow_events WHERE block_number > $1")
+        .bind(fork as i64)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    sqlx::query("DELETE FROM chain_blocks WHERE block_number > $1")
+        .bind(fork as i64)
+        .execute(&mut *conn)
+        .await?;
+    Ok(keys)
 }
 
 fn event_from_row(row: &AnyRow) -> Result<EscrowEvent> {

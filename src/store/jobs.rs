@@ -557,19 +557,61 @@ pub async fn attempt_mined(
 }
 
 /// Records that a mined attempt is as deep as the confirmation depth: the attempt `confirmed`,
-/// its job `confirmed` (or `failed` with `error` when the transaction reverted).
+/// its job `confirmed` (or `failed` with `error` when the transaction reverted). `false` when
+/// the attempt was no longer `mined` in that block (another watcher confirmed it first, or a
+/// reorganisation moved it): nothing is changed then.
 pub async fn attempt_confirmed(
     conn: &mut Conn,
     attempt: &Attempt,
     error: Option<&str>,
     now: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE relayer_attempts SET status = 'confirmed' WHERE tx_hash = $1")
-        .bind(attempt.tx_hash.to_string())
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE relayer_attempts SET status = 'confirmed' WHERE tx_hash = $1 \
+         AND status = 'mined' AND block_hash = $2",
+    )
+    .bind(attempt.tx_hash.to_string())
+    .bind(attempt.block_hash.map(|h| h.to_string()))
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let status = if error.is_some() { "failed" } else { "confirmed" };
+    set_job_status(conn, &attempt.job_id, status, error, now).await?;
+    Ok(true)
+}
+
+/// Undoes what blocks above `fork` did to the relayer's transactions (they were reorganised
+/// away): each attempt mined or confirmed there goes back to `broadcast` (watched again, and
+/// re-broadcast by the worker if the node no longer has it), and its job back in flight with
+/// its error cleared. Returns those jobs.
+pub async fn unmine_above(conn: &mut Conn, fork: u64, now: i64) -> Result<Vec<Job>> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM relayer_jobs WHERE id IN (SELECT job_id FROM relayer_attempts \
+         WHERE status IN ('mined', 'confirmed') AND block_number > $1) ORDER BY created_at, id"
+    );
+    let rows = sqlx::query(&sql).bind(fork as i64).fetch_all(&mut *conn).await?;
+    let jobs = rows.iter().map(job_from_row).collect::<Result<Vec<Job>>>()?;
+    sqlx::query(
+        "UPDATE relayer_attempts SET status = 'broadcast', block_number = NULL, \
+         block_hash = NULL, succeeded = NULL \
+         WHERE status IN ('mined', 'confirmed') AND block_number > $1",
+    )
+    .bind(fork as i64)
+    .execute(&mut *conn)
+    .await?;
+    for job in &jobs {
+        sqlx::query(
+            "UPDATE relayer_jobs SET status = 'broadcast', error = NULL, updated_at = $2 \
+             WHERE id = $1",
+        )
+        .bind(job.id.as_str())
+        .bind(now)
         .execute(&mut *conn)
         .await?;
-    let status = if error.is_some() { "failed" } else { "confirmed" };
-    set_job_status(conn, &attempt.job_id, status, error, now).await
+    }
+    Ok(jobs)
 }
 
 fn job_from_row(row: &AnyRow) -> Result<Job> {

@@ -239,3 +239,18 @@ fn from_row(row: &AnyRow) -> Result<SettlementAction> {
         updated_at: row.get("updated_at"),
     })
 }
+
+/// Puts the actions `job` carries back to `submitted` (its transaction was reorganised out of
+/// the chain; it is watched again): their outcome and block are cleared. Returns how many.
+pub async fn reopen_job(conn: &mut Conn, job: &JobId, now: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE settlement_actions SET status = 'submitted', error = NULL, block_number = NULL, \
+         updated_at = $2 WHERE job_id = $1 AND status IN ('confirmed', 'failed')",
+    )
+    .bind(job.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+

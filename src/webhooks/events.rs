@@ -22,6 +22,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "settlement.claimed",
     "settlement.withdrawn",
     "agreement.settled",
+    "agreement.reorged",
     "relayer.job_failed",
 ];
 
