@@ -17,11 +17,19 @@ use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use support::databases::{drop_postgres, fresh_postgres};
 use support::service::{Harness, TestAgent};
 use support::settlement::{UNIT, record, sign_voucher, sponsor};
 
-async fn reorg_harness() -> Harness {
-    Harness::start_with(|config| config.confirmations = 1).await
+/// A harness with confirmation depth 1, on SQLite or on the Postgres database `postgres`.
+async fn reorg_harness(postgres: Option<&str>) -> Harness {
+    Harness::start_with(|config| {
+        config.confirmations = 1;
+        if let Some(url) = postgres {
+            config.database_url = url.to_owned();
+        }
+    })
+    .await
 }
 
 /// Polls `GET {path}` without mining until `done` holds; panics after 30 s.
@@ -89,41 +97,59 @@ async fn mine_to_depth(h: &Harness, tx_hash: &str, depth: u64) -> u64 {
 
 #[tokio::test]
 async fn a_confirmed_activation_reorganised_away_goes_back_and_confirms_again() {
-    let h = reorg_harness().await;
+    activation_reorgs(&reorg_harness(None).await).await;
+}
+
+#[tokio::test]
+async fn a_confirmed_settlement_reorganised_away_goes_back_and_settles_once() {
+    settlement_reorgs(&reorg_harness(None).await).await;
+}
+
+#[tokio::test]
+async fn reorgs_roll_back_and_reconfirm_on_postgres() {
+    let Some(url) = fresh_postgres().await else { return };
+    let mut h = reorg_harness(Some(&url)).await;
+    activation_reorgs(&h).await;
+    settlement_reorgs(&h).await;
+    h.stop().await;
+    drop_postgres(&url).await;
+}
+
+async fn activation_reorgs(h: &Harness) {
     let (buyer, seller) = h.parties().await;
     for depth in 1..=5u64 {
         h.automine(false).await;
         let id = h.queued(&buyer, &seller).await;
         let path = format!("/usage-agreements/{id}");
         let submitted =
-            poll_path(&h, &buyer.key, &path, |a| a["activation_status"] == "submitted").await;
+            poll_path(h, &buyer.key, &path, |a| a["activation_status"] == "submitted").await;
         let tx_hash = submitted["activation_tx_hash"].as_str().unwrap().to_owned();
-        let block = mine_to_depth(&h, &tx_hash, depth).await;
-        let confirmed = poll_path(&h, &buyer.key, &path, |a| a["status"] == "active").await;
+        let block = mine_to_depth(h, &tx_hash, depth).await;
+        let confirmed = poll_path(h, &buyer.key, &path, |a| a["status"] == "active").await;
         assert_eq!(confirmed["activation_status"], "confirmed");
-        let receipts_before = receipts_of(&h, &buyer).await.len();
+        let receipts_before = receipts_of(h, &buyer).await.len();
 
-        reorg(&h, depth).await;
-        assert_eq!(mined_in(&h, &tx_hash).await, None, "depth {depth}: still on the chain");
-        let back = poll_path(&h, &buyer.key, &path, |a| a["status"] == "activating").await;
+        reorg(h, depth).await;
+        assert_eq!(mined_in(h, &tx_hash).await, None, "depth {depth}: still on the chain");
+        let back = poll_path(h, &buyer.key, &path, |a| a["status"] == "activating").await;
         assert_eq!(back["activation_status"], "submitted", "depth {depth}: {back}");
         assert_eq!(back["activation_tx_hash"], tx_hash.as_str());
         let escrow =
-            poll_path(&h, &buyer.key, &format!("/usage-agreements/{id}/escrow-status"), |_| true)
+            poll_path(h, &buyer.key, &format!("/usage-agreements/{id}/escrow-status"), |_| true)
                 .await;
         assert_ne!(escrow["escrow"]["status"], "active", "depth {depth}: {escrow}");
-        assert_eq!(receipts_of(&h, &buyer).await.len(), receipts_before - 1, "receipt withdrawn");
-        assert!(event_types(&h, &buyer.key, &id).await.contains(&"agreement.reorged".to_owned()));
+        assert_eq!(receipts_of(h, &buyer).await.len(), receipts_before - 1, "receipt withdrawn");
+        assert!(event_types(h, &buyer.key, &id).await.contains(&"agreement.reorged".to_owned()));
 
         // The relayer sends it again; mined in a new block, it confirms again.
         h.automine(true).await;
-        mine(&h, 1).await;
+        mine(h, 1).await;
         let again = h.wait_for(&buyer.key, &id, |a| a["status"] == "active").await;
         assert_eq!(again["activation_status"], "confirmed", "depth {depth}: {again}");
-        let reblock = mined_in(&h, &tx_hash).await.expect("the same transaction mined again");
+        let reblock = mined_in(h, &tx_hash).await.expect("the same transaction mined again");
         assert!(reblock > block, "depth {depth}: re-mined in {reblock}, first in {block}");
-        assert_eq!(receipts_of(&h, &buyer).await.len(), receipts_before, "receipt issued again");
-        let confirmations = event_types(&h, &buyer.key, &id)
+        assert_eq!(receipts_of(h, &buyer).await.len(), receipts_before, "receipt issued again");
+        let confirmations = event_types(h, &buyer.key, &id)
             .await
             .into_iter()
             .filter(|t| t == "activation.confirmed")
@@ -135,45 +161,43 @@ async fn a_confirmed_activation_reorganised_away_goes_back_and_confirms_again() 
     assert_eq!(escrowed, U256::from(5 * 100 * UNIT));
 }
 
-#[tokio::test]
-async fn a_confirmed_settlement_reorganised_away_goes_back_and_settles_once() {
-    let h = reorg_harness().await;
+async fn settlement_reorgs(h: &Harness) {
     let (buyer, seller) = h.parties().await;
     let seller_wallet = h.chain.seller.address();
     for depth in 1..=5u64 {
         let id = h.active(&buyer, &seller).await;
-        record(&h, &seller, &id, 30, &format!("usage-{depth}")).await;
-        sign_voucher(&h, &buyer, &id).await;
+        record(h, &seller, &id, 30, &format!("usage-{depth}")).await;
+        sign_voucher(h, &buyer, &id).await;
         let seller_before = h.chain.balance(seller_wallet).await;
 
         h.automine(false).await;
-        let (status, queued) = sponsor(&h, &seller, &h.chain.seller, &id, "initiate_close").await;
+        let (status, queued) = sponsor(h, &seller, &h.chain.seller, &id, "initiate_close").await;
         assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
         let action_path =
             format!("/usage-agreements/{id}/settlement-actions/{}", queued["id"].as_str().unwrap());
         let submitted =
-            poll_path(&h, &seller.key, &action_path, |a| a["status"] == "submitted").await;
+            poll_path(h, &seller.key, &action_path, |a| a["status"] == "submitted").await;
         let tx_hash = submitted["tx_hash"].as_str().unwrap().to_owned();
-        mine_to_depth(&h, &tx_hash, depth).await;
-        poll_path(&h, &seller.key, &action_path, |a| a["status"] == "confirmed").await;
+        mine_to_depth(h, &tx_hash, depth).await;
+        poll_path(h, &seller.key, &action_path, |a| a["status"] == "confirmed").await;
         h.poll_until(&seller.key, &id, |a| a["status"] == "settled").await;
         assert_eq!(h.chain.balance(seller_wallet).await - seller_before, U256::from(30 * UNIT));
 
-        reorg(&h, depth).await;
+        reorg(h, depth).await;
         let back = h.poll_until(&seller.key, &id, |a| a["status"] == "active").await;
         assert_eq!(back["activation_status"], "confirmed", "the activation is deeper: {back}");
-        let action = poll_path(&h, &seller.key, &action_path, |a| a["status"] == "submitted").await;
+        let action = poll_path(h, &seller.key, &action_path, |a| a["status"] == "submitted").await;
         assert!(action["error"].is_null(), "{action}");
         assert_eq!(h.chain.balance(seller_wallet).await, seller_before, "depth {depth}");
 
         h.automine(true).await;
-        mine(&h, 1).await;
+        mine(h, 1).await;
         let settled = h.wait_for(&seller.key, &id, |a| a["status"] == "settled").await;
         assert_eq!(settled["status"], "settled", "depth {depth}");
-        let action = poll_path(&h, &seller.key, &action_path, |a| a["status"] == "confirmed").await;
+        let action = poll_path(h, &seller.key, &action_path, |a| a["status"] == "confirmed").await;
         assert_eq!(action["tx_hash"], tx_hash.as_str(), "the same transaction, sent again");
         assert_eq!(h.chain.balance(seller_wallet).await - seller_before, U256::from(30 * UNIT));
-        let types = event_types(&h, &seller.key, &id).await;
+        let types = event_types(h, &seller.key, &id).await;
         let settled_events = types.iter().filter(|t| *t == "agreement.settled").count();
         assert_eq!(settled_events, 2, "settled, reorged, settled again: {types:?}");
         assert!(types.contains(&"agreement.reorged".to_owned()));
