@@ -155,6 +155,17 @@ pub struct ServeConfig {
     )]
     pub relayer_replace_after_blocks: u64,
 
+    /// Most unmined transactions one relayer account may have at a time, across every
+    /// instance; a signer at its window gets no new job, and with every signer full jobs stay
+    /// queued.
+    #[arg(
+        long,
+        env = "PACTUM_RELAYER_MAX_IN_FLIGHT",
+        default_value_t = 16,
+        help_heading = "Relayer"
+    )]
+    pub relayer_max_in_flight: u64,
+
     /// Seconds a sponsored-action authorization offered by `settlement-action-options` stays
     /// valid (its `deadline`).
     #[arg(

@@ -154,19 +154,22 @@ impl Service {
             .into_iter()
             .map(|key| {
                 let cap = u128::from(config.relayer_max_fee_per_gas_gwei) * 1_000_000_000;
-                signer::spawn(key, chain.provider.clone(), chain.chain_id, store.clone(), cap).0
+                let window = config.relayer_max_in_flight.max(1);
+                let provider = chain.provider.clone();
+                signer::spawn(key, provider, chain.chain_id, store.clone(), cap, window).0
             })
             .collect();
         let worker = Worker {
             store: store.clone(),
             provider: chain.provider.clone(),
             signers: handles,
+            max_in_flight: config.relayer_max_in_flight.max(1),
             wake,
             poll: config.poll_interval(),
             batch_max: config.relayer_batch_max.max(1),
             batch_wait: std::time::Duration::from_millis(config.relayer_batch_wait_ms),
             replace_after_blocks: config.relayer_replace_after_blocks.max(1),
-            instance: format!("{}-{}", hostname(), std::process::id()),
+            instance: instance_name(),
         };
         tasks.spawn(supervise("relayer", shutdown_rx.clone(), move |stop| {
             let worker = worker.clone();
@@ -264,6 +267,15 @@ where
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(30));
     }
+}
+
+/// This service's name in job leases: host, process and a per-process count, so two services
+/// in one process (tests) lease apart too.
+fn instance_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static STARTED: AtomicU32 = AtomicU32::new(0);
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}-{n}", hostname(), std::process::id())
 }
 
 fn hostname() -> String {

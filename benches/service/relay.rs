@@ -9,6 +9,10 @@
 //! Set-up runs with automine; the measured phase mines a block a second (interval mining,
 //! automine off), as a real chain would, so transactions wait for blocks and confirmations accrue
 //! by time. Each agreement is paid from its own buyer wallet.
+//!
+//! Then the same number of claims, sent one per transaction (`relayer_batch_max = 1`), through
+//! one relayer key and through three (each with the default window of 16 unmined transactions),
+//! on a fresh service each: what several signers buy when every action is its own transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,7 +28,9 @@ use sqlx::Row;
 
 use super::Settings;
 use crate::support::USDC;
-use crate::support::service::{Harness, TestAgent, propose_body, sign_document, sign_package};
+use crate::support::service::{
+    Harness, TestAgent, propose_body, relayer_keys, sign_document, sign_package,
+};
 use crate::support::settlement::{options, record, sponsored_body};
 
 /// Requests in flight while setting up and submitting.
@@ -36,6 +42,8 @@ struct Level {
     seconds: f64,
     accept_to_broadcast_ms: Vec<f64>,
     transactions: usize,
+    /// Distinct blocks the transactions were mined in.
+    blocks: usize,
     gas_used: u64,
     rpc_calls: u64,
 }
@@ -226,16 +234,19 @@ async fn level(h: &Arc<Harness>, buyer: &TestAgent, seller: &TestAgent, n: usize
         .map(|row| row.get::<String, _>("tx_hash").parse().unwrap())
         .collect();
     let mut gas_used = 0;
+    let mut blocks = BTreeSet::new();
     for hash in &hashes {
         let receipt = h.chain.provider.get_transaction_receipt(*hash).await.unwrap().unwrap();
         assert!(receipt.status(), "{hash} reverted");
         gas_used += receipt.gas_used;
+        blocks.insert(receipt.block_number);
     }
     Level {
         actions: n,
         seconds,
         accept_to_broadcast_ms: latencies,
         transactions: hashes.len(),
+        blocks: blocks.len(),
         gas_used,
         rpc_calls,
     }
@@ -269,5 +280,51 @@ pub(crate) async fn run(settings: &Settings) {
             super::thousands(level.gas_used as f64 / level.actions as f64),
             level.rpc_calls as f64 / level.actions as f64,
         );
+    }
+    if let Ok(mut h) = Arc::try_unwrap(h) {
+        h.stop().await;
+    }
+    signers_comparison(settings).await;
+}
+
+/// Part 3b: `n` sponsored claims sent one per transaction through 1 and through 3 relayer keys.
+async fn signers_comparison(settings: &Settings) {
+    let n = if settings.quick { 6 } else { 300 };
+    println!(
+        "\n## relay: {n} sponsored claims, one transaction each, 1 vs 3 relayer keys (1 s blocks, \
+         window 16)\n"
+    );
+    println!(
+        "| relayer keys | actions | actions/s | accept → broadcast p50 | p99 | transactions | blocks | RPC calls per action |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for keys in [1, 3] {
+        let h = Arc::new(
+            Harness::start_with_chain(|chain, config| {
+                config.poll_interval_ms = 250;
+                config.relayer_batch_max = 1;
+                config.relayer_private_keys = relayer_keys(chain, keys);
+            })
+            .await,
+        );
+        let (buyer, seller) = h.parties().await;
+        eprintln!("relay: {n} unbatched claims through {keys} relayer key(s)…");
+        let level = level(&h, &buyer, &seller, n).await;
+        let latencies = &level.accept_to_broadcast_ms;
+        println!(
+            "| {keys} | {} | {:.1} | {:.0} ms | {:.0} ms | {} | {} | {:.2} |",
+            level.actions,
+            level.actions as f64 / level.seconds,
+            percentile(latencies, 50.0),
+            percentile(latencies, 99.0),
+            level.transactions,
+            level.blocks,
+            level.rpc_calls as f64 / level.actions as f64,
+        );
+        // Stop this service before the next starts, so it neither competes for the CPU nor
+        // adds to the process-wide RPC count.
+        if let Ok(mut h) = Arc::try_unwrap(h) {
+            h.stop().await;
+        }
     }
 }

@@ -182,6 +182,7 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         relayer_batch_wait_ms: 200,
         relayer_max_fee_per_gas_gwei: 500,
         relayer_replace_after_blocks: 3,
+        relayer_max_in_flight: 16,
         authorization_ttl_secs: 3_600,
         idempotency_ttl_secs: 86_400,
         receipt_private_key: Some(Secret::new(DEV_RECEIPT_KEY)),

@@ -1,6 +1,10 @@
-//! One actor per relayer account: the only code that allocates that account's nonces. It signs
-//! a job's transaction, saves it (allocating the nonce in the same store transaction), and only
-//! then broadcasts it, so a crash can never lose a transaction that might be mined.
+//! One actor per relayer account in this process: it signs a job's transaction, saves it, and
+//! only then broadcasts it, so a crash can never lose a transaction that might be mined.
+//!
+//! The account's nonces belong to the database, not to the actor: each is allocated in the
+//! store transaction that saves the attempt signed with it, under the account's row lock
+//! ([`signers::allocate`]), so several instances can share one account. The same lock guards
+//! replacements and the reconciliation that moves the next nonce after drops.
 
 use alloy::eips::{BlockNumberOrTag, Encodable2718};
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
@@ -16,13 +20,14 @@ use super::node_error::{NodeError, classify};
 use super::{RelayError, Result};
 use crate::metrics;
 use crate::store::jobs::{self, Attempt, Job};
-use crate::store::{Store, now};
+use crate::store::signers::{self, Allocation};
+use crate::store::{Store, StoreError, now};
 
 /// What the actor is asked to do.
 #[derive(Debug)]
 enum Request {
-    /// Sign, save and broadcast a job with a new nonce.
-    Submit { job: Job, gas_limit: u64, reply: oneshot::Sender<Result<Attempt>> },
+    /// Sign, save and broadcast a job, leased to `owner`, with a new nonce.
+    Submit { job: Job, owner: String, gas_limit: u64, reply: oneshot::Sender<Result<Submitted>> },
     /// Replace a job's live attempt: same nonce, same call, higher fees.
     Replace {
         job: Box<Job>,
@@ -31,8 +36,21 @@ enum Request {
         market: Market,
         reply: oneshot::Sender<Result<Option<Attempt>>>,
     },
-    /// Forget the cached next nonce; the next send reads it again from the chain and the store.
+    /// Reconcile the account's next nonce (chain and store) before the next send.
     Reconcile,
+}
+
+/// What became of a job handed to [`SignerHandle::submit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Saved with a new nonce; `status` is `broadcast` when the node took it and `signed` when
+    /// the node could not be reached (the worker re-broadcasts saved attempts).
+    Sent(Box<Attempt>),
+    /// The account already has its window of unmined transactions: nothing was signed.
+    WindowFull,
+    /// The job is no longer queued under the caller's lease (another instance took it over):
+    /// nothing was signed, and the caller must leave it alone.
+    NotLeased,
 }
 
 /// A handle to a signer's actor.
@@ -48,14 +66,14 @@ impl SignerHandle {
         self.address
     }
 
-    /// Signs, saves and broadcasts `job`. Returns the attempt once saved; its `status` is
-    /// `broadcast` when the node took it and `signed` when the node could not be reached (the
-    /// worker re-broadcasts saved attempts). [`RelayError::FeesAboveCap`] when the market is
-    /// above the fee cap: nothing was signed and no nonce taken.
-    pub async fn submit(&self, job: Job, gas_limit: u64) -> Result<Attempt> {
+    /// Signs, saves and broadcasts `job`, leased to `owner`, unless the account's window is
+    /// full or the lease was lost (see [`Submitted`]). [`RelayError::FeesAboveCap`] when the
+    /// market is above the fee cap: nothing was signed and no nonce taken.
+    pub async fn submit(&self, job: Job, owner: &str, gas_limit: u64) -> Result<Submitted> {
         let (reply, answer) = oneshot::channel();
+        let owner = owner.to_owned();
         self.requests
-            .send(Request::Submit { job, gas_limit, reply })
+            .send(Request::Submit { job, owner, gas_limit, reply })
             .await
             .map_err(|_| RelayError::SignerGone)?;
         answer.await.map_err(|_| RelayError::SignerGone)?
@@ -86,20 +104,23 @@ impl SignerHandle {
         answer.await.map_err(|_| RelayError::SignerGone)?
     }
 
-    /// Asks the actor to read its next nonce again (after drops, the chain may be lower).
+    /// Asks the actor to reconcile the account's next nonce before its next send (after drops
+    /// the chain may be lower).
     pub async fn reconcile(&self) -> Result<()> {
         self.requests.send(Request::Reconcile).await.map_err(|_| RelayError::SignerGone)
     }
 }
 
-/// Starts the actor for `signer`, paying at most `max_fee_per_gas` wei per gas; it runs until
-/// every handle is dropped.
+/// Starts the actor for `signer`, paying at most `max_fee_per_gas` wei per gas and keeping at
+/// most `max_in_flight` unmined transactions (counted across instances); it runs until every
+/// handle is dropped.
 pub fn spawn(
     signer: PrivateKeySigner,
     provider: DynProvider,
     chain_id: u64,
     store: Store,
     max_fee_per_gas: u128,
+    max_in_flight: u64,
 ) -> (SignerHandle, tokio::task::JoinHandle<()>) {
     let address = signer.address();
     let (requests, mut inbox) = mpsc::channel::<Request>(64);
@@ -110,24 +131,25 @@ pub fn spawn(
         chain_id,
         store,
         max_fee_per_gas,
-        next_nonce: None,
+        max_in_flight,
+        reconcile_due: true,
     };
     let task = tokio::spawn(
         async move {
             while let Some(request) = inbox.recv().await {
                 match request {
-                    Request::Submit { job, gas_limit, reply } => {
-                        let result = actor.send(job, gas_limit).await;
+                    Request::Submit { job, owner, gas_limit, reply } => {
+                        let result = actor.send(job, &owner, gas_limit).await;
                         if result.is_err() {
-                            // Re-read the nonce next time: the chain is the authority.
-                            actor.next_nonce = None;
+                            // A refused or unsent nonce may have to be handed out again.
+                            actor.reconcile_due = true;
                         }
                         let _ = reply.send(result);
                     }
                     Request::Replace { job, old, previous, market, reply } => {
                         let _ = reply.send(actor.replace(*job, *old, previous, market).await);
                     }
-                    Request::Reconcile => actor.next_nonce = None,
+                    Request::Reconcile => actor.reconcile_due = true,
                 }
             }
         }
@@ -154,29 +176,29 @@ struct Actor {
     chain_id: u64,
     store: Store,
     max_fee_per_gas: u128,
-    next_nonce: Option<u64>,
+    max_in_flight: u64,
+    /// Whether the account's next nonce must be reconciled before the next allocation (at
+    /// start, after a failed send, when the worker saw a drop or a used nonce).
+    reconcile_due: bool,
 }
 
 impl Actor {
-    /// The nonce to use next: the higher of the node's pending count and the nonce after the
-    /// highest attempt in the store that may still be mined. Both can be lower than what was
-    /// allocated before (dropped or refused transactions), so the nonce moves down as well as
-    /// up and no gap is left; neither a restart nor a transaction sent from elsewhere reuses a
-    /// nonce.
-    async fn nonce(&mut self) -> Result<u64> {
-        if let Some(nonce) = self.next_nonce {
-            return Ok(nonce);
-        }
+    /// Moves the account's stored next nonce to the higher of the node's pending count and
+    /// the nonce after the highest attempt that may still be mined ([`signers::reconcile`]):
+    /// down as well as up, so dropped or refused transactions leave no gap; never onto a
+    /// nonce a saved attempt holds, whichever instance saved it.
+    async fn reconcile(&mut self) -> Result<()> {
         let pending = self
             .provider
             .get_transaction_count(self.address)
             .pending()
             .await
             .map_err(|e| RelayError::Node(classify(&e)))?;
-        let stored = jobs::live_next_nonce(self.store.reader(), self.address).await?;
-        let nonce = pending.max(stored.unwrap_or(0));
-        self.next_nonce = Some(nonce);
-        Ok(nonce)
+        let mut tx = self.store.begin().await?;
+        signers::reconcile(&mut tx, self.address, pending).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.reconcile_due = false;
+        Ok(())
     }
 
     /// Signs `job` with `nonce`, `gas_limit` and `fees` into an unsaved attempt.
@@ -208,18 +230,35 @@ impl Actor {
         })
     }
 
-    async fn send(&mut self, job: Job, gas_limit: u64) -> Result<Attempt> {
+    async fn send(&mut self, job: Job, owner: &str, gas_limit: u64) -> Result<Submitted> {
         let market = market(&self.provider).await.map_err(RelayError::Node)?;
         let fees =
             fees::new_fees(market, self.max_fee_per_gas).map_err(RelayError::FeesAboveCap)?;
-        let nonce = self.nonce().await?;
-        let mut attempt = self.sign(&job, nonce, gas_limit, fees).await?;
-
-        // Save before broadcast: from here on the transaction exists, whatever happens next.
+        if self.reconcile_due {
+            self.reconcile().await?;
+        }
+        // Allocate, sign and save in one transaction under the account's row lock: the nonce
+        // is taken if and only if the signed transaction is saved. No RPC call in between.
         let mut tx = self.store.begin().await?;
+        let allocation =
+            signers::allocate(&mut tx, self.address, &job.id, owner, self.max_in_flight).await?;
+        let Allocation::Nonce(nonce) = allocation else {
+            // Nothing taken: release the row lock at once.
+            tx.rollback().await.map_err(StoreError::from)?;
+            return match allocation {
+                Allocation::WindowFull => Ok(Submitted::WindowFull),
+                Allocation::NotLeased => {
+                    tracing::warn!(job_id = %job.id, "job no longer leased to this instance; not sent");
+                    Ok(Submitted::NotLeased)
+                }
+                // No row yet (it is created by reconciliation, due on the next send).
+                _ => Err(RelayError::Store(StoreError::Conflict)),
+            };
+        };
+        let mut attempt = self.sign(&job, nonce, gas_limit, fees).await?;
+        // Save before broadcast: from here on the transaction exists, whatever happens next.
         jobs::record_attempt(&mut tx, &attempt, now()).await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
-        self.next_nonce = Some(nonce + 1);
+        tx.commit().await.map_err(StoreError::from)?;
         metrics::attempt("new");
         tracing::info!(job_id = %job.id, nonce, tx_hash = %attempt.tx_hash, "transaction saved");
 
@@ -232,11 +271,11 @@ impl Actor {
             Err(error) => {
                 let mut tx = self.store.begin().await?;
                 jobs::attempt_rejected(&mut tx, &attempt).await?;
-                tx.commit().await.map_err(crate::store::StoreError::from)?;
+                tx.commit().await.map_err(StoreError::from)?;
                 return Err(RelayError::Node(error));
             }
         }
-        Ok(attempt)
+        Ok(Submitted::Sent(Box::new(attempt)))
     }
 
     async fn replace(
@@ -250,10 +289,11 @@ impl Actor {
             .map_err(RelayError::FeesAboveCap)?;
         let mut attempt = self.sign(&job, old.nonce, old.gas_limit, fees).await?;
         let mut tx = self.store.begin().await?;
-        if !jobs::record_replacement(&mut tx, &attempt, &old, now()).await? {
+        if !signers::replace(&mut tx, &attempt, &old, now()).await? {
+            tx.rollback().await.map_err(StoreError::from)?;
             return Ok(None);
         }
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
         metrics::attempt("replacement");
         tracing::info!(
             job_id = %job.id,
@@ -272,7 +312,7 @@ impl Actor {
                 // Never taken by the node: the old attempt stays the live one.
                 let mut tx = self.store.begin().await?;
                 jobs::replacement_refused(&mut tx, &attempt, &old).await?;
-                tx.commit().await.map_err(crate::store::StoreError::from)?;
+                tx.commit().await.map_err(StoreError::from)?;
                 return Err(RelayError::Node(error));
             }
         }

@@ -1,6 +1,13 @@
 //! The relayer worker: claims queued jobs, simulates them, and hands them to a signer; keeps
 //! re-broadcasting saved attempts the node has not taken yet.
 //!
+//! Jobs go round-robin over the signers that have room in their in-flight window (unmined
+//! transactions, counted in the store across instances); with every window full nothing is
+//! claimed and jobs stay queued. Several instances may run this worker on one database: jobs
+//! are leased, nonces are allocated under each signer's row lock, and the monitor's writes
+//! (replacement, requeue of a used nonce) are conditional, so of two instances acting on the
+//! same attempt exactly one does.
+//!
 //! Sponsored seller claims are batched: after taking one, the worker waits briefly for more,
 //! takes up to `batch_max` of them and, when the batch simulates, sends them as one
 //! `sellerClaimBatch` transaction (a new job of kind [`jobs::KIND_SELLER_CLAIM_BATCH`] that the
@@ -21,14 +28,14 @@ use tokio::sync::{Notify, watch};
 
 use super::fees::{Fees, Market};
 use super::node_error::{NodeError, classify};
-use super::signer::{self, SignerHandle};
+use super::signer::{self, SignerHandle, Submitted};
 use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
 use crate::escrow::bindings::UsageEscrow;
 use crate::metrics;
 use crate::store::jobs::{self, Attempt, Job};
-use crate::store::{Store, StoreError, agreements, now, outbox, settlement};
+use crate::store::{Store, StoreError, agreements, now, outbox, settlement, signers};
 
 /// How long a claimed job stays leased to this worker before another may take it.
 const LEASE: i64 = 60;
@@ -48,8 +55,10 @@ pub struct Worker {
     pub store: Store,
     /// A read-only provider for simulation.
     pub provider: DynProvider,
-    /// One handle per relayer account; jobs go round-robin.
+    /// One handle per relayer account; jobs go round-robin over those with room.
     pub signers: Vec<SignerHandle>,
+    /// Most unmined transactions per relayer account (across instances).
+    pub max_in_flight: u64,
     /// Poked when a job is queued.
     pub wake: Arc<Notify>,
     /// Fallback poll period.
@@ -83,9 +92,11 @@ impl Worker {
         let mut seen = HashMap::new();
         let mut pass = 0u64;
         loop {
-            while let Some(job) = self.claim().await? {
-                let signer = &self.signers[next_signer % self.signers.len()];
-                next_signer = next_signer.wrapping_add(1);
+            // Claim only while some signer has room: otherwise jobs stay queued (for this
+            // instance or another) instead of being leased and held.
+            while let Some(signer) = self.signer_with_room(&mut next_signer).await?
+                && let Some(job) = self.claim().await?
+            {
                 if job.kind == jobs::KIND_SELLER_CLAIM && self.batch_max > 1 {
                     self.process_claims(job, signer).await?;
                 } else {
@@ -106,6 +117,22 @@ impl Worker {
         }
     }
 
+    /// The index of the next signer, round-robin from `next`, whose unmined transactions are
+    /// below the window; `None` when every window is full. Moves `next` past it.
+    async fn signer_with_room(&self, next: &mut usize) -> Result<Option<usize>> {
+        let in_flight = signers::in_flight(self.store.reader()).await?;
+        let count = self.signers.len();
+        for step in 0..count {
+            let index = (*next + step) % count;
+            let address = self.signers[index].address();
+            if in_flight.get(&address).copied().unwrap_or(0) < self.max_in_flight {
+                *next = index + 1;
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    }
+
     async fn claim(&self) -> Result<Option<Job>> {
         let at = now();
         let mut tx = self.store.begin().await?;
@@ -122,20 +149,20 @@ impl Worker {
     /// Simulates `job`, then signs, saves and broadcasts it through `signer`. A revert fails
     /// the job with its decoded reason; an unreachable node leaves the job to its lease.
     #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, agreement_id = ?job.agreement_id))]
-    async fn process(&self, job: Job, signer: &SignerHandle) -> Result<()> {
+    async fn process(&self, job: Job, signer: usize) -> Result<()> {
         if job.kind == jobs::KIND_ACTIVATE {
             self.progress(&job, ActivationStatus::Submitting, None).await?;
         }
-        match self.simulate(&job, signer).await {
+        match self.simulate(&job, &self.signers[signer]).await {
             Simulation::Gas(gas_limit) => self.send(job, gas_limit, signer).await,
-            Simulation::Refused(reason) => self.fail(&job, &reason).await,
+            Simulation::Refused(reason) => self.fail(&job, &reason, true).await,
             Simulation::Deferred => Ok(()),
         }
     }
 
     /// `first` and the seller claims queued with it: one `sellerClaimBatch` transaction when
     /// there are several and the batch simulates, otherwise each on its own.
-    async fn process_claims(&self, first: Job, signer: &SignerHandle) -> Result<()> {
+    async fn process_claims(&self, first: Job, signer: usize) -> Result<()> {
         tokio::time::sleep(self.batch_wait).await;
         let at = now();
         let mut tx = self.store.begin().await?;
@@ -163,7 +190,9 @@ impl Worker {
                 status: "queued".into(),
                 error: None,
             };
-            if let Simulation::Gas(gas_limit) = self.simulate(&candidate, signer).await {
+            if let Simulation::Gas(gas_limit) =
+                self.simulate(&candidate, &self.signers[signer]).await
+            {
                 let at = now();
                 let mut tx = self.store.begin().await?;
                 jobs::enqueue_leased(&mut tx, &candidate, &self.instance, at + LEASE, at).await?;
@@ -209,12 +238,33 @@ impl Worker {
         }
     }
 
-    async fn send(&self, job: Job, gas_limit: u64, signer: &SignerHandle) -> Result<()> {
-        match signer.submit(job.clone(), gas_limit).await {
-            Ok(attempt) if attempt.status == "broadcast" => {
-                self.progress(&job, ActivationStatus::Submitted, Some(attempt.tx_hash)).await
+    /// Hands `job` to the signer at index `first`, or, when its window filled up meanwhile
+    /// (another instance sent through it), to the next signer with room; with every window
+    /// full the job goes back to the queue unsigned.
+    async fn send(&self, job: Job, gas_limit: u64, first: usize) -> Result<()> {
+        let count = self.signers.len();
+        for step in 0..count {
+            let signer = &self.signers[(first + step) % count];
+            if !self.send_through(&job, gas_limit, signer).await? {
+                return Ok(());
             }
-            Ok(_) => Ok(()),
+        }
+        tracing::debug!(job_id = %job.id, "every signer's window is full; job queued again");
+        let mut tx = self.store.begin().await?;
+        signers::release(&mut tx, &job.id, &self.instance, now()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// One try of `job` through `signer`; `true` when that signer had no room (nothing done).
+    async fn send_through(&self, job: &Job, gas_limit: u64, signer: &SignerHandle) -> Result<bool> {
+        let outcome = match signer.submit(job.clone(), &self.instance, gas_limit).await {
+            Ok(Submitted::Sent(attempt)) if attempt.status == "broadcast" => {
+                self.progress(job, ActivationStatus::Submitted, Some(attempt.tx_hash)).await
+            }
+            Ok(Submitted::WindowFull) => return Ok(true),
+            // Saved but not yet broadcast (re-broadcast later), or taken over by another instance.
+            Ok(Submitted::Sent(_) | Submitted::NotLeased) => Ok(()),
             Err(RelayError::Node(NodeError::Unavailable(reason))) => {
                 tracing::warn!(%reason, "send deferred: node unavailable");
                 Ok(())
@@ -225,13 +275,17 @@ impl Worker {
                 tracing::warn!(job_id = %job.id, %reason, "job waits for fees");
                 let at = now();
                 let mut tx = self.store.begin().await?;
-                jobs::requeue_waiting(&mut tx, &job.id, &reason, at + WAIT_FOR_FEES, at).await?;
+                if signers::hold(&mut tx, &job.id, &self.instance).await? {
+                    jobs::requeue_waiting(&mut tx, &job.id, &reason, at + WAIT_FOR_FEES, at)
+                        .await?;
+                }
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(())
             }
-            Err(RelayError::Node(other)) => self.fail(&job, &reason_of(&other)).await,
+            Err(RelayError::Node(other)) => self.fail(job, &reason_of(&other), false).await,
             Err(other) => Err(other),
-        }
+        };
+        outcome.map(|()| false)
     }
 
     /// Records progress on what `job` carries: the activation's status, or its settlement
@@ -271,11 +325,16 @@ impl Worker {
     }
 
     /// Fails `job` before any broadcast, with what it carried: the activation, or each
-    /// settlement action.
-    async fn fail(&self, job: &Job, reason: &str) -> Result<()> {
-        tracing::warn!(%reason, job_id = %job.id, "job failed before broadcast");
+    /// settlement action. `unsent`: the job was never signed, so it is failed only while this
+    /// instance still holds its lease (another may have taken it over and sent it).
+    async fn fail(&self, job: &Job, reason: &str, unsent: bool) -> Result<()> {
         let at = now();
         let mut tx = self.store.begin().await?;
+        if unsent && !signers::hold(&mut tx, &job.id, &self.instance).await? {
+            tx.rollback().await.map_err(StoreError::from)?;
+            return Ok(());
+        }
+        tracing::warn!(%reason, job_id = %job.id, "job failed before broadcast");
         jobs::set_job_status(&mut tx, &job.id, "failed", Some(reason), at).await?;
         let data = json!({ "job_id": job.id, "kind": job.kind, "error": reason });
         outbox::record(&mut tx, job.agreement_id.as_ref(), "relayer.job_failed", &data, at).await?;
@@ -504,10 +563,21 @@ impl Worker {
                 Err(_) => return Ok(()),
             }
         }
-        tracing::warn!(job_id = %attempt.job_id, nonce = attempt.nonce, "nonce used by another transaction; job queued again");
         let mut tx = self.store.begin().await?;
-        jobs::requeue_nonce_used(&mut tx, &attempt.job_id, attempt.nonce, now()).await?;
+        let requeued = jobs::requeue_nonce_used(
+            &mut tx,
+            &attempt.job_id,
+            attempt.signer,
+            attempt.nonce,
+            now(),
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
+        if !requeued {
+            // Another instance (or an earlier pass) dealt with it.
+            return Ok(());
+        }
+        tracing::warn!(job_id = %attempt.job_id, nonce = attempt.nonce, "nonce used by another transaction; job queued again");
         if let Some(signer) = self.signer_of(attempt.signer) {
             signer.reconcile().await?;
         }

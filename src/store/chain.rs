@@ -169,7 +169,7 @@ pub async fn record_block(conn: &mut Conn, number: u64, hash: B256) -> Result<()
     .bind(hash.to_string())
     .execute(&mut *conn)
     .await?;
-    if number % 64 == 0 {
+    if number.is_multiple_of(64) {
         sqlx::query("DELETE FROM chain_blocks WHERE block_number < $1")
             .bind(number.saturating_sub(BLOCK_WINDOW) as i64)
             .execute(&mut *conn)

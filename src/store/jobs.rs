@@ -5,7 +5,7 @@ use alloy::primitives::{Address, B256, Bytes};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{Conn, Result, StoreError, parse_column, unsigned};
+use super::{Conn, Result, parse_column, unsigned};
 use crate::agreement::ids::{AgreementId, JobId};
 
 /// A job activating an escrow.
@@ -118,11 +118,15 @@ pub async fn claim_more(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    // The choice is a materialised CTE so it runs once: Postgres may run a locking `IN`
+    // subquery again per row and so lease more than `limit` jobs.
+    let skip = skip_locked(conn);
     let sql = format!(
-        "UPDATE relayer_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
-         WHERE id IN (SELECT id FROM relayer_jobs WHERE status = 'queued' AND kind = $4 \
-                      AND (lease_until IS NULL OR lease_until < $3) \
-                      ORDER BY created_at, id LIMIT $5) \
+        "WITH picked AS MATERIALIZED (SELECT id FROM relayer_jobs WHERE status = 'queued' \
+                      AND kind = $4 AND (lease_until IS NULL OR lease_until < $3) \
+                      ORDER BY created_at, id LIMIT $5{skip}) \
+         UPDATE relayer_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE id IN (SELECT id FROM picked) \
          AND status = 'queued' AND (lease_until IS NULL OR lease_until < $3) \
          RETURNING {JOB_COLUMNS}"
     );
@@ -141,20 +145,36 @@ pub async fn claim_more(
 
 const JOB_COLUMNS: &str = "id, kind, agreement_id, to_address, calldata, status, error";
 
+/// The clause that makes a claim's choice of jobs pass over rows another open transaction holds
+/// (another instance's claim, not yet committed) instead of picking them, waiting, and then
+/// finding them taken: `FOR UPDATE SKIP LOCKED` on Postgres. Nothing on SQLite, whose writers
+/// are serialised so a claim never sees another's uncommitted one. The one engine-specific SQL
+/// of the queue.
+fn skip_locked(conn: &Conn) -> &'static str {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    }
+}
+
 /// Leases the oldest queued job to `owner` until `lease_until`, or `None` if no queued job is
 /// free. The lease is a conditional update, so of two instances racing for one job exactly one
-/// gets it; a lease that runs out (its holder died before signing) frees the job again.
+/// gets it; on Postgres the choice skips a job another instance's open claim holds and takes the
+/// next, so a claim never answers `None` just because it lost the oldest job. A lease that runs
+/// out (its holder died before signing) frees the job again.
 pub async fn claim_next(
     conn: &mut Conn,
     owner: &str,
     lease_until: i64,
     now: i64,
 ) -> Result<Option<Job>> {
+    let skip = skip_locked(conn);
     let sql = format!(
         "UPDATE relayer_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
          WHERE id = (SELECT id FROM relayer_jobs WHERE status = 'queued' \
                      AND (lease_until IS NULL OR lease_until < $3) \
-                     ORDER BY created_at, id LIMIT 1) \
+                     ORDER BY created_at, id LIMIT 1{skip}) \
          AND status = 'queued' AND (lease_until IS NULL OR lease_until < $3) \
          RETURNING {JOB_COLUMNS}"
     );
@@ -234,21 +254,10 @@ pub async fn stored_next_nonce(pool: &AnyPool, signer: Address) -> Result<Option
     row.map(|row| unsigned("next_nonce", row.get("next_nonce"))).transpose()
 }
 
-/// Records a signed attempt and allocates its nonce, in one transaction with the job moving to
-/// `signed`: once this commits, the transaction can be broadcast and, after a crash,
-/// re-broadcast from the store.
+/// Records a signed attempt, with the job moving to `signed`, in the transaction that allocated
+/// its nonce ([`super::signers::allocate`]) or locked its signer for a replacement: once this
+/// commits, the transaction can be broadcast and, after a crash, re-broadcast from the store.
 pub async fn record_attempt(conn: &mut Conn, attempt: &Attempt, now: i64) -> Result<()> {
-    let next = i64::try_from(attempt.nonce + 1).map_err(|_| StoreError::Conflict)?;
-    // Raise, never lower: a nonce handed back after a refused broadcast is lowered elsewhere.
-    sqlx::query(
-        "INSERT INTO relayer_signers (address, next_nonce) VALUES ($1, $2) \
-         ON CONFLICT (address) DO UPDATE SET next_nonce = excluded.next_nonce \
-         WHERE relayer_signers.next_nonce < excluded.next_nonce",
-    )
-    .bind(attempt.signer.to_string())
-    .bind(next)
-    .execute(&mut *conn)
-    .await?;
     sqlx::query(
         "INSERT INTO relayer_attempts (tx_hash, job_id, signer, nonce, raw_tx, gas_limit, \
          max_fee_per_gas, max_priority_fee_per_gas, status, created_at) \
@@ -402,28 +411,42 @@ pub async fn replacement_refused(conn: &mut Conn, new: &Attempt, old: &Attempt) 
 /// mined (anything but `failed`); `None` if there is none. Lower than the highest nonce ever
 /// allocated when the last attempts were refused or dropped for good, so the nonce owner moves
 /// down and leaves no gap.
-pub async fn live_next_nonce(pool: &AnyPool, signer: Address) -> Result<Option<u64>> {
+pub async fn live_next_nonce(conn: &mut Conn, signer: Address) -> Result<Option<u64>> {
     let row = sqlx::query(
         "SELECT MAX(nonce) AS top FROM relayer_attempts WHERE signer = $1 AND status <> 'failed'",
     )
     .bind(signer.to_string())
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     row.get::<Option<i64>, _>("top").map(|n| unsigned("nonce", n + 1)).transpose()
 }
 
-/// Puts a job whose nonce another transaction used back in the queue: its attempts (none of
-/// which can be mined any more) `failed`, the job `queued` for a fresh nonce.
-pub async fn requeue_nonce_used(conn: &mut Conn, job: &JobId, nonce: u64, now: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE relayer_attempts SET status = 'failed' WHERE job_id = $1 \
-         AND status IN ('signed', 'broadcast', 'replaced')",
+/// Puts a job whose nonce (`nonce` of `signer`) another transaction used back in the queue: its
+/// attempts at that nonce (none of which can be mined any more) `failed`, the job `queued` for
+/// a fresh nonce. Conditional on those attempts still being watched, so when two instances see
+/// the same used nonce only one requeues, and a stale call never touches the attempt the job
+/// got after it was requeued. Returns whether it requeued the job.
+pub async fn requeue_nonce_used(
+    conn: &mut Conn,
+    job: &JobId,
+    signer: Address,
+    nonce: u64,
+    now: i64,
+) -> Result<bool> {
+    let failed = sqlx::query(
+        "UPDATE relayer_attempts SET status = 'failed' WHERE job_id = $1 AND signer = $2 \
+         AND nonce = $3 AND status IN ('signed', 'broadcast', 'replaced')",
     )
     .bind(job.as_str())
+    .bind(signer.to_string())
+    .bind(nonce as i64)
     .execute(&mut *conn)
     .await?;
+    if failed.rows_affected() == 0 {
+        return Ok(false);
+    }
     let note = format!("nonce {nonce} was used by another transaction; queued for a new nonce");
-    sqlx::query(
+    let requeued = sqlx::query(
         "UPDATE relayer_jobs SET status = 'queued', error = $2, lease_owner = NULL, \
          lease_until = NULL, updated_at = $3 WHERE id = $1 AND status IN ('signed', 'broadcast')",
     )
@@ -432,7 +455,7 @@ pub async fn requeue_nonce_used(conn: &mut Conn, job: &JobId, nonce: u64, now: i
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(requeued.rows_affected() == 1)
 }
 
 /// Every attempt the watcher must look for: the live ones and those they replaced, of jobs not

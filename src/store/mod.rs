@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod outbox;
 pub mod receipts;
 pub mod settlement;
+pub mod signers;
 pub mod tokens;
 pub mod webhooks;
 

@@ -117,15 +117,13 @@ fn from_row(row: &AnyRow) -> Result<Receipt> {
 /// Withdraws the receipts of events in blocks above `fork` (reorganised out of the chain; a
 /// new receipt is issued when the event is mined again). Returns their ids by agreement.
 pub async fn withdraw_above(conn: &mut Conn, fork: u64) -> Result<Vec<(AgreementId, ReceiptId)>> {
-    let rows = sqlx::query(
-        "DELETE FROM receipts WHERE block_number > $1 RETURNING id, agreement_id",
-    )
-    .bind(fork as i64)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows =
+        sqlx::query("DELETE FROM receipts WHERE block_number > $1 RETURNING id, agreement_id")
+            .bind(fork as i64)
+            .fetch_all(&mut *conn)
+            .await?;
     Ok(rows
         .iter()
         .map(|row| (AgreementId(row.get("agreement_id")), ReceiptId(row.get("id"))))
         .collect())
 }
-

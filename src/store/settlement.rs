@@ -253,4 +253,3 @@ pub async fn reopen_job(conn: &mut Conn, job: &JobId, now: i64) -> Result<u64> {
     .await?;
     Ok(done.rows_affected())
 }
-

@@ -44,10 +44,16 @@ impl Harness {
 
     /// A fresh chain and service, with `adjust` applied to the configuration first.
     pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> Harness {
+        Self::start_with_chain(|_, config| adjust(config)).await
+    }
+
+    /// A fresh chain and service, with `adjust` applied to the configuration first; `adjust`
+    /// sees the chain (e.g. to pick relayer keys from its dev accounts).
+    pub async fn start_with_chain(adjust: impl FnOnce(&DevChain, &mut ServeConfig)) -> Harness {
         let chain = DevChain::start().await;
         let db_dir = unique_dir("pactum-test");
         let mut config = config_for(&chain, &db_dir);
-        adjust(&mut config);
+        adjust(&chain, &mut config);
         let service = Service::start(config).await.expect("service starts");
         let base = format!("http://{}", service.local_addr());
         Harness { chain, service: Some(service), base, http: reqwest::Client::new(), db_dir }
@@ -308,6 +314,7 @@ pub fn config_for(chain: &DevChain, dir: &std::path::Path) -> ServeConfig {
         relayer_batch_wait_ms: 200,
         relayer_max_fee_per_gas_gwei: 500,
         relayer_replace_after_blocks: 3,
+        relayer_max_in_flight: 16,
         authorization_ttl_secs: 3_600,
         idempotency_ttl_secs: 86_400,
         // A fixed receipt key, so receipts outlive a restart; no rate limits (tests poll hard).
@@ -334,6 +341,24 @@ pub fn config_for(chain: &DevChain, dir: &std::path::Path) -> ServeConfig {
             ..Default::default()
         },
     }
+}
+
+/// `n` relayer keys (at most 6): anvil's dev accounts 3, 4, …, funded with ETH by anvil and
+/// used by nothing else (account 3 is the chain's `relayer`).
+pub fn relayer_keys(chain: &DevChain, n: usize) -> Vec<Secret> {
+    assert!(n <= 6, "dev accounts 3..=8 are free for relayers");
+    chain.anvil.keys()[3..3 + n]
+        .iter()
+        .map(|key| Secret::new(alloy::primitives::hex::encode_prefixed(key.to_bytes())))
+        .collect()
+}
+
+/// Sets the infra fee to zero, so activation packages carry no EIP-2612 fee permit and one
+/// buyer wallet can have any number of activations in flight.
+pub fn without_infra_fee(config: &mut ServeConfig) {
+    config.infra_fee_bps = 0;
+    config.infra_fee_fixed = TokenAmount::from_base_units(0);
+    config.infra_fee_minimum = TokenAmount::from_base_units(0);
 }
 
 /// A fresh directory under the system's temp dir.
