@@ -28,9 +28,13 @@ use super::extract::{ApiJson, IdempotencyKey, OptionalApiJson};
 use crate::store::idempotency::{self, StoredResponse, Taken};
 use crate::store::{Conn, Store, now};
 
-/// How long a taken key is held for a request still running; past it, the request is taken to
-/// have died with its process and the key may be taken again.
-const LEASE_SECS: i64 = 120;
+/// How long past the request timeout a taken key is still held. A request cannot run longer
+/// than the timeout (its future is dropped, which releases the key), so a key held past both
+/// belongs to a process that died mid-request (SIGKILL, a crash) and may be taken again: a
+/// client retrying after a crash waits at most this long, not a fixed two minutes. Taking a key
+/// from a request that somehow still runs is safe too: its response is stored only if it still
+/// holds the key, in the transaction of its change ([`Idempotency::save`]).
+const LEASE_MARGIN_SECS: i64 = 5;
 
 /// How often expired responses are swept from the store, in seconds.
 const SWEEP_EVERY_SECS: i64 = 600;
@@ -161,6 +165,8 @@ impl Held {
     ) -> Result<Held, Response> {
         let token = alloy::primitives::hex::encode(rand::random::<[u8; 16]>());
         let at = now();
+        let timeout = i64::try_from(state.request_timeout.as_secs()).unwrap_or(i64::MAX);
+        let lease = timeout.saturating_add(LEASE_MARGIN_SECS);
         let expired_before = at - i64::try_from(state.idempotency_ttl).unwrap_or(i64::MAX);
         let taken = async {
             let mut tx = state.store.begin().await?;
@@ -171,7 +177,7 @@ impl Held {
                 &request_hash,
                 &token,
                 at,
-                at + LEASE_SECS,
+                at.saturating_add(lease),
                 expired_before,
             )
             .await?;

@@ -39,6 +39,11 @@ use crate::store::{Store, StoreError, agreements, now, outbox, settlement, signe
 
 /// How long a claimed job stays leased to this worker before another may take it.
 const LEASE: i64 = 60;
+/// Blocks deep an attempt's nonce must be used on-chain, with none of its job's hashes mined,
+/// before the job is taken to have lost the nonce to another transaction: a node (or the
+/// load-balanced nodes behind one RPC URL) can count the new nonce before it serves the
+/// receipt, and the watcher confirms our own hash when it is the one mined.
+const NONCE_USED_DEPTH: u64 = 2;
 /// Seconds a job whose fees are above the cap waits before it is tried again.
 const WAIT_FOR_FEES: i64 = 1;
 /// Every this many passes, the monitor asks the node about every live hash even when the
@@ -88,6 +93,7 @@ impl Worker {
     /// serves the queue.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         self.rebroadcast(&["signed", "broadcast"]).await?;
+        self.release_leases_of_dead_processes().await?;
         let mut next_signer = 0usize;
         let mut seen = HashMap::new();
         let mut pass = 0u64;
@@ -108,6 +114,9 @@ impl Worker {
             }
             self.rebroadcast(&["signed"]).await?;
             self.monitor(&mut seen, pass).await?;
+            if pass.is_multiple_of(FULL_DROP_CHECK_EVERY) {
+                self.release_leases_of_dead_processes().await?;
+            }
             pass = pass.wrapping_add(1);
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
@@ -195,20 +204,32 @@ impl Worker {
             {
                 let at = now();
                 let mut tx = self.store.begin().await?;
-                jobs::enqueue_leased(&mut tx, &candidate, &self.instance, at + LEASE, at).await?;
                 let ids: Vec<JobId> = members.iter().map(|m| m.id.clone()).collect();
+                // Every member must still be this instance's (a lease that ran out during the
+                // simulation may have been taken): otherwise no batch, each goes on its own.
+                let mut all_held = true;
                 for id in &ids {
-                    jobs::set_job_status(&mut tx, id, "batched", None, at).await?;
+                    all_held &= signers::hold(&mut tx, id, &self.instance).await?;
                 }
-                settlement::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                tracing::info!(job_id = %candidate.id, claims = ids.len(), "seller claims batched");
-                return self.send(candidate, gas_limit, signer).await;
+                if all_held {
+                    jobs::enqueue_leased(&mut tx, &candidate, &self.instance, at + LEASE, at)
+                        .await?;
+                    for id in &ids {
+                        jobs::set_job_status(&mut tx, id, "batched", None, at).await?;
+                    }
+                    settlement::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
+                    tx.commit().await.map_err(StoreError::from)?;
+                    tracing::info!(job_id = %candidate.id, claims = ids.len(), "seller claims batched");
+                    return self.send(candidate, gas_limit, signer).await;
+                }
+                drop(tx);
+                tracing::warn!("a claim's lease ran out before batching; sending one by one");
+            } else {
+                tracing::warn!(
+                    claims = members.len(),
+                    "claim batch does not simulate; sending claims one by one"
+                );
             }
-            tracing::warn!(
-                claims = members.len(),
-                "claim batch does not simulate; sending claims one by one"
-            );
         }
         for job in members {
             self.process(job, signer).await?;
@@ -439,11 +460,29 @@ impl Worker {
         }
         let full_check = pass.is_multiple_of(FULL_DROP_CHECK_EVERY);
         let mut market: Option<Market> = None;
+        // Per account, the nonce count `NONCE_USED_DEPTH` blocks below the head, read only
+        // when an attempt's nonce shows used.
+        let mut deep_counts: HashMap<Address, u64> = HashMap::new();
         for attempt in live {
             let first_seen = *seen.entry(attempt.tx_hash).or_insert(head);
             let Some(account) = accounts.get(&attempt.signer) else { continue };
             if attempt.nonce < account.latest {
-                self.nonce_used(&attempt).await?;
+                let deep = match deep_counts.get(&attempt.signer) {
+                    Some(deep) => *deep,
+                    None => {
+                        let at = head.saturating_sub(NONCE_USED_DEPTH);
+                        let count = self
+                            .provider
+                            .get_transaction_count(attempt.signer)
+                            .block_id(at.into())
+                            .await;
+                        let Ok(count) = count else { return Ok(()) };
+                        *deep_counts.entry(attempt.signer).or_insert(count)
+                    }
+                };
+                if attempt.nonce < deep {
+                    self.nonce_used(&attempt).await?;
+                }
                 continue;
             }
             let mut underpriced = false;
@@ -550,6 +589,32 @@ impl Worker {
         }
     }
 
+    /// Frees the jobs leased by processes of this host that no longer run (killed before they
+    /// signed), so that a restart takes them at once instead of after the lease. Instance names
+    /// are `{host}-{pid}-{n}`; a process of another host is left to its lease's expiry. Taking
+    /// a job from a process that still runs would be safe too: a nonce is only allocated to
+    /// the job's current lease holder.
+    async fn release_leases_of_dead_processes(&self) -> Result<()> {
+        let Some((host, _)) = host_and_pid(&self.instance) else { return Ok(()) };
+        if !cfg!(target_os = "linux") {
+            return Ok(());
+        }
+        let mut tx = self.store.begin().await?;
+        for owner in jobs::lease_owners(&mut tx, now()).await? {
+            let Some((owner_host, pid)) = host_and_pid(&owner) else { continue };
+            if owner_host != host || pid == std::process::id() {
+                continue;
+            }
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let freed = jobs::release_leases_of(&mut tx, &owner).await?;
+            tracing::info!(%owner, freed, "jobs leased by a process that is gone queued again");
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
     /// `attempt`'s nonce is used on-chain. When one of its job's hashes has a receipt, the
     /// watcher confirms it; when none has, another transaction took the nonce and the job goes
     /// back to the queue for a fresh one (none of its attempts can be mined any more, so it is
@@ -586,6 +651,13 @@ impl Worker {
     }
 }
 
+/// The host and process id in an instance name `{host}-{pid}-{n}`.
+fn host_and_pid(instance: &str) -> Option<(&str, u32)> {
+    let mut parts = instance.rsplitn(3, '-');
+    let (_, pid, host) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((host, pid.parse().ok()?))
+}
+
 /// The `sellerClaimBatch` call carrying every claim in `members` (each a
 /// `sellerClaimWithAuthorization` call); `None` if one of them is not.
 fn batch_call(members: &[Job]) -> Option<Bytes> {
@@ -611,5 +683,18 @@ fn reason_of(error: &NodeError) -> String {
     match error {
         NodeError::Reverted { reason, .. } => reason.clone(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_pid;
+
+    #[test]
+    fn instance_names_give_host_and_pid() {
+        assert_eq!(host_and_pid("box-1-4242-0"), Some(("box-1", 4242)));
+        assert_eq!(host_and_pid("pactum-7-3"), Some(("pactum", 7)));
+        assert_eq!(host_and_pid("nohyphen"), None);
+        assert_eq!(host_and_pid("host-notapid-0"), None);
     }
 }

@@ -315,7 +315,8 @@ pub async fn submit_activation(
 
 /// Records the relayer's progress on an activation still `activating`: the new activation status
 /// and, once broadcast, the transaction hash. Returns whether the agreement was updated (it is
-/// not when the chain watcher already settled the activation either way).
+/// not when the chain watcher already settled the activation either way, nor when nothing
+/// changes: a transaction broadcast again reports no second `activation.submitted`).
 pub async fn activation_progress(
     conn: &mut Conn,
     id: &AgreementId,
@@ -326,7 +327,9 @@ pub async fn activation_progress(
     let result = sqlx::query(
         "UPDATE usage_agreements SET activation_status = $2, \
          activation_tx_hash = COALESCE($3, activation_tx_hash), updated_at = $4 \
-         WHERE id = $1 AND status = 'activating' AND activation_status <> 'confirmed'",
+         WHERE id = $1 AND status = 'activating' AND activation_status <> 'confirmed' \
+         AND (activation_status <> $2 \
+              OR COALESCE(activation_tx_hash, '') <> COALESCE($3, activation_tx_hash, ''))",
     )
     .bind(id.as_str())
     .bind(activation_status.as_str())

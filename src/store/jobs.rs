@@ -158,6 +158,30 @@ fn skip_locked(conn: &Conn) -> &'static str {
     }
 }
 
+/// The owners of unexpired leases on queued jobs (claimed, not yet signed).
+pub async fn lease_owners(conn: &mut Conn, now: i64) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT lease_owner FROM relayer_jobs WHERE status = 'queued' \
+         AND lease_owner IS NOT NULL AND lease_until >= $1",
+    )
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.iter().map(|row| row.get("lease_owner")).collect())
+}
+
+/// Frees the leases `owner` holds on queued jobs (it is known to be gone); returns how many.
+pub async fn release_leases_of(conn: &mut Conn, owner: &str) -> Result<u64> {
+    let freed = sqlx::query(
+        "UPDATE relayer_jobs SET lease_owner = NULL, lease_until = NULL \
+         WHERE status = 'queued' AND lease_owner = $1",
+    )
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(freed.rows_affected())
+}
+
 /// Leases the oldest queued job to `owner` until `lease_until`, or `None` if no queued job is
 /// free. The lease is a conditional update, so of two instances racing for one job exactly one
 /// gets it; on Postgres the choice skips a job another instance's open claim holds and takes the
