@@ -297,3 +297,82 @@ async fn a_pending_transaction_whose_replacement_is_above_the_cap_waits_then_is_
     assert!(kept.iter().all(|a| a.nonce == original.nonce && a.max_fee <= 40_000_000_000));
     assert_eq!(kept.iter().filter(|a| a.status == "confirmed").count(), 1, "{kept:?}");
 }
+
+#[tokio::test]
+async fn a_nonce_gap_no_attempt_can_fill_is_used_up_by_a_no_op_self_send() {
+    let h = Harness::start_with(|config| {
+        config.infra_fee_bps = 0;
+        config.infra_fee_fixed = TokenAmount::from_base_units(0);
+        config.infra_fee_minimum = TokenAmount::from_base_units(0);
+    })
+    .await;
+    let relayer = h.chain.relayer.address();
+    let before = nonce_of(&h, relayer).await;
+    h.automine(false).await;
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        queued.push(queue_activation(&h).await);
+    }
+    for (buyer, id) in &queued {
+        h.poll_until(&buyer.key, id, submitted).await;
+    }
+    let sent = attempts(&h).await;
+    assert_eq!(sent.iter().map(|a| a.nonce).collect::<Vec<_>>(), [before, before + 1, before + 2]);
+
+    // The node refuses the middle transaction outright after the next nonce was taken (as
+    // when another instance allocated it meanwhile): its attempt and its job are failed, and
+    // the node no longer has it. No saved attempt can fill that nonce.
+    let middle = sent[1].clone();
+    let store = h.service.as_ref().unwrap().state().store.clone();
+    sqlx::query("UPDATE relayer_attempts SET status = 'failed' WHERE tx_hash = $1")
+        .bind(middle.tx_hash.to_string())
+        .execute(store.reader())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE relayer_jobs SET status = 'failed', error = 'refused' WHERE id = $1")
+        .bind(&middle.job_id)
+        .execute(store.reader())
+        .await
+        .unwrap();
+    let _: Value = h
+        .chain
+        .provider
+        .raw_request("anvil_dropTransaction".into(), (middle.tx_hash,))
+        .await
+        .unwrap();
+
+    // The first goes through; the third waits on the gap until the relayer uses the nonce up
+    // with a no-op self-send, then goes through too.
+    h.automine(true).await;
+    for (buyer, id) in [&queued[0], &queued[2]] {
+        h.wait_for(&buyer.key, id, confirmed).await;
+    }
+    let fills: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, status FROM relayer_jobs WHERE kind = 'nonce_fill'")
+            .fetch_all(store.reader())
+            .await
+            .unwrap();
+    assert_eq!(fills.len(), 1, "{fills:?}");
+    let fill = attempts(&h).await.into_iter().find(|a| a.job_id == fills[0].0).unwrap();
+    assert_eq!(fill.nonce, middle.nonce);
+    let on_chain = h.chain.provider.get_transaction_by_hash(fill.tx_hash).await.unwrap().unwrap();
+    let request = on_chain.into_request();
+    assert_eq!(request.to, Some(relayer.into()), "a self-send");
+    assert!(request.value.unwrap_or_default().is_zero());
+    assert!(request.input.input().is_none_or(|data| data.is_empty()));
+    let receipt = h.chain.provider.get_transaction_receipt(fill.tx_hash).await.unwrap().unwrap();
+    assert!(receipt.status());
+    assert_eq!(nonce_of(&h, relayer).await, before + 3);
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = job_statuses(&h).await.into_iter().find(|(id, _)| *id == fills[0].0).unwrap().1;
+        if status == "confirmed" {
+            break;
+        }
+        mine(&h).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "confirmed", "the fill is followed to confirmation like any job");
+    let filled = pactum::metrics::registry().counter("pactum_relayer_nonce_fills_total", &[]);
+    assert!(filled >= 1);
+}

@@ -18,10 +18,14 @@ use tracing::Instrument;
 use super::fees::{self, Fees, Market};
 use super::node_error::{NodeError, classify};
 use super::{RelayError, Result};
+use crate::agreement::ids::JobId;
 use crate::metrics;
 use crate::store::jobs::{self, Attempt, Job};
 use crate::store::signers::{self, Allocation};
 use crate::store::{Store, StoreError, now};
+
+/// Gas of a no-op self-send: the intrinsic cost of a plain transfer.
+const NO_OP_GAS: u64 = 21_000;
 
 /// What the actor is asked to do.
 #[derive(Debug)]
@@ -38,6 +42,8 @@ enum Request {
     },
     /// Reconcile the account's next nonce (chain and store) before the next send.
     Reconcile,
+    /// Use up `nonce` with a no-op self-send (a gap no saved attempt can fill).
+    FillGap { nonce: u64, reply: oneshot::Sender<Result<Option<Attempt>>> },
 }
 
 /// What became of a job handed to [`SignerHandle::submit`].
@@ -104,6 +110,19 @@ impl SignerHandle {
         answer.await.map_err(|_| RelayError::SignerGone)?
     }
 
+    /// Uses up `nonce`, which no saved attempt of this account can fill, with a no-op
+    /// self-send (nothing sent, 21,000 gas) at the market's fees, which may be above the fee
+    /// cap: the later transactions of the account wait on it. `None` when the nonce was taken
+    /// meanwhile.
+    pub async fn fill_gap(&self, nonce: u64) -> Result<Option<Attempt>> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::FillGap { nonce, reply })
+            .await
+            .map_err(|_| RelayError::SignerGone)?;
+        answer.await.map_err(|_| RelayError::SignerGone)?
+    }
+
     /// Asks the actor to reconcile the account's next nonce before its next send (after drops
     /// the chain may be lower).
     pub async fn reconcile(&self) -> Result<()> {
@@ -150,6 +169,9 @@ pub fn spawn(
                         let _ = reply.send(actor.replace(*job, *old, previous, market).await);
                     }
                     Request::Reconcile => actor.reconcile_due = true,
+                    Request::FillGap { nonce, reply } => {
+                        let _ = reply.send(actor.fill_gap(nonce).await);
+                    }
                 }
             }
         }
@@ -228,6 +250,44 @@ impl Actor {
             block_hash: None,
             succeeded: None,
         })
+    }
+
+    async fn fill_gap(&mut self, nonce: u64) -> Result<Option<Attempt>> {
+        let market = market(&self.provider).await.map_err(RelayError::Node)?;
+        // The one transaction allowed above the cap: everything after it waits on it.
+        let fees = fees::new_fees(market, u128::MAX).map_err(RelayError::FeesAboveCap)?;
+        let job = Job {
+            id: JobId::generate(),
+            kind: jobs::KIND_NONCE_FILL.into(),
+            agreement_id: None,
+            to: self.address,
+            calldata: Bytes::new(),
+            status: "queued".into(),
+            error: None,
+        };
+        let mut attempt = self.sign(&job, nonce, NO_OP_GAS, fees).await?;
+        let mut tx = self.store.begin().await?;
+        if !signers::fill_gap(&mut tx, &job, &attempt, now()).await? {
+            return Ok(None);
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        metrics::registry().count("pactum_relayer_nonce_fills_total", &[], 1);
+        tracing::warn!(nonce, tx_hash = %attempt.tx_hash, job_id = %job.id, "nonce gap filled with a no-op self-send");
+        match broadcast(&self.provider, &self.store, &attempt).await {
+            Ok(()) => attempt.status = "broadcast".into(),
+            Err(NodeError::Unavailable(reason)) => {
+                tracing::warn!(tx_hash = %attempt.tx_hash, %reason, "broadcast deferred");
+            }
+            Err(error) => {
+                let mut tx = self.store.begin().await?;
+                jobs::attempt_rejected(&mut tx, &attempt).await?;
+                let reason = format!("{error:?}");
+                jobs::set_job_status(&mut tx, &job.id, "failed", Some(&reason), now()).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                return Err(RelayError::Node(error));
+            }
+        }
+        Ok(Some(attempt))
     }
 
     async fn send(&mut self, job: Job, owner: &str, gas_limit: u64) -> Result<Submitted> {

@@ -14,7 +14,7 @@
 //! claims' settlement actions move to; the claim jobs end `batched`). A batch that does not
 //! simulate is sent claim by claim, so one bad claim cannot hold the others back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +96,7 @@ impl Worker {
         self.release_leases_of_dead_processes().await?;
         let mut next_signer = 0usize;
         let mut seen = HashMap::new();
+        let mut gaps = HashSet::new();
         let mut pass = 0u64;
         loop {
             // Claim only while some signer has room: otherwise jobs stay queued (for this
@@ -113,7 +114,7 @@ impl Worker {
                 }
             }
             self.rebroadcast(&["signed"]).await?;
-            self.monitor(&mut seen, pass).await?;
+            self.monitor(&mut seen, &mut gaps, pass).await?;
             if pass.is_multiple_of(FULL_DROP_CHECK_EVERY) {
                 self.release_leases_of_dead_processes().await?;
             }
@@ -428,7 +429,12 @@ impl Worker {
     ///   signer with the same nonce and bumped fees (or the job says it waits for fees).
     ///
     /// `seen` holds the block each live hash was first seen at.
-    async fn monitor(&self, seen: &mut HashMap<B256, u64>, pass: u64) -> Result<()> {
+    async fn monitor(
+        &self,
+        seen: &mut HashMap<B256, u64>,
+        gaps: &mut HashSet<(Address, u64)>,
+        pass: u64,
+    ) -> Result<()> {
         let live = jobs::live_attempts(self.store.reader()).await?;
         seen.retain(|hash, _| live.iter().any(|a| a.tx_hash == *hash));
         if live.is_empty() {
@@ -458,6 +464,7 @@ impl Worker {
             };
             accounts.insert(attempt.signer, Account { latest, pending, top: attempt.nonce });
         }
+        self.fill_gaps(&live, &accounts, gaps).await?;
         let full_check = pass.is_multiple_of(FULL_DROP_CHECK_EVERY);
         let mut market: Option<Market> = None;
         // Per account, the nonce count `NONCE_USED_DEPTH` blocks below the head, read only
@@ -532,6 +539,40 @@ impl Worker {
                 seen.insert(new, head);
             }
         }
+        Ok(())
+    }
+
+    /// Fills each nonce gap seen on two passes in a row: a nonce between the chain's count and
+    /// an account's highest live attempt that no live attempt holds and the node's pool does
+    /// not have (its attempt was refused outright after a later nonce was taken). Every later
+    /// transaction of the account waits on it, so it is used up with a no-op self-send.
+    async fn fill_gaps(
+        &self,
+        live: &[Attempt],
+        accounts: &BTreeMap<Address, Account>,
+        gaps: &mut HashSet<(Address, u64)>,
+    ) -> Result<()> {
+        let mut found = HashSet::new();
+        for (address, account) in accounts {
+            let held: HashSet<u64> =
+                live.iter().filter(|a| a.signer == *address).map(|a| a.nonce).collect();
+            let from = account.latest.max(account.pending);
+            found.extend((from..account.top).filter(|n| !held.contains(n)).map(|n| (*address, n)));
+        }
+        for (address, nonce) in &found {
+            if !gaps.contains(&(*address, *nonce)) {
+                continue;
+            }
+            let Some(signer) = self.signer_of(*address) else { continue };
+            match signer.fill_gap(*nonce).await {
+                Ok(_) => {}
+                Err(RelayError::Node(error)) => {
+                    tracing::warn!(%address, nonce, ?error, "nonce gap not filled");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        *gaps = found;
         Ok(())
     }
 
@@ -637,6 +678,12 @@ impl Worker {
             now(),
         )
         .await?;
+        let job = jobs::get_in(&mut tx, attempt.job_id.as_str()).await?;
+        if requeued && job.is_some_and(|j| j.kind == jobs::KIND_NONCE_FILL) {
+            // A fill has nothing to send again: the gap it was for is gone.
+            let note = "the nonce was used by another transaction: no gap left to fill";
+            jobs::set_job_status(&mut tx, &attempt.job_id, "failed", Some(note), now()).await?;
+        }
         tx.commit().await.map_err(StoreError::from)?;
         if !requeued {
             // Another instance (or an earlier pass) dealt with it.

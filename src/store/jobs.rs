@@ -18,6 +18,9 @@ pub const KIND_SELLER_CLAIM: &str = "seller_claim";
 pub const KIND_BUYER_WITHDRAW: &str = "buyer_withdraw";
 /// Several sponsored seller claims in one `sellerClaimBatch`.
 pub const KIND_SELLER_CLAIM_BATCH: &str = "seller_claim_batch";
+/// A no-op self-send that uses up a relayer nonce no other transaction can fill (a gap that
+/// would hold every later transaction of the account back).
+pub const KIND_NONCE_FILL: &str = "nonce_fill";
 
 /// A transaction Pactum's relayer must get mined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +207,13 @@ pub async fn claim_next(
     );
     let row =
         sqlx::query(&sql).bind(owner).bind(lease_until).bind(now).fetch_optional(conn).await?;
+    row.map(|row| job_from_row(&row)).transpose()
+}
+
+/// The job with this id, read in the caller's transaction; `None` if there is none.
+pub async fn get_in(conn: &mut Conn, id: &str) -> Result<Option<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM relayer_jobs WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await?;
     row.map(|row| job_from_row(&row)).transpose()
 }
 

@@ -124,6 +124,28 @@ pub async fn replace(conn: &mut Conn, new: &Attempt, old: &Attempt, now: i64) ->
     Ok(true)
 }
 
+/// Saves `fill`, a no-op transaction of `job` (a self-send of nothing, [`jobs::KIND_NONCE_FILL`])
+/// at a nonce no attempt holds, with its job, under the signer's row lock. Returns `false`,
+/// saving nothing, when an attempt that may still be (or was) mined holds that nonce by now
+/// (another instance filled it, or a job was given it meanwhile).
+pub async fn fill_gap(conn: &mut Conn, job: &jobs::Job, fill: &Attempt, now: i64) -> Result<bool> {
+    lock(conn, fill.signer).await?;
+    let taken: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM relayer_attempts WHERE signer = $1 AND nonce = $2 \
+         AND status IN ('signed', 'broadcast', 'replaced', 'mined', 'confirmed')",
+    )
+    .bind(fill.signer.to_string())
+    .bind(i64::try_from(fill.nonce).map_err(|_| StoreError::Conflict)?)
+    .fetch_one(&mut *conn)
+    .await?;
+    if taken > 0 {
+        return Ok(false);
+    }
+    jobs::enqueue(conn, job, now).await?;
+    jobs::record_attempt(conn, fill, now).await?;
+    Ok(true)
+}
+
 /// Unmined transactions of `signer`: the live attempts (`signed` or `broadcast`) of its jobs
 /// in flight, from every instance.
 async fn in_flight_of(conn: &mut Conn, signer: Address) -> Result<u64> {
