@@ -376,3 +376,60 @@ async fn a_nonce_gap_no_attempt_can_fill_is_used_up_by_a_no_op_self_send() {
     let filled = pactum::metrics::registry().counter("pactum_relayer_nonce_fills_total", &[]);
     assert!(filled >= 1);
 }
+
+#[tokio::test]
+async fn the_replacement_countdown_goes_on_across_a_restart() {
+    let mut h = Harness::start_with(|config| config.relayer_replace_after_blocks = 3).await;
+    h.automine(false).await;
+    let (buyer, id) = queue_activation(&h).await;
+    h.poll_until(&buyer.key, &id, submitted).await;
+    let original = attempts(&h).await.remove(0);
+    // The monitor has started the countdown (and saved where).
+    let store = h.service.as_ref().unwrap().state().store.clone();
+    let mut first_seen = None;
+    for _ in 0..200 {
+        first_seen = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT first_seen_block FROM relayer_attempts WHERE tx_hash = $1",
+        )
+        .bind(original.tx_hash.to_string())
+        .fetch_one(store.reader())
+        .await
+        .unwrap();
+        if first_seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first_seen = first_seen.expect("the monitor saw the attempt") as u64;
+
+    // Blocks get too small for it (it stays valid in the pool, unmined); two go by, then the
+    // service restarts.
+    let _: Value =
+        h.chain.provider.raw_request("evm_setBlockGasLimit".into(), ("0x186a0",)).await.unwrap();
+    mine(&h).await;
+    mine(&h).await;
+    assert_eq!(attempts(&h).await.len(), 1, "not replaced before its third block");
+    h.restart().await;
+
+    // One more block makes three since it was first seen: the restarted relayer replaces it
+    // now, not three blocks after the restart.
+    mine(&h).await;
+    let head = h.chain.provider.get_block_number().await.unwrap();
+    assert!(head >= first_seen + 3, "head {head}, first seen {first_seen}");
+    let mut all = Vec::new();
+    for _ in 0..200 {
+        all = attempts(&h).await;
+        if all.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(all.len() >= 2, "no replacement after the restart: {all:?}");
+    assert!(all.iter().all(|a| a.nonce == original.nonce), "{all:?}");
+    assert_eq!(h.chain.provider.get_block_number().await.unwrap(), head, "no block was needed");
+
+    let _: Value =
+        h.chain.provider.raw_request("evm_setBlockGasLimit".into(), ("0x1c9c380",)).await.unwrap();
+    h.automine(true).await;
+    h.wait_for(&buyer.key, &id, confirmed).await;
+}

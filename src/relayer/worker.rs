@@ -95,7 +95,8 @@ impl Worker {
         self.rebroadcast(&["signed", "broadcast"]).await?;
         self.release_leases_of_dead_processes().await?;
         let mut next_signer = 0usize;
-        let mut seen = HashMap::new();
+        // The replacement countdown survives restarts: it starts where the store says.
+        let mut seen = jobs::first_seen_blocks(self.store.reader()).await?;
         let mut gaps = HashSet::new();
         let mut pass = 0u64;
         loop {
@@ -471,7 +472,15 @@ impl Worker {
         // when an attempt's nonce shows used.
         let mut deep_counts: HashMap<Address, u64> = HashMap::new();
         for attempt in live {
-            let first_seen = *seen.entry(attempt.tx_hash).or_insert(head);
+            let first_seen = match seen.get(&attempt.tx_hash) {
+                Some(block) => *block,
+                None => {
+                    let mut tx = self.store.begin().await?;
+                    jobs::mark_first_seen(&mut tx, &[(attempt.tx_hash, head)]).await?;
+                    tx.commit().await.map_err(StoreError::from)?;
+                    *seen.entry(attempt.tx_hash).or_insert(head)
+                }
+            };
             let Some(account) = accounts.get(&attempt.signer) else { continue };
             if attempt.nonce < account.latest {
                 let deep = match deep_counts.get(&attempt.signer) {

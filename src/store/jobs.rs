@@ -1,11 +1,13 @@
 //! The relayer's durable queue: jobs (what to send) and attempts (each signed transaction that
 //! carried a job, saved before it is broadcast).
 
+use std::collections::HashMap;
+
 use alloy::primitives::{Address, B256, Bytes};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{Conn, Result, parse_column, unsigned};
+use super::{Conn, Result, StoreError, parse_column, unsigned};
 use crate::agreement::ids::{AgreementId, JobId};
 
 /// A job activating an escrow.
@@ -490,6 +492,40 @@ pub async fn requeue_nonce_used(
     .execute(&mut *conn)
     .await?;
     Ok(requeued.rows_affected() == 1)
+}
+
+/// The block each live attempt was first seen unmined at, for those the monitor has seen.
+pub async fn first_seen_blocks(pool: &AnyPool) -> Result<HashMap<B256, u64>> {
+    let rows = sqlx::query(
+        "SELECT tx_hash, first_seen_block FROM relayer_attempts \
+         WHERE status IN ('signed', 'broadcast') AND first_seen_block IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                parse_column("tx_hash", row.get("tx_hash"))?,
+                unsigned("first_seen_block", row.get("first_seen_block"))?,
+            ))
+        })
+        .collect()
+}
+
+/// Records the block at which each of `seen` was first seen unmined (kept if already set), so
+/// the replacement countdown goes on after a restart.
+pub async fn mark_first_seen(conn: &mut Conn, seen: &[(B256, u64)]) -> Result<()> {
+    for (tx_hash, block) in seen {
+        sqlx::query(
+            "UPDATE relayer_attempts SET first_seen_block = $2 \
+             WHERE tx_hash = $1 AND first_seen_block IS NULL",
+        )
+        .bind(tx_hash.to_string())
+        .bind(i64::try_from(*block).map_err(|_| StoreError::Conflict)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Every attempt the watcher must look for: the live ones and those they replaced, of jobs not
