@@ -541,11 +541,23 @@ async fn activation_outcomes_apply_once(store: &Store) {
         .await
         .unwrap()
     );
-    // Progress without a hash keeps the one recorded.
+    // The same progress again (a transaction broadcast again) changes nothing and reports so;
+    // without a hash it keeps the one recorded.
     assert!(
-        agreements::activation_progress(&mut tx, &record.id, ActivationStatus::Submitted, None, 4)
+        !agreements::activation_progress(&mut tx, &record.id, ActivationStatus::Submitted, None, 4)
             .await
             .unwrap()
+    );
+    assert!(
+        !agreements::activation_progress(
+            &mut tx,
+            &record.id,
+            ActivationStatus::Submitted,
+            Some(tx_hash),
+            4
+        )
+        .await
+        .unwrap()
     );
     tx.commit().await.unwrap();
     assert_eq!(get(store, &record.id).await.activation_tx_hash, Some(tx_hash));
