@@ -67,6 +67,31 @@ async fn queue_activation(h: &Harness) -> (TestAgent, String) {
     (buyer, id)
 }
 
+/// A harness without an infra fee: the buyer's EIP-2612 permit nonce would otherwise tie
+/// concurrent activations of one buyer wallet together (only the first could use it before it
+/// is mined).
+async fn feeless() -> Harness {
+    Harness::start_with(|config| {
+        config.infra_fee_bps = 0;
+        config.infra_fee_fixed = TokenAmount::from_base_units(0);
+        config.infra_fee_minimum = TokenAmount::from_base_units(0);
+    })
+    .await
+}
+
+/// With automine off, queues `n` activations and waits until each is `submitted`.
+async fn submitted_activations(h: &Harness, n: usize) -> Vec<(TestAgent, String)> {
+    h.automine(false).await;
+    let mut queued = Vec::new();
+    for _ in 0..n {
+        queued.push(queue_activation(h).await);
+    }
+    for (buyer, id) in &queued {
+        h.poll_until(&buyer.key, id, submitted).await;
+    }
+    queued
+}
+
 fn submitted(agreement: &Value) -> bool {
     agreement["activation_status"] == "submitted"
 }
@@ -109,33 +134,10 @@ fn one_nonce_per_job(all: &[Attempt]) -> Vec<u64> {
 
 #[tokio::test]
 async fn dropped_transactions_are_sent_again_and_leave_no_nonce_gap() {
-    // No infra fee: the buyer's EIP-2612 permit nonce would tie concurrent activations of one
-    // buyer wallet together (only the first could use it before it is mined).
-    let h = Harness::start_with(|config| {
-        config.infra_fee_bps = 0;
-        config.infra_fee_fixed = TokenAmount::from_base_units(0);
-        config.infra_fee_minimum = TokenAmount::from_base_units(0);
-    })
-    .await;
+    let h = feeless().await;
     let relayer = h.chain.relayer.address();
     let before = nonce_of(&h, relayer).await;
-    h.automine(false).await;
-    let mut queued = Vec::new();
-    for _ in 0..3 {
-        queued.push(queue_activation(&h).await);
-    }
-    for (buyer, id) in &queued {
-        let path = format!("/usage-agreements/{id}");
-        let mut last = Value::Null;
-        for _ in 0..300 {
-            last = h.call(Method::GET, &path, Some(&buyer.key), None).await.1;
-            if submitted(&last) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(submitted(&last), "{last}\n{:?}\n{:?}", job_statuses(&h).await, attempts(&h).await);
-    }
+    let queued = submitted_activations(&h, 3).await;
     let sent = attempts(&h).await;
     assert_eq!(sent.len(), 3, "{sent:?}");
 
@@ -300,22 +302,10 @@ async fn a_pending_transaction_whose_replacement_is_above_the_cap_waits_then_is_
 
 #[tokio::test]
 async fn a_nonce_gap_no_attempt_can_fill_is_used_up_by_a_no_op_self_send() {
-    let h = Harness::start_with(|config| {
-        config.infra_fee_bps = 0;
-        config.infra_fee_fixed = TokenAmount::from_base_units(0);
-        config.infra_fee_minimum = TokenAmount::from_base_units(0);
-    })
-    .await;
+    let h = feeless().await;
     let relayer = h.chain.relayer.address();
     let before = nonce_of(&h, relayer).await;
-    h.automine(false).await;
-    let mut queued = Vec::new();
-    for _ in 0..3 {
-        queued.push(queue_activation(&h).await);
-    }
-    for (buyer, id) in &queued {
-        h.poll_until(&buyer.key, id, submitted).await;
-    }
+    let queued = submitted_activations(&h, 3).await;
     let sent = attempts(&h).await;
     assert_eq!(sent.iter().map(|a| a.nonce).collect::<Vec<_>>(), [before, before + 1, before + 2]);
 

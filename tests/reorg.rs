@@ -11,8 +11,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
 use reqwest::{Method, StatusCode};
@@ -30,20 +28,6 @@ async fn reorg_harness(postgres: Option<&str>) -> Harness {
         }
     })
     .await
-}
-
-/// Polls `GET {path}` without mining until `done` holds; panics after 30 s.
-async fn poll_path(h: &Harness, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        let (_, body) = h.call(Method::GET, path, Some(key), None).await;
-        if done(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not reached on {path}; last: {last}");
 }
 
 async fn mine(h: &Harness, blocks: u64) {
@@ -122,21 +106,21 @@ async fn activation_reorgs(h: &Harness) {
         let id = h.queued(&buyer, &seller).await;
         let path = format!("/usage-agreements/{id}");
         let submitted =
-            poll_path(h, &buyer.key, &path, |a| a["activation_status"] == "submitted").await;
+            h.poll_path(&buyer.key, &path, |a| a["activation_status"] == "submitted").await;
         let tx_hash = submitted["activation_tx_hash"].as_str().unwrap().to_owned();
         let block = mine_to_depth(h, &tx_hash, depth).await;
-        let confirmed = poll_path(h, &buyer.key, &path, |a| a["status"] == "active").await;
+        let confirmed = h.poll_path(&buyer.key, &path, |a| a["status"] == "active").await;
         assert_eq!(confirmed["activation_status"], "confirmed");
         let receipts_before = receipts_of(h, &buyer).await.len();
 
         reorg(h, depth).await;
         assert_eq!(mined_in(h, &tx_hash).await, None, "depth {depth}: still on the chain");
-        let back = poll_path(h, &buyer.key, &path, |a| a["status"] == "activating").await;
+        let back = h.poll_path(&buyer.key, &path, |a| a["status"] == "activating").await;
         assert_eq!(back["activation_status"], "submitted", "depth {depth}: {back}");
         assert_eq!(back["activation_tx_hash"], tx_hash.as_str());
-        let escrow =
-            poll_path(h, &buyer.key, &format!("/usage-agreements/{id}/escrow-status"), |_| true)
-                .await;
+        let escrow = h
+            .poll_path(&buyer.key, &format!("/usage-agreements/{id}/escrow-status"), |_| true)
+            .await;
         assert_ne!(escrow["escrow"]["status"], "active", "depth {depth}: {escrow}");
         assert_eq!(receipts_of(h, &buyer).await.len(), receipts_before - 1, "receipt withdrawn");
         assert!(event_types(h, &buyer.key, &id).await.contains(&"agreement.reorged".to_owned()));
@@ -176,17 +160,17 @@ async fn settlement_reorgs(h: &Harness) {
         let action_path =
             format!("/usage-agreements/{id}/settlement-actions/{}", queued["id"].as_str().unwrap());
         let submitted =
-            poll_path(h, &seller.key, &action_path, |a| a["status"] == "submitted").await;
+            h.poll_path(&seller.key, &action_path, |a| a["status"] == "submitted").await;
         let tx_hash = submitted["tx_hash"].as_str().unwrap().to_owned();
         mine_to_depth(h, &tx_hash, depth).await;
-        poll_path(h, &seller.key, &action_path, |a| a["status"] == "confirmed").await;
+        h.poll_path(&seller.key, &action_path, |a| a["status"] == "confirmed").await;
         h.poll_until(&seller.key, &id, |a| a["status"] == "settled").await;
         assert_eq!(h.chain.balance(seller_wallet).await - seller_before, U256::from(30 * UNIT));
 
         reorg(h, depth).await;
         let back = h.poll_until(&seller.key, &id, |a| a["status"] == "active").await;
         assert_eq!(back["activation_status"], "confirmed", "the activation is deeper: {back}");
-        let action = poll_path(h, &seller.key, &action_path, |a| a["status"] == "submitted").await;
+        let action = h.poll_path(&seller.key, &action_path, |a| a["status"] == "submitted").await;
         assert!(action["error"].is_null(), "{action}");
         assert_eq!(h.chain.balance(seller_wallet).await, seller_before, "depth {depth}");
 
@@ -194,7 +178,7 @@ async fn settlement_reorgs(h: &Harness) {
         mine(h, 1).await;
         let settled = h.wait_for(&seller.key, &id, |a| a["status"] == "settled").await;
         assert_eq!(settled["status"], "settled", "depth {depth}");
-        let action = poll_path(h, &seller.key, &action_path, |a| a["status"] == "confirmed").await;
+        let action = h.poll_path(&seller.key, &action_path, |a| a["status"] == "confirmed").await;
         assert_eq!(action["tx_hash"], tx_hash.as_str(), "the same transaction, sent again");
         assert_eq!(h.chain.balance(seller_wallet).await - seller_before, U256::from(30 * UNIT));
         let types = event_types(h, &seller.key, &id).await;

@@ -273,19 +273,12 @@ impl Actor {
         tx.commit().await.map_err(StoreError::from)?;
         metrics::registry().count("pactum_relayer_nonce_fills_total", &[], 1);
         tracing::warn!(nonce, tx_hash = %attempt.tx_hash, job_id = %job.id, "nonce gap filled with a no-op self-send");
-        match broadcast(&self.provider, &self.store, &attempt).await {
-            Ok(()) => attempt.status = "broadcast".into(),
-            Err(NodeError::Unavailable(reason)) => {
-                tracing::warn!(tx_hash = %attempt.tx_hash, %reason, "broadcast deferred");
-            }
-            Err(error) => {
-                let mut tx = self.store.begin().await?;
-                jobs::attempt_rejected(&mut tx, &attempt).await?;
-                let reason = format!("{error:?}");
-                jobs::set_job_status(&mut tx, &job.id, "failed", Some(&reason), now()).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                return Err(RelayError::Node(error));
-            }
+        if let Err(error) = self.broadcast_new(&mut attempt).await {
+            let mut tx = self.store.begin().await?;
+            let reason = error.to_string();
+            jobs::set_job_status(&mut tx, &job.id, "failed", Some(&reason), now()).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            return Err(error);
         }
         Ok(Some(attempt))
     }
@@ -322,20 +315,28 @@ impl Actor {
         metrics::attempt("new");
         tracing::info!(job_id = %job.id, nonce, tx_hash = %attempt.tx_hash, "transaction saved");
 
-        match broadcast(&self.provider, &self.store, &attempt).await {
+        self.broadcast_new(&mut attempt).await?;
+        Ok(Submitted::Sent(Box::new(attempt)))
+    }
+
+    /// Broadcasts a newly saved attempt: `broadcast` once the node took it; left `signed` when
+    /// the node could not be reached (saved, so the worker's re-broadcast pass sends it when
+    /// the node is back); refused outright, the attempt is `failed` (its nonce handed back when
+    /// it was the account's last) and the node's error returned.
+    async fn broadcast_new(&self, attempt: &mut Attempt) -> Result<()> {
+        match broadcast(&self.provider, &self.store, attempt).await {
             Ok(()) => attempt.status = "broadcast".into(),
             Err(NodeError::Unavailable(reason)) => {
-                // Saved, so the worker's re-broadcast pass will send it when the node is back.
                 tracing::warn!(tx_hash = %attempt.tx_hash, %reason, "broadcast deferred");
             }
             Err(error) => {
                 let mut tx = self.store.begin().await?;
-                jobs::attempt_rejected(&mut tx, &attempt).await?;
+                jobs::attempt_rejected(&mut tx, attempt).await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 return Err(RelayError::Node(error));
             }
         }
-        Ok(Submitted::Sent(Box::new(attempt)))
+        Ok(())
     }
 
     async fn replace(

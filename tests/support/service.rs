@@ -78,15 +78,22 @@ impl Harness {
     /// Polls `GET /usage-agreements/{id}` without mining until `done` holds (for tests that
     /// control block production themselves); panics after 30 s.
     pub async fn poll_until(&self, key: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let path = format!("/usage-agreements/{id}");
+        self.poll_path(key, &format!("/usage-agreements/{id}"), done).await
+    }
+
+    /// Polls `GET {path}` without mining until `done` holds (for tests that control block
+    /// production themselves); panics after 30 s with the last body.
+    pub async fn poll_path(&self, key: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
         for _ in 0..600 {
-            let (_, body) = self.call(Method::GET, &path, Some(key), None).await;
+            let (_, body) = self.call(Method::GET, path, Some(key), None).await;
             if done(&body) {
                 return body;
             }
+            last = body;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("condition not reached for {id}");
+        panic!("condition not reached on {path}; last: {last}");
     }
 
     /// Turns anvil's automine on or off.
