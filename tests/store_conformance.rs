@@ -985,7 +985,7 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
     // Replaced with higher fees: both are watched, only the new one is live.
     let second = attempt(&carried.id, signer, 7, 2_000, "second");
     let mut tx = store.begin().await.unwrap();
-    assert!(jobs::record_replacement(&mut tx, &second, &first, t + 2).await.unwrap());
+    assert!(signers::replace(&mut tx, &second, &first, t + 2).await.unwrap());
     tx.commit().await.unwrap();
     let statuses = |attempts: Vec<Attempt>| -> Vec<(B256, String)> {
         attempts.into_iter().map(|a| (a.tx_hash, a.status)).collect()
@@ -1004,7 +1004,7 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
     // The replacement is refused by the node: the first is live again.
     let third = attempt(&carried.id, signer, 7, 3_000, "third");
     let mut tx = store.begin().await.unwrap();
-    assert!(jobs::record_replacement(&mut tx, &third, &second, t + 3).await.unwrap());
+    assert!(signers::replace(&mut tx, &third, &second, t + 3).await.unwrap());
     jobs::replacement_refused(&mut tx, &third, &second).await.unwrap();
     tx.commit().await.unwrap();
     let failed = jobs::attempts_in(store.reader(), &["failed"]).await.unwrap();
@@ -1033,7 +1033,7 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
     // Too late to replace; confirmation happens once.
     let fourth = attempt(&carried.id, signer, 7, 4_000, "fourth");
     let mut tx = store.begin().await.unwrap();
-    assert!(!jobs::record_replacement(&mut tx, &fourth, &second, t + 5).await.unwrap());
+    assert!(!signers::replace(&mut tx, &fourth, &second, t + 5).await.unwrap());
     tx.commit().await.unwrap();
     assert!(
         !jobs::attempts_of_job(store.reader(), &carried.id)

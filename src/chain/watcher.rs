@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use super::context::ChainContext;
 use super::revert;
 use crate::agreement::settlement::{ChainEvent, EscrowState};
+use crate::agreement::status::AgreementStatus;
 use crate::escrow::bindings::UsageEscrow;
 use crate::receipts::{self, Deployment, EventFacts, Parties, ReceiptKey};
 use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
@@ -505,14 +506,10 @@ async fn refold(tx: &mut Conn, record: &agreements::AgreementRecord, at: i64) ->
             agreements::escrow_changed(tx, &record.id, &state, status, place, at).await?;
             Ok(status.as_str().to_owned())
         }
-        _ => {
-            agreements::activation_unconfirmed(tx, &record.id, at).await?;
-            let now = agreements::get_in(tx, record.id.as_str()).await?;
-            Ok(now.map_or_else(
-                || record.status.as_str().to_owned(),
-                |r| r.status.as_str().to_owned(),
-            ))
+        _ if agreements::activation_unconfirmed(tx, &record.id, at).await? => {
+            Ok(AgreementStatus::Activating.as_str().to_owned())
         }
+        _ => Ok(record.status.as_str().to_owned()),
     }
 }
 

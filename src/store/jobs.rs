@@ -7,7 +7,7 @@ use alloy::primitives::{Address, B256, Bytes};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{Conn, Result, StoreError, parse_column, unsigned};
+use super::{Conn, Result, StoreError, parse_column, skip_locked, unsigned};
 use crate::agreement::ids::{AgreementId, JobId};
 
 /// A job activating an escrow.
@@ -149,19 +149,6 @@ pub async fn claim_more(
 }
 
 const JOB_COLUMNS: &str = "id, kind, agreement_id, to_address, calldata, status, error";
-
-/// The clause that makes a claim's choice of jobs pass over rows another open transaction holds
-/// (another instance's claim, not yet committed) instead of picking them, waiting, and then
-/// finding them taken: `FOR UPDATE SKIP LOCKED` on Postgres. Nothing on SQLite, whose writers
-/// are serialised so a claim never sees another's uncommitted one. The one engine-specific SQL
-/// of the queue.
-fn skip_locked(conn: &Conn) -> &'static str {
-    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    }
-}
 
 /// The owners of unexpired leases on queued jobs (claimed, not yet signed).
 pub async fn lease_owners(conn: &mut Conn, now: i64) -> Result<Vec<String>> {
@@ -392,34 +379,6 @@ async fn clear_waiting(conn: &mut Conn, job: &JobId, now: i64) -> Result<()> {
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Saves `new`, a replacement of `old` (same signer and nonce, higher fees), and marks `old`
-/// `replaced` — still watched, since either may be mined. Returns `false` (and saves nothing)
-/// when the job is no longer in flight or `old` is no longer its live attempt (mined meanwhile).
-pub async fn record_replacement(
-    conn: &mut Conn,
-    new: &Attempt,
-    old: &Attempt,
-    now: i64,
-) -> Result<bool> {
-    let live = sqlx::query(
-        "SELECT a.tx_hash FROM relayer_attempts a JOIN relayer_jobs j ON j.id = a.job_id \
-         WHERE a.tx_hash = $1 AND a.status IN ('signed', 'broadcast') \
-         AND j.status IN ('signed', 'broadcast')",
-    )
-    .bind(old.tx_hash.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if live.is_none() {
-        return Ok(false);
-    }
-    record_attempt(conn, new, now).await?;
-    sqlx::query("UPDATE relayer_attempts SET status = 'replaced' WHERE tx_hash = $1")
-        .bind(old.tx_hash.to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(true)
 }
 
 /// The node refused replacement `new` of `old` (e.g. still underpriced): `new` is `failed` and

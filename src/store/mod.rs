@@ -75,6 +75,19 @@ pub struct Store {
     backend: Backend,
 }
 
+/// The clause that makes a claim's choice of rows (relayer jobs, webhook deliveries) pass over
+/// rows another open transaction holds (another instance's claim, not yet committed) instead of
+/// picking them, waiting, and then finding them taken: `FOR UPDATE SKIP LOCKED` on Postgres.
+/// Nothing on SQLite, whose writers are serialised so a claim never sees another's uncommitted
+/// one. The one engine-specific SQL of the queues.
+pub(crate) fn skip_locked(conn: &Conn) -> &'static str {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    }
+}
+
 /// The embedded migrations from `migrations/`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 

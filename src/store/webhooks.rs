@@ -8,7 +8,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{Conn, Result, parse_json};
+use super::{Conn, Result, parse_json, skip_locked};
 
 /// An endpoint that receives deliveries.
 pub const ACTIVE: &str = "active";
@@ -382,9 +382,10 @@ fn delivery_from_row(row: &AnyRow) -> Delivery {
 }
 
 /// Claims up to `limit` due deliveries of active endpoints (pending, due by `now_ms`, not
-/// claimed or with a lapsed claim) until `until_ms` under `token`, oldest due first. Each row
-/// is taken by a conditional update, so of two instances racing for it exactly one wins; the
-/// loser goes on to the next due rows, so it never answers "nothing due" while some are.
+/// claimed or with a lapsed claim) until `until_ms` under `token`, oldest due first. One
+/// conditional update, so of two instances racing for a row exactly one wins; on Postgres the
+/// choice passes over rows another instance's open claim holds ([`skip_locked`]), so a claim
+/// never answers "nothing due" while some are.
 pub async fn claim_due(
     conn: &mut Conn,
     now_ms: i64,
@@ -392,63 +393,30 @@ pub async fn claim_due(
     token: &str,
     limit: i64,
 ) -> Result<Vec<Delivery>> {
-    let mut claimed = Vec::new();
-    let mut tried = std::collections::HashSet::new();
-    // On Postgres a candidate read here may be under another instance's uncommitted claim: the
-    // update waits for that claim and then takes nothing. Each such loss is made up by reading
-    // candidates again (a new statement sees the other claim committed, so it skips that row).
-    // A round tries only rows not tried before, so the loop ends.
-    loop {
-        let wanted = limit - claimed.len() as i64;
-        if wanted <= 0 {
-            break;
-        }
-        let candidates: Vec<String> = sqlx::query(
-            "SELECT d.id FROM webhook_deliveries d \
-             JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-             WHERE d.status = $1 AND e.status = $2 AND d.next_attempt_at_ms <= $3 \
-             AND (d.locked_until_ms IS NULL OR d.locked_until_ms <= $3) \
-             ORDER BY d.next_attempt_at_ms, d.id LIMIT $4",
-        )
+    // A materialised CTE so the choice runs once (as the relayer queue's `claim_more`).
+    let skip = skip_locked(conn);
+    let sql = format!(
+        "WITH picked AS MATERIALIZED (SELECT id FROM webhook_deliveries \
+                      WHERE status = $3 AND next_attempt_at_ms <= $4 \
+                      AND (locked_until_ms IS NULL OR locked_until_ms <= $4) \
+                      AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE status = $5) \
+                      ORDER BY next_attempt_at_ms, id LIMIT $6{skip}) \
+         UPDATE webhook_deliveries SET locked_until_ms = $1, lock_token = $2 \
+         WHERE id IN (SELECT id FROM picked) AND status = $3 \
+         AND (locked_until_ms IS NULL OR locked_until_ms <= $4) \
+         RETURNING {DELIVERY_COLUMNS}"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(until_ms)
+        .bind(token)
         .bind(PENDING)
-        .bind(ACTIVE)
         .bind(now_ms)
-        .bind(wanted + tried.len() as i64)
+        .bind(ACTIVE)
+        .bind(limit)
         .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| row.get::<String, _>("id"))
-        .filter(|id| !tried.contains(id))
-        .take(wanted as usize)
-        .collect();
-        let mut lost = false;
-        for id in candidates {
-            tried.insert(id.clone());
-            let taken = sqlx::query(
-                "UPDATE webhook_deliveries SET locked_until_ms = $1, lock_token = $2 \
-                 WHERE id = $3 AND status = $4 \
-                 AND (locked_until_ms IS NULL OR locked_until_ms <= $5)",
-            )
-            .bind(until_ms)
-            .bind(token)
-            .bind(&id)
-            .bind(PENDING)
-            .bind(now_ms)
-            .execute(&mut *conn)
-            .await?;
-            if taken.rows_affected() == 1 {
-                let sql =
-                    format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1");
-                let row = sqlx::query(&sql).bind(&id).fetch_one(&mut *conn).await?;
-                claimed.push(delivery_from_row(&row));
-            } else {
-                lost = true;
-            }
-        }
-        if !lost {
-            break;
-        }
-    }
+        .await?;
+    let mut claimed: Vec<Delivery> = rows.iter().map(delivery_from_row).collect();
+    claimed.sort_by(|a, b| (a.next_attempt_at_ms, &a.id).cmp(&(b.next_attempt_at_ms, &b.id)));
     Ok(claimed)
 }
 
