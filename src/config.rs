@@ -162,6 +162,7 @@ pub struct ServeConfig {
         long,
         env = "PACTUM_RELAYER_MAX_IN_FLIGHT",
         default_value_t = 16,
+        value_parser = clap::value_parser!(u64).range(1..),
         help_heading = "Relayer"
     )]
     pub relayer_max_in_flight: u64,
@@ -409,6 +410,31 @@ mod tests {
         assert!(args.contains(&"--screening-fail-open".to_owned()));
         assert!(args.contains(&"--relayer-private-keys=0x01,0x02".to_owned()));
         assert!(toml_to_args("not toml [").is_err());
+    }
+
+    #[test]
+    fn an_in_flight_window_of_zero_is_refused() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            config: ServeConfig,
+        }
+        use clap::Parser;
+        let base = [
+            "serve",
+            "--escrow-address",
+            "0x0000000000000000000000000000000000000001",
+            "--relayer-private-keys",
+            "0x01",
+        ];
+        let with = |window: &str| {
+            let mut args = base.to_vec();
+            args.extend(["--relayer-max-in-flight", window]);
+            Serve::try_parse_from(args).map(|s| s.config.relayer_max_in_flight)
+        };
+        let refused = with("0").expect_err("0 would stall every relayer key");
+        assert_eq!(refused.kind(), clap::error::ErrorKind::ValueValidation, "{refused}");
+        assert_eq!(with("1").unwrap(), 1);
     }
 
     #[test]
