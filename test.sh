@@ -50,7 +50,7 @@ if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doctests; they go first so that nextest's summary closes the run.
   step "rust: cargo test --doc, then cargo nextest run"
   cargo test --doc
-  cargo nextest run --no-tests=fail
+  cargo nextest run --no-tests=fail --no-fail-fast
 else
   step "rust: cargo test"
   cargo test

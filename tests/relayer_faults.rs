@@ -342,7 +342,13 @@ async fn a_nonce_gap_no_attempt_can_fill_is_used_up_by_a_no_op_self_send() {
             .fetch_all(store.reader())
             .await
             .unwrap();
-    assert_eq!(fills.len(), 1, "{fills:?}");
+    if fills.len() != 1 {
+        let refused = h.chain.provider.get_transaction_receipt(middle.tx_hash).await.unwrap();
+        panic!(
+            "fills {fills:?}; attempts {:?}; the refused transaction's receipt {refused:?}",
+            attempts(&h).await
+        );
+    }
     let fill = attempts(&h).await.into_iter().find(|a| a.job_id == fills[0].0).unwrap();
     assert_eq!(fill.nonce, middle.nonce);
     let on_chain = h.chain.provider.get_transaction_by_hash(fill.tx_hash).await.unwrap().unwrap();

@@ -504,6 +504,11 @@ impl Worker {
             let mut underpriced = false;
             if attempt.status == "broadcast" && (account.pending <= account.top || full_check) {
                 match self.provider.get_transaction_by_hash(attempt.tx_hash).await {
+                    Ok(None)
+                        if !jobs::attempt_is_live(self.store.reader(), attempt.tx_hash).await? =>
+                    {
+                        continue;
+                    }
                     Ok(None) => {
                         match signer::broadcast(&self.provider, &self.store, &attempt).await {
                             Ok(()) => {

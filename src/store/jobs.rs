@@ -520,6 +520,21 @@ pub async fn live_attempts(pool: &AnyPool) -> Result<Vec<Attempt>> {
     rows.iter().map(attempt_from_row).collect()
 }
 
+/// Whether the attempt `tx_hash` is still live (see [`live_attempts`]): read again just
+/// before a dropped transaction is sent again, since another process may have given it up
+/// after the monitor's pass began.
+pub async fn attempt_is_live(pool: &AnyPool, tx_hash: B256) -> Result<bool> {
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM relayer_attempts a JOIN relayer_jobs j ON j.id = a.job_id \
+         WHERE a.tx_hash = $1 AND a.status IN ('signed', 'broadcast') \
+         AND j.status IN ('signed', 'broadcast')",
+    )
+    .bind(tx_hash.to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(live.is_some())
+}
+
 /// Every attempt of `job`, oldest first.
 pub async fn attempts_of_job(pool: &AnyPool, job: &JobId) -> Result<Vec<Attempt>> {
     let sql = format!(
