@@ -10,9 +10,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,8 +25,9 @@ use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Row;
+use support::process::ServeProcess;
 use support::service::{
-    OWNER_KEY, RECEIPT_KEY, TestAgent, propose_body, sign_document, sign_package, unique_dir,
+    OWNER_KEY, TestAgent, propose_body, sign_document, sign_package, unique_dir,
 };
 use support::settlement::{UNIT, sponsored_body};
 use support::{DevChain, USDC};
@@ -45,105 +44,14 @@ const WALLET_FUNDS: u64 = 20 * USDC;
 /// How long any one wait may last before the test gives up (a lost job never finishes).
 const PATIENCE: Duration = Duration::from_secs(240);
 
-/// `pactum serve` as a child process on a fixed port and SQLite file.
-struct Server {
-    rpc_url: String,
-    escrow: Address,
-    relayer_keys: Vec<String>,
-    database_url: String,
-    port: u16,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn new(chain: &DevChain, relayers: &[PrivateKeySigner], dir: &std::path::Path) -> Server {
-        Server {
-            rpc_url: chain.anvil.endpoint(),
-            escrow: *chain.escrow.address(),
-            relayer_keys: relayers.iter().map(|k| k.to_bytes().to_string()).collect(),
-            database_url: format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display()),
-            port: free_port(),
-            log: dir.join("serve.log"),
-            child: None,
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the process (its log appended to `serve.log`).
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pactum"))
-            .arg("serve")
-            .env("PACTUM_DATABASE_URL", &self.database_url)
-            .env("PACTUM_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("PACTUM_RPC_URL", &self.rpc_url)
-            .env("PACTUM_ESCROW_ADDRESS", self.escrow.to_string())
-            .env("PACTUM_RELAYER_PRIVATE_KEYS", self.relayer_keys.join(","))
-            .env("PACTUM_OWNER_KEY", OWNER_KEY)
-            .env("PACTUM_RECEIPT_PRIVATE_KEY", RECEIPT_KEY)
-            .env("PACTUM_CONFIRMATIONS", "2")
-            .env("PACTUM_POLL_INTERVAL_MS", "50")
-            .env("PACTUM_RATE_LIMIT_READ", "0")
-            .env("PACTUM_RATE_LIMIT_WRITE", "0")
-            .env("PACTUM_RATE_LIMIT_SPONSORED", "0")
-            .env("PACTUM_RATE_LIMIT_MANAGEMENT", "0")
-            // A write in flight when the process dies holds its idempotency key until the
-            // request could no longer be running (the request timeout, plus a margin).
-            .env("PACTUM_REQUEST_TIMEOUT_SECS", "5")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// SIGKILL, and reaps the process.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM; the exit status once the process is gone (panics if it is not within 30 s, well
-    /// past the service's 10 s shutdown grace).
-    async fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let pid = child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        for _ in 0..300 {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        panic!("pactum serve did not stop within 30 s of SIGTERM");
-    }
-
-    /// The process's log so far, for a failure message.
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `pactum serve` on a SQLite file in `dir`. A write in flight when the process dies holds its
+/// idempotency key until the request could no longer be running (the request timeout, plus a
+/// margin), so the timeout is short.
+fn server(chain: &DevChain, relayers: &[PrivateKeySigner], dir: &Path) -> (ServeProcess, String) {
+    let database_url = format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display());
+    let server = ServeProcess::new(chain, relayers, &database_url, dir)
+        .env("PACTUM_REQUEST_TIMEOUT_SECS", "5");
+    (server, database_url)
 }
 
 /// What the client saw of the crashes.
@@ -633,7 +541,7 @@ async fn killed_at_random_moments_200_lifecycles_settle_once_each() {
     let chain = DevChain::start().await;
     let relayers = relayers(&chain);
     let dir = unique_dir("pactum-crash");
-    let mut server = Server::new(&chain, &relayers, &dir);
+    let (mut server, database_url) = server(&chain, &relayers, &dir);
     server.spawn();
     let client = Client {
         http: reqwest::Client::new(),
@@ -719,7 +627,7 @@ async fn killed_at_random_moments_200_lifecycles_settle_once_each() {
 
     let ids: Vec<String> = done.iter().map(|l| l.id.clone()).collect();
     let actions: BTreeSet<String> = done.iter().map(|l| l.close_action.clone()).collect();
-    assert_exactly_once(&chain, &server.database_url, &relayers, &ids, &actions).await;
+    assert_exactly_once(&chain, &database_url, &relayers, &ids, &actions).await;
     assert_balances(&chain, &done, seller_before, fee_recipient_before).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -730,7 +638,7 @@ async fn sigterm_with_work_in_flight_exits_cleanly_and_the_work_completes_after_
     let chain = DevChain::start().await;
     let relayers = relayers(&chain);
     let dir = unique_dir("pactum-sigterm");
-    let mut server = Server::new(&chain, &relayers, &dir);
+    let (mut server, database_url) = server(&chain, &relayers, &dir);
     server.spawn();
     let client = Client {
         http: reqwest::Client::new(),
@@ -790,7 +698,7 @@ async fn sigterm_with_work_in_flight_exits_cleanly_and_the_work_completes_after_
     let exit = server.terminate().await;
     assert!(exit.success(), "{exit}\n{}", server.log_tail());
 
-    let store = pactum::store::Store::connect(&server.database_url).await.unwrap();
+    let store = pactum::store::Store::connect(&database_url).await.unwrap();
     let jobs =
         sqlx::query("SELECT id, status FROM relayer_jobs").fetch_all(store.reader()).await.unwrap();
     assert_eq!(jobs.len(), AGREEMENTS);

@@ -1,8 +1,9 @@
-//! Two full service instances (API, relayer worker, signers, watcher, webhook dispatcher) on one
-//! Postgres database and one chain, with the same three relayer keys: actions submitted to both
-//! APIs are each sent in exactly one mined transaction, no signer's nonce is used twice or
-//! skipped, and both instances do part of the work. Runs when `PACTUM_TEST_DATABASE_URL` names a
-//! Postgres server (SQLite serves one process only).
+//! Two `pactum serve` processes (each with its API, relayer worker, signers, watcher and webhook
+//! dispatcher) on one Postgres database and one chain, with the same three relayer keys, started
+//! at the same moment: actions submitted to both APIs are each sent in exactly one mined
+//! transaction, no signer's nonce is used twice or skipped, and both instances do part of the
+//! work. Runs when `PACTUM_TEST_DATABASE_URL` names a Postgres server (SQLite serves one process
+//! only).
 
 mod support;
 
@@ -12,16 +13,14 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
 use futures::StreamExt;
-use pactum::config::ServeConfig;
-use pactum::service::Service;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Row;
 use support::databases::{drop_postgres, fresh_postgres};
-use support::service::{
-    Harness, TestAgent, config_for, propose_body, relayer_keys, sign_package, without_infra_fee,
-};
+use support::process::ServeProcess;
+use support::service::{OWNER_KEY, TestAgent, propose_body, sign_package, unique_dir};
 use support::{DevChain, USDC};
 
 /// Activations relayed, half submitted to each instance.
@@ -78,32 +77,54 @@ impl Api {
     }
 }
 
-/// The settings both instances share: the test database, three relayer keys, no infra fee (so
-/// one buyer wallet can fund every activation at once; a fee permit would need a wallet each).
-fn shared(chain: &DevChain, config: &mut ServeConfig, database_url: &str) {
-    config.database_url = database_url.to_owned();
-    config.relayer_private_keys = relayer_keys(chain, SIGNERS);
-    without_infra_fee(config);
+/// The relayer keys both instances sign with: anvil's dev accounts 3, 4 and 5.
+fn relayers(chain: &DevChain) -> Vec<PrivateKeySigner> {
+    chain.anvil.keys()[3..3 + SIGNERS].iter().map(|k| PrivateKeySigner::from(k.clone())).collect()
 }
 
-#[tokio::test]
+/// Creates an agent through the owner API of `api`.
+async fn agent(api: &Api, name: &str) -> TestAgent {
+    let body = json!({ "name": name, "capabilities": ["usage"] });
+    let (status, agent) = api.call(Method::POST, "/v1/agents", OWNER_KEY, Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{agent}");
+    TestAgent {
+        id: agent["id"].as_str().unwrap().to_owned(),
+        key: agent["api_key"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
     let Some(database_url) = fresh_postgres().await else { return };
-    let mut h =
-        Harness::start_with_chain(|chain, config| shared(chain, config, &database_url)).await;
-    let mut config = config_for(&h.chain, &h.db_dir);
-    shared(&h.chain, &mut config, &database_url);
-    let second = Service::start(config).await.expect("the second instance starts");
+    let chain = DevChain::start().await;
+    let dir = unique_dir("pactum-instances");
+    // No infra fee, so one buyer wallet can fund every activation at once (a fee permit would
+    // need a wallet each).
+    let mut servers: Vec<ServeProcess> = (0..2)
+        .map(|_| {
+            ServeProcess::new(&chain, &relayers(&chain), &database_url, &dir)
+                .env("PACTUM_INFRA_FEE_BPS", "0")
+                .env("PACTUM_INFRA_FEE_FIXED", "0")
+                .env("PACTUM_INFRA_FEE_MINIMUM", "0")
+        })
+        .collect();
+    // Both start at once on the empty database (migrations included).
+    for server in &mut servers {
+        server.spawn();
+    }
+    for server in &servers {
+        server.wait_up().await;
+    }
     let http = reqwest::Client::new();
     let apis = Arc::new([
-        Api { base: h.base.clone(), http: http.clone() },
-        Api { base: format!("http://{}", second.local_addr()), http },
+        Api { base: servers[0].base(), http: http.clone() },
+        Api { base: servers[1].base(), http },
     ]);
-    let (buyer, seller) = h.parties().await;
-    let signers: Vec<Address> = h.chain.anvil.addresses()[3..3 + SIGNERS].to_vec();
+    let (buyer, seller) = (agent(&apis[0], "buyer").await, agent(&apis[1], "seller").await);
+    let signers: Vec<Address> = relayers(&chain).iter().map(|k| k.address()).collect();
 
     // Automine stays on; a block every 200 ms besides lets confirmations accrue.
-    let provider = h.chain.provider.clone();
+    let provider = chain.provider.clone();
     let miner = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -111,7 +132,7 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
         }
     });
 
-    let chain = &h.chain;
+    let chain = &chain;
     let ids: Vec<String> = futures::stream::iter(0..ACTIONS)
         .map(|i| {
             let (apis, buyer, seller) = (apis.clone(), buyer.clone(), seller.clone());
@@ -123,7 +144,7 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ACTIONS);
 
     // Every activation confirmed (read from the shared store).
-    let store = h.service.as_ref().unwrap().state().store.clone();
+    let store = pactum::store::Store::connect(&database_url).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let rows = sqlx::query("SELECT status, activation_status FROM usage_agreements")
@@ -185,7 +206,7 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
         holders.entry((row.get("signer"), row.get("nonce"))).or_default().insert(row.get("job_id"));
     }
     assert!(holders.values().all(|jobs| jobs.len() == 1), "a nonce went to two jobs");
-    let provider = &h.chain.provider;
+    let provider = &chain.provider;
     let mined: Vec<(String, Address, u64)> = futures::stream::iter(&attempts)
         .map(|(hash, job, signer, nonce)| async move {
             let receipt = provider.get_transaction_receipt(*hash).await.unwrap()?;
@@ -215,7 +236,7 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
         assert_eq!(count, nonces.len() as u64, "signer {signer}: only Pactum's transactions");
     }
     assert_eq!(mined.len(), ACTIONS);
-    let escrowed = h.chain.balance(*h.chain.escrow.address()).await;
+    let escrowed = chain.balance(*chain.escrow.address()).await;
     assert_eq!(escrowed, U256::from(ACTIONS as u64 * 10 * USDC));
     eprintln!(
         "{ACTIONS} activations: jobs per instance {:?}, attempts {}",
@@ -223,7 +244,10 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
         attempts.len()
     );
 
-    second.shutdown().await;
-    h.stop().await;
+    for server in &mut servers {
+        let exit = server.terminate().await;
+        assert!(exit.success(), "{exit}\n{}", server.log_tail());
+    }
+    store.close().await;
     drop_postgres(&database_url).await;
 }

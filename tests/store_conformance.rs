@@ -73,6 +73,7 @@ conformance!(
     usage_and_vouchers_only_move_forward,
     idempotency_keys_take_replay_and_expire,
     idempotency_key_taken_by_one_of_many,
+    owner_account_made_once_by_racing_starts,
     jobs_are_claimed_oldest_first_and_leases_lapse,
     job_claims_are_exclusive_under_concurrency,
     a_claim_racing_an_open_claim_takes_the_next_job,
@@ -751,6 +752,33 @@ async fn idempotency_key_taken_by_one_of_many(store: &Store) {
         }
         assert_eq!(ours, 1, "one request holds the key");
     }
+}
+
+/// Instances starting at once on one database each make sure the operator's owner account
+/// exists, each in its own transaction: while the first has made it but not yet committed, the
+/// second waits for it and gets the same account (not a duplicate-key error).
+async fn owner_account_made_once_by_racing_starts(store: &Store) {
+    let mut first = store.begin().await.unwrap();
+    let made = agents::ensure_account(&mut first, "operator", "owner-hash", now()).await.unwrap();
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let account = agents::ensure_account(&mut tx, "operator", "owner-hash", now()).await;
+            tx.commit().await.unwrap();
+            account
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    first.commit().await.unwrap();
+    let got = second.await.unwrap().expect("the second start gets the account");
+    assert_eq!(got.id, made.id);
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE owner_key_hash = $1")
+        .bind("owner-hash")
+        .fetch_one(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
 }
 
 // ---------------------------------------------------------------------------------------------

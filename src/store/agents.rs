@@ -7,7 +7,7 @@ use sqlx::{AnyPool, Row};
 
 use serde_json::json;
 
-use super::{Conn, Result, agreements, jobs, outbox, parse_json, settlement};
+use super::{Conn, Result, StoreError, agreements, jobs, outbox, parse_json, settlement};
 use crate::agreement::ids::{AccountId, AgentId, AgreementId, Environment, JobId, SecretKey};
 
 /// The agent status of a working agent.
@@ -54,7 +54,8 @@ pub struct Agent {
 }
 
 /// Returns the account whose owner credential hashes to `owner_key_hash`, creating it (named
-/// `name`) if there is none. Used for the operator-configured owner credential.
+/// `name`) if there is none. Used for the operator-configured owner credential, so instances
+/// starting at once on one database may race here: the insert gives way to the one that won.
 pub async fn ensure_account(
     conn: &mut Conn,
     name: &str,
@@ -64,17 +65,17 @@ pub async fn ensure_account(
     if let Some(account) = account_by_owner_key_in(conn, owner_key_hash).await? {
         return Ok(account);
     }
-    let account = Account { id: AccountId::generate(), name: name.to_owned(), created_at: now };
     sqlx::query(
-        "INSERT INTO accounts (id, name, owner_key_hash, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO accounts (id, name, owner_key_hash, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (owner_key_hash) DO NOTHING",
     )
-    .bind(account.id.as_str())
-    .bind(&account.name)
+    .bind(AccountId::generate().as_str())
+    .bind(name)
     .bind(owner_key_hash)
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    Ok(account)
+    account_by_owner_key_in(conn, owner_key_hash).await?.ok_or(StoreError::Conflict)
 }
 
 /// The account holding the owner credential with this hash; `None` if no account does.

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod databases;
+pub mod process;
 pub mod service;
 pub mod settlement;
 
