@@ -162,6 +162,8 @@ async fn every_route_is_documented_and_every_operation_is_served() {
     // answered by its handler (no credential: 401, or 200 for the public ones), and any other
     // method on a documented path is the router's 405.
     let h = Harness::start().await;
+    // `/readyz` answers 503 until the watcher has read the chain once.
+    h.poll_path("", "/readyz", |body| body["status"] == "ready").await;
     let paths: BTreeSet<&String> = documented.iter().map(|(p, _)| p).collect();
     for path in paths {
         let concrete = concrete(path);
