@@ -16,7 +16,7 @@ use alloy::providers::Provider;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use support::databases::{drop_postgres, fresh_postgres};
-use support::service::{Harness, TestAgent};
+use support::service::{Harness, TestAgent, config_for};
 use support::settlement::{UNIT, record, sign_voucher, sponsor};
 
 /// A harness with confirmation depth 1, on SQLite or on the Postgres database `postgres`.
@@ -95,6 +95,46 @@ async fn reorgs_roll_back_and_reconfirm_on_postgres() {
     let mut h = reorg_harness(Some(&url)).await;
     activation_reorgs(&h).await;
     settlement_reorgs(&h).await;
+    h.stop().await;
+    drop_postgres(&url).await;
+}
+
+/// Two full instances (each with its own watcher) on one Postgres database see each
+/// reorganisation at about the same moment: it is rolled back once (one `agreement.reorged`),
+/// and the activation confirms once before and once after it.
+#[tokio::test]
+async fn two_watchers_roll_a_reorganisation_back_once() {
+    let Some(url) = fresh_postgres().await else { return };
+    let mut h = reorg_harness(Some(&url)).await;
+    let mut config = config_for(&h.chain, &h.db_dir);
+    config.confirmations = 1;
+    config.database_url = url.clone();
+    let second = pactum::service::Service::start(config).await.expect("the second instance");
+    let (buyer, seller) = h.parties().await;
+    for depth in [1u64, 2, 3, 3, 5] {
+        h.automine(false).await;
+        let id = h.queued(&buyer, &seller).await;
+        let path = format!("/usage-agreements/{id}");
+        let submitted =
+            h.poll_path(&buyer.key, &path, |a| a["activation_status"] == "submitted").await;
+        let tx_hash = submitted["activation_tx_hash"].as_str().unwrap().to_owned();
+        mine_to_depth(&h, &tx_hash, depth).await;
+        h.poll_path(&buyer.key, &path, |a| a["status"] == "active").await;
+
+        reorg(&h, depth).await;
+        h.poll_path(&buyer.key, &path, |a| a["status"] == "activating").await;
+        h.automine(true).await;
+        mine(&h, 1).await;
+        h.wait_for(&buyer.key, &id, |a| a["status"] == "active").await;
+        // Both watchers have read past the re-mined block before the events are counted.
+        mine(&h, 2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let types = event_types(&h, &buyer.key, &id).await;
+        let count = |wanted: &str| types.iter().filter(|t| *t == wanted).count();
+        assert_eq!(count("agreement.reorged"), 1, "depth {depth}: {types:?}");
+        assert_eq!(count("activation.confirmed"), 2, "depth {depth}: {types:?}");
+    }
+    second.shutdown().await;
     h.stop().await;
     drop_postgres(&url).await;
 }

@@ -25,6 +25,7 @@ use pactum::escrow::package::InfraFeeStatus;
 use pactum::money::TokenAmount;
 use pactum::receipts::{Receipt, ReceiptKind};
 use pactum::store::agreements::{self, AgreementRecord, Proposal};
+use pactum::store::chain::{self, Cursor};
 use pactum::store::idempotency::{self, StoredResponse, Taken};
 use pactum::store::jobs::{self, Attempt, Job, KIND_ACTIVATE, KIND_SELLER_CLAIM};
 use pactum::store::settlement::{self, SettlementAction};
@@ -74,6 +75,7 @@ conformance!(
     idempotency_keys_take_replay_and_expire,
     idempotency_key_taken_by_one_of_many,
     owner_account_made_once_by_racing_starts,
+    the_watcher_position_moves_only_from_where_it_was_seen,
     jobs_are_claimed_oldest_first_and_leases_lapse,
     job_claims_are_exclusive_under_concurrency,
     a_claim_racing_an_open_claim_takes_the_next_job,
@@ -779,6 +781,35 @@ async fn owner_account_made_once_by_racing_starts(store: &Store) {
         .await
         .unwrap();
     assert_eq!(stored, 1);
+}
+
+/// The watcher's position moves only from where the mover last saw it, so of two watchers
+/// recording the same block (or rolling back the same reorganisation) exactly one does.
+async fn the_watcher_position_moves_only_from_where_it_was_seen(store: &Store) {
+    let at = |n: u64| Cursor {
+        block_number: n,
+        block_hash: keccak256(n.to_be_bytes()),
+        head_number: n + 2,
+        head_timestamp: 1_000 + n,
+    };
+    let seen = |c: Cursor| Some((c.block_number, c.block_hash));
+    let step = |expected: Option<(u64, B256)>, to: Cursor| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let moved = chain::move_cursor(&mut tx, expected, &to, now()).await.unwrap();
+            tx.commit().await.unwrap();
+            moved
+        }
+    };
+    assert!(step(None, at(10)).await, "the first position is written");
+    assert!(!step(None, at(11)).await, "a second first position is not");
+    assert!(step(seen(at(10)), at(11)).await);
+    assert!(!step(seen(at(10)), at(11)).await, "the same step twice moves once");
+    let other_hash = Some((11, keccak256(b"another chain")));
+    assert!(!step(other_hash, at(12)).await, "same height, another hash");
+    assert!(step(seen(at(11)), at(9)).await, "a rollback moves it down");
+    assert_eq!(chain::cursor(store.reader()).await.unwrap(), Some(at(9)));
 }
 
 // ---------------------------------------------------------------------------------------------

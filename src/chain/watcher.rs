@@ -20,6 +20,12 @@
 //! those blocks are withdrawn; each touched agreement gets an `agreement.reorged` event. Then
 //! the new canonical blocks are read, and what they hold is confirmed and applied again at the
 //! confirmation depth.
+//!
+//! Several instances on one database each run a watcher over the one cursor: each block's
+//! transaction, and a rollback's, first moves the cursor on condition that it still stands
+//! where this watcher saw it; the watcher that finds it moved drops its transaction and starts
+//! its next pass from the new position. So each block is recorded, and each reorganisation
+//! rolled back, once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -110,7 +116,11 @@ impl Watcher {
             .await?
             .ok_or(WatchError::MissingBlock(0))?;
         let (head, head_timestamp) = (latest.header.number, latest.header.timestamp);
-        let mut cursor = match chain_store::cursor(self.store.reader()).await? {
+        let read = chain_store::cursor(self.store.reader()).await?;
+        // Where the store's position stood when this watcher last saw it: every move of it is
+        // conditional on that, so of two watchers on one database one records each step.
+        let mut stored = read.as_ref().map(|c| (c.block_number, c.block_hash));
+        let mut cursor = match read {
             Some(cursor) => cursor,
             None => {
                 let start = self.start_block.unwrap_or(head).min(head);
@@ -129,7 +139,8 @@ impl Watcher {
             || (head == cursor.block_number && latest.header.hash != cursor.block_hash)
         {
             // The block read last was replaced (same height or a shorter chain).
-            return self.reorganised(cursor.block_number.min(head), head, head_timestamp).await;
+            let from = cursor.block_number.min(head);
+            return self.reorganised(stored, from, head, head_timestamp).await;
         }
         let last = head.min(cursor.block_number + MAX_BLOCKS_PER_PASS);
         // Every hash a job in flight ever had: a replaced attempt may be the one mined.
@@ -142,7 +153,7 @@ impl Watcher {
             let (hash, parent, tx_hashes) = self.block_with_hashes(number).await?;
             if parent != cursor.block_hash && number > 0 {
                 // The block read last is no longer this block's parent.
-                return self.reorganised(cursor.block_number, head, head_timestamp).await;
+                return self.reorganised(stored, cursor.block_number, head, head_timestamp).await;
             }
             let logs = self
                 .chain
@@ -163,6 +174,11 @@ impl Watcher {
                 head_timestamp,
             };
             let mut tx = self.store.begin().await?;
+            if !chain_store::move_cursor(&mut tx, stored, &cursor, now()).await? {
+                // Another watcher recorded this block first; start again from where it is.
+                tx.rollback().await?;
+                return Ok(());
+            }
             for (tx_hash, succeeded) in &mined {
                 jobs::attempt_mined(&mut tx, *tx_hash, number, hash, *succeeded, now()).await?;
                 in_flight.remove(tx_hash);
@@ -173,14 +189,14 @@ impl Watcher {
                 }
             }
             chain_store::record_block(&mut tx, number, hash).await?;
-            chain_store::set_cursor(&mut tx, &cursor, now()).await?;
             tx.commit().await?;
+            stored = Some((number, hash));
         }
         if cursor.head_number != head || cursor.head_timestamp != head_timestamp {
             cursor.head_number = head;
             cursor.head_timestamp = head_timestamp;
             let mut tx = self.store.begin().await?;
-            chain_store::set_cursor(&mut tx, &cursor, now()).await?;
+            chain_store::move_cursor(&mut tx, stored, &cursor, now()).await?;
             tx.commit().await?;
         }
         self.confirm(head).await?;
@@ -239,7 +255,13 @@ impl Watcher {
 
     /// The chain changed under the cursor: finds the highest block at or below `from` that the
     /// store and the chain agree on and rolls back everything recorded above it.
-    async fn reorganised(&self, from: u64, head: u64, head_timestamp: u64) -> Result<()> {
+    async fn reorganised(
+        &self,
+        stored: Option<(u64, B256)>,
+        from: u64,
+        head: u64,
+        head_timestamp: u64,
+    ) -> Result<()> {
         let mut fork = None;
         let recorded = chain_store::blocks_below(self.store.reader(), from).await?;
         for (number, hash) in &recorded {
@@ -257,15 +279,29 @@ impl Watcher {
         });
         crate::metrics::reorg();
         tracing::warn!(fork, depth = from - fork.min(from), "chain reorganised; rolling back");
-        self.roll_back(fork, head, head_timestamp).await
+        self.roll_back(stored, fork, head, head_timestamp).await
     }
 
     /// Rolls back, in one store transaction, every effect of the blocks above `fork` (see the
-    /// module's doc) and moves the cursor to `fork`.
-    async fn roll_back(&self, fork: u64, head: u64, head_timestamp: u64) -> Result<()> {
+    /// module's doc) and moves the cursor to `fork`; nothing when the cursor has moved from
+    /// `stored` meanwhile (another watcher rolled the same reorganisation back first).
+    async fn roll_back(
+        &self,
+        stored: Option<(u64, B256)>,
+        fork: u64,
+        head: u64,
+        head_timestamp: u64,
+    ) -> Result<()> {
         let fork_hash = self.block(fork).await?.0;
         let at = now();
         let mut tx = self.store.begin().await?;
+        let cursor =
+            Cursor { block_number: fork, block_hash: fork_hash, head_number: head, head_timestamp };
+        if !chain_store::move_cursor(&mut tx, stored, &cursor, at).await? {
+            tx.rollback().await?;
+            tracing::info!(fork, "reorganisation already rolled back by another watcher");
+            return Ok(());
+        }
         let keys = chain_store::forget_above(&mut tx, fork).await?;
         let withdrawn = receipt_store::withdraw_above(&mut tx, fork).await?;
         let unmined = jobs::unmine_above(&mut tx, fork, at).await?;
@@ -300,9 +336,6 @@ impl Watcher {
             });
             outbox::record(&mut tx, Some(&record.id), "agreement.reorged", &data, at).await?;
         }
-        let cursor =
-            Cursor { block_number: fork, block_hash: fork_hash, head_number: head, head_timestamp };
-        chain_store::set_cursor(&mut tx, &cursor, at).await?;
         tx.commit().await?;
         tracing::warn!(
             fork,

@@ -61,24 +61,45 @@ pub async fn cursor(pool: &AnyPool) -> Result<Option<Cursor>> {
     .transpose()
 }
 
-/// Moves the watcher's position (in the transaction that records what it read there).
-pub async fn set_cursor(conn: &mut Conn, cursor: &Cursor, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO chain_cursor (id, block_number, block_hash, head_number, head_timestamp, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
-         block_number = excluded.block_number, block_hash = excluded.block_hash, \
-         head_number = excluded.head_number, head_timestamp = excluded.head_timestamp, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(CURSOR_ID)
-    .bind(cursor.block_number as i64)
-    .bind(cursor.block_hash.to_string())
-    .bind(cursor.head_number as i64)
-    .bind(cursor.head_timestamp as i64)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// Moves the watcher's position (in the transaction that records what it read there), only
+/// if it still stands where this watcher last saw it: `expected` is that block (number and
+/// hash), `None` when there was no position yet. Returns whether it moved; when it did not,
+/// another watcher of the same database moved it first (read the same blocks, or rolled back
+/// the same reorganisation), and the caller drops its transaction. On Postgres the second
+/// watcher's update waits for the first one's transaction, then finds the position changed.
+pub async fn move_cursor(
+    conn: &mut Conn,
+    expected: Option<(u64, B256)>,
+    cursor: &Cursor,
+    now: i64,
+) -> Result<bool> {
+    let query = match expected {
+        Some((number, hash)) => sqlx::query(
+            "UPDATE chain_cursor SET block_number = $2, block_hash = $3, head_number = $4, \
+             head_timestamp = $5, updated_at = $6 \
+             WHERE id = $1 AND block_number = $7 AND block_hash = $8",
+        )
+        .bind(CURSOR_ID)
+        .bind(cursor.block_number as i64)
+        .bind(cursor.block_hash.to_string())
+        .bind(cursor.head_number as i64)
+        .bind(cursor.head_timestamp as i64)
+        .bind(now)
+        .bind(number as i64)
+        .bind(hash.to_string()),
+        None => sqlx::query(
+            "INSERT INTO chain_cursor (id, block_number, block_hash, head_number, \
+             head_timestamp, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(CURSOR_ID)
+        .bind(cursor.block_number as i64)
+        .bind(cursor.block_hash.to_string())
+        .bind(cursor.head_number as i64)
+        .bind(cursor.head_timestamp as i64)
+        .bind(now),
+    };
+    Ok(query.execute(&mut *conn).await?.rows_affected() == 1)
 }
 
 /// Stores an event unless it is already stored (same block hash and log index).
