@@ -1,6 +1,7 @@
 //! The RPC layer under real faults: anvil stopped for 30 s and restarted with its state while
 //! work is in flight, a dead endpoint ahead of a live one, JSON-RPC errors passed through
-//! untouched, retries bounded, breakers failing fast, and endpoints on different chains refused.
+//! untouched, retries bounded, breakers failing fast, endpoints on different chains refused, and
+//! a lagging fallback not taken for a reorganisation.
 
 mod support;
 
@@ -219,4 +220,75 @@ async fn endpoints_on_different_chains_are_refused_at_start() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("rpc1 on chain 8453"), "{err}");
+}
+
+/// A fallback endpoint that is behind (here an anvil forked from the primary at start that never
+/// mines) serves the watcher while the primary is frozen: its head is a block the watcher read
+/// long ago, unchanged, which is a lagging node, not a reorganisation. Nothing is rolled back,
+/// and once the primary answers again the watcher goes on.
+#[tokio::test]
+async fn a_fallback_behind_the_watcher_is_waited_out_not_taken_for_a_reorganisation() {
+    let mut fallback = None;
+    let h = Harness::start_with_chain(|chain, config| {
+        let lagging =
+            Anvil::at(toolchain::anvil()).fork(chain.anvil.endpoint()).arg("--no-mining").spawn();
+        config.rpc_url = format!("{}, {}", chain.anvil.endpoint(), lagging.endpoint());
+        config.rpc = RpcSettings {
+            timeout_ms: 500,
+            retries: 0,
+            breaker_failures: 1,
+            breaker_cooldown_ms: 1_000,
+        };
+        fallback = Some(lagging);
+    })
+    .await;
+    let fallback = fallback.unwrap();
+    let forked_at =
+        ProviderBuilder::new().connect_http(fallback.endpoint_url()).get_block_number().await;
+    let forked_at = forked_at.unwrap();
+    let (buyer, seller) = h.parties().await;
+    let id = h.active(&buyer, &seller).await;
+    let path = format!("/usage-agreements/{id}");
+    let active = h.poll_path(&buyer.key, &path, |a| a["activation_status"] == "confirmed").await;
+    let cursor = h.service.as_ref().unwrap().state().store.clone();
+    let read = pactum::store::chain::cursor(cursor.reader()).await.unwrap().unwrap();
+    assert!(read.block_number > forked_at, "the watcher is past the fallback's head");
+
+    // The primary freezes: calls time out, its breaker opens, the fallback answers.
+    let pid = h.chain.anvil.child().id().to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let rpc = &h.service.as_ref().unwrap().state().chain.rpc;
+    let served_before = rpc.status()[1].calls;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let served = rpc.status()[1].calls - served_before;
+    signal("-CONT");
+    assert!(served >= 3, "the fallback served the watcher: {served} calls");
+
+    // Back on the primary: the watcher goes on from where it was, nothing was taken back.
+    let _: Value = h.chain.provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let store = h.service.as_ref().unwrap().state().store.clone();
+    let mut now = read;
+    for _ in 0..100 {
+        now = pactum::store::chain::cursor(store.reader()).await.unwrap().unwrap();
+        if now.block_number > read.block_number {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(now.block_number > read.block_number, "the watcher went on: {now:?}");
+    let (status, events) =
+        h.call(Method::GET, &format!("{path}/events?limit=100"), Some(&buyer.key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let types: Vec<&str> =
+        events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(!types.contains(&"agreement.reorged"), "{types:?}");
+    let (_, after) = h.call(Method::GET, &path, Some(&buyer.key), None).await;
+    assert_eq!(after["status"], active["status"]);
+    assert_eq!(after["activation_status"], "confirmed");
+    let reorgs = pactum::metrics::registry().counter("pactum_chain_reorgs_total", &[]);
+    assert_eq!(reorgs, 0);
 }

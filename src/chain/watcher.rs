@@ -135,6 +135,15 @@ impl Watcher {
                 }
             }
         };
+        if head < cursor.block_number {
+            let recorded = chain_store::blocks_below(self.store.reader(), head).await?;
+            if recorded.first() == Some(&(head, latest.header.hash)) {
+                // The node's head is a block read before, unchanged: this node is behind (a
+                // lagging fallback endpoint), not on another chain. Wait for it.
+                tracing::warn!(head, cursor = cursor.block_number, "node behind the watcher");
+                return Ok(());
+            }
+        }
         if head < cursor.block_number
             || (head == cursor.block_number && latest.header.hash != cursor.block_hash)
         {
