@@ -79,6 +79,24 @@ async fn mine_to_depth(h: &Harness, tx_hash: &str, depth: u64) -> u64 {
     block
 }
 
+/// Queues an activation with automine off, mines it `depth` blocks deep and waits until the
+/// agreement is active; returns its id, activation transaction, block and the agreement.
+async fn activated_at_depth(
+    h: &Harness,
+    buyer: &TestAgent,
+    seller: &TestAgent,
+    depth: u64,
+) -> (String, String, u64, Value) {
+    h.automine(false).await;
+    let id = h.queued(buyer, seller).await;
+    let path = format!("/usage-agreements/{id}");
+    let submitted = h.poll_path(&buyer.key, &path, |a| a["activation_status"] == "submitted").await;
+    let tx_hash = submitted["activation_tx_hash"].as_str().unwrap().to_owned();
+    let block = mine_to_depth(h, &tx_hash, depth).await;
+    let active = h.poll_path(&buyer.key, &path, |a| a["status"] == "active").await;
+    (id, tx_hash, block, active)
+}
+
 #[tokio::test]
 async fn a_confirmed_activation_reorganised_away_goes_back_and_confirms_again() {
     activation_reorgs(&reorg_harness(None).await).await;
@@ -112,14 +130,8 @@ async fn two_watchers_roll_a_reorganisation_back_once() {
     let second = pactum::service::Service::start(config).await.expect("the second instance");
     let (buyer, seller) = h.parties().await;
     for depth in [1u64, 2, 3, 3, 5] {
-        h.automine(false).await;
-        let id = h.queued(&buyer, &seller).await;
+        let (id, _, _, _) = activated_at_depth(&h, &buyer, &seller, depth).await;
         let path = format!("/usage-agreements/{id}");
-        let submitted =
-            h.poll_path(&buyer.key, &path, |a| a["activation_status"] == "submitted").await;
-        let tx_hash = submitted["activation_tx_hash"].as_str().unwrap().to_owned();
-        mine_to_depth(&h, &tx_hash, depth).await;
-        h.poll_path(&buyer.key, &path, |a| a["status"] == "active").await;
 
         reorg(&h, depth).await;
         h.poll_path(&buyer.key, &path, |a| a["status"] == "activating").await;
@@ -142,14 +154,8 @@ async fn two_watchers_roll_a_reorganisation_back_once() {
 async fn activation_reorgs(h: &Harness) {
     let (buyer, seller) = h.parties().await;
     for depth in 1..=5u64 {
-        h.automine(false).await;
-        let id = h.queued(&buyer, &seller).await;
+        let (id, tx_hash, block, confirmed) = activated_at_depth(h, &buyer, &seller, depth).await;
         let path = format!("/usage-agreements/{id}");
-        let submitted =
-            h.poll_path(&buyer.key, &path, |a| a["activation_status"] == "submitted").await;
-        let tx_hash = submitted["activation_tx_hash"].as_str().unwrap().to_owned();
-        let block = mine_to_depth(h, &tx_hash, depth).await;
-        let confirmed = h.poll_path(&buyer.key, &path, |a| a["status"] == "active").await;
         assert_eq!(confirmed["activation_status"], "confirmed");
         let receipts_before = receipts_of(h, &buyer).await.len();
 
