@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use support::process::ServeProcess;
 use support::service::{
-    OWNER_KEY, TestAgent, propose_body, sign_document, sign_package, unique_dir,
+    OWNER_KEY, TestAgent, propose_body, relayer_signers, sign_document, sign_package, unique_dir,
 };
 use support::settlement::{UNIT, sponsored_body};
 use support::{DevChain, USDC};
@@ -326,12 +326,6 @@ async fn agents(client: &Client, seller_wallet: PrivateKeySigner) -> Parties {
     Parties { buyer, seller, seller_wallet }
 }
 
-/// The two relayer accounts the service signs with (anvil's 4th and 5th; the others are the
-/// deployer, the parties and the fee recipient).
-fn relayers(chain: &DevChain) -> Vec<PrivateKeySigner> {
-    chain.anvil.keys()[3..5].iter().map(|k| PrivateKeySigner::from(k.clone())).collect()
-}
-
 /// Every check that nothing was lost and nothing done twice: for each relayer job exactly one
 /// of its transactions mined (so never two nonces for one job), every relayer transaction
 /// on-chain belongs to exactly one job, each settlement action confirmed once, and the store's
@@ -515,17 +509,6 @@ async fn assert_balances(
     assert_eq!(chain.balance(*chain.escrow.address()).await, U256::from(kept));
 }
 
-/// Waits until the server answers `/healthz`.
-async fn wait_up(client: &Client) {
-    for _ in 0..300 {
-        if client.send(Method::GET, "/healthz", "", None, None).await.is_some() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("pactum serve did not come up in 15 s");
-}
-
 fn seed() -> u64 {
     std::env::var("PACTUM_CRASH_SEED")
         .ok()
@@ -539,7 +522,7 @@ async fn killed_at_random_moments_200_lifecycles_settle_once_each() {
     eprintln!("crash_restart seed: {seed} (PACTUM_CRASH_SEED={seed} replays it)");
     let mut rng = StdRng::seed_from_u64(seed);
     let chain = DevChain::start().await;
-    let relayers = relayers(&chain);
+    let relayers = relayer_signers(&chain, 2);
     let dir = unique_dir("pactum-crash");
     let (mut server, database_url) = server(&chain, &relayers, &dir);
     server.spawn();
@@ -548,7 +531,7 @@ async fn killed_at_random_moments_200_lifecycles_settle_once_each() {
         base: server.base(),
         stats: Arc::new(Stats::default()),
     };
-    wait_up(&client).await;
+    server.wait_up().await;
     let parties = Arc::new(agents(&client, chain.seller.clone()).await);
     let wallets = buyer_wallets(&chain, LIFECYCLES).await;
     let units: Vec<u64> = (0..LIFECYCLES).map(|_| rng.random_range(1..=100)).collect();
@@ -636,7 +619,7 @@ async fn killed_at_random_moments_200_lifecycles_settle_once_each() {
 async fn sigterm_with_work_in_flight_exits_cleanly_and_the_work_completes_after_restart() {
     const AGREEMENTS: usize = 20;
     let chain = DevChain::start().await;
-    let relayers = relayers(&chain);
+    let relayers = relayer_signers(&chain, 2);
     let dir = unique_dir("pactum-sigterm");
     let (mut server, database_url) = server(&chain, &relayers, &dir);
     server.spawn();
@@ -645,7 +628,7 @@ async fn sigterm_with_work_in_flight_exits_cleanly_and_the_work_completes_after_
         base: server.base(),
         stats: Arc::new(Stats::default()),
     };
-    wait_up(&client).await;
+    server.wait_up().await;
     let parties = agents(&client, chain.seller.clone()).await;
     let wallets = buyer_wallets(&chain, AGREEMENTS).await;
 
@@ -688,7 +671,7 @@ async fn sigterm_with_work_in_flight_exits_cleanly_and_the_work_completes_after_
     let stop_mining = Arc::new(AtomicBool::new(false));
     let miner = keep_mining(&chain, stop_mining.clone());
     server.spawn();
-    wait_up(&client).await;
+    server.wait_up().await;
     for id in &queued {
         let active = client.wait_status(&parties.buyer.key, id, "active").await;
         assert_eq!(active["activation_status"], "confirmed", "{active}");

@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
-use alloy::signers::local::PrivateKeySigner;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Row;
 use support::databases::{drop_postgres, fresh_postgres};
 use support::process::ServeProcess;
-use support::service::{OWNER_KEY, TestAgent, propose_body, sign_package, unique_dir};
+use support::service::{
+    OWNER_KEY, TestAgent, propose_body, relayer_signers, sign_package, unique_dir,
+};
 use support::{DevChain, USDC};
 
 /// Activations relayed, half submitted to each instance.
@@ -77,11 +78,6 @@ impl Api {
     }
 }
 
-/// The relayer keys both instances sign with: anvil's dev accounts 3, 4 and 5.
-fn relayers(chain: &DevChain) -> Vec<PrivateKeySigner> {
-    chain.anvil.keys()[3..3 + SIGNERS].iter().map(|k| PrivateKeySigner::from(k.clone())).collect()
-}
-
 /// Creates an agent through the owner API of `api`.
 async fn agent(api: &Api, name: &str) -> TestAgent {
     let body = json!({ "name": name, "capabilities": ["usage"] });
@@ -102,7 +98,7 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
     // need a wallet each).
     let mut servers: Vec<ServeProcess> = (0..2)
         .map(|_| {
-            ServeProcess::new(&chain, &relayers(&chain), &database_url, &dir)
+            ServeProcess::new(&chain, &relayer_signers(&chain, SIGNERS), &database_url, &dir)
                 .env("PACTUM_INFRA_FEE_BPS", "0")
                 .env("PACTUM_INFRA_FEE_FIXED", "0")
                 .env("PACTUM_INFRA_FEE_MINIMUM", "0")
@@ -121,7 +117,8 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
         Api { base: servers[1].base(), http },
     ]);
     let (buyer, seller) = (agent(&apis[0], "buyer").await, agent(&apis[1], "seller").await);
-    let signers: Vec<Address> = relayers(&chain).iter().map(|k| k.address()).collect();
+    let signers: Vec<Address> =
+        relayer_signers(&chain, SIGNERS).iter().map(|k| k.address()).collect();
 
     // Automine stays on; a block every 200 ms besides lets confirmations accrue.
     let provider = chain.provider.clone();

@@ -255,6 +255,16 @@ fn endpoint(agent: &AgentId, status: &str) -> Endpoint {
     }
 }
 
+/// An active webhook endpoint of a fresh agent, stored.
+async fn stored_active_endpoint(store: &Store) -> Endpoint {
+    let (agent, _) = parties(store).await;
+    let hook = endpoint(&agent, webhooks::ACTIVE);
+    let mut tx = store.begin().await.unwrap();
+    webhooks::insert_endpoint(&mut tx, &hook, "whsec_test").await.unwrap();
+    tx.commit().await.unwrap();
+    hook
+}
+
 fn delivery(endpoint: &Endpoint, event_id: &str, due_ms: i64) -> Delivery {
     Delivery {
         id: format!("msg_{}", JobId::generate().0.trim_start_matches("job_")),
@@ -1284,11 +1294,7 @@ async fn outbox_keeps_event_order(store: &Store) {
 /// Instances racing to claim due deliveries never get the same one; every due delivery is
 /// claimed once.
 async fn webhook_deliveries_claimed_by_one(store: &Store) {
-    let (agent, _) = parties(store).await;
-    let hook = endpoint(&agent, webhooks::ACTIVE);
-    let mut tx = store.begin().await.unwrap();
-    webhooks::insert_endpoint(&mut tx, &hook, "whsec_test").await.unwrap();
-    tx.commit().await.unwrap();
+    let hook = stored_active_endpoint(store).await;
     let now_ms = 5_000_000;
     let mut all = HashSet::new();
     for i in 0..40 {
@@ -1329,11 +1335,7 @@ async fn webhook_deliveries_claimed_by_one(store: &Store) {
 /// A delivery claim made while another instance's claim is still uncommitted waits for it and
 /// then takes the next due deliveries, instead of answering "nothing due".
 async fn a_delivery_claim_racing_an_open_claim_takes_the_next(store: &Store) {
-    let (agent, _) = parties(store).await;
-    let hook = endpoint(&agent, webhooks::ACTIVE);
-    let mut tx = store.begin().await.unwrap();
-    webhooks::insert_endpoint(&mut tx, &hook, "whsec_test").await.unwrap();
-    tx.commit().await.unwrap();
+    let hook = stored_active_endpoint(store).await;
     let now_ms = 5_000_000;
     let mut ids = Vec::new();
     for i in 0..4 {

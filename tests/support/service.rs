@@ -350,14 +350,19 @@ pub fn config_for(chain: &DevChain, dir: &std::path::Path) -> ServeConfig {
     }
 }
 
-/// `n` relayer keys (at most 6): anvil's dev accounts 3, 4, …, funded with ETH by anvil and
-/// used by nothing else (account 3 is the chain's `relayer`).
-pub fn relayer_keys(chain: &DevChain, n: usize) -> Vec<Secret> {
+/// `n` relayer accounts (at most 6): anvil's dev accounts 3, 4, …, funded with ETH by anvil
+/// and used by nothing else (account 3 is the chain's `relayer`).
+pub fn relayer_signers(chain: &DevChain, n: usize) -> Vec<alloy::signers::local::PrivateKeySigner> {
     assert!(n <= 6, "dev accounts 3..=8 are free for relayers");
     chain.anvil.keys()[3..3 + n]
         .iter()
-        .map(|key| Secret::new(alloy::primitives::hex::encode_prefixed(key.to_bytes())))
+        .map(|key| alloy::signers::local::PrivateKeySigner::from(key.clone()))
         .collect()
+}
+
+/// The private keys of [`relayer_signers`], as the configuration takes them.
+pub fn relayer_keys(chain: &DevChain, n: usize) -> Vec<Secret> {
+    relayer_signers(chain, n).iter().map(|key| Secret::new(key.to_bytes().to_string())).collect()
 }
 
 /// Sets the infra fee to zero, so activation packages carry no EIP-2612 fee permit and one
