@@ -244,11 +244,49 @@ pub struct Plan {
     pub needs_voucher: bool,
 }
 
+/// Why an action is refused, as a stable machine code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// `wrong_party`.
+    WrongParty,
+    /// `escrow_not_active`.
+    EscrowNotActive,
+    /// `already_closing`.
+    AlreadyClosing,
+    /// `already_settled`.
+    AlreadySettled,
+    /// `buyer_withdrawn`.
+    BuyerWithdrawn,
+    /// `nothing_to_claim`.
+    NothingToClaim,
+    /// `withdraw_not_open`.
+    WithdrawNotOpen,
+    /// `already_withdrawn`.
+    AlreadyWithdrawn,
+}
+
+impl RefusalCode {
+    /// The code on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::WrongParty => "wrong_party",
+            RefusalCode::EscrowNotActive => "escrow_not_active",
+            RefusalCode::AlreadyClosing => "already_closing",
+            RefusalCode::AlreadySettled => "already_settled",
+            RefusalCode::BuyerWithdrawn => "buyer_withdrawn",
+            RefusalCode::NothingToClaim => "nothing_to_claim",
+            RefusalCode::WithdrawNotOpen => "withdraw_not_open",
+            RefusalCode::AlreadyWithdrawn => "already_withdrawn",
+        }
+    }
+}
+
 /// Why an action cannot be taken now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// A stable machine code.
-    pub code: &'static str,
+    pub code: RefusalCode,
     /// What to tell the caller.
     pub message: String,
     /// When it becomes possible (unix seconds), if time alone will make it so.
@@ -256,7 +294,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: RefusalCode, message: impl Into<String>) -> Self {
         Refusal { code, message: message.into(), available_at: None }
     }
 }
@@ -279,12 +317,15 @@ pub fn plan(
     };
     if !allowed {
         return Err(Refusal::new(
-            "wrong_party",
+            RefusalCode::WrongParty,
             format!("only the {} can {}", other(party).as_str(), action.as_str().replace('_', " ")),
         ));
     }
     if state.status == EscrowStatus::None {
-        return Err(Refusal::new("escrow_not_active", "the escrow is not activated on-chain"));
+        return Err(Refusal::new(
+            RefusalCode::EscrowNotActive,
+            "the escrow is not activated on-chain",
+        ));
     }
     let price = terms.unit_price.base_units();
     let claimable = |units: u64| price * U256::from(units.saturating_sub(state.claimed_units));
@@ -296,9 +337,10 @@ pub fn plan(
                 recipient: Party::Buyer,
                 needs_voucher: false,
             }),
-            EscrowStatus::Closing => {
-                Err(Refusal::new("already_closing", "the close window is already running"))
-            }
+            EscrowStatus::Closing => Err(Refusal::new(
+                RefusalCode::AlreadyClosing,
+                "the close window is already running",
+            )),
             _ => Err(settled(state)),
         },
         (Action::InitiateClose, Party::Seller) => match state.status {
@@ -317,7 +359,7 @@ pub fn plan(
             EscrowStatus::Active | EscrowStatus::Closing => {
                 if voucher_units <= state.claimed_units {
                     return Err(Refusal::new(
-                        "nothing_to_claim",
+                        RefusalCode::NothingToClaim,
                         format!(
                             "the buyer's best voucher ({voucher_units} units) is not above the \
                              {} units already claimed",
@@ -337,7 +379,7 @@ pub fn plan(
         (Action::BuyerWithdraw, _) => {
             let Some(opens_at) = state.withdraw_opens_at(terms) else {
                 return Err(Refusal::new(
-                    "already_withdrawn",
+                    RefusalCode::AlreadyWithdrawn,
                     "the buyer's part was already withdrawn (or nothing was left)",
                 ));
             };
@@ -345,7 +387,7 @@ pub fn plan(
                 return Err(Refusal {
                     available_at: Some(opens_at),
                     ..Refusal::new(
-                        "withdraw_not_open",
+                        RefusalCode::WithdrawNotOpen,
                         "withdraw opens when the close window ends (or at expiry plus the \
                          window when nobody closed)",
                     )
@@ -363,10 +405,13 @@ pub fn plan(
 
 fn settled(state: &EscrowState) -> Refusal {
     if state.buyer_withdrawn {
-        Refusal::new("buyer_withdrawn", "the agreement is settled and the buyer's part withdrawn")
+        Refusal::new(
+            RefusalCode::BuyerWithdrawn,
+            "the agreement is settled and the buyer's part withdrawn",
+        )
     } else {
         Refusal::new(
-            "already_settled",
+            RefusalCode::AlreadySettled,
             "the agreement is settled; only the buyer's withdraw is left",
         )
     }
@@ -411,7 +456,7 @@ mod tests {
             active(10).apply(&ChainEvent::CloseInitiated { by_buyer: true, closes_at: 2_500 });
         assert_eq!(closing.status, EscrowStatus::Closing);
         let early = plan(Action::BuyerWithdraw, Party::Buyer, &closing, &t, 0, 2_499).unwrap_err();
-        assert_eq!((early.code, early.available_at), ("withdraw_not_open", Some(2_500)));
+        assert_eq!((early.code, early.available_at), (RefusalCode::WithdrawNotOpen, Some(2_500)));
         let claim = plan(Action::SellerClaim, Party::Seller, &closing, &t, 40, 2_499).unwrap();
         assert_eq!((claim.units, claim.amount), (40, U256::from(3_000_000)));
         let withdraw = plan(Action::BuyerWithdraw, Party::Buyer, &closing, &t, 0, 2_500).unwrap();
@@ -432,7 +477,7 @@ mod tests {
         let w = plan(Action::BuyerWithdraw, Party::Buyer, &settled, &t, 30, 100).unwrap();
         assert_eq!(w.amount, U256::from(7_000_000));
         let c = plan(Action::SellerClaim, Party::Seller, &settled, &t, 50, 100).unwrap_err();
-        assert_eq!(c.code, "already_settled");
+        assert_eq!(c.code, RefusalCode::AlreadySettled);
     }
 
     #[test]
@@ -449,11 +494,11 @@ mod tests {
         let s = active(0);
         assert_eq!(
             plan(Action::SellerClaim, Party::Buyer, &s, &t, 5, 0).unwrap_err().code,
-            "wrong_party"
+            RefusalCode::WrongParty
         );
         assert_eq!(
             plan(Action::BuyerWithdraw, Party::Seller, &s, &t, 5, 0).unwrap_err().code,
-            "wrong_party"
+            RefusalCode::WrongParty
         );
         assert!(plan(Action::InitiateClose, Party::Buyer, &s, &t, 5, 0).is_ok());
         assert!(plan(Action::InitiateClose, Party::Seller, &s, &t, 5, 0).is_ok());
@@ -463,10 +508,10 @@ mod tests {
     fn nothing_is_possible_before_activation_and_a_claim_needs_a_higher_voucher() {
         let t = terms();
         let none = plan(Action::InitiateClose, Party::Buyer, &EscrowState::NONE, &t, 0, 0);
-        assert_eq!(none.unwrap_err().code, "escrow_not_active");
+        assert_eq!(none.unwrap_err().code, RefusalCode::EscrowNotActive);
         assert_eq!(
             plan(Action::SellerClaim, Party::Seller, &active(20), &t, 20, 0).unwrap_err().code,
-            "nothing_to_claim"
+            RefusalCode::NothingToClaim
         );
     }
 
@@ -478,11 +523,11 @@ mod tests {
             .apply(&ChainEvent::Settled { claimed_units: 10, buyer_amount_is_zero: false });
         assert_eq!(
             plan(Action::SellerClaim, Party::Seller, &done, &t, 50, 0).unwrap_err().code,
-            "buyer_withdrawn"
+            RefusalCode::BuyerWithdrawn
         );
         assert_eq!(
             plan(Action::BuyerWithdraw, Party::Buyer, &done, &t, 0, 0).unwrap_err().code,
-            "already_withdrawn"
+            RefusalCode::AlreadyWithdrawn
         );
         assert_eq!(done.buyer_amount(&t), U256::from(9_000_000));
     }

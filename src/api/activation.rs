@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::agreements::{agreement_json, load_for};
-use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiJson, ApiPath};
+use super::auth::AgentAuth;
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::extract::{ApiJson, ApiPath};
 use super::idempotency::Write;
 use super::time::rfc3339;
 use crate::agreement::ids::JobId;
@@ -57,8 +58,7 @@ pub struct ActivateEscrow {
 fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
     record.terms.as_ref().ok_or_else(|| {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state",
+            ErrorCode::InvalidState,
             format!(
                 "an agreement in status `{}` has no activation package until the seller accepts",
                 record.status
@@ -81,8 +81,8 @@ fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The documents the buyer signs", body = crate::api::schema::ActivationPackage),
-        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::schema::Error),
-        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn package(
@@ -126,8 +126,7 @@ pub async fn package(
 /// has marked the agreement `expired` yet).
 fn activation_expired(terms: &Terms) -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "activation_expired",
+        ErrorCode::ActivationExpired,
         "the activation deadline has passed; nothing was queued",
     )
     .with_details(json!({ "activate_by": rfc3339(terms.activate_by as i64) }))
@@ -139,8 +138,7 @@ pub(crate) fn signature_error(document: &str, expected: Address, error: VerifyEr
     match error {
         VerifyError::Unavailable(e) => ApiError::chain_unavailable(e),
         other => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             format!("the `{document}` signature is not from the wallet that must sign it: {other}"),
         )
         .with_details(json!({
@@ -163,8 +161,8 @@ pub(crate) fn signature_error(document: &str, expected: Address, error: VerifyEr
     security(("bearerAuth" = [])),
     responses(
         (status = 202, description = "Activation queued; the agreement is `activating`", body = crate::api::schema::Agreement),
-        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
-        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn activate(
@@ -187,16 +185,14 @@ pub async fn activate(
 
     if let Some(chain_id) = body.chain_id.filter(|id| *id != chain.chain_id) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "wrong_chain_id",
+            ErrorCode::WrongChainId,
             format!("signed for chain {chain_id}; this escrow is on chain {}", chain.chain_id),
         )
         .with_details(json!({ "expected": chain.chain_id, "received": chain_id })));
     }
     if let Some(sent) = body.agreement_key.filter(|sent| *sent != key) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "package_mismatch",
+            ErrorCode::PackageMismatch,
             "the signed package is not this agreement's current package",
         )
         .with_details(json!({ "expected": key, "received": sent })));
@@ -239,8 +235,7 @@ pub async fn activate(
     let balance = chain.balance(buyer).await.map_err(ApiError::chain_unavailable)?;
     if balance < needed {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "insufficient_funds",
+            ErrorCode::InsufficientFunds,
             "the buyer's wallet holds less than the deposit plus the infra fee",
         )
         .with_details(
@@ -253,8 +248,7 @@ pub async fn activate(
         Err(ScreeningError::Unavailable(reason)) => {
             tracing::warn!(agreement_id = %record.id, %reason, "screening unavailable");
             return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "screening_unavailable",
+                ErrorCode::ScreeningUnavailable,
                 "wallet screening is unavailable; nothing was queued, retry later",
             ));
         }
@@ -268,8 +262,7 @@ pub async fn activate(
         tx.commit().await?;
         tracing::warn!(agreement_id = %record.id, ?sanctioned, "activation refused: sanctioned wallet");
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wallet_sanctioned",
+            ErrorCode::WalletSanctioned,
             "a party's wallet is on a sanctions list; the agreement cannot be activated",
         )
         .with_details(json!({

@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::agreements::{prose, text};
-use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, OptionalApiJson, OwnerAuth};
+use super::auth::OwnerAuth;
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::extract::{ApiJson, ApiPath, OptionalApiJson};
 use super::idempotency::Write;
 use super::page;
 use super::time::rfc3339;
+use super::validate::{prose, text};
 use crate::agreement::ids::SecretKey;
 use crate::store::agents::{self, Account, Agent};
 use crate::store::now;
@@ -141,12 +142,8 @@ async fn own_agent(state: &AppState, account: &Account, id: &str) -> ApiResult<A
 
 /// 409 `agent_revoked`: the agent is revoked, which is final.
 pub(crate) fn revoked_conflict() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "agent_revoked",
-        "this agent is revoked; revocation is final",
-    )
-    .with_details(json!({ "status": agents::REVOKED }))
+    ApiError::new(ErrorCode::AgentRevoked, "this agent is revoked; revocation is final")
+        .with_details(json!({ "status": agents::REVOKED }))
 }
 
 /// `?limit=&cursor=&status=` of `GET /v1/agents`.

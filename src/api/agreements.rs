@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiJson, ApiPath, OptionalApiJson};
+use super::auth::AgentAuth;
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::extract::{ApiJson, ApiPath, OptionalApiJson};
 use super::idempotency::Write;
 use super::page;
 use super::time::rfc3339;
+use super::validate::{prose, text, wallet};
 use crate::agreement::ids::AgentId;
 use crate::agreement::status::Event;
 use crate::agreement::terms::{Agreed, Terms};
@@ -86,43 +88,6 @@ pub struct Page {
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-/// Parses a wallet address field; the zero address is refused.
-pub(crate) fn wallet(field: &str, value: &str) -> ApiResult<Address> {
-    let address: Address = value.parse().map_err(|_| {
-        ApiError::validation(field, format!("`{field}` is not a 20-byte hex address"))
-    })?;
-    if address.is_zero() {
-        return Err(ApiError::validation(field, format!("`{field}` is the zero address")));
-    }
-    Ok(address)
-}
-
-/// Checks a short identifier-like text field: 1 to `max` characters, no control characters.
-pub(crate) fn text(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.trim().is_empty() || value.chars().count() > max {
-        return Err(ApiError::validation(
-            field,
-            format!("`{field}` must be 1 to {max} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::validation(field, format!("`{field}` holds control characters")));
-    }
-    Ok(())
-}
-
-/// Checks free prose (a description, a reason): at most `max` characters and no NUL, which no
-/// text needs and some databases refuse.
-pub(crate) fn prose(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.chars().count() > max {
-        return Err(ApiError::validation(field, format!("`{field}` is over {max} characters")));
-    }
-    if value.contains('\0') {
-        return Err(ApiError::validation(field, format!("`{field}` holds a NUL character")));
-    }
-    Ok(())
 }
 
 impl Propose {
@@ -241,12 +206,8 @@ pub async fn propose(
         .await?
         .filter(|seller| seller.status == "active")
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_agent",
-                "`seller_agent_id` names no active agent",
-            )
-            .with_details(json!({ "field": "seller_agent_id" }))
+            ApiError::new(ErrorCode::UnknownAgent, "`seller_agent_id` names no active agent")
+                .with_details(json!({ "field": "seller_agent_id" }))
         })?;
     if seller.id == buyer.id {
         return Err(ApiError::validation("seller_agent_id", "an agent cannot sell to itself"));
@@ -355,8 +316,8 @@ pub async fn list(
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The accepted agreement, terms fixed", body = crate::api::schema::Agreement),
-        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
-        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn accept(
@@ -419,7 +380,7 @@ pub async fn accept(
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The rejected agreement", body = crate::api::schema::Agreement),
-        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn reject(

@@ -20,18 +20,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::agreements::text;
-use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, IdempotencyKey, OwnerAuth, credential, invalid_credential};
+use super::auth::{ExecutionGrant, OwnerAuth, TOKEN_KIND, credential, invalid_credential};
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::extract::{ApiJson, ApiPath, IdempotencyKey};
 use super::idempotency::Write;
 use super::time::rfc3339;
+use super::validate::text;
 use crate::agreement::ids::{ExecutionTokenId, SecretKey};
 use crate::store::agents::{self, Agent};
 use crate::store::tokens::{self, ExecutionToken};
 use crate::store::{agreements, now};
 
-/// The key kind of execution tokens: `xt_<environment>_<64 hex>`.
-pub const TOKEN_KIND: &str = "xt";
 /// Lifetime of a token when `ttl_seconds` is not given.
 pub const DEFAULT_TTL_SECS: u64 = 300;
 /// The longest lifetime a token may have.
@@ -120,11 +119,6 @@ pub struct MintToken {
     pub ttl_seconds: Option<u64>,
 }
 
-/// The agent an execution token verified by [`verify`] acts as, left in the request's
-/// extensions for [`super::extract::AgentAuth`].
-#[derive(Debug, Clone)]
-pub struct ExecutionGrant(pub Agent);
-
 /// A token as the API shows it (never the token itself, which only minting reveals).
 fn token_json(token: &ExecutionToken) -> Value {
     json!({
@@ -138,8 +132,8 @@ fn token_json(token: &ExecutionToken) -> Value {
 }
 
 /// 401 with `code`: an execution token that does not fit the request.
-fn refused(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+fn refused(code: ErrorCode, message: &str) -> ApiError {
+    ApiError::new(code, message)
 }
 
 /// Mints an execution token for one of the caller's active agents and reveals it, once.
@@ -272,13 +266,13 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
         .filter(|agent| agent.status == agents::ACTIVE)
         .ok_or_else(|| invalid_credential("execution token"))?;
     if now() >= token.expires_at {
-        return Err(refused("execution_token_expired", "this execution token has expired"));
+        return Err(refused(ErrorCode::ExecutionTokenExpired, "this execution token has expired"));
     }
     let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let action = route.as_deref().and_then(|route| Action::of_route(parts.method.as_str(), route));
     if action.map(Action::as_str) != Some(token.action.as_str()) {
         return Err(refused(
-            "execution_token_action_mismatch",
+            ErrorCode::ExecutionTokenActionMismatch,
             "this execution token was minted for another action; reads and other routes need \
              the agent's API key",
         ));
@@ -287,8 +281,7 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
         // The seller is named in the body: read it (within the body limit) and put it back.
         let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "the request body is larger than this server accepts",
             )
         })?;
@@ -305,7 +298,7 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
     };
     if audience.as_deref() != Some(token.audience.as_str()) {
         return Err(refused(
-            "execution_token_audience_mismatch",
+            ErrorCode::ExecutionTokenAudienceMismatch,
             "this execution token was minted for another resource",
         ));
     }
@@ -315,7 +308,7 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
     tx.commit().await?;
     if !bound {
         return Err(refused(
-            "execution_token_used",
+            ErrorCode::ExecutionTokenUsed,
             "this execution token was already used; only a retry with the same \
              Idempotency-Key may present it again",
         ));

@@ -1,21 +1,211 @@
 //! The one error shape of the API: `{"error": {"code", "message", "details"}}` with a stable
 //! machine code and the right HTTP status. Internals are logged, never returned.
+//!
+//! [`ErrorCode`] is the whole list of codes: each knows its HTTP status, and the OpenAPI
+//! document's `code` enum is generated from it, so a code cannot be emitted without being
+//! documented (or documented without existing).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
+use crate::agreement::settlement::RefusalCode;
 use crate::agreement::status::IllegalTransition;
 use crate::store::StoreError;
+
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident = ($text:literal, $status:ident),)+) => {
+        /// Every machine code the API answers, with its HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum ErrorCode {
+            $($(#[$doc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of the documentation.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            /// The code on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $text,)+
+                }
+            }
+
+            /// The HTTP status every answer with this code carries.
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)+
+                }
+            }
+
+            /// Parses [`ErrorCode::as_str`].
+            pub fn parse(text: &str) -> Option<ErrorCode> {
+                match text {
+                    $($text => Some(ErrorCode::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The request is not well-formed HTTP (a bad `Content-Length`, …).
+    BadRequest = ("bad_request", BAD_REQUEST),
+    /// The body is not valid JSON.
+    MalformedJson = ("malformed_json", BAD_REQUEST),
+    /// The body is JSON of the wrong shape for this route.
+    InvalidBody = ("invalid_body", BAD_REQUEST),
+    /// The `Idempotency-Key` header is not a valid key.
+    InvalidIdempotencyKey = ("invalid_idempotency_key", BAD_REQUEST),
+    /// The write needs an `Idempotency-Key`.
+    IdempotencyKeyRequired = ("idempotency_key_required", BAD_REQUEST),
+    /// No credential, or one of the wrong kind for the route.
+    Unauthorized = ("unauthorized", UNAUTHORIZED),
+    /// The credential is unknown, revoked or malformed.
+    InvalidCredential = ("invalid_credential", UNAUTHORIZED),
+    /// An agent key of the other environment (`pk_test_` on a live chain, …).
+    WrongEnvironment = ("wrong_environment", UNAUTHORIZED),
+    /// The execution token has expired.
+    ExecutionTokenExpired = ("execution_token_expired", UNAUTHORIZED),
+    /// The execution token was minted for another action.
+    ExecutionTokenActionMismatch = ("execution_token_action_mismatch", UNAUTHORIZED),
+    /// The execution token was minted for another resource.
+    ExecutionTokenAudienceMismatch = ("execution_token_audience_mismatch", UNAUTHORIZED),
+    /// The execution token was already used.
+    ExecutionTokenUsed = ("execution_token_used", UNAUTHORIZED),
+    /// The caller is a party, but not the one allowed to do this.
+    Forbidden = ("forbidden", FORBIDDEN),
+    /// The action belongs to the other party.
+    WrongParty = ("wrong_party", FORBIDDEN),
+    /// A wallet is on the sanctions list or the operator's denylist.
+    WalletSanctioned = ("wallet_sanctioned", FORBIDDEN),
+    /// No such resource of the caller (another account's answers the same).
+    NotFound = ("not_found", NOT_FOUND),
+    /// The route does not take that method.
+    MethodNotAllowed = ("method_not_allowed", METHOD_NOT_ALLOWED),
+    /// The agreement's status does not allow the action.
+    InvalidState = ("invalid_state", CONFLICT),
+    /// A conditional update lost a race; read again and retry.
+    ConcurrentUpdate = ("concurrent_update", CONFLICT),
+    /// A request with the same `Idempotency-Key` is still being answered.
+    IdempotencyKeyInFlight = ("idempotency_key_in_flight", CONFLICT),
+    /// The agent is revoked.
+    AgentRevoked = ("agent_revoked", CONFLICT),
+    /// The webhook endpoint is disabled or retired.
+    WebhookNotActive = ("webhook_not_active", CONFLICT),
+    /// The delivery has not been attempted yet.
+    DeliveryPending = ("delivery_pending", CONFLICT),
+    /// The signed authorization was relayed already.
+    AuthorizationReplayed = ("authorization_replayed", CONFLICT),
+    /// A lower voucher than one already kept.
+    VoucherRegression = ("voucher_regression", CONFLICT),
+    /// The call would revert on-chain (`details.reason`).
+    SimulationReverted = ("simulation_reverted", CONFLICT),
+    /// The escrow is not activated on-chain.
+    EscrowNotActive = ("escrow_not_active", CONFLICT),
+    /// The close window is already running.
+    AlreadyClosing = ("already_closing", CONFLICT),
+    /// The split is final.
+    AlreadySettled = ("already_settled", CONFLICT),
+    /// The buyer withdrew: nothing is left to claim.
+    BuyerWithdrawn = ("buyer_withdrawn", CONFLICT),
+    /// The best voucher is not above the units already claimed.
+    NothingToClaim = ("nothing_to_claim", CONFLICT),
+    /// The buyer's withdraw opens later (`details.available_at`).
+    WithdrawNotOpen = ("withdraw_not_open", CONFLICT),
+    /// The buyer's part was already withdrawn.
+    AlreadyWithdrawn = ("already_withdrawn", CONFLICT),
+    /// The body is larger than this server accepts.
+    PayloadTooLarge = ("payload_too_large", PAYLOAD_TOO_LARGE),
+    /// The request URI is longer than this server accepts.
+    UriTooLong = ("uri_too_long", URI_TOO_LONG),
+    /// The body is not `application/json`.
+    UnsupportedMediaType = ("unsupported_media_type", UNSUPPORTED_MEDIA_TYPE),
+    /// A field fails validation (`details.field`).
+    ValidationError = ("validation_error", UNPROCESSABLE_ENTITY),
+    /// The same `Idempotency-Key` came with another request.
+    IdempotencyKeyReused = ("idempotency_key_reused", UNPROCESSABLE_ENTITY),
+    /// The named agent does not exist for this account.
+    UnknownAgent = ("unknown_agent", UNPROCESSABLE_ENTITY),
+    /// A webhook filter names an event type Pactum does not send.
+    UnknownEventType = ("unknown_event_type", UNPROCESSABLE_ENTITY),
+    /// The webhook URL is not allowed (scheme, private address, …).
+    WebhookUrlNotAllowed = ("webhook_url_not_allowed", UNPROCESSABLE_ENTITY),
+    /// The activation deadline has passed.
+    ActivationExpired = ("activation_expired", UNPROCESSABLE_ENTITY),
+    /// The echoed `chain_id` is not this deployment's.
+    WrongChainId = ("wrong_chain_id", UNPROCESSABLE_ENTITY),
+    /// The echoed package fields do not match the stored terms.
+    PackageMismatch = ("package_mismatch", UNPROCESSABLE_ENTITY),
+    /// A signature does not recover the expected wallet.
+    InvalidSignature = ("invalid_signature", UNPROCESSABLE_ENTITY),
+    /// The buyer's balance does not cover deposit and fee.
+    InsufficientFunds = ("insufficient_funds", UNPROCESSABLE_ENTITY),
+    /// The sponsored authorization's deadline has passed.
+    AuthorizationExpired = ("authorization_expired", UNPROCESSABLE_ENTITY),
+    /// The units differ from the voucher held.
+    UnitsMismatch = ("units_mismatch", UNPROCESSABLE_ENTITY),
+    /// A voucher above the agreement's quantity.
+    UnitsExceedQuantity = ("units_exceed_quantity", UNPROCESSABLE_ENTITY),
+    /// Recorded usage would pass the agreement's quantity.
+    UsageExceedsQuantity = ("usage_exceeds_quantity", UNPROCESSABLE_ENTITY),
+    /// Too many requests for this credential; retry after `Retry-After`.
+    RateLimitExceeded = ("rate_limit_exceeded", TOO_MANY_REQUESTS),
+    /// The request headers are larger than this server accepts.
+    HeadersTooLarge = ("headers_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE),
+    /// An unexpected failure (logged; nothing internal is returned).
+    InternalError = ("internal_error", INTERNAL_SERVER_ERROR),
+    /// The chain RPC endpoint did not answer.
+    ChainUnavailable = ("chain_unavailable", SERVICE_UNAVAILABLE),
+    /// Wallet screening could not answer.
+    ScreeningUnavailable = ("screening_unavailable", SERVICE_UNAVAILABLE),
+    /// The request took longer than the server allows.
+    Timeout = ("timeout", SERVICE_UNAVAILABLE),
+    /// The service is not ready (`/readyz`).
+    NotReady = ("not_ready", SERVICE_UNAVAILABLE),
+}
+
+/// The document's `code` enum: exactly the codes of [`ErrorCode::ALL`], as sent.
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A stable machine code; its HTTP status is fixed by the code."))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+            .examples([json!("validation_error")])
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
+
+impl From<RefusalCode> for ErrorCode {
+    fn from(code: RefusalCode) -> Self {
+        match code {
+            RefusalCode::WrongParty => ErrorCode::WrongParty,
+            RefusalCode::EscrowNotActive => ErrorCode::EscrowNotActive,
+            RefusalCode::AlreadyClosing => ErrorCode::AlreadyClosing,
+            RefusalCode::AlreadySettled => ErrorCode::AlreadySettled,
+            RefusalCode::BuyerWithdrawn => ErrorCode::BuyerWithdrawn,
+            RefusalCode::NothingToClaim => ErrorCode::NothingToClaim,
+            RefusalCode::WithdrawNotOpen => ErrorCode::WithdrawNotOpen,
+            RefusalCode::AlreadyWithdrawn => ErrorCode::AlreadyWithdrawn,
+        }
+    }
+}
 
 /// An error answered to a client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The stable machine code (`validation_error`, `not_found`, …).
-    pub code: &'static str,
+    /// The stable machine code; it fixes the HTTP status.
+    pub code: ErrorCode,
     /// A human-readable explanation.
     pub message: String,
     /// Structured context (the offending field, the current status, …).
@@ -25,10 +215,37 @@ pub struct ApiError {
 /// The result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The body of every error answer, as sent and as documented.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Error, example = json!({"error": {"code": "validation_error", "message": "`quantity` must be 1 to 2^63 − 1", "details": {"field": "quantity"}}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// The stable machine code.
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: String,
+    /// Structured context (the offending field, the current status, …); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
 impl ApiError {
-    /// An error with `status`, `code` and `message`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: None }
+    /// An error with `code` (and so its status) and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), details: None }
+    }
+
+    /// The HTTP status of this answer.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// Adds structured details.
@@ -39,25 +256,23 @@ impl ApiError {
 
     /// 422 `validation_error` naming the offending `field`.
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message)
-            .with_details(json!({ "field": field }))
+        Self::new(ErrorCode::ValidationError, message).with_details(json!({ "field": field }))
     }
 
     /// 404 `not_found`; also the answer for resources of other accounts.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 
     /// 403 `forbidden`: the caller is a party but not the one allowed to do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     /// 409 `invalid_state`: the agreement's status does not allow the action.
     pub fn invalid_state(current: impl std::fmt::Display, action: &str) -> Self {
         Self::new(
-            StatusCode::CONFLICT,
-            "invalid_state",
+            ErrorCode::InvalidState,
             format!("an agreement in status `{current}` cannot be {action}"),
         )
         .with_details(json!({ "status": current.to_string(), "action": action }))
@@ -67,8 +282,7 @@ impl ApiError {
     pub fn chain_unavailable(error: impl std::fmt::Display) -> Self {
         tracing::warn!(%error, "RPC call failed");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "chain_unavailable",
+            ErrorCode::ChainUnavailable,
             "the chain RPC endpoint is not answering; retry later",
         )
     }
@@ -76,17 +290,24 @@ impl ApiError {
     /// 500 `internal_error`, logging the cause.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+        Self::new(ErrorCode::InternalError, "internal error")
+    }
+
+    /// The body this error answers with.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        (self.status(), Json(self.body())).into_response()
     }
 }
 
@@ -95,15 +316,13 @@ impl From<StoreError> for ApiError {
         match error {
             // A conditional update lost a race: the row moved on under us.
             StoreError::Conflict => ApiError::new(
-                StatusCode::CONFLICT,
-                "concurrent_update",
+                ErrorCode::ConcurrentUpdate,
                 "the resource changed concurrently; read it again and retry",
             ),
             other => ApiError::internal(other),
         }
     }
 }
-
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         ApiError::from(StoreError::from(error))
@@ -120,5 +339,27 @@ impl From<IllegalTransition> for ApiError {
             _ => "changed this way",
         };
         ApiError::invalid_state(error.from, action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_parses_back_and_serializes_as_its_text() {
+        let mut seen = std::collections::HashSet::new();
+        for &code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    #[test]
+    fn the_body_omits_absent_details() {
+        let body = serde_json::to_value(ApiError::not_found("agent").body()).unwrap();
+        assert_eq!(body, json!({"error": {"code": "not_found", "message": "agent not found"}}));
     }
 }

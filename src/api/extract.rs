@@ -9,12 +9,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::AppState;
-use super::credentials::{ExecutionGrant, TOKEN_KIND};
-use super::error::ApiError;
-use super::idempotency::Caller;
-use crate::agreement::ids::{Environment, SecretKey};
-use crate::store::agents::{self, Account, Agent};
+use super::error::{ApiError, ErrorCode};
 
 /// A JSON object body; malformed JSON, wrong types, missing fields, bodies that are not objects
 /// and oversized bodies are answered with [`ApiError`]s instead of axum's plain-text rejections.
@@ -63,7 +58,7 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             payload_too_large()
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text())
+            ApiError::new(ErrorCode::InvalidBody, rejection.body_text())
         }
     })
 }
@@ -82,8 +77,7 @@ where
         axum::Json::<T>::from_request(req, state).await.map_err(json_rejection)?;
     if !is_object {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_error",
+            ErrorCode::ValidationError,
             "the request body must be a JSON object",
         ));
     }
@@ -93,28 +87,19 @@ where
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
     match rejection {
-        JsonRejection::JsonDataError(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", detail)
-        }
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", detail)
-        }
+        JsonRejection::JsonDataError(_) => ApiError::new(ErrorCode::ValidationError, detail),
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(ErrorCode::MalformedJson, detail),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected `Content-Type: application/json`",
         ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.body_text()),
+        other => ApiError::new(ErrorCode::InvalidBody, other.body_text()),
     }
 }
 
 fn payload_too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        "the request body is larger than this server accepts",
-    )
+    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than this server accepts")
 }
 
 /// A path id. One that does not decode (percent-encoded bytes that are not UTF-8) or holds
@@ -161,104 +146,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPathPair {
     }
 }
 
-/// The bearer credential of a request, or 401: `unauthorized` when there is none,
-/// `wrong_environment` when its prefix names the other environment than this deployment's
-/// (`pk_test_…` on a live deployment, `ok_live_…` on a test one), checked before any lookup.
-pub(crate) fn credential(
-    headers: &axum::http::HeaderMap,
-    environment: Environment,
-) -> Result<SecretKey, ApiError> {
-    let header = headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization` header")
-    })?;
-    let key = header
-        .to_str()
-        .ok()
-        .and_then(|value| value.split_once(' '))
-        // The scheme name is case-insensitive (RFC 9110 §11.1).
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| SecretKey::from_presented(token.trim()))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "expected `Authorization: Bearer <key>`",
-            )
-        })?;
-    if let Some((_, presented)) = key.prefix()
-        && presented != environment
-    {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong_environment",
-            format!(
-                "this is a `{}` credential; this deployment accepts only `{}` credentials",
-                presented.as_str(),
-                environment.as_str()
-            ),
-        )
-        .with_details(json!({ "environment": environment.as_str() })));
-    }
-    Ok(key)
-}
-
-/// 401 `invalid_credential`: no credential of `kind` matches (unknown, revoked or rotated).
-pub(crate) fn invalid_credential(kind: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credential",
-        format!("unknown or revoked {kind}"),
-    )
-}
-
-/// The agent whose API key (or an execution token for this very write) authenticates the
-/// request.
-#[derive(Debug, Clone)]
-pub struct AgentAuth(pub Agent);
-
-impl FromRequestParts<AppState> for AgentAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = credential(&parts.headers, state.environment)?;
-        let agent = if key.prefix().is_some_and(|(kind, _)| kind == TOKEN_KIND) {
-            // Checked in full by the `credentials::verify` route layer, which leaves its agent.
-            parts.extensions.get::<ExecutionGrant>().map(|grant| grant.0.clone()).ok_or_else(
-                || {
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "execution_token_action_mismatch",
-                        "execution tokens act only on the write they were minted for",
-                    )
-                },
-            )?
-        } else {
-            agents::agent_by_key(state.store.reader(), &key.hash())
-                .await?
-                .ok_or_else(|| invalid_credential("agent API key"))?
-        };
-        parts.extensions.insert(Caller(agent.id.to_string()));
-        Ok(AgentAuth(agent))
-    }
-}
-
-/// The account whose owner credential authenticates the request.
-#[derive(Debug, Clone)]
-pub struct OwnerAuth(pub Account);
-
-impl FromRequestParts<AppState> for OwnerAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = credential(&parts.headers, state.environment)?;
-        let account = agents::account_by_owner_key(state.store.reader(), &key.hash())
-            .await?
-            .ok_or_else(|| invalid_credential("owner credential"))?;
-        parts.extensions.insert(Caller(account.id.to_string()));
-        Ok(OwnerAuth(account))
-    }
-}
-
 /// The `Idempotency-Key` header, if sent (1–255 visible ASCII characters).
 #[derive(Debug, Clone, Default)]
 pub struct IdempotencyKey(pub Option<String>);
@@ -276,8 +163,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_idempotency_key",
+                    ErrorCode::InvalidIdempotencyKey,
                     "`Idempotency-Key` must be 1 to 255 visible ASCII characters",
                 )
                 .with_details(json!({ "header": "Idempotency-Key" }))

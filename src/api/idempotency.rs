@@ -19,11 +19,12 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult, ErrorCode};
 use super::extract::{ApiJson, IdempotencyKey, OptionalApiJson};
 use crate::store::idempotency::{self, StoredResponse, Taken};
 use crate::store::{Conn, Store, now};
@@ -41,11 +42,6 @@ const SWEEP_EVERY_SECS: i64 = 600;
 
 /// The sweep period of the last sweep (`now / SWEEP_EVERY_SECS`).
 static LAST_SWEEP: AtomicI64 = AtomicI64::new(0);
-
-/// The key space of the authenticated caller, put in the request's extensions by the
-/// credential extractors so [`Write`] can scope keys without knowing about credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(pub String);
 
 /// A write body whose content identifies the request for idempotency.
 pub trait Fingerprint {
@@ -122,19 +118,24 @@ impl Idempotency {
         if self.held.is_some() {
             return Ok(());
         }
-        Err(ApiError::new(StatusCode::BAD_REQUEST, "idempotency_key_required", why)
+        Err(ApiError::new(ErrorCode::IdempotencyKeyRequired, why)
             .with_details(json!({ "header": "Idempotency-Key" })))
     }
 
     /// Stores `body` as the answer to this request's key, inside the caller's transaction (a
     /// no-op without a key). Fails with 409 when the key's lease ran out and another request
     /// took it; the caller's transaction (with the change) must then be dropped.
-    pub async fn save(&self, conn: &mut Conn, status: StatusCode, body: &Value) -> ApiResult<()> {
+    pub async fn save(
+        &self,
+        conn: &mut Conn,
+        status: StatusCode,
+        body: &impl Serialize,
+    ) -> ApiResult<()> {
         let Some(held) = &self.held else { return Ok(()) };
         let stored = StoredResponse {
             request_hash: held.request_hash.clone(),
             status: status.as_u16(),
-            body: body.clone(),
+            body: serde_json::to_value(body).map_err(ApiError::internal)?,
         };
         if !idempotency::complete(conn, &held.scope, &held.key, &held.token, &stored).await? {
             return Err(in_flight());
@@ -242,16 +243,14 @@ impl Drop for Held {
 
 fn in_flight() -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "idempotency_key_in_flight",
+        ErrorCode::IdempotencyKeyInFlight,
         "a request with this Idempotency-Key is still being processed; retry later",
     )
 }
 
 fn reused() -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_key_reused",
+        ErrorCode::IdempotencyKeyReused,
         "this Idempotency-Key was already used with a different request",
     )
 }

@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod agents;
 pub mod agreements;
+pub mod auth;
 pub mod credentials;
 pub mod error;
 pub mod extract;
@@ -20,6 +21,7 @@ pub mod schema;
 pub mod settlement;
 pub mod status;
 mod time;
+pub mod validate;
 pub mod webhooks;
 
 use std::ops::Deref;
@@ -27,7 +29,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use tokio::sync::Notify;
 use tower_http::trace::TraceLayer;
@@ -38,7 +39,7 @@ use crate::agreement::terms::TermsPolicy;
 use crate::chain::context::ChainContext;
 use crate::screening::Screener;
 use crate::store::Store;
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -95,9 +96,7 @@ async fn timeout(
     use axum::response::IntoResponse;
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
+        Err(_) => ApiError::new(ErrorCode::Timeout,
             format!(
                 "the request took longer than {} s; retry it (a write with the same Idempotency-Key)",
                 limit.as_secs()
@@ -179,11 +178,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), credentials::verify))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            )
+            ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next| timeout(time_limit, request, next)))

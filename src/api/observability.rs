@@ -11,7 +11,7 @@ use std::time::Duration;
 use alloy::providers::Provider;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::metrics::{self, Series};
 use crate::store::{StoreError, chain, now};
 
@@ -54,7 +54,7 @@ pub async fn healthz() -> Json<Value> {
     tag = "service",
     responses(
         (status = 200, description = "Ready to serve", body = Ready),
-        (status = 503, description = "A dependency is failing; `details` names each check", body = crate::api::schema::Error),
+        (status = 503, description = "A dependency is failing; `details` names each check", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -82,7 +82,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if checks.ready {
         Json(json!({ "status": "ready", "checks": checks.details })).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", checks.failing_message())
+        ApiError::new(ErrorCode::NotReady, checks.failing_message())
             .with_details(checks.details)
             .into_response()
     }

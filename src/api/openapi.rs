@@ -73,7 +73,7 @@ use super::{
         settlement::get_action,
         settlement::events,
     ),
-    components(schemas(schema::Error)),
+    components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth, &Refine),
     tags(
         (name = "service", description = "Health and this document."),
@@ -302,10 +302,10 @@ macro_rules! direct_path {
             security(("bearerAuth" = [])),
             responses(
                 (status = 200, description = "The transaction to send", body = schema::DirectInstructions),
-                (status = 403, description = "Not this party's action", body = schema::Error),
-                (status = 404, description = "No such agreement of the caller", body = schema::Error),
-                (status = 409, description = "Not possible now (status, simulation reverted)", body = schema::Error),
-                (status = 503, description = "Chain unavailable or timed out", body = schema::Error),
+                (status = 403, description = "Not this party's action", body = super::error::ErrorBody),
+                (status = 404, description = "No such agreement of the caller", body = super::error::ErrorBody),
+                (status = 409, description = "Not possible now (status, simulation reverted)", body = super::error::ErrorBody),
+                (status = 503, description = "Chain unavailable or timed out", body = super::error::ErrorBody),
             ),
         )]
         #[allow(dead_code)]

@@ -18,13 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 /// A set of routes sharing one limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,8 +247,7 @@ pub async fn enforce(
     } else {
         let retry_after = ceil_secs(decision.retry_after).max(1);
         let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_exceeded",
+            ErrorCode::RateLimitExceeded,
             format!("too many `{}` requests; retry in {retry_after} s", group.as_str()),
         )
         .with_details(json!({

@@ -12,14 +12,14 @@ use alloy::sol_types::SolEvent;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiPath, OwnerAuth};
+use super::auth::{AgentAuth, OwnerAuth};
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::extract::ApiPath;
 use super::page;
 use super::time::rfc3339;
 use crate::agreement::ids::{AccountId, AgentId};
@@ -46,17 +46,15 @@ impl FromRequestParts<AppState> for Viewer {
             }
             Err(error) => error,
         };
-        if agent_error.code != "invalid_credential" {
+        if agent_error.code != ErrorCode::InvalidCredential {
             // No bearer credential at all, or a store failure: the same answer either way.
             return Err(agent_error);
         }
         match OwnerAuth::from_request_parts(parts, state).await {
             Ok(OwnerAuth(account)) => Ok(Viewer { account: account.id, agent: None }),
-            Err(error) if error.code == "invalid_credential" => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credential",
-                "unknown or revoked credential",
-            )),
+            Err(error) if error.code == ErrorCode::InvalidCredential => {
+                Err(ApiError::new(ErrorCode::InvalidCredential, "unknown or revoked credential"))
+            }
             Err(error) => Err(error),
         }
     }
@@ -97,7 +95,7 @@ pub struct ListQuery {
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "A page of receipts, newest first", body = crate::api::schema::ReceiptList),
-        (status = 404, description = "No such resource of the caller", body = crate::api::schema::Error),
+        (status = 404, description = "No such resource of the caller", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn list(

@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::activation::signature_error;
 use super::agreements::load_for;
-use super::error::{ApiError, ApiResult};
-use super::extract::{AgentAuth, ApiJson, ApiPath, ApiPathPair};
+use super::auth::AgentAuth;
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::extract::{ApiJson, ApiPath, ApiPathPair};
 use super::idempotency::{Idempotency, Write};
 use super::status::usage_json;
 use super::time::rfc3339;
@@ -71,15 +72,13 @@ fn require_usage_open(record: &AgreementRecord, action: &str) -> ApiResult<()> {
 }
 
 fn wrong_party(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "wrong_party", message)
+    ApiError::new(ErrorCode::WrongParty, message)
 }
 
 /// A refusal of the rules as an API error: 403 for the wrong party, 409 otherwise, with when
 /// the action opens if time alone will open it.
 fn refusal_error(refusal: Refusal) -> ApiError {
-    let status =
-        if refusal.code == "wrong_party" { StatusCode::FORBIDDEN } else { StatusCode::CONFLICT };
-    let error = ApiError::new(status, refusal.code, refusal.message);
+    let error = ApiError::new(ErrorCode::from(refusal.code), refusal.message);
     match refusal.available_at {
         Some(at) => error.with_details(json!({
             "available_at": rfc3339(at as i64),
@@ -187,8 +186,7 @@ async fn unsigned_transaction(state: &AppState, from: Address, data: &Bytes) -> 
             return Err(match classify(&error) {
                 NodeError::Unavailable(e) => ApiError::chain_unavailable(e),
                 _ => ApiError::new(
-                    StatusCode::CONFLICT,
-                    "simulation_reverted",
+                    ErrorCode::SimulationReverted,
                     "the call would revert on-chain now",
                 )
                 .with_details(json!({
@@ -262,7 +260,7 @@ fn usage_body(state: &AppState, record: &AgreementRecord, key: B256) -> Value {
     security(("bearerAuth" = [])),
     responses(
         (status = 201, description = "Usage recorded", body = crate::api::schema::UsageRecorded),
-        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn record_usage(
@@ -295,8 +293,7 @@ pub async fn record_usage(
         Ok(total) => total,
         Err(StoreError::Conflict) => {
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "usage_exceeds_quantity",
+                ErrorCode::UsageExceedsQuantity,
                 "these units would take recorded usage past the agreement's quantity",
             )
             .with_details(json!({
@@ -342,7 +339,7 @@ pub async fn record_usage(
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "Usage and vouchers", body = crate::api::schema::Usage),
-        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::schema::Error),
+        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn usage(
@@ -381,8 +378,8 @@ pub struct SubmitVoucher {
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The voucher was kept (or was already)", body = crate::api::schema::Usage),
-        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
-        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn submit_voucher(
@@ -405,8 +402,7 @@ pub async fn submit_voucher(
     }
     if body.cumulative_units > terms.quantity {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "units_exceed_quantity",
+            ErrorCode::UnitsExceedQuantity,
             "a voucher cannot attest more units than the agreement's quantity",
         )
         .with_details(
@@ -421,8 +417,7 @@ pub async fn submit_voucher(
         .map_err(|e| signature_error("usage_voucher", terms.buyer, e))?;
     if body.cumulative_units < record.voucher_units {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "voucher_regression",
+            ErrorCode::VoucherRegression,
             "vouchers are cumulative: this one attests fewer units than one already kept",
         )
         .with_details(json!({ "voucher_units": record.voucher_units })));
@@ -441,8 +436,7 @@ pub async fn submit_voucher(
     if updated.voucher_units > body.cumulative_units {
         // A higher voucher was kept concurrently; nothing changed (the transaction is dropped).
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "voucher_regression",
+            ErrorCode::VoucherRegression,
             "vouchers are cumulative: this one attests fewer units than one already kept",
         )
         .with_details(json!({ "voucher_units": updated.voucher_units })));
@@ -477,8 +471,8 @@ pub struct OptionsQuery {
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "Whether and how the action can be taken now", body = crate::api::schema::SettlementOptions),
-        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::schema::Error),
-        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn options(
@@ -513,7 +507,7 @@ pub async fn options(
         Ok(plan) => plan,
         Err(refusal) => {
             body["possible"] = json!(false);
-            body["reason"] = json!({ "code": refusal.code, "message": refusal.message });
+            body["reason"] = json!({ "code": refusal.code.as_str(), "message": refusal.message });
             body["available_at"] = json!(refusal.available_at.map(|t| rfc3339(t as i64)));
             body["available_at_unix"] = json!(refusal.available_at);
             body["paths"] =
@@ -640,16 +634,14 @@ async fn sponsored(
     let units = body.units.unwrap_or(plan.units);
     if units != plan.units && !(action == Action::InitiateClose && party == Party::Buyer) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "units_mismatch",
+            ErrorCode::UnitsMismatch,
             "the signed units must be the buyer's best voucher, which Pactum submits with it",
         )
         .with_details(json!({ "expected_units": plan.units, "received_units": units })));
     }
     if body.deadline <= chain_now {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "authorization_expired",
+            ErrorCode::AuthorizationExpired,
             "the authorization's deadline has passed by the chain's clock; sign a new one",
         )
         .with_details(json!({ "deadline": body.deadline, "chain_time": chain_now })));
@@ -732,8 +724,7 @@ async fn sponsored(
     };
     let replayed = |existing: Option<&SettlementAction>| {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "authorization_replayed",
+            ErrorCode::AuthorizationReplayed,
             "this signed authorization was already submitted; each is relayed once",
         )
         .with_details(json!({ "settlement_action_id": existing.map(|a| a.id.clone()) }))
@@ -775,8 +766,8 @@ async fn sponsored(
     security(("bearerAuth" = [])),
     responses(
         (status = 202, description = "Queued for the relayer", body = crate::api::schema::SettlementAction),
-        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::schema::Error),
-        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::schema::Error),
+        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn sponsored_action(

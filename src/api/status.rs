@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::agreements::load_for;
+use super::auth::AgentAuth;
 use super::error::ApiResult;
-use super::extract::{AgentAuth, ApiPath};
+use super::extract::ApiPath;
 use super::time::rfc3339;
 use crate::store::agreements::AgreementRecord;
 use crate::store::chain::{self, Cursor};
@@ -105,7 +106,7 @@ pub(crate) fn usage_json(record: &AgreementRecord) -> Value {
     tag = "service",
     responses(
         (status = 200, description = "The process answers and the store is reachable", body = crate::api::schema::Health),
-        (status = 503, description = "Timed out", body = crate::api::schema::Error),
+        (status = 503, description = "Timed out", body = crate::api::error::ErrorBody),
     ),
 )]
 pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::agreements::prose;
-use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, ApiPathPair, OptionalApiJson, OwnerAuth};
+use super::auth::OwnerAuth;
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::extract::{ApiJson, ApiPath, ApiPathPair, OptionalApiJson};
 use super::idempotency::Write;
+use super::validate::prose;
 use crate::store::agents::{self, Account};
 use crate::store::now;
 use crate::store::webhooks::{self as rows, Delivery, Endpoint};
@@ -145,8 +146,7 @@ async fn checked_url(state: &AppState, url: &str) -> ApiResult<String> {
     match address::vet(&parsed, state.webhooks.allow_private_urls).await {
         Ok(_) => Ok(parsed.to_string()),
         Err(e @ (UrlError::NotPublic(_) | UrlError::Unresolvable)) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "webhook_url_not_allowed",
+            ErrorCode::WebhookUrlNotAllowed,
             "webhook URLs must resolve to public addresses",
         )
         .with_details(json!({ "field": "url", "reason": e.to_string() }))),
@@ -163,8 +163,7 @@ fn checked_event_types(requested: &[String]) -> ApiResult<Vec<String>> {
     for name in requested {
         if !events::is_known(name) {
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_event_type",
+                ErrorCode::UnknownEventType,
                 format!("`{name}` is not an event type Pactum sends"),
             )
             .with_details(json!({ "field": "event_types", "event_type": name })));
@@ -536,15 +535,13 @@ pub async fn replay(
     let endpoint = rows::get_endpoint(&mut tx, &agent_id, &found.endpoint_id).await?;
     if !endpoint.is_some_and(|e| e.status == rows::ACTIVE || e.status == rows::PAUSED) {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "webhook_not_active",
+            ErrorCode::WebhookNotActive,
             "the delivery's webhook is disabled or deleted; re-enable it first",
         ));
     }
     if !rows::replay(&mut tx, &found.id, now_ms(), now()).await? {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "delivery_pending",
+            ErrorCode::DeliveryPending,
             "the delivery is still pending; it is sent on its schedule",
         ));
     }

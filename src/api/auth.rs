@@ -1,0 +1,113 @@
+//! Who is calling: the bearer credential, the agent or owner it authenticates, and the key
+//! space ([`Caller`]) that idempotency scopes keys to. Resource modules import these; nothing
+//! here imports a resource module.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde_json::json;
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use crate::agreement::ids::{Environment, SecretKey};
+use crate::store::agents::{self, Account, Agent};
+
+/// The key kind of execution tokens: `xt_<environment>_<64 hex>`.
+pub const TOKEN_KIND: &str = "xt";
+
+/// The key space of the authenticated caller, put in the request's extensions by the
+/// credential extractors so [`Write`] can scope keys without knowing about credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+/// The agent an execution token verified by [`super::credentials::verify`] acts as, left in the request's
+/// extensions for [`AgentAuth`].
+#[derive(Debug, Clone)]
+pub struct ExecutionGrant(pub Agent);
+
+/// The bearer credential of a request, or 401: `unauthorized` when there is none,
+/// `wrong_environment` when its prefix names the other environment than this deployment's
+/// (`pk_test_…` on a live deployment, `ok_live_…` on a test one), checked before any lookup.
+pub(crate) fn credential(
+    headers: &axum::http::HeaderMap,
+    environment: Environment,
+) -> Result<SecretKey, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing `Authorization` header"))?;
+    let key = header
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| SecretKey::from_presented(token.trim()))
+        .ok_or_else(|| {
+            ApiError::new(ErrorCode::Unauthorized, "expected `Authorization: Bearer <key>`")
+        })?;
+    if let Some((_, presented)) = key.prefix()
+        && presented != environment
+    {
+        return Err(ApiError::new(
+            ErrorCode::WrongEnvironment,
+            format!(
+                "this is a `{}` credential; this deployment accepts only `{}` credentials",
+                presented.as_str(),
+                environment.as_str()
+            ),
+        )
+        .with_details(json!({ "environment": environment.as_str() })));
+    }
+    Ok(key)
+}
+
+/// 401 `invalid_credential`: no credential of `kind` matches (unknown, revoked or rotated).
+pub(crate) fn invalid_credential(kind: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredential, format!("unknown or revoked {kind}"))
+}
+
+/// The agent whose API key (or an execution token for this very write) authenticates the
+/// request.
+#[derive(Debug, Clone)]
+pub struct AgentAuth(pub Agent);
+
+impl FromRequestParts<AppState> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = credential(&parts.headers, state.environment)?;
+        let agent = if key.prefix().is_some_and(|(kind, _)| kind == TOKEN_KIND) {
+            // Checked in full by the `credentials::verify` route layer, which leaves its agent.
+            parts.extensions.get::<ExecutionGrant>().map(|grant| grant.0.clone()).ok_or_else(
+                || {
+                    ApiError::new(
+                        ErrorCode::ExecutionTokenActionMismatch,
+                        "execution tokens act only on the write they were minted for",
+                    )
+                },
+            )?
+        } else {
+            agents::agent_by_key(state.store.reader(), &key.hash())
+                .await?
+                .ok_or_else(|| invalid_credential("agent API key"))?
+        };
+        parts.extensions.insert(Caller(agent.id.to_string()));
+        Ok(AgentAuth(agent))
+    }
+}
+
+/// The account whose owner credential authenticates the request.
+#[derive(Debug, Clone)]
+pub struct OwnerAuth(pub Account);
+
+impl FromRequestParts<AppState> for OwnerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = credential(&parts.headers, state.environment)?;
+        let account = agents::account_by_owner_key(state.store.reader(), &key.hash())
+            .await?
+            .ok_or_else(|| invalid_credential("owner credential"))?;
+        parts.extensions.insert(Caller(account.id.to_string()));
+        Ok(OwnerAuth(account))
+    }
+}
