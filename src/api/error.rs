@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::agreement::settlement::RefusalCode;
 use crate::agreement::status::IllegalTransition;
@@ -354,6 +354,25 @@ mod tests {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
             assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    #[test]
+    fn the_error_table_of_the_api_docs_lists_every_code_with_its_status() {
+        let doc = include_str!("../../docs/api.md");
+        let table = &doc[doc.find("| Status | Code | When |").expect("the error table")..];
+        let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+        for &code in ErrorCode::ALL {
+            let row = table
+                .lines()
+                .find(|line| line.contains(&format!("`{}`", code.as_str())))
+                .unwrap_or_else(|| panic!("docs/api.md's error table lacks `{}`", code.as_str()));
+            let status = code.status().as_u16().to_string();
+            assert!(
+                row.starts_with(&format!("| {status} |")),
+                "`{}` is not {status}",
+                code.as_str()
+            );
         }
     }
 
