@@ -20,7 +20,8 @@ use crate::relayer::balance::BalanceMonitor;
 use crate::relayer::signer;
 use crate::relayer::worker::Worker;
 use crate::screening::{Screener, ScreeningConfig, ScreeningError};
-use crate::store::{Store, StoreError, agents, now};
+use crate::store::{Store, StoreError, agents};
+use crate::time::now;
 use crate::webhooks::dispatcher::Dispatcher;
 
 /// Base mainnet's chain id: keys there are `live`.

@@ -7,12 +7,11 @@
 
 pub mod balance;
 pub mod fees;
-pub mod node_error;
 pub mod signer;
 pub mod worker;
 
+use crate::chain::node_error::NodeError;
 use crate::store::StoreError;
-use node_error::NodeError;
 
 /// Why relaying a job failed.
 #[derive(Debug, thiserror::Error)]

@@ -16,13 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::fees::{self, Fees, Market};
-use super::node_error::{NodeError, classify};
 use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
+use crate::chain::node_error::{NodeError, classify};
 use crate::metrics;
 use crate::store::jobs::{self, Attempt, Job};
 use crate::store::signers::{self, Allocation};
-use crate::store::{Store, StoreError, now};
+use crate::store::{Store, StoreError};
+use crate::time::now;
 
 /// Gas of a no-op self-send: the intrinsic cost of a plain transfer.
 const NO_OP_GAS: u64 = 21_000;

@@ -27,15 +27,16 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 
 use super::fees::{Fees, Market};
-use super::node_error::{NodeError, classify};
 use super::signer::{self, SignerHandle, Submitted};
 use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
+use crate::chain::node_error::{NodeError, classify};
 use crate::escrow::bindings::UsageEscrow;
 use crate::metrics;
 use crate::store::jobs::{self, Attempt, Job};
-use crate::store::{Store, StoreError, agreements, now, outbox, settlement, signers};
+use crate::store::{Store, StoreError, agreements, outbox, settlement, signers};
+use crate::time::now;
 
 /// How long a claimed job stays leased to this worker before another may take it.
 const LEASE: i64 = 60;
