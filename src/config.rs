@@ -1,10 +1,8 @@
 //! `pactum serve` configuration: flags, `PACTUM_*` environment variables and an optional TOML
 //! file, parsed once (precedence: flag, then environment, then file, then default).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use alloy::primitives::Address;
@@ -13,35 +11,7 @@ use crate::agreement::ids::Environment;
 use crate::agreement::terms::TermsPolicy;
 use crate::money::{FeeSchedule, TokenAmount};
 
-/// A secret from configuration: usable, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(…)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.trim().to_owned()))
-    }
-}
+pub use crate::secret::Secret;
 
 /// Everything `pactum serve` needs.
 #[derive(Debug, Clone, clap::Args)]
@@ -435,10 +405,5 @@ mod tests {
         let refused = with("0").expect_err("0 would stall every relayer key");
         assert_eq!(refused.kind(), clap::error::ErrorKind::ValueValidation, "{refused}");
         assert_eq!(with("1").unwrap(), 1);
-    }
-
-    #[test]
-    fn secrets_do_not_print() {
-        assert_eq!(format!("{:?}", Secret::new("0xdeadbeef")), "Secret(…)");
     }
 }

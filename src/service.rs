@@ -16,11 +16,13 @@ use crate::api::{self, AppState, Shared};
 use crate::chain::context::{ChainContext, ChainError};
 use crate::chain::watcher::Watcher;
 use crate::config::ServeConfig;
+use crate::relayer::actors::SignerFaults;
 use crate::relayer::balance::BalanceMonitor;
-use crate::relayer::signer;
+use crate::relayer::signer::Limits;
 use crate::relayer::worker::Worker;
 use crate::screening::{Screener, ScreeningConfig, ScreeningError};
-use crate::store::{Store, StoreError, agents, now};
+use crate::store::{Store, StoreError, agents};
+use crate::time::now;
 use crate::webhooks::dispatcher::Dispatcher;
 
 /// Base mainnet's chain id: keys there are `live`.
@@ -58,6 +60,7 @@ pub struct Service {
     state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<(&'static str, bool)>,
+    faults: SignerFaults,
 }
 
 impl Service {
@@ -150,20 +153,17 @@ impl Service {
         tasks.spawn(supervise("balances", shutdown_rx.clone(), move |stop| {
             balances.clone().run(stop)
         }));
-        let handles: Vec<_> = signers
-            .into_iter()
-            .map(|key| {
-                let cap = u128::from(config.relayer_max_fee_per_gas_gwei) * 1_000_000_000;
-                let window = config.relayer_max_in_flight.max(1);
-                let provider = chain.provider.clone();
-                signer::spawn(key, provider, chain.chain_id, store.clone(), cap, window).0
-            })
-            .collect();
+        let faults = SignerFaults::default();
         let worker = Worker {
             store: store.clone(),
             provider: chain.provider.clone(),
-            signers: handles,
-            max_in_flight: config.relayer_max_in_flight.max(1),
+            keys: signers,
+            limits: Limits {
+                chain_id: chain.chain_id,
+                max_fee_per_gas: u128::from(config.relayer_max_fee_per_gas_gwei) * 1_000_000_000,
+                max_in_flight: config.relayer_max_in_flight.max(1),
+            },
+            faults: faults.clone(),
             wake,
             poll: config.poll_interval(),
             batch_max: config.relayer_batch_max.max(1),
@@ -203,7 +203,7 @@ impl Service {
             receipt_signer = %state.receipt_signer,
             "pactum serving"
         );
-        Ok(Service { local_addr, state, shutdown, tasks })
+        Ok(Service { local_addr, state, shutdown, tasks, faults })
     }
 
     /// Where the API listens.
@@ -214,6 +214,12 @@ impl Service {
     /// The shared state (store, chain context) the tasks use.
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The relayer's test-only fault hook: makes a signer actor panic on its next request.
+    #[doc(hidden)]
+    pub fn signer_faults(&self) -> &SignerFaults {
+        &self.faults
     }
 
     /// Runs until `signal` completes or a task ends on its own, then shuts down.

@@ -9,8 +9,8 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
+use pactum::chain::node_error::{NodeError, classify};
 use pactum::escrow::bindings::UsageEscrow;
-use pactum::relayer::node_error::{NodeError, classify};
 use support::DevChain;
 
 const GWEI: u128 = 1_000_000_000;

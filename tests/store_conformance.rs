@@ -19,9 +19,9 @@ use pactum::agreement::ids::{
     AgentId, AgreementId, Environment, ExecutionTokenId, JobId, ReceiptId, SettlementActionId,
 };
 use pactum::agreement::settlement::{Action, Party};
+use pactum::agreement::status::InfraFeeStatus;
 use pactum::agreement::status::{ActivationStatus, AgreementStatus};
 use pactum::agreement::terms::Terms;
-use pactum::escrow::package::InfraFeeStatus;
 use pactum::money::TokenAmount;
 use pactum::receipts::{Receipt, ReceiptKind};
 use pactum::store::agreements::{self, AgreementRecord, Proposal};

@@ -6,9 +6,9 @@ mod support;
 use alloy::primitives::{B256, Bytes, U256, keccak256, uint};
 use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
+use pactum::chain::node_error::NodeError;
 use pactum::escrow::bindings::MockSmartWallet;
 use pactum::escrow::verify::{VerifyError, verify_signature};
-use pactum::relayer::node_error::NodeError;
 use support::{DevChain, sign_hash};
 
 /// secp256k1's group order n.

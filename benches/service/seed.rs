@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, keccak256};
 use pactum::agreement::ids::{AgentId, Environment, SecretKey};
+use pactum::agreement::status::InfraFeeStatus;
 use pactum::agreement::terms::{Agreed, Terms};
 use pactum::api::AppState;
-use pactum::escrow::package::InfraFeeStatus;
 use pactum::escrow::typed_data;
 use pactum::store::agreements::{self, AgreementRecord, Proposal};
 use pactum::store::chain::{self, EscrowEvent};

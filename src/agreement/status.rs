@@ -1,52 +1,9 @@
 //! The agreement state machine: `status` and `activation_status`, with the exact strings the API
 //! returns, and the only transitions allowed between them.
 
-use std::fmt;
-use std::str::FromStr;
+use crate::vocab::string_enum;
 
-use serde::{Deserialize, Serialize};
-
-macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($(#[$vdoc])* $variant,)+
-        }
-
-        impl $name {
-            /// The exact string the API and the store use.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownStatus;
-
-            fn from_str(s: &str) -> Result<Self, UnknownStatus> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownStatus(s.to_owned())),
-                }
-            }
-        }
-    };
-}
-
-/// A stored status string this build does not know (a newer schema, or corruption).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?}")]
-pub struct UnknownStatus(pub String);
+pub use crate::vocab::UnknownStatus;
 
 string_enum!(
     /// Where an agreement stands.
@@ -88,6 +45,20 @@ string_enum!(
         /// Mined and as deep as the configured confirmation depth.
         Confirmed = "confirmed",
         /// Refused on-chain or by simulation; see `activation_error`.
+        Failed = "failed",
+    }
+);
+
+string_enum!(
+    /// `infra_fee.status`: where collecting the infra fee stands.
+    InfraFeeStatus {
+        /// The terms carry no fee.
+        None = "none",
+        /// The permit is signed (or awaited) and the fee not yet collected.
+        Pending = "pending",
+        /// The escrow moved the fee at activation.
+        Collected = "collected",
+        /// Activation failed, so no fee was taken.
         Failed = "failed",
     }
 );

@@ -941,7 +941,7 @@ mod tests {
         for s in variants(super::ActivationStatus::schema()) {
             assert_eq!(s.parse::<real::ActivationStatus>().unwrap().as_str(), s);
         }
-        use crate::escrow::package::InfraFeeStatus as Fee;
+        use crate::agreement::status::InfraFeeStatus as Fee;
         let fees = [Fee::None, Fee::Pending, Fee::Collected, Fee::Failed].map(|f| json!(f));
         assert_eq!(
             variants(super::InfraFeeStatus::schema()),

@@ -1,20 +1,3 @@
-//! Timestamps as the API writes them: RFC 3339 in UTC.
+//! Timestamps as the API writes them: RFC 3339 in UTC (the helper lives in [`crate::time`]).
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
-/// Unix seconds as an RFC 3339 string (`1970-01-01T00:00:00Z` for values out of range).
-pub(crate) fn rfc3339(unix_seconds: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix_seconds)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_utc() {
-        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
-}
+pub(crate) use crate::time::rfc3339;

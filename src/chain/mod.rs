@@ -4,6 +4,8 @@
 pub mod breaker;
 pub mod context;
 pub mod deploy;
+pub mod error;
+pub mod node_error;
 pub mod revert;
 pub mod rpc;
 pub mod toolchain;

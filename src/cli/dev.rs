@@ -17,11 +17,13 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
 use pactum::agreement::ids::{Environment, SecretKey};
 use pactum::chain::{deploy, toolchain};
-use pactum::config::{Secret, ServeConfig};
+use pactum::config::ServeConfig;
 use pactum::escrow::bindings::MockUSDC;
 use pactum::money::TokenAmount;
+use pactum::secret::Secret;
 use pactum::service::{Service, ServiceError};
-use pactum::store::{Store, agents, now};
+use pactum::store::{Store, agents};
+use pactum::time::now;
 use serde_json::{Value, json};
 
 /// Arguments of `pactum dev`.

@@ -17,6 +17,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::typed_data::{self, Activation};
+use crate::agreement::status::InfraFeeStatus;
 use crate::money::TokenAmount;
 
 /// Why a package could not be built or a document not hashed.
@@ -66,20 +67,6 @@ pub struct InfraFeeBlock {
     pub status: InfraFeeStatus,
     /// The USDC `Permit` to the escrow for exactly the fee.
     pub permit: Value,
-}
-
-/// `infra_fee.status`, as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InfraFeeStatus {
-    /// The terms carry no fee.
-    None,
-    /// The permit is signed (or awaited) and the fee not yet collected.
-    Pending,
-    /// The escrow moved the fee at activation.
-    Collected,
-    /// Activation failed, so no fee was taken.
-    Failed,
 }
 
 /// Builds the activation package for `terms` against the escrow at `escrow` on `chain_id`,

@@ -13,7 +13,7 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 
-use crate::relayer::node_error::{self, NodeError};
+use crate::chain::node_error::{self, NodeError};
 
 sol! {
     /// ERC-1271: a contract's answer to "is this signature yours?".

@@ -15,8 +15,8 @@ use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 
 use crate::agreement::ids::{AgentId, AgreementId, ReceiptId};
-use crate::config::Secret;
 use crate::money::TokenAmount;
+use crate::secret::Secret;
 
 /// Base mainnet's chain id: there a receipt key must be configured.
 const BASE_MAINNET: u64 = 8453;

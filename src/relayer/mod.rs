@@ -5,14 +5,14 @@
 //! chosen relayer account's nonces; that actor signs, saves the signed transaction, and only
 //! then broadcasts. The chain watcher follows every saved hash to its receipt.
 
+pub mod actors;
 pub mod balance;
 pub mod fees;
-pub mod node_error;
 pub mod signer;
 pub mod worker;
 
+use crate::chain::node_error::NodeError;
 use crate::store::StoreError;
-use node_error::NodeError;
 
 /// Why relaying a job failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +29,17 @@ pub enum RelayError {
     /// The fees needed are above the configured cap: nothing was sent; the job waits.
     #[error("{0}")]
     FeesAboveCap(fees::Waiting),
-    /// The signer's actor is gone (shutting down).
+    /// The signer's actor is gone (it died, or the service is shutting down).
     #[error("the signer task stopped")]
     SignerGone,
+    /// A signer's actor died (it panicked): the run ends so the supervisor starts fresh actors.
+    #[error("the signer actor of {address} died: {reason}")]
+    SignerDied {
+        /// The relayer account whose actor died.
+        address: alloy::primitives::Address,
+        /// The panic or how it ended.
+        reason: String,
+    },
 }
 
 /// The result type of the relayer.

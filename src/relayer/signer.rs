@@ -13,16 +13,19 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument;
 
+use super::actors::SignerFaults;
 use super::fees::{self, Fees, Market};
-use super::node_error::{NodeError, classify};
 use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
+use crate::chain::node_error::{NodeError, classify};
 use crate::metrics;
 use crate::store::jobs::{self, Attempt, Job};
 use crate::store::signers::{self, Allocation};
-use crate::store::{Store, StoreError, now};
+use crate::store::{Store, StoreError};
+use crate::time::now;
 
 /// Gas of a no-op self-send: the intrinsic cost of a plain transfer.
 const NO_OP_GAS: u64 = 21_000;
@@ -130,32 +133,45 @@ impl SignerHandle {
     }
 }
 
-/// Starts the actor for `signer`, paying at most `max_fee_per_gas` wei per gas and keeping at
-/// most `max_in_flight` unmined transactions (counted across instances); it runs until every
-/// handle is dropped.
+/// What every signer actor of a worker is allowed to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The chain the transactions are signed for.
+    pub chain_id: u64,
+    /// Most wei per gas a transaction may offer (a gap-filling no-op excepted).
+    pub max_fee_per_gas: u128,
+    /// Most unmined transactions per account, counted across instances.
+    pub max_in_flight: u64,
+}
+
+/// Starts the actor for `signer` in `tasks`; it runs until every handle is dropped (or the set
+/// is dropped, which aborts it). `faults` is the test-only hook of [`SignerFaults`].
 pub fn spawn(
     signer: PrivateKeySigner,
     provider: DynProvider,
-    chain_id: u64,
     store: Store,
-    max_fee_per_gas: u128,
-    max_in_flight: u64,
-) -> (SignerHandle, tokio::task::JoinHandle<()>) {
+    limits: Limits,
+    faults: SignerFaults,
+    tasks: &mut JoinSet<()>,
+) -> (SignerHandle, AbortHandle) {
     let address = signer.address();
     let (requests, mut inbox) = mpsc::channel::<Request>(64);
     let mut actor = Actor {
         address,
         wallet: EthereumWallet::from(signer),
         provider,
-        chain_id,
+        chain_id: limits.chain_id,
         store,
-        max_fee_per_gas,
-        max_in_flight,
+        max_fee_per_gas: limits.max_fee_per_gas,
+        max_in_flight: limits.max_in_flight,
         reconcile_due: true,
     };
-    let task = tokio::spawn(
+    let task = tasks.spawn(
         async move {
             while let Some(request) = inbox.recv().await {
+                if faults.take(address) {
+                    panic!("injected fault: the signer actor of {address} panics");
+                }
                 match request {
                     Request::Submit { job, owner, gas_limit, reply } => {
                         let result = actor.send(job, &owner, gas_limit).await;

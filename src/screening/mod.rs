@@ -21,7 +21,7 @@ use alloy::sol;
 use serde::{Deserialize, Serialize, Serializer};
 
 use self::denylist::{DenylistError, DenylistFile};
-use crate::relayer::node_error;
+use crate::chain::node_error;
 
 sol! {
     /// The Chainalysis sanctions oracle.

@@ -9,9 +9,9 @@ use sqlx::{AnyPool, Row};
 use super::{Conn, Result, StoreError, parse_column, parse_json, unsigned};
 use crate::agreement::ids::{AgentId, AgreementId};
 use crate::agreement::settlement::{EscrowState, EscrowStatus};
+use crate::agreement::status::InfraFeeStatus;
 use crate::agreement::status::{ActivationStatus, AgreementStatus};
 use crate::agreement::terms::Terms;
-use crate::escrow::package::InfraFeeStatus;
 
 /// An agreement as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +176,7 @@ pub async fn insert(conn: &mut Conn, record: &AgreementRecord) -> Result<()> {
     .bind(record.buyer_wallet.to_string())
     .bind(record.status.as_str())
     .bind(record.activation_status.as_str())
-    .bind(infra_fee_status_str(record.infra_fee_status))
+    .bind(record.infra_fee_status.as_str())
     .bind(record.created_at)
     .bind(record.updated_at)
     .execute(&mut *conn)
@@ -253,7 +253,7 @@ pub async fn accept(
     .bind(serde_json::to_string(terms).expect("terms serialize"))
     .bind(agreement_key.to_string())
     .bind(terms.activate_by as i64)
-    .bind(infra_fee_status_str(infra_fee_status))
+    .bind(infra_fee_status.as_str())
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -501,30 +501,6 @@ fn expect_one(rows: u64) -> Result<()> {
     if rows == 1 { Ok(()) } else { Err(StoreError::Conflict) }
 }
 
-fn infra_fee_status_str(status: InfraFeeStatus) -> &'static str {
-    match status {
-        InfraFeeStatus::None => "none",
-        InfraFeeStatus::Pending => "pending",
-        InfraFeeStatus::Collected => "collected",
-        InfraFeeStatus::Failed => "failed",
-    }
-}
-
-fn parse_infra_fee_status(value: &str) -> Result<InfraFeeStatus> {
-    Ok(match value {
-        "none" => InfraFeeStatus::None,
-        "pending" => InfraFeeStatus::Pending,
-        "collected" => InfraFeeStatus::Collected,
-        "failed" => InfraFeeStatus::Failed,
-        other => {
-            return Err(StoreError::Corrupt {
-                column: "infra_fee_status",
-                reason: format!("unknown status {other:?}"),
-            });
-        }
-    })
-}
-
 fn optional<T>(row: &AnyRow, column: &'static str) -> Result<Option<T>>
 where
     T: std::str::FromStr,
@@ -575,7 +551,7 @@ fn from_row(row: &AnyRow) -> Result<AgreementRecord> {
         rejection_reason: row.get("rejection_reason"),
         terms: row.get::<Option<&str>, _>("terms").map(|t| parse_json("terms", t)).transpose()?,
         agreement_key: optional(row, "agreement_key")?,
-        infra_fee_status: parse_infra_fee_status(row.get("infra_fee_status"))?,
+        infra_fee_status: parse_column("infra_fee_status", row.get("infra_fee_status"))?,
         screening: row
             .get::<Option<&str>, _>("screening")
             .map(|s| parse_json("screening", s))

@@ -18,7 +18,7 @@ pub mod tokens;
 pub mod webhooks;
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Executor, Transaction};
@@ -154,10 +154,8 @@ impl Store {
     }
 }
 
-/// The current unix time in seconds, for `created_at`-style columns.
-pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
+/// The current unix time in seconds (kept here for the store's callers; see [`crate::time`]).
+pub use crate::time::now;
 
 /// A connection inside a write transaction; repository writes take this.
 pub type Conn = AnyConnection;

@@ -21,21 +21,20 @@ use std::time::{Duration, Instant};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::json_rpc::{RequestPacket, ResponsePacket};
 use alloy::transports::{TransportError, TransportErrorKind, TransportFut};
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use reqwest::Url;
 
 use super::breaker::{Breaker, BreakerState};
-use super::context::ChainError;
+use super::error::ChainError;
+
+mod response;
+mod settings;
+
+pub use response::{Outcome, classify_response};
+pub use settings::{RpcSettings, parse_urls};
 
 /// The message of the error returned while every endpoint's circuit breaker is open.
 pub const ALL_OPEN: &str = "no RPC endpoint available: every circuit breaker is open";
-
-/// Shortest wait before a retry round.
-const MIN_DELAY: Duration = Duration::from_millis(100);
-/// Longest wait before a retry round (before jitter, which adds up to as much again).
-const MAX_DELAY: Duration = Duration::from_secs(2);
-/// Most time spent waiting between rounds of one request.
-const MAX_TOTAL_DELAY: Duration = Duration::from_secs(10);
 
 /// Every JSON-RPC request sent by this process, to any endpoint.
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -44,130 +43,6 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 /// counts once; a batch counts once). Cheap: one atomic load.
 pub fn calls_total() -> u64 {
     CALLS.load(Ordering::Relaxed)
-}
-
-/// How the RPC layer retries and when it gives up on an endpoint (the `RPC` settings of
-/// `pactum serve`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct RpcSettings {
-    /// Milliseconds one JSON-RPC request to one endpoint may take, connection included.
-    #[arg(
-        long = "rpc-timeout-ms",
-        env = "PACTUM_RPC_TIMEOUT_MS",
-        default_value_t = 10_000,
-        value_parser = clap::value_parser!(u64).range(1..),
-        help_heading = "RPC"
-    )]
-    pub timeout_ms: u64,
-
-    /// Retry rounds after a request failed at every endpoint (0 tries each endpoint once).
-    #[arg(
-        long = "rpc-retries",
-        env = "PACTUM_RPC_RETRIES",
-        default_value_t = 3,
-        help_heading = "RPC"
-    )]
-    pub retries: usize,
-
-    /// Transport failures in a row after which an endpoint's circuit breaker opens.
-    #[arg(
-        long = "rpc-breaker-failures",
-        env = "PACTUM_RPC_BREAKER_FAILURES",
-        default_value_t = 3,
-        value_parser = clap::value_parser!(u32).range(1..),
-        help_heading = "RPC"
-    )]
-    pub breaker_failures: u32,
-
-    /// Milliseconds an open breaker waits before letting one trial request through.
-    #[arg(
-        long = "rpc-breaker-cooldown-ms",
-        env = "PACTUM_RPC_BREAKER_COOLDOWN_MS",
-        default_value_t = 5_000,
-        help_heading = "RPC"
-    )]
-    pub breaker_cooldown_ms: u64,
-}
-
-impl Default for RpcSettings {
-    fn default() -> Self {
-        Self { timeout_ms: 10_000, retries: 3, breaker_failures: 3, breaker_cooldown_ms: 5_000 }
-    }
-}
-
-impl RpcSettings {
-    /// The backoff between retry rounds: exponential from 100 ms to 2 s, with jitter, at most
-    /// `retries` rounds and 10 s of waiting in all.
-    pub fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(MIN_DELAY)
-            .with_max_delay(MAX_DELAY)
-            .with_max_times(self.retries)
-            .with_total_delay(Some(MAX_TOTAL_DELAY))
-            .with_jitter()
-    }
-}
-
-/// Parses `PACTUM_RPC_URL`: one URL or several, comma-separated, in order of preference. Errors
-/// name the endpoint by its label, never by its text.
-pub fn parse_urls(list: &str) -> Result<Vec<Url>, ChainError> {
-    let urls = list
-        .split(',')
-        .map(str::trim)
-        .filter(|url| !url.is_empty())
-        .enumerate()
-        .map(|(i, url)| {
-            url.parse::<Url>()
-                .ok()
-                .filter(|url| matches!(url.scheme(), "http" | "https"))
-                .ok_or_else(|| ChainError::Url(format!("rpc{i} is not an http(s) URL")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if urls.is_empty() {
-        return Err(ChainError::Url("no RPC URL configured".into()));
-    }
-    Ok(urls)
-}
-
-/// What one HTTP exchange with an endpoint came to.
-#[derive(Debug)]
-pub enum Outcome {
-    /// A JSON-RPC answer, a result or an error response: the endpoint is healthy.
-    Answer(ResponsePacket),
-    /// The endpoint could not answer (timeout, connection, 408/429/5xx, garbage): try another.
-    Unavailable(TransportError),
-    /// A refusal without a JSON-RPC body (another 4xx): sending it again changes nothing.
-    Refused(TransportError),
-}
-
-/// Classifies an HTTP response from an endpoint by its status and body.
-pub fn classify_response(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outcome {
-    let parsed = serde_json::from_slice::<ResponsePacket>(body);
-    if (200..300).contains(&status) {
-        return match parsed {
-            Ok(response) => Outcome::Answer(response),
-            // Something in front of the node answered instead of it.
-            Err(err) => {
-                Outcome::Unavailable(TransportError::deser_err(err, String::from_utf8_lossy(body)))
-            }
-        };
-    }
-    // Some providers send JSON-RPC errors with a non-2xx status; the answer is in the body.
-    if let Ok(response) = parsed
-        && response.is_error()
-    {
-        return Outcome::Answer(response);
-    }
-    let error = TransportErrorKind::http_error_with_retry_after(
-        status,
-        String::from_utf8_lossy(body).into_owned(),
-        retry_after,
-    );
-    if status == 408 || status == 429 || status >= 500 {
-        Outcome::Unavailable(error)
-    } else {
-        Outcome::Refused(error)
-    }
 }
 
 /// Why one round over the endpoints did not bring an answer.
@@ -522,72 +397,5 @@ impl tower::Service<RequestPacket> for RpcService {
 
     fn call(&mut self, request: RequestPacket) -> Self::Future {
         Box::pin(self.clone().request(request))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use backon::BackoffBuilder;
-
-    #[test]
-    fn a_json_rpc_error_is_an_answer_whatever_the_status() {
-        let body = br#"{"jsonrpc":"2.0","id":1,"error":{"code":3,"message":"execution reverted"}}"#;
-        for status in [200, 400, 500] {
-            match classify_response(status, body, None) {
-                Outcome::Answer(response) => assert!(response.is_error()),
-                other => panic!("{status}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_result_is_an_answer() {
-        let body = br#"{"jsonrpc":"2.0","id":1,"result":"0x7a69"}"#;
-        assert!(matches!(classify_response(200, body, None), Outcome::Answer(r) if r.is_success()));
-    }
-
-    #[test]
-    fn overload_and_server_errors_are_transport_failures() {
-        for status in [408, 429, 500, 502, 503, 504] {
-            assert!(
-                matches!(classify_response(status, b"busy", None), Outcome::Unavailable(_)),
-                "{status}"
-            );
-        }
-        // A 200 that is not JSON-RPC came from something in front of the node.
-        assert!(matches!(classify_response(200, b"<html>", None), Outcome::Unavailable(_)));
-    }
-
-    #[test]
-    fn other_client_errors_are_passed_through() {
-        for status in [400, 401, 403, 404] {
-            assert!(
-                matches!(classify_response(status, b"no", None), Outcome::Refused(_)),
-                "{status}"
-            );
-        }
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        let settings = RpcSettings { retries: 5, ..Default::default() };
-        let delays: Vec<Duration> = settings.backoff().build().collect();
-        assert_eq!(delays.len(), 5);
-        // Jitter adds at most the delay again.
-        assert!(delays.iter().all(|d| *d >= MIN_DELAY && *d <= MAX_DELAY * 2), "{delays:?}");
-        assert!(delays.iter().sum::<Duration>() <= MAX_TOTAL_DELAY + MAX_DELAY * 2);
-        let none = RpcSettings { retries: 0, ..Default::default() };
-        assert_eq!(none.backoff().build().count(), 0);
-    }
-
-    #[test]
-    fn urls_parse_in_order_and_errors_hide_them() {
-        let urls = parse_urls("http://a:1, https://b.example/v2/KEY ,").unwrap();
-        assert_eq!(urls.len(), 2);
-        assert_eq!(urls[1].host_str(), Some("b.example"));
-        let err = parse_urls("http://ok:1,ftp://secret-key@x").unwrap_err().to_string();
-        assert!(err.contains("rpc1") && !err.contains("secret"), "{err}");
-        assert!(parse_urls(" , ").is_err());
     }
 }

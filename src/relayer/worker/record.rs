@@ -1,0 +1,110 @@
+//! What the worker records about a job's progress: the activation's or settlement actions'
+//! status with its outbox events, a failure before broadcast, and re-broadcasts.
+
+use alloy::primitives::B256;
+use serde_json::json;
+
+use super::Relay;
+use crate::agreement::status::ActivationStatus;
+use crate::chain::node_error::NodeError;
+use crate::relayer::{Result, signer};
+use crate::store::jobs::{self, Job};
+use crate::store::{StoreError, agreements, outbox, settlement, signers};
+use crate::time::now;
+
+impl Relay<'_> {
+    /// Records progress on what `job` carries: the activation's status, or its settlement
+    /// actions `submitted` once there is a transaction hash.
+    pub(super) async fn progress(
+        &self,
+        job: &Job,
+        status: ActivationStatus,
+        tx_hash: Option<B256>,
+    ) -> Result<()> {
+        let at = now();
+        let mut tx = self.store.begin().await?;
+        if job.kind == jobs::KIND_ACTIVATE {
+            let Some(agreement) = &job.agreement_id else { return Ok(()) };
+            let moved =
+                agreements::activation_progress(&mut tx, agreement, status, tx_hash, at).await?;
+            if moved && status == ActivationStatus::Submitted {
+                let data = json!({ "tx_hash": tx_hash });
+                outbox::record(&mut tx, Some(agreement), "activation.submitted", &data, at).await?;
+            }
+        } else if let Some(tx_hash) = tx_hash {
+            for action in settlement::actions_of_job(&mut tx, &job.id).await? {
+                if action.status == settlement::PENDING {
+                    let data = json!({
+                        "settlement_action_id": action.id,
+                        "action": action.action.as_str(),
+                        "tx_hash": tx_hash,
+                    });
+                    let event = "settlement_action.submitted";
+                    outbox::record(&mut tx, Some(&action.agreement_id), event, &data, at).await?;
+                }
+            }
+            settlement::job_submitted(&mut tx, &job.id, tx_hash, at).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Fails `job` before any broadcast, with what it carried: the activation, or each
+    /// settlement action. `unsent`: the job was never signed, so it is failed only while this
+    /// instance still holds its lease (another may have taken it over and sent it).
+    pub(super) async fn fail(&self, job: &Job, reason: &str, unsent: bool) -> Result<()> {
+        let at = now();
+        let mut tx = self.store.begin().await?;
+        if unsent && !signers::hold(&mut tx, &job.id, &self.instance).await? {
+            tx.rollback().await.map_err(StoreError::from)?;
+            return Ok(());
+        }
+        tracing::warn!(%reason, job_id = %job.id, "job failed before broadcast");
+        jobs::set_job_status(&mut tx, &job.id, "failed", Some(reason), at).await?;
+        let data = json!({ "job_id": job.id, "kind": job.kind, "error": reason });
+        outbox::record(&mut tx, job.agreement_id.as_ref(), "relayer.job_failed", &data, at).await?;
+        if job.kind == jobs::KIND_ACTIVATE {
+            if let Some(agreement) = &job.agreement_id
+                && agreements::activation_failed(&mut tx, agreement, reason, at).await?
+            {
+                let data = json!({ "error": reason });
+                outbox::record(&mut tx, Some(agreement), "activation.failed", &data, at).await?;
+            }
+        } else {
+            for action in settlement::actions_of_job(&mut tx, &job.id).await? {
+                settlement::finish(&mut tx, &action.id, Some(reason), None, None, at).await?;
+                let data = json!({
+                    "settlement_action_id": action.id,
+                    "action": action.action.as_str(),
+                    "error": reason,
+                });
+                let event = "settlement_action.failed";
+                outbox::record(&mut tx, Some(&action.agreement_id), event, &data, at).await?;
+            }
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Sends again every saved attempt in `statuses` (after a restart: everything not yet
+    /// mined; in steady state: what the node could not take when it was signed).
+    pub(super) async fn rebroadcast(&self, statuses: &[&str]) -> Result<()> {
+        for attempt in jobs::attempts_in(self.store.reader(), statuses).await? {
+            match signer::broadcast(&self.provider, &self.store, &attempt).await {
+                Ok(()) => {
+                    if let Some(job) =
+                        jobs::get(self.store.reader(), attempt.job_id.as_str()).await?
+                    {
+                        self.progress(&job, ActivationStatus::Submitted, Some(attempt.tx_hash))
+                            .await?;
+                    }
+                }
+                Err(NodeError::Unavailable(_)) => break,
+                Err(error) => {
+                    tracing::warn!(tx_hash = %attempt.tx_hash, ?error, "re-broadcast refused");
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! Taking a job to the network: simulate it, batch seller claims, and hand it to a signer with
+//! room in its window.
+
+use alloy::primitives::Bytes;
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall;
+use backon::{ExponentialBuilder, Retryable};
+
+use super::{GAS_HEADROOM_PERCENT, LEASE, Relay, WAIT_FOR_FEES};
+use crate::agreement::ids::JobId;
+use crate::agreement::status::ActivationStatus;
+use crate::chain::node_error::{NodeError, classify};
+use crate::escrow::bindings::UsageEscrow;
+use crate::relayer::signer::{SignerHandle, Submitted};
+use crate::relayer::{RelayError, Result};
+use crate::store::jobs::{self, Job};
+use crate::store::{StoreError, settlement, signers};
+use crate::time::now;
+
+/// What simulating a job found.
+enum Simulation {
+    /// It would succeed with this gas limit.
+    Gas(u64),
+    /// It would revert, or the node refused it: the reason.
+    Refused(String),
+    /// The node could not be reached; the job waits for its lease to run out.
+    Deferred,
+}
+
+impl Relay<'_> {
+    /// Simulates `job`, then signs, saves and broadcasts it through `signer`. A revert fails
+    /// the job with its decoded reason; an unreachable node leaves the job to its lease.
+    #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, agreement_id = ?job.agreement_id))]
+    pub(super) async fn process(&self, job: Job, signer: usize) -> Result<()> {
+        if job.kind == jobs::KIND_ACTIVATE {
+            self.progress(&job, ActivationStatus::Submitting, None).await?;
+        }
+        match self.simulate(&job, &self.signers[signer]).await {
+            Simulation::Gas(gas_limit) => self.send(job, gas_limit, signer).await,
+            Simulation::Refused(reason) => self.fail(&job, &reason, true).await,
+            Simulation::Deferred => Ok(()),
+        }
+    }
+
+    /// `first` and the seller claims queued with it: one `sellerClaimBatch` transaction when
+    /// there are several and the batch simulates, otherwise each on its own.
+    pub(super) async fn process_claims(&self, first: Job, signer: usize) -> Result<()> {
+        tokio::time::sleep(self.batch_wait).await;
+        let at = now();
+        let mut tx = self.store.begin().await?;
+        let more = jobs::claim_more(
+            &mut tx,
+            jobs::KIND_SELLER_CLAIM,
+            &self.instance,
+            at + LEASE,
+            at,
+            self.batch_max - 1,
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        let mut members = vec![first];
+        members.extend(more);
+        if members.len() > 1
+            && let Some(batch) = batch_call(&members)
+        {
+            let candidate = Job {
+                id: JobId::generate(),
+                kind: jobs::KIND_SELLER_CLAIM_BATCH.into(),
+                agreement_id: None,
+                to: members[0].to,
+                calldata: batch,
+                status: "queued".into(),
+                error: None,
+            };
+            if let Simulation::Gas(gas_limit) =
+                self.simulate(&candidate, &self.signers[signer]).await
+            {
+                let at = now();
+                let mut tx = self.store.begin().await?;
+                let ids: Vec<JobId> = members.iter().map(|m| m.id.clone()).collect();
+                // Every member must still be this instance's (a lease that ran out during the
+                // simulation may have been taken): otherwise no batch, each goes on its own.
+                let mut all_held = true;
+                for id in &ids {
+                    all_held &= signers::hold(&mut tx, id, &self.instance).await?;
+                }
+                if all_held {
+                    jobs::enqueue_leased(&mut tx, &candidate, &self.instance, at + LEASE, at)
+                        .await?;
+                    for id in &ids {
+                        jobs::set_job_status(&mut tx, id, "batched", None, at).await?;
+                    }
+                    settlement::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
+                    tx.commit().await.map_err(StoreError::from)?;
+                    tracing::info!(job_id = %candidate.id, claims = ids.len(), "seller claims batched");
+                    return self.send(candidate, gas_limit, signer).await;
+                }
+                drop(tx);
+                tracing::warn!("a claim's lease ran out before batching; sending one by one");
+            } else {
+                tracing::warn!(
+                    claims = members.len(),
+                    "claim batch does not simulate; sending claims one by one"
+                );
+            }
+        }
+        for job in members {
+            self.process(job, signer).await?;
+        }
+        Ok(())
+    }
+
+    /// `eth_estimateGas` of `job` from `signer`, retried while the node is unreachable.
+    async fn simulate(&self, job: &Job, signer: &SignerHandle) -> Simulation {
+        let call = TransactionRequest::default()
+            .from(signer.address())
+            .to(job.to)
+            .input(job.calldata.clone().into());
+        let estimate = (|| async { self.provider.estimate_gas(call.clone()).await })
+            .retry(ExponentialBuilder::default().with_max_times(4))
+            .when(|e| classify(e).is_retryable())
+            .await;
+        match estimate {
+            Ok(gas) => Simulation::Gas(gas.saturating_mul(100 + GAS_HEADROOM_PERCENT) / 100),
+            Err(error) => match classify(&error) {
+                NodeError::Unavailable(reason) => {
+                    tracing::warn!(%reason, "simulation deferred: node unavailable");
+                    Simulation::Deferred
+                }
+                other => Simulation::Refused(reason_of(&other)),
+            },
+        }
+    }
+
+    /// Hands `job` to the signer at index `first`, or, when its window filled up meanwhile
+    /// (another instance sent through it), to the next signer with room; with every window
+    /// full the job goes back to the queue unsigned.
+    async fn send(&self, job: Job, gas_limit: u64, first: usize) -> Result<()> {
+        let count = self.signers.len();
+        for step in 0..count {
+            let signer = &self.signers[(first + step) % count];
+            if !self.send_through(&job, gas_limit, signer).await? {
+                return Ok(());
+            }
+        }
+        tracing::debug!(job_id = %job.id, "every signer's window is full; job queued again");
+        let mut tx = self.store.begin().await?;
+        signers::release(&mut tx, &job.id, &self.instance, now()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// One try of `job` through `signer`; `true` when that signer had no room (nothing done).
+    async fn send_through(&self, job: &Job, gas_limit: u64, signer: &SignerHandle) -> Result<bool> {
+        let outcome = match signer.submit(job.clone(), &self.instance, gas_limit).await {
+            Ok(Submitted::Sent(attempt)) if attempt.status == "broadcast" => {
+                self.progress(job, ActivationStatus::Submitted, Some(attempt.tx_hash)).await
+            }
+            Ok(Submitted::WindowFull) => return Ok(true),
+            // Saved but not yet broadcast (re-broadcast later), or taken over by another instance.
+            Ok(Submitted::Sent(_) | Submitted::NotLeased) => Ok(()),
+            Err(RelayError::Node(NodeError::Unavailable(reason))) => {
+                tracing::warn!(%reason, "send deferred: node unavailable");
+                Ok(())
+            }
+            Err(RelayError::FeesAboveCap(waiting)) => {
+                // Not failed: back in the queue, tried again once the lease runs out.
+                let reason = waiting.to_string();
+                tracing::warn!(job_id = %job.id, %reason, "job waits for fees");
+                let at = now();
+                let mut tx = self.store.begin().await?;
+                if signers::hold(&mut tx, &job.id, &self.instance).await? {
+                    jobs::requeue_waiting(&mut tx, &job.id, &reason, at + WAIT_FOR_FEES, at)
+                        .await?;
+                }
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(())
+            }
+            Err(RelayError::Node(other)) => self.fail(job, &reason_of(&other), false).await,
+            Err(RelayError::SignerGone) => {
+                // The actor died with the job in hand. Unsigned, the job is freed so that the
+                // restarted run takes it at once; a saved attempt is re-broadcast from the store.
+                let mut tx = self.store.begin().await?;
+                signers::release(&mut tx, &job.id, &self.instance, now()).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Err(RelayError::SignerGone)
+            }
+            Err(other) => Err(other),
+        };
+        outcome.map(|()| false)
+    }
+}
+
+/// The `sellerClaimBatch` call carrying every claim in `members` (each a
+/// `sellerClaimWithAuthorization` call); `None` if one of them is not.
+fn batch_call(members: &[Job]) -> Option<Bytes> {
+    let claims = members
+        .iter()
+        .map(|job| {
+            let call =
+                UsageEscrow::sellerClaimWithAuthorizationCall::abi_decode(&job.calldata).ok()?;
+            Some(UsageEscrow::SponsoredClaim {
+                terms: call.terms,
+                cumulativeUnits: call.cumulativeUnits,
+                voucherSignature: call.voucherSignature,
+                deadline: call.deadline,
+                authorization: call.authorization,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(UsageEscrow::sellerClaimBatchCall { claims }.abi_encode().into())
+}
+
+/// The reason stored for a failed job.
+pub(super) fn reason_of(error: &NodeError) -> String {
+    match error {
+        NodeError::Reverted { reason, .. } => reason.clone(),
+        other => format!("{other:?}"),
+    }
+}
