@@ -17,6 +17,7 @@ pub mod money;
 pub mod receipts;
 pub mod relayer;
 pub mod screening;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod webhooks;
