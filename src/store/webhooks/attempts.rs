@@ -5,7 +5,7 @@ use sqlx::{AnyPool, Row};
 
 use super::Delivery;
 use super::deliveries::{DELIVERY_COLUMNS, delivery_from_row};
-use super::{ACTIVE, PENDING};
+use super::{ACTIVE, PENDING, SUCCEEDED};
 use crate::store::{Conn, Result, skip_locked};
 
 /// One attempt of a delivery, as logged.
@@ -98,6 +98,11 @@ pub struct AfterAttempt {
 /// Records the outcome of an attempt of a delivery claimed under `token`, releasing the claim.
 /// Returns `false` (changing nothing) if the claim was lost, e.g. it lapsed and another
 /// instance took the delivery.
+///
+/// A delivery whose endpoint was retired while this attempt was on its way (it is already
+/// failed, still under `token`: [`retire_endpoint`](super::retire_endpoint) leaves the claim)
+/// gets the attempt counted too, because the request did reach the receiver; it stays failed
+/// unless the receiver accepted it, and is never retried.
 pub async fn after_attempt(
     conn: &mut Conn,
     id: &str,
@@ -107,10 +112,14 @@ pub async fn after_attempt(
 ) -> Result<bool> {
     let completed = (after.status != PENDING).then_some(now);
     let updated = sqlx::query(
-        "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, \
-         round_attempts = round_attempts + 1, next_attempt_at_ms = $2, last_status_code = $3, \
-         last_error = $4, completed_at = $5, updated_at = $6, locked_until_ms = NULL, \
-         lock_token = NULL WHERE id = $7 AND lock_token = $8 AND status = $9",
+        "UPDATE webhook_deliveries SET \
+         status = CASE WHEN status = $9 OR $1 = $10 THEN $1 ELSE status END, \
+         attempts = attempts + 1, round_attempts = round_attempts + 1, \
+         next_attempt_at_ms = CASE WHEN status = $9 THEN $2 ELSE NULL END, \
+         last_status_code = $3, last_error = $4, \
+         completed_at = CASE WHEN status = $9 THEN $5 ELSE COALESCE(completed_at, $6) END, \
+         updated_at = $6, locked_until_ms = NULL, lock_token = NULL \
+         WHERE id = $7 AND lock_token = $8",
     )
     .bind(&after.status)
     .bind(after.next_attempt_at_ms)
@@ -121,6 +130,7 @@ pub async fn after_attempt(
     .bind(id)
     .bind(token)
     .bind(PENDING)
+    .bind(SUCCEEDED)
     .execute(&mut *conn)
     .await?;
     Ok(updated.rows_affected() == 1)

@@ -176,6 +176,10 @@ pub async fn rotate_secret(
 
 /// Sets an endpoint's status (with a reason) and fails its pending deliveries with `reason`:
 /// used when a receiver answers 410 ([`DISABLED`]) and when the owner deletes it ([`DELETED`]).
+///
+/// A delivery being sent at that moment keeps its claim (`lock_token`), so the attempt already
+/// on its way is still logged by [`after_attempt`](super::after_attempt) under that token.
+/// Returns how many deliveries it failed.
 pub async fn retire_endpoint(
     conn: &mut Conn,
     id: &str,
@@ -195,8 +199,8 @@ pub async fn retire_endpoint(
     .await?;
     let failed = sqlx::query(
         "UPDATE webhook_deliveries SET status = $1, last_error = COALESCE(last_error, $2), \
-         completed_at = $3, updated_at = $3, next_attempt_at_ms = NULL, locked_until_ms = NULL, \
-         lock_token = NULL WHERE endpoint_id = $4 AND status = $5",
+         completed_at = $3, updated_at = $3, next_attempt_at_ms = NULL \
+         WHERE endpoint_id = $4 AND status = $5",
     )
     .bind(FAILED)
     .bind(reason)
