@@ -18,6 +18,7 @@ pub mod receipts;
 pub mod relayer;
 pub mod screening;
 pub mod secret;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod time;

@@ -130,18 +130,13 @@ impl Service {
         let local_addr = listener.local_addr()?;
         let router = api::app(state.clone());
         let mut http_shutdown = shutdown_rx.clone();
+        let max_body_bytes = config.max_body_bytes;
         tasks.spawn(async move {
-            // Connection info lets the rate limiter key unauthenticated requests by client IP.
-            let served =
-                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(async move {
-                        let _ = http_shutdown.wait_for(|stop| *stop).await;
-                    })
-                    .await;
-            if let Err(error) = &served {
-                tracing::error!(%error, "HTTP server failed");
-            }
-            ("http", served.is_ok())
+            crate::serve::serve(listener, router, max_body_bytes, async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+            ("http", true)
         });
 
         let balances = BalanceMonitor {

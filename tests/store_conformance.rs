@@ -88,6 +88,7 @@ conformance!(
     webhook_deliveries_claimed_by_one,
     a_delivery_claim_racing_an_open_claim_takes_the_next,
     webhook_leases_and_outcomes,
+    an_attempt_in_flight_when_its_endpoint_retires_is_logged,
     receipts_are_stored_once_per_event,
     execution_token_binds_once,
     large_amounts_round_trip_exactly,
@@ -1476,6 +1477,61 @@ async fn webhook_leases_and_outcomes(store: &Store) {
             .iter()
             .all(|d| d.endpoint_id != hook.id)
     );
+}
+
+/// An endpoint retired (410 Gone, or deleted) while two of its deliveries are being sent: both
+/// fail at once and are never claimed again, yet the attempts already on their way are still
+/// counted under their claim: one the receiver accepted succeeds, the other stays failed.
+async fn an_attempt_in_flight_when_its_endpoint_retires_is_logged(store: &Store) {
+    let hook = stored_active_endpoint(store).await;
+    let t = 7_000_000;
+    let (e1, e2) = (event(store, None, "a", 1).await, event(store, None, "b", 2).await);
+    let (refused, accepted) = (delivery(&hook, &e1, t - 10), delivery(&hook, &e2, t - 5));
+    let mut tx = store.begin().await.unwrap();
+    for d in [&refused, &accepted] {
+        assert!(webhooks::insert_delivery(&mut tx, d).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(claim_due(store, t, t + 30_000, "sender", 10).await.len(), 2);
+
+    let mut tx = store.begin().await.unwrap();
+    let retired = webhooks::retire_endpoint(&mut tx, &hook.id, webhooks::DELETED, "deleted", 300);
+    assert_eq!(retired.await.unwrap(), 2);
+    tx.commit().await.unwrap();
+
+    let retry = AfterAttempt {
+        status: webhooks::PENDING.into(),
+        next_attempt_at_ms: Some(t + 1_000),
+        status_code: Some(500),
+        error: Some("HTTP 500".into()),
+    };
+    let success = AfterAttempt {
+        status: webhooks::SUCCEEDED.into(),
+        next_attempt_at_ms: None,
+        status_code: Some(200),
+        error: None,
+    };
+    let mut tx = store.begin().await.unwrap();
+    assert!(!webhooks::after_attempt(&mut tx, &refused.id, "other", &retry, 301).await.unwrap());
+    assert!(webhooks::after_attempt(&mut tx, &refused.id, "sender", &retry, 301).await.unwrap());
+    assert!(webhooks::after_attempt(&mut tx, &accepted.id, "sender", &success, 302).await.unwrap());
+    assert!(
+        !webhooks::after_attempt(&mut tx, &accepted.id, "sender", &success, 303).await.unwrap()
+    );
+    let refused = webhooks::get_delivery(&mut tx, &hook.agent_id, &refused.id).await.unwrap();
+    let accepted = webhooks::get_delivery(&mut tx, &hook.agent_id, &accepted.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let (refused, accepted) = (refused.unwrap(), accepted.unwrap());
+    assert_eq!(
+        (refused.status.as_str(), refused.attempts, refused.next_attempt_at_ms),
+        (webhooks::FAILED, 1, None)
+    );
+    assert_eq!((refused.last_status_code, refused.completed_at), (Some(500), Some(300)));
+    assert_eq!(
+        (accepted.status.as_str(), accepted.attempts, accepted.last_status_code),
+        (webhooks::SUCCEEDED, 1, Some(200))
+    );
+    assert!(claim_due(store, t + 100_000, t + 200_000, "later", 10).await.is_empty());
 }
 
 /// A receipt is stored once per (transaction, log index), whatever its id; it reads back
