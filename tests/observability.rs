@@ -124,7 +124,7 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split(' ');
             let (name, kind) = (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
-            assert!(["counter", "gauge", "summary"].contains(&kind.as_str()), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind.as_str()), "{line}");
             assert!(helps.contains(&name), "HELP comes before TYPE for {name}");
             assert!(
                 types.insert(name.clone(), kind.clone()).is_none(),
@@ -157,7 +157,11 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
         };
         let (family, kind) = current.as_ref().unwrap_or_else(|| panic!("no TYPE before {line}"));
         let belongs = match kind.as_str() {
-            "summary" => name == format!("{family}_count") || name == format!("{family}_sum"),
+            "histogram" => {
+                let bucket =
+                    name == format!("{family}_bucket") && labels.iter().any(|l| l.0 == "le");
+                bucket || name == format!("{family}_count") || name == format!("{family}_sum")
+            }
             "counter" => name == family && family.ends_with("_total"),
             _ => name == family,
         };
@@ -255,6 +259,59 @@ async fn metrics_after_a_real_activation() {
         assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
         assert_eq!(limited.call(Method::GET, "/healthz", None, None).await.0, StatusCode::OK);
     }
+}
+
+/// The `_bucket` samples of `family` with exactly `labels` (besides `le`), by upper bound.
+fn buckets(samples: &[Sample], family: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    let name = format!("{family}_bucket");
+    let mut buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.name == name && s.labels.len() == labels.len() + 1)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v)))
+        .map(|s| {
+            let le = &s.labels.iter().find(|(k, _)| k == "le").unwrap().1;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+            (le, s.value)
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+#[tokio::test]
+async fn request_latency_is_a_histogram_by_route_with_cumulative_buckets() {
+    let h = Harness::start().await;
+    // Three refusals on one route template, with a different id each time.
+    for id in ["agt_a", "agt_b", "agt_c"] {
+        let response = h.http.get(format!("{}/v1/agents/{id}", h.base)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let request_id = response.headers().get("x-request-id").expect("a request id");
+        assert_eq!(request_id.len(), 32, "{request_id:?}");
+    }
+    // A client's own request id comes back.
+    let response =
+        h.http.get(format!("{}/healthz", h.base)).header("x-request-id", "trace-42").send().await;
+    assert_eq!(response.unwrap().headers()["x-request-id"], "trace-42");
+
+    let body = text(&h, "/metrics").await.2;
+    let samples = parse_exposition(&body);
+    assert!(body.contains("# TYPE pactum_http_request_seconds histogram\n"), "{body}");
+    let family = "pactum_http_request_seconds";
+    let labels = [("method", "GET"), ("route", "/v1/agents/{agent_id}"), ("status", "401")];
+    let buckets = buckets(&samples, family, &labels);
+    assert!(buckets.len() >= 10, "{body}");
+    let count = find(&samples, &format!("{family}_count"), &labels).map(|s| s.value);
+    assert_eq!(count, Some(3.0), "{body}");
+    assert!(find(&samples, &format!("{family}_sum"), &labels).is_some_and(|s| s.value > 0.0));
+    // Cumulative: each bucket holds the ones below it, and `+Inf` holds every request.
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+    assert_eq!(buckets.last(), Some(&(f64::INFINITY, 3.0)), "{buckets:?}");
+    // No series per id: the route is the template.
+    assert!(!body.contains("agt_a"), "{body}");
+
+    // The relayer's and the RPC layer's latencies are histograms too.
+    assert!(body.contains("# TYPE pactum_rpc_request_seconds histogram\n"), "{body}");
+    assert!(body.contains("pactum_rpc_request_seconds_bucket{endpoint="), "{body}");
 }
 
 /// Log lines written by the service in this test process.

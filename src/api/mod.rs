@@ -20,6 +20,7 @@ pub mod receipts;
 pub mod schema;
 pub mod settlement;
 pub mod status;
+pub mod telemetry;
 mod time;
 pub mod validate;
 pub mod webhooks;
@@ -186,6 +187,7 @@ pub fn app(state: AppState) -> Router {
             Arc::new(rate_limit::RateLimiter::new(state.rate_limits)),
             rate_limit::enforce,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(telemetry::span))
+        .layer(axum::middleware::from_fn(telemetry::track))
         .with_state(state)
 }

@@ -175,7 +175,7 @@ pub fn readiness(
     }
 }
 
-/// `GET /metrics`: the registry (counters, summaries, signer balance gauges) and gauges read
+/// `GET /metrics`: the registry (counters, latency histograms, signer balance gauges) and gauges read
 /// from the store now. If the store does not answer, its gauges are left out and
 /// `pactum_store_up` is 0.
 #[utoipa::path(

@@ -2,18 +2,21 @@
 //!
 //! Each request is keyed by the SHA-256 of its bearer token (so per credential, with the
 //! credential itself never kept), or, with no `Authorization` header, by the client's IP
-//! address; and it falls in one route group ([`Group`]) with its own limit per window. The
-//! limiter is the generic cell rate algorithm (a token bucket kept as one timestamp per key):
-//! `limit` requests may come at once, and one more each `window / limit` after that, so a client
-//! that waits a whole window has its full limit back. Tokens are not checked here (that costs a
-//! store read): an unknown token gets a budget of its own, and its requests end in 401.
+//! address; and it falls in one route group ([`Group`]) with its own limit per window. Each
+//! group is one keyed `governor` limiter (the generic cell rate algorithm: a token bucket kept
+//! as one timestamp per key): `limit` requests may come at once, and one more each
+//! `window / limit` after that, so a client that waits a whole window has its full limit back.
+//! Tokens are not checked here (that costs a store read): an unknown token gets a budget of its
+//! own, and its requests end in 401.
 //!
 //! State is in memory and per instance: several instances behind one balancer each enforce
 //! their own limit. Buckets that have refilled completely are dropped once a window, so memory
 //! holds only keys seen within the last window.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::Quota;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -118,80 +125,96 @@ pub struct Decision {
     pub retry_after: Duration,
 }
 
-/// One step of the generic cell rate algorithm: a bucket whose theoretical arrival time is
-/// `tat` (time since the limiter's epoch) meets a request at `now`. Returns the decision and
-/// the new `tat` (unchanged when refused). `limit` must be at least 1.
-///
-/// Each request advances `tat` by `window / limit`; a request is refused when that would put
-/// `tat` more than one `window` ahead of `now`.
-pub fn take(tat: Duration, now: Duration, window: Duration, limit: u32) -> (Decision, Duration) {
-    let interval = (window / limit.max(1)).max(Duration::from_nanos(1));
-    let start = tat.max(now);
-    let ahead = start - now + interval;
-    if ahead > window {
-        let retry_after = ahead - window;
-        let decision =
-            Decision { allowed: false, limit, remaining: 0, reset: start - now, retry_after };
-        return (decision, tat);
-    }
-    let remaining = ((window - ahead).as_nanos() / interval.as_nanos()) as u32;
-    let decision =
-        Decision { allowed: true, limit, remaining, reset: ahead, retry_after: Duration::ZERO };
-    (decision, start + interval)
-}
-
 /// Whole seconds for a header, rounded up, so a client that waits that long is let through.
 fn ceil_secs(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// The buckets of one instance.
-#[derive(Debug)]
+/// A credential's (or address's) key: the SHA-256 of what identifies it.
+type Key = [u8; 32];
+
+/// One group's keyed limiter, answering with the bucket's state on success.
+type Keyed = governor::RateLimiter<
+    Key,
+    DefaultKeyedStateStore<Key>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// The buckets of one instance: a keyed limiter per limited group.
 pub struct RateLimiter {
     limits: Limits,
-    epoch: Instant,
-    state: Mutex<Buckets>,
+    groups: HashMap<Group, Keyed>,
+    last_sweep: Mutex<Instant>,
 }
 
-#[derive(Debug, Default)]
-struct Buckets {
-    tats: HashMap<(Group, [u8; 32]), Duration>,
-    last_sweep: Duration,
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter").field("limits", &self.limits).finish_non_exhaustive()
+    }
 }
 
 impl RateLimiter {
     /// A limiter enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, epoch: Instant::now(), state: Mutex::new(Buckets::default()) }
+        let window = limits.window.max(Duration::from_millis(1));
+        let groups = [Group::Read, Group::Write, Group::Sponsored, Group::Management]
+            .into_iter()
+            .filter_map(|group| {
+                let limit = NonZeroU32::new(limits.of(group))?;
+                let interval = (window / limit.get()).max(Duration::from_nanos(1));
+                let quota = Quota::with_period(interval)?.allow_burst(limit);
+                let keyed = governor::RateLimiter::keyed(quota)
+                    .with_middleware::<StateInformationMiddleware>();
+                Some((group, keyed))
+            })
+            .collect();
+        Self { limits, groups, last_sweep: Mutex::new(Instant::now()) }
     }
 
     /// Takes one request of `key` in `group`; `None` when the group is unlimited.
-    pub fn check(&self, group: Group, key: [u8; 32]) -> Option<Decision> {
+    pub fn check(&self, group: Group, key: Key) -> Option<Decision> {
+        let keyed = self.groups.get(&group)?;
+        self.sweep();
         let limit = self.limits.of(group);
-        if limit == 0 {
-            return None;
-        }
-        let window = self.limits.window.max(Duration::from_millis(1));
-        let now = self.epoch.elapsed();
-        // A poisoned lock only means another request panicked mid-update; the map is still a
-        // map of timestamps, so carry on with it.
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if now.saturating_sub(state.last_sweep) >= window {
-            // A bucket whose `tat` has passed is full: forgetting it changes nothing.
-            state.tats.retain(|_, tat| *tat > now);
-            state.last_sweep = now;
-        }
-        let tat = state.tats.get(&(group, key)).copied().unwrap_or(now);
-        let (decision, tat) = take(tat, now, window, limit);
-        if decision.allowed {
-            state.tats.insert((group, key), tat);
-        }
+        let decision = match keyed.check_key(&key) {
+            Ok(state) => {
+                let interval = state.quota().replenish_interval();
+                let remaining = state.remaining_burst_capacity();
+                // Full again once every used cell has come back (rounded up to whole cells).
+                let reset = interval * (limit - remaining);
+                Decision { allowed: true, limit, remaining, reset, retry_after: Duration::ZERO }
+            }
+            Err(refused) => {
+                let interval = refused.quota().replenish_interval();
+                let retry_after = refused.wait_time_from(keyed.clock().now());
+                // The bucket is full one window after the cell that would fit next.
+                let window = self.limits.window.max(interval);
+                let reset = retry_after + window - interval;
+                Decision { allowed: false, limit, remaining: 0, reset, retry_after }
+            }
+        };
         Some(decision)
+    }
+
+    /// Once a window, drops every bucket that has refilled completely (forgetting a full
+    /// bucket changes nothing).
+    fn sweep(&self) {
+        // Another request sweeping now is as good.
+        let Ok(mut last) = self.last_sweep.try_lock() else { return };
+        if last.elapsed() < self.limits.window {
+            return;
+        }
+        for keyed in self.groups.values() {
+            keyed.retain_recent();
+            keyed.shrink_to_fit();
+        }
+        *last = Instant::now();
     }
 
     /// Buckets held now (for tests of eviction).
     pub fn len(&self) -> usize {
-        self.state.lock().map_or(0, |state| state.tats.len())
+        self.groups.values().map(Keyed::len).sum()
     }
 
     /// Whether no bucket is held.
@@ -202,7 +225,7 @@ impl RateLimiter {
 
 /// The key of a request: its credential's hash, else its client address, else one shared key
 /// (when the server runs without connection info, as in router-only tests).
-fn key_of(headers: &HeaderMap, client: Option<SocketAddr>) -> [u8; 32] {
+fn key_of(headers: &HeaderMap, client: Option<SocketAddr>) -> Key {
     let mut hasher = Sha256::new();
     match (headers.get(axum::http::header::AUTHORIZATION), client) {
         (Some(header), _) => {
@@ -273,44 +296,43 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
 
+    fn limiter(window: Duration, write: u32) -> RateLimiter {
+        RateLimiter::new(Limits { window, read: 0, write, sponsored: 0, management: 0 })
+    }
+
     #[test]
     fn a_full_bucket_allows_the_limit_at_once_then_refuses() {
         let window = 60 * SECOND;
-        let now = 100 * SECOND;
-        let mut tat = now;
+        let limiter = limiter(window, 3);
         for expected_remaining in (0..3).rev() {
-            let (decision, next) = take(tat, now, window, 3);
+            let decision = limiter.check(Group::Write, [1; 32]).unwrap();
             assert!(decision.allowed);
             assert_eq!(decision.remaining, expected_remaining);
-            tat = next;
+            // Full again once each used request has come back, one per 20 s.
+            assert_eq!(decision.reset, 20 * SECOND * (3 - expected_remaining));
         }
-        let (refused, unchanged) = take(tat, now, window, 3);
+        let refused = limiter.check(Group::Write, [1; 32]).unwrap();
         assert!(!refused.allowed);
-        assert_eq!(unchanged, tat);
         assert_eq!(refused.remaining, 0);
-        // One request comes back every window / limit.
-        assert_eq!(refused.retry_after, 20 * SECOND);
-        assert_eq!(refused.reset, window);
+        // One request comes back every window / limit (less the few microseconds gone by).
+        assert!(refused.retry_after <= 20 * SECOND, "{refused:?}");
+        assert!(refused.retry_after > 19 * SECOND, "{refused:?}");
+        assert!(refused.reset <= window && refused.reset > window - SECOND, "{refused:?}");
+        assert_eq!(limiter.check(Group::Read, [1; 32]), None, "reads are unlimited here");
     }
 
     #[test]
     fn the_bucket_refills_at_the_rate_and_fully_after_a_window() {
-        let window = 60 * SECOND;
-        let mut tat = Duration::ZERO;
+        let window = Duration::from_millis(300);
+        let limiter = limiter(window, 3);
         for _ in 0..3 {
-            tat = take(tat, Duration::ZERO, window, 3).1;
+            assert!(limiter.check(Group::Write, [1; 32]).unwrap().allowed);
         }
-        // 20 s later, exactly one request fits.
-        let (decision, after) = take(tat, 20 * SECOND, window, 3);
-        assert!(decision.allowed);
-        assert_eq!(decision.remaining, 0);
-        assert!(!take(after, 20 * SECOND, window, 3).0.allowed);
-        // A whole window after the burst, the full limit is back.
-        let (decision, _) = take(tat, 60 * SECOND, window, 3);
+        assert!(!limiter.check(Group::Write, [1; 32]).unwrap().allowed);
+        // A whole window after the burst, the full limit is back, and never more than it.
+        std::thread::sleep(2 * window);
+        let decision = limiter.check(Group::Write, [1; 32]).unwrap();
         assert_eq!((decision.allowed, decision.remaining), (true, 2));
-        // An idle bucket never saves up more than the limit.
-        let (decision, _) = take(tat, 1_000 * SECOND, window, 3);
-        assert_eq!(decision.remaining, 2);
     }
 
     #[test]
