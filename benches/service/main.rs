@@ -19,8 +19,10 @@
 //! shortens everything to a smoke run; `PACTUM_BENCH_ROWS`, `PACTUM_BENCH_ROUNDS` and
 //! `PACTUM_BENCH_SECS` override the store size, the rounds and the HTTP round length.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+// `pub`: the benchmark uses a part of the test support; the rest is exported, not dead. The
+// test binary (tests/it/main.rs) includes it privately, so a helper nothing uses is caught there.
+#[path = "../../tests/it/support/mod.rs"]
+pub mod support;
 
 mod http;
 mod pure;

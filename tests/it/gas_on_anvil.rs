@@ -1,0 +1,157 @@
+//! Full transaction gas (base cost and calldata included) of each escrow action, measured from
+//! anvil receipts, against the targets in docs/gas.md. Conditions are those of a running service:
+//! the escrow already holds deposits, and the seller and the fee recipient already hold USDC.
+
+use crate::support::{DevChain, USDC, sign_typed};
+use alloy::primitives::{B256, Bytes, U256};
+use alloy::sol_types::SolCall;
+use pactum::escrow::bindings::UsageEscrow;
+use pactum::escrow::typed_data::{Activation, BuyerWithdraw, SellerClaim};
+
+const ACTIVATION_TARGET: u64 = 140_000;
+const CLAIM_TARGET: u64 = 60_000;
+const WITHDRAW_TARGET: u64 = 50_000;
+/// The withdraw target is missed by a known margin (docs/gas.md says why); this ceiling keeps it
+/// from growing, and stays below the anchor's 55,217 for the same step.
+const WITHDRAW_CEILING: u64 = 54_000;
+const BATCH: usize = 20;
+
+async fn sponsored_claim(
+    chain: &DevChain,
+    terms: &Activation,
+    key: B256,
+    units: u64,
+) -> UsageEscrow::SponsoredClaim {
+    let deadline = U256::from(chain.now().await + 3600);
+    let claim = SellerClaim { agreementKey: key, cumulativeUnits: U256::from(units), deadline };
+    UsageEscrow::SponsoredClaim {
+        terms: terms.clone(),
+        cumulativeUnits: U256::from(units),
+        voucherSignature: chain.voucher(key, units),
+        deadline,
+        authorization: sign_typed(&chain.seller, &claim, &chain.escrow_domain()),
+    }
+}
+
+async fn sponsored_claim_call(
+    chain: &DevChain,
+    terms: &Activation,
+    key: B256,
+    units: u64,
+) -> UsageEscrow::sellerClaimWithAuthorizationCall {
+    let claim = sponsored_claim(chain, terms, key, units).await;
+    UsageEscrow::sellerClaimWithAuthorizationCall {
+        terms: claim.terms,
+        cumulativeUnits: claim.cumulativeUnits,
+        voucherSignature: claim.voucherSignature,
+        deadline: claim.deadline,
+        authorization: claim.authorization,
+    }
+}
+
+#[tokio::test]
+async fn escrow_actions_meet_their_gas_targets() {
+    let chain = DevChain::start().await;
+    let (buyer, seller, relayer) =
+        (chain.buyer.address(), chain.seller.address(), chain.relayer.address());
+    chain.mint(seller, USDC).await;
+    chain.mint(chain.fee_recipient, USDC).await;
+    chain.activate(&chain.terms("warm-up").await).await;
+
+    let mut no_fee = chain.terms("no-fee").await;
+    no_fee.infraFee = U256::ZERO;
+    let (key_a, receipt) = chain.activate(&no_fee).await;
+    let activate_no_fee = receipt.gas_used;
+    let terms_b = chain.terms("with-fee").await;
+    let (key_b, receipt) = chain.activate(&terms_b).await;
+    let activate_with_fee = receipt.gas_used;
+
+    let claim = UsageEscrow::sellerClaimCall {
+        terms: no_fee.clone(),
+        cumulativeUnits: U256::from(40),
+        voucherSignature: chain.voucher(key_a, 40),
+    };
+    let claim_direct = chain.send(seller, claim).await.gas_used;
+    let claim = sponsored_claim_call(&chain, &terms_b, key_b, 40).await;
+    let claim_sponsored = chain.send(relayer, claim).await.gas_used;
+
+    let close = UsageEscrow::initiateCloseCall {
+        terms: no_fee.clone(),
+        finalUnits: U256::ZERO,
+        voucherSignature: Bytes::new(),
+    };
+    let close_buyer = chain.send(buyer, close).await.gas_used;
+    chain.advance(86_400 + 3600).await;
+    let withdraw = UsageEscrow::buyerWithdrawCall { terms: no_fee.clone() };
+    let withdraw_direct = chain.send(buyer, withdraw).await.gas_used;
+    let deadline = U256::from(chain.now().await + 3600);
+    let authorization = BuyerWithdraw { agreementKey: key_b, deadline };
+    let withdraw = UsageEscrow::buyerWithdrawWithAuthorizationCall {
+        terms: terms_b.clone(),
+        deadline,
+        authorization: sign_typed(&chain.buyer, &authorization, &chain.escrow_domain()),
+    };
+    let withdraw_sponsored = chain.send(relayer, withdraw).await.gas_used;
+
+    // 20 sponsored claims one by one, against 20 in one generic `batch` and 20 in one
+    // `sellerClaimBatch`, on 60 fresh agreements of one seller.
+    let mut singles = Vec::new();
+    let mut batched = Vec::new();
+    let mut claim_batched = Vec::new();
+    for i in 0..BATCH {
+        for (set, name) in
+            [(&mut singles, "single"), (&mut batched, "batched"), (&mut claim_batched, "claims")]
+        {
+            let terms = chain.terms(&format!("{name}-{i}")).await;
+            let (key, _) = chain.activate(&terms).await;
+            set.push((terms, key));
+        }
+    }
+    let mut single_total = 0;
+    for (terms, key) in &singles {
+        let claim = sponsored_claim_call(&chain, terms, *key, 30).await;
+        single_total += chain.send(relayer, claim).await.gas_used;
+    }
+    let mut calls = Vec::new();
+    for (terms, key) in &batched {
+        calls.push(sponsored_claim_call(&chain, terms, *key, 30).await.abi_encode().into());
+    }
+    let batch = UsageEscrow::batchCall { calls, atomic: true };
+    let batch_total = chain.send(relayer, batch).await.gas_used;
+    let mut claims = Vec::new();
+    for (terms, key) in &claim_batched {
+        claims.push(sponsored_claim(&chain, terms, *key, 30).await);
+    }
+    let claim_batch = UsageEscrow::sellerClaimBatchCall { claims };
+    let claim_batch_total = chain.send(relayer, claim_batch).await.gas_used;
+    for (_, key) in batched.iter().chain(&claim_batched) {
+        let state = chain.escrow.escrowOf(*key).call().await.unwrap();
+        assert_eq!(state.claimedUnits, 30, "batched claim not applied");
+    }
+
+    let ratio = batch_total as f64 / single_total as f64;
+    let claim_ratio = claim_batch_total as f64 / single_total as f64;
+    println!("| action | gas (transaction) | target |");
+    println!("| --- | ---: | ---: |");
+    println!("| activate, no fee | {activate_no_fee} | ≤ {ACTIVATION_TARGET} |");
+    println!("| activate, with fee permit | {activate_with_fee} | — |");
+    println!("| sellerClaim (direct) | {claim_direct} | ≤ {CLAIM_TARGET} |");
+    println!("| sellerClaimWithAuthorization (sponsored) | {claim_sponsored} | — |");
+    println!("| initiateClose (buyer, direct) | {close_buyer} | — |");
+    println!("| buyerWithdraw (direct) | {withdraw_direct} | ≤ {WITHDRAW_TARGET} |");
+    println!("| buyerWithdrawWithAuthorization (sponsored) | {withdraw_sponsored} | — |");
+    println!("| {BATCH} sponsored claims, one transaction each | {single_total} | — |");
+    println!("| {BATCH} sponsored claims, one generic `batch` | {batch_total} | — |");
+    println!("| {BATCH} sponsored claims, one `sellerClaimBatch` | {claim_batch_total} | — |");
+    println!("| generic `batch` / singles | {:.1}% | — |", ratio * 100.0);
+    println!("| `sellerClaimBatch` / singles | {:.1}% | ≤ 50% |", claim_ratio * 100.0);
+
+    assert!(activate_no_fee <= ACTIVATION_TARGET, "activation: {activate_no_fee} gas");
+    assert!(claim_direct <= CLAIM_TARGET, "seller claim: {claim_direct} gas");
+    assert!(withdraw_direct <= WITHDRAW_CEILING, "buyer withdraw: {withdraw_direct} gas");
+    assert!(
+        claim_batch_total * 2 <= single_total,
+        "claim batch of {BATCH}: {claim_batch_total} vs {single_total}"
+    );
+    assert!(batch_total < single_total, "a generic batch must cost less than its calls alone");
+}

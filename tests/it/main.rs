@@ -1,0 +1,46 @@
+//! Pactum's integration tests, as one test binary: one module per area, and [`support`] for the
+//! set-up they share (a fresh anvil with the contracts deployed, a running service, signing).
+//!
+//! One binary links alloy, sqlx and axum once instead of once per area. A new area is a file
+//! `tests/it/<area>.rs` and a `mod <area>;` line here (docs/benchmarks.md, "Test build").
+
+mod activation_e2e;
+mod api_activation;
+mod api_agreements;
+mod api_errors;
+mod crash_restart;
+mod credentials;
+mod deploy;
+mod gas_on_anvil;
+mod idempotency;
+mod instances_postgres;
+mod node_error;
+mod observability;
+mod openapi;
+mod package_cast;
+mod package_cast_server;
+mod postgres;
+mod rate_limits;
+mod receipts;
+mod relayer_faults;
+mod relayer_recovery;
+mod relayer_signers;
+mod reorg;
+mod rpc_faults;
+mod screening;
+mod secrets_in_logs;
+mod serve_cli;
+mod settlement;
+mod settlement_batch;
+mod sign_cli;
+mod store_conformance;
+mod verify_signature;
+#[cfg(unix)]
+mod walkthrough;
+mod webhooks;
+
+// Private here, so a helper no test uses is a dead-code warning. Its items are `pub` because the
+// benchmark (benches/service/main.rs) includes the same files as a `pub` module, where unused
+// ones are then exported rather than dead.
+#[allow(unreachable_pub)]
+mod support;
