@@ -30,9 +30,11 @@ mod rpc_faults;
 mod screening;
 mod secrets_in_logs;
 mod serve_cli;
+mod serving;
 mod settlement;
 mod settlement_batch;
 mod sign_cli;
+mod signer_supervision;
 mod store_conformance;
 mod verify_signature;
 #[cfg(unix)]

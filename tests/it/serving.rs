@@ -3,12 +3,11 @@
 //! cleanly), and the refusals hyper makes while parsing a request answer in the API's one error
 //! shape.
 
-mod support;
 
 use std::time::Duration;
 
 use serde_json::Value;
-use support::service::{Harness, OWNER_KEY};
+use crate::support::service::{Harness, OWNER_KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,11 +2,10 @@
 //! service's test-only fault hook) ends the worker's run, the supervisor's restart starts a
 //! fresh actor, and the key relays again.
 
-mod support;
 
 use std::time::Duration;
 
-use support::service::{Harness, without_infra_fee};
+use crate::support::service::{Harness, without_infra_fee};
 
 #[tokio::test]
 async fn a_signer_actor_that_panics_is_restarted_and_its_key_relays_again() {
