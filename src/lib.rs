@@ -23,4 +23,5 @@ pub mod service;
 pub mod store;
 pub mod time;
 pub mod vocab;
+pub mod watcher;
 pub mod webhooks;

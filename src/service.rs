@@ -14,7 +14,6 @@ use tokio::task::JoinSet;
 use crate::agreement::ids::{Environment, SecretKey};
 use crate::api::{self, AppState, Shared};
 use crate::chain::context::{ChainContext, ChainError};
-use crate::chain::watcher::Watcher;
 use crate::config::ServeConfig;
 use crate::relayer::actors::SignerFaults;
 use crate::relayer::balance::BalanceMonitor;
@@ -23,6 +22,7 @@ use crate::relayer::worker::Worker;
 use crate::screening::{Screener, ScreeningConfig, ScreeningError};
 use crate::store::{Store, StoreError, agents};
 use crate::time::now;
+use crate::watcher::Watcher;
 use crate::webhooks::dispatcher::Dispatcher;
 
 /// Base mainnet's chain id: keys there are `live`.

@@ -1,4 +1,4 @@
-//! The chain side of Pactum: the RPC context and the RPC layer under it, the chain watcher,
+//! The chain side of Pactum: the RPC context and the RPC layer under it,
 //! deploying the contracts, readable revert reasons, and finding the local toolchain.
 
 pub mod breaker;
@@ -9,4 +9,3 @@ pub mod node_error;
 pub mod revert;
 pub mod rpc;
 pub mod toolchain;
-pub mod watcher;

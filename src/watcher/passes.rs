@@ -1,0 +1,279 @@
+//! A watcher pass: read each new block once (its transaction hashes against the relayer's
+//! attempts, and the escrow's logs), then confirm what is deep enough: jobs' outcomes and escrow
+//! events, in block and log order; agreements past their activation deadline expire.
+
+use std::collections::HashMap;
+
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::primitives::{B256, Log as PrimitiveLog};
+use alloy::providers::Provider;
+use alloy::rpc::types::{Filter, Log, TransactionRequest};
+use alloy::sol_types::SolEvent;
+use serde_json::{Value, json};
+
+use super::apply::{apply_event, job_outcome};
+use super::{MAX_BLOCKS_PER_PASS, Result, WatchError, Watcher};
+use crate::chain::revert;
+use crate::escrow::bindings::UsageEscrow;
+use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
+use crate::store::jobs::{self, Attempt, Job};
+use crate::store::{agreements, now, outbox};
+
+impl Watcher {
+    /// One pass: read new blocks, then confirm what is deep enough.
+    pub async fn pass(&self) -> Result<()> {
+        let latest = self
+            .chain
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await?
+            .ok_or(WatchError::MissingBlock(0))?;
+        let (head, head_timestamp) = (latest.header.number, latest.header.timestamp);
+        let read = chain_store::cursor(self.store.reader()).await?;
+        // Where the store's position stood when this watcher last saw it: every move of it is
+        // conditional on that, so of two watchers on one database one records each step.
+        let mut stored = read.as_ref().map(|c| (c.block_number, c.block_hash));
+        let mut cursor = match read {
+            Some(cursor) => cursor,
+            None => {
+                let start = self.start_block.unwrap_or(head).min(head);
+                // The cursor names the last block read, so start one before `start`.
+                let before = start.saturating_sub(1);
+                let block = self.block(before).await?;
+                Cursor {
+                    block_number: before,
+                    block_hash: block.0,
+                    head_number: head,
+                    head_timestamp,
+                }
+            }
+        };
+        if head < cursor.block_number {
+            let recorded = chain_store::blocks_below(self.store.reader(), head).await?;
+            if recorded.first() == Some(&(head, latest.header.hash)) {
+                // The node's head is a block read before, unchanged: this node is behind (a
+                // lagging fallback endpoint), not on another chain. Wait for it.
+                tracing::warn!(head, cursor = cursor.block_number, "node behind the watcher");
+                return Ok(());
+            }
+        }
+        if head < cursor.block_number
+            || (head == cursor.block_number && latest.header.hash != cursor.block_hash)
+        {
+            // The block read last was replaced (same height or a shorter chain).
+            let from = cursor.block_number.min(head);
+            return self.reorganised(stored, from, head, head_timestamp).await;
+        }
+        let last = head.min(cursor.block_number + MAX_BLOCKS_PER_PASS);
+        // Every hash a job in flight ever had: a replaced attempt may be the one mined.
+        let mut in_flight: HashMap<B256, Attempt> = jobs::attempts_watched(self.store.reader())
+            .await?
+            .into_iter()
+            .map(|a| (a.tx_hash, a))
+            .collect();
+        for number in cursor.block_number + 1..=last {
+            let (hash, parent, tx_hashes) = self.block_with_hashes(number).await?;
+            if parent != cursor.block_hash && number > 0 {
+                // The block read last is no longer this block's parent.
+                return self.reorganised(stored, cursor.block_number, head, head_timestamp).await;
+            }
+            let logs = self
+                .chain
+                .provider
+                .get_logs(&Filter::new().address(self.chain.escrow).at_block_hash(hash))
+                .await?;
+            let mut mined = Vec::new();
+            for tx_hash in tx_hashes.iter().filter(|h| in_flight.contains_key(*h)) {
+                if let Some(receipt) = self.chain.provider.get_transaction_receipt(*tx_hash).await?
+                {
+                    mined.push((*tx_hash, receipt.status()));
+                }
+            }
+            cursor = Cursor {
+                block_number: number,
+                block_hash: hash,
+                head_number: head,
+                head_timestamp,
+            };
+            let mut tx = self.store.begin().await?;
+            if !chain_store::move_cursor(&mut tx, stored, &cursor, now()).await? {
+                // Another watcher recorded this block first; start again from where it is.
+                tx.rollback().await?;
+                return Ok(());
+            }
+            for (tx_hash, succeeded) in &mined {
+                jobs::attempt_mined(&mut tx, *tx_hash, number, hash, *succeeded, now()).await?;
+                in_flight.remove(tx_hash);
+            }
+            for log in &logs {
+                if let Some(event) = decode_event(log, number, hash) {
+                    chain_store::insert_event(&mut tx, &event).await?;
+                }
+            }
+            chain_store::record_block(&mut tx, number, hash).await?;
+            tx.commit().await?;
+            stored = Some((number, hash));
+        }
+        if cursor.head_number != head || cursor.head_timestamp != head_timestamp {
+            cursor.head_number = head;
+            cursor.head_timestamp = head_timestamp;
+            let mut tx = self.store.begin().await?;
+            chain_store::move_cursor(&mut tx, stored, &cursor, now()).await?;
+            tx.commit().await?;
+        }
+        self.confirm(head).await?;
+        self.expire(head_timestamp).await
+    }
+
+    /// Applies everything at least `confirmations` deep whose block is still canonical.
+    async fn confirm(&self, head: u64) -> Result<()> {
+        let Some(depth_height) = (head + 1).checked_sub(self.confirmations.max(1)) else {
+            return Ok(());
+        };
+        let mut canonical: HashMap<u64, B256> = HashMap::new();
+        for attempt in jobs::attempts_in(self.store.reader(), &["mined"]).await? {
+            let (Some(number), Some(hash)) = (attempt.block_number, attempt.block_hash) else {
+                continue;
+            };
+            if number > depth_height {
+                continue;
+            }
+            if self.canonical_hash(&mut canonical, number).await? != hash {
+                // Reorganised away: watch it again as broadcast (it may be re-mined).
+                tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
+                let mut tx = self.store.begin().await?;
+                jobs::attempt_unmined(&mut tx, &attempt).await?;
+                tx.commit().await?;
+                continue;
+            }
+            let job = jobs::get(self.store.reader(), attempt.job_id.as_str()).await?;
+            let error = match (&job, attempt.succeeded) {
+                (Some(job), Some(false)) => Some(self.revert_reason(&attempt, job, number).await),
+                (None, Some(false)) => Some("reverted".to_owned()),
+                _ => None,
+            };
+            let mut tx = self.store.begin().await?;
+            if !jobs::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await? {
+                continue;
+            }
+            if let Some(job) = &job {
+                job_outcome(&mut tx, job, &attempt, error.as_deref()).await?;
+            }
+            tx.commit().await?;
+        }
+        for event in chain_store::unapplied_events(self.store.reader(), depth_height).await? {
+            if self.canonical_hash(&mut canonical, event.block_number).await? != event.block_hash {
+                continue;
+            }
+            let mut tx = self.store.begin().await?;
+            if !chain_store::mark_applied(&mut tx, &event).await? {
+                continue;
+            }
+            apply_event(&mut tx, &event, &self.issuer()).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Marks agreements whose activation deadline passed (by the chain's clock) as expired.
+    async fn expire(&self, timestamp: u64) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        let expired = agreements::expire_due(&mut tx, timestamp as i64).await?;
+        for id in &expired {
+            outbox::record(&mut tx, Some(id), "agreement.expired", &json!({}), now()).await?;
+        }
+        tx.commit().await?;
+        if !expired.is_empty() {
+            tracing::info!(expired = expired.len(), "agreements expired before activation");
+        }
+        Ok(())
+    }
+
+    /// Why a mined transaction reverted: the call replayed on the state its block left. A revert
+    /// usually comes from a transaction earlier in the same block (a front-run, a transfer that
+    /// emptied the payer), which the state before the block would not show.
+    async fn revert_reason(&self, attempt: &Attempt, job: &Job, number: u64) -> String {
+        let call = TransactionRequest::default()
+            .from(attempt.signer)
+            .to(job.to)
+            .input(job.calldata.clone().into())
+            .gas_limit(attempt.gas_limit);
+        match self.chain.provider.call(call).block(BlockId::number(number)).await {
+            Ok(_) => "reverted (out of gas, or the state changed again later in the block)".into(),
+            Err(error) => revert::revert_data(&error)
+                .map(|data| revert::decode_revert(&data))
+                .unwrap_or_else(|| format!("reverted: {error}")),
+        }
+    }
+}
+
+/// An escrow log as a stored event: its name, agreement key and fields; `None` for logs that
+/// are not escrow events.
+fn decode_event(log: &Log, block_number: u64, block_hash: B256) -> Option<EscrowEvent> {
+    let inner: &PrimitiveLog = &log.inner;
+    let (name, key, data): (&str, B256, Value) = if let Ok(e) =
+        UsageEscrow::EscrowActivated::decode_log(inner)
+    {
+        let e = e.data;
+        (
+            "EscrowActivated",
+            e.agreementKey,
+            json!({
+                "buyer": e.buyer, "seller": e.seller, "unit_price": e.unitPrice.to_string(),
+                "quantity": e.quantity.to_string(), "deposit": e.deposit.to_string(),
+                "infra_fee": e.infraFee.to_string(), "expiry": e.expiry.to_string(),
+                "close_window": e.closeWindow.to_string(),
+            }),
+        )
+    } else if let Ok(e) = UsageEscrow::CloseInitiated::decode_log(inner) {
+        let e = e.data;
+        (
+            "CloseInitiated",
+            e.agreementKey,
+            json!({ "initiator": e.initiator, "closes_at": e.closesAt.to_string() }),
+        )
+    } else if let Ok(e) = UsageEscrow::UsageClaimed::decode_log(inner) {
+        let e = e.data;
+        (
+            "UsageClaimed",
+            e.agreementKey,
+            json!({ "seller": e.seller, "cumulative_units": e.cumulativeUnits.to_string(), "amount": e.amount.to_string() }),
+        )
+    } else if let Ok(e) = UsageEscrow::BuyerWithdrawn::decode_log(inner) {
+        let e = e.data;
+        (
+            "BuyerWithdrawn",
+            e.agreementKey,
+            json!({ "buyer": e.buyer, "amount": e.amount.to_string() }),
+        )
+    } else if let Ok(e) = UsageEscrow::ClaimSkipped::decode_log(inner) {
+        let e = e.data;
+        (
+            "ClaimSkipped",
+            e.agreementKey,
+            json!({ "cumulative_units": e.cumulativeUnits.to_string() }),
+        )
+    } else if let Ok(e) = UsageEscrow::AgreementSettled::decode_log(inner) {
+        let e = e.data;
+        (
+            "AgreementSettled",
+            e.agreementKey,
+            json!({
+                "claimed_units": e.claimedUnits.to_string(),
+                "seller_amount": e.sellerAmount.to_string(),
+                "buyer_amount": e.buyerAmount.to_string(),
+            }),
+        )
+    } else {
+        return None;
+    };
+    Some(EscrowEvent {
+        block_hash,
+        log_index: log.log_index?,
+        block_number,
+        tx_hash: log.transaction_hash?,
+        agreement_key: key,
+        event: name.to_owned(),
+        data,
+    })
+}
