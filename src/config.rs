@@ -13,6 +13,32 @@ use crate::money::{FeeSchedule, TokenAmount};
 
 pub use crate::secret::Secret;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the spans it was logged in (a request's
+    /// `request_id` among them).
+    Json,
+}
+
+/// Logging settings of `pactum serve` (outside [`ServeConfig`]: logging starts before the
+/// service does).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogConfig {
+    /// Log line format: `text`, or `json` for log collectors. `RUST_LOG` sets the level.
+    #[arg(
+        long,
+        env = "PACTUM_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        help_heading = "Observability"
+    )]
+    pub log_format: LogFormat,
+}
+
 /// Everything `pactum serve` needs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
@@ -406,4 +432,24 @@ mod tests {
         assert_eq!(refused.kind(), clap::error::ErrorKind::ValueValidation, "{refused}");
         assert_eq!(with("1").unwrap(), 1);
     }
+
+    #[test]
+    fn the_log_format_is_a_flag_and_a_toml_key() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            log: LogConfig,
+        }
+        use clap::Parser;
+        let parse = |args: &[&str]| Serve::try_parse_from(args).map(|s| s.log.log_format);
+        assert_eq!(parse(&["serve"]).unwrap(), LogFormat::Text);
+        assert_eq!(parse(&["serve", "--log-format", "json"]).unwrap(), LogFormat::Json);
+        assert!(parse(&["serve", "--log-format", "xml"]).is_err());
+        let from_file = toml_to_args("log_format = \"json\"\n").unwrap();
+        assert_eq!(from_file, vec!["--log-format=json".to_owned()]);
+        let mut args = vec!["serve".to_owned()];
+        args.extend(from_file);
+        assert_eq!(Serve::try_parse_from(args).unwrap().log.log_format, LogFormat::Json);
+    }
+
 }

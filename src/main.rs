@@ -4,8 +4,10 @@ mod cli;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand};
+use pactum::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// Pactum: a non-custodial escrow and settlement relayer for usage agreements between AI agents.
@@ -37,33 +39,42 @@ fn main() -> ExitCode {
         cli::serve::args_with_config_file().and_then(|args| match Cli::parse_from(args).command {
             Command::Sign(args) => cli::sign::run(&args),
             Command::Openapi(args) => cli::openapi::run(&args),
-            Command::Serve(args) => runtime(|| cli::serve::run(*args)),
-            Command::Dev(args) => runtime(|| cli::dev::run(args)),
+            Command::Serve(args) => runtime(args.log.log_format, || cli::serve::run(*args)),
+            Command::Dev(args) => runtime(LogFormat::Text, || cli::dev::run(args)),
         });
     // One line with the whole cause chain, rather than returning the error from `main`, whose
     // report adds a backtrace whenever RUST_BACKTRACE is set.
     if let Err(error) = result {
-        eprintln!("error: {error:#}");
+        if LOG_FORMAT.get() == Some(&LogFormat::Json) {
+            tracing::error!(error = format!("{error:#}"), "pactum stopped on an error");
+        } else {
+            eprintln!("error: {error:#}");
+        }
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
 
-/// Runs a service command on a multi-threaded runtime with logging to stderr
+/// The format logging was started with, if it was.
+static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Runs a service command on a multi-threaded runtime with logging to stderr in `format`
 /// (`RUST_LOG`, default `info`).
-fn runtime<F, Fut>(command: F) -> anyhow::Result<()>
+fn runtime<F, Fut>(format: LogFormat, command: F) -> anyhow::Result<()>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
         // Colour codes only for a terminal, not in a log file or a pipe.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Each line names its innermost span (`span`) and every span it is in (`spans`), with
+        // their fields: a request's `request_id` is on every line logged while handling it.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+    }
+    let _ = LOG_FORMAT.set(format);
     tokio::runtime::Runtime::new()?.block_on(command())
 }
 

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use pactum::config::{ServeConfig, toml_to_args};
+use pactum::config::{LogConfig, LogFormat, ServeConfig, toml_to_args};
 use pactum::service::Service;
 
 /// Arguments of `pactum serve`.
@@ -13,6 +13,9 @@ pub(crate) struct ServeArgs {
     /// A TOML file of settings (keys are the flag names); flags and `PACTUM_*` variables win.
     #[arg(long, env = "PACTUM_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) log: LogConfig,
 
     #[command(flatten)]
     pub(crate) serve: ServeConfig,
@@ -48,7 +51,11 @@ pub(crate) fn args_with_config_file() -> anyhow::Result<Vec<OsString>> {
 /// Runs the service until ctrl-c or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let service = Service::start(args.serve).await.context("starting the service")?;
-    println!("pactum listening on http://{}", service.local_addr());
+    match args.log.log_format {
+        LogFormat::Text => println!("pactum listening on http://{}", service.local_addr()),
+        // A collector reading JSON lines gets this one as JSON too.
+        LogFormat::Json => tracing::info!(address = %service.local_addr(), "pactum listening"),
+    }
     service.run_until(shutdown_signal()).await;
     Ok(())
 }
