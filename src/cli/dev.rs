@@ -1,6 +1,6 @@
 //! `pactum dev`: a complete local Pactum from a fresh clone. Installs the pinned toolchain if it
-//! is missing, starts anvil, deploys the contracts, funds a demo buyer, creates an owner
-//! credential and two demo agents, and serves the API on SQLite, printing everything a script
+//! is missing, starts anvil, deploys the contracts, funds a demo buyer and a demo smart-wallet
+//! (ERC-1271) buyer, creates an owner credential and three demo agents, and serves the API on SQLite, printing everything a script
 //! needs (and writing it as JSON with `--out`). Ctrl-c or SIGTERM, even during start-up, stops
 //! the service and anvil with it.
 
@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use pactum::agreement::ids::{Environment, SecretKey};
 use pactum::chain::{deploy, toolchain};
 use pactum::config::ServeConfig;
-use pactum::escrow::bindings::MockUSDC;
+use pactum::escrow::bindings::{MockSmartWallet, MockUSDC};
 use pactum::money::TokenAmount;
 use pactum::secret::Secret;
 use pactum::service::{Service, ServiceError};
@@ -51,7 +51,7 @@ pub(crate) struct DevArgs {
     pub(crate) out: Option<PathBuf>,
 }
 
-/// Demo USDC minted to the buyer's wallet.
+/// Demo USDC minted to each buyer's wallet.
 const DEMO_USDC: u64 = 1_000_000 * 1_000_000;
 /// The fixed receipt key of the local stack (a dev-only key, never used on a real chain), so
 /// receipts keep verifying across `pactum dev` restarts.
@@ -109,13 +109,16 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deploys the contracts, funds the buyer, creates the owner credential and the demo agents,
+/// Deploys the contracts, funds the buyers, creates the owner credential and the demo agents,
 /// and starts the service; returns it with the summary printed for scripts.
 async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service, Value)> {
     let keys: Vec<PrivateKeySigner> =
         anvil.keys().iter().map(|k| PrivateKeySigner::from(k.clone())).collect();
     let (deployer, buyer, seller, relayer) =
         (keys[0].clone(), keys[1].clone(), keys[2].clone(), keys[3].clone());
+    // The smart-wallet buyer: a contract wallet whose signatures are its owner's, checked by
+    // the escrow through ERC-1271 (docs/smart-wallet.md).
+    let smart_owner = keys[4].clone();
     let fee_recipient = keys[9].address();
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(deployer))
@@ -129,6 +132,17 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         .get_receipt()
         .await
         .context("minting the buyer's demo USDC")?;
+    let smart_wallet = *MockSmartWallet::deploy(&provider, smart_owner.address())
+        .await
+        .context("deploying the demo smart wallet")?
+        .address();
+    MockUSDC::new(deployment.usdc, &provider)
+        .mint(smart_wallet, U256::from(DEMO_USDC))
+        .send()
+        .await?
+        .get_receipt()
+        .await
+        .context("minting the smart wallet's demo USDC")?;
 
     if let Some(dir) = args.database.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -162,6 +176,25 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
             }),
         );
     }
+    let (agent, key) = agents::new_agent(
+        account.id.clone(),
+        "demo-smart-buyer",
+        Some("Demo buyer agent paying from a smart wallet".into()),
+        vec!["usage".into()],
+        Environment::Test,
+        now(),
+    );
+    agents::insert_agent(&mut tx, &agent, &key.hash()).await?;
+    demo_agents.insert(
+        "smart_buyer".into(),
+        json!({
+            "id": agent.id,
+            "api_key": key.reveal(),
+            "wallet_address": smart_wallet.to_checksum(None),
+            "owner_address": smart_owner.address().to_checksum(None),
+            "owner_private_key": smart_owner.to_bytes().to_string(),
+        }),
+    );
     tx.commit().await?;
     store.close().await;
 
