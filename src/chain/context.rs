@@ -65,6 +65,31 @@ impl ChainContext {
         })
     }
 
+    /// A context for a deployment the caller already knows, over `rpc_urls` without calling
+    /// them: the first call is made when something reads the chain, so the router runs with no
+    /// node (tests of it alone), and a handler that reads the chain answers as when the node is
+    /// down. The token, fee recipient and oracle are the zero address until set.
+    pub fn unconnected(
+        rpc_urls: &str,
+        settings: &RpcSettings,
+        chain_id: u64,
+        escrow: Address,
+        token_name: &str,
+    ) -> Result<Self> {
+        let rpc = RpcService::new(rpc::parse_urls(rpc_urls)?, settings.clone())?;
+        let provider = ProviderBuilder::new().connect_client(rpc.client()).erased();
+        Ok(Self {
+            provider,
+            rpc,
+            chain_id,
+            escrow,
+            token: Address::ZERO,
+            token_name: token_name.to_owned(),
+            fee_recipient: Address::ZERO,
+            sanctions_oracle: Address::ZERO,
+        })
+    }
+
     /// The escrow's EIP-712 domain.
     pub fn escrow_domain(&self) -> Eip712Domain {
         typed_data::escrow_domain(self.chain_id, self.escrow)

@@ -3,8 +3,9 @@
 //! can be wrong, answers `{"error": {"code", "message", "details"?}}` with a 4xx status, and a
 //! refused write changes nothing.
 
+use crate::support::router::{Api, Client};
 use crate::support::service::{Harness, OWNER_KEY, TestAgent};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -102,25 +103,21 @@ impl<'a> Raw<'a> {
 
     /// Sends the request; an answer that is not JSON comes back as a JSON string, which
     /// [`error_code`] then refuses.
-    async fn send(self, h: &Harness) -> (StatusCode, Value) {
-        let mut request = h.http.request(self.method, format!("{}{}", h.base, self.path));
+    async fn send(self, h: &impl Client) -> (StatusCode, Value) {
+        let mut headers = Vec::new();
         if let Some(value) = self.authorization {
-            request = request.header(AUTHORIZATION, value);
+            headers.push((AUTHORIZATION, HeaderValue::try_from(value).unwrap()));
         }
         if let Some(value) = self.content_type {
-            request = request.header(CONTENT_TYPE, value);
+            headers.push((CONTENT_TYPE, HeaderValue::from_str(value).unwrap()));
         }
         for (name, value) in self.headers {
-            request = request.header(name, HeaderValue::from_bytes(&value).unwrap());
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            headers.push((name, HeaderValue::from_bytes(&value).unwrap()));
         }
-        let response = request.body(self.body).send().await.expect("request sent");
-        let status = response.status();
-        let json_answer = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        let text = response.text().await.unwrap();
+        let (status, content_type, text) =
+            h.send_raw(self.method, &self.path, headers, self.body).await;
+        let json_answer = content_type.is_some_and(|v| v.starts_with("application/json"));
         match serde_json::from_str(&text) {
             Ok(body) if json_answer => (status, body),
             _ => (status, Value::String(format!("not a JSON answer: {text}"))),
@@ -686,7 +683,7 @@ async fn extreme_values_are_refused_or_handled_never_a_500() {
 #[tokio::test]
 async fn the_configured_body_limit_is_the_one_applied() {
     // Above axum's own 2 MB default, to show no extractor falls back to it.
-    let h = Harness::start_with(|config| config.max_body_bytes = 3 << 20).await;
+    let h = Api::start_with(|config| config.max_body_bytes = 3 << 20).await;
     let mut body = br#"{"name": "padded""#.to_vec();
     body.resize(body.len() + (5 << 19), b' ');
     body.push(b'}');

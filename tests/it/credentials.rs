@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::support::router::{Api, Client};
 use crate::support::service::{Harness, OWNER_KEY, TestAgent};
 use crate::support::settlement::{options, record, sign_voucher, sponsored_body};
 use pactum::agreement::ids::{AccountId, Environment, SecretKey};
@@ -16,9 +17,9 @@ use sqlx::Row;
 
 /// A second account, created through the store the way an operator provisions one; returns
 /// its owner credential.
-async fn second_account(h: &Harness, environment: Environment) -> String {
+async fn second_account(h: &impl Client, environment: Environment) -> String {
     let key = SecretKey::generate("ok", environment);
-    let store = &h.service.as_ref().unwrap().state().store;
+    let store = &h.store();
     let mut tx = store.begin().await.unwrap();
     ensure_account(&mut tx, "second", &key.hash(), now()).await.unwrap();
     tx.commit().await.unwrap();
@@ -26,7 +27,7 @@ async fn second_account(h: &Harness, environment: Environment) -> String {
 }
 
 /// An agent created with `owner`'s credential.
-async fn agent_of(h: &Harness, owner: &str, name: &str) -> TestAgent {
+async fn agent_of(h: &impl Client, owner: &str, name: &str) -> TestAgent {
     let body = json!({ "name": name });
     let (status, agent) = h.call(Method::POST, "/v1/agents", Some(owner), Some(&body)).await;
     assert_eq!(status, StatusCode::CREATED, "{agent}");
@@ -442,7 +443,7 @@ async fn the_access_matrix_gives_each_credential_its_status_on_every_route_group
 #[tokio::test]
 async fn keys_of_the_other_environment_are_refused_before_any_lookup() {
     // A live deployment (on anvil, by setting): a real test key in its own store is refused.
-    let h = Harness::start_with(|config| config.environment = Some(Environment::Live)).await;
+    let h = Api::start_with(|config| config.environment = Some(Environment::Live)).await;
     let live_owner = second_account(&h, Environment::Live).await;
     let live_agent = agent_of(&h, &live_owner, "live").await;
     assert!(live_agent.key.starts_with("pk_live_"), "{}", live_agent.key);
@@ -451,7 +452,7 @@ async fn keys_of_the_other_environment_are_refused_before_any_lookup() {
     let account = AccountId(read["account_id"].as_str().unwrap().to_owned());
     // An agent of the same account whose key has the test prefix, planted in the store.
     let (agent, test_key) = new_agent(account, "planted", None, vec![], Environment::Test, now());
-    let store = h.service.as_ref().unwrap().state().store.clone();
+    let store = h.store();
     let mut tx = store.begin().await.unwrap();
     insert_agent(&mut tx, &agent, &test_key.hash()).await.unwrap();
     tx.commit().await.unwrap();
@@ -480,7 +481,7 @@ async fn keys_of_the_other_environment_are_refused_before_any_lookup() {
 
 #[tokio::test]
 async fn agents_are_listed_newest_first_in_pages_and_by_status() {
-    let h = Harness::start().await;
+    let h = Api::start().await;
     let mut created = Vec::new();
     for n in 0..5 {
         created.push(h.agent(&format!("agent-{n}")).await.id);
@@ -683,7 +684,7 @@ async fn a_revoked_agents_queued_sponsored_action_is_refused_and_the_other_party
 
 #[tokio::test]
 async fn a_rotated_key_replaces_the_old_one_at_once() {
-    let h = Harness::start().await;
+    let h = Api::start().await;
     let agent = h.agent("rotating").await;
     let list = format!("/usage-agreements/agents/{}/agreements", agent.id);
     let path = format!("/v1/agents/{}/regenerate-key", agent.id);

@@ -50,7 +50,7 @@ async fn claim_request(h: &Harness, seller: &TestAgent, id: &str, units: u64) ->
 async fn claims(batch_max: usize) -> Run {
     let h = Arc::new(Harness::start_with(|config| config.relayer_batch_max = batch_max).await);
     let (buyer, seller) = h.parties().await;
-    // As in tests/gas_on_anvil.rs, the seller already holds USDC (a running deployment's
+    // As in tests/it/gas_on_anvil.rs, the seller already holds USDC (a running deployment's
     // condition), so no claim pays for a first balance slot.
     let seller_wallet = h.chain.seller.address();
     h.chain.mint(seller_wallet, USDC).await;

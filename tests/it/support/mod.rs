@@ -3,6 +3,7 @@
 
 pub mod databases;
 pub mod process;
+pub mod router;
 pub mod service;
 pub mod settlement;
 

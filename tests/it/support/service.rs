@@ -310,20 +310,32 @@ pub fn propose_body(seller_id: &str, wallet: Address) -> Value {
 /// The service configuration for `chain`, with its SQLite file in `dir`.
 pub fn config_for(chain: &DevChain, dir: &std::path::Path) -> ServeConfig {
     ServeConfig {
+        rpc_url: chain.anvil.endpoint(),
+        escrow_address: *chain.escrow.address(),
+        relayer_private_keys: vec![Secret::new(chain.relayer.to_bytes().to_string())],
+        ..config_without_chain(dir)
+    }
+}
+
+/// The harness's settings with no chain: its SQLite file in `dir`, an RPC URL where nothing
+/// answers, a made-up escrow address and no relayer key. [`config_for`] fills the chain in.
+pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
         database_url: format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display()),
         listen: "127.0.0.1:0".parse().unwrap(),
         max_body_bytes: 65_536,
         request_timeout_secs: 30,
         owner_key: Some(Secret::new(OWNER_KEY)),
         environment: None,
-        rpc_url: chain.anvil.endpoint(),
+        // Port 1: nothing listens there, so a read of the chain fails at once.
+        rpc_url: "http://127.0.0.1:1".into(),
         rpc: pactum::chain::rpc::RpcSettings::default(),
-        escrow_address: *chain.escrow.address(),
+        escrow_address: alloy::primitives::Address::repeat_byte(0xe5),
         token_name: "USD Coin".into(),
         confirmations: 2,
         poll_interval_ms: 50,
         start_block: None,
-        relayer_private_keys: vec![Secret::new(chain.relayer.to_bytes().to_string())],
+        relayer_private_keys: vec![],
         relayer_batch_max: 50,
         relayer_batch_wait_ms: 200,
         relayer_max_fee_per_gas_gwei: 500,
