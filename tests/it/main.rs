@@ -14,6 +14,7 @@ mod deploy;
 mod gas_on_anvil;
 mod idempotency;
 mod instances_postgres;
+mod json_logs;
 mod node_error;
 mod observability;
 mod openapi;
@@ -35,11 +36,13 @@ mod settlement;
 mod settlement_batch;
 mod sign_cli;
 mod signer_supervision;
+mod smart_wallet_doc;
 mod store_conformance;
 mod verify_signature;
 #[cfg(unix)]
 mod walkthrough;
 mod webhooks;
+mod webhooks_in_flight;
 
 // Private here, so a helper no test uses is a dead-code warning. Its items are `pub` because the
 // benchmark (benches/service/main.rs) includes the same files as a `pub` module, where unused

@@ -5,7 +5,6 @@
 //! recipe or the page goes wrong. The runner is the walkthrough's (tests/walkthrough.rs).
 #![cfg(unix)]
 
-mod support;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -13,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::service::unique_dir;
+use crate::support::service::unique_dir;
 
 /// The page under test, relative to the crate root.
 const PAGE: &str = "docs/smart-wallet.md";

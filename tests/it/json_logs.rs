@@ -2,15 +2,14 @@
 //! stderr, is one JSON object, and the lines logged while a request is handled carry that
 //! request's id (the one its response names in `X-Request-Id`).
 
-mod support;
 
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::DevChain;
-use support::service::{OWNER_KEY, RECEIPT_KEY, unique_dir};
+use crate::support::DevChain;
+use crate::support::service::{OWNER_KEY, RECEIPT_KEY, unique_dir};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
