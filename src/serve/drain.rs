@@ -37,7 +37,8 @@ pub(super) async fn call(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (back, mut returned) = oneshot::channel();
     let lent = Lent { body: Some(body), back: Some(back) };
-    let mut response = if parts.uri.to_string().len() > MAX_URI_BYTES {
+    let target = parts.uri.path_and_query().map_or(0, |target| target.as_str().len());
+    let mut response = if target > MAX_URI_BYTES {
         drop(lent);
         let mut response = Response::new(Body::from(refusal_json(StatusCode::URI_TOO_LONG)));
         *response.status_mut() = StatusCode::URI_TOO_LONG;
