@@ -6,7 +6,9 @@
 //! answer never said `Connection: close`. So the body is lent to the router and handed back when
 //! the router drops it; what is left is read and discarded (bounded by the body limit and a short
 //! time) before the connection is reused, and when that is not possible the answer says
-//! `Connection: close` and the connection closes with a linger ([`super::conn`]).
+//! `Connection: close` and the connection closes with a linger ([`super::conn`]). The answer
+//! goes out once the drain ends: hyper sends a response only after its service returns, and a
+//! client that holds its body until it sees an answer waits at most [`DRAIN_TIME`].
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
