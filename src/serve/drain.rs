@@ -6,7 +6,9 @@
 //! answer never said `Connection: close`. So the body is lent to the router and handed back when
 //! the router drops it; what is left is read and discarded (bounded by the body limit and a short
 //! time) before the connection is reused, and when that is not possible the answer says
-//! `Connection: close` and the connection closes with a linger ([`super::conn`]).
+//! `Connection: close` and the connection closes with a linger ([`super::conn`]). The answer
+//! goes out once the drain ends: hyper sends a response only after its service returns, and a
+//! client that holds its body until it sees an answer waits at most [`DRAIN_TIME`].
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -37,7 +39,8 @@ pub(super) async fn call(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (back, mut returned) = oneshot::channel();
     let lent = Lent { body: Some(body), back: Some(back) };
-    let mut response = if parts.uri.to_string().len() > MAX_URI_BYTES {
+    let target = parts.uri.path_and_query().map_or(0, |target| target.as_str().len());
+    let mut response = if target > MAX_URI_BYTES {
         drop(lent);
         let mut response = Response::new(Body::from(refusal_json(StatusCode::URI_TOO_LONG)));
         *response.status_mut() = StatusCode::URI_TOO_LONG;
