@@ -22,7 +22,8 @@ use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
 use crate::chain::node_error::{NodeError, classify};
 use crate::metrics;
-use crate::store::jobs::{self, Attempt, Job};
+use crate::store::attempts::{self, Attempt};
+use crate::store::jobs::{self, Job};
 use crate::store::signers::{self, Allocation};
 use crate::store::{Store, StoreError};
 use crate::time::now;
@@ -326,7 +327,7 @@ impl Actor {
         };
         let mut attempt = self.sign(&job, nonce, gas_limit, fees).await?;
         // Save before broadcast: from here on the transaction exists, whatever happens next.
-        jobs::record_attempt(&mut tx, &attempt, now()).await?;
+        attempts::record_attempt(&mut tx, &attempt, now()).await?;
         tx.commit().await.map_err(StoreError::from)?;
         metrics::attempt("new");
         tracing::info!(job_id = %job.id, nonce, tx_hash = %attempt.tx_hash, "transaction saved");
@@ -347,7 +348,7 @@ impl Actor {
             }
             Err(error) => {
                 let mut tx = self.store.begin().await?;
-                jobs::attempt_rejected(&mut tx, attempt).await?;
+                attempts::attempt_rejected(&mut tx, attempt).await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 return Err(RelayError::Node(error));
             }
@@ -388,7 +389,7 @@ impl Actor {
             Err(error) => {
                 // Never taken by the node: the old attempt stays the live one.
                 let mut tx = self.store.begin().await?;
-                jobs::replacement_refused(&mut tx, &attempt, &old).await?;
+                attempts::replacement_refused(&mut tx, &attempt, &old).await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 return Err(RelayError::Node(error));
             }
@@ -412,7 +413,7 @@ pub async fn broadcast(
         },
     }
     let mut tx = store.begin().await.map_err(|e| NodeError::Unavailable(format!("store: {e}")))?;
-    jobs::attempt_broadcast(&mut tx, attempt, now())
+    attempts::attempt_broadcast(&mut tx, attempt, now())
         .await
         .map_err(|e| NodeError::Unavailable(format!("store: {e}")))?;
     tx.commit().await.map_err(|e| NodeError::Unavailable(format!("store: {e}")))?;

@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod agreements;
+pub mod attempts;
 pub mod chain;
 pub mod idempotency;
 pub mod jobs;

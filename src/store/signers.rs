@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use alloy::primitives::Address;
 use sqlx::{AnyPool, Row};
 
-use super::jobs::{self, Attempt};
+use super::attempts::{self, Attempt};
+use super::jobs;
 use super::{Conn, Result, StoreError, parse_column, unsigned};
 use crate::agreement::ids::JobId;
 
@@ -49,7 +50,7 @@ pub async fn lock(conn: &mut Conn, signer: Address) -> Result<Option<u64>> {
 /// Allocates `signer`'s next nonce to `job`, leased to `owner`, unless the signer already has
 /// `max_in_flight` unmined transactions (its live attempts, from every instance). Under the
 /// signer's row lock; the caller signs with the nonce and records the attempt
-/// ([`jobs::record_attempt`]) in the same transaction, so the nonce is taken if and only if the
+/// ([`attempts::record_attempt`]) in the same transaction, so the nonce is taken if and only if the
 /// attempt is saved.
 pub async fn allocate(
     conn: &mut Conn,
@@ -89,7 +90,7 @@ pub async fn reconcile(conn: &mut Conn, signer: Address, pending: u64) -> Result
     .execute(&mut *conn)
     .await?;
     let current = lock(conn, signer).await?.ok_or(StoreError::Conflict)?;
-    let stored = jobs::live_next_nonce(&mut *conn, signer).await?.unwrap_or(0);
+    let stored = attempts::live_next_nonce(&mut *conn, signer).await?.unwrap_or(0);
     let next = pending.max(stored);
     if next != current {
         tracing::info!(%signer, from = current, to = next, "relayer next nonce reconciled");
@@ -120,7 +121,7 @@ pub async fn replace(conn: &mut Conn, new: &Attempt, old: &Attempt, now: i64) ->
     if replaced.rows_affected() != 1 {
         return Ok(false);
     }
-    jobs::record_attempt(conn, new, now).await?;
+    attempts::record_attempt(conn, new, now).await?;
     Ok(true)
 }
 
@@ -142,7 +143,7 @@ pub async fn fill_gap(conn: &mut Conn, job: &jobs::Job, fill: &Attempt, now: i64
         return Ok(false);
     }
     jobs::enqueue(conn, job, now).await?;
-    jobs::record_attempt(conn, fill, now).await?;
+    attempts::record_attempt(conn, fill, now).await?;
     Ok(true)
 }
 

@@ -7,8 +7,9 @@ use serde_json::json;
 use super::Result;
 use crate::agreement::settlement::ChainEvent;
 use crate::receipts::{self, Deployment, EventFacts, Parties, ReceiptKey};
+use crate::store::attempts::Attempt;
 use crate::store::chain::{self as chain_store, EscrowEvent};
-use crate::store::jobs::{self, Attempt, Job};
+use crate::store::jobs::{self, Job};
 use crate::store::{Conn, agreements, now, outbox, receipts as receipt_store, settlement};
 
 /// The receipt key and the deployment receipts name.

@@ -15,8 +15,9 @@ use super::apply::{apply_event, job_outcome};
 use super::{MAX_BLOCKS_PER_PASS, Result, WatchError, Watcher};
 use crate::chain::revert;
 use crate::escrow::bindings::UsageEscrow;
+use crate::store::attempts::{self, Attempt};
 use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
-use crate::store::jobs::{self, Attempt, Job};
+use crate::store::jobs::{self, Job};
 use crate::store::{agreements, now, outbox};
 
 impl Watcher {
@@ -66,7 +67,7 @@ impl Watcher {
         }
         let last = head.min(cursor.block_number + MAX_BLOCKS_PER_PASS);
         // Every hash a job in flight ever had: a replaced attempt may be the one mined.
-        let mut in_flight: HashMap<B256, Attempt> = jobs::attempts_watched(self.store.reader())
+        let mut in_flight: HashMap<B256, Attempt> = attempts::attempts_watched(self.store.reader())
             .await?
             .into_iter()
             .map(|a| (a.tx_hash, a))
@@ -102,7 +103,7 @@ impl Watcher {
                 return Ok(());
             }
             for (tx_hash, succeeded) in &mined {
-                jobs::attempt_mined(&mut tx, *tx_hash, number, hash, *succeeded, now()).await?;
+                attempts::attempt_mined(&mut tx, *tx_hash, number, hash, *succeeded, now()).await?;
                 in_flight.remove(tx_hash);
             }
             for log in &logs {
@@ -131,7 +132,7 @@ impl Watcher {
             return Ok(());
         };
         let mut canonical: HashMap<u64, B256> = HashMap::new();
-        for attempt in jobs::attempts_in(self.store.reader(), &["mined"]).await? {
+        for attempt in attempts::attempts_in(self.store.reader(), &["mined"]).await? {
             let (Some(number), Some(hash)) = (attempt.block_number, attempt.block_hash) else {
                 continue;
             };
@@ -142,7 +143,7 @@ impl Watcher {
                 // Reorganised away: watch it again as broadcast (it may be re-mined).
                 tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
                 let mut tx = self.store.begin().await?;
-                jobs::attempt_unmined(&mut tx, &attempt).await?;
+                attempts::attempt_unmined(&mut tx, &attempt).await?;
                 tx.commit().await?;
                 continue;
             }
@@ -153,7 +154,7 @@ impl Watcher {
                 _ => None,
             };
             let mut tx = self.store.begin().await?;
-            if !jobs::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await? {
+            if !attempts::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await? {
                 continue;
             }
             if let Some(job) = &job {

@@ -12,7 +12,9 @@ use super::{Result, Watcher};
 use crate::agreement::settlement::EscrowState;
 use crate::agreement::status::AgreementStatus;
 use crate::store::chain::{self as chain_store, Cursor};
-use crate::store::{Conn, agreements, jobs, now, outbox, receipts as receipt_store, settlement};
+use crate::store::{
+    Conn, agreements, attempts, jobs, now, outbox, receipts as receipt_store, settlement,
+};
 
 impl Watcher {
     /// The chain changed under the cursor: finds the highest block at or below `from` that the
@@ -66,7 +68,7 @@ impl Watcher {
         }
         let keys = chain_store::forget_above(&mut tx, fork).await?;
         let withdrawn = receipt_store::withdraw_above(&mut tx, fork).await?;
-        let unmined = jobs::unmine_above(&mut tx, fork, at).await?;
+        let unmined = attempts::unmine_above(&mut tx, fork, at).await?;
         let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (agreement, receipt) in withdrawn {
             touched.entry(agreement.as_str().to_owned()).or_default().push(receipt.as_str().into());

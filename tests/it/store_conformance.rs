@@ -24,9 +24,10 @@ use pactum::agreement::terms::Terms;
 use pactum::money::TokenAmount;
 use pactum::receipts::{Receipt, ReceiptKind};
 use pactum::store::agreements::{self, AgreementRecord, Proposal};
+use pactum::store::attempts::{self, Attempt};
 use pactum::store::chain::{self, Cursor};
 use pactum::store::idempotency::{self, StoredResponse, Taken};
-use pactum::store::jobs::{self, Attempt, Job, KIND_ACTIVATE, KIND_SELLER_CLAIM};
+use pactum::store::jobs::{self, Job, KIND_ACTIVATE, KIND_SELLER_CLAIM};
 use pactum::store::settlement::{self, SettlementAction};
 use pactum::store::signers::{self, Allocation};
 use pactum::store::tokens::{self, ExecutionToken};
@@ -1021,7 +1022,7 @@ async fn requeued_jobs_wait_then_return(store: &Store) {
     // Signed at last: the waiting note is cleared from the activation.
     let signer = Address::repeat_byte(0x51);
     let mut tx = store.begin().await.unwrap();
-    jobs::record_attempt(&mut tx, &attempt(&activation.id, signer, 0, 100, "a"), t + 32)
+    attempts::record_attempt(&mut tx, &attempt(&activation.id, signer, 0, 100, "a"), t + 32)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -1040,13 +1041,13 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
     claim_next(store, "w1", t + 60, t).await.unwrap();
     let first = attempt(&carried.id, signer, 7, 1_000, "first");
     let mut tx = store.begin().await.unwrap();
-    jobs::record_attempt(&mut tx, &first, t).await.unwrap();
+    attempts::record_attempt(&mut tx, &first, t).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(job_status(store, &carried.id).await.status, "signed");
-    assert_eq!(jobs::live_attempts(store.reader()).await.unwrap(), vec![first.clone()]);
+    assert_eq!(attempts::live_attempts(store.reader()).await.unwrap(), vec![first.clone()]);
 
     let mut tx = store.begin().await.unwrap();
-    jobs::attempt_broadcast(&mut tx, &first, t + 1).await.unwrap();
+    attempts::attempt_broadcast(&mut tx, &first, t + 1).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(job_status(store, &carried.id).await.status, "broadcast");
 
@@ -1058,33 +1059,33 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
     let statuses = |attempts: Vec<Attempt>| -> Vec<(B256, String)> {
         attempts.into_iter().map(|a| (a.tx_hash, a.status)).collect()
     };
-    let history = jobs::attempts_of_job(store.reader(), &carried.id).await.unwrap();
+    let history = attempts::attempts_of_job(store.reader(), &carried.id).await.unwrap();
     assert_eq!(
         statuses(history),
         vec![(first.tx_hash, "replaced".into()), (second.tx_hash, "signed".into())]
     );
-    let watched = jobs::attempts_watched(store.reader()).await.unwrap();
+    let watched = attempts::attempts_watched(store.reader()).await.unwrap();
     let watched: BTreeSet<B256> = watched.into_iter().map(|a| a.tx_hash).collect();
     assert_eq!(watched, BTreeSet::from([first.tx_hash, second.tx_hash]));
-    let live = jobs::live_attempts(store.reader()).await.unwrap();
+    let live = attempts::live_attempts(store.reader()).await.unwrap();
     assert_eq!(live.iter().map(|a| a.tx_hash).collect::<Vec<_>>(), vec![second.tx_hash]);
 
     // The replacement is refused by the node: the first is live again.
     let third = attempt(&carried.id, signer, 7, 3_000, "third");
     let mut tx = store.begin().await.unwrap();
     assert!(signers::replace(&mut tx, &third, &second, t + 3).await.unwrap());
-    jobs::replacement_refused(&mut tx, &third, &second).await.unwrap();
+    attempts::replacement_refused(&mut tx, &third, &second).await.unwrap();
     tx.commit().await.unwrap();
-    let failed = jobs::attempts_in(store.reader(), &["failed"]).await.unwrap();
+    let failed = attempts::attempts_in(store.reader(), &["failed"]).await.unwrap();
     assert_eq!(failed.iter().map(|a| a.tx_hash).collect::<Vec<_>>(), vec![third.tx_hash]);
 
     // The old, replaced attempt is the one that mines.
     let block = B256::repeat_byte(0xbb);
     let mut tx = store.begin().await.unwrap();
-    jobs::attempt_mined(&mut tx, first.tx_hash, 42, block, true, t + 4).await.unwrap();
+    attempts::attempt_mined(&mut tx, first.tx_hash, 42, block, true, t + 4).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(job_status(store, &carried.id).await.status, "mined");
-    let history = jobs::attempts_of_job(store.reader(), &carried.id).await.unwrap();
+    let history = attempts::attempts_of_job(store.reader(), &carried.id).await.unwrap();
     let mined = history.iter().find(|a| a.tx_hash == first.tx_hash).unwrap();
     assert_eq!(
         (mined.status.as_str(), mined.block_number, mined.block_hash, mined.succeeded),
@@ -1096,7 +1097,7 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
             .filter(|a| a.tx_hash != first.tx_hash)
             .all(|a| a.status != "signed" && a.status != "broadcast")
     );
-    assert!(jobs::live_attempts(store.reader()).await.unwrap().is_empty());
+    assert!(attempts::live_attempts(store.reader()).await.unwrap().is_empty());
 
     // Too late to replace; confirmation happens once.
     let fourth = attempt(&carried.id, signer, 7, 4_000, "fourth");
@@ -1104,18 +1105,18 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
     assert!(!signers::replace(&mut tx, &fourth, &second, t + 5).await.unwrap());
     tx.commit().await.unwrap();
     assert!(
-        !jobs::attempts_of_job(store.reader(), &carried.id)
+        !attempts::attempts_of_job(store.reader(), &carried.id)
             .await
             .unwrap()
             .iter()
             .any(|a| a.tx_hash == fourth.tx_hash)
     );
     let mut tx = store.begin().await.unwrap();
-    assert!(jobs::attempt_confirmed(&mut tx, mined, None, t + 6).await.unwrap());
-    assert!(!jobs::attempt_confirmed(&mut tx, mined, None, t + 7).await.unwrap());
+    assert!(attempts::attempt_confirmed(&mut tx, mined, None, t + 6).await.unwrap());
+    assert!(!attempts::attempt_confirmed(&mut tx, mined, None, t + 7).await.unwrap());
     tx.commit().await.unwrap();
     assert_eq!(job_status(store, &carried.id).await.status, "confirmed");
-    assert!(jobs::attempts_watched(store.reader()).await.unwrap().is_empty());
+    assert!(attempts::attempts_watched(store.reader()).await.unwrap().is_empty());
 }
 
 /// Instances sharing a signer allocate its nonces under the signer's row lock: tasks racing
@@ -1142,7 +1143,7 @@ async fn nonces_are_allocated_once_under_concurrency(store: &Store) {
             let allocation = signers::allocate(&mut tx, signer, &job.id, &owner, 10).await.unwrap();
             if let Allocation::Nonce(nonce) = allocation {
                 let a = attempt(&job.id, signer, nonce, 1_000, "a");
-                jobs::record_attempt(&mut tx, &a, t).await.unwrap();
+                attempts::record_attempt(&mut tx, &a, t).await.unwrap();
             }
             tx.commit().await.unwrap();
             allocation
@@ -1160,7 +1161,7 @@ async fn nonces_are_allocated_once_under_concurrency(store: &Store) {
     nonces.sort_unstable();
     assert_eq!(nonces, (5..15).collect::<Vec<u64>>(), "distinct nonces, no gap, window of 10");
     assert_eq!(full, 2);
-    assert_eq!(jobs::stored_next_nonce(store.reader(), signer).await.unwrap(), Some(15));
+    assert_eq!(attempts::stored_next_nonce(store.reader(), signer).await.unwrap(), Some(15));
     assert_eq!(signers::in_flight(store.reader()).await.unwrap().get(&signer), Some(&10));
 
     // A job leased to someone else is not this owner's to sign.
@@ -1172,7 +1173,7 @@ async fn nonces_are_allocated_once_under_concurrency(store: &Store) {
     let refused = signers::allocate(&mut tx, signer, &stolen.id, "thief", 100).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(refused, Allocation::NotLeased);
-    assert_eq!(jobs::stored_next_nonce(store.reader(), signer).await.unwrap(), Some(15));
+    assert_eq!(attempts::stored_next_nonce(store.reader(), signer).await.unwrap(), Some(15));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1680,9 +1681,9 @@ async fn large_amounts_round_trip_exactly(store: &Store) {
     extreme.max_priority_fee_per_gas = u128::MAX - 1;
     extreme.gas_limit = i64::MAX as u64;
     let mut tx = store.begin().await.unwrap();
-    jobs::record_attempt(&mut tx, &extreme, 1).await.unwrap();
+    attempts::record_attempt(&mut tx, &extreme, 1).await.unwrap();
     tx.commit().await.unwrap();
-    let stored = jobs::attempts_of_job(store.reader(), &carried.id).await.unwrap();
+    let stored = attempts::attempts_of_job(store.reader(), &carried.id).await.unwrap();
     assert_eq!(stored, vec![extreme]);
 
     let r = receipt(&big, B256::repeat_byte(1), 0, U256::MAX);

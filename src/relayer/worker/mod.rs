@@ -33,6 +33,7 @@ use tokio::sync::{Notify, watch};
 use super::Result;
 use super::actors::{Actors, SignerFaults};
 use super::signer::{Limits, SignerHandle};
+use crate::store::attempts;
 use crate::store::jobs::{self, Job};
 use crate::store::{Store, StoreError, signers};
 use crate::time::now;
@@ -117,7 +118,7 @@ impl Relay<'_> {
         self.release_leases_of_dead_processes().await?;
         let mut next_signer = 0usize;
         // The replacement countdown survives restarts: it starts where the store says.
-        let mut seen = jobs::first_seen_blocks(self.store.reader()).await?;
+        let mut seen = attempts::first_seen_blocks(self.store.reader()).await?;
         let mut gaps = HashSet::new();
         let mut pass = 0u64;
         loop {

@@ -15,7 +15,8 @@ use crate::relayer::fees::{Fees, Market};
 use crate::relayer::signer::{self, SignerHandle};
 use crate::relayer::{RelayError, Result};
 use crate::store::StoreError;
-use crate::store::jobs::{self, Attempt};
+use crate::store::attempts::{self, Attempt};
+use crate::store::jobs;
 use crate::time::now;
 
 /// The monitor's view of one relayer account this pass.
@@ -47,7 +48,7 @@ impl Relay<'_> {
         gaps: &mut HashSet<(Address, u64)>,
         pass: u64,
     ) -> Result<()> {
-        let live = jobs::live_attempts(self.store.reader()).await?;
+        let live = attempts::live_attempts(self.store.reader()).await?;
         seen.retain(|hash, _| live.iter().any(|a| a.tx_hash == *hash));
         if live.is_empty() {
             return Ok(());
@@ -87,7 +88,7 @@ impl Relay<'_> {
                 Some(block) => *block,
                 None => {
                     let mut tx = self.store.begin().await?;
-                    jobs::mark_first_seen(&mut tx, &[(attempt.tx_hash, head)]).await?;
+                    attempts::mark_first_seen(&mut tx, &[(attempt.tx_hash, head)]).await?;
                     tx.commit().await.map_err(StoreError::from)?;
                     *seen.entry(attempt.tx_hash).or_insert(head)
                 }
@@ -116,7 +117,8 @@ impl Relay<'_> {
             if attempt.status == "broadcast" && (account.pending <= account.top || full_check) {
                 match self.provider.get_transaction_by_hash(attempt.tx_hash).await {
                     Ok(None)
-                        if !jobs::attempt_is_live(self.store.reader(), attempt.tx_hash).await? =>
+                        if !attempts::attempt_is_live(self.store.reader(), attempt.tx_hash)
+                            .await? =>
                     {
                         continue;
                     }
@@ -215,7 +217,7 @@ impl Relay<'_> {
             return Ok(None);
         };
         // Bump from the highest any attempt offered: a refused replacement is bumped again.
-        let attempts = jobs::attempts_of_job(self.store.reader(), &job.id).await?;
+        let attempts = attempts::attempts_of_job(self.store.reader(), &job.id).await?;
         let previous = Fees {
             max_fee_per_gas: attempts.iter().map(|a| a.max_fee_per_gas).max().unwrap_or(0),
             max_priority_fee_per_gas: attempts
@@ -260,7 +262,7 @@ impl Relay<'_> {
     /// back to the queue for a fresh one (none of its attempts can be mined any more, so it is
     /// never live under two nonces).
     async fn nonce_used(&self, attempt: &Attempt) -> Result<()> {
-        let attempts = jobs::attempts_of_job(self.store.reader(), &attempt.job_id).await?;
+        let attempts = attempts::attempts_of_job(self.store.reader(), &attempt.job_id).await?;
         for each in &attempts {
             match self.provider.get_transaction_receipt(each.tx_hash).await {
                 Ok(Some(_)) => return Ok(()),
@@ -269,7 +271,7 @@ impl Relay<'_> {
             }
         }
         let mut tx = self.store.begin().await?;
-        let requeued = jobs::requeue_nonce_used(
+        let requeued = attempts::requeue_nonce_used(
             &mut tx,
             &attempt.job_id,
             attempt.signer,

@@ -8,6 +8,7 @@ use super::Relay;
 use crate::agreement::status::ActivationStatus;
 use crate::chain::node_error::NodeError;
 use crate::relayer::{Result, signer};
+use crate::store::attempts;
 use crate::store::jobs::{self, Job};
 use crate::store::{StoreError, agreements, outbox, settlement, signers};
 use crate::time::now;
@@ -89,7 +90,7 @@ impl Relay<'_> {
     /// Sends again every saved attempt in `statuses` (after a restart: everything not yet
     /// mined; in steady state: what the node could not take when it was signed).
     pub(super) async fn rebroadcast(&self, statuses: &[&str]) -> Result<()> {
-        for attempt in jobs::attempts_in(self.store.reader(), statuses).await? {
+        for attempt in attempts::attempts_in(self.store.reader(), statuses).await? {
             match signer::broadcast(&self.provider, &self.store, &attempt).await {
                 Ok(()) => {
                     if let Some(job) =
