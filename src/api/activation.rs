@@ -2,7 +2,7 @@
 //! package, screens both wallets and queues the activation for the relayer in one transaction.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::sol_types::{SolCall, SolStruct};
+use alloy::sol_types::SolStruct;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,7 +20,7 @@ use super::time::rfc3339;
 use crate::agreement::ids::JobId;
 use crate::agreement::status::{AgreementStatus, Event};
 use crate::agreement::terms::Terms;
-use crate::escrow::bindings::UsageEscrow;
+use crate::escrow::calls;
 use crate::escrow::package;
 use crate::escrow::typed_data;
 use crate::escrow::verify::{self, VerifyError};
@@ -270,24 +270,17 @@ pub async fn activate(
         })));
     }
 
-    // The contract takes `v` as 27/28 only; wallets may sign with 0/1.
-    let canonical = |sig: &Bytes| verify::canonical_signature(sig).unwrap_or_else(|_| sig.clone());
-    let call = UsageEscrow::activateCall {
-        terms: activation,
-        buyerSignature: canonical(&body.activation_signature),
-        fundingSignature: canonical(&body.funding_signature),
-        feePermitSignature: if fee_signature.is_empty() {
-            fee_signature
-        } else {
-            canonical(&fee_signature)
-        },
+    let signatures = calls::ActivationSignatures {
+        activation: body.activation_signature.clone(),
+        funding: body.funding_signature.clone(),
+        fee_permit: fee_signature,
     };
     let job = Job {
         id: JobId::generate(),
         kind: KIND_ACTIVATE.into(),
         agreement_id: Some(record.id.clone()),
         to: chain.escrow,
-        calldata: call.abi_encode().into(),
+        calldata: calls::activate(activation, &signatures),
         status: "queued".into(),
         error: None,
     };

@@ -6,8 +6,7 @@
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
-use alloy::sol_types::{SolCall, SolStruct};
+use alloy::sol_types::SolStruct;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -28,14 +27,14 @@ use crate::agreement::ids::{JobId, SettlementActionId};
 use crate::agreement::settlement::{self as rules, Action, EscrowState, Party, Plan, Refusal};
 use crate::agreement::status::AgreementStatus;
 use crate::agreement::terms::Terms;
+use crate::chain::gas::estimate_gas_with_headroom;
 use crate::chain::revert;
-use crate::escrow::bindings::UsageEscrow;
+use crate::escrow::calls;
 use crate::escrow::package::typed_data_json;
 use crate::escrow::typed_data::{BuyerWithdraw, InitiateClose, SellerClaim, UsageVoucher};
 use crate::escrow::verify;
 use crate::money::TokenAmount;
 use crate::relayer::node_error::{NodeError, classify};
-use crate::relayer::worker::GAS_HEADROOM_PERCENT;
 use crate::store::agents::Agent;
 use crate::store::agreements::{self, AgreementRecord};
 use crate::store::jobs::{self, Job};
@@ -112,33 +111,12 @@ fn voucher_for(record: &AgreementRecord, plan: &Plan) -> Bytes {
     if !plan.needs_voucher {
         return Bytes::new();
     }
-    record.voucher_signature.as_ref().map(canonical).unwrap_or_default()
-}
-
-/// `v` as 27/28, which the contract's ECDSA path takes; wallets may sign with 0/1.
-fn canonical(signature: &Bytes) -> Bytes {
-    verify::canonical_signature(signature).unwrap_or_else(|_| signature.clone())
+    record.voucher_signature.clone().unwrap_or_default()
 }
 
 /// The direct-path call of `action` by `party`.
 fn direct_call(action: Action, terms: &Terms, plan: &Plan, voucher: Bytes) -> Bytes {
-    let terms = terms.activation();
-    match action {
-        Action::InitiateClose => UsageEscrow::initiateCloseCall {
-            terms,
-            finalUnits: U256::from(plan.units),
-            voucherSignature: voucher,
-        }
-        .abi_encode(),
-        Action::SellerClaim => UsageEscrow::sellerClaimCall {
-            terms,
-            cumulativeUnits: U256::from(plan.units),
-            voucherSignature: voucher,
-        }
-        .abi_encode(),
-        Action::BuyerWithdraw => UsageEscrow::buyerWithdrawCall { terms }.abi_encode(),
-    }
-    .into()
+    calls::direct(action, terms.activation(), plan.units, &voucher)
 }
 
 /// The authorization `party` signs for `action` over `units` until `deadline`: the
@@ -179,9 +157,8 @@ fn authorization(
 /// relayer's headroom. A call that would revert is refused with the contract's reason.
 async fn unsigned_transaction(state: &AppState, from: Address, data: &Bytes) -> ApiResult<Value> {
     let chain = &state.chain;
-    let call = TransactionRequest::default().from(from).to(chain.escrow).input(data.clone().into());
-    let gas = match chain.provider.estimate_gas(call).await {
-        Ok(gas) => gas.saturating_mul(100 + GAS_HEADROOM_PERCENT) / 100,
+    let gas = match estimate_gas_with_headroom(&chain.provider, from, chain.escrow, data).await {
+        Ok(gas) => gas,
         Err(error) => {
             return Err(match classify(&error) {
                 NodeError::Unavailable(e) => ApiError::chain_unavailable(e),
@@ -652,47 +629,18 @@ async fn sponsored(
         .await
         .map_err(|e| signature_error(action.as_str(), signer, e))?;
 
-    let voucher = voucher_for(&record, &plan);
-    let auth = canonical(&body.authorization_signature);
-    let activation = terms.activation();
-    let deadline = U256::from(body.deadline);
-    let (kind, calldata): (&str, Bytes) = match action {
-        Action::InitiateClose => (
-            jobs::KIND_INITIATE_CLOSE,
-            UsageEscrow::initiateCloseWithAuthorizationCall {
-                terms: activation,
-                party: signer,
-                finalUnits: U256::from(units),
-                voucherSignature: voucher,
-                deadline,
-                authorization: auth,
-            }
-            .abi_encode()
-            .into(),
-        ),
-        Action::SellerClaim => (
-            jobs::KIND_SELLER_CLAIM,
-            UsageEscrow::sellerClaimWithAuthorizationCall {
-                terms: activation,
-                cumulativeUnits: U256::from(units),
-                voucherSignature: voucher,
-                deadline,
-                authorization: auth,
-            }
-            .abi_encode()
-            .into(),
-        ),
-        Action::BuyerWithdraw => (
-            jobs::KIND_BUYER_WITHDRAW,
-            UsageEscrow::buyerWithdrawWithAuthorizationCall {
-                terms: activation,
-                deadline,
-                authorization: auth,
-            }
-            .abi_encode()
-            .into(),
-        ),
+    let kind = match action {
+        Action::InitiateClose => jobs::KIND_INITIATE_CLOSE,
+        Action::SellerClaim => jobs::KIND_SELLER_CLAIM,
+        Action::BuyerWithdraw => jobs::KIND_BUYER_WITHDRAW,
     };
+    let authorization = calls::Authorization {
+        signer,
+        deadline: body.deadline,
+        signature: body.authorization_signature.clone(),
+    };
+    let voucher = voucher_for(&record, &plan);
+    let calldata = calls::sponsored(action, terms.activation(), units, &voucher, &authorization);
     let job = Job {
         id: JobId::generate(),
         kind: kind.into(),

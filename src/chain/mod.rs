@@ -4,6 +4,7 @@
 pub mod breaker;
 pub mod context;
 pub mod deploy;
+pub mod gas;
 pub mod revert;
 pub mod rpc;
 pub mod toolchain;

@@ -20,8 +20,6 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::{DynProvider, Provider};
-use alloy::rpc::types::TransactionRequest;
-use alloy::sol_types::SolCall;
 use backon::{ExponentialBuilder, Retryable};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -32,7 +30,8 @@ use super::signer::{self, SignerHandle, Submitted};
 use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
-use crate::escrow::bindings::UsageEscrow;
+use crate::chain::gas::estimate_gas_with_headroom;
+use crate::escrow::calls;
 use crate::metrics;
 use crate::store::jobs::{self, Attempt, Job};
 use crate::store::{Store, StoreError, agreements, now, outbox, settlement, signers};
@@ -49,9 +48,6 @@ const WAIT_FOR_FEES: i64 = 1;
 /// Every this many passes, the monitor asks the node about every live hash even when the
 /// account's pending count shows no gap (a node may drop a transaction in the middle).
 const FULL_DROP_CHECK_EVERY: u64 = 20;
-/// Gas limit headroom over the estimate, in percent (also given to the direct path's
-/// transactions: the state can move between the estimate and the block that mines it).
-pub const GAS_HEADROOM_PERCENT: u64 = 25;
 
 /// The worker's dependencies.
 #[derive(Debug, Clone)]
@@ -241,16 +237,13 @@ impl Worker {
 
     /// `eth_estimateGas` of `job` from `signer`, retried while the node is unreachable.
     async fn simulate(&self, job: &Job, signer: &SignerHandle) -> Simulation {
-        let call = TransactionRequest::default()
-            .from(signer.address())
-            .to(job.to)
-            .input(job.calldata.clone().into());
-        let estimate = (|| async { self.provider.estimate_gas(call.clone()).await })
+        let (from, to, data) = (signer.address(), job.to, &job.calldata);
+        let estimate = (|| estimate_gas_with_headroom(&self.provider, from, to, data))
             .retry(ExponentialBuilder::default().with_max_times(4))
             .when(|e| classify(e).is_retryable())
             .await;
         match estimate {
-            Ok(gas) => Simulation::Gas(gas.saturating_mul(100 + GAS_HEADROOM_PERCENT) / 100),
+            Ok(gas) => Simulation::Gas(gas),
             Err(error) => match classify(&error) {
                 NodeError::Unavailable(reason) => {
                     tracing::warn!(%reason, "simulation deferred: node unavailable");
@@ -722,21 +715,7 @@ fn host_and_pid(instance: &str) -> Option<(&str, u32)> {
 /// The `sellerClaimBatch` call carrying every claim in `members` (each a
 /// `sellerClaimWithAuthorization` call); `None` if one of them is not.
 fn batch_call(members: &[Job]) -> Option<Bytes> {
-    let claims = members
-        .iter()
-        .map(|job| {
-            let call =
-                UsageEscrow::sellerClaimWithAuthorizationCall::abi_decode(&job.calldata).ok()?;
-            Some(UsageEscrow::SponsoredClaim {
-                terms: call.terms,
-                cumulativeUnits: call.cumulativeUnits,
-                voucherSignature: call.voucherSignature,
-                deadline: call.deadline,
-                authorization: call.authorization,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(UsageEscrow::sellerClaimBatchCall { claims }.abi_encode().into())
+    calls::seller_claim_batch(members.iter().map(|job| &job.calldata))
 }
 
 /// The reason stored for a failed job.
