@@ -69,7 +69,7 @@ pub struct InfraFeeBlock {
 }
 
 /// `infra_fee.status`, as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InfraFeeStatus {
     /// The terms carry no fee.
