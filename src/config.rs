@@ -451,5 +451,4 @@ mod tests {
         args.extend(from_file);
         assert_eq!(Serve::try_parse_from(args).unwrap().log.log_format, LogFormat::Json);
     }
-
 }

@@ -14,6 +14,7 @@ macro_rules! string_enum {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize,
+            ::utoipa::ToSchema,
         )]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+

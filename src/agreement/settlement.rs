@@ -10,7 +10,7 @@ use super::status::AgreementStatus;
 use super::terms::Terms;
 
 /// The escrow's lifecycle, as the contract's `Status` enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscrowStatus {
     /// Never activated.
@@ -181,7 +181,7 @@ pub enum ChainEvent {
 }
 
 /// A settlement action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// `initiateClose`: the buyer starts the close window; the seller closes and settles.
@@ -211,7 +211,7 @@ impl Action {
 }
 
 /// Which side of the agreement a caller is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Party {
     /// Pays.

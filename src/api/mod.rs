@@ -6,9 +6,12 @@
 
 pub mod activation;
 pub mod agents;
+mod agreement_access;
+pub mod agreement_view;
 pub mod agreements;
 pub mod auth;
 pub mod credentials;
+pub mod document_number;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -19,9 +22,11 @@ pub mod rate_limit;
 pub mod receipts;
 pub mod schema;
 pub mod settlement;
+mod signature;
 pub mod status;
 pub mod telemetry;
 mod time;
+pub mod typed_data_view;
 pub mod validate;
 pub mod webhooks;
 
@@ -143,36 +148,48 @@ pub fn app(state: AppState) -> Router {
         .route("/usage-agreements/{agreement_id}/reject", put(agreements::reject))
         .route("/usage-agreements/{agreement_id}/activation-package", get(activation::package))
         .route("/usage-agreements/{agreement_id}/activate-escrow", post(activation::activate))
-        .route("/usage-agreements/{agreement_id}/escrow-status", get(status::escrow_status))
-        .route("/usage-agreements/{agreement_id}/record-usage", post(settlement::record_usage))
-        .route("/usage-agreements/{agreement_id}/usage", get(settlement::usage))
-        .route("/usage-agreements/{agreement_id}/usage-vouchers", post(settlement::submit_voucher))
+        .route(
+            "/usage-agreements/{agreement_id}/escrow-status",
+            get(activation::escrow_status::escrow_status),
+        )
+        .route(
+            "/usage-agreements/{agreement_id}/record-usage",
+            post(settlement::usage::record_usage),
+        )
+        .route("/usage-agreements/{agreement_id}/usage", get(settlement::usage::usage))
+        .route(
+            "/usage-agreements/{agreement_id}/usage-vouchers",
+            post(settlement::usage::submit_voucher),
+        )
         .route(
             "/usage-agreements/{agreement_id}/settlement-action-options",
-            get(settlement::options),
+            get(settlement::options::options),
         )
         .route(
             "/usage-agreements/{agreement_id}/initiate-close-calldata",
-            get(settlement::direct_handler(Action::InitiateClose)),
+            get(settlement::direct::direct_handler(Action::InitiateClose)),
         )
         .route(
             "/usage-agreements/{agreement_id}/claim-instructions",
-            get(settlement::direct_handler(Action::SellerClaim)),
+            get(settlement::direct::direct_handler(Action::SellerClaim)),
         )
         .route(
             "/usage-agreements/{agreement_id}/withdraw-instructions",
-            get(settlement::direct_handler(Action::BuyerWithdraw)),
+            get(settlement::direct::direct_handler(Action::BuyerWithdraw)),
         )
         .route(
             "/usage-agreements/{agreement_id}/sponsored-actions/{action}",
-            post(settlement::sponsored_action),
+            post(settlement::sponsored::sponsored_action),
         )
-        .route("/usage-agreements/{agreement_id}/settlement-actions", get(settlement::list_actions))
+        .route(
+            "/usage-agreements/{agreement_id}/settlement-actions",
+            get(settlement::actions::list_actions),
+        )
         .route(
             "/usage-agreements/{agreement_id}/settlement-actions/{action_id}",
-            get(settlement::get_action),
+            get(settlement::actions::get_action),
         )
-        .route("/usage-agreements/{agreement_id}/events", get(settlement::events))
+        .route("/usage-agreements/{agreement_id}/events", get(settlement::actions::events))
         .route("/receipts", get(receipts::list))
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))
         // Execution tokens are checked against the matched route, for every route above.

@@ -16,8 +16,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBu
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    activation, agents, agreements, credentials, observability, receipts, schema, settlement,
-    status, webhooks,
+    activation, agents, agreements, credentials, observability, receipts, settlement, status,
+    webhooks,
 };
 
 /// The document, built from the code.
@@ -60,18 +60,18 @@ use super::{
         agreements::reject,
         activation::package,
         activation::activate,
-        status::escrow_status,
-        settlement::record_usage,
-        settlement::usage,
-        settlement::submit_voucher,
-        settlement::options,
+        activation::escrow_status::escrow_status,
+        settlement::usage::record_usage,
+        settlement::usage::usage,
+        settlement::usage::submit_voucher,
+        settlement::options::options,
         initiate_close_calldata,
         claim_instructions,
         withdraw_instructions,
-        settlement::sponsored_action,
-        settlement::list_actions,
-        settlement::get_action,
-        settlement::events,
+        settlement::sponsored::sponsored_action,
+        settlement::actions::list_actions,
+        settlement::actions::get_action,
+        settlement::actions::events,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth, &Refine),
@@ -285,7 +285,7 @@ pub async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], to_json())
 }
 
-// The direct-path routes are closures made by `settlement::direct_handler(action)`, which a
+// The direct-path routes are closures made by `settlement::direct::direct_handler(action)`, which a
 // `#[utoipa::path]` cannot annotate; these functions carry their documentation instead. The
 // three answer alike, so one macro writes their annotations.
 
@@ -301,7 +301,7 @@ macro_rules! direct_path {
             params(("agreement_id" = String, Path, description = "The agreement")),
             security(("bearerAuth" = [])),
             responses(
-                (status = 200, description = "The transaction to send", body = schema::DirectInstructions),
+                (status = 200, description = "The transaction to send", body = settlement::view::DirectInstructions),
                 (status = 403, description = "Not this party's action", body = super::error::ErrorBody),
                 (status = 404, description = "No such agreement of the caller", body = super::error::ErrorBody),
                 (status = 409, description = "Not possible now (status, simulation reverted)", body = super::error::ErrorBody),

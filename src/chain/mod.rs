@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod context;
 pub mod deploy;
 pub mod error;
+pub mod gas;
 pub mod node_error;
 pub mod revert;
 pub mod rpc;

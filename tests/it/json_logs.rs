@@ -2,14 +2,13 @@
 //! stderr, is one JSON object, and the lines logged while a request is handled carry that
 //! request's id (the one its response names in `X-Request-Id`).
 
-
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::{Value, json};
 use crate::support::DevChain;
 use crate::support::service::{OWNER_KEY, RECEIPT_KEY, unique_dir};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -3,11 +3,10 @@
 //! cleanly), and the refusals hyper makes while parsing a request answer in the API's one error
 //! shape.
 
-
 use std::time::Duration;
 
-use serde_json::Value;
 use crate::support::service::{Harness, OWNER_KEY};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,7 +2,6 @@
 //! service's test-only fault hook) ends the worker's run, the supervisor's restart starts a
 //! fresh actor, and the key relays again.
 
-
 use std::time::Duration;
 
 use crate::support::service::{Harness, without_infra_fee};

@@ -5,7 +5,6 @@
 //! recipe or the page goes wrong. The runner is the walkthrough's (tests/walkthrough.rs).
 #![cfg(unix)]
 
-
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -3,16 +3,15 @@
 //! second, and an owner deletes an endpoint while a delivery to it is held. Both requests reach
 //! the receiver, so both must have their attempt row, and no claim is reported as lapsed.
 
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::service::{Harness, OWNER_KEY, TestAgent};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use crate::support::service::{Harness, OWNER_KEY, TestAgent};
 use tokio::sync::watch;
 
 /// What the receiver does with its `n`th request (0-based): wait until `wait` holds, then

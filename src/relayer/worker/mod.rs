@@ -50,9 +50,6 @@ const WAIT_FOR_FEES: i64 = 1;
 /// Every this many passes, the monitor asks the node about every live hash even when the
 /// account's pending count shows no gap (a node may drop a transaction in the middle).
 const FULL_DROP_CHECK_EVERY: u64 = 20;
-/// Gas limit headroom over the estimate, in percent (also given to the direct path's
-/// transactions: the state can move between the estimate and the block that mines it).
-pub const GAS_HEADROOM_PERCENT: u64 = 25;
 
 /// The worker's dependencies.
 #[derive(Debug, Clone)]

@@ -2,16 +2,14 @@
 //! room in its window.
 
 use alloy::primitives::Bytes;
-use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
-use alloy::sol_types::SolCall;
 use backon::{ExponentialBuilder, Retryable};
 
-use super::{GAS_HEADROOM_PERCENT, LEASE, Relay, WAIT_FOR_FEES};
+use super::{LEASE, Relay, WAIT_FOR_FEES};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
+use crate::chain::gas::estimate_gas_with_headroom;
 use crate::chain::node_error::{NodeError, classify};
-use crate::escrow::bindings::UsageEscrow;
+use crate::escrow::calls;
 use crate::relayer::signer::{SignerHandle, Submitted};
 use crate::relayer::{RelayError, Result};
 use crate::store::jobs::{self, Job};
@@ -113,16 +111,13 @@ impl Relay<'_> {
 
     /// `eth_estimateGas` of `job` from `signer`, retried while the node is unreachable.
     async fn simulate(&self, job: &Job, signer: &SignerHandle) -> Simulation {
-        let call = TransactionRequest::default()
-            .from(signer.address())
-            .to(job.to)
-            .input(job.calldata.clone().into());
-        let estimate = (|| async { self.provider.estimate_gas(call.clone()).await })
+        let (from, to, data) = (signer.address(), job.to, &job.calldata);
+        let estimate = (|| estimate_gas_with_headroom(&self.provider, from, to, data))
             .retry(ExponentialBuilder::default().with_max_times(4))
             .when(|e| classify(e).is_retryable())
             .await;
         match estimate {
-            Ok(gas) => Simulation::Gas(gas.saturating_mul(100 + GAS_HEADROOM_PERCENT) / 100),
+            Ok(gas) => Simulation::Gas(gas),
             Err(error) => match classify(&error) {
                 NodeError::Unavailable(reason) => {
                     tracing::warn!(%reason, "simulation deferred: node unavailable");
@@ -195,21 +190,7 @@ impl Relay<'_> {
 /// The `sellerClaimBatch` call carrying every claim in `members` (each a
 /// `sellerClaimWithAuthorization` call); `None` if one of them is not.
 fn batch_call(members: &[Job]) -> Option<Bytes> {
-    let claims = members
-        .iter()
-        .map(|job| {
-            let call =
-                UsageEscrow::sellerClaimWithAuthorizationCall::abi_decode(&job.calldata).ok()?;
-            Some(UsageEscrow::SponsoredClaim {
-                terms: call.terms,
-                cumulativeUnits: call.cumulativeUnits,
-                voucherSignature: call.voucherSignature,
-                deadline: call.deadline,
-                authorization: call.authorization,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(UsageEscrow::sellerClaimBatchCall { claims }.abi_encode().into())
+    calls::seller_claim_batch(members.iter().map(|job| &job.calldata))
 }
 
 /// The reason stored for a failed job.

@@ -1,59 +1,42 @@
 //! The activation package the buyer signs, and `activate-escrow`, which checks the signed
-//! package, screens both wallets and queues the activation for the relayer in one transaction.
+//! package, screens both wallets and queues the activation for the relayer in one transaction;
+//! and the escrow's status as the chain watcher confirmed it.
 
-use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::sol_types::{SolCall, SolStruct};
+pub mod escrow_status;
+mod request;
+mod view;
+
+use alloy::primitives::{Bytes, U256};
+use alloy::sol_types::SolStruct;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
+
+pub use request::ActivateEscrow;
+pub use view::{ActivationPackage, PackageInfraFee};
 
 use super::AppState;
-use super::agreements::{agreement_json, load_for};
+use super::agreement_access::load_for;
+use super::agreement_view::Agreement;
 use super::auth::AgentAuth;
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use super::idempotency::Write;
+use super::signature::signature_error;
 use super::time::rfc3339;
 use crate::agreement::ids::JobId;
 use crate::agreement::status::{AgreementStatus, Event};
 use crate::agreement::terms::Terms;
-use crate::escrow::bindings::UsageEscrow;
+use crate::escrow::calls;
 use crate::escrow::package;
 use crate::escrow::typed_data;
-use crate::escrow::verify::{self, VerifyError};
+use crate::escrow::verify;
 use crate::screening::ScreeningError;
 use crate::store::agreements::{self, AgreementRecord};
 use crate::store::jobs::{self, Job, KIND_ACTIVATE};
 use crate::store::{StoreError, now, outbox};
-
-/// The body of `POST …/activate-escrow`: the buyer's signatures over the package.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"activation_signature": "0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a1b", "funding_signature": "0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a1b", "infra_fee_permit_signature": "0x5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a1b", "agreement_key": "0x9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f9c1f", "chain_id": 31337}))]
-pub struct ActivateEscrow {
-    /// The buyer's signature of the `activation` document (65-byte ECDSA, or whatever the
-    /// buyer's ERC-1271 wallet accepts).
-    #[schema(value_type = String, pattern = "^0x([0-9a-fA-F]{2})*$")]
-    pub activation_signature: Bytes,
-    /// The buyer's signature of the `funding` (`ReceiveWithAuthorization`) document.
-    #[schema(value_type = String, pattern = "^0x([0-9a-fA-F]{2})*$")]
-    pub funding_signature: Bytes,
-    /// The buyer's signature of `infra_fee.permit`; required when the package has a fee.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^0x([0-9a-fA-F]{2})*$")]
-    pub infra_fee_permit_signature: Option<Bytes>,
-    /// The package's `agreement_key`, echoed back: a mismatch means the buyer signed another
-    /// package (optional, recommended).
-    #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^0x[0-9a-fA-F]{64}$")]
-    pub agreement_key: Option<B256>,
-    /// The chain the buyer's wallet signed for, echoed back (optional, recommended).
-    #[serde(default)]
-    pub chain_id: Option<u64>,
-}
 
 fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
     record.terms.as_ref().ok_or_else(|| {
@@ -80,7 +63,7 @@ fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
     ),
     security(("bearerAuth" = [])),
     responses(
-        (status = 200, description = "The documents the buyer signs", body = crate::api::schema::ActivationPackage),
+        (status = 200, description = "The documents the buyer signs", body = ActivationPackage),
         (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::error::ErrorBody),
         (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
@@ -89,7 +72,7 @@ pub async fn package(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ActivationPackage>> {
     let record = load_for(&state, &agent, &id).await?;
     let terms = accepted_terms(&record)?;
     let chain = &state.chain;
@@ -108,18 +91,7 @@ pub async fn package(
         chain.fee_recipient,
     )
     .map_err(ApiError::internal)?;
-    let mut body = serde_json::to_value(&built).map_err(ApiError::internal)?;
-    if let Some(fee) = body.get_mut("infra_fee") {
-        fee["status"] = serde_json::to_value(record.infra_fee_status).unwrap_or(Value::Null);
-    }
-    body["agreement_id"] = json!(record.id);
-    body["chain_id"] = json!(chain.chain_id);
-    body["escrow_contract"] = json!(chain.escrow.to_checksum(None));
-    body["token"] = json!(chain.token.to_checksum(None));
-    body["deposit_amount"] = json!(terms.deposit());
-    body["activate_by"] = json!(rfc3339(terms.activate_by as i64));
-    body["submit_to"] = json!(format!("/usage-agreements/{}/activate-escrow", record.id));
-    Ok(Json(body))
+    Ok(Json(ActivationPackage::new(&record, terms, built, chain)))
 }
 
 /// 422 `activation_expired`: the chain's clock passed `activateBy` (whether or not the watcher
@@ -130,22 +102,6 @@ fn activation_expired(terms: &Terms) -> ApiError {
         "the activation deadline has passed; nothing was queued",
     )
     .with_details(json!({ "activate_by": rfc3339(terms.activate_by as i64) }))
-}
-
-/// 422 `invalid_signature` for `document`, naming the wallet that had to sign it; 503 when the
-/// wallet's ERC-1271 check could not reach the chain.
-pub(crate) fn signature_error(document: &str, expected: Address, error: VerifyError) -> ApiError {
-    match error {
-        VerifyError::Unavailable(e) => ApiError::chain_unavailable(e),
-        other => ApiError::new(
-            ErrorCode::InvalidSignature,
-            format!("the `{document}` signature is not from the wallet that must sign it: {other}"),
-        )
-        .with_details(json!({
-            "document": document,
-            "expected_signer": expected.to_checksum(None),
-        })),
-    }
 }
 
 /// `POST …/activate-escrow`: verify, screen, queue, answer `202` at once.
@@ -160,7 +116,7 @@ pub(crate) fn signature_error(document: &str, expected: Address, error: VerifyEr
     request_body = ActivateEscrow,
     security(("bearerAuth" = [])),
     responses(
-        (status = 202, description = "Activation queued; the agreement is `activating`", body = crate::api::schema::Agreement),
+        (status = 202, description = "Activation queued; the agreement is `activating`", body = Agreement),
         (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::error::ErrorBody),
         (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
@@ -171,6 +127,7 @@ pub async fn activate(
     ApiPath(id): ApiPath,
     Write(ApiJson(body), idempotency): Write<ApiJson<ActivateEscrow>>,
 ) -> ApiResult<Response> {
+    let sent_chain_id = body.chain_id.as_ref().map(|n| n.get("chain_id")).transpose()?;
     let record = load_for(&state, &agent, &id).await?;
     if record.buyer_agent_id != agent.id {
         return Err(ApiError::forbidden("only the buyer can activate an agreement"));
@@ -183,7 +140,7 @@ pub async fn activate(
     let chain = &state.chain;
     let key = record.agreement_key.ok_or_else(|| ApiError::internal("accepted without a key"))?;
 
-    if let Some(chain_id) = body.chain_id.filter(|id| *id != chain.chain_id) {
+    if let Some(chain_id) = sent_chain_id.filter(|id| *id != chain.chain_id) {
         return Err(ApiError::new(
             ErrorCode::WrongChainId,
             format!("signed for chain {chain_id}; this escrow is on chain {}", chain.chain_id),
@@ -270,24 +227,17 @@ pub async fn activate(
         })));
     }
 
-    // The contract takes `v` as 27/28 only; wallets may sign with 0/1.
-    let canonical = |sig: &Bytes| verify::canonical_signature(sig).unwrap_or_else(|_| sig.clone());
-    let call = UsageEscrow::activateCall {
-        terms: activation,
-        buyerSignature: canonical(&body.activation_signature),
-        fundingSignature: canonical(&body.funding_signature),
-        feePermitSignature: if fee_signature.is_empty() {
-            fee_signature
-        } else {
-            canonical(&fee_signature)
-        },
+    let signatures = calls::ActivationSignatures {
+        activation: body.activation_signature.clone(),
+        funding: body.funding_signature.clone(),
+        fee_permit: fee_signature,
     };
     let job = Job {
         id: JobId::generate(),
         kind: KIND_ACTIVATE.into(),
         agreement_id: Some(record.id.clone()),
         to: chain.escrow,
-        calldata: call.abi_encode().into(),
+        calldata: calls::activate(activation, &signatures),
         status: "queued".into(),
         error: None,
     };
@@ -309,7 +259,7 @@ pub async fn activate(
     let queued = agreements::get_in(&mut tx, record.id.as_str())
         .await?
         .ok_or_else(|| ApiError::internal("queued agreement vanished"))?;
-    let response = agreement_json(&queued);
+    let response = Agreement::from(&queued);
     let data = json!({ "job_id": job.id });
     outbox::record(&mut tx, Some(&record.id), "activation.queued", &data, at).await?;
     idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;

@@ -1,0 +1,136 @@
+//! `GET …/settlement-action-options`: whether an action is possible now and both ways to take
+//! it.
+
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+
+use super::view::{
+    DirectPath, EscrowSummary, Refusal, SettlementOptions, SettlementPath, SettlementPaths,
+    SponsoredPath,
+};
+use super::{
+    authorization, fixed_terms, on_chain, party_of, unsigned_transaction, voucher_for, wallet_of,
+};
+use crate::agreement::settlement::{self as rules, Action};
+use crate::api::AppState;
+use crate::api::agreement_access::load_for;
+use crate::api::auth::AgentAuth;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::extract::ApiPath;
+use crate::api::time::rfc3339;
+use crate::escrow::calls;
+
+/// The query of `GET …/settlement-action-options`.
+#[derive(Debug, Deserialize)]
+pub struct OptionsQuery {
+    /// `initiate_close`, `seller_claim` or `buyer_withdraw`.
+    pub action: Option<String>,
+}
+
+/// `GET …/settlement-action-options?action=…`: for the calling party and the escrow as it is
+/// on-chain now, whether the action is possible, why not and from when, what would move, the
+/// direct transaction and the sponsored authorization to sign, and which path to take.
+#[utoipa::path(
+    get,
+    path = "/usage-agreements/{agreement_id}/settlement-action-options",
+    operation_id = "settlement_action_options",
+    tag = "settlement",
+    params(
+        ("agreement_id" = String, Path, description = "The agreement"),
+        ("action" = Action, Query, description = "`initiate_close`, `seller_claim` or `buyer_withdraw`"),
+    ),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Whether and how the action can be taken now", body = SettlementOptions),
+        (status = 409, description = "The current state does not allow it, or a concurrent duplicate", body = crate::api::error::ErrorBody),
+        (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
+    ),
+)]
+pub async fn options(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    ApiPath(id): ApiPath,
+    query: Result<Query<OptionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<SettlementOptions>> {
+    let Query(query) =
+        query.map_err(|e| ApiError::validation("query", format!("bad query string: {e}")))?;
+    let action = query.action.as_deref().and_then(Action::parse).ok_or_else(|| {
+        ApiError::validation(
+            "action",
+            "`action` must be `initiate_close`, `seller_claim` or `buyer_withdraw`",
+        )
+    })?;
+    let record = load_for(&state, &agent, &id).await?;
+    let party = party_of(&record, &agent);
+    let (terms, key) = fixed_terms(&record)?;
+    let (escrow, chain_now) = on_chain(&state, key).await?;
+    let signer = wallet_of(terms, party);
+    let mut body = SettlementOptions {
+        action,
+        agreement_id: record.id.clone(),
+        amount: None,
+        available_at: None,
+        available_at_unix: None,
+        chain_id: state.chain.chain_id,
+        chain_time: rfc3339(chain_now as i64),
+        escrow: EscrowSummary::new(&escrow, terms),
+        party,
+        paths: SettlementPaths::default(),
+        possible: false,
+        reason: None,
+        recipient: None,
+        recommended_path: None,
+        signer: signer.to_checksum(None),
+        units: None,
+        voucher_units: record.voucher_units,
+    };
+    let plan = match rules::plan(action, party, &escrow, terms, record.voucher_units, chain_now) {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            body.reason = Some(Refusal { code: refusal.code, message: refusal.message });
+            body.available_at = refusal.available_at.map(|t| rfc3339(t as i64));
+            body.available_at_unix = refusal.available_at;
+            return Ok(Json(body));
+        }
+    };
+    let voucher = voucher_for(&record, &plan);
+    let data = calls::direct(action, terms.activation(), plan.units, &voucher);
+    let transaction = unsigned_transaction(&state, signer, data).await?;
+    let deadline = chain_now + state.authorization_ttl;
+    let (typed_data, _) = authorization(&state, action, party, terms, key, plan.units, deadline);
+    let gas: u64 = transaction.gas.parse().unwrap_or(0);
+    let chain = &state.chain;
+    let (balance, gas_price) = tokio::try_join!(chain.gas_balance(signer), async {
+        chain.provider.get_gas_price().await.map_err(Into::into)
+    })
+    .map_err(ApiError::chain_unavailable)?;
+    let cost = U256::from(gas) * U256::from(gas_price);
+    body.possible = true;
+    body.units = Some(plan.units);
+    body.amount = Some(plan.amount.to_string());
+    body.recipient = Some(plan.recipient);
+    body.paths = SettlementPaths {
+        direct: DirectPath {
+            available: true,
+            estimated_cost_wei: Some(cost.to_string()),
+            signer_gas_balance: Some(balance.to_string()),
+            transaction: Some(transaction),
+        },
+        sponsored: SponsoredPath {
+            available: true,
+            deadline: Some(deadline),
+            submit_to: Some(format!(
+                "/usage-agreements/{}/sponsored-actions/{}",
+                record.id,
+                action.as_str().replace('_', "-")
+            )),
+            typed_data: Some(typed_data),
+        },
+    };
+    body.recommended_path =
+        Some(if balance < cost { SettlementPath::Sponsored } else { SettlementPath::Direct });
+    Ok(Json(body))
+}
