@@ -26,11 +26,23 @@ macro_rules! string_enum {
                     $($name::$variant => $text,)+
                 }
             }
+
+            /// Parses [`Self::as_str`]; `None` for any other string.
+            pub fn parse(value: &str) -> Option<Self> {
+                value.parse().ok()
+            }
         }
 
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        /// Compares with a string as stored or sent (tests and JSON bodies read strings).
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
             }
         }
 

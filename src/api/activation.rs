@@ -291,11 +291,11 @@ pub async fn activate(
     };
     let job = Job {
         id: JobId::generate(),
-        kind: KIND_ACTIVATE.into(),
+        kind: KIND_ACTIVATE,
         agreement_id: Some(record.id.clone()),
         to: chain.escrow,
         calldata: call.abi_encode().into(),
-        status: "queued".into(),
+        status: jobs::JobStatus::Queued,
         error: None,
     };
     let signatures = json!({

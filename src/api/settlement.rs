@@ -664,7 +664,7 @@ async fn sponsored(
     let auth = canonical(&body.authorization_signature);
     let activation = terms.activation();
     let deadline = U256::from(body.deadline);
-    let (kind, calldata): (&str, Bytes) = match action {
+    let (kind, calldata): (jobs::JobKind, Bytes) = match action {
         Action::InitiateClose => (
             jobs::KIND_INITIATE_CLOSE,
             UsageEscrow::initiateCloseWithAuthorizationCall {
@@ -703,11 +703,11 @@ async fn sponsored(
     };
     let job = Job {
         id: JobId::generate(),
-        kind: kind.into(),
+        kind,
         agreement_id: Some(record.id.clone()),
         to: state.chain.escrow,
         calldata,
-        status: "queued".into(),
+        status: jobs::JobStatus::Queued,
         error: None,
     };
     let at = now();
@@ -723,7 +723,7 @@ async fn sponsored(
         authorization_digest: digest,
         authorization_signature: body.authorization_signature.clone(),
         job_id: job.id.clone(),
-        status: store::PENDING.into(),
+        status: store::PENDING,
         tx_hash: None,
         block_number: None,
         error: None,

@@ -280,7 +280,7 @@ pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revoca
     for job in &refused {
         let data = json!({ "job_id": job.id, "kind": job.kind, "error": AGENT_REVOKED });
         outbox::record(conn, job.agreement_id.as_ref(), "relayer.job_failed", &data, now).await?;
-        if job.kind == jobs::KIND_ACTIVATE {
+        if job.kind == jobs::JobKind::Activate {
             if let Some(id) = &job.agreement_id
                 && agreements::activation_failed(conn, id, AGENT_REVOKED, now).await?
             {
