@@ -14,7 +14,6 @@ macro_rules! string_enum {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize,
-            ::utoipa::ToSchema,
         )]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
@@ -27,11 +26,36 @@ macro_rules! string_enum {
                     $($name::$variant => $text,)+
                 }
             }
+
+            /// Parses [`Self::as_str`]; `None` for any other string.
+            pub fn parse(value: &str) -> Option<Self> {
+                value.parse().ok()
+            }
         }
+
+        /// The OpenAPI schema: a string of exactly these values. Written out rather than
+        /// derived, since the derive cannot read a rename given through a macro argument.
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
 
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        /// Compares with a string as stored or sent (tests and JSON bodies read strings).
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
             }
         }
 

@@ -4,24 +4,24 @@
 //! contract checks again on-chain.
 
 use alloy::primitives::U256;
-use serde::Serialize;
 
 use super::status::AgreementStatus;
 use super::terms::Terms;
+use crate::vocab::string_enum;
 
-/// The escrow's lifecycle, as the contract's `Status` enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EscrowStatus {
-    /// Never activated.
-    None,
-    /// Funded; usage accrues.
-    Active,
-    /// The buyer closed; the seller may still claim until the window ends.
-    Closing,
-    /// The split is final (the buyer may still have its part to withdraw).
-    Settled,
-}
+string_enum!(
+    /// The escrow's lifecycle, as the contract's `Status` enum.
+    EscrowStatus {
+        /// Never activated.
+        None = "none",
+        /// Funded; usage accrues.
+        Active = "active",
+        /// The buyer closed; the seller may still claim until the window ends.
+        Closing = "closing",
+        /// The split is final (the buyer may still have its part to withdraw).
+        Settled = "settled",
+    }
+);
 
 impl EscrowStatus {
     /// The contract's enum value (`escrowOf(key).status`).
@@ -33,23 +33,6 @@ impl EscrowStatus {
             3 => EscrowStatus::Settled,
             _ => return None,
         })
-    }
-
-    /// The string the API and the store use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EscrowStatus::None => "none",
-            EscrowStatus::Active => "active",
-            EscrowStatus::Closing => "closing",
-            EscrowStatus::Settled => "settled",
-        }
-    }
-
-    /// Parses [`EscrowStatus::as_str`].
-    pub fn parse(value: &str) -> Option<Self> {
-        [Self::None, Self::Active, Self::Closing, Self::Settled]
-            .into_iter()
-            .find(|s| s.as_str() == value)
     }
 
     /// The agreement status an escrow in this state gives its agreement.
@@ -180,55 +163,27 @@ pub enum ChainEvent {
     ClaimSkipped,
 }
 
-/// A settlement action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// `initiateClose`: the buyer starts the close window; the seller closes and settles.
-    InitiateClose,
-    /// `sellerClaim`: the seller is paid up to the buyer's best voucher.
-    SellerClaim,
-    /// `buyerWithdraw`: the buyer takes back what was not used.
-    BuyerWithdraw,
-}
-
-impl Action {
-    /// The string the API uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::InitiateClose => "initiate_close",
-            Action::SellerClaim => "seller_claim",
-            Action::BuyerWithdraw => "buyer_withdraw",
-        }
+string_enum!(
+    /// A settlement action.
+    Action {
+        /// `initiateClose`: the buyer starts the close window; the seller closes and settles.
+        InitiateClose = "initiate_close",
+        /// `sellerClaim`: the seller is paid up to the buyer's best voucher.
+        SellerClaim = "seller_claim",
+        /// `buyerWithdraw`: the buyer takes back what was not used.
+        BuyerWithdraw = "buyer_withdraw",
     }
+);
 
-    /// Parses [`Action::as_str`].
-    pub fn parse(value: &str) -> Option<Self> {
-        [Self::InitiateClose, Self::SellerClaim, Self::BuyerWithdraw]
-            .into_iter()
-            .find(|a| a.as_str() == value)
+string_enum!(
+    /// Which side of the agreement a caller is.
+    Party {
+        /// Pays.
+        Buyer = "buyer",
+        /// Is paid.
+        Seller = "seller",
     }
-}
-
-/// Which side of the agreement a caller is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Party {
-    /// Pays.
-    Buyer,
-    /// Is paid.
-    Seller,
-}
-
-impl Party {
-    /// The string the API and the store use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Party::Buyer => "buyer",
-            Party::Seller => "seller",
-        }
-    }
-}
+);
 
 /// An action that can be taken now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,43 +199,27 @@ pub struct Plan {
     pub needs_voucher: bool,
 }
 
-/// Why an action is refused, as a stable machine code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RefusalCode {
-    /// `wrong_party`.
-    WrongParty,
-    /// `escrow_not_active`.
-    EscrowNotActive,
-    /// `already_closing`.
-    AlreadyClosing,
-    /// `already_settled`.
-    AlreadySettled,
-    /// `buyer_withdrawn`.
-    BuyerWithdrawn,
-    /// `nothing_to_claim`.
-    NothingToClaim,
-    /// `withdraw_not_open`.
-    WithdrawNotOpen,
-    /// `already_withdrawn`.
-    AlreadyWithdrawn,
-}
-
-impl RefusalCode {
-    /// The code on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalCode::WrongParty => "wrong_party",
-            RefusalCode::EscrowNotActive => "escrow_not_active",
-            RefusalCode::AlreadyClosing => "already_closing",
-            RefusalCode::AlreadySettled => "already_settled",
-            RefusalCode::BuyerWithdrawn => "buyer_withdrawn",
-            RefusalCode::NothingToClaim => "nothing_to_claim",
-            RefusalCode::WithdrawNotOpen => "withdraw_not_open",
-            RefusalCode::AlreadyWithdrawn => "already_withdrawn",
-        }
+string_enum!(
+    /// Why an action is refused, as a stable machine code.
+    RefusalCode {
+        /// `wrong_party`.
+        WrongParty = "wrong_party",
+        /// `escrow_not_active`.
+        EscrowNotActive = "escrow_not_active",
+        /// `already_closing`.
+        AlreadyClosing = "already_closing",
+        /// `already_settled`.
+        AlreadySettled = "already_settled",
+        /// `buyer_withdrawn`.
+        BuyerWithdrawn = "buyer_withdrawn",
+        /// `nothing_to_claim`.
+        NothingToClaim = "nothing_to_claim",
+        /// `withdraw_not_open`.
+        WithdrawNotOpen = "withdraw_not_open",
+        /// `already_withdrawn`.
+        AlreadyWithdrawn = "already_withdrawn",
     }
-}
+);
 
 /// Why an action cannot be taken now.
 #[derive(Debug, Clone, PartialEq, Eq)]

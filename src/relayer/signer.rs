@@ -22,8 +22,8 @@ use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
 use crate::chain::node_error::{NodeError, classify};
 use crate::metrics;
-use crate::store::attempts::{self, Attempt};
-use crate::store::jobs::{self, Job};
+use crate::store::attempts::{self, Attempt, AttemptStatus};
+use crate::store::jobs::{self, Job, JobKind, JobStatus};
 use crate::store::signers::{self, Allocation};
 use crate::store::{Store, StoreError};
 use crate::time::now;
@@ -262,7 +262,7 @@ impl Actor {
             gas_limit,
             max_fee_per_gas: fees.max_fee_per_gas,
             max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
-            status: "signed".into(),
+            status: AttemptStatus::Signed,
             block_number: None,
             block_hash: None,
             succeeded: None,
@@ -275,11 +275,11 @@ impl Actor {
         let fees = fees::new_fees(market, u128::MAX).map_err(RelayError::FeesAboveCap)?;
         let job = Job {
             id: JobId::generate(),
-            kind: jobs::KIND_NONCE_FILL.into(),
+            kind: JobKind::NonceFill,
             agreement_id: None,
             to: self.address,
             calldata: Bytes::new(),
-            status: "queued".into(),
+            status: JobStatus::Queued,
             error: None,
         };
         let mut attempt = self.sign(&job, nonce, NO_OP_GAS, fees).await?;
@@ -293,7 +293,7 @@ impl Actor {
         if let Err(error) = self.broadcast_new(&mut attempt).await {
             let mut tx = self.store.begin().await?;
             let reason = error.to_string();
-            jobs::set_job_status(&mut tx, &job.id, "failed", Some(&reason), now()).await?;
+            jobs::set_job_status(&mut tx, &job.id, JobStatus::Failed, Some(&reason), now()).await?;
             tx.commit().await.map_err(StoreError::from)?;
             return Err(error);
         }
@@ -342,7 +342,7 @@ impl Actor {
     /// it was the account's last) and the node's error returned.
     async fn broadcast_new(&self, attempt: &mut Attempt) -> Result<()> {
         match broadcast(&self.provider, &self.store, attempt).await {
-            Ok(()) => attempt.status = "broadcast".into(),
+            Ok(()) => attempt.status = AttemptStatus::Broadcast,
             Err(NodeError::Unavailable(reason)) => {
                 tracing::warn!(tx_hash = %attempt.tx_hash, %reason, "broadcast deferred");
             }
@@ -382,7 +382,7 @@ impl Actor {
             "replacement saved"
         );
         match broadcast(&self.provider, &self.store, &attempt).await {
-            Ok(()) => attempt.status = "broadcast".into(),
+            Ok(()) => attempt.status = AttemptStatus::Broadcast,
             Err(NodeError::Unavailable(reason)) => {
                 tracing::warn!(tx_hash = %attempt.tx_hash, %reason, "broadcast deferred");
             }

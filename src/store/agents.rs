@@ -9,10 +9,21 @@ use serde_json::json;
 
 use super::{Conn, Result, StoreError, agreements, jobs, outbox, parse_json, settlement};
 use crate::agreement::ids::{AccountId, AgentId, AgreementId, Environment, JobId, SecretKey};
+use crate::vocab::string_enum;
 
-/// The agent status of a working agent.
+string_enum!(
+    /// Whether an agent may act.
+    AgentStatus {
+        /// A working agent.
+        Active = "active",
+        /// Revoked (final): its key no longer authenticates.
+        Revoked = "revoked",
+    }
+);
+
+/// The agent status of a working agent, as stored and sent.
 pub const ACTIVE: &str = "active";
-/// The agent status after revocation (final).
+/// The agent status after revocation (final), as stored and sent.
 pub const REVOKED: &str = "revoked";
 /// The reason stored on work refused because its agent was revoked.
 pub const AGENT_REVOKED: &str = "agent_revoked";
@@ -43,8 +54,8 @@ pub struct Agent {
     pub capabilities: Vec<String>,
     /// The API key's prefix and last characters, for recognising it.
     pub api_key_hint: String,
-    /// `active` or `revoked`.
-    pub status: String,
+    /// Whether it may act.
+    pub status: AgentStatus,
     /// Unix seconds.
     pub created_at: i64,
     /// When it was revoked (unix seconds); `None` while active.
@@ -113,7 +124,7 @@ pub fn new_agent(
         description,
         capabilities,
         api_key_hint: key.hint(),
-        status: ACTIVE.into(),
+        status: AgentStatus::Active,
         created_at: now,
         revoked_at: None,
         updated_at: now,
@@ -134,7 +145,7 @@ pub async fn insert_agent(conn: &mut Conn, agent: &Agent, api_key_hash: &str) ->
     .bind(serde_json::to_string(&agent.capabilities).expect("strings serialize"))
     .bind(api_key_hash)
     .bind(&agent.api_key_hint)
-    .bind(&agent.status)
+    .bind(agent.status.as_str())
     .bind(agent.created_at)
     .execute(&mut *conn)
     .await?;
@@ -167,7 +178,7 @@ fn agent_from_row(row: &AnyRow) -> Result<Agent> {
         description: row.get("description"),
         capabilities: parse_json("capabilities", row.get::<&str, _>("capabilities"))?,
         api_key_hint: row.get("api_key_hint"),
-        status: row.get("status"),
+        status: super::parse_column("status", row.get("status"))?,
         created_at: row.get("created_at"),
         revoked_at: row.get("revoked_at"),
         updated_at: row.get("updated_at"),
@@ -280,7 +291,7 @@ pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revoca
     for job in &refused {
         let data = json!({ "job_id": job.id, "kind": job.kind, "error": AGENT_REVOKED });
         outbox::record(conn, job.agreement_id.as_ref(), "relayer.job_failed", &data, now).await?;
-        if job.kind == jobs::KIND_ACTIVATE {
+        if job.kind == jobs::JobKind::Activate {
             if let Some(id) = &job.agreement_id
                 && agreements::activation_failed(conn, id, AGENT_REVOKED, now).await?
             {

@@ -8,9 +8,28 @@ use alloy::primitives::{Address, B256, Bytes};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::jobs::{JOB_COLUMNS, Job, clear_waiting, job_from_row, set_job_status};
+use super::jobs::{JOB_COLUMNS, Job, JobStatus, clear_waiting, job_from_row, set_job_status};
 use super::{Conn, Result, StoreError, parse_column, unsigned};
 use crate::agreement::ids::JobId;
+use crate::vocab::string_enum;
+
+string_enum!(
+    /// Where one signed transaction of a job stands.
+    AttemptStatus {
+        /// Saved, not yet taken by the node.
+        Signed = "signed",
+        /// The node took it.
+        Broadcast = "broadcast",
+        /// In a block, not yet deep enough.
+        Mined = "mined",
+        /// Mined and as deep as the confirmation depth.
+        Confirmed = "confirmed",
+        /// A replacement with the same nonce was saved (still watched: it may be the one mined).
+        Replaced = "replaced",
+        /// The node refused it, or its nonce went to another transaction.
+        Failed = "failed",
+    }
+);
 
 /// One signed transaction carrying a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +50,8 @@ pub struct Attempt {
     pub max_fee_per_gas: u128,
     /// EIP-1559 tip cap, wei.
     pub max_priority_fee_per_gas: u128,
-    /// `signed`, `broadcast`, `mined`, `confirmed`; `replaced` once a replacement with the same
-    /// nonce is saved (still watched), `failed` when the node refused it.
-    pub status: String,
+    /// Where it stands.
+    pub status: AttemptStatus,
     /// The block it was mined in.
     pub block_number: Option<u64>,
     /// That block's hash.
@@ -74,7 +92,7 @@ pub async fn record_attempt(conn: &mut Conn, attempt: &Attempt, now: i64) -> Res
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    set_job_status(conn, &attempt.job_id, "signed", None, now).await?;
+    set_job_status(conn, &attempt.job_id, JobStatus::Signed, None, now).await?;
     clear_waiting(conn, &attempt.job_id, now).await
 }
 
@@ -267,8 +285,8 @@ pub async fn attempt_broadcast(conn: &mut Conn, attempt: &Attempt, now: i64) -> 
 }
 
 /// Attempts in any of `statuses`, by signer and nonce.
-pub async fn attempts_in(pool: &AnyPool, statuses: &[&str]) -> Result<Vec<Attempt>> {
-    // The statuses are this module's own constants, never client input.
+pub async fn attempts_in(pool: &AnyPool, statuses: &[AttemptStatus]) -> Result<Vec<Attempt>> {
+    // The statuses are this module's own enum, never client input.
     let list = statuses.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "SELECT {ATTEMPT_COLUMNS} FROM relayer_attempts WHERE status IN ({list}) \
@@ -338,7 +356,7 @@ pub async fn attempt_confirmed(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    let status = if error.is_some() { "failed" } else { "confirmed" };
+    let status = if error.is_some() { JobStatus::Failed } else { JobStatus::Confirmed };
     set_job_status(conn, &attempt.job_id, status, error, now).await?;
     Ok(true)
 }
@@ -388,7 +406,7 @@ fn attempt_from_row(row: &AnyRow) -> Result<Attempt> {
             "max_priority_fee_per_gas",
             row.get("max_priority_fee_per_gas"),
         )?,
-        status: row.get("status"),
+        status: parse_column("status", row.get("status"))?,
         block_number: row
             .get::<Option<i64>, _>("block_number")
             .map(|n| unsigned("block_number", n))

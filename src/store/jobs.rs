@@ -7,20 +7,59 @@ use sqlx::{AnyPool, Row};
 
 use super::{Conn, Result, parse_column, skip_locked};
 use crate::agreement::ids::{AgreementId, JobId};
+use crate::vocab::string_enum;
+
+string_enum!(
+    /// What a relayer job does.
+    JobKind {
+        /// Activates an escrow.
+        Activate = "activate",
+        /// A sponsored `initiateCloseWithAuthorization`.
+        InitiateClose = "initiate_close",
+        /// A sponsored `sellerClaimWithAuthorization`; batchable.
+        SellerClaim = "seller_claim",
+        /// A sponsored `buyerWithdrawWithAuthorization`.
+        BuyerWithdraw = "buyer_withdraw",
+        /// Several sponsored seller claims in one `sellerClaimBatch`.
+        SellerClaimBatch = "seller_claim_batch",
+        /// A no-op self-send that uses up a relayer nonce no other transaction can fill (a gap
+        /// that would hold every later transaction of the account back).
+        NonceFill = "nonce_fill",
+    }
+);
+
+string_enum!(
+    /// Where a relayer job stands.
+    JobStatus {
+        /// Waiting for a worker (maybe leased to one).
+        Queued = "queued",
+        /// An attempt is saved, not yet taken by the node.
+        Signed = "signed",
+        /// The node took an attempt.
+        Broadcast = "broadcast",
+        /// An attempt is in a block, not yet as deep as the confirmation depth.
+        Mined = "mined",
+        /// Mined and deep enough.
+        Confirmed = "confirmed",
+        /// Refused (simulation, node or on-chain revert); see `error`.
+        Failed = "failed",
+        /// Its call went out inside a batch job.
+        Batched = "batched",
+    }
+);
 
 /// A job activating an escrow.
-pub const KIND_ACTIVATE: &str = "activate";
+pub const KIND_ACTIVATE: JobKind = JobKind::Activate;
 /// A sponsored `initiateCloseWithAuthorization`.
-pub const KIND_INITIATE_CLOSE: &str = "initiate_close";
+pub const KIND_INITIATE_CLOSE: JobKind = JobKind::InitiateClose;
 /// A sponsored `sellerClaimWithAuthorization`; batchable.
-pub const KIND_SELLER_CLAIM: &str = "seller_claim";
+pub const KIND_SELLER_CLAIM: JobKind = JobKind::SellerClaim;
 /// A sponsored `buyerWithdrawWithAuthorization`.
-pub const KIND_BUYER_WITHDRAW: &str = "buyer_withdraw";
+pub const KIND_BUYER_WITHDRAW: JobKind = JobKind::BuyerWithdraw;
 /// Several sponsored seller claims in one `sellerClaimBatch`.
-pub const KIND_SELLER_CLAIM_BATCH: &str = "seller_claim_batch";
-/// A no-op self-send that uses up a relayer nonce no other transaction can fill (a gap that
-/// would hold every later transaction of the account back).
-pub const KIND_NONCE_FILL: &str = "nonce_fill";
+pub const KIND_SELLER_CLAIM_BATCH: JobKind = JobKind::SellerClaimBatch;
+/// A no-op self-send filling a nonce gap.
+pub const KIND_NONCE_FILL: JobKind = JobKind::NonceFill;
 
 /// A transaction Pactum's relayer must get mined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,16 +67,15 @@ pub struct Job {
     /// Its id.
     pub id: JobId,
     /// What it does ([`KIND_ACTIVATE`], [`KIND_SELLER_CLAIM`], …).
-    pub kind: String,
+    pub kind: JobKind,
     /// The agreement it serves.
     pub agreement_id: Option<AgreementId>,
     /// The contract called.
     pub to: Address,
     /// The call.
     pub calldata: Bytes,
-    /// `queued`, `signed`, `broadcast`, `mined`, `confirmed` or `failed`; `batched` when its
-    /// call went out inside a batch job.
-    pub status: String,
+    /// Where it stands.
+    pub status: JobStatus,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -49,7 +87,7 @@ pub async fn enqueue(conn: &mut Conn, job: &Job, now: i64) -> Result<()> {
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6)",
     )
     .bind(job.id.as_str())
-    .bind(&job.kind)
+    .bind(job.kind.as_str())
     .bind(job.agreement_id.as_ref().map(|id| id.as_str().to_owned()))
     .bind(job.to.to_string())
     .bind(job.calldata.to_string())
@@ -82,7 +120,7 @@ pub async fn enqueue_leased(
 /// goes with one already claimed).
 pub async fn claim_more(
     conn: &mut Conn,
-    kind: &str,
+    kind: JobKind,
     owner: &str,
     lease_until: i64,
     now: i64,
@@ -107,7 +145,7 @@ pub async fn claim_more(
         .bind(owner)
         .bind(lease_until)
         .bind(now)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(limit as i64)
         .fetch_all(conn)
         .await?;
@@ -191,13 +229,13 @@ pub async fn queued_at(conn: &mut Conn, id: &JobId) -> Result<Option<i64>> {
 pub async fn set_job_status(
     conn: &mut Conn,
     id: &JobId,
-    status: &str,
+    status: JobStatus,
     error: Option<&str>,
     now: i64,
 ) -> Result<()> {
     sqlx::query("UPDATE relayer_jobs SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
         .bind(id.as_str())
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
         .bind(now)
         .execute(&mut *conn)
@@ -319,11 +357,11 @@ pub(super) async fn clear_waiting(conn: &mut Conn, job: &JobId, now: i64) -> Res
 pub(super) fn job_from_row(row: &AnyRow) -> Result<Job> {
     Ok(Job {
         id: JobId(row.get("id")),
-        kind: row.get("kind"),
+        kind: parse_column("kind", row.get("kind"))?,
         agreement_id: row.get::<Option<String>, _>("agreement_id").map(AgreementId),
         to: parse_column("to_address", row.get("to_address"))?,
         calldata: parse_column("calldata", row.get("calldata"))?,
-        status: row.get("status"),
+        status: parse_column("status", row.get("status"))?,
         error: row.get("error"),
     })
 }

@@ -8,6 +8,7 @@ use super::{Conn, Result, parse_column, unsigned};
 use crate::agreement::ids::{AgreementId, JobId, SettlementActionId, UsageRecordId};
 use crate::agreement::settlement::{Action, Party};
 use crate::money::TokenAmount;
+use crate::vocab::string_enum;
 
 /// Stores one usage record of the seller (`cumulative_units` is the total after it).
 pub async fn insert_usage_record(
@@ -34,8 +35,23 @@ pub async fn insert_usage_record(
     Ok(id)
 }
 
-/// `pending` (queued) → `submitted` (broadcast) → `confirmed` | `failed`.
-pub const PENDING: &str = "pending";
+string_enum!(
+    /// Where a relayed settlement action stands: `pending` (queued) → `submitted` (broadcast)
+    /// → `confirmed` | `failed`.
+    SettlementActionStatus {
+        /// Queued with its relayer job.
+        Pending = "pending",
+        /// Its job's transaction is broadcast.
+        Submitted = "submitted",
+        /// Its transaction is mined and deep enough.
+        Confirmed = "confirmed",
+        /// Refused or reverted; see `error`.
+        Failed = "failed",
+    }
+);
+
+/// A newly queued action's status.
+pub const PENDING: SettlementActionStatus = SettlementActionStatus::Pending;
 
 /// A party's signed settlement action relayed by Pactum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +78,8 @@ pub struct SettlementAction {
     pub authorization_signature: Bytes,
     /// The relayer job carrying it.
     pub job_id: JobId,
-    /// `pending`, `submitted`, `confirmed` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: SettlementActionStatus,
     /// The transaction, once broadcast.
     pub tx_hash: Option<B256>,
     /// The block it was confirmed in.
@@ -98,7 +114,7 @@ pub async fn insert_action(conn: &mut Conn, action: &SettlementAction) -> Result
     .bind(action.authorization_digest.to_string())
     .bind(action.authorization_signature.to_string())
     .bind(action.job_id.as_str())
-    .bind(&action.status)
+    .bind(action.status.as_str())
     .bind(action.created_at)
     .execute(&mut *conn)
     .await?;
@@ -182,7 +198,14 @@ pub async fn finish(
          tx_hash = COALESCE($4, tx_hash), block_number = $5, updated_at = $6 WHERE id = $1",
     )
     .bind(id.as_str())
-    .bind(if error.is_some() { "failed" } else { "confirmed" })
+    .bind(
+        if error.is_some() {
+            SettlementActionStatus::Failed
+        } else {
+            SettlementActionStatus::Confirmed
+        }
+        .as_str(),
+    )
     .bind(error)
     .bind(tx_hash.map(|h| h.to_string()))
     .bind(block_number.map(|n| n as i64))
@@ -193,25 +216,11 @@ pub async fn finish(
 }
 
 fn from_row(row: &AnyRow) -> Result<SettlementAction> {
-    let action: &str = row.get("action");
-    let party: &str = row.get("party");
     Ok(SettlementAction {
         id: SettlementActionId(row.get("id")),
         agreement_id: AgreementId(row.get("agreement_id")),
-        action: Action::parse(action).ok_or_else(|| super::StoreError::Corrupt {
-            column: "action",
-            reason: format!("unknown action {action:?}"),
-        })?,
-        party: match party {
-            "buyer" => Party::Buyer,
-            "seller" => Party::Seller,
-            other => {
-                return Err(super::StoreError::Corrupt {
-                    column: "party",
-                    reason: format!("unknown party {other:?}"),
-                });
-            }
-        },
+        action: parse_column("action", row.get("action"))?,
+        party: parse_column("party", row.get("party"))?,
         signer: parse_column("signer", row.get("signer"))?,
         units: unsigned("units", row.get("units"))?,
         amount: parse_column("amount", row.get("amount"))?,
@@ -225,7 +234,7 @@ fn from_row(row: &AnyRow) -> Result<SettlementAction> {
             row.get("authorization_signature"),
         )?,
         job_id: JobId(row.get("job_id")),
-        status: row.get("status"),
+        status: parse_column("status", row.get("status"))?,
         tx_hash: row
             .get::<Option<&str>, _>("tx_hash")
             .map(|h| parse_column("tx_hash", h))

@@ -9,7 +9,7 @@ use crate::agreement::settlement::ChainEvent;
 use crate::receipts::{self, Deployment, EventFacts, Parties, ReceiptKey};
 use crate::store::attempts::Attempt;
 use crate::store::chain::{self as chain_store, EscrowEvent};
-use crate::store::jobs::{self, Job};
+use crate::store::jobs::{Job, JobKind};
 use crate::store::{Conn, agreements, now, outbox, receipts as receipt_store, settlement};
 
 /// The receipt key and the deployment receipts name.
@@ -157,7 +157,7 @@ pub(super) async fn job_outcome(
         let data = json!({ "job_id": job.id, "kind": job.kind, "tx_hash": attempt.tx_hash, "error": reason });
         outbox::record(tx, job.agreement_id.as_ref(), "relayer.job_failed", &data, at).await?;
     }
-    if job.kind == jobs::KIND_ACTIVATE {
+    if job.kind == JobKind::Activate {
         if let (Some(reason), Some(agreement)) = (error, &job.agreement_id)
             && agreements::activation_failed(tx, agreement, reason, at).await?
         {

@@ -15,7 +15,7 @@ use super::apply::{apply_event, job_outcome};
 use super::{MAX_BLOCKS_PER_PASS, Result, WatchError, Watcher};
 use crate::chain::revert;
 use crate::escrow::bindings::UsageEscrow;
-use crate::store::attempts::{self, Attempt};
+use crate::store::attempts::{self, Attempt, AttemptStatus};
 use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
 use crate::store::jobs::{self, Job};
 use crate::store::{agreements, now, outbox};
@@ -132,7 +132,7 @@ impl Watcher {
             return Ok(());
         };
         let mut canonical: HashMap<u64, B256> = HashMap::new();
-        for attempt in attempts::attempts_in(self.store.reader(), &["mined"]).await? {
+        for attempt in attempts::attempts_in(self.store.reader(), &[AttemptStatus::Mined]).await? {
             let (Some(number), Some(hash)) = (attempt.block_number, attempt.block_hash) else {
                 continue;
             };

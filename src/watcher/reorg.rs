@@ -12,8 +12,9 @@ use super::{Result, Watcher};
 use crate::agreement::settlement::EscrowState;
 use crate::agreement::status::AgreementStatus;
 use crate::store::chain::{self as chain_store, Cursor};
+use crate::store::jobs::JobKind;
 use crate::store::{
-    Conn, agreements, attempts, jobs, now, outbox, receipts as receipt_store, settlement,
+    Conn, agreements, attempts, now, outbox, receipts as receipt_store, settlement,
 };
 
 impl Watcher {
@@ -74,7 +75,7 @@ impl Watcher {
             touched.entry(agreement.as_str().to_owned()).or_default().push(receipt.as_str().into());
         }
         for job in &unmined {
-            if job.kind == jobs::KIND_ACTIVATE {
+            if job.kind == JobKind::Activate {
                 if let Some(agreement) = &job.agreement_id {
                     touched.entry(agreement.as_str().to_owned()).or_default();
                 }

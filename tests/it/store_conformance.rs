@@ -24,10 +24,10 @@ use pactum::agreement::terms::Terms;
 use pactum::money::TokenAmount;
 use pactum::receipts::{Receipt, ReceiptKind};
 use pactum::store::agreements::{self, AgreementRecord, Proposal};
-use pactum::store::attempts::{self, Attempt};
+use pactum::store::attempts::{self, Attempt, AttemptStatus};
 use pactum::store::chain::{self, Cursor};
 use pactum::store::idempotency::{self, StoredResponse, Taken};
-use pactum::store::jobs::{self, Job, KIND_ACTIVATE, KIND_SELLER_CLAIM};
+use pactum::store::jobs::{self, Job, JobKind, JobStatus, KIND_ACTIVATE, KIND_SELLER_CLAIM};
 use pactum::store::settlement::{self, SettlementAction};
 use pactum::store::signers::{self, Allocation};
 use pactum::store::tokens::{self, ExecutionToken};
@@ -184,14 +184,14 @@ async fn get(store: &Store, id: &AgreementId) -> AgreementRecord {
     agreements::get(store.reader(), id.as_str()).await.unwrap().expect("agreement stored")
 }
 
-fn job(kind: &str, agreement: Option<&AgreementId>) -> Job {
+fn job(kind: JobKind, agreement: Option<&AgreementId>) -> Job {
     Job {
         id: JobId::generate(),
-        kind: kind.into(),
+        kind,
         agreement_id: agreement.cloned(),
         to: Address::repeat_byte(0xe5),
         calldata: Bytes::from_static(&[0xde, 0xad, 0xbe, 0xef]),
-        status: "queued".into(),
+        status: JobStatus::Queued,
         error: None,
     }
 }
@@ -226,7 +226,7 @@ fn attempt(job: &JobId, signer: Address, nonce: u64, fee: u128, tag: &str) -> At
         gas_limit: 210_000,
         max_fee_per_gas: fee,
         max_priority_fee_per_gas: fee / 10,
-        status: "signed".into(),
+        status: AttemptStatus::Signed,
         block_number: None,
         block_hash: None,
         succeeded: None,
@@ -337,7 +337,7 @@ fn action(record: &AgreementRecord, job: &JobId, amount: U256, digest: B256) -> 
         authorization_digest: digest,
         authorization_signature: Bytes::from(vec![0x1c; 65]),
         job_id: job.clone(),
-        status: settlement::PENDING.into(),
+        status: settlement::PENDING,
         tx_hash: None,
         block_number: None,
         error: None,
@@ -845,7 +845,9 @@ async fn jobs_are_claimed_oldest_first_and_leases_lapse(store: &Store) {
     assert_eq!(second.id, mid.id);
     // The newest is failed meanwhile: nothing is left to claim.
     let mut tx = store.begin().await.unwrap();
-    jobs::set_job_status(&mut tx, &new.id, "failed", Some("simulation reverted"), t).await.unwrap();
+    jobs::set_job_status(&mut tx, &new.id, JobStatus::Failed, Some("simulation reverted"), t)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(claim_next(store, "w3", t + 60, t + 59).await, None);
     assert_eq!(claim_next(store, "w3", t + 60, t + 60).await, None, "a lease holds until it ends");
@@ -1057,7 +1059,7 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
     assert!(signers::replace(&mut tx, &second, &first, t + 2).await.unwrap());
     tx.commit().await.unwrap();
     let statuses = |attempts: Vec<Attempt>| -> Vec<(B256, String)> {
-        attempts.into_iter().map(|a| (a.tx_hash, a.status)).collect()
+        attempts.into_iter().map(|a| (a.tx_hash, a.status.to_string())).collect()
     };
     let history = attempts::attempts_of_job(store.reader(), &carried.id).await.unwrap();
     assert_eq!(
@@ -1076,7 +1078,7 @@ async fn attempts_track_broadcast_replacement_and_mining(store: &Store) {
     assert!(signers::replace(&mut tx, &third, &second, t + 3).await.unwrap());
     attempts::replacement_refused(&mut tx, &third, &second).await.unwrap();
     tx.commit().await.unwrap();
-    let failed = attempts::attempts_in(store.reader(), &["failed"]).await.unwrap();
+    let failed = attempts::attempts_in(store.reader(), &[AttemptStatus::Failed]).await.unwrap();
     assert_eq!(failed.iter().map(|a| a.tx_hash).collect::<Vec<_>>(), vec![third.tx_hash]);
 
     // The old, replaced attempt is the one that mines.
@@ -1189,7 +1191,7 @@ async fn settlement_actions_keep_amounts_and_digests(store: &Store) {
     let (one, two, batch) = (
         job(KIND_SELLER_CLAIM, Some(&record.id)),
         job(KIND_SELLER_CLAIM, Some(&record.id)),
-        job("seller_claim_batch", Some(&record.id)),
+        job(JobKind::SellerClaimBatch, Some(&record.id)),
     );
     enqueue(store, &[(&one, 1), (&two, 2), (&batch, 3)]).await;
     let first = action(&record, &one.id, U256::MAX, B256::repeat_byte(1));

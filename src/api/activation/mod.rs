@@ -234,11 +234,11 @@ pub async fn activate(
     };
     let job = Job {
         id: JobId::generate(),
-        kind: KIND_ACTIVATE.into(),
+        kind: KIND_ACTIVATE,
         agreement_id: Some(record.id.clone()),
         to: chain.escrow,
         calldata: calls::activate(activation, &signatures),
-        status: "queued".into(),
+        status: jobs::JobStatus::Queued,
         error: None,
     };
     let signatures = json!({

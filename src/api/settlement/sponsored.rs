@@ -112,7 +112,7 @@ async fn sponsored(
         agreement_id: Some(record.id.clone()),
         to: state.chain.escrow,
         calldata,
-        status: "queued".into(),
+        status: crate::store::jobs::JobStatus::Queued,
         error: None,
     };
     let at = now();

@@ -1,6 +1,7 @@
 //! What the usage and settlement routes answer. Fields are declared in alphabetical order: the
 //! order these bodies have always had on the wire.
 
+use crate::store::settlement::SettlementActionStatus;
 use alloy::primitives::{Address, B256, Bytes};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -346,33 +347,6 @@ pub struct SettlementOptions {
     pub voucher_units: u64,
 }
 
-/// Where a relayed settlement action stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionStatus {
-    /// Queued for the relayer.
-    Pending,
-    /// Broadcast (`tx_hash` set).
-    Submitted,
-    /// Mined and confirmed.
-    Confirmed,
-    /// Failed (`error` says why).
-    Failed,
-}
-
-impl ActionStatus {
-    /// The status stored as `text`; `None` for a string this build does not know.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "pending" => ActionStatus::Pending,
-            "submitted" => ActionStatus::Submitted,
-            "confirmed" => ActionStatus::Confirmed,
-            "failed" => ActionStatus::Failed,
-            _ => return None,
-        })
-    }
-}
-
 /// How an action is carried out; every action Pactum records is relayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -424,7 +398,7 @@ pub struct SettlementAction {
     #[schema(pattern = "^0x[0-9a-fA-F]{40}$")]
     pub signer: String,
     /// Where it stands.
-    pub status: ActionStatus,
+    pub status: SettlementActionStatus,
     /// The transaction, once sent.
     #[schema(value_type = Option<String>, required = true, pattern = "^0x[0-9a-f]{64}$")]
     pub tx_hash: Option<B256>,
@@ -448,12 +422,7 @@ impl TryFrom<&crate::store::settlement::SettlementAction> for SettlementAction {
     /// The stored action as the API shows it; a stored status this build does not know is an
     /// internal error rather than a guess.
     fn try_from(action: &crate::store::settlement::SettlementAction) -> Result<Self, Self::Error> {
-        let status = ActionStatus::parse(&action.status).ok_or_else(|| {
-            crate::api::error::ApiError::internal(format!(
-                "settlement action {} has unknown status {:?}",
-                action.id, action.status
-            ))
-        })?;
+        let status = action.status;
         Ok(SettlementAction {
             action: action.action,
             agreement_id: action.agreement_id.clone(),

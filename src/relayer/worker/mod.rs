@@ -33,8 +33,8 @@ use tokio::sync::{Notify, watch};
 use super::Result;
 use super::actors::{Actors, SignerFaults};
 use super::signer::{Limits, SignerHandle};
-use crate::store::attempts;
-use crate::store::jobs::{self, Job};
+use crate::store::attempts::{self, AttemptStatus};
+use crate::store::jobs::{self, Job, JobKind};
 use crate::store::{Store, StoreError, signers};
 use crate::time::now;
 
@@ -111,7 +111,7 @@ impl Deref for Relay<'_> {
 impl Relay<'_> {
     /// Serves the queue until `shutdown` turns true or an actor of `actors` dies.
     async fn serve(&self, mut shutdown: watch::Receiver<bool>, actors: &mut Actors) -> Result<()> {
-        self.rebroadcast(&["signed", "broadcast"]).await?;
+        self.rebroadcast(&[AttemptStatus::Signed, AttemptStatus::Broadcast]).await?;
         self.release_leases_of_dead_processes().await?;
         let mut next_signer = 0usize;
         // The replacement countdown survives restarts: it starts where the store says.
@@ -124,7 +124,7 @@ impl Relay<'_> {
             while let Some(signer) = self.signer_with_room(&mut next_signer).await?
                 && let Some(job) = self.claim().await?
             {
-                if job.kind == jobs::KIND_SELLER_CLAIM && self.batch_max > 1 {
+                if job.kind == JobKind::SellerClaim && self.batch_max > 1 {
                     self.process_claims(job, signer).await?;
                 } else {
                     self.process(job, signer).await?;
@@ -133,7 +133,7 @@ impl Relay<'_> {
                     return Ok(());
                 }
             }
-            self.rebroadcast(&["signed"]).await?;
+            self.rebroadcast(&[AttemptStatus::Signed]).await?;
             self.monitor(&mut seen, &mut gaps, pass).await?;
             if pass.is_multiple_of(FULL_DROP_CHECK_EVERY) {
                 self.release_leases_of_dead_processes().await?;

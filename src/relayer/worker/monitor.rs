@@ -15,8 +15,8 @@ use crate::relayer::fees::{Fees, Market};
 use crate::relayer::signer::{self, SignerHandle};
 use crate::relayer::{RelayError, Result};
 use crate::store::StoreError;
-use crate::store::attempts::{self, Attempt};
-use crate::store::jobs;
+use crate::store::attempts::{self, Attempt, AttemptStatus};
+use crate::store::jobs::{self, JobKind, JobStatus};
 use crate::time::now;
 
 /// The monitor's view of one relayer account this pass.
@@ -114,7 +114,9 @@ impl Relay<'_> {
                 continue;
             }
             let mut underpriced = false;
-            if attempt.status == "broadcast" && (account.pending <= account.top || full_check) {
+            if attempt.status == AttemptStatus::Broadcast
+                && (account.pending <= account.top || full_check)
+            {
                 match self.provider.get_transaction_by_hash(attempt.tx_hash).await {
                     Ok(None)
                         if !attempts::attempt_is_live(self.store.reader(), attempt.tx_hash)
@@ -228,7 +230,7 @@ impl Relay<'_> {
         };
         match signer.replace(job.clone(), attempt.clone(), previous, market).await {
             Ok(Some(new)) => {
-                if new.status == "broadcast" {
+                if new.status == AttemptStatus::Broadcast {
                     self.progress(&job, ActivationStatus::Submitted, Some(new.tx_hash)).await?;
                 }
                 Ok(Some(new.tx_hash))
@@ -280,10 +282,11 @@ impl Relay<'_> {
         )
         .await?;
         let job = jobs::get_in(&mut tx, attempt.job_id.as_str()).await?;
-        if requeued && job.is_some_and(|j| j.kind == jobs::KIND_NONCE_FILL) {
+        if requeued && job.is_some_and(|j| j.kind == JobKind::NonceFill) {
             // A fill has nothing to send again: the gap it was for is gone.
             let note = "the nonce was used by another transaction: no gap left to fill";
-            jobs::set_job_status(&mut tx, &attempt.job_id, "failed", Some(note), now()).await?;
+            jobs::set_job_status(&mut tx, &attempt.job_id, JobStatus::Failed, Some(note), now())
+                .await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         if !requeued {

@@ -8,8 +8,8 @@ use super::Relay;
 use crate::agreement::status::ActivationStatus;
 use crate::chain::node_error::NodeError;
 use crate::relayer::{Result, signer};
-use crate::store::attempts;
-use crate::store::jobs::{self, Job};
+use crate::store::attempts::{self, AttemptStatus};
+use crate::store::jobs::{self, Job, JobKind, JobStatus};
 use crate::store::{StoreError, agreements, outbox, settlement, signers};
 use crate::time::now;
 
@@ -24,7 +24,7 @@ impl Relay<'_> {
     ) -> Result<()> {
         let at = now();
         let mut tx = self.store.begin().await?;
-        if job.kind == jobs::KIND_ACTIVATE {
+        if job.kind == JobKind::Activate {
             let Some(agreement) = &job.agreement_id else { return Ok(()) };
             let moved =
                 agreements::activation_progress(&mut tx, agreement, status, tx_hash, at).await?;
@@ -61,10 +61,10 @@ impl Relay<'_> {
             return Ok(());
         }
         tracing::warn!(%reason, job_id = %job.id, "job failed before broadcast");
-        jobs::set_job_status(&mut tx, &job.id, "failed", Some(reason), at).await?;
+        jobs::set_job_status(&mut tx, &job.id, JobStatus::Failed, Some(reason), at).await?;
         let data = json!({ "job_id": job.id, "kind": job.kind, "error": reason });
         outbox::record(&mut tx, job.agreement_id.as_ref(), "relayer.job_failed", &data, at).await?;
-        if job.kind == jobs::KIND_ACTIVATE {
+        if job.kind == JobKind::Activate {
             if let Some(agreement) = &job.agreement_id
                 && agreements::activation_failed(&mut tx, agreement, reason, at).await?
             {
@@ -89,7 +89,7 @@ impl Relay<'_> {
 
     /// Sends again every saved attempt in `statuses` (after a restart: everything not yet
     /// mined; in steady state: what the node could not take when it was signed).
-    pub(super) async fn rebroadcast(&self, statuses: &[&str]) -> Result<()> {
+    pub(super) async fn rebroadcast(&self, statuses: &[AttemptStatus]) -> Result<()> {
         for attempt in attempts::attempts_in(self.store.reader(), statuses).await? {
             match signer::broadcast(&self.provider, &self.store, &attempt).await {
                 Ok(()) => {

@@ -12,7 +12,8 @@ use crate::chain::node_error::{NodeError, classify};
 use crate::escrow::calls;
 use crate::relayer::signer::{SignerHandle, Submitted};
 use crate::relayer::{RelayError, Result};
-use crate::store::jobs::{self, Job};
+use crate::store::attempts::AttemptStatus;
+use crate::store::jobs::{self, Job, JobKind, JobStatus};
 use crate::store::{StoreError, settlement, signers};
 use crate::time::now;
 
@@ -31,7 +32,7 @@ impl Relay<'_> {
     /// the job with its decoded reason; an unreachable node leaves the job to its lease.
     #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, agreement_id = ?job.agreement_id))]
     pub(super) async fn process(&self, job: Job, signer: usize) -> Result<()> {
-        if job.kind == jobs::KIND_ACTIVATE {
+        if job.kind == JobKind::Activate {
             self.progress(&job, ActivationStatus::Submitting, None).await?;
         }
         match self.simulate(&job, &self.signers[signer]).await {
@@ -49,7 +50,7 @@ impl Relay<'_> {
         let mut tx = self.store.begin().await?;
         let more = jobs::claim_more(
             &mut tx,
-            jobs::KIND_SELLER_CLAIM,
+            JobKind::SellerClaim,
             &self.instance,
             at + LEASE,
             at,
@@ -64,11 +65,11 @@ impl Relay<'_> {
         {
             let candidate = Job {
                 id: JobId::generate(),
-                kind: jobs::KIND_SELLER_CLAIM_BATCH.into(),
+                kind: JobKind::SellerClaimBatch,
                 agreement_id: None,
                 to: members[0].to,
                 calldata: batch,
-                status: "queued".into(),
+                status: JobStatus::Queued,
                 error: None,
             };
             if let Simulation::Gas(gas_limit) =
@@ -87,7 +88,7 @@ impl Relay<'_> {
                     jobs::enqueue_leased(&mut tx, &candidate, &self.instance, at + LEASE, at)
                         .await?;
                     for id in &ids {
-                        jobs::set_job_status(&mut tx, id, "batched", None, at).await?;
+                        jobs::set_job_status(&mut tx, id, JobStatus::Batched, None, at).await?;
                     }
                     settlement::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
                     tx.commit().await.map_err(StoreError::from)?;
@@ -149,7 +150,7 @@ impl Relay<'_> {
     /// One try of `job` through `signer`; `true` when that signer had no room (nothing done).
     async fn send_through(&self, job: &Job, gas_limit: u64, signer: &SignerHandle) -> Result<bool> {
         let outcome = match signer.submit(job.clone(), &self.instance, gas_limit).await {
-            Ok(Submitted::Sent(attempt)) if attempt.status == "broadcast" => {
+            Ok(Submitted::Sent(attempt)) if attempt.status == AttemptStatus::Broadcast => {
                 self.progress(job, ActivationStatus::Submitted, Some(attempt.tx_hash)).await
             }
             Ok(Submitted::WindowFull) => return Ok(true),
