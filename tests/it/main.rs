@@ -35,6 +35,7 @@ mod serving;
 mod settlement;
 mod settlement_batch;
 mod sign_cli;
+mod signed_numbers;
 mod signer_supervision;
 mod smart_wallet_doc;
 mod store_conformance;
