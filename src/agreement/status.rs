@@ -43,6 +43,9 @@ macro_rules! string_enum {
     };
 }
 
+/// Lets other modules declare their wire strings the same way.
+pub(crate) use string_enum;
+
 /// A stored status string this build does not know (a newer schema, or corruption).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown status {0:?}")]

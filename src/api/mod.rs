@@ -111,11 +111,6 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.max_body_bytes;
     let time_limit = state.request_timeout;
     Router::new()
-        .route("/health", get(status::health))
-        .route("/healthz", get(observability::healthz))
-        .route("/readyz", get(observability::readyz))
-        .route("/metrics", get(observability::metrics))
-        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/agents", post(agents::create).get(agents::list))
         .route("/v1/agents/{agent_id}", get(agents::get).delete(agents::revoke))
         .route("/v1/agents/{agent_id}/regenerate-key", post(agents::regenerate_key))
@@ -176,6 +171,13 @@ pub fn app(state: AppState) -> Router {
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))
         // Execution tokens are checked against the matched route, for every route above.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), credentials::verify))
+        // Public routes come after that layer: they take no credential, so whatever
+        // `Authorization` a client sends along is ignored rather than checked.
+        .route("/health", get(status::health))
+        .route("/healthz", get(observability::healthz))
+        .route("/readyz", get(observability::readyz))
+        .route("/metrics", get(observability::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")

@@ -52,70 +52,6 @@ pub struct Health {
     pub last_block: Option<u64>,
 }
 
-// -------------------------------------------------------------------------------------- agents
-
-/// An agent (`GET /v1/agents/{agent_id}`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"id": "agt_4f3c2a1b9e8d7c6b5a493827", "account_id": "acct_1a2b3c4d5e6f7a8b9c0d1e2f", "name": "search-buyer", "description": "Buys search API calls", "capabilities": ["usage"], "status": "active", "api_key_hint": "pk_test_…9f2c", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "revoked_at": null}))]
-pub struct Agent {
-    /// Its id.
-    pub id: String,
-    /// The account it belongs to.
-    pub account_id: String,
-    /// A display name.
-    pub name: String,
-    /// What the agent does.
-    #[schema(required = true)]
-    pub description: Option<String>,
-    /// Capability tags.
-    pub capabilities: Vec<String>,
-    /// `active` or `revoked`.
-    pub status: String,
-    /// The API key's prefix and last characters, for recognising it.
-    pub api_key_hint: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339.
-    pub updated_at: String,
-    /// RFC 3339; `null` unless revoked.
-    #[schema(required = true)]
-    pub revoked_at: Option<String>,
-}
-
-/// `POST /v1/agents`: the agent with its API key, shown this once (`null` on an idempotent
-/// replay, since only the key's hash is kept).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"id": "agt_4f3c2a1b9e8d7c6b5a493827", "account_id": "acct_1a2b3c4d5e6f7a8b9c0d1e2f", "name": "search-buyer", "description": null, "capabilities": ["usage"], "status": "active", "api_key_hint": "pk_test_…9f2c", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "revoked_at": null, "api_key": "pk_test_5b1d…9f2c"}))]
-pub struct AgentCreated {
-    /// Its id.
-    pub id: String,
-    /// The account it belongs to.
-    pub account_id: String,
-    /// A display name.
-    pub name: String,
-    /// What the agent does.
-    #[schema(required = true)]
-    pub description: Option<String>,
-    /// Capability tags.
-    pub capabilities: Vec<String>,
-    /// `active`.
-    pub status: String,
-    /// The API key's prefix and last characters.
-    pub api_key_hint: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339.
-    pub updated_at: String,
-    /// RFC 3339; `null` unless revoked.
-    #[schema(required = true)]
-    pub revoked_at: Option<String>,
-    /// The API key; `null` on an idempotent replay.
-    #[schema(required = true)]
-    pub api_key: Option<String>,
-}
-
 // ---------------------------------------------------------------------------------- agreements
 
 /// `status` of an agreement.
@@ -753,38 +689,6 @@ pub struct AgreementEvent {
 pub struct AgreementEventList {
     /// Oldest first.
     pub data: Vec<AgreementEvent>,
-}
-
-/// `GET /v1/agents`: a page of the account's agents, newest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentList {
-    /// The agents.
-    pub data: Vec<Agent>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
-}
-
-/// An execution token, with its secret shown once at minting (`null` on a replay).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExecutionToken {
-    /// Its id.
-    pub id: String,
-    /// The agent it acts as.
-    pub agent_id: String,
-    /// The one action it allows.
-    pub action: String,
-    /// The agreement (or seller agent) it may act on.
-    pub audience: String,
-    /// RFC 3339.
-    pub expires_at: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// The token; `null` on an idempotent replay.
-    #[schema(required = true)]
-    pub token: Option<String>,
 }
 
 // The webhook and receipt schemas below name the fields clients rely on and allow others:
