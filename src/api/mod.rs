@@ -116,7 +116,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/agents/{agent_id}/regenerate-key", post(agents::regenerate_key))
         .route("/v1/agents/{agent_id}/execution-tokens", post(credentials::mint))
         .route("/agents/{agent_id}/webhooks", post(webhooks::create).get(webhooks::list))
-        .route("/agents/{agent_id}/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/agents/{agent_id}/webhooks/deliveries", get(webhooks::list_deliveries))
         .route("/agents/{agent_id}/webhooks/deliveries/{delivery_id}", get(webhooks::delivery))
         .route(
             "/agents/{agent_id}/webhooks/deliveries/{delivery_id}/replay",

@@ -48,7 +48,7 @@ use super::{
         webhooks::update,
         webhooks::delete,
         webhooks::rotate_secret,
-        webhooks::deliveries,
+        webhooks::list_deliveries,
         webhooks::delivery,
         webhooks::replay,
         receipts::list,
