@@ -694,42 +694,6 @@ pub struct AgreementEventList {
 // The webhook and receipt schemas below name the fields clients rely on and allow others:
 // their routes are not yet driven by the response-conformance test.
 
-/// A signed receipt of a settlement event.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Receipt {
-    /// Its id.
-    pub id: String,
-    /// What it records.
-    pub kind: String,
-    /// The agreement.
-    pub agreement_id: String,
-    /// Token base units (decimal string).
-    pub amount: String,
-}
-
-/// A page of receipts (`GET /receipts`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ReceiptList {
-    /// Newest first.
-    pub receipts: Vec<Receipt>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
-}
-
-/// `GET /receipts/verify/{receipt_id}`: the receipt checked four ways.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ReceiptVerification {
-    /// The receipt.
-    pub receipt_id: String,
-    /// Whether every check holds.
-    pub valid: bool,
-    /// `signature`, `transaction`, `block`, `log`: each `{valid, reason}`.
-    pub checks: Value,
-    /// The receipt.
-    pub receipt: Receipt,
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
