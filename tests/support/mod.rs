@@ -3,6 +3,7 @@
 // Each test binary uses a different part of this module, and its items are `pub` for them.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod conformance;
 pub mod databases;
 pub mod process;
 pub mod service;

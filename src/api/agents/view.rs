@@ -37,10 +37,10 @@ impl AgentStatus {
 #[schema(as = Agent)]
 pub struct AgentView {
     /// Its id.
-    #[schema(pattern = "^agt_[0-9a-f]+$")]
+    #[schema(pattern = "^agt_[0-9A-Za-z_]+$")]
     pub id: String,
     /// The account it belongs to.
-    #[schema(pattern = "^acct_[0-9a-f]+$")]
+    #[schema(pattern = "^acct_[0-9A-Za-z_]+$")]
     pub account_id: String,
     /// A display name.
     pub name: String,
@@ -87,10 +87,10 @@ impl From<&Agent> for AgentView {
 #[schema(as = AgentCreated)]
 pub struct AgentWithKey {
     /// Its id.
-    #[schema(pattern = "^agt_[0-9a-f]+$")]
+    #[schema(pattern = "^agt_[0-9A-Za-z_]+$")]
     pub id: String,
     /// The account it belongs to.
-    #[schema(pattern = "^acct_[0-9a-f]+$")]
+    #[schema(pattern = "^acct_[0-9A-Za-z_]+$")]
     pub account_id: String,
     /// A display name.
     pub name: String,

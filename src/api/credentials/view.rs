@@ -15,7 +15,7 @@ pub struct MintToken {
     #[schema(value_type = Action)]
     pub action: String,
     /// The agreement id it may act on; the seller agent id for `propose`.
-    #[schema(pattern = "^(ua|agt)_[0-9a-f]+$", max_length = 64)]
+    #[schema(pattern = "^(ua|agt)_[0-9A-Za-z_]+$", max_length = 64)]
     pub audience: String,
     /// Lifetime in seconds, 1 to 900; default 300.
     #[serde(default)]
@@ -29,10 +29,10 @@ pub struct MintToken {
 #[schema(as = ExecutionToken)]
 pub struct ExecutionTokenView {
     /// Its id.
-    #[schema(pattern = "^xtok_[0-9a-f]+$")]
+    #[schema(pattern = "^xtok_[0-9A-Za-z_]+$")]
     pub id: String,
     /// The agent it acts as.
-    #[schema(pattern = "^agt_[0-9a-f]+$")]
+    #[schema(pattern = "^agt_[0-9A-Za-z_]+$")]
     pub agent_id: String,
     /// The one write it allows.
     #[schema(value_type = Action)]

@@ -85,7 +85,7 @@ pub struct ListQuery {
     operation_id = "list_receipts",
     tag = "receipts",
     params(
-        ("agent_id" = Option<String>, Query, pattern = "^agt_[0-9a-f]+$", description = "Whose receipts: required with the owner credential; an agent key may leave it out (itself)"),
+        ("agent_id" = Option<String>, Query, pattern = "^agt_[0-9A-Za-z_]+$", description = "Whose receipts: required with the owner credential; an agent key may leave it out (itself)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 50)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),

@@ -40,21 +40,21 @@ impl From<ReceiptKind> for ReceiptKindName {
 #[schema(as = Receipt)]
 pub struct ReceiptView {
     /// Its id.
-    #[schema(value_type = String, pattern = "^rcpt_[0-9a-f]+$")]
+    #[schema(value_type = String, pattern = "^rcpt_[0-9A-Za-z_]+$")]
     pub id: ReceiptId,
     /// What it records.
     pub kind: ReceiptKindName,
     /// The agreement.
-    #[schema(value_type = String, pattern = "^ua_[0-9a-f]+$")]
+    #[schema(value_type = String, pattern = "^ua_[0-9A-Za-z_]+$")]
     pub agreement_id: AgreementId,
     /// The EIP-712 hash of the agreement's terms.
     #[schema(value_type = String, pattern = "^0x[0-9a-f]{64}$")]
     pub agreement_key: B256,
     /// The buyer agent.
-    #[schema(value_type = String, pattern = "^agt_[0-9a-f]+$")]
+    #[schema(value_type = String, pattern = "^agt_[0-9A-Za-z_]+$")]
     pub buyer_agent_id: AgentId,
     /// The seller agent.
-    #[schema(value_type = String, pattern = "^agt_[0-9a-f]+$")]
+    #[schema(value_type = String, pattern = "^agt_[0-9A-Za-z_]+$")]
     pub seller_agent_id: AgentId,
     /// The buyer's wallet.
     #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
@@ -193,7 +193,7 @@ pub struct ChecksView {
 #[serde(deny_unknown_fields)]
 pub struct ReceiptVerification {
     /// The receipt.
-    #[schema(pattern = "^rcpt_[0-9a-f]+$")]
+    #[schema(pattern = "^rcpt_[0-9A-Za-z_]+$")]
     pub receipt_id: String,
     /// Whether every check holds.
     pub valid: bool,

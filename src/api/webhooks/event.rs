@@ -84,7 +84,7 @@ string_enum!(
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventData {
     /// The agreement.
-    #[schema(pattern = "^ua_[0-9a-f]+$")]
+    #[schema(pattern = "^ua_[0-9A-Za-z_]+$")]
     pub agreement_id: String,
     /// Its status when the event was dispatched (or the one a chain event produced).
     pub status: String,
@@ -105,7 +105,7 @@ pub struct EventData {
 #[schema(example = json!({"id": "evt_0190c5a1b2c3d4e5a1b2c3d4e5f6", "type": "agreement.accepted", "created_at": "2026-01-01T00:00:00Z", "data": {"agreement_id": "ua_0190c5a1b2c3d4e5a1b2c3d4e5f6", "status": "accepted", "activation_status": "not_started", "buyer_agent_id": "agt_0190c5a1b2c3d4e5a1b2c3d4e5f6", "seller_agent_id": "agt_0190c5a1b2c3d4e5f6a1b2c3d4e5", "agreement_key": "0x9c1f…"}}))]
 pub struct WebhookEvent {
     /// The event's id (one event may be delivered to several endpoints).
-    #[schema(pattern = "^evt_[0-9a-f]+$")]
+    #[schema(pattern = "^evt_[0-9A-Za-z_]+$")]
     pub id: String,
     /// What happened.
     #[serde(rename = "type")]

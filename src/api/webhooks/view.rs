@@ -44,10 +44,10 @@ string_enum!(
 #[schema(as = Webhook)]
 pub struct WebhookView {
     /// Its id.
-    #[schema(pattern = "^whk_[0-9a-f]+$")]
+    #[schema(pattern = "^whk_[0-9A-Za-z_]+$")]
     pub id: String,
     /// The agent whose events it receives.
-    #[schema(pattern = "^agt_[0-9a-f]+$")]
+    #[schema(pattern = "^agt_[0-9A-Za-z_]+$")]
     pub agent_id: String,
     /// Where deliveries go.
     #[schema(format = "uri")]
@@ -92,10 +92,10 @@ impl From<&Endpoint> for WebhookView {
 #[serde(deny_unknown_fields)]
 pub struct WebhookWithSecret {
     /// Its id.
-    #[schema(pattern = "^whk_[0-9a-f]+$")]
+    #[schema(pattern = "^whk_[0-9A-Za-z_]+$")]
     pub id: String,
     /// The agent whose events it receives.
-    #[schema(pattern = "^agt_[0-9a-f]+$")]
+    #[schema(pattern = "^agt_[0-9A-Za-z_]+$")]
     pub agent_id: String,
     /// Where deliveries go.
     #[schema(format = "uri")]
@@ -159,7 +159,7 @@ pub struct WebhookList {
 #[serde(deny_unknown_fields)]
 pub struct WebhookDeleted {
     /// The endpoint.
-    #[schema(pattern = "^whk_[0-9a-f]+$")]
+    #[schema(pattern = "^whk_[0-9A-Za-z_]+$")]
     pub id: String,
     /// Always `true`.
     pub deleted: bool,
@@ -171,13 +171,13 @@ pub struct WebhookDeleted {
 #[schema(as = WebhookDelivery)]
 pub struct DeliveryView {
     /// Its id, sent as the `webhook-id` header on every attempt and replay.
-    #[schema(pattern = "^msg_[0-9a-f]+$")]
+    #[schema(pattern = "^msg_[0-9A-Za-z_]+$")]
     pub id: String,
     /// The endpoint.
-    #[schema(pattern = "^whk_[0-9a-f]+$")]
+    #[schema(pattern = "^whk_[0-9A-Za-z_]+$")]
     pub webhook_id: String,
     /// The event delivered (the payload's `id`).
-    #[schema(pattern = "^evt_[0-9a-f]+$")]
+    #[schema(pattern = "^evt_[0-9A-Za-z_]+$")]
     pub event_id: String,
     /// The event type.
     #[schema(value_type = EventType)]
@@ -269,13 +269,13 @@ impl From<&Attempt> for AttemptView {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryDetail {
     /// Its id, sent as the `webhook-id` header on every attempt and replay.
-    #[schema(pattern = "^msg_[0-9a-f]+$")]
+    #[schema(pattern = "^msg_[0-9A-Za-z_]+$")]
     pub id: String,
     /// The endpoint.
-    #[schema(pattern = "^whk_[0-9a-f]+$")]
+    #[schema(pattern = "^whk_[0-9A-Za-z_]+$")]
     pub webhook_id: String,
     /// The event delivered (the payload's `id`).
-    #[schema(pattern = "^evt_[0-9a-f]+$")]
+    #[schema(pattern = "^evt_[0-9A-Za-z_]+$")]
     pub event_id: String,
     /// The event type.
     #[schema(value_type = EventType)]
