@@ -11,6 +11,7 @@ pub mod auth;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod health;
 pub mod idempotency;
 pub mod observability;
 pub mod openapi;
@@ -173,7 +174,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), credentials::verify))
         // Public routes come after that layer: they take no credential, so whatever
         // `Authorization` a client sends along is ignored rather than checked.
-        .route("/health", get(status::health))
+        .route("/health", get(health::health))
         .route("/healthz", get(observability::healthz))
         .route("/readyz", get(observability::readyz))
         .route("/metrics", get(observability::metrics))

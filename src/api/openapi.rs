@@ -16,8 +16,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBu
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    activation, agents, agreements, credentials, observability, receipts, schema, settlement,
-    status, webhooks,
+    activation, agents, agreements, credentials, health, observability, receipts, schema,
+    settlement, status, webhooks,
 };
 
 /// The document, built from the code.
@@ -31,7 +31,7 @@ use super::{
             API key and owner operations the owner credential, both as `Authorization: Bearer`.",
     ),
     paths(
-        status::health,
+        health::health,
         observability::healthz,
         observability::readyz,
         observability::metrics,

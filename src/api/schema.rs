@@ -36,22 +36,6 @@ pub struct ErrorDetail {
     pub details: Option<Value>,
 }
 
-/// `GET /health`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"status": "ok", "chain_id": 31337, "escrow_contract": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "last_block": 42}))]
-pub struct Health {
-    /// Always `ok`.
-    pub status: String,
-    /// The chain the escrow is on.
-    pub chain_id: u64,
-    /// The escrow contract, checksummed.
-    pub escrow_contract: String,
-    /// The last block the chain watcher processed; `null` before the first.
-    #[schema(required = true)]
-    pub last_block: Option<u64>,
-}
-
 // ---------------------------------------------------------------------------------- agreements
 
 /// `status` of an agreement.

@@ -1,5 +1,5 @@
-//! `GET …/escrow-status` (the escrow as the chain watcher last confirmed it, with the activation
-//! and usage fields) and `GET /health`.
+//! `GET …/escrow-status`: the escrow as the chain watcher last confirmed it, with the activation
+//! and usage fields.
 
 use alloy::primitives::U256;
 use axum::Json;
@@ -96,25 +96,4 @@ pub(crate) fn usage_json(record: &AgreementRecord) -> Value {
         "voucher_units": record.voucher_units,
         "voucher_amount": price.map(|p| (p * U256::from(record.voucher_units)).to_string()),
     })
-}
-
-/// `GET /health`: the process answers and the store is reachable.
-#[utoipa::path(
-    get,
-    path = "/health",
-    operation_id = "health",
-    tag = "service",
-    responses(
-        (status = 200, description = "The process answers and the store is reachable", body = crate::api::schema::Health),
-        (status = 503, description = "Timed out", body = crate::api::error::ErrorBody),
-    ),
-)]
-pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let cursor = chain::cursor(state.store.reader()).await?;
-    Ok(Json(json!({
-        "status": "ok",
-        "chain_id": state.chain.chain_id,
-        "escrow_contract": state.chain.escrow.to_checksum(None),
-        "last_block": cursor.map(|c| c.block_number),
-    })))
 }
