@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use super::delivery_view::{DeliveryDetail, DeliveryStatus, DeliveryView, WebhookDeliveryList};
 use super::owned_agent;
 use super::request::{DeliveryQuery, NoFields};
-use super::view::{DeliveryDetail, DeliveryStatus, DeliveryView, WebhookDeliveryList};
 use crate::api::AppState;
 use crate::api::auth::OwnerAuth;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};

@@ -5,6 +5,7 @@
 //! secret; a replay of either request under its `Idempotency-Key` answers `"secret": null`.
 
 mod deliveries;
+mod delivery_view;
 mod event;
 mod request;
 mod view;
@@ -15,12 +16,12 @@ use axum::http::StatusCode;
 
 pub use deliveries::{__path_delivery, __path_list_deliveries, __path_replay};
 pub use deliveries::{delivery, list_deliveries, replay};
+pub use delivery_view::{
+    AttemptView, DeliveryDetail, DeliveryStatus, DeliveryView, WebhookDeliveryList,
+};
 pub use event::{EventData, EventType, WebhookEvent};
 pub use request::{CreateWebhook, DeliveryQuery, NoFields, UpdateWebhook};
-pub use view::{
-    AttemptView, DeliveryDetail, DeliveryStatus, DeliveryView, WebhookDeleted, WebhookDeliveryList,
-    WebhookList, WebhookStatus, WebhookView, WebhookWithSecret,
-};
+pub use view::{WebhookDeleted, WebhookList, WebhookStatus, WebhookView, WebhookWithSecret};
 
 use super::AppState;
 use super::auth::OwnerAuth;
