@@ -111,3 +111,10 @@ impl FromRequestParts<AppState> for OwnerAuth {
         Ok(OwnerAuth(account))
     }
 }
+
+/// 409 `agent_revoked`: the agent is revoked, which is final. Shared by the agent and
+/// execution-token routes, so it lives here rather than in either.
+pub(crate) fn revoked_conflict() -> ApiError {
+    ApiError::new(ErrorCode::AgentRevoked, "this agent is revoked; revocation is final")
+        .with_details(json!({ "status": agents::REVOKED }))
+}

@@ -14,16 +14,15 @@ pub mod credentials;
 pub mod document_number;
 pub mod error;
 pub mod extract;
+pub mod health;
 pub mod idempotency;
 pub mod observability;
 pub mod openapi;
 pub mod page;
 pub mod rate_limit;
 pub mod receipts;
-pub mod schema;
 pub mod settlement;
 mod signature;
-pub mod status;
 pub mod telemetry;
 mod time;
 pub mod typed_data_view;
@@ -117,17 +116,12 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.max_body_bytes;
     let time_limit = state.request_timeout;
     Router::new()
-        .route("/health", get(status::health))
-        .route("/healthz", get(observability::healthz))
-        .route("/readyz", get(observability::readyz))
-        .route("/metrics", get(observability::metrics))
-        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/agents", post(agents::create).get(agents::list))
         .route("/v1/agents/{agent_id}", get(agents::get).delete(agents::revoke))
         .route("/v1/agents/{agent_id}/regenerate-key", post(agents::regenerate_key))
         .route("/v1/agents/{agent_id}/execution-tokens", post(credentials::mint))
         .route("/agents/{agent_id}/webhooks", post(webhooks::create).get(webhooks::list))
-        .route("/agents/{agent_id}/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/agents/{agent_id}/webhooks/deliveries", get(webhooks::list_deliveries))
         .route("/agents/{agent_id}/webhooks/deliveries/{delivery_id}", get(webhooks::delivery))
         .route(
             "/agents/{agent_id}/webhooks/deliveries/{delivery_id}/replay",
@@ -194,6 +188,13 @@ pub fn app(state: AppState) -> Router {
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))
         // Execution tokens are checked against the matched route, for every route above.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), credentials::verify))
+        // Public routes come after that layer: they take no credential, so whatever
+        // `Authorization` a client sends along is ignored rather than checked.
+        .route("/health", get(health::health))
+        .route("/healthz", get(observability::healthz))
+        .route("/readyz", get(observability::readyz))
+        .route("/metrics", get(observability::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")

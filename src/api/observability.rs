@@ -40,8 +40,8 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
         (status = 200, description = "The process is up", body = Liveness),
     ),
 )]
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn healthz() -> Json<Liveness> {
+    Json(Liveness { status: "ok".to_owned() })
 }
 
 /// `GET /readyz`: 200 when the store answers a query, the node answers `eth_blockNumber` within
@@ -80,7 +80,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         tracing::warn!(%error, "readiness: rpc check failed");
     }
     if checks.ready {
-        Json(json!({ "status": "ready", "checks": checks.details })).into_response()
+        Json(Ready { status: "ready".to_owned(), checks: checks.checks }).into_response()
     } else {
         ApiError::new(ErrorCode::NotReady, checks.failing_message())
             .with_details(checks.details)
@@ -109,7 +109,7 @@ pub struct Ready {
 }
 
 /// The readiness checks' results.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Checks {
     /// `ok` or `unreachable`.
@@ -129,6 +129,8 @@ pub struct Readiness {
     /// Each check by name: `store` and `rpc` are `ok` or `unreachable`; `watcher_lag` is the
     /// lag in blocks, or `not_started` before the watcher's first block, or `unknown`.
     pub details: Value,
+    /// The same, typed, for the 200 answer.
+    pub checks: Checks,
     failing: Vec<&'static str>,
 }
 
@@ -168,9 +170,11 @@ pub fn readiness(
     if lag.is_none_or(|lag| lag > max_lag) {
         failing.push("watcher_lag");
     }
+    let checks = Checks { store: store.to_owned(), rpc: rpc.to_owned(), watcher_lag };
     Readiness {
         ready: failing.is_empty(),
-        details: json!({ "store": store, "rpc": rpc, "watcher_lag": watcher_lag }),
+        details: serde_json::to_value(&checks).unwrap_or_default(),
+        checks,
         failing,
     }
 }

@@ -16,7 +16,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBu
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    activation, agents, agreements, credentials, observability, receipts, settlement, status,
+    activation, agents, agreements, credentials, health, observability, receipts, settlement,
     webhooks,
 };
 
@@ -31,7 +31,7 @@ use super::{
             API key and owner operations the owner credential, both as `Authorization: Bearer`.",
     ),
     paths(
-        status::health,
+        health::health,
         observability::healthz,
         observability::readyz,
         observability::metrics,
@@ -48,7 +48,7 @@ use super::{
         webhooks::update,
         webhooks::delete,
         webhooks::rotate_secret,
-        webhooks::deliveries,
+        webhooks::list_deliveries,
         webhooks::delivery,
         webhooks::replay,
         receipts::list,

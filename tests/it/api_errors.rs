@@ -720,3 +720,60 @@ async fn the_bearer_scheme_is_case_insensitive_and_nul_bytes_are_refused() {
     expect(&response, StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "NUL in a reason");
     w.assert_untouched(agents).await;
 }
+
+#[tokio::test]
+async fn public_routes_ignore_any_authorization() {
+    let h = Harness::start().await;
+    let token = format!("Bearer xt_test_{}", "ab".repeat(32));
+    for path in ["/health", "/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        for authorization in [token.as_str(), "Bearer pk_test_unknown", "Basic Zm9vOmJhcg=="] {
+            let response =
+                Raw::new(Method::GET, path, None).authorization(Some(authorization)).send(&h).await;
+            assert_ne!(response.0, StatusCode::UNAUTHORIZED, "{path} with {authorization}");
+            if path != "/readyz" {
+                assert_eq!(response.0, StatusCode::OK, "{path} with {authorization}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field_in_the_api_s_own_words() {
+    let w = World::start().await;
+    let agents = w.agent_count().await;
+    let cases = [
+        (json!({ "name": 5 }), "name"),
+        (json!({ "name": "a", "capabilities": ["x", 3] }), "capabilities[1]"),
+        (json!({ "name": "a", "description": [] }), "description"),
+        (json!({ "description": "no name" }), "name"),
+        (json!({ "name": "a", "surprise": true }), "surprise"),
+    ];
+    let plain = |response: &(StatusCode, Value)| {
+        let message = response.1["error"]["message"].as_str().unwrap_or_default().to_owned();
+        for serde_words in ["invalid type", "expected", "line 1", "column", "unknown variant"] {
+            assert!(!message.contains(serde_words), "deserializer wording: {message}");
+        }
+    };
+    for (body, field) in cases {
+        let response = w.h.call(Method::POST, "/v1/agents", Some(OWNER_KEY), Some(&body)).await;
+        expect(&response, StatusCode::UNPROCESSABLE_ENTITY, "validation_error", &body.to_string());
+        assert_eq!(response.1["error"]["details"]["field"], field, "{body}: {}", response.1);
+        plain(&response);
+    }
+    w.assert_untouched(agents).await;
+
+    let mint = format!("/v1/agents/{}/execution-tokens", w.buyer.id);
+    let body = json!({ "action": "accept", "audience": w.agreement, "ttl_seconds": "60" });
+    let response = w.h.call(Method::POST, &mint, Some(OWNER_KEY), Some(&body)).await;
+    expect(&response, StatusCode::UNPROCESSABLE_ENTITY, "validation_error", "ttl as a string");
+    assert_eq!(response.1["error"]["details"]["field"], "ttl_seconds", "{}", response.1);
+    plain(&response);
+
+    for (query, field) in [("limit=abc", "limit"), ("limit=-1", "limit")] {
+        let path = format!("/v1/agents?{query}");
+        let response = w.h.call(Method::GET, &path, Some(OWNER_KEY), None).await;
+        expect(&response, StatusCode::UNPROCESSABLE_ENTITY, "validation_error", query);
+        assert_eq!(response.1["error"]["details"]["field"], field, "{query}: {}", response.1);
+        plain(&response);
+    }
+}

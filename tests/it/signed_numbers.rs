@@ -2,11 +2,10 @@
 //! are accepted as the decimal strings the typed-data documents carry, as well as JSON numbers;
 //! anything else is a 422 `validation_error` naming the field. Real server, real anvil.
 
-
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
 use crate::support::service::{Harness, sign_document, sign_package};
 use crate::support::settlement::{action_final, options, record, sponsored_body};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 /// Asserts a 422 `validation_error` whose `details.field` is `field`.
 #[track_caller]

@@ -108,7 +108,7 @@ async fn sponsored(
     let calldata = calls::sponsored(action, terms.activation(), units, &voucher, &authorization);
     let job = Job {
         id: JobId::generate(),
-        kind: kind.into(),
+        kind,
         agreement_id: Some(record.id.clone()),
         to: state.chain.escrow,
         calldata,
@@ -128,7 +128,7 @@ async fn sponsored(
         authorization_digest: digest,
         authorization_signature: body.authorization_signature.clone(),
         job_id: job.id.clone(),
-        status: store::PENDING.into(),
+        status: store::PENDING,
         tx_hash: None,
         block_number: None,
         error: None,

@@ -1,6 +1,7 @@
 //! Shared set-up for the integration tests: a fresh anvil per test with the contracts deployed
 //! from `abi/` and funded demo parties.
 
+pub mod conformance;
 pub mod databases;
 pub mod process;
 pub mod router;

@@ -129,7 +129,7 @@ impl Harness {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -141,8 +141,15 @@ impl Harness {
         }
         let response = request.send().await.expect("request sent");
         let status = response.status();
+        let is_json = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
         let text = response.text().await.unwrap();
         let json = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+        if is_json {
+            super::conformance::assert_conforms(&method, path, status, &json);
+        }
         (status, json)
     }
 

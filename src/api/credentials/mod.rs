@@ -10,21 +10,27 @@
 //! `execution_token_used`. Binding happens before the handler runs, so a request refused by
 //! the handler (a 409, a 422) still spends the token unless it is retried with its key.
 
+mod action;
+mod view;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+pub use action::{Action, WRITES};
+pub use view::{ExecutionTokenView, MintToken};
 
 use super::AppState;
-use super::auth::{ExecutionGrant, OwnerAuth, TOKEN_KIND, credential, invalid_credential};
+use super::auth::{
+    ExecutionGrant, OwnerAuth, TOKEN_KIND, credential, invalid_credential, revoked_conflict,
+};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::extract::{ApiJson, ApiPath, IdempotencyKey};
 use super::idempotency::Write;
-use super::time::rfc3339;
 use super::validate::text;
 use crate::agreement::ids::{ExecutionTokenId, SecretKey};
 use crate::store::agents::{self, Agent};
@@ -35,101 +41,6 @@ use crate::store::{agreements, now};
 pub const DEFAULT_TTL_SECS: u64 = 300;
 /// The longest lifetime a token may have.
 pub const MAX_TTL_SECS: u64 = 900;
-
-/// The agent writes an execution token can make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// `POST /usage-agreements`; the audience is the seller agent's id.
-    Propose,
-    /// `PUT …/accept`.
-    Accept,
-    /// `PUT …/reject`.
-    Reject,
-    /// `POST …/activate-escrow`.
-    ActivateEscrow,
-    /// `POST …/record-usage`.
-    RecordUsage,
-    /// `POST …/usage-vouchers`.
-    SubmitVoucher,
-    /// `POST …/sponsored-actions/{action}` (any of the three).
-    SponsoredAction,
-}
-
-/// Each agent write route (method and route template) and the action a token needs for it:
-/// the one table that maps routes to actions. Any route not listed refuses execution tokens.
-pub const WRITES: &[(&str, &str, Action)] = &[
-    ("POST", "/usage-agreements", Action::Propose),
-    ("PUT", "/usage-agreements/{agreement_id}/accept", Action::Accept),
-    ("PUT", "/usage-agreements/{agreement_id}/reject", Action::Reject),
-    ("POST", "/usage-agreements/{agreement_id}/activate-escrow", Action::ActivateEscrow),
-    ("POST", "/usage-agreements/{agreement_id}/record-usage", Action::RecordUsage),
-    ("POST", "/usage-agreements/{agreement_id}/usage-vouchers", Action::SubmitVoucher),
-    (
-        "POST",
-        "/usage-agreements/{agreement_id}/sponsored-actions/{action}",
-        Action::SponsoredAction,
-    ),
-];
-
-impl Action {
-    const ALL: [Action; 7] = [
-        Action::Propose,
-        Action::Accept,
-        Action::Reject,
-        Action::ActivateEscrow,
-        Action::RecordUsage,
-        Action::SubmitVoucher,
-        Action::SponsoredAction,
-    ];
-
-    /// The name the API and the store use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Propose => "propose",
-            Action::Accept => "accept",
-            Action::Reject => "reject",
-            Action::ActivateEscrow => "activate_escrow",
-            Action::RecordUsage => "record_usage",
-            Action::SubmitVoucher => "submit_voucher",
-            Action::SponsoredAction => "sponsored_action",
-        }
-    }
-
-    /// The action named `name`, if there is one.
-    pub fn parse(name: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|action| action.as_str() == name)
-    }
-
-    /// The action of the write route `route` (a route template) taken with `method`.
-    pub fn of_route(method: &str, route: &str) -> Option<Action> {
-        WRITES.iter().find(|(m, r, _)| *m == method && *r == route).map(|(_, _, action)| *action)
-    }
-}
-
-/// The body of `POST /v1/agents/{agent_id}/execution-tokens`.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MintToken {
-    /// One of the [`Action`] names.
-    pub action: String,
-    /// The agreement id it may act on; the seller agent id for `propose`.
-    pub audience: String,
-    /// Lifetime in seconds, 1 to [`MAX_TTL_SECS`]; default [`DEFAULT_TTL_SECS`].
-    #[serde(default)]
-    pub ttl_seconds: Option<u64>,
-}
-
-/// A token as the API shows it (never the token itself, which only minting reveals).
-fn token_json(token: &ExecutionToken) -> Value {
-    json!({
-        "id": token.id,
-        "agent_id": token.agent_id,
-        "action": token.action,
-        "audience": token.audience,
-        "expires_at": rfc3339(token.expires_at),
-        "created_at": rfc3339(token.created_at),
-    })
-}
 
 /// 401 with `code`: an execution token that does not fit the request.
 fn refused(code: ErrorCode, message: &str) -> ApiError {
@@ -148,7 +59,7 @@ fn refused(code: ErrorCode, message: &str) -> ApiError {
     request_body = MintToken,
     security(("bearerAuth" = [])),
     responses(
-        (status = 201, description = "The token, shown this once", body = crate::api::schema::ExecutionToken),
+        (status = 201, description = "The token, shown this once", body = ExecutionTokenView),
     ),
 )]
 pub async fn mint(
@@ -156,13 +67,13 @@ pub async fn mint(
     OwnerAuth(account): OwnerAuth,
     ApiPath(agent_id): ApiPath,
     Write(ApiJson(body), idempotency): Write<ApiJson<MintToken>>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<ExecutionTokenView>)> {
     let agent = agents::get_agent(state.store.reader(), &agent_id)
         .await?
         .filter(|agent| agent.account_id == account.id)
         .ok_or_else(|| ApiError::not_found("agent"))?;
     if agent.status != agents::ACTIVE {
-        return Err(super::agents::revoked_conflict());
+        return Err(revoked_conflict());
     }
     let action = Action::parse(&body.action).ok_or_else(|| {
         let names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
@@ -190,17 +101,14 @@ pub async fn mint(
         used_idempotency_key: None,
         created_at: at,
     };
-    let mut stored = token_json(&token);
-    stored["token"] = Value::Null;
     let mut tx = state.store.begin().await?;
     tokens::insert(&mut tx, &token, &secret.hash()).await?;
-    idempotency.save(&mut tx, StatusCode::CREATED, &stored).await?;
+    idempotency.save(&mut tx, StatusCode::CREATED, &ExecutionTokenView::new(&token, None)).await?;
     tx.commit().await?;
     tracing::info!(token_id = %token.id, agent_id = %token.agent_id, action = %token.action,
         "execution token minted");
-    let mut revealed = token_json(&token);
-    revealed["token"] = Value::from(secret.reveal());
-    Ok((StatusCode::CREATED, Json(revealed)).into_response())
+    let revealed = ExecutionTokenView::new(&token, Some(secret.reveal().to_owned()));
+    Ok((StatusCode::CREATED, Json(revealed)))
 }
 
 /// The audience must be something the agent can act on: for `propose`, another active agent;
@@ -316,23 +224,4 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
     tracing::debug!(token_id = %token.id, agent_id = %agent.id, "execution token accepted");
     parts.extensions.insert(ExecutionGrant(agent));
     Ok(Request::from_parts(parts, body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_action_has_one_route_and_round_trips() {
-        for action in Action::ALL {
-            assert_eq!(Action::parse(action.as_str()), Some(action));
-            assert_eq!(WRITES.iter().filter(|(_, _, a)| *a == action).count(), 1, "{action:?}");
-        }
-        assert_eq!(
-            Action::of_route("PUT", "/usage-agreements/{agreement_id}/accept"),
-            Some(Action::Accept)
-        );
-        assert_eq!(Action::of_route("GET", "/usage-agreements/{agreement_id}"), None);
-        assert_eq!(Action::of_route("POST", "/usage-agreements/{agreement_id}/accept"), None);
-    }
 }

@@ -1,0 +1,77 @@
+//! The agent writes an execution token can make, and the one table mapping write routes to
+//! them.
+
+use crate::vocab::string_enum;
+
+string_enum!(
+    /// The agent write an execution token allows.
+    Action {
+        /// `POST /usage-agreements`; the audience is the seller agent's id.
+        Propose = "propose",
+        /// `PUT …/accept`.
+        Accept = "accept",
+        /// `PUT …/reject`.
+        Reject = "reject",
+        /// `POST …/activate-escrow`.
+        ActivateEscrow = "activate_escrow",
+        /// `POST …/record-usage`.
+        RecordUsage = "record_usage",
+        /// `POST …/usage-vouchers`.
+        SubmitVoucher = "submit_voucher",
+        /// `POST …/sponsored-actions/{action}` (any of the three).
+        SponsoredAction = "sponsored_action",
+    }
+);
+
+/// Each agent write route (method and route template) and the action a token needs for it:
+/// the one table that maps routes to actions. Any route not listed refuses execution tokens.
+pub const WRITES: &[(&str, &str, Action)] = &[
+    ("POST", "/usage-agreements", Action::Propose),
+    ("PUT", "/usage-agreements/{agreement_id}/accept", Action::Accept),
+    ("PUT", "/usage-agreements/{agreement_id}/reject", Action::Reject),
+    ("POST", "/usage-agreements/{agreement_id}/activate-escrow", Action::ActivateEscrow),
+    ("POST", "/usage-agreements/{agreement_id}/record-usage", Action::RecordUsage),
+    ("POST", "/usage-agreements/{agreement_id}/usage-vouchers", Action::SubmitVoucher),
+    (
+        "POST",
+        "/usage-agreements/{agreement_id}/sponsored-actions/{action}",
+        Action::SponsoredAction,
+    ),
+];
+
+impl Action {
+    /// Every action, in the order the API lists them.
+    pub const ALL: [Action; 7] = [
+        Action::Propose,
+        Action::Accept,
+        Action::Reject,
+        Action::ActivateEscrow,
+        Action::RecordUsage,
+        Action::SubmitVoucher,
+        Action::SponsoredAction,
+    ];
+
+    /// The action of the write route `route` (a route template) taken with `method`.
+    pub fn of_route(method: &str, route: &str) -> Option<Action> {
+        WRITES.iter().find(|(m, r, _)| *m == method && *r == route).map(|(_, _, action)| *action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_one_route_and_round_trips() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+            assert_eq!(WRITES.iter().filter(|(_, _, a)| *a == action).count(), 1, "{action:?}");
+        }
+        assert_eq!(
+            Action::of_route("PUT", "/usage-agreements/{agreement_id}/accept"),
+            Some(Action::Accept)
+        );
+        assert_eq!(Action::of_route("GET", "/usage-agreements/{agreement_id}"), None);
+        assert_eq!(Action::of_route("POST", "/usage-agreements/{agreement_id}/accept"), None);
+    }
+}
