@@ -52,8 +52,15 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo test --doc
   cargo nextest run --no-tests=fail --no-fail-fast
 else
-  step "rust: cargo test"
-  cargo test
+  # tests/it is one binary; some tests read process-wide state (the metrics registry), so each
+  # area runs in a process of its own, as nextest runs each test in its own.
+  step "rust: cargo test (lib, bins, docs, then each area of tests/it in its own process)"
+  cargo test --lib --bins
+  cargo test --doc
+  for area in $(cargo test -q --test it -- --list --format terse \
+    | sed -n 's/^\([a-z0-9_]*\)::.*: test$/\1/p' | sort -u); do
+    cargo test --test it -- "$area::"
+  done
 fi
 
 step "all checks passed"
