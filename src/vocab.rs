@@ -20,6 +20,9 @@ macro_rules! string_enum {
         }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$($name::$variant,)+];
+
             /// The exact string the API and the store use.
             pub fn as_str(self) -> &'static str {
                 match self {

@@ -376,6 +376,21 @@ mod tests {
         }
     }
 
+    /// The serving loop answers malformed HTTP before the router sees it; its codes are
+    /// codes of this list, with the same statuses.
+    #[test]
+    fn the_serving_loop_refuses_with_codes_of_this_list() {
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::URI_TOO_LONG,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ] {
+            let (text, _) = crate::serve::protocol_refusal(status);
+            let code = ErrorCode::parse(text).unwrap_or_else(|| panic!("`{text}` is no ErrorCode"));
+            assert_eq!(code.status(), status, "{text}");
+        }
+    }
+
     #[test]
     fn the_body_omits_absent_details() {
         let body = serde_json::to_value(ApiError::not_found("agent").body()).unwrap();

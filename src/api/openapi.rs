@@ -1,8 +1,8 @@
 //! The OpenAPI 3.1 document of the whole API, generated from the handlers' `#[utoipa::path]`
-//! annotations, the request bodies' `ToSchema` derives and the response schemas of
-//! [`super::schema`]. Served at `GET /openapi.json`, printed by `pactum openapi` and committed as
-//! `docs/openapi.json`; `tests/openapi.rs` fails when the committed file drifts, when a route is
-//! missing from the document (or the reverse), or when a real response breaks its schema.
+//! annotations and the `ToSchema` derives of the very request and view types the handlers take
+//! and return. Served at `GET /openapi.json`, printed by `pactum openapi` and committed as
+//! `docs/openapi.json`; `tests/it/openapi.rs` fails when the committed file drifts, when a route
+//! is missing from the document (or the reverse), or when a real response breaks its schema.
 
 use std::sync::LazyLock;
 

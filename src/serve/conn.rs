@@ -33,7 +33,7 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 4 * 1024 * 1024;
 
 /// The error code and message for a refusal made at the protocol level.
-pub(super) fn protocol_refusal(status: StatusCode) -> (&'static str, &'static str) {
+pub fn protocol_refusal(status: StatusCode) -> (&'static str, &'static str) {
     match status {
         StatusCode::URI_TOO_LONG => (URI_TOO_LONG, "the request target is too long"),
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {

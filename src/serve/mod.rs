@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use conn::{HEADERS_TOO_LARGE, MAX_HEAD_BYTES, MAX_URI_BYTES, URI_TOO_LONG};
+pub use conn::{HEADERS_TOO_LARGE, MAX_HEAD_BYTES, MAX_URI_BYTES, URI_TOO_LONG, protocol_refusal};
 
 /// How long a client has to send a request head once it starts one (and how long an idle
 /// keep-alive connection stays open).

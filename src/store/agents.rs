@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{Conn, Result, StoreError, agreements, jobs, outbox, parse_json, settlement};
 use crate::agreement::ids::{AccountId, AgentId, AgreementId, Environment, JobId, SecretKey};
+use crate::store::outbox::EventType;
 use crate::vocab::string_enum;
 
 string_enum!(
@@ -285,18 +286,19 @@ pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revoca
     .await?;
     let cancelled: Vec<AgreementId> = rows.iter().map(|row| AgreementId(row.get("id"))).collect();
     for id in &cancelled {
-        outbox::record(conn, Some(id), "agreement.cancelled", &reason, now).await?;
+        outbox::record(conn, Some(id), EventType::AgreementCancelled, &reason, now).await?;
     }
     let refused = jobs::refuse_queued_of_agent(conn, agent, AGENT_REVOKED, now).await?;
     for job in &refused {
         let data = json!({ "job_id": job.id, "kind": job.kind, "error": AGENT_REVOKED });
-        outbox::record(conn, job.agreement_id.as_ref(), "relayer.job_failed", &data, now).await?;
+        outbox::record(conn, job.agreement_id.as_ref(), EventType::RelayerJobFailed, &data, now)
+            .await?;
         if job.kind == jobs::JobKind::Activate {
             if let Some(id) = &job.agreement_id
                 && agreements::activation_failed(conn, id, AGENT_REVOKED, now).await?
             {
                 let data = json!({ "error": AGENT_REVOKED });
-                outbox::record(conn, Some(id), "activation.failed", &data, now).await?;
+                outbox::record(conn, Some(id), EventType::ActivationFailed, &data, now).await?;
             }
             continue;
         }
@@ -307,7 +309,7 @@ pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revoca
                 "action": action.action.as_str(),
                 "error": AGENT_REVOKED,
             });
-            let event = "settlement_action.failed";
+            let event = EventType::SettlementActionFailed;
             outbox::record(conn, Some(&action.agreement_id), event, &data, now).await?;
         }
     }

@@ -4,8 +4,57 @@
 use serde_json::Value;
 use sqlx::{AnyPool, Row};
 
-use super::{Conn, Result, parse_json};
+use super::{Conn, Result, parse_column, parse_json};
 use crate::agreement::ids::{AgreementId, EventId};
+use crate::vocab::string_enum;
+
+string_enum!(
+    /// An event type a webhook endpoint can receive.
+    EventType {
+        /// A buyer proposed an agreement.
+        AgreementProposed = "agreement.proposed",
+        /// The seller accepted; terms fixed.
+        AgreementAccepted = "agreement.accepted",
+        /// The seller rejected.
+        AgreementRejected = "agreement.rejected",
+        /// The agreement was cancelled.
+        AgreementCancelled = "agreement.cancelled",
+        /// Not activated in time.
+        AgreementExpired = "agreement.expired",
+        /// Activation queued for the relayer.
+        ActivationQueued = "activation.queued",
+        /// Activation broadcast.
+        ActivationSubmitted = "activation.submitted",
+        /// Activation confirmed on-chain.
+        ActivationConfirmed = "activation.confirmed",
+        /// Activation failed.
+        ActivationFailed = "activation.failed",
+        /// The seller recorded usage.
+        UsageRecorded = "usage.recorded",
+        /// A buyer's voucher was kept.
+        UsageVoucherAccepted = "usage.voucher_accepted",
+        /// A sponsored settlement action was queued.
+        SettlementActionQueued = "settlement_action.queued",
+        /// It was broadcast.
+        SettlementActionSubmitted = "settlement_action.submitted",
+        /// It was confirmed.
+        SettlementActionConfirmed = "settlement_action.confirmed",
+        /// It failed.
+        SettlementActionFailed = "settlement_action.failed",
+        /// A close was initiated on-chain.
+        SettlementCloseInitiated = "settlement.close_initiated",
+        /// The seller claimed.
+        SettlementClaimed = "settlement.claimed",
+        /// The buyer withdrew.
+        SettlementWithdrawn = "settlement.withdrawn",
+        /// Both sides are paid out.
+        AgreementSettled = "agreement.settled",
+        /// A reorganisation rolled the agreement back.
+        AgreementReorged = "agreement.reorged",
+        /// A relayer job failed for good.
+        RelayerJobFailed = "relayer.job_failed",
+    }
+);
 
 /// One event, as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +64,7 @@ pub struct OutboxEvent {
     /// The agreement it concerns.
     pub agreement_id: Option<AgreementId>,
     /// What happened (`agreement.accepted`, `settlement.claimed`, …).
-    pub event_type: String,
+    pub event_type: EventType,
     /// The event's payload.
     pub data: Value,
     /// Unix seconds.
@@ -27,7 +76,7 @@ pub struct OutboxEvent {
 pub async fn record(
     conn: &mut Conn,
     agreement: Option<&AgreementId>,
-    event_type: &str,
+    event_type: EventType,
     data: &Value,
     now: i64,
 ) -> Result<EventId> {
@@ -38,7 +87,7 @@ pub async fn record(
     )
     .bind(id.as_str())
     .bind(agreement.map(|a| a.as_str().to_owned()))
-    .bind(event_type)
+    .bind(event_type.as_str())
     .bind(data.to_string())
     .bind(now)
     .execute(&mut *conn)
@@ -60,7 +109,7 @@ pub async fn for_agreement(pool: &AnyPool, agreement: &AgreementId) -> Result<Ve
             Ok(OutboxEvent {
                 id: EventId(row.get("id")),
                 agreement_id: row.get::<Option<String>, _>("agreement_id").map(AgreementId),
-                event_type: row.get("event_type"),
+                event_type: parse_column("event_type", row.get("event_type"))?,
                 data: parse_json("data", row.get("data"))?,
                 created_at: row.get("created_at"),
             })

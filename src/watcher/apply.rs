@@ -10,6 +10,7 @@ use crate::receipts::{self, Deployment, EventFacts, Parties, ReceiptKey};
 use crate::store::attempts::Attempt;
 use crate::store::chain::{self as chain_store, EscrowEvent};
 use crate::store::jobs::{Job, JobKind};
+use crate::store::outbox::EventType;
 use crate::store::{Conn, agreements, now, outbox, receipts as receipt_store, settlement};
 
 /// The receipt key and the deployment receipts name.
@@ -83,7 +84,7 @@ pub(super) async fn apply_event(
         .await?;
         if applied {
             let data = json!({ "tx_hash": event.tx_hash, "block_number": event.block_number });
-            outbox::record(tx, Some(&record.id), "activation.confirmed", &data, at).await?;
+            outbox::record(tx, Some(&record.id), EventType::ActivationConfirmed, &data, at).await?;
         }
         tracing::info!(agreement_key = %event.agreement_key, applied, "escrow activation confirmed");
         return Ok(());
@@ -105,10 +106,10 @@ pub(super) async fn apply_event(
     )
     .await?;
     let event_type = match change {
-        ChainEvent::CloseInitiated { .. } => "settlement.close_initiated",
-        ChainEvent::UsageClaimed { .. } => "settlement.claimed",
-        ChainEvent::BuyerWithdrawn => "settlement.withdrawn",
-        ChainEvent::Settled { .. } => "agreement.settled",
+        ChainEvent::CloseInitiated { .. } => EventType::SettlementCloseInitiated,
+        ChainEvent::UsageClaimed { .. } => EventType::SettlementClaimed,
+        ChainEvent::BuyerWithdrawn => EventType::SettlementWithdrawn,
+        ChainEvent::Settled { .. } => EventType::AgreementSettled,
         ChainEvent::Activated | ChainEvent::ClaimSkipped => return Ok(()),
     };
     let mut data = event.data.clone();
@@ -155,14 +156,15 @@ pub(super) async fn job_outcome(
     let at = now();
     if let Some(reason) = error {
         let data = json!({ "job_id": job.id, "kind": job.kind, "tx_hash": attempt.tx_hash, "error": reason });
-        outbox::record(tx, job.agreement_id.as_ref(), "relayer.job_failed", &data, at).await?;
+        outbox::record(tx, job.agreement_id.as_ref(), EventType::RelayerJobFailed, &data, at)
+            .await?;
     }
     if job.kind == JobKind::Activate {
         if let (Some(reason), Some(agreement)) = (error, &job.agreement_id)
             && agreements::activation_failed(tx, agreement, reason, at).await?
         {
             let data = json!({ "error": reason, "tx_hash": attempt.tx_hash });
-            outbox::record(tx, Some(agreement), "activation.failed", &data, at).await?;
+            outbox::record(tx, Some(agreement), EventType::ActivationFailed, &data, at).await?;
         }
         return Ok(());
     }
@@ -192,9 +194,9 @@ pub(super) async fn job_outcome(
         )
         .await?;
         let event_type = if outcome.is_some() {
-            "settlement_action.failed"
+            EventType::SettlementActionFailed
         } else {
-            "settlement_action.confirmed"
+            EventType::SettlementActionConfirmed
         };
         let data = json!({
             "settlement_action_id": action.id,

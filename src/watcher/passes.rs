@@ -18,6 +18,7 @@ use crate::escrow::bindings::UsageEscrow;
 use crate::store::attempts::{self, Attempt, AttemptStatus};
 use crate::store::chain::{self as chain_store, Cursor, EscrowEvent};
 use crate::store::jobs::{self, Job};
+use crate::store::outbox::EventType;
 use crate::store::{agreements, now, outbox};
 
 impl Watcher {
@@ -181,7 +182,8 @@ impl Watcher {
         let mut tx = self.store.begin().await?;
         let expired = agreements::expire_due(&mut tx, timestamp as i64).await?;
         for id in &expired {
-            outbox::record(&mut tx, Some(id), "agreement.expired", &json!({}), now()).await?;
+            outbox::record(&mut tx, Some(id), EventType::AgreementExpired, &json!({}), now())
+                .await?;
         }
         tx.commit().await?;
         if !expired.is_empty() {

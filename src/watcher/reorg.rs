@@ -13,6 +13,7 @@ use crate::agreement::settlement::EscrowState;
 use crate::agreement::status::AgreementStatus;
 use crate::store::chain::{self as chain_store, Cursor};
 use crate::store::jobs::JobKind;
+use crate::store::outbox::EventType;
 use crate::store::{
     Conn, agreements, attempts, now, outbox, receipts as receipt_store, settlement,
 };
@@ -99,7 +100,8 @@ impl Watcher {
                 "status": status,
                 "withdrawn_receipts": receipts,
             });
-            outbox::record(&mut tx, Some(&record.id), "agreement.reorged", &data, at).await?;
+            outbox::record(&mut tx, Some(&record.id), EventType::AgreementReorged, &data, at)
+                .await?;
         }
         tx.commit().await?;
         tracing::warn!(

@@ -28,6 +28,7 @@ use pactum::store::attempts::{self, Attempt, AttemptStatus};
 use pactum::store::chain::{self, Cursor};
 use pactum::store::idempotency::{self, StoredResponse, Taken};
 use pactum::store::jobs::{self, Job, JobKind, JobStatus, KIND_ACTIVATE, KIND_SELLER_CLAIM};
+use pactum::store::outbox::EventType;
 use pactum::store::settlement::{self, SettlementAction};
 use pactum::store::signers::{self, Allocation};
 use pactum::store::tokens::{self, ExecutionToken};
@@ -233,10 +234,12 @@ fn attempt(job: &JobId, signer: Address, nonce: u64, fee: u128, tag: &str) -> At
     }
 }
 
-/// An outbox event about `agreement`, committed.
+/// An outbox event about `agreement`, committed; `kind` tells it apart in its data.
 async fn event(store: &Store, agreement: Option<&AgreementId>, kind: &str, at: i64) -> String {
     let mut tx = store.begin().await.unwrap();
-    let id = outbox::record(&mut tx, agreement, kind, &json!({ "kind": kind }), at).await.unwrap();
+    let accepted = EventType::AgreementAccepted;
+    let id =
+        outbox::record(&mut tx, agreement, accepted, &json!({ "kind": kind }), at).await.unwrap();
     tx.commit().await.unwrap();
     id.0
 }
@@ -1728,9 +1731,11 @@ async fn any_text_round_trips(store: &Store) {
     agreements::insert(&mut tx, &record).await.unwrap();
     agreements::reject(&mut tx, &record.id, Some(TRICKY), 2).await.unwrap();
     agreements::record_screening(&mut tx, &record.id, &json!({ "note": TRICKY })).await.unwrap();
-    let event_id = outbox::record(&mut tx, Some(&record.id), TRICKY, &json!({ "why": TRICKY }), 3)
-        .await
-        .unwrap();
+    let rejected = EventType::AgreementRejected;
+    let event_id =
+        outbox::record(&mut tx, Some(&record.id), rejected, &json!({ "why": TRICKY }), 3)
+            .await
+            .unwrap();
     tx.commit().await.unwrap();
     let read = get(store, &record.id).await;
     assert_eq!((read.service_id.as_str(), read.unit.as_str()), (TRICKY, TRICKY));
@@ -1738,7 +1743,7 @@ async fn any_text_round_trips(store: &Store) {
     assert_eq!(read.rejection_reason.as_deref(), Some(TRICKY));
     assert_eq!(read.screening, Some(json!({ "note": TRICKY })));
     let events = outbox::for_agreement(store.reader(), &record.id).await.unwrap();
-    assert_eq!((events[0].id.clone(), events[0].event_type.as_str()), (event_id.clone(), TRICKY));
+    assert_eq!((events[0].id.clone(), events[0].event_type), (event_id.clone(), rejected));
     assert_eq!(events[0].data, json!({ "why": TRICKY }));
 
     // Idempotency: a tricky key and scope, a tricky stored body.
@@ -1795,7 +1800,8 @@ async fn rollback_leaves_nothing_behind(store: &Store) {
         .await
         .unwrap();
         jobs::enqueue(&mut tx, &ghost_job, 3).await.unwrap();
-        outbox::record(&mut tx, Some(&kept.id), "agreement.accepted", &json!({}), 3).await.unwrap();
+        let accepted = EventType::AgreementAccepted;
+        outbox::record(&mut tx, Some(&kept.id), accepted, &json!({}), 3).await.unwrap();
         let response = StoredResponse { request_hash: "h".into(), status: 200, body: json!({}) };
         assert!(idempotency::complete(&mut tx, "scope", "key", "lease", &response).await.unwrap());
         receipts::insert(&mut tx, &receipt(&kept, B256::repeat_byte(4), 0, U256::from(5u8)))

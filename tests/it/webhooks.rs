@@ -773,10 +773,15 @@ async fn claims_on(url: &str) {
     };
     let secret = pactum::webhooks::signature::SigningSecret::generate().reveal();
     rows::insert_endpoint(&mut tx, &endpoint, &secret).await.unwrap();
-    let event =
-        pactum::store::outbox::record(&mut tx, None, "relayer.job_failed", &json!({}), now())
-            .await
-            .unwrap();
+    let event = pactum::store::outbox::record(
+        &mut tx,
+        None,
+        pactum::store::outbox::EventType::RelayerJobFailed,
+        &json!({}),
+        now(),
+    )
+    .await
+    .unwrap();
     let delivery = Delivery {
         id: pactum::webhooks::new_id("msg_"),
         endpoint_id: endpoint.id.clone(),

@@ -36,6 +36,7 @@ use crate::escrow::verify;
 use crate::screening::ScreeningError;
 use crate::store::agreements::{self, AgreementRecord};
 use crate::store::jobs::{self, Job, KIND_ACTIVATE};
+use crate::store::outbox::EventType;
 use crate::store::{StoreError, now, outbox};
 
 fn accepted_terms(record: &AgreementRecord) -> ApiResult<&Terms> {
@@ -261,7 +262,7 @@ pub async fn activate(
         .ok_or_else(|| ApiError::internal("queued agreement vanished"))?;
     let response = Agreement::from(&queued);
     let data = json!({ "job_id": job.id });
-    outbox::record(&mut tx, Some(&record.id), "activation.queued", &data, at).await?;
+    outbox::record(&mut tx, Some(&record.id), EventType::ActivationQueued, &data, at).await?;
     idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;
     state.relayer_wake.notify_one();

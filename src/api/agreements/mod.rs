@@ -6,7 +6,7 @@ mod view;
 
 use alloy::primitives::B256;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -19,7 +19,7 @@ use super::agreement_access::load_for;
 use super::agreement_view::Agreement;
 use super::auth::AgentAuth;
 use super::error::{ApiError, ApiResult, ErrorCode};
-use super::extract::{ApiJson, ApiPath, OptionalApiJson};
+use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalApiJson};
 use super::idempotency::Write;
 use super::page;
 use super::validate::{prose, wallet};
@@ -30,6 +30,7 @@ use crate::agreement::terms::{Agreed, Terms};
 use crate::escrow::typed_data;
 use crate::store::agents;
 use crate::store::agreements::{self, AgreementRecord, Proposal};
+use crate::store::outbox::EventType;
 use crate::store::{now, outbox};
 
 /// `POST /usage-agreements`: the authenticated agent proposes, as the buyer.
@@ -74,8 +75,14 @@ pub async fn propose(
     let response = Agreement::from(&record);
     let mut tx = state.store.begin().await?;
     agreements::insert(&mut tx, &record).await?;
-    outbox::record(&mut tx, Some(&record.id), "agreement.proposed", &json!({}), record.created_at)
-        .await?;
+    outbox::record(
+        &mut tx,
+        Some(&record.id),
+        EventType::AgreementProposed,
+        &json!({}),
+        record.created_at,
+    )
+    .await?;
     idempotency.save(&mut tx, StatusCode::CREATED, &response).await?;
     tx.commit().await?;
     tracing::info!(agreement_id = %record.id, buyer = %record.buyer_agent_id, "agreement proposed");
@@ -125,13 +132,11 @@ pub async fn list(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(agent_id): ApiPath,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<Json<AgreementList>> {
     if agent.id.as_str() != agent_id {
         return Err(ApiError::not_found("agent"));
     }
-    let Query(page) =
-        page.map_err(|e| ApiError::validation("query", format!("bad query string: {e}")))?;
     let limit = page::limit(page.limit)?;
     let cursor = page.cursor.as_deref().map(page::decode_cursor).transpose()?;
     // One row more than the page tells whether another page exists, so a list that is an exact
@@ -208,7 +213,7 @@ pub async fn accept(
         .ok_or_else(|| ApiError::internal("accepted agreement vanished"))?;
     let response = Agreement::from(&accepted);
     let data = json!({ "agreement_key": key });
-    outbox::record(&mut tx, Some(&record.id), "agreement.accepted", &data, now()).await?;
+    outbox::record(&mut tx, Some(&record.id), EventType::AgreementAccepted, &data, now()).await?;
     idempotency.save(&mut tx, StatusCode::OK, &response).await?;
     tx.commit().await?;
     tracing::info!(agreement_id = %record.id, agreement_key = %key, "agreement accepted");
@@ -252,7 +257,7 @@ pub async fn reject(
         .ok_or_else(|| ApiError::internal("rejected agreement vanished"))?;
     let response = Agreement::from(&rejected);
     let data = json!({ "reason": rejected.rejection_reason });
-    outbox::record(&mut tx, Some(&record.id), "agreement.rejected", &data, now()).await?;
+    outbox::record(&mut tx, Some(&record.id), EventType::AgreementRejected, &data, now()).await?;
     idempotency.save(&mut tx, StatusCode::OK, &response).await?;
     tx.commit().await?;
     Ok(Json(response).into_response())

@@ -4,8 +4,8 @@
 use crate::vocab::string_enum;
 
 string_enum!(
-    /// The agent write an execution token allows.
-    Action {
+    /// The agent write an execution token allows (`TokenAction` in the API document).
+    TokenAction {
         /// `POST /usage-agreements`; the audience is the seller agent's id.
         Propose = "propose",
         /// `PUT …/accept`.
@@ -22,6 +22,9 @@ string_enum!(
         SponsoredAction = "sponsored_action",
     }
 );
+
+/// The name the credentials code uses for [`TokenAction`].
+pub type Action = TokenAction;
 
 /// Each agent write route (method and route template) and the action a token needs for it:
 /// the one table that maps routes to actions. Any route not listed refuses execution tokens.
@@ -40,17 +43,6 @@ pub const WRITES: &[(&str, &str, Action)] = &[
 ];
 
 impl Action {
-    /// Every action, in the order the API lists them.
-    pub const ALL: [Action; 7] = [
-        Action::Propose,
-        Action::Accept,
-        Action::Reject,
-        Action::ActivateEscrow,
-        Action::RecordUsage,
-        Action::SubmitVoucher,
-        Action::SponsoredAction,
-    ];
-
     /// The action of the write route `route` (a route template) taken with `method`.
     pub fn of_route(method: &str, route: &str) -> Option<Action> {
         WRITES.iter().find(|(m, r, _)| *m == method && *r == route).map(|(_, _, action)| *action)
@@ -63,7 +55,7 @@ mod tests {
 
     #[test]
     fn every_action_has_one_route_and_round_trips() {
-        for action in Action::ALL {
+        for &action in Action::ALL {
             assert_eq!(Action::parse(action.as_str()), Some(action));
             assert_eq!(WRITES.iter().filter(|(_, _, a)| *a == action).count(), 1, "{action:?}");
         }

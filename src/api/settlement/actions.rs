@@ -36,7 +36,7 @@ pub struct AgreementEvent {
     pub id: String,
     /// `agreement.proposed`, `agreement.accepted`, `activation.queued`, ….
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: crate::store::outbox::EventType,
 }
 
 /// `GET …/events`.
@@ -127,7 +127,7 @@ pub async fn events(
             created_at: rfc3339(e.created_at),
             data: e.data.clone(),
             id: e.id.to_string(),
-            event_type: e.event_type.clone(),
+            event_type: e.event_type,
         })
         .collect();
     Ok(Json(AgreementEventList { data }))

@@ -4,7 +4,7 @@
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::view::{
@@ -19,7 +19,7 @@ use crate::api::AppState;
 use crate::api::agreement_access::load_for;
 use crate::api::auth::AgentAuth;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::extract::ApiPath;
+use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::time::rfc3339;
 use crate::escrow::calls;
 
@@ -53,10 +53,8 @@ pub async fn options(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
-    query: Result<Query<OptionsQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<OptionsQuery>,
 ) -> ApiResult<Json<SettlementOptions>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::validation("query", format!("bad query string: {e}")))?;
     let action = query.action.as_deref().and_then(Action::parse).ok_or_else(|| {
         ApiError::validation(
             "action",

@@ -29,6 +29,7 @@ use crate::escrow::verify;
 use crate::money::TokenAmount;
 use crate::store::agents::Agent;
 use crate::store::jobs::{self, Job};
+use crate::store::outbox::EventType;
 use crate::store::settlement::{self as store, SettlementAction};
 use crate::store::{now, outbox};
 
@@ -157,7 +158,7 @@ async fn sponsored(
         "party": party.as_str(),
         "amount": settlement_action.amount,
     });
-    outbox::record(&mut tx, Some(&record.id), "settlement_action.queued", &data, at).await?;
+    outbox::record(&mut tx, Some(&record.id), EventType::SettlementActionQueued, &data, at).await?;
     idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;
     state.relayer_wake.notify_one();

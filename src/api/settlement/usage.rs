@@ -25,6 +25,7 @@ use crate::escrow::package::typed_data_json;
 use crate::escrow::typed_data::UsageVoucher;
 use crate::escrow::verify;
 use crate::store::agreements::{self, AgreementRecord};
+use crate::store::outbox::EventType;
 use crate::store::settlement as store;
 use crate::store::{StoreError, now, outbox};
 
@@ -122,7 +123,7 @@ pub async fn record_usage(
     )
     .await?;
     let data = json!({ "usage_record_id": record_id, "units": units, "recorded_units": total });
-    outbox::record(&mut tx, Some(&record.id), "usage.recorded", &data, at).await?;
+    outbox::record(&mut tx, Some(&record.id), EventType::UsageRecorded, &data, at).await?;
     let updated = agreements::get_in(&mut tx, record.id.as_str())
         .await?
         .ok_or_else(|| ApiError::internal("agreement vanished"))?;
@@ -233,7 +234,8 @@ pub async fn submit_voucher(
     let mut tx = state.store.begin().await?;
     if agreements::keep_voucher(&mut tx, &record.id, cumulative_units, &body.signature, at).await? {
         let data = json!({ "cumulative_units": cumulative_units });
-        outbox::record(&mut tx, Some(&record.id), "usage.voucher_accepted", &data, at).await?;
+        outbox::record(&mut tx, Some(&record.id), EventType::UsageVoucherAccepted, &data, at)
+            .await?;
     }
     let updated = agreements::get_in(&mut tx, record.id.as_str())
         .await?

@@ -5,55 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::vocab::string_enum;
-
-string_enum!(
-    /// An event type a webhook endpoint can receive.
-    EventType {
-        /// A buyer proposed an agreement.
-        AgreementProposed = "agreement.proposed",
-        /// The seller accepted; terms fixed.
-        AgreementAccepted = "agreement.accepted",
-        /// The seller rejected.
-        AgreementRejected = "agreement.rejected",
-        /// The agreement was cancelled.
-        AgreementCancelled = "agreement.cancelled",
-        /// Not activated in time.
-        AgreementExpired = "agreement.expired",
-        /// Activation queued for the relayer.
-        ActivationQueued = "activation.queued",
-        /// Activation broadcast.
-        ActivationSubmitted = "activation.submitted",
-        /// Activation confirmed on-chain.
-        ActivationConfirmed = "activation.confirmed",
-        /// Activation failed.
-        ActivationFailed = "activation.failed",
-        /// The seller recorded usage.
-        UsageRecorded = "usage.recorded",
-        /// A buyer's voucher was kept.
-        UsageVoucherAccepted = "usage.voucher_accepted",
-        /// A sponsored settlement action was queued.
-        SettlementActionQueued = "settlement_action.queued",
-        /// It was broadcast.
-        SettlementActionSubmitted = "settlement_action.submitted",
-        /// It was confirmed.
-        SettlementActionConfirmed = "settlement_action.confirmed",
-        /// It failed.
-        SettlementActionFailed = "settlement_action.failed",
-        /// A close was initiated on-chain.
-        SettlementCloseInitiated = "settlement.close_initiated",
-        /// The seller claimed.
-        SettlementClaimed = "settlement.claimed",
-        /// The buyer withdrew.
-        SettlementWithdrawn = "settlement.withdrawn",
-        /// Both sides are paid out.
-        AgreementSettled = "agreement.settled",
-        /// A reorganisation rolled the agreement back.
-        AgreementReorged = "agreement.reorged",
-        /// A relayer job failed for good.
-        RelayerJobFailed = "relayer.job_failed",
-    }
-);
+pub use crate::store::outbox::EventType;
 
 /// What every event's `data` holds; the event's own fields follow (and win).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -94,16 +46,15 @@ pub struct WebhookEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhooks::events::EVENT_TYPES;
 
     #[test]
     fn event_types_are_the_ones_pactum_sends() {
-        for name in EVENT_TYPES {
+        for name in EventType::ALL.iter().map(|t| t.as_str()) {
             let parsed: EventType = name.parse().unwrap();
-            assert_eq!(parsed.as_str(), *name);
-            assert_eq!(serde_json::to_value(parsed).unwrap(), *name);
+            assert_eq!(parsed.as_str(), name);
+            assert_eq!(serde_json::to_value(parsed).unwrap(), name);
         }
         let schema = serde_json::to_value(<EventType as utoipa::PartialSchema>::schema()).unwrap();
-        assert_eq!(schema["enum"].as_array().unwrap().len(), EVENT_TYPES.len());
+        assert_eq!(schema["enum"].as_array().unwrap().len(), EventType::ALL.len());
     }
 }

@@ -10,6 +10,7 @@ use crate::chain::node_error::NodeError;
 use crate::relayer::{Result, signer};
 use crate::store::attempts::{self, AttemptStatus};
 use crate::store::jobs::{self, Job, JobKind, JobStatus};
+use crate::store::outbox::EventType;
 use crate::store::{StoreError, agreements, outbox, settlement, signers};
 use crate::time::now;
 
@@ -30,7 +31,8 @@ impl Relay<'_> {
                 agreements::activation_progress(&mut tx, agreement, status, tx_hash, at).await?;
             if moved && status == ActivationStatus::Submitted {
                 let data = json!({ "tx_hash": tx_hash });
-                outbox::record(&mut tx, Some(agreement), "activation.submitted", &data, at).await?;
+                outbox::record(&mut tx, Some(agreement), EventType::ActivationSubmitted, &data, at)
+                    .await?;
             }
         } else if let Some(tx_hash) = tx_hash {
             for action in settlement::actions_of_job(&mut tx, &job.id).await? {
@@ -40,7 +42,7 @@ impl Relay<'_> {
                         "action": action.action.as_str(),
                         "tx_hash": tx_hash,
                     });
-                    let event = "settlement_action.submitted";
+                    let event = EventType::SettlementActionSubmitted;
                     outbox::record(&mut tx, Some(&action.agreement_id), event, &data, at).await?;
                 }
             }
@@ -63,13 +65,15 @@ impl Relay<'_> {
         tracing::warn!(%reason, job_id = %job.id, "job failed before broadcast");
         jobs::set_job_status(&mut tx, &job.id, JobStatus::Failed, Some(reason), at).await?;
         let data = json!({ "job_id": job.id, "kind": job.kind, "error": reason });
-        outbox::record(&mut tx, job.agreement_id.as_ref(), "relayer.job_failed", &data, at).await?;
+        outbox::record(&mut tx, job.agreement_id.as_ref(), EventType::RelayerJobFailed, &data, at)
+            .await?;
         if job.kind == JobKind::Activate {
             if let Some(agreement) = &job.agreement_id
                 && agreements::activation_failed(&mut tx, agreement, reason, at).await?
             {
                 let data = json!({ "error": reason });
-                outbox::record(&mut tx, Some(agreement), "activation.failed", &data, at).await?;
+                outbox::record(&mut tx, Some(agreement), EventType::ActivationFailed, &data, at)
+                    .await?;
             }
         } else {
             for action in settlement::actions_of_job(&mut tx, &job.id).await? {
@@ -79,7 +83,7 @@ impl Relay<'_> {
                     "action": action.action.as_str(),
                     "error": reason,
                 });
-                let event = "settlement_action.failed";
+                let event = EventType::SettlementActionFailed;
                 outbox::record(&mut tx, Some(&action.agreement_id), event, &data, at).await?;
             }
         }
