@@ -3,6 +3,8 @@
 
 pub mod conformance;
 pub mod databases;
+#[cfg(unix)]
+pub mod docs_page;
 pub mod process;
 pub mod router;
 pub mod service;
