@@ -190,6 +190,8 @@ impl Modify for Refine {
                 for parameter in operation.parameters.iter_mut().flatten() {
                     if parameter.name == IDEMPOTENCY_KEY {
                         parameter.schema = Some(RefOr::T(Schema::Object(key_schema.clone())));
+                    } else if let Some(schema) = parameter_schema(parameter) {
+                        parameter.schema = Some(RefOr::T(Schema::Object(schema)));
                     }
                 }
                 if let Some(body) = &mut operation.request_body {
@@ -197,6 +199,45 @@ impl Modify for Refine {
                 }
             }
         }
+    }
+}
+
+/// The id prefix of each path parameter the API names (see `src/agreement/ids.rs`); an id
+/// that does not match is answered 404 like an unknown one.
+const PATH_ID_PREFIXES: [(&str, &str); 7] = [
+    ("agent_id", "agt_"),
+    ("agreement_id", "ua_"),
+    ("action_id", "sa_"),
+    ("receipt_id", "rcpt_"),
+    ("webhook_id", "whk_"),
+    ("delivery_id", "msg_"),
+    ("event_id", "evt_"),
+];
+
+/// The exact schema of a page size or of an id in the path, which the annotations leave as a
+/// bare integer or string; `None` for any other parameter.
+fn parameter_schema(
+    parameter: &utoipa::openapi::path::Parameter,
+) -> Option<utoipa::openapi::Object> {
+    match parameter.parameter_in {
+        ParameterIn::Query if parameter.name == "limit" => Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(100))
+                .description(Some("Page size, 1 to 100 (default 50)"))
+                .build(),
+        ),
+        ParameterIn::Path => {
+            let (_, prefix) = PATH_ID_PREFIXES.iter().find(|(name, _)| *name == parameter.name)?;
+            Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!("^{prefix}[0-9A-Za-z_]+$")))
+                    .build(),
+            )
+        }
+        _ => None,
     }
 }
 

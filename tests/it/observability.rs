@@ -58,9 +58,21 @@ async fn healthz_is_up_and_readyz_names_the_failing_rpc() {
     // A frozen node: eth_blockNumber cannot answer within the check's timeout.
     let pid = h.chain.anvil.child().id();
     signal(pid, "-STOP");
-    let started = std::time::Instant::now();
-    let (status, body) = h.call(Method::GET, "/readyz", None, None).await;
-    let waited = started.elapsed();
+    // `kill` returns once the signal is sent, not once every thread of the node has stopped:
+    // ask again (each answer must still come quickly) until the frozen node shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (status, body, waited) = loop {
+        let started = std::time::Instant::now();
+        let (status, body) = h.call(Method::GET, "/readyz", None, None).await;
+        let waited = started.elapsed();
+        if status != StatusCode::OK
+            || std::time::Instant::now() > deadline
+            || waited.as_secs() >= 10
+        {
+            break (status, body, waited);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // The process itself is still alive while its node is not.
     let (live, _) = h.call(Method::GET, "/healthz", None, None).await;
     signal(pid, "-CONT");

@@ -463,6 +463,62 @@ async fn real_responses_match_the_documented_schemas() {
 
 /// A request still running when `PACTUM_REQUEST_TIMEOUT_SECS` runs out (here: a client that
 /// announces a body and never sends it) is answered 503 `timeout` in the one error shape.
+/// The document refuses what the server refuses: statuses, kinds and actions are enums of their
+/// exact strings, ids, addresses and amounts carry patterns, URLs a format, page sizes their
+/// bounds, and every error code is listed.
+#[test]
+fn the_document_is_as_strict_as_the_server() {
+    let doc = generated();
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(reference) => {
+                schemas[reference.trim_start_matches("#/components/schemas/")].clone()
+            }
+            None => schema.clone(),
+        }
+    };
+    let enum_of = |schema: &Value| -> Vec<String> {
+        let schema = resolve(schema);
+        let values = schema["enum"].as_array().unwrap_or_else(|| panic!("no enum in {schema}"));
+        values.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    let parameter = |path: &str, method: &str, name: &str| -> Value {
+        let parameters = doc["paths"][path][method]["parameters"].as_array().unwrap();
+        let found = parameters.iter().find(|p| p["name"] == name);
+        found.unwrap_or_else(|| panic!("{method} {path} has no `{name}`"))["schema"].clone()
+    };
+
+    // Filters and actions.
+    assert_eq!(enum_of(&parameter("/v1/agents", "get", "status")), ["active", "revoked"]);
+    let options =
+        parameter("/usage-agreements/{agreement_id}/settlement-action-options", "get", "action");
+    assert_eq!(enum_of(&options), ["initiate_close", "seller_claim", "buyer_withdraw"]);
+    let token = &schemas["MintToken"]["properties"]["action"];
+    assert!(enum_of(token).contains(&"activate_escrow".to_owned()), "{token}");
+    let agreement = &schemas["Agreement"]["properties"];
+    assert!(enum_of(&agreement["status"]).contains(&"settled".to_owned()));
+
+    // Ids, addresses and URLs.
+    let id = parameter("/usage-agreements/{agreement_id}", "get", "agreement_id");
+    assert_eq!(id["pattern"], "^ua_[0-9A-Za-z_]+$");
+    let id = parameter("/v1/agents/{agent_id}", "get", "agent_id");
+    assert_eq!(id["pattern"], "^agt_[0-9A-Za-z_]+$");
+    let wallet = resolve(&agreement["buyer_wallet_address"]);
+    assert_eq!(wallet["pattern"], "^0x[0-9a-fA-F]{40}$", "{wallet}");
+    let url = &schemas["CreateWebhook"]["properties"]["url"];
+    assert_eq!(url["format"], "uri", "{url}");
+
+    // Page sizes.
+    let limit = parameter("/usage-agreements/agents/{agent_id}/agreements", "get", "limit");
+    assert_eq!((limit["minimum"].as_u64(), limit["maximum"].as_u64()), (Some(1), Some(100)));
+
+    // Every error code, and no other.
+    let codes = enum_of(&schemas["ErrorDetail"]["properties"]["code"]);
+    assert!(codes.contains(&"wrong_party".to_owned()) && codes.contains(&"timeout".to_owned()));
+    assert!(!codes.contains(&"idempotency_conflict".to_owned()), "emitted nowhere");
+}
+
 #[tokio::test]
 async fn a_request_past_the_time_limit_answers_503_timeout() {
     let h = Harness::start_with(|config| config.request_timeout_secs = 1).await;

@@ -3,11 +3,11 @@
 
 use alloy::primitives::{Address, B256, Bytes};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::agreement::ids::{AgentId, AgreementId, ReceiptId};
 use crate::api::time::rfc3339;
+use crate::api::typed_data_view::TypedData;
 use crate::money::TokenAmount;
 use crate::receipts::{Receipt, ReceiptKind, typed};
 
@@ -101,8 +101,7 @@ pub struct ReceiptView {
     #[schema(value_type = String, pattern = "^0x[0-9a-f]*$")]
     pub signature: Bytes,
     /// The `eth_signTypedData_v4` document that was signed.
-    #[schema(value_type = Object)]
-    pub typed_data: Value,
+    pub typed_data: TypedData,
 }
 
 /// Cents of `amount` when it is a whole number of cents.
@@ -135,7 +134,7 @@ impl From<&Receipt> for ReceiptView {
             issued_at: rfc3339(receipt.issued_at),
             signer: receipt.signer,
             signature: receipt.signature.clone(),
-            typed_data: typed::document(receipt),
+            typed_data: TypedData::from(typed::document(receipt)),
         }
     }
 }
