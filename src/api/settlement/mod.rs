@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod direct;
 pub mod options;
+pub mod options_view;
 pub mod sponsored;
 pub mod usage;
 pub mod view;

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::view::{
+use super::options_view::{
     DirectPath, EscrowSummary, Refusal, SettlementOptions, SettlementPath, SettlementPaths,
     SponsoredPath,
 };
