@@ -9,7 +9,13 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 /// @dev ECDSA is tried first and the signer's code is only looked at when it fails, so the common
 /// EOA case pays no cold EXTCODESIZE. OpenZeppelin's ECDSA refuses high-s values and any `v` other
 /// than 27 or 28, so a signature cannot be made malleable into a second valid one.
+/// An ERC-1271 check gets at most `ERC1271_GAS_LIMIT` gas, so a wallet that burns gas in
+/// `isValidSignature` costs whoever submitted the call a bounded amount and fails the check.
 library SignatureVerifier {
+    /// @notice The gas an ERC-1271 `isValidSignature` call may use: enough for multi-owner and
+    /// passkey wallets (P-256 through the precompile), far below a batch's budget.
+    uint256 internal constant ERC1271_GAS_LIMIT = 100_000;
+
     /// @notice True when `signature` is `signer`'s signature over `digest`.
     function isValidNow(address signer, bytes32 digest, bytes calldata signature) internal view returns (bool) {
         if (signer == address(0)) return false;
@@ -26,8 +32,17 @@ library SignatureVerifier {
             if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
         }
         if (signer.code.length == 0) return false;
-        (bool ok, bytes memory result) =
-            signer.staticcall(abi.encodeCall(IERC1271.isValidSignature, (digest, signature)));
-        return ok && result.length >= 32 && abi.decode(result, (bytes32)) == bytes32(IERC1271.isValidSignature.selector);
+        bytes memory query = abi.encodeCall(IERC1271.isValidSignature, (digest, signature));
+        bool ok;
+        bytes32 answer;
+        uint256 answerSize;
+        // Only the first word of the answer is copied, so a wallet cannot make the caller pay for
+        // a huge return value either.
+        assembly ("memory-safe") {
+            ok := staticcall(ERC1271_GAS_LIMIT, signer, add(query, 0x20), mload(query), 0x00, 0x20)
+            answer := mload(0x00)
+            answerSize := returndatasize()
+        }
+        return ok && answerSize >= 32 && answer == bytes32(IERC1271.isValidSignature.selector);
     }
 }

@@ -14,11 +14,14 @@ import {SignatureVerifier} from "./SignatureVerifier.sol";
 /// @notice Non-custodial escrow for usage agreements between a buyer and a seller, in one token
 /// (USDC). The buyer deposits `quantity * unitPrice`; the seller is paid for the units the buyer
 /// attests in cumulative usage vouchers; the buyer takes back the rest after the close window.
+/// Infra fees are taken at activation and accrue here until they are withdrawn to the fee
+/// recipient (contract v3).
 /// @dev Agreements are keyed by the EIP-712 digest of their signed `Activation` terms and only a
 /// one-word state is stored per agreement: every call passes the terms again and they are checked
 /// by re-hashing them into the key. Amounts and recipients come only from signed terms, signed
 /// vouchers and storage, and funds go only to the buyer, the seller or the fee recipient. See
 /// docs/contract.md for the state machine and each typed struct.
+/// @custom:version 3
 contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -52,6 +55,24 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         uint64 claimedUnits;
     }
 
+    /// @notice Why `sellerClaimBatch` skipped a claim (the agreement's state is left unchanged).
+    enum SkipReason {
+        /// Not active or closing, or nothing beyond what was already claimed.
+        NothingToClaim,
+        /// The seller's `SellerClaim` authorization is expired or does not verify.
+        InvalidAuthorization,
+        /// The buyer's voucher does not verify, or its units are above the quantity.
+        InvalidVoucher,
+        /// The token refused the transfer to the seller (blacklisted, or the token is paused).
+        PayoutRefused
+    }
+
+    /// @notice Who infra fees go to and how much has accrued for them, in one storage word.
+    struct FeeAccount {
+        address recipient;
+        uint96 accrued;
+    }
+
     /// @notice One sponsored seller claim, as `sellerClaimWithAuthorization` takes it.
     struct SponsoredClaim {
         Activation terms;
@@ -77,8 +98,13 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     /// @notice EIP-712 type of the buyer's authorization to withdraw on its behalf.
     bytes32 public constant BUYER_WITHDRAW_TYPEHASH = keccak256("BuyerWithdraw(bytes32 agreementKey,uint256 deadline)");
 
+    /// @notice The shortest close window terms may ask for: the time a seller has, after the buyer
+    /// closes, to get its last claim mined before the buyer can withdraw.
+    uint256 public constant MIN_CLOSE_WINDOW = 1 hours;
     /// @notice The longest close window terms may ask for.
     uint256 public constant MAX_CLOSE_WINDOW = 365 days;
+    /// @notice The gas an ERC-1271 `isValidSignature` call may use (see SignatureVerifier).
+    uint256 public constant ERC1271_GAS_LIMIT = SignatureVerifier.ERC1271_GAS_LIMIT;
     /// @notice The latest expiry terms may ask for (fits the packed timestamps with room to spare).
     uint256 public constant MAX_EXPIRY = type(uint40).max - MAX_CLOSE_WINDOW;
 
@@ -86,10 +112,8 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     IFiatToken public immutable token;
     /// @notice The sanctions oracle both parties are checked against at activation.
     ISanctionsOracle public immutable sanctionsOracle;
-    /// @notice Where the infra fee goes.
-    address public immutable feeRecipient;
-
     mapping(bytes32 agreementKey => Escrow) private _escrows;
+    FeeAccount private _fees;
 
     /// @notice An agreement was funded and is active.
     event EscrowActivated(
@@ -114,8 +138,12 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     event AgreementSettled(
         bytes32 indexed agreementKey, uint256 claimedUnits, uint256 sellerAmount, uint256 buyerAmount
     );
-    /// @notice A batched claim found nothing to pay (claimed or settled since it was queued).
-    event ClaimSkipped(bytes32 indexed agreementKey, uint256 cumulativeUnits);
+    /// @notice `sellerClaimBatch` left this claim out, for `reason`; the agreement is unchanged.
+    event ClaimSkipped(bytes32 indexed agreementKey, uint256 cumulativeUnits, SkipReason reason);
+    /// @notice Accrued infra fees were paid to the fee recipient.
+    event FeesWithdrawn(address indexed recipient, uint256 amount);
+    /// @notice The fee recipient handed its role (and the fees not yet withdrawn) to `next`.
+    event FeeRecipientChanged(address indexed previous, address indexed next);
     /// @notice A call of a non-atomic batch reverted with `reason`; the others went on.
     event BatchCallFailed(uint256 indexed index, bytes reason);
 
@@ -129,8 +157,10 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     error InvalidUnitPrice();
     /// @notice Expiry is not in the future, or beyond `MAX_EXPIRY`.
     error InvalidExpiry();
-    /// @notice Close window above `MAX_CLOSE_WINDOW`.
+    /// @notice Close window below `MIN_CLOSE_WINDOW` or above `MAX_CLOSE_WINDOW`.
     error InvalidCloseWindow();
+    /// @notice Infra fee above 2^96 - 1.
+    error InvalidInfraFee();
     /// @notice `block.timestamp` is at or past the terms' `activateBy`.
     error ActivationExpired(uint256 activateBy);
     /// @notice The agreement key already has an escrow.
@@ -141,10 +171,14 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     error SanctionedAddress(address account);
     /// @notice The oracle reverted or answered nothing; screening fails closed.
     error SanctionsOracleFailed();
-    /// @notice The escrow received other than the deposit (a fee-on-transfer token, say).
+    /// @notice The escrow received other than deposit plus fee (a fee-on-transfer token, say).
     error DepositMismatch(uint256 expected, uint256 received);
-    /// @notice The infra fee was neither permitted nor approved.
+    /// @notice No fee authorization was given and the buyer's allowance does not cover the fee.
     error InfraFeeNotAuthorized();
+    /// @notice Only the fee recipient may do this.
+    error NotFeeRecipient(address account);
+    /// @notice There are no accrued fees to withdraw.
+    error NoFees();
     /// @notice The action is not possible in the agreement's current status.
     error InvalidStatus(Status status);
     /// @notice The caller (or signer) is not the party the action belongs to.
@@ -160,9 +194,9 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     /// @notice The buyer's part was already withdrawn.
     error AlreadyWithdrawn();
 
-    /// @param token_ The escrowed token (USDC: EIP-3009 and EIP-2612 with `bytes` signatures).
+    /// @param token_ The escrowed token (USDC: EIP-3009 with `bytes` signatures).
     /// @param sanctionsOracle_ A Chainalysis-interface sanctions oracle.
-    /// @param feeRecipient_ The address infra fees are paid to.
+    /// @param feeRecipient_ The address accrued infra fees are withdrawn to (it may hand the role on).
     constructor(IFiatToken token_, ISanctionsOracle sanctionsOracle_, address feeRecipient_)
         EIP712("Pactum UsageEscrow", "2")
     {
@@ -171,7 +205,7 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         }
         token = token_;
         sanctionsOracle = sanctionsOracle_;
-        feeRecipient = feeRecipient_;
+        _fees.recipient = feeRecipient_;
     }
 
     // ---------------------------------------------------------------- activation
@@ -181,14 +215,16 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     /// @param buyerSignature The buyer's signature over the agreement key (ECDSA or ERC-1271).
     /// @param fundingSignature The buyer's USDC `ReceiveWithAuthorization` to this contract for
     /// exactly the deposit, `validAfter` 0, `validBefore` `terms.activateBy`, nonce the agreement key.
-    /// @param feePermitSignature The buyer's EIP-2612 permit to this contract for exactly
-    /// `terms.infraFee` with deadline `terms.activateBy`; empty to use an existing allowance.
+    /// @param feeSignature With a non-zero `terms.infraFee`: the buyer's USDC
+    /// `ReceiveWithAuthorization` to this contract for exactly the fee, `validAfter` 0,
+    /// `validBefore` `terms.activateBy`, nonce `infraFeeNonce(key)`; empty to take the fee from an
+    /// existing allowance instead.
     /// @return key The agreement key.
     function activate(
         Activation calldata terms,
         bytes calldata buyerSignature,
         bytes calldata fundingSignature,
-        bytes calldata feePermitSignature
+        bytes calldata feeSignature
     ) external nonReentrant returns (bytes32 key) {
         if (block.timestamp >= terms.activateBy) {
             revert ActivationExpired(terms.activateBy);
@@ -208,10 +244,8 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         uint256 deposit = terms.quantity * terms.unitPrice;
         uint256 balanceBefore = token.balanceOf(address(this));
         token.receiveWithAuthorization(terms.buyer, address(this), deposit, 0, terms.activateBy, key, fundingSignature);
-        uint256 received = token.balanceOf(address(this)) - balanceBefore;
-        if (received != deposit) revert DepositMismatch(deposit, received);
-
-        if (terms.infraFee != 0) _collectInfraFee(terms, feePermitSignature);
+        if (terms.infraFee != 0) _collectInfraFee(terms, key, feeSignature);
+        _requireReceived(balanceBefore, deposit + terms.infraFee);
 
         _emitActivated(key, terms, deposit);
     }
@@ -302,36 +336,34 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     /// @notice Many sponsored seller claims in one transaction, each under its seller's
     /// `SellerClaim` authorization and its buyer's voucher, as `sellerClaimWithAuthorization`.
     /// Consecutive claims of one seller are paid in a single transfer.
-    /// @dev A claim that finds nothing to pay because the agreement moved on since it was queued
-    /// (a party acted directly) is skipped with `ClaimSkipped`, so nobody can sink the batch by
-    /// front-running one of its claims; a bad signature, an expired authorization or units above
-    /// quantity revert the whole batch, as they would alone.
+    /// @dev Every claim stands on its own: one that cannot be paid (moved on since it was queued,
+    /// a signature that does not verify, a transfer the token refuses) is skipped with
+    /// `ClaimSkipped` and its agreement left as it was, and the others are paid. So nobody (a
+    /// blacklisted seller, a smart wallet whose check fails on-chain, a party acting directly)
+    /// can sink the batch. A refused transfer skips every claim of that payee's run.
     function sellerClaimBatch(SponsoredClaim[] calldata claims) external nonReentrant {
+        uint256 n = claims.length;
+        bytes32[] memory keys = new bytes32[](n);
+        Escrow[] memory before = new Escrow[](n);
         address payee;
         uint256 owed;
-        for (uint256 i; i < claims.length; ++i) {
+        uint256 runStart;
+        for (uint256 i; i < n; ++i) {
             SponsoredClaim calldata c = claims[i];
             bytes32 key = agreementKey(c.terms);
-            _requireAuthorization(
-                c.terms.seller,
-                keccak256(abi.encode(SELLER_CLAIM_TYPEHASH, key, c.cumulativeUnits, c.deadline)),
-                c.deadline,
-                c.authorization
-            );
-            _checkVoucher(c.terms, key, c.cumulativeUnits, c.voucherSignature);
-            Escrow memory e = _escrows[key];
-            if ((e.status != Status.Active && e.status != Status.Closing) || c.cumulativeUnits <= e.claimedUnits) {
-                emit ClaimSkipped(key, c.cumulativeUnits);
+            (bool claimable, SkipReason reason, Escrow memory e) = _batchClaimable(c, key);
+            if (!claimable) {
+                emit ClaimSkipped(key, c.cumulativeUnits, reason);
                 continue;
             }
-            uint256 amount = _recordClaim(c.terms, key, e, c.cumulativeUnits);
             if (c.terms.seller != payee) {
-                if (owed != 0) _pay(payee, owed);
-                (payee, owed) = (c.terms.seller, 0);
+                _payRun(claims, keys, before, runStart, i, payee, owed);
+                (payee, owed, runStart) = (c.terms.seller, 0, i);
             }
-            owed += amount;
+            (keys[i], before[i]) = (key, e);
+            owed += _writeClaim(c.terms, key, e, c.cumulativeUnits);
         }
-        if (owed != 0) _pay(payee, owed);
+        _payRun(claims, keys, before, runStart, n, payee, owed);
     }
 
     /// @notice Runs several calls of this contract in one transaction, so a relayer pays the
@@ -357,7 +389,48 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         }
     }
 
+    // ---------------------------------------------------------------- fees
+
+    /// @notice Pays every accrued infra fee to the fee recipient. Anyone may call it; the fees
+    /// only ever go to the recipient. A refused transfer (a blacklisted recipient) reverts and the
+    /// fees stay accrued; activations go on regardless.
+    function withdrawFees() external nonReentrant {
+        FeeAccount memory f = _fees;
+        if (f.accrued == 0) revert NoFees();
+        _fees.accrued = 0;
+        emit FeesWithdrawn(f.recipient, f.accrued);
+        _pay(f.recipient, f.accrued);
+    }
+
+    /// @notice Hands the fee recipient's role, and the fees not yet withdrawn, to `next`. Only the
+    /// current recipient may: there is no owner or admin. A recipient the token blacklists can
+    /// still call this and move its fees to an address the token pays.
+    function setFeeRecipient(address next) external {
+        address previous = _fees.recipient;
+        if (msg.sender != previous) revert NotFeeRecipient(msg.sender);
+        if (next == address(0)) revert ZeroAddress();
+        _fees.recipient = next;
+        emit FeeRecipientChanged(previous, next);
+    }
+
+    /// @notice Where accrued infra fees are withdrawn to.
+    function feeRecipient() external view returns (address) {
+        return _fees.recipient;
+    }
+
+    /// @notice Infra fees taken at activation and not yet withdrawn.
+    function accruedFees() external view returns (uint256) {
+        return _fees.accrued;
+    }
+
     // ---------------------------------------------------------------- views
+
+    /// @notice The nonce of the buyer's infra-fee `ReceiveWithAuthorization` for agreement `key`:
+    /// derived from the key, so it is unordered (any number of pending activations of one buyer
+    /// work in any order) and no other authorization the buyer signs can use it up.
+    function infraFeeNonce(bytes32 key) public pure returns (bytes32) {
+        return keccak256(abi.encodePacked(key, "infra-fee"));
+    }
 
     /// @notice The agreement key of `terms`: the EIP-712 digest the buyer signs.
     function agreementKey(Activation calldata terms) public view returns (bytes32) {
@@ -464,28 +537,100 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         if (e.status != Status.Active && e.status != Status.Closing) revert InvalidStatus(e.status);
         if (cumulativeUnits <= e.claimedUnits) revert NothingToClaim(cumulativeUnits, e.claimedUnits);
         _checkVoucher(terms, key, cumulativeUnits, voucherSignature);
-        _pay(terms.seller, _recordClaim(terms, key, e, cumulativeUnits));
+        uint256 amount = _writeClaim(terms, key, e, cumulativeUnits);
+        _emitClaimed(terms, key, cumulativeUnits, amount);
+        _pay(terms.seller, amount);
     }
 
     /// @dev Moves `claimedUnits` forward to `cumulativeUnits` (checked by the caller) and returns
-    /// what the seller is owed for it; reaching `quantity` settles the agreement.
-    function _recordClaim(Activation calldata terms, bytes32 key, Escrow memory e, uint256 cumulativeUnits)
+    /// what the seller is owed for it; reaching `quantity` settles the agreement, and the buyer
+    /// has nothing left to withdraw. The caller emits the events.
+    function _writeClaim(Activation calldata terms, bytes32 key, Escrow memory e, uint256 cumulativeUnits)
         private
         returns (uint256 amount)
     {
         amount = (cumulativeUnits - e.claimedUnits) * terms.unitPrice;
+        // Safe: units are at most terms.quantity, itself at most 2^64 - 1 (_checkTerms).
+        // forge-lint: disable-next-line(unsafe-typecast)
+        uint64 units = uint64(cumulativeUnits);
         if (cumulativeUnits == terms.quantity) {
-            // Everything is used: the split is final and the buyer has nothing to withdraw.
-            // Safe: units are at most terms.quantity, itself at most 2^64 - 1 (_checkTerms).
-            // forge-lint: disable-next-line(unsafe-typecast)
-            _escrows[key] = Escrow(Status.Settled, true, e.closesAt, uint64(cumulativeUnits));
-            emit UsageClaimed(key, terms.seller, cumulativeUnits, amount);
-            emit AgreementSettled(key, cumulativeUnits, cumulativeUnits * terms.unitPrice, 0);
+            _escrows[key] = Escrow(Status.Settled, true, e.closesAt, units);
         } else {
-            // Safe: units are at most terms.quantity, itself at most 2^64 - 1 (_checkTerms).
-            // forge-lint: disable-next-line(unsafe-typecast)
-            _escrows[key].claimedUnits = uint64(cumulativeUnits);
-            emit UsageClaimed(key, terms.seller, cumulativeUnits, amount);
+            _escrows[key].claimedUnits = units;
+        }
+    }
+
+    /// @dev The events of a claim `_writeClaim` recorded: `UsageClaimed`, and `AgreementSettled`
+    /// when it used the whole quantity.
+    function _emitClaimed(Activation calldata terms, bytes32 key, uint256 cumulativeUnits, uint256 amount) private {
+        emit UsageClaimed(key, terms.seller, cumulativeUnits, amount);
+        if (cumulativeUnits == terms.quantity) {
+            emit AgreementSettled(key, cumulativeUnits, cumulativeUnits * terms.unitPrice, 0);
+        }
+    }
+
+    /// @dev Whether a batched claim can be paid, why not, and the agreement's state before it.
+    /// Mirrors `sellerClaimWithAuthorization`'s checks without reverting.
+    function _batchClaimable(SponsoredClaim calldata c, bytes32 key)
+        private
+        view
+        returns (bool, SkipReason, Escrow memory e)
+    {
+        e = _escrows[key];
+        if ((e.status != Status.Active && e.status != Status.Closing) || c.cumulativeUnits <= e.claimedUnits) {
+            return (false, SkipReason.NothingToClaim, e);
+        }
+        bytes32 claimHash = keccak256(abi.encode(SELLER_CLAIM_TYPEHASH, key, c.cumulativeUnits, c.deadline));
+        if (
+            block.timestamp > c.deadline
+                || !SignatureVerifier.isValidNow(c.terms.seller, _hashTypedDataV4(claimHash), c.authorization)
+        ) {
+            return (false, SkipReason.InvalidAuthorization, e);
+        }
+        if (
+            c.cumulativeUnits > c.terms.quantity
+                || !SignatureVerifier.isValidNow(
+                    c.terms.buyer, usageVoucherDigest(key, c.cumulativeUnits), c.voucherSignature
+                )
+        ) {
+            return (false, SkipReason.InvalidVoucher, e);
+        }
+        return (true, SkipReason.NothingToClaim, e);
+    }
+
+    /// @dev Pays `owed` to `payee` for the claims `keys[from..to)` recorded (a zero key is a
+    /// skipped claim). When the token refuses, puts those agreements back as they were and skips
+    /// their claims instead, so the seller can claim them later.
+    function _payRun(
+        SponsoredClaim[] calldata claims,
+        bytes32[] memory keys,
+        Escrow[] memory before,
+        uint256 from,
+        uint256 to,
+        address payee,
+        uint256 owed
+    ) private {
+        if (owed == 0) return;
+        bool paid = _tryPay(payee, owed);
+        for (uint256 i = to; i > from;) {
+            --i;
+            bytes32 key = keys[i];
+            if (key == bytes32(0)) continue;
+            if (paid) continue;
+            // Backwards, so a key claimed twice in the run ends at its state before the first.
+            _escrows[key] = before[i];
+        }
+        for (uint256 i = from; i < to; ++i) {
+            bytes32 key = keys[i];
+            if (key == bytes32(0)) continue;
+            SponsoredClaim calldata c = claims[i];
+            if (paid) {
+                _emitClaimed(
+                    c.terms, key, c.cumulativeUnits, (c.cumulativeUnits - before[i].claimedUnits) * c.terms.unitPrice
+                );
+            } else {
+                emit ClaimSkipped(key, c.cumulativeUnits, SkipReason.PayoutRefused);
+            }
         }
     }
 
@@ -517,6 +662,11 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         IERC20(address(token)).safeTransfer(to, amount);
     }
 
+    /// @dev `_pay` that reports a refused transfer instead of reverting.
+    function _tryPay(address to, uint256 amount) private returns (bool) {
+        return IERC20(address(token)).trySafeTransfer(to, amount);
+    }
+
     function _checkVoucher(
         Activation calldata terms,
         bytes32 key,
@@ -542,17 +692,27 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    function _collectInfraFee(Activation calldata terms, bytes calldata feePermitSignature) private {
-        if (feePermitSignature.length != 0) {
-            // Anyone may submit a seen permit first; that only sets the same allowance, so a
-            // failed permit is ignored and the allowance decides.
-            try token.permit(terms.buyer, address(this), terms.infraFee, terms.activateBy, feePermitSignature) {}
-                catch {}
+    /// @dev Takes the infra fee into the escrow, where it accrues for the fee recipient. Only this
+    /// contract can use a `ReceiveWithAuthorization` made out to it, so nobody can front-run it;
+    /// its nonce is the agreement's own, so no other authorization can use it up.
+    function _collectInfraFee(Activation calldata terms, bytes32 key, bytes calldata feeSignature) private {
+        if (feeSignature.length != 0) {
+            token.receiveWithAuthorization(
+                terms.buyer, address(this), terms.infraFee, 0, terms.activateBy, infraFeeNonce(key), feeSignature
+            );
+        } else {
+            if (token.allowance(terms.buyer, address(this)) < terms.infraFee) revert InfraFeeNotAuthorized();
+            IERC20(address(token)).safeTransferFrom(terms.buyer, address(this), terms.infraFee);
         }
-        if (token.allowance(terms.buyer, address(this)) < terms.infraFee) {
-            revert InfraFeeNotAuthorized();
-        }
-        IERC20(address(token)).safeTransferFrom(terms.buyer, feeRecipient, terms.infraFee);
+        // Safe: the fee is at most 2^96 - 1 (_checkTerms), and the sum is checked here.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        _fees.accrued = _fees.accrued + uint96(terms.infraFee);
+    }
+
+    /// @dev Refuses a token that credited other than `expected` since `balanceBefore`.
+    function _requireReceived(uint256 balanceBefore, uint256 expected) private view {
+        uint256 received = token.balanceOf(address(this)) - balanceBefore;
+        if (received != expected) revert DepositMismatch(expected, received);
     }
 
     function _checkTerms(Activation calldata terms) private view {
@@ -562,7 +722,10 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
         if (terms.quantity == 0 || terms.quantity > type(uint64).max) revert InvalidQuantity();
         if (terms.unitPrice == 0 || terms.unitPrice > type(uint128).max) revert InvalidUnitPrice();
         if (terms.expiry <= block.timestamp || terms.expiry > MAX_EXPIRY) revert InvalidExpiry();
-        if (terms.closeWindow > MAX_CLOSE_WINDOW) revert InvalidCloseWindow();
+        if (terms.closeWindow < MIN_CLOSE_WINDOW || terms.closeWindow > MAX_CLOSE_WINDOW) {
+            revert InvalidCloseWindow();
+        }
+        if (terms.infraFee > type(uint96).max) revert InvalidInfraFee();
     }
 
     function _emitActivated(bytes32 key, Activation calldata terms, uint256 deposit) private {

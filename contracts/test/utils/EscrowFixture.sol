@@ -120,10 +120,19 @@ abstract contract EscrowFixture is Test {
         return _sign(key, _typedDigest(IFiatToken(token).DOMAIN_SEPARATOR(), structHash));
     }
 
-    /// @notice The buyer's EIP-2612 permit of the infra fee to the escrow.
-    function _signFeePermit(uint256 key, UsageEscrow.Activation memory t) internal view returns (bytes memory) {
+    /// @notice The buyer's USDC ReceiveWithAuthorization of the infra fee to the escrow, with the
+    /// nonce the escrow derives from the agreement key.
+    function _signFeeAuthorization(uint256 key, UsageEscrow.Activation memory t) internal view returns (bytes memory) {
         bytes32 structHash = keccak256(
-            abi.encode(PERMIT_TYPEHASH, t.buyer, address(escrow), t.infraFee, usdc.nonces(t.buyer), t.activateBy)
+            abi.encode(
+                RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
+                t.buyer,
+                address(escrow),
+                t.infraFee,
+                0,
+                t.activateBy,
+                escrow.infraFeeNonce(_keyOf(t))
+            )
         );
         return _sign(key, _typedDigest(usdc.DOMAIN_SEPARATOR(), structHash));
     }
@@ -171,7 +180,7 @@ abstract contract EscrowFixture is Test {
     {
         activationSig = _signActivation(buyerKey, t);
         fundingSig = _signFunding(buyerKey, t);
-        feeSig = t.infraFee == 0 ? bytes("") : _signFeePermit(buyerKey, t);
+        feeSig = t.infraFee == 0 ? bytes("") : _signFeeAuthorization(buyerKey, t);
     }
 
     // ---------------------------------------------------------------- flows
