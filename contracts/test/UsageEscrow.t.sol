@@ -312,7 +312,7 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         bytes memory a = _signActivation(sellerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
-        bytes memory p = _signFeePermit(buyerKey, t);
+        bytes memory p = _signFeeAuthorization(buyerKey, t);
         _expectActivateRevert(t, a, f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 
@@ -326,7 +326,7 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(sellerKey, t);
-        bytes memory p = _signFeePermit(buyerKey, t);
+        bytes memory p = _signFeeAuthorization(buyerKey, t);
         _expectActivateRevert(t, a, f, p, _err(MockUSDC.InvalidSignature.selector));
     }
 
@@ -342,7 +342,7 @@ contract UsageEscrowTest is EscrowFixture {
         UsageEscrow.Activation memory t = _terms();
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
-        bytes memory p = _signFeePermit(sellerKey, t);
+        bytes memory p = _signFeeAuthorization(sellerKey, t);
         _expectActivateRevert(t, a, f, p, _err(UsageEscrow.InfraFeeNotAuthorized.selector));
     }
 
@@ -1224,7 +1224,7 @@ contract UsageEscrowTest is EscrowFixture {
         (, UsageEscrow.Activation memory t) = _smartWalletTerms();
         bytes memory a = _signActivation(sellerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
-        bytes memory p = _signFeePermit(buyerKey, t);
+        bytes memory p = _signFeeAuthorization(buyerKey, t);
         _expectActivateRevert(t, a, f, p, _err(UsageEscrow.InvalidSignature.selector));
     }
 

@@ -314,7 +314,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         // Once used for its own terms it cannot fund the others either.
         vm.prank(relayer);
         escrow.activate(first, a1, f1, p1);
-        bytes memory p2 = _signFeePermit(buyerKey, second);
+        bytes memory p2 = _signFeeAuthorization(buyerKey, second);
         uint256 escrowBefore = usdc.balanceOf(address(escrow));
         vm.prank(relayer);
         vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));

@@ -62,7 +62,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         usdc.mint(t.buyer, _deposit(t) + t.infraFee);
         bytes memory activationSig = _signActivation(buyerKey_, t);
         bytes memory fundingSig = _signFunding(buyerKey_, t);
-        bytes memory feeSig = t.infraFee == 0 ? bytes("") : _signFeePermit(buyerKey_, t);
+        bytes memory feeSig = t.infraFee == 0 ? bytes("") : _signFeeAuthorization(buyerKey_, t);
         vm.prank(relayer);
         key = escrow.activate(t, activationSig, fundingSig, feeSig);
     }
@@ -428,7 +428,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
         usdc.mint(p.buyer, _deposit(t) + t.infraFee);
         bytes memory activationSig = _signActivation(p.buyerKey, t);
         bytes memory fundingSig = _signFunding(p.buyerKey, t);
-        bytes memory feeSig = withFee ? _signFeePermit(p.buyerKey, t) : bytes("");
+        bytes memory feeSig = withFee ? _signFeeAuthorization(p.buyerKey, t) : bytes("");
 
         uint256 now_ = _at(t.activateBy, _delta(deltaSeed, 12 hours));
         vm.warp(now_);
@@ -704,7 +704,7 @@ contract UsageEscrowFuzzTest is EscrowFixture {
             uint256 signer = attempt == 0 ? wrongKey : rightKey;
             bytes memory activationSig = _signActivation(item == 0 ? signer : rightKey, t);
             bytes memory fundingSig = _signFunding(item == 1 ? signer : rightKey, t);
-            bytes memory feeSig = item == 2 ? _signFeePermit(signer, t) : bytes("");
+            bytes memory feeSig = item == 2 ? _signFeeAuthorization(signer, t) : bytes("");
             if (attempt == 0) {
                 // A wrong fee permit fails inside the try; the missing allowance refuses it.
                 vm.expectRevert(

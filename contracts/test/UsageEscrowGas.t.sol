@@ -126,7 +126,7 @@ contract UsageEscrowGasTest is EscrowFixture {
         }
 
         // Signed last: every activation above used a permit and moved the buyer's nonce.
-        feePermitSig = _signFeePermit(buyerKey, feeTerms);
+        feePermitSig = _signFeeAuthorization(buyerKey, feeTerms);
         // Read here, so that no measured test touches the token before its measured call.
         sellerBalanceAtSetUp = usdc.balanceOf(seller);
     }
