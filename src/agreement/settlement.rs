@@ -46,6 +46,39 @@ impl EscrowStatus {
     }
 }
 
+string_enum!(
+    /// Why `sellerClaimBatch` left a claim out (`ClaimSkipped.reason`); the agreement is unchanged.
+    ClaimSkipReason {
+        /// Not active or closing any more, or nothing beyond what was already claimed.
+        NothingToClaim = "nothing_to_claim",
+        /// The seller's authorization expired or does not verify on-chain.
+        InvalidAuthorization = "invalid_authorization",
+        /// The buyer's voucher does not verify on-chain, or its units exceed the quantity.
+        InvalidVoucher = "invalid_voucher",
+        /// The token refused the transfer to the seller (blacklisted seller or paused token).
+        PayoutRefused = "payout_refused",
+    }
+);
+
+impl ClaimSkipReason {
+    /// The contract's `SkipReason` value.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(value)).copied()
+    }
+
+    /// What a skip means for the claim's action, in words.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            ClaimSkipReason::NothingToClaim => "nothing left to claim when the batch ran",
+            ClaimSkipReason::InvalidAuthorization => "the seller's authorization did not verify on-chain",
+            ClaimSkipReason::InvalidVoucher => "the buyer's voucher did not verify on-chain",
+            ClaimSkipReason::PayoutRefused => {
+                "the token refused the transfer to the seller; nothing changed, claim again later"
+            }
+        }
+    }
+}
+
 /// One agreement's escrow, as `escrowOf(key)` returns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EscrowState {

@@ -28,8 +28,6 @@ pub struct ChainContext {
     pub token: Address,
     /// The token's EIP-712 name ("USD Coin" for USDC).
     pub token_name: String,
-    /// Where the escrow sends infra fees.
-    pub fee_recipient: Address,
     /// The sanctions oracle the escrow checks.
     pub sanctions_oracle: Address,
 }
@@ -51,7 +49,6 @@ impl ChainContext {
         }
         let contract = UsageEscrow::new(escrow, &provider);
         let token = contract.token().call().await?;
-        let fee_recipient = contract.feeRecipient().call().await?;
         let sanctions_oracle = contract.sanctionsOracle().call().await?;
         Ok(Self {
             provider,
@@ -60,7 +57,6 @@ impl ChainContext {
             escrow,
             token,
             token_name: token_name.to_owned(),
-            fee_recipient,
             sanctions_oracle,
         })
     }
@@ -68,7 +64,7 @@ impl ChainContext {
     /// A context for a deployment the caller already knows, over `rpc_urls` without calling
     /// them: the first call is made when something reads the chain, so the router runs with no
     /// node (tests of it alone), and a handler that reads the chain answers as when the node is
-    /// down. The token, fee recipient and oracle are the zero address until set.
+    /// down. The token and oracle are the zero address until set.
     pub fn unconnected(
         rpc_urls: &str,
         settings: &RpcSettings,
@@ -85,7 +81,6 @@ impl ChainContext {
             escrow,
             token: Address::ZERO,
             token_name: token_name.to_owned(),
-            fee_recipient: Address::ZERO,
             sanctions_oracle: Address::ZERO,
         })
     }
@@ -110,9 +105,9 @@ impl ChainContext {
         Ok(block.header.timestamp)
     }
 
-    /// The owner's next EIP-2612 permit nonce on the token.
-    pub async fn permit_nonce(&self, owner: Address) -> Result<U256> {
-        Ok(MockUSDC::new(self.token, &self.provider).nonces(owner).call().await?)
+    /// Who the escrow's infra fees accrue to now (the recipient may hand its role on).
+    pub async fn fee_recipient(&self) -> Result<Address> {
+        Ok(UsageEscrow::new(self.escrow, &self.provider).feeRecipient().call().await?)
     }
 
     /// The escrow of the agreement with this key, as of the latest block.

@@ -38,7 +38,7 @@ pub fn activate(terms: Activation, signatures: &ActivationSignatures) -> Bytes {
         terms,
         buyerSignature: canonical_signature(&signatures.activation),
         fundingSignature: canonical_signature(&signatures.funding),
-        feePermitSignature: fee_permit,
+        feeSignature: fee_permit,
     }
     .abi_encode()
     .into()
@@ -191,10 +191,10 @@ mod tests {
         assert_eq!(call.terms, terms());
         assert_eq!(call.buyerSignature[64], 27);
         assert_eq!(call.fundingSignature[64], 28);
-        assert!(call.feePermitSignature.is_empty());
+        assert!(call.feeSignature.is_empty());
         let with_fee = ActivationSignatures { fee_permit: signature(0), ..signatures };
         let call = UsageEscrow::activateCall::abi_decode(&activate(terms(), &with_fee)).unwrap();
-        assert_eq!(call.feePermitSignature[64], 27);
+        assert_eq!(call.feeSignature[64], 27);
     }
 
     #[test]

@@ -50,38 +50,39 @@ pub struct ActivationPackage {
     pub activation: Value,
     /// The USDC `ReceiveWithAuthorization` for exactly the deposit, nonce the agreement key.
     pub funding: Value,
-    /// The infra fee and its permit; absent when the terms carry no fee.
+    /// The infra fee and the authorization that pays it; absent when the terms carry no fee.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub infra_fee: Option<InfraFeeBlock>,
 }
 
-/// The infra fee the escrow collects at activation, with the permit that allows it.
+/// The infra fee the escrow collects at activation, with the buyer's permit for it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InfraFeeBlock {
     /// The fee in token base units (decimal string), equal to the terms' `infraFee`.
     pub amount: TokenAmount,
-    /// Where the escrow sends the fee (fixed at its deployment).
+    /// Who the fee accrues to in the escrow (the recipient may hand its role on; this is the
+    /// recipient when the package was built).
     #[serde(serialize_with = "checksummed")]
     pub recipient: Address,
     /// Where collection stands; a fresh package is always [`InfraFeeStatus::Pending`].
     pub status: InfraFeeStatus,
-    /// The USDC `Permit` to the escrow for exactly the fee.
+    /// The infra-fee permit: a USDC `ReceiveWithAuthorization` of exactly the fee to the escrow,
+    /// its nonce derived from the agreement key, so it does not depend on the order in which the
+    /// buyer's other authorizations are used.
     pub permit: Value,
 }
 
 /// Builds the activation package for `terms` against the escrow at `escrow` on `chain_id`,
 /// funded in `token` (whose EIP-712 name is `token_name`, "USD Coin" for USDC on Base).
 ///
-/// `permit_nonce` is the buyer's current `nonces(buyer)` on the token and `fee_recipient` the
-/// escrow's fee recipient; both matter only when `terms.infraFee > 0`. Fails only when the
-/// deposit overflows.
+/// `fee_recipient` is the escrow's fee recipient; it matters only when `terms.infraFee > 0`.
+/// Fails only when the deposit overflows.
 pub fn activation_package(
     terms: &Activation,
     escrow: Address,
     chain_id: u64,
     token: Address,
     token_name: &str,
-    permit_nonce: U256,
     fee_recipient: Address,
 ) -> Result<ActivationPackage> {
     let escrow_domain = typed_data::escrow_domain(chain_id, escrow);
@@ -94,7 +95,7 @@ pub fn activation_package(
         recipient: fee_recipient,
         status: InfraFeeStatus::Pending,
         permit: typed_data_json(
-            &typed_data::fee_permit(terms, escrow, permit_nonce),
+            &typed_data::fee_authorization(terms, escrow, agreement_key),
             &token_domain,
         ),
     });
@@ -220,7 +221,7 @@ mod tests {
     }
 
     fn package(terms: &Activation) -> ActivationPackage {
-        activation_package(terms, ESCROW, CHAIN_ID, TOKEN, "USD Coin", U256::from(7), FEE_RECIPIENT)
+        activation_package(terms, ESCROW, CHAIN_ID, TOKEN, "USD Coin", FEE_RECIPIENT)
             .unwrap()
     }
 
@@ -242,7 +243,7 @@ mod tests {
         );
 
         let fee = package.infra_fee.expect("the terms carry a fee");
-        let permit = typed_data::fee_permit(&terms, ESCROW, U256::from(7));
+        let permit = typed_data::fee_authorization(&terms, ESCROW, key);
         assert_eq!(digest_of(&fee.permit).unwrap(), permit.eip712_signing_hash(&token_domain));
     }
 
@@ -305,8 +306,12 @@ mod tests {
         assert_eq!(json["infra_fee"]["amount"], "100000");
         assert_eq!(json["infra_fee"]["recipient"], "0x90F79bf6EB2c4f870365E785982E1f101E93b906");
         assert_eq!(json["infra_fee"]["status"], "pending");
-        assert_eq!(json["infra_fee"]["permit"]["primaryType"], "Permit");
-        assert_eq!(json["infra_fee"]["permit"]["message"]["nonce"], "7");
+        assert_eq!(json["infra_fee"]["permit"]["primaryType"], "ReceiveWithAuthorization");
+        assert_eq!(
+            json["infra_fee"]["permit"]["message"]["nonce"],
+            typed_data::infra_fee_nonce(package.agreement_key).to_string()
+        );
+        assert_eq!(json["infra_fee"]["permit"]["message"]["validAfter"], "0");
         assert_eq!(json["infra_fee"]["permit"]["message"]["value"], "100000");
     }
 

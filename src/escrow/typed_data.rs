@@ -1,9 +1,9 @@
 //! The EIP-712 structs and domains the parties sign: the escrow's own (`Activation` is in the
-//! contract bindings), and USDC's EIP-3009 funding authorization and EIP-2612 permit.
+//! contract bindings), and USDC's EIP-3009 authorizations that fund the deposit and pay the infra fee.
 //!
 //! These are pure values; building and hashing them does no I/O.
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::sol;
 use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
 
@@ -48,7 +48,7 @@ sol! {
         uint256 deadline;
     }
 
-    /// USDC's EIP-3009 authorization, used to fund the escrow.
+    /// USDC's EIP-3009 authorization, used to fund the escrow and to pay the infra fee into it.
     #[derive(Debug, PartialEq, Eq)]
     struct ReceiveWithAuthorization {
         address from;
@@ -57,16 +57,6 @@ sol! {
         uint256 validAfter;
         uint256 validBefore;
         bytes32 nonce;
-    }
-
-    /// USDC's EIP-2612 permit, used for the infra fee.
-    #[derive(Debug, PartialEq, Eq)]
-    struct Permit {
-        address owner;
-        address spender;
-        uint256 value;
-        uint256 nonce;
-        uint256 deadline;
     }
 }
 
@@ -118,14 +108,26 @@ pub fn funding_authorization(
     })
 }
 
-/// The infra-fee permit the escrow asks for: exactly the fee, deadline `activateBy`.
-pub fn fee_permit(terms: &Activation, escrow: Address, permit_nonce: U256) -> Permit {
-    Permit {
-        owner: terms.buyer,
-        spender: escrow,
+/// The nonce of the infra-fee authorization for agreement `key`, as the escrow's
+/// `infraFeeNonce(key)`: `keccak256(key ‖ "infra-fee")`. Derived from the key, so it is unordered
+/// and no other authorization the buyer signs can use it up.
+pub fn infra_fee_nonce(key: B256) -> B256 {
+    let mut preimage = [0u8; 32 + 9];
+    preimage[..32].copy_from_slice(key.as_slice());
+    preimage[32..].copy_from_slice(b"infra-fee");
+    keccak256(preimage)
+}
+
+/// The infra-fee authorization the escrow asks for: a `ReceiveWithAuthorization` of exactly the
+/// fee to the escrow, valid until `activateBy`, with the nonce [`infra_fee_nonce`] of the key.
+pub fn fee_authorization(terms: &Activation, escrow: Address, key: B256) -> ReceiveWithAuthorization {
+    ReceiveWithAuthorization {
+        from: terms.buyer,
+        to: escrow,
         value: terms.infraFee,
-        nonce: permit_nonce,
-        deadline: terms.activateBy,
+        validAfter: U256::ZERO,
+        validBefore: terms.activateBy,
+        nonce: infra_fee_nonce(key),
     }
 }
 

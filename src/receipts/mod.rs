@@ -24,7 +24,8 @@ const BASE_MAINNET: u64 = 8453;
 /// What moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReceiptKind {
-    /// The buyer's deposit went into the escrow (and the infra fee to its recipient).
+    /// The buyer's deposit went into the escrow (and the infra fee, which accrues there for its
+    /// recipient).
     Activation,
     /// The seller was paid for usage.
     SellerClaim,

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::Result;
-use crate::agreement::settlement::ChainEvent;
+use crate::agreement::settlement::{ChainEvent, ClaimSkipReason};
 use crate::receipts::{self, Deployment, EventFacts, Parties, ReceiptKey};
 use crate::store::attempts::Attempt;
 use crate::store::chain::{self as chain_store, EscrowEvent};
@@ -179,9 +179,9 @@ pub(super) async fn job_outcome(
                     Some(key) => chain_store::events_of(tx, attempt.tx_hash, key).await?,
                     None => Vec::new(),
                 };
-                let skipped = events.iter().any(|e| e.event == "ClaimSkipped")
-                    && !events.iter().any(|e| e.event == "UsageClaimed");
-                skipped.then(|| "ClaimSkipped: nothing left to claim when the batch ran".to_owned())
+                let skipped = events.iter().find(|e| e.event == "ClaimSkipped");
+                let claimed = events.iter().any(|e| e.event == "UsageClaimed");
+                skipped.filter(|_| !claimed).map(|e| skip_outcome(&e.data))
             }
         };
         settlement::finish(
@@ -207,4 +207,14 @@ pub(super) async fn job_outcome(
         outbox::record(tx, Some(&action.agreement_id), event_type, &data, at).await?;
     }
     Ok(())
+}
+
+/// The failure a `ClaimSkipped` event gives its claim action: `ClaimSkipped (<reason>): <what it
+/// means>`, from the event's `reason` (absent in events an older contract emitted).
+fn skip_outcome(data: &serde_json::Value) -> String {
+    let reason = data["reason"]
+        .as_str()
+        .and_then(ClaimSkipReason::parse)
+        .unwrap_or(ClaimSkipReason::NothingToClaim);
+    format!("ClaimSkipped ({reason}): {}", reason.explanation())
 }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::apply::{apply_event, job_outcome};
 use super::{MAX_BLOCKS_PER_PASS, Result, WatchError, Watcher};
+use crate::agreement::settlement::ClaimSkipReason;
 use crate::chain::revert;
 use crate::escrow::bindings::UsageEscrow;
 use crate::store::attempts::{self, Attempt, AttemptStatus};
@@ -254,7 +255,10 @@ fn decode_event(log: &Log, block_number: u64, block_hash: B256) -> Option<Escrow
         (
             "ClaimSkipped",
             e.agreementKey,
-            json!({ "cumulative_units": e.cumulativeUnits.to_string() }),
+            json!({
+                "cumulative_units": e.cumulativeUnits.to_string(),
+                "reason": ClaimSkipReason::from_u8(e.reason).map(ClaimSkipReason::as_str),
+            }),
         )
     } else if let Ok(e) = UsageEscrow::AgreementSettled::decode_log(inner) {
         let e = e.data;

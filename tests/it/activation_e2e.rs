@@ -18,11 +18,11 @@ async fn relayer_activates_a_buyer_signed_agreement() {
     let state = chain.escrow.escrowOf(key).call().await.unwrap();
     assert_eq!(state.status, 1, "status should be Active");
 
-    // Deposit (100 × 0.10 USDC) into escrow, fee (0.10 USDC) to the fee recipient.
+    // Deposit (100 × 0.10 USDC) and fee (0.10 USDC) into escrow, the fee accrued.
     let deposit = U256::from(10_000_000u64);
     let fee = U256::from(100_000u64);
-    assert_eq!(chain.balance(*chain.escrow.address()).await, deposit);
-    assert_eq!(chain.balance(chain.fee_recipient).await, fee);
+    assert_eq!(chain.balance(*chain.escrow.address()).await, deposit + fee);
+    assert_eq!(chain.accrued_fees().await, fee);
     assert_eq!(chain.balance(chain.buyer.address()).await, buyer_before - deposit - fee);
 
     // The activation event carries the terms the chain watcher needs.

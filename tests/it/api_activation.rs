@@ -33,7 +33,12 @@ async fn activation_runs_from_proposal_to_confirmed_and_moves_the_money() {
     assert_eq!(package["infra_fee"]["amount"], "203000");
     assert_eq!(package["activation"]["primaryType"], "Activation");
     assert_eq!(package["funding"]["primaryType"], "ReceiveWithAuthorization");
-    assert_eq!(package["infra_fee"]["permit"]["primaryType"], "Permit");
+    assert_eq!(package["infra_fee"]["permit"]["primaryType"], "ReceiveWithAuthorization");
+    // The fee authorization's nonce is the one the escrow derives from the agreement key.
+    let key: B256 = package["agreement_key"].as_str().unwrap().parse().unwrap();
+    let fee_nonce = h.chain.escrow.infraFeeNonce(key).call().await.unwrap();
+    assert_eq!(package["infra_fee"]["permit"]["message"]["nonce"], fee_nonce.to_string());
+    let recipient_before = h.chain.balance(h.chain.fee_recipient).await;
 
     let before = h.chain.balance(buyer_wallet).await;
     let (status, queued) = activate(&h, &buyer, &id, &sign_package(&h.chain.buyer, &package)).await;
@@ -47,10 +52,11 @@ async fn activation_runs_from_proposal_to_confirmed_and_moves_the_money() {
     assert_eq!(tx_hash.len(), 66);
     assert_eq!(done["screening"]["oracle"], "checked");
 
-    // Token balances on-chain: deposit into the escrow, fee to the fee recipient.
+    // Token balances on-chain: deposit and fee into the escrow, the fee accrued for its recipient.
     let escrow_balance = h.chain.balance(*h.chain.escrow.address()).await;
-    assert_eq!(escrow_balance, U256::from(10 * USDC));
-    assert_eq!(h.chain.balance(h.chain.fee_recipient).await, U256::from(203_000));
+    assert_eq!(escrow_balance, U256::from(10 * USDC + 203_000));
+    assert_eq!(h.chain.accrued_fees().await, U256::from(203_000));
+    assert_eq!(h.chain.balance(h.chain.fee_recipient).await, recipient_before);
     assert_eq!(before - h.chain.balance(buyer_wallet).await, U256::from(10 * USDC + 203_000));
 
     let path = format!("/usage-agreements/{id}/escrow-status");
@@ -70,6 +76,46 @@ async fn activation_runs_from_proposal_to_confirmed_and_moves_the_money() {
     let key: B256 = package["agreement_key"].as_str().unwrap().parse().unwrap();
     let on_chain = h.chain.escrow.escrowOf(key).call().await.unwrap();
     assert_eq!(on_chain.status, 1, "Active");
+}
+
+/// Two pending activations of one buyer, each with an infra fee, submitted in the reverse of the
+/// order their packages were built: both confirm. (With contract v2's EIP-2612 fee permits both
+/// packages carried the buyer's same permit nonce, so the second to run reverted.)
+#[tokio::test]
+async fn two_pending_activations_of_one_buyer_confirm_in_reverse_order() {
+    let h = Harness::start().await;
+    let (buyer, seller) = h.parties().await;
+    let (buyer_wallet, seller_wallet) = (h.chain.buyer.address(), h.chain.seller.address());
+    let first = h.accepted(&buyer, &seller, buyer_wallet, seller_wallet).await;
+    let second = h.accepted(&buyer, &seller, buyer_wallet, seller_wallet).await;
+    let first_package = h.package(&buyer.key, &first).await;
+    let second_package = h.package(&buyer.key, &second).await;
+    let first_body = sign_package(&h.chain.buyer, &first_package);
+    let second_body = sign_package(&h.chain.buyer, &second_package);
+    assert_ne!(
+        first_package["infra_fee"]["permit"]["message"]["nonce"],
+        second_package["infra_fee"]["permit"]["message"]["nonce"],
+        "each fee authorization has its agreement's own nonce"
+    );
+    let fees_before = h.chain.accrued_fees().await;
+
+    let (status, body) = activate(&h, &buyer, &second, &second_body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = activate(&h, &buyer, &first, &first_body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let second_done = h.wait_for(&buyer.key, &second, settled_activation).await;
+    let first_done = h.wait_for(&buyer.key, &first, settled_activation).await;
+    assert!(confirmed(&second_done), "{second_done}");
+    assert!(confirmed(&first_done), "{first_done}");
+    assert_eq!(first_done["infra_fee"]["status"], "collected");
+    assert_eq!(second_done["infra_fee"]["status"], "collected");
+    assert_eq!(h.chain.accrued_fees().await - fees_before, U256::from(2 * 203_000));
+}
+
+/// The activation reached an end: confirmed, or failed.
+fn settled_activation(agreement: &Value) -> bool {
+    confirmed(agreement) || agreement["activation_status"] == "failed"
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ pub mod escrow_status;
 mod request;
 mod view;
 
-use alloy::primitives::{Bytes, U256};
+use alloy::primitives::{Address, Bytes};
 use alloy::sol_types::SolStruct;
 use axum::Json;
 use axum::extract::State;
@@ -77,10 +77,10 @@ pub async fn package(
     let record = load_for(&state, &agent, &id).await?;
     let terms = accepted_terms(&record)?;
     let chain = &state.chain;
-    let permit_nonce = if terms.infra_fee.is_zero() {
-        U256::ZERO
+    let fee_recipient = if terms.infra_fee.is_zero() {
+        Address::ZERO
     } else {
-        chain.permit_nonce(terms.buyer).await.map_err(ApiError::chain_unavailable)?
+        chain.fee_recipient().await.map_err(ApiError::chain_unavailable)?
     };
     let built = package::activation_package(
         &terms.activation(),
@@ -88,8 +88,7 @@ pub async fn package(
         chain.chain_id,
         chain.token,
         &chain.token_name,
-        permit_nonce,
-        chain.fee_recipient,
+        fee_recipient,
     )
     .map_err(ApiError::internal)?;
     Ok(Json(ActivationPackage::new(&record, terms, built, chain)))
@@ -180,8 +179,7 @@ pub async fn activate(
             ));
         }
         (Some(signature), false) => {
-            let nonce = chain.permit_nonce(buyer).await.map_err(ApiError::chain_unavailable)?;
-            let permit = typed_data::fee_permit(&activation, chain.escrow, nonce);
+            let permit = typed_data::fee_authorization(&activation, chain.escrow, key);
             let digest = permit.eip712_signing_hash(&chain.token_domain());
             verify::verify_signature(&chain.provider, buyer, digest, signature)
                 .await

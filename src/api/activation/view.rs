@@ -57,9 +57,10 @@ pub struct PackageInfraFee {
     /// Token base units (decimal string).
     #[schema(value_type = String, pattern = "^[0-9]+$")]
     pub amount: TokenAmount,
-    /// The USDC `Permit` to the escrow for exactly the fee.
+    /// The infra-fee permit: a USDC `ReceiveWithAuthorization` of exactly the fee to the escrow,
+    /// its nonce derived from the agreement key (`infraFeeNonce`).
     pub permit: TypedData,
-    /// Where the escrow sends the fee.
+    /// Who the fee accrues to in the escrow (as of when the package was built).
     #[schema(pattern = "^0x[0-9a-fA-F]{40}$")]
     pub recipient: String,
     /// Where collection stands.

@@ -109,6 +109,11 @@ impl DevChain {
         self.usdc.mint(to, U256::from(amount)).send().await.unwrap().get_receipt().await.unwrap();
     }
 
+    /// Infra fees accrued in the escrow and not yet withdrawn.
+    pub async fn accrued_fees(&self) -> U256 {
+        self.escrow.accruedFees().call().await.unwrap()
+    }
+
     /// `who`'s USDC balance.
     pub async fn balance(&self, who: Address) -> U256 {
         self.usdc.balanceOf(who).call().await.unwrap()
