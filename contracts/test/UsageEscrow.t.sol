@@ -28,7 +28,8 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.initiateClose(t, 0, "");
     }
 
-    /// @dev Activates `t` with no fee permit, so the fee comes from an allowance already given.
+    /// @dev Activates `t` with no fee authorization, so the fee comes from an allowance already
+    /// given.
     function _activateWithExistingAllowance(UsageEscrow.Activation memory t) internal {
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
@@ -97,11 +98,13 @@ contract UsageEscrowTest is EscrowFixture {
 
         assertEq(key, expectedKey, "returned key");
         assertEq(usdc.balanceOf(buyer), buyerBefore - DEPOSIT - FEE, "buyer paid deposit and fee");
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT, "escrow holds the deposit");
-        assertEq(usdc.balanceOf(feeRecipient), feeBefore + FEE, "fee recipient paid");
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT + FEE, "escrow holds the deposit and the fee");
+        assertEq(escrow.accruedFees(), FEE, "the fee accrues");
+        assertEq(usdc.balanceOf(feeRecipient), feeBefore, "the fee recipient is paid only on withdrawFees");
         assertEq(usdc.balanceOf(relayer), 0, "relayer holds nothing");
         assertEq(usdc.allowance(buyer, address(escrow)), 0, "no allowance left");
         assertTrue(usdc.authorizationState(buyer, key), "funding nonce consumed");
+        assertTrue(usdc.authorizationState(buyer, escrow.infraFeeNonce(key)), "fee nonce consumed");
 
         UsageEscrow.Escrow memory e = escrow.escrowOf(key);
         assertEq(uint256(e.status), uint256(UsageEscrow.Status.Active));
@@ -120,24 +123,26 @@ contract UsageEscrowTest is EscrowFixture {
 
         assertEq(usdc.balanceOf(buyer), buyerBefore - DEPOSIT);
         assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
-        assertEq(usdc.balanceOf(feeRecipient), feeBefore, "no fee taken");
+        assertEq(escrow.accruedFees(), 0, "no fee taken");
+        assertEq(usdc.balanceOf(feeRecipient), feeBefore);
         assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Active));
     }
 
-    function test_ActivateWithoutFeeIgnoresAnyPermitSignature() public {
+    function test_ActivateWithoutFeeIgnoresAnyFeeSignature() public {
         UsageEscrow.Activation memory t = _terms();
         t.infraFee = 0;
         (bytes memory a, bytes memory f,) = _signAll(t);
-        uint256 feeBefore = usdc.balanceOf(feeRecipient);
+        bytes32 key = _keyOf(t);
 
         vm.prank(relayer);
         escrow.activate(t, a, f, hex"deadbeef");
 
-        assertEq(usdc.balanceOf(feeRecipient), feeBefore);
-        assertEq(usdc.nonces(buyer), 0, "permit never called");
+        assertEq(escrow.accruedFees(), 0);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        assertFalse(usdc.authorizationState(buyer, escrow.infraFeeNonce(key)), "no fee authorization used");
     }
 
-    function test_ActivateFeeFromExistingAllowanceWithEmptyPermit() public {
+    function test_ActivateFeeFromExistingAllowanceWithEmptyFeeSignature() public {
         UsageEscrow.Activation memory t = _terms();
         vm.prank(buyer);
         usdc.approve(address(escrow), FEE);
@@ -147,8 +152,11 @@ contract UsageEscrowTest is EscrowFixture {
         _activateWithExistingAllowance(t);
 
         assertEq(usdc.balanceOf(buyer), buyerBefore - DEPOSIT - FEE);
-        assertEq(usdc.balanceOf(feeRecipient), feeBefore + FEE);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT + FEE);
+        assertEq(escrow.accruedFees(), FEE);
+        assertEq(usdc.balanceOf(feeRecipient), feeBefore);
         assertEq(usdc.allowance(buyer, address(escrow)), 0, "allowance spent");
+        assertFalse(usdc.authorizationState(buyer, escrow.infraFeeNonce(_keyOf(t))), "no fee authorization used");
     }
 
     function test_ActivateTakesOnlyTheFeeFromALargerAllowance() public {
@@ -159,7 +167,9 @@ contract UsageEscrowTest is EscrowFixture {
 
         _activateWithExistingAllowance(t);
 
-        assertEq(usdc.balanceOf(feeRecipient), feeBefore + FEE);
+        assertEq(escrow.accruedFees(), FEE);
+        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT + FEE);
+        assertEq(usdc.balanceOf(feeRecipient), feeBefore);
         assertEq(usdc.allowance(buyer, address(escrow)), 4 * FEE);
     }
 
@@ -217,7 +227,7 @@ contract UsageEscrowTest is EscrowFixture {
         t.unitPrice = 1;
         usdc.mint(buyer, t.quantity);
         bytes32 key = _activate(t);
-        assertEq(usdc.balanceOf(address(escrow)), type(uint64).max);
+        _assertEscrowHolds(type(uint64).max);
         assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Active));
     }
 
@@ -240,7 +250,7 @@ contract UsageEscrowTest is EscrowFixture {
         t.quantity = 1;
         usdc.mint(buyer, t.unitPrice);
         _activate(t);
-        assertEq(usdc.balanceOf(address(escrow)), type(uint128).max);
+        _assertEscrowHolds(type(uint128).max);
     }
 
     function test_RevertWhen_ActivateExpiryIsNow() public {
@@ -283,14 +293,28 @@ contract UsageEscrowTest is EscrowFixture {
         _expectActivateRevert(t, _err(UsageEscrow.InvalidCloseWindow.selector));
     }
 
-    function test_ActivateCloseWindowZero() public {
+    function test_RevertWhen_ActivateCloseWindowZero() public {
         UsageEscrow.Activation memory t = _terms();
         t.closeWindow = 0;
-        _activate(t);
+        _expectActivateRevert(t, _err(UsageEscrow.InvalidCloseWindow.selector));
+    }
+
+    function test_RevertWhen_ActivateCloseWindowOneSecondBelowMin() public {
+        UsageEscrow.Activation memory t = _terms();
+        t.closeWindow = escrow.MIN_CLOSE_WINDOW() - 1;
+        _expectActivateRevert(t, _err(UsageEscrow.InvalidCloseWindow.selector));
+    }
+
+    function test_ActivateCloseWindowAtMin() public {
+        UsageEscrow.Activation memory t = _terms();
+        t.closeWindow = escrow.MIN_CLOSE_WINDOW();
+        bytes32 key = _activate(t);
         _closeAsBuyer(t);
+        assertEq(escrow.escrowOf(key).closesAt, block.timestamp + 1 hours, "the window is an hour");
+        vm.warp(block.timestamp + 1 hours);
         uint256 buyerBefore = usdc.balanceOf(buyer);
         _withdrawAsBuyer(t);
-        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT, "withdraw opens at once");
+        assertEq(usdc.balanceOf(buyer), buyerBefore + DEPOSIT, "withdraw opens when the window ends");
     }
 
     function test_RevertWhen_ActivateTwice() public {
@@ -305,7 +329,7 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.activate(t, a, f, p);
 
         assertEq(usdc.balanceOf(buyer), buyerBefore);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_RevertWhen_ActivationSignedByWrongKey() public {
@@ -330,7 +354,7 @@ contract UsageEscrowTest is EscrowFixture {
         _expectActivateRevert(t, a, f, p, _err(MockUSDC.InvalidSignature.selector));
     }
 
-    function test_RevertWhen_InfraFeeNeitherPermittedNorApproved() public {
+    function test_RevertWhen_InfraFeeNeitherAuthorizedNorApproved() public {
         UsageEscrow.Activation memory t = _terms();
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
@@ -338,12 +362,17 @@ contract UsageEscrowTest is EscrowFixture {
         _expectActivateRevert(t, a, f, "", _err(UsageEscrow.InfraFeeNotAuthorized.selector));
     }
 
-    function test_RevertWhen_InfraFeePermitSignedByWrongKey() public {
+    /// A fee authorization is used as given: a bad one reverts in the token, with no fallback to
+    /// an allowance.
+    function test_RevertWhen_InfraFeeAuthorizationSignedByWrongKey() public {
         UsageEscrow.Activation memory t = _terms();
+        vm.prank(buyer);
+        usdc.approve(address(escrow), FEE);
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
         bytes memory p = _signFeeAuthorization(sellerKey, t);
-        _expectActivateRevert(t, a, f, p, _err(UsageEscrow.InfraFeeNotAuthorized.selector));
+        _expectActivateRevert(t, a, f, p, _err(MockUSDC.InvalidSignature.selector));
+        assertEq(usdc.allowance(buyer, address(escrow)), FEE, "allowance untouched");
     }
 
     function test_RevertWhen_InfraFeeAllowanceTooSmall() public {
@@ -382,7 +411,7 @@ contract UsageEscrowTest is EscrowFixture {
         assertEq(uint256(e.status), uint256(UsageEscrow.Status.Closing));
         assertEq(e.closesAt, closesAt);
         assertFalse(e.buyerWithdrawn);
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT, "no money moves");
+        _assertEscrowHolds(DEPOSIT, "no money moves");
         assertEq(escrow.withdrawOpensAt(t), closesAt);
     }
 
@@ -424,7 +453,7 @@ contract UsageEscrowTest is EscrowFixture {
 
         _withdrawAsBuyer(t);
         assertEq(usdc.balanceOf(buyer), buyerBefore + 60 * PRICE, "buyer refunded at once");
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _assertEscrowHolds(0);
     }
 
     function test_InitiateCloseBySellerAtQuantityMarksBuyerWithdrawn() public {
@@ -439,7 +468,7 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.initiateClose(t, 100, voucher);
 
         assertEq(usdc.balanceOf(seller), sellerBefore + DEPOSIT);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _assertEscrowHolds(0);
         assertTrue(escrow.escrowOf(key).buyerWithdrawn, "nothing left for the buyer");
         assertEq(escrow.withdrawOpensAt(t), type(uint256).max);
 
@@ -476,7 +505,7 @@ contract UsageEscrowTest is EscrowFixture {
 
         assertEq(usdc.balanceOf(seller), sellerBefore);
         assertEq(escrow.escrowOf(key).claimedUnits, 30, "claimed units never go back");
-        assertEq(usdc.balanceOf(address(escrow)), 70 * PRICE);
+        _assertEscrowHolds(70 * PRICE);
     }
 
     function test_InitiateCloseBySellerAfterClaimPaysOnlyTheDifference() public {
@@ -490,7 +519,7 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.initiateClose(t, 45, voucher);
 
         assertEq(usdc.balanceOf(seller), sellerBefore + 15 * PRICE);
-        assertEq(usdc.balanceOf(address(escrow)), 55 * PRICE);
+        _assertEscrowHolds(55 * PRICE);
     }
 
     function test_InitiateCloseBySellerDuringClosingLetsBuyerWithdrawBeforeClosesAt() public {
@@ -506,7 +535,7 @@ contract UsageEscrowTest is EscrowFixture {
 
         _withdrawAsBuyer(t); // still inside the close window
         assertEq(usdc.balanceOf(buyer), buyerBefore + 80 * PRICE);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _assertEscrowHolds(0);
     }
 
     function test_RevertWhen_InitiateCloseBySellerWithVoucherNotSignedByBuyer() public {
@@ -572,7 +601,7 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.sellerClaim(t, 30, voucher);
 
         assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
-        assertEq(usdc.balanceOf(address(escrow)), 70 * PRICE);
+        _assertEscrowHolds(70 * PRICE);
         UsageEscrow.Escrow memory e = escrow.escrowOf(key);
         assertEq(e.claimedUnits, 30);
         assertEq(uint256(e.status), uint256(UsageEscrow.Status.Active), "still active");
@@ -595,7 +624,7 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.sellerClaim(t, 60, voucher);
 
         assertEq(usdc.balanceOf(seller), sellerBefore + 60 * PRICE);
-        assertEq(usdc.balanceOf(address(escrow)), 40 * PRICE);
+        _assertEscrowHolds(40 * PRICE);
         assertEq(escrow.escrowOf(key).claimedUnits, 60);
     }
 
@@ -653,7 +682,7 @@ contract UsageEscrowTest is EscrowFixture {
         _activate(t);
         bytes memory voucher = _signVoucher(buyerKey, t, 30);
         _expectClaimRevert(t, 31, voucher, _err(UsageEscrow.InvalidSignature.selector));
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_SellerClaimInClosingAfterWindowEndUntilWithdraw() public {
@@ -698,7 +727,7 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.sellerClaim(t, 100, voucher);
 
         assertEq(usdc.balanceOf(seller), sellerBefore + 70 * PRICE);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _assertEscrowHolds(0);
         UsageEscrow.Escrow memory e = escrow.escrowOf(key);
         assertEq(uint256(e.status), uint256(UsageEscrow.Status.Settled));
         assertTrue(e.buyerWithdrawn);
@@ -738,7 +767,7 @@ contract UsageEscrowTest is EscrowFixture {
         _withdrawAsBuyer(t);
 
         assertEq(usdc.balanceOf(buyer), buyerBefore + 70 * PRICE);
-        assertEq(usdc.balanceOf(address(escrow)), 0);
+        _assertEscrowHolds(0);
         UsageEscrow.Escrow memory e = escrow.escrowOf(key);
         assertEq(uint256(e.status), uint256(UsageEscrow.Status.Settled));
         assertTrue(e.buyerWithdrawn);
@@ -955,7 +984,7 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory auth = _signClaim(buyerKey, t, 30, deadline);
 
         _expectClaimWithAuthorizationRevert(t, 30, voucher, deadline, auth, _err(UsageEscrow.InvalidSignature.selector));
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_RevertWhen_SellerClaimAuthorizationUnitsChanged() public {
@@ -1071,7 +1100,7 @@ contract UsageEscrowTest is EscrowFixture {
         assertTrue(ok[0] && ok[1]);
         assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE);
         assertEq(uint256(_status(keyB)), uint256(UsageEscrow.Status.Closing));
-        assertEq(usdc.balanceOf(address(escrow)), 2 * DEPOSIT - 30 * PRICE);
+        _assertEscrowHolds(2 * DEPOSIT - 30 * PRICE);
     }
 
     function test_BatchNonAtomicFailedCallEmitsBatchCallFailedAndOthersGoThrough() public {
@@ -1106,7 +1135,7 @@ contract UsageEscrowTest is EscrowFixture {
         assertFalse(ok[1], "call 1");
         assertTrue(ok[2], "call 2");
         assertEq(usdc.balanceOf(seller), sellerBefore + 30 * PRICE + 10 * PRICE);
-        assertEq(usdc.balanceOf(address(escrow)), 2 * DEPOSIT - 40 * PRICE);
+        _assertEscrowHolds(2 * DEPOSIT - 40 * PRICE);
     }
 
     function test_RevertWhen_BatchAtomicCallFails() public {
@@ -1129,7 +1158,7 @@ contract UsageEscrowTest is EscrowFixture {
         escrow.batch(calls, true);
 
         assertEq(usdc.balanceOf(seller), sellerBefore, "the first call was rolled back too");
-        assertEq(usdc.balanceOf(address(escrow)), DEPOSIT);
+        _assertEscrowHolds(DEPOSIT);
     }
 
     function test_BatchActivatesSeveralAgreements() public {
@@ -1151,7 +1180,7 @@ contract UsageEscrowTest is EscrowFixture {
 
         assertEq(uint256(_status(keyA)), uint256(UsageEscrow.Status.Active));
         assertEq(uint256(_status(keyB)), uint256(UsageEscrow.Status.Active));
-        assertEq(usdc.balanceOf(address(escrow)), 2 * DEPOSIT);
+        _assertEscrowHolds(2 * DEPOSIT);
     }
 
     function test_BatchDirectCallsActForTheBatchSender() public {
@@ -1186,7 +1215,8 @@ contract UsageEscrowTest is EscrowFixture {
         // Every buyer signature is the wallet owner's key, checked through ERC-1271.
         bytes32 key = _activate(t);
         assertEq(usdc.balanceOf(address(wallet)), 100 * USDC - DEPOSIT - FEE);
-        assertEq(usdc.balanceOf(feeRecipient), feeBefore + FEE);
+        assertEq(escrow.accruedFees(), FEE, "the wallet's fee authorization went through ERC-1271");
+        assertEq(usdc.balanceOf(feeRecipient), feeBefore);
         assertEq(uint256(_status(key)), uint256(UsageEscrow.Status.Active));
 
         uint256 sellerBefore = usdc.balanceOf(seller);

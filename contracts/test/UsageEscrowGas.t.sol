@@ -26,10 +26,10 @@ struct Gas {
 /// @notice Gas of the escrow's main actions, recorded with `vm.snapshotGasLastCall` into
 /// `snapshots/UsageEscrowGasTest.json` (and each test's total in `.gas-snapshot`).
 /// @dev Conditions are those of a live deployment, not of a fresh one: the escrow already holds
-/// other deposits, the seller, the buyer and the fee recipient already hold USDC, and the buyer
-/// has used a permit before. Everything a measured call needs (terms, signatures, earlier steps)
-/// is prepared in `setUp`, which forge runs as a transaction of its own, so each measured call
-/// meets cold accounts and slots like the first call of a real transaction. Figures are the gas
+/// other deposits and accrued fees, the seller, the buyer and the fee recipient already hold USDC.
+/// Everything a measured call needs (terms, signatures, earlier steps) is prepared in `setUp`,
+/// which forge runs as a transaction of its own, so each measured call meets cold accounts and
+/// slots like the first call of a real transaction. Figures are the gas
 /// of the escrow call frame: they exclude the 21,000 base cost and the calldata of a transaction.
 contract UsageEscrowGasTest is EscrowFixture {
     GasVm internal constant gasVm = GasVm(VM_ADDRESS);
@@ -46,7 +46,11 @@ contract UsageEscrowGasTest is EscrowFixture {
     UsageEscrow.Activation internal feeTerms;
     bytes internal feeActivationSig;
     bytes internal feeFundingSig;
-    bytes internal feePermitSig;
+    bytes internal feeAuthorizationSig;
+    // The fee taken from an allowance the buyer gave the escrow beforehand.
+    UsageEscrow.Activation internal allowanceTerms;
+    bytes internal allowanceActivationSig;
+    bytes internal allowanceFundingSig;
 
     // An active agreement, nothing claimed yet.
     UsageEscrow.Activation internal live;
@@ -62,11 +66,12 @@ contract UsageEscrowGasTest is EscrowFixture {
     bytes[] internal sponsoredClaims;
     UsageEscrow.SponsoredClaim[] internal sellerClaimBatchArgs;
     uint256 internal sellerBalanceAtSetUp;
+    uint256 internal feesAtSetUp;
+    uint256 internal feeRecipientBalanceAtSetUp;
 
     function setUp() public override {
         super.setUp();
-        // Deposits of other agreements already in escrow (activated with a fee permit, so the
-        // buyer's permit nonce is already in use too).
+        // Deposits and fees of other agreements already in escrow.
         UsageEscrow.Activation memory other = _terms();
         other.salt = keccak256("other");
         _activate(other);
@@ -96,6 +101,13 @@ contract UsageEscrowGasTest is EscrowFixture {
         feeTerms.salt = keccak256("fee");
         feeActivationSig = _signActivation(buyerKey, feeTerms);
         feeFundingSig = _signFunding(buyerKey, feeTerms);
+        feeAuthorizationSig = _signFeeAuthorization(buyerKey, feeTerms);
+        allowanceTerms = _terms();
+        allowanceTerms.salt = keccak256("fee-allowance");
+        allowanceActivationSig = _signActivation(buyerKey, allowanceTerms);
+        allowanceFundingSig = _signFunding(buyerKey, allowanceTerms);
+        vm.prank(buyer);
+        usdc.approve(address(escrow), allowanceTerms.infraFee);
 
         // An active agreement to claim on and close.
         live = _terms();
@@ -125,10 +137,10 @@ contract UsageEscrowGasTest is EscrowFixture {
             );
         }
 
-        // Signed last: every activation above used a permit and moved the buyer's nonce.
-        feePermitSig = _signFeeAuthorization(buyerKey, feeTerms);
         // Read here, so that no measured test touches the token before its measured call.
         sellerBalanceAtSetUp = usdc.balanceOf(seller);
+        feesAtSetUp = escrow.accruedFees();
+        feeRecipientBalanceAtSetUp = usdc.balanceOf(feeRecipient);
     }
 
     // ---------------------------------------------------------------- activation
@@ -140,11 +152,32 @@ contract UsageEscrowGasTest is EscrowFixture {
         assertTrue(_status(_keyOf(noFeeTerms)) == UsageEscrow.Status.Active);
     }
 
-    function test_gas_activate_feePermit() public {
+    /// @notice The fee by the buyer's ReceiveWithAuthorization: a second signature check and nonce
+    /// in the token, and the fee accrued in the escrow.
+    function test_gas_activate_feeAuthorization() public {
         vm.prank(relayer);
-        escrow.activate(feeTerms, feeActivationSig, feeFundingSig, feePermitSig);
-        vm.snapshotGasLastCall("activate_feePermit");
+        escrow.activate(feeTerms, feeActivationSig, feeFundingSig, feeAuthorizationSig);
+        vm.snapshotGasLastCall("activate_feeAuthorization");
         assertTrue(_status(_keyOf(feeTerms)) == UsageEscrow.Status.Active);
+    }
+
+    function test_gas_activate_feeAllowance() public {
+        vm.prank(relayer);
+        escrow.activate(allowanceTerms, allowanceActivationSig, allowanceFundingSig, "");
+        vm.snapshotGasLastCall("activate_feeAllowance");
+        assertTrue(_status(_keyOf(allowanceTerms)) == UsageEscrow.Status.Active);
+    }
+
+    // ---------------------------------------------------------------- fees
+
+    /// @notice The fee recipient (already holding USDC) is paid every fee accrued above.
+    function test_gas_withdrawFees() public {
+        vm.prank(relayer);
+        escrow.withdrawFees();
+        vm.snapshotGasLastCall("withdrawFees");
+        assertGt(feesAtSetUp, 0, "fees had accrued");
+        assertEq(escrow.accruedFees(), 0);
+        assertEq(usdc.balanceOf(feeRecipient), feeRecipientBalanceAtSetUp + feesAtSetUp);
     }
 
     // ---------------------------------------------------------------- claims

@@ -4,12 +4,13 @@ pragma solidity 0.8.30;
 import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 import {EscrowFixture} from "./utils/EscrowFixture.sol";
 import {EscrowHandler} from "./utils/EscrowHandler.sol";
+import {FeeHandler} from "./utils/FeeHandler.sol";
 import {UsageEscrow} from "../src/UsageEscrow.sol";
 
 /// @notice Invariants of the escrow under random sequences of activations, vouchers, closes,
 /// claims (direct, sponsored, through `batch` and `sellerClaimBatch`), withdrawals and time warps
-/// by several buyers and sellers (see EscrowHandler). Money is tracked by ghost sums of measured
-/// balance changes.
+/// by several buyers and sellers (see EscrowHandler), and of fee withdrawals and fee-recipient
+/// changes (see FeeHandler). Money is tracked by ghost sums of measured balance changes.
 contract UsageEscrowInvariantTest is EscrowFixture {
     /// @dev The shape forge reads from `targetSelectors()`.
     struct FuzzSelector {
@@ -22,8 +23,9 @@ contract UsageEscrowInvariantTest is EscrowFixture {
     uint256 internal constant FUNDS = 2 ** 250;
 
     EscrowHandler internal handler;
+    FeeHandler internal feeHandler;
     uint256 internal escrowStart;
-    uint256 internal feeRecipientStart;
+    uint256[] internal recipientStart;
 
     function setUp() public override {
         super.setUp();
@@ -33,16 +35,25 @@ contract UsageEscrowInvariantTest is EscrowFixture {
             (, buyerKeys[i]) = makeAddrAndKey(string.concat("inv-buyer-", Strings.toString(i)));
             (, sellerKeys[i]) = makeAddrAndKey(string.concat("inv-seller-", Strings.toString(i)));
         }
-        handler = new EscrowHandler(escrow, usdc, feeRecipient, relayer, buyerKeys, sellerKeys);
+        handler = new EscrowHandler(escrow, usdc, relayer, buyerKeys, sellerKeys);
+        address[] memory others = new address[](2 * ACTORS + 2);
         for (uint256 i; i < ACTORS; ++i) {
             usdc.mint(handler.buyers(i), FUNDS);
+            others[2 * i] = handler.buyers(i);
+            others[2 * i + 1] = handler.sellers(i);
         }
+        others[2 * ACTORS] = relayer;
+        others[2 * ACTORS + 1] = address(0x5757);
+        feeHandler = new FeeHandler(escrow, usdc, others);
         escrowStart = usdc.balanceOf(address(escrow));
-        feeRecipientStart = usdc.balanceOf(feeRecipient);
+        for (uint256 i; i < feeHandler.RECIPIENTS(); ++i) {
+            recipientStart.push(usdc.balanceOf(feeHandler.recipients(i)));
+        }
         targetContract(address(handler));
+        targetContract(address(feeHandler));
     }
 
-    /// @notice Only the handler's actions are fuzzed (not its views, nor `drain`).
+    /// @notice Only the handlers' actions are fuzzed (not their views, nor `drain`).
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
         bytes4[] memory selectors = new bytes4[](9);
         selectors[0] = EscrowHandler.activate.selector;
@@ -54,21 +65,49 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         selectors[6] = EscrowHandler.warp.selector;
         selectors[7] = EscrowHandler.warpToBoundary.selector;
         selectors[8] = EscrowHandler.claimBatch.selector;
-        targets = new FuzzSelector[](1);
+        bytes4[] memory feeSelectors = new bytes4[](2);
+        feeSelectors[0] = FeeHandler.withdrawFees.selector;
+        feeSelectors[1] = FeeHandler.setFeeRecipient.selector;
+        targets = new FuzzSelector[](2);
         targets[0] = FuzzSelector(address(handler), selectors);
+        targets[1] = FuzzSelector(address(feeHandler), feeSelectors);
     }
 
     // ---------------------------------------------------------------- invariants
 
-    /// @notice The escrow holds exactly the deposits taken in minus everything paid out, and the
-    /// fee recipient exactly the fees.
+    /// @notice The escrow holds exactly the deposits and fees taken in minus everything paid out;
+    /// the accrued fees are the fees taken minus those withdrawn, and each fee recipient received
+    /// exactly the withdrawals made while it held the role.
     function invariant_escrowBalanceMatchesGhosts() public view {
+        uint256 feesWithdrawn = feeHandler.ghostFeesWithdrawn();
         assertEq(
             usdc.balanceOf(address(escrow)),
-            escrowStart + handler.ghostDeposits() - handler.ghostPaidToSellers() - handler.ghostPaidToBuyers(),
-            "escrow balance == deposits - claims - withdrawals"
+            escrowStart + handler.ghostDeposits() + handler.ghostFees() - handler.ghostPaidToSellers()
+                - handler.ghostPaidToBuyers() - feesWithdrawn,
+            "escrow balance == deposits + fees - claims - withdrawals - fee withdrawals"
         );
-        assertEq(usdc.balanceOf(feeRecipient), feeRecipientStart + handler.ghostFees(), "fees collected");
+        assertEq(escrow.accruedFees(), handler.ghostFees() - feesWithdrawn, "accrued == fees taken - withdrawn");
+        for (uint256 i; i < recipientStart.length; ++i) {
+            address r = feeHandler.recipients(i);
+            assertEq(usdc.balanceOf(r), recipientStart[i] + feeHandler.ghostFeesWithdrawnTo(r), "recipient paid");
+        }
+        assertEq(escrow.feeRecipient(), feeHandler.recipient(), "fee recipient as modelled");
+    }
+
+    /// @notice The escrow's token balance is exactly what it owes: every agreement's deposit not
+    /// yet claimed by the seller nor withdrawn by the buyer, plus the accrued fees.
+    function invariant_escrowHoldsOpenDepositsPlusAccruedFees() public view {
+        uint256 open;
+        uint256 n = handler.agreementCount();
+        for (uint256 i; i < n; ++i) {
+            (,, uint256 deposit, uint256 paidToSeller, uint256 paidToBuyer,) = handler.agreementAt(i);
+            open += deposit - paidToSeller - paidToBuyer;
+        }
+        assertEq(
+            usdc.balanceOf(address(escrow)),
+            escrowStart + open + escrow.accruedFees(),
+            "balance == open deposits + accrued fees"
+        );
     }
 
     /// @notice Per agreement, seller and buyer together never receive more than its deposit; each
@@ -139,12 +178,14 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         assertEq(handler.wrongErrors(), 0, why);
         assertEq(handler.modelMismatches(), 0, why);
         assertEq(handler.paymentMismatches(), 0, why);
+        assertEq(feeHandler.failures(), 0, feeHandler.firstFailure());
     }
 
     /// @notice At the end of each run every agreement is wound up (claims of the highest vouchers,
     /// then withdrawals): each paid out exactly its deposit and the escrow is back where it began.
     function afterInvariant() public {
         handler.drain();
+        feeHandler.drain();
         invariant_everyOutcomeAsDocumented();
         _assertAllSettledExactly();
     }
@@ -154,16 +195,20 @@ contract UsageEscrowInvariantTest is EscrowFixture {
     /// @notice A long deterministic pseudo-random sequence takes every path of the handler at
     /// least once (so the invariant runs are not vacuous), with the invariants holding throughout.
     function test_handlerExercisesEveryPath() public {
-        for (uint256 step; step < 600; ++step) {
+        for (uint256 step; step < 1000; ++step) {
             _randomAction(uint256(keccak256(abi.encode("pactum", step))));
             if (step % 50 == 49) _assertInvariants();
         }
         for (uint256 path; path < handler.PATHS(); ++path) {
             assertGt(handler.hitsOf(path), 0, string.concat("path never taken: ", Strings.toString(path)));
         }
+        for (uint256 path; path < feeHandler.PATHS(); ++path) {
+            assertGt(feeHandler.hitsOf(path), 0, string.concat("fee path never taken: ", Strings.toString(path)));
+        }
         assertGt(handler.agreementCount(), 20, "agreements");
         _assertInvariants();
         handler.drain();
+        feeHandler.drain();
         invariant_everyOutcomeAsDocumented();
         _assertAllSettledExactly();
     }
@@ -172,8 +217,12 @@ contract UsageEscrowInvariantTest is EscrowFixture {
         uint256 a = uint256(keccak256(abi.encode(r, 1)));
         uint256 b = uint256(keccak256(abi.encode(r, 2)));
         uint256 c = uint256(keccak256(abi.encode(r, 3)));
-        uint256 action = r % 17;
-        if (action == 16) {
+        uint256 action = r % 21;
+        if (action == 20) {
+            feeHandler.setFeeRecipient(a, b);
+        } else if (action == 19) {
+            feeHandler.withdrawFees(a, b);
+        } else if (action >= 16) {
             handler.claimBatch(a, b, c);
         } else if (action < 2) {
             uint256 d = uint256(keccak256(abi.encode(r, 4)));
@@ -197,6 +246,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
 
     function _assertInvariants() internal view {
         invariant_escrowBalanceMatchesGhosts();
+        invariant_escrowHoldsOpenDepositsPlusAccruedFees();
         invariant_noOneReceivesMoreThanTheDeposits();
         invariant_settledAndWithdrawnPaysExactlyTheDeposit();
         invariant_claimedUnitsMonotonicAndBounded();
@@ -213,6 +263,7 @@ contract UsageEscrowInvariantTest is EscrowFixture {
             assertTrue(e.buyerWithdrawn, "buyer done at the end");
             assertEq(paidToSeller + paidToBuyer, deposit, "each agreement paid out its deposit");
         }
-        assertEq(usdc.balanceOf(address(escrow)), escrowStart, "escrow emptied of these deposits");
+        assertEq(escrow.accruedFees(), 0, "every fee withdrawn");
+        assertEq(usdc.balanceOf(address(escrow)), escrowStart, "escrow emptied of these deposits and fees");
     }
 }

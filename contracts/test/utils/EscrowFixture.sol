@@ -123,17 +123,39 @@ abstract contract EscrowFixture is Test {
     /// @notice The buyer's USDC ReceiveWithAuthorization of the infra fee to the escrow, with the
     /// nonce the escrow derives from the agreement key.
     function _signFeeAuthorization(uint256 key, UsageEscrow.Activation memory t) internal view returns (bytes memory) {
-        bytes32 structHash = keccak256(
-            abi.encode(
-                RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
-                t.buyer,
-                address(escrow),
-                t.infraFee,
-                0,
-                t.activateBy,
-                escrow.infraFeeNonce(_keyOf(t))
-            )
+        return _signTokenAuthorization(
+            key,
+            RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
+            t.buyer,
+            address(escrow),
+            t.infraFee,
+            t.activateBy,
+            escrow.infraFeeNonce(_keyOf(t))
         );
+    }
+
+    /// @notice Any EIP-3009 authorization of `usdc` (`typehash` picks Transfer or Receive) with
+    /// `validAfter` 0, signed with `key`.
+    function _signTokenAuthorization(
+        uint256 key,
+        bytes32 typehash,
+        address from,
+        address to,
+        uint256 value,
+        uint256 validBefore,
+        bytes32 nonce
+    ) internal view returns (bytes memory) {
+        bytes32 structHash = keccak256(abi.encode(typehash, from, to, value, 0, validBefore, nonce));
+        return _sign(key, _typedDigest(usdc.DOMAIN_SEPARATOR(), structHash));
+    }
+
+    /// @notice An EIP-2612 permit of `usdc` at `owner`'s current nonce, signed with `key`.
+    function _signPermit(uint256 key, address owner, address spender, uint256 value, uint256 deadline)
+        internal
+        view
+        returns (bytes memory)
+    {
+        bytes32 structHash = keccak256(abi.encode(PERMIT_TYPEHASH, owner, spender, value, usdc.nonces(owner), deadline));
         return _sign(key, _typedDigest(usdc.DOMAIN_SEPARATOR(), structHash));
     }
 
@@ -171,8 +193,8 @@ abstract contract EscrowFixture is Test {
         return _sign(key, escrow.initiateCloseDigest(_keyOf(t), party, finalUnits, deadline));
     }
 
-    /// @notice The buyer's three signatures for `t`: activation, funding, and the fee permit
-    /// (empty when there is no fee).
+    /// @notice The buyer's three signatures for `t`: activation, funding, and the fee
+    /// authorization (empty when there is no fee).
     function _signAll(UsageEscrow.Activation memory t)
         internal
         view
@@ -310,7 +332,13 @@ abstract contract EscrowFixture is Test {
         assertEq(usdc.balanceOf(address(escrow)), escrowBefore, "escrow balance moved");
     }
 
-    function _assertEscrowHolds(uint256 amount) internal view {
-        assertEq(usdc.balanceOf(address(escrow)), amount, "escrow balance");
+    /// @notice The escrow's token balance is `deposits` (what it still owes buyers and sellers)
+    /// plus the infra fees accrued and not yet withdrawn.
+    function _assertEscrowHolds(uint256 deposits) internal view {
+        _assertEscrowHolds(deposits, "escrow balance");
+    }
+
+    function _assertEscrowHolds(uint256 deposits, string memory message) internal view {
+        assertEq(usdc.balanceOf(address(escrow)), deposits + escrow.accruedFees(), message);
     }
 }

@@ -6,8 +6,10 @@ import {UsageEscrow} from "../../src/UsageEscrow.sol";
 import {MockUSDC} from "../../src/mocks/MockUSDC.sol";
 
 /// @notice Drives the escrow for the invariant suite: activates agreements between a few buyers and
-/// sellers (real keys, vm.sign), records vouchers, and performs random closes, claims (direct,
-/// sponsored, through `batch` and through `sellerClaimBatch`), withdrawals and time warps. It
+/// sellers (real keys, vm.sign; the fee by authorization or allowance), records vouchers, and
+/// performs random closes, claims (direct, sponsored, through `batch` and through
+/// `sellerClaimBatch`, with a lapsed authorization or a blacklisted seller now and then),
+/// withdrawals and time warps. (Fee withdrawals and recipient changes: FeeHandler.) It
 /// keeps its own model of every agreement and predicts each call's outcome (success or the exact
 /// error); the invariants then compare the model, the ghost sums of money moved (measured as token
 /// balance changes) and the chain.
@@ -21,7 +23,7 @@ contract EscrowHandler {
     // ---------------------------------------------------------------- paths (call counters)
 
     uint256 public constant ACTIVATE_NO_FEE = 0;
-    uint256 public constant ACTIVATE_FEE_PERMIT = 1;
+    uint256 public constant ACTIVATE_FEE_AUTHORIZATION = 1;
     uint256 public constant ACTIVATE_FEE_APPROVED = 2;
     uint256 public constant VOUCHER = 3;
     uint256 public constant CLAIM_DIRECT = 4;
@@ -46,8 +48,10 @@ contract EscrowHandler {
     uint256 public constant WARP_TO_BOUNDARY = 23;
     uint256 public constant CLAIM_BATCH_PAID = 24;
     uint256 public constant CLAIM_BATCH_SKIPPED = 25;
-    uint256 public constant CLAIM_BATCH_REFUSED = 26;
-    uint256 public constant PATHS = 27;
+    uint256 public constant CLAIM_BATCH_SKIPPED_LAPSED = 26;
+    uint256 public constant CLAIM_BATCH_PAYOUT_REFUSED = 27;
+    uint256 public constant ACTIVATE_AFTER_OTHER_PERMIT = 28;
+    uint256 public constant PATHS = 29;
 
     /// @notice How often each path was taken (successes for the success paths).
     uint256[PATHS] public hits;
@@ -77,7 +81,6 @@ contract EscrowHandler {
 
     UsageEscrow public immutable escrow;
     MockUSDC public immutable usdc;
-    address public immutable feeRecipient;
     address public immutable relayer;
 
     address[ACTORS] public buyers;
@@ -90,6 +93,7 @@ contract EscrowHandler {
     // ---------------------------------------------------------------- ghosts
 
     uint256 public ghostDeposits;
+    /// @notice The infra fees taken at activation (they accrue in the escrow).
     uint256 public ghostFees;
     uint256 public ghostPaidToSellers;
     uint256 public ghostPaidToBuyers;
@@ -118,14 +122,12 @@ contract EscrowHandler {
     constructor(
         UsageEscrow escrow_,
         MockUSDC usdc_,
-        address feeRecipient_,
         address relayer_,
         uint256[ACTORS] memory buyerKeys_,
         uint256[ACTORS] memory sellerKeys_
     ) {
         escrow = escrow_;
         usdc = usdc_;
-        feeRecipient = feeRecipient_;
         relayer = relayer_;
         for (uint256 i; i < ACTORS; ++i) {
             _buyerKeys[i] = buyerKeys_[i];
@@ -137,8 +139,9 @@ contract EscrowHandler {
 
     // ================================================================ actions
 
-    /// @notice Activates an agreement with bounded random terms, with no fee, a fee permit, or a
-    /// fee allowance set beforehand.
+    /// @notice Activates an agreement with bounded random terms, with no fee, a fee authorization
+    /// (sometimes after the buyer used an EIP-2612 permit elsewhere in between), or a fee
+    /// allowance set beforehand.
     function activate(
         uint256 buyerSeed,
         uint256 sellerSeed,
@@ -149,60 +152,95 @@ contract EscrowHandler {
     ) public {
         uint256 b = buyerSeed % ACTORS;
         uint256 s = sellerSeed % ACTORS;
+        uint256 feeMode = feeSeed % 3;
         UsageEscrow.Activation memory t;
         t.buyer = buyers[b];
         t.seller = sellers[s];
         // Mostly small terms, so full usage happens; sometimes anything in the allowed range.
         t.quantity = _bound(quantitySeed >> 8, 1, quantitySeed % 5 == 0 ? type(uint64).max : 50);
         t.unitPrice = _bound(priceSeed >> 8, 1, priceSeed % 5 == 0 ? type(uint128).max : 1e6);
-        uint256 feeMode = feeSeed % 3;
         t.infraFee = feeMode == 0 ? 0 : _bound(feeSeed >> 8, 1, 1e6);
         t.activateBy = block.timestamp + 1 hours;
         t.expiry = block.timestamp + _bound(timeSeed, 1, 10 days);
-        t.closeWindow = _bound(timeSeed >> 64, 0, 2 days);
+        t.closeWindow = _bound(timeSeed >> 64, escrow.MIN_CLOSE_WINDOW(), 2 days);
         t.salt = keccak256(abi.encode(_agreements.length, block.timestamp));
         t.agreementId = bytes32(_agreements.length + 1);
 
+        bool otherPermit = feeMode == 1 && (feeSeed >> 4) % 2 == 0;
         bytes32 key = escrow.agreementKey(t);
-        uint256 deposit = t.quantity * t.unitPrice;
-        bytes memory activationSig = _sign(_buyerKeys[b], key);
-        bytes memory fundingSig = _sign(_buyerKeys[b], _fundingDigest(t, key, deposit));
-        bytes memory feeSig;
-        if (feeMode == 1) {
-            feeSig = _sign(_buyerKeys[b], _permitDigest(t));
-        } else if (feeMode == 2) {
-            vm.prank(t.buyer);
-            usdc.approve(address(escrow), t.infraFee);
-        }
-
-        uint256 escrowBefore = usdc.balanceOf(address(escrow));
-        uint256 buyerBefore = usdc.balanceOf(t.buyer);
-        uint256 feeBefore = usdc.balanceOf(feeRecipient);
-        vm.prank(relayer);
-        try escrow.activate(t, activationSig, fundingSig, feeSig) returns (bytes32 returned) {
-            if (returned != key) _mismatch("activate returned another key");
-        } catch {
-            _unexpectedRevert("activate");
-            return;
-        }
-        _check(usdc.balanceOf(address(escrow)) == escrowBefore + deposit, "escrow got the deposit");
-        _check(usdc.balanceOf(t.buyer) + deposit + t.infraFee == buyerBefore, "buyer paid");
-        _check(usdc.balanceOf(feeRecipient) == feeBefore + t.infraFee, "fee recipient paid");
+        if (!_submitActivation(t, key, b, feeMode, otherPermit)) return;
 
         Agreement storage a = _agreements.push();
         a.terms = t;
         a.key = key;
         a.buyerIdx = b;
         a.sellerIdx = s;
-        a.deposit = deposit;
+        a.deposit = t.quantity * t.unitPrice;
         a.status = UsageEscrow.Status.Active;
-        ghostDeposits += deposit;
+        ghostDeposits += a.deposit;
         ghostFees += t.infraFee;
-        ghostDepositsOf[t.buyer] += deposit;
-        ghostDepositsOf[t.seller] += deposit;
+        ghostDepositsOf[t.buyer] += a.deposit;
+        ghostDepositsOf[t.seller] += a.deposit;
         ghostFeesPaidBy[t.buyer] += t.infraFee;
-        _hit(feeMode == 0 ? ACTIVATE_NO_FEE : feeMode == 1 ? ACTIVATE_FEE_PERMIT : ACTIVATE_FEE_APPROVED);
+        _hit(feeMode == 0 ? ACTIVATE_NO_FEE : feeMode == 1 ? ACTIVATE_FEE_AUTHORIZATION : ACTIVATE_FEE_APPROVED);
+        if (otherPermit) _hit(ACTIVATE_AFTER_OTHER_PERMIT);
         _checkAll();
+    }
+
+    /// @dev Balances around an activation.
+    struct ActivationBalances {
+        uint256 escrow;
+        uint256 buyer;
+        uint256 accrued;
+        address recipient;
+        uint256 recipientBalance;
+    }
+
+    /// @dev Signs `t` as buyer `b` (the fee by authorization for fee mode 1, by allowance for 2),
+    /// sends it as the relayer and checks the money: the escrow took deposit + fee from the buyer
+    /// and the fee accrued. False when it reverted (recorded as unexpected).
+    function _submitActivation(
+        UsageEscrow.Activation memory t,
+        bytes32 key,
+        uint256 b,
+        uint256 feeMode,
+        bool otherPermit
+    ) internal returns (bool) {
+        uint256 deposit = t.quantity * t.unitPrice;
+        bytes memory activationSig = _sign(_buyerKeys[b], key);
+        bytes memory fundingSig = _sign(_buyerKeys[b], _fundingDigest(t, key, deposit));
+        bytes memory feeSig;
+        if (feeMode == 1) {
+            feeSig = _sign(_buyerKeys[b], _feeAuthorizationDigest(t, key));
+            // Signed before the buyer permits someone else: the fee's nonce is not the permit's.
+            if (otherPermit) _permitElsewhere(b);
+        } else if (feeMode == 2) {
+            vm.prank(t.buyer);
+            usdc.approve(address(escrow), t.infraFee);
+        }
+
+        ActivationBalances memory before = _activationBalances(t.buyer);
+        vm.prank(relayer);
+        try escrow.activate(t, activationSig, fundingSig, feeSig) returns (bytes32 returned) {
+            if (returned != key) _mismatch("activate returned another key");
+        } catch {
+            _unexpectedRevert("activate");
+            return false;
+        }
+        ActivationBalances memory after_ = _activationBalances(t.buyer);
+        _check(after_.escrow == before.escrow + deposit + t.infraFee, "escrow got deposit + fee");
+        _check(after_.buyer + deposit + t.infraFee == before.buyer, "buyer paid deposit + fee");
+        _check(after_.accrued == before.accrued + t.infraFee, "the fee accrued");
+        _check(after_.recipientBalance == before.recipientBalance, "the fee is not paid out at activation");
+        return true;
+    }
+
+    function _activationBalances(address buyer) internal view returns (ActivationBalances memory m) {
+        m.escrow = usdc.balanceOf(address(escrow));
+        m.buyer = usdc.balanceOf(buyer);
+        m.accrued = escrow.accruedFees();
+        m.recipient = escrow.feeRecipient();
+        m.recipientBalance = usdc.balanceOf(m.recipient);
     }
 
     /// @notice The buyer signs a cumulative usage voucher: mostly growing, sometimes anything up to
@@ -350,24 +388,31 @@ contract EscrowHandler {
 
     /// @notice The relayer sends `sellerClaimBatch` over up to 20 claimable agreements of all
     /// sellers (their highest vouchers, sellers interleaved), ending with a replay of its first
-    /// claim, which must be skipped. In one call out of four one authorization has lapsed, which
-    /// must revert the whole batch.
+    /// claim, which must be skipped. In one call out of four the last claim's authorization has
+    /// lapsed; in another one, a seller is blacklisted while the batch runs. Those claims must be
+    /// skipped and their agreements left as they were, and every other claim paid.
     function claimBatch(uint256 startSeed, uint256 countSeed, uint256 mode) public {
         if (!_ensureAgreement(startSeed)) return;
         uint256[] memory picked = _claimable(startSeed, _bound(countSeed, 1, MAX_BATCH));
         uint256 n = picked.length;
         if (n == 0) return;
         bool lapsed = mode % 4 == 3;
-        uint256 deadline = block.timestamp + (countSeed % 1 days);
-        uint256 lapsedDeadline = block.timestamp - 1;
+        // The seller of one of the claims, or ACTORS for none.
+        uint256 refused = mode % 4 == 2 ? _agreements[picked[(mode >> 8) % n]].sellerIdx : ACTORS;
 
         UsageEscrow.SponsoredClaim[] memory claims = new UsageEscrow.SponsoredClaim[](n + 1);
+        bool[] memory pays = new bool[](n);
         uint256[ACTORS] memory owed;
+        uint256 paying;
         for (uint256 j; j < n; ++j) {
             Agreement storage a = _agreements[picked[j]];
-            uint256 units = _maxVoucher(a);
-            claims[j] = _sponsoredClaim(a, units, lapsed && j == n - 1 ? lapsedDeadline : deadline);
-            owed[a.sellerIdx] += (units - a.claimedUnits) * a.terms.unitPrice;
+            bool lapses = lapsed && j == n - 1;
+            uint256 deadline = lapses ? block.timestamp - 1 : block.timestamp + (countSeed % 1 days);
+            claims[j] = _sponsoredClaim(a, _maxVoucher(a), deadline);
+            if (lapses || a.sellerIdx == refused) continue;
+            pays[j] = true;
+            ++paying;
+            owed[a.sellerIdx] += (_maxVoucher(a) - a.claimedUnits) * a.terms.unitPrice;
         }
         claims[n] = claims[0];
 
@@ -375,24 +420,9 @@ contract EscrowHandler {
         for (uint256 k; k < ACTORS; ++k) {
             before[k] = usdc.balanceOf(sellers[k]);
         }
-        bool ok;
-        bytes memory err;
-        vm.prank(relayer);
-        try escrow.sellerClaimBatch(claims) {
-            ok = true;
-        } catch (bytes memory e) {
-            err = e;
-        }
-        bytes memory expected =
-            lapsed ? abi.encodeWithSelector(UsageEscrow.AuthorizationExpired.selector, lapsedDeadline) : bytes("");
-        if (!_outcome("sellerClaimBatch", ok, err, expected)) return;
-        if (!ok) {
-            for (uint256 k; k < ACTORS; ++k) {
-                _checkPaid(sellers[k], before[k], 0, "refused batch paid");
-            }
-            _hit(CLAIM_BATCH_REFUSED);
-            _checkAll();
-            return;
+        (uint256 claimedLogs, uint256 skippedLogs) = _sendClaimBatch(claims, refused);
+        if (claimedLogs != paying || skippedLogs != n + 1 - paying) {
+            _mismatch("sellerClaimBatch: a claim neither paid nor skipped once");
         }
         for (uint256 k; k < ACTORS; ++k) {
             _checkPaid(sellers[k], before[k], owed[k], "batch paid each seller its sum");
@@ -401,6 +431,7 @@ contract EscrowHandler {
             ghostReceived[sellers[k]] += received;
         }
         for (uint256 j; j < n; ++j) {
+            if (!pays[j]) continue;
             Agreement storage a = _agreements[picked[j]];
             uint256 units = _maxVoucher(a);
             a.paidToSeller += (units - a.claimedUnits) * a.terms.unitPrice;
@@ -411,9 +442,40 @@ contract EscrowHandler {
                 _hit(CLAIM_SETTLES_FULL);
             }
         }
-        _hit(CLAIM_BATCH_PAID);
+        if (paying != 0) _hit(CLAIM_BATCH_PAID);
         _hit(CLAIM_BATCH_SKIPPED);
+        if (lapsed) _hit(CLAIM_BATCH_SKIPPED_LAPSED);
+        if (refused < ACTORS) _hit(CLAIM_BATCH_PAYOUT_REFUSED);
         _checkAll();
+    }
+
+    /// @dev Sends the batch as the relayer, with seller `refused` (unless it is ACTORS)
+    /// blacklisted meanwhile; counts the escrow's UsageClaimed and ClaimSkipped logs. The batch
+    /// itself must never revert.
+    function _sendClaimBatch(UsageEscrow.SponsoredClaim[] memory claims, uint256 refused)
+        internal
+        returns (uint256 claimedLogs, uint256 skippedLogs)
+    {
+        if (refused < ACTORS) {
+            vm.prank(usdc.blacklister());
+            usdc.blacklist(sellers[refused]);
+        }
+        vm.recordLogs();
+        vm.prank(relayer);
+        try escrow.sellerClaimBatch(claims) {}
+        catch (bytes memory e) {
+            _unexpectedRevert(string.concat("sellerClaimBatch reverted: ", _hex4(e)));
+        }
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        if (refused < ACTORS) {
+            vm.prank(usdc.blacklister());
+            usdc.unBlacklist(sellers[refused]);
+        }
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].emitter != address(escrow)) continue;
+            if (logs[i].topics[0] == UsageEscrow.UsageClaimed.selector) ++claimedLogs;
+            if (logs[i].topics[0] == UsageEscrow.ClaimSkipped.selector) ++skippedLogs;
+        }
     }
 
     /// @dev Up to `limit` open agreements with a voucher above what was claimed, in index order
@@ -865,11 +927,31 @@ contract EscrowHandler {
         return keccak256(abi.encodePacked("\x19\x01", usdc.DOMAIN_SEPARATOR(), structHash));
     }
 
-    function _permitDigest(UsageEscrow.Activation memory t) internal view returns (bytes32) {
+    /// @dev The buyer's ReceiveWithAuthorization of the fee to the escrow, nonce from the key.
+    function _feeAuthorizationDigest(UsageEscrow.Activation memory t, bytes32 key) internal view returns (bytes32) {
         bytes32 structHash = keccak256(
-            abi.encode(usdc.PERMIT_TYPEHASH(), t.buyer, address(escrow), t.infraFee, usdc.nonces(t.buyer), t.activateBy)
+            abi.encode(
+                usdc.RECEIVE_WITH_AUTHORIZATION_TYPEHASH(),
+                t.buyer,
+                address(escrow),
+                t.infraFee,
+                0,
+                t.activateBy,
+                escrow.infraFeeNonce(key)
+            )
         );
         return keccak256(abi.encodePacked("\x19\x01", usdc.DOMAIN_SEPARATOR(), structHash));
+    }
+
+    /// @dev Buyer `b` signs an EIP-2612 permit to the relayer and it is submitted: the buyer's
+    /// permit nonce moves (which broke pending v2 fee permits).
+    function _permitElsewhere(uint256 b) internal {
+        address owner = buyers[b];
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes32 structHash =
+            keccak256(abi.encode(usdc.PERMIT_TYPEHASH(), owner, relayer, 1, usdc.nonces(owner), deadline));
+        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", usdc.DOMAIN_SEPARATOR(), structHash));
+        usdc.permit(owner, relayer, 1, deadline, _sign(_buyerKeys[b], digest));
     }
 
     /// @dev Maps `x` into [min, max] (uniform enough for a handler).

@@ -78,6 +78,13 @@ interface Vm {
     /// @notice Ends the latest gas-snapshot section and records it.
     function stopSnapshotGas() external returns (uint256 gasUsed);
 
+    // ---------------------------------------------------------------- state snapshots
+
+    /// @notice Takes a snapshot of the whole EVM state.
+    function snapshotState() external returns (uint256 snapshotId);
+    /// @notice Puts the EVM state back as it was at `snapshotId`.
+    function revertToState(uint256 snapshotId) external returns (bool success);
+
     // ---------------------------------------------------------------- environment variables
 
     /// @notice Reads env var `name` as uint256, or `defaultValue` when unset.
