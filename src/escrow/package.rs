@@ -11,7 +11,7 @@
 //! Pure: building and hashing do no I/O.
 
 use alloy::dyn_abi::{DynSolValue, Resolver, TypedData};
-use alloy::primitives::{Address, B256, U256, hex};
+use alloy::primitives::{Address, B256, hex};
 use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
@@ -208,7 +208,7 @@ fn checksummed<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::{address, b256, keccak256};
+    use alloy::primitives::{U256, address, b256, keccak256};
     use alloy::sol;
 
     const ESCROW: Address = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
@@ -329,15 +329,7 @@ mod tests {
     fn a_deposit_that_overflows_is_refused() {
         let mut huge = terms();
         huge.quantity = U256::MAX;
-        let result = activation_package(
-            &huge,
-            ESCROW,
-            CHAIN_ID,
-            TOKEN,
-            "USD Coin",
-            U256::ZERO,
-            FEE_RECIPIENT,
-        );
+        let result = activation_package(&huge, ESCROW, CHAIN_ID, TOKEN, "USD Coin", FEE_RECIPIENT);
         assert!(matches!(result, Err(PackageError::DepositOverflow)));
     }
 

@@ -116,7 +116,7 @@ async fn a_revert_is_classified_with_its_decoded_reason() {
         terms: terms.clone(),
         buyerSignature: buyer_signature,
         fundingSignature: funding_signature,
-        feePermitSignature: fee_permit_signature,
+        feeSignature: fee_permit_signature,
     };
     let request = TransactionRequest::default()
         .from(chain.relayer.address())

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::example_terms;
-use alloy::primitives::{Signature, U256, address};
+use alloy::primitives::{Signature, address};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use pactum::chain::toolchain;
@@ -47,7 +47,6 @@ fn cast_signs_every_activation_document_unchanged() {
         31337,
         address!("0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"),
         "USD Coin",
-        U256::from(7),
         address!("0x90F79bf6EB2c4f870365E785982E1f101E93b906"),
     )
     .unwrap();

@@ -184,9 +184,10 @@ async fn activation_reorgs(h: &Harness) {
             .count();
         assert_eq!(confirmations, 2, "depth {depth}: confirmed, reorged, confirmed again");
     }
-    // Each activation's deposit is in the escrow exactly once.
+    // Each activation's deposit and fee are in the escrow exactly once.
     let escrowed = h.chain.balance(*h.chain.escrow.address()).await;
-    assert_eq!(escrowed, U256::from(5 * 100 * UNIT));
+    let fees = h.chain.accrued_fees().await;
+    assert_eq!(escrowed, U256::from(5 * 100 * UNIT) + fees);
 }
 
 async fn settlement_reorgs(h: &Harness) {

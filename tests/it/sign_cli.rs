@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use alloy::primitives::{Signature, U256, address};
+use alloy::primitives::{Signature, address};
 use alloy::signers::SignerSync;
 // `encrypt_keystore` takes a rand 0.8 generator; k256's rand_core is that version, so its OsRng
 // serves without a second `rand` in our dependencies.
@@ -41,7 +41,6 @@ fn package() -> ActivationPackage {
         31337,
         address!("0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"),
         "USD Coin",
-        U256::from(7),
         address!("0x90F79bf6EB2c4f870365E785982E1f101E93b906"),
     )
     .unwrap()

@@ -166,9 +166,8 @@ impl DevChain {
         let fee = if terms.infraFee.is_zero() {
             Bytes::new()
         } else {
-            let nonce = self.usdc.nonces(terms.buyer).call().await.unwrap();
-            let permit = typed_data::fee_permit(terms, *self.escrow.address(), nonce);
-            sign_typed(signer, &permit, &self.usdc_domain())
+            let fee = typed_data::fee_authorization(terms, *self.escrow.address(), key);
+            sign_typed(signer, &fee, &self.usdc_domain())
         };
         (key, activation, funding, fee)
     }
@@ -232,7 +231,7 @@ impl DevChain {
             terms: terms.clone(),
             buyerSignature: activation,
             fundingSignature: funding,
-            feePermitSignature: fee,
+            feeSignature: fee,
         };
         (key, self.send(self.relayer.address(), call).await)
     }
