@@ -70,7 +70,9 @@ impl ClaimSkipReason {
     pub fn explanation(self) -> &'static str {
         match self {
             ClaimSkipReason::NothingToClaim => "nothing left to claim when the batch ran",
-            ClaimSkipReason::InvalidAuthorization => "the seller's authorization did not verify on-chain",
+            ClaimSkipReason::InvalidAuthorization => {
+                "the seller's authorization did not verify on-chain"
+            }
             ClaimSkipReason::InvalidVoucher => "the buyer's voucher did not verify on-chain",
             ClaimSkipReason::PayoutRefused => {
                 "the token refused the transfer to the seller; nothing changed, claim again later"

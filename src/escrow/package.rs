@@ -221,8 +221,7 @@ mod tests {
     }
 
     fn package(terms: &Activation) -> ActivationPackage {
-        activation_package(terms, ESCROW, CHAIN_ID, TOKEN, "USD Coin", FEE_RECIPIENT)
-            .unwrap()
+        activation_package(terms, ESCROW, CHAIN_ID, TOKEN, "USD Coin", FEE_RECIPIENT).unwrap()
     }
 
     #[test]

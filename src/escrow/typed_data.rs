@@ -120,7 +120,11 @@ pub fn infra_fee_nonce(key: B256) -> B256 {
 
 /// The infra-fee authorization the escrow asks for: a `ReceiveWithAuthorization` of exactly the
 /// fee to the escrow, valid until `activateBy`, with the nonce [`infra_fee_nonce`] of the key.
-pub fn fee_authorization(terms: &Activation, escrow: Address, key: B256) -> ReceiveWithAuthorization {
+pub fn fee_authorization(
+    terms: &Activation,
+    escrow: Address,
+    key: B256,
+) -> ReceiveWithAuthorization {
     ReceiveWithAuthorization {
         from: terms.buyer,
         to: escrow,

@@ -504,7 +504,10 @@ async fn assert_balances(
     let kept: u64 = done.iter().map(|l| deposit - l.units * UNIT).sum();
     assert_eq!(chain.balance(chain.seller.address()).await - seller_before, U256::from(paid));
     assert_eq!(chain.accrued_fees().await - fees_before, U256::from(fees));
-    assert_eq!(chain.balance(*chain.escrow.address()).await, U256::from(kept) + fees_before + U256::from(fees));
+    assert_eq!(
+        chain.balance(*chain.escrow.address()).await,
+        U256::from(kept) + fees_before + U256::from(fees)
+    );
 }
 
 fn seed() -> u64 {

@@ -8,6 +8,7 @@ mod activation_e2e;
 mod api_activation;
 mod api_agreements;
 mod api_errors;
+mod batch_payout_refused;
 mod crash_restart;
 mod credentials;
 mod deploy;
