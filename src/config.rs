@@ -8,7 +8,7 @@ use std::time::Duration;
 use alloy::primitives::Address;
 
 use crate::agreement::ids::Environment;
-use crate::agreement::terms::TermsPolicy;
+use crate::agreement::terms::{TermsPolicy, check_close_window};
 use crate::money::{FeeSchedule, TokenAmount};
 
 pub use crate::secret::Secret;
@@ -264,11 +264,13 @@ pub struct ServeConfig {
     #[arg(long, env = "PACTUM_EXPIRY_SECS", default_value_t = 30 * 86_400, help_heading = "Terms")]
     pub expiry_secs: u64,
 
-    /// The close window, in seconds.
+    /// The close window, in seconds: 3600 (1 hour) to 31536000 (365 days), the bounds the
+    /// escrow contract enforces; anything else is refused at start-up.
     #[arg(
         long,
         env = "PACTUM_CLOSE_WINDOW_SECS",
         default_value_t = 86_400,
+        value_parser = parse_close_window,
         help_heading = "Terms"
     )]
     pub close_window_secs: u64,
@@ -289,6 +291,16 @@ pub struct ServeConfig {
         help_heading = "Terms"
     )]
     pub infra_fee_minimum: TokenAmount,
+
+    /// Smallest value, in token base units, of a smart-wallet buyer's vouchers not yet claimed
+    /// at which the seller's settlement options recommend claiming now (10000000 = 10 USDC).
+    #[arg(
+        long,
+        env = "PACTUM_EARLY_CLAIM_THRESHOLD",
+        default_value = "10000000",
+        help_heading = "Settlement"
+    )]
+    pub early_claim_threshold: TokenAmount,
 
     /// `GET /readyz` fails when the watcher is more than this many blocks behind the head.
     #[arg(
@@ -323,7 +335,36 @@ pub struct ServeConfig {
     pub webhooks: crate::webhooks::WebhookSettings,
 }
 
+/// Parses `PACTUM_CLOSE_WINDOW_SECS`, refusing a window the escrow contract would refuse, so a
+/// misconfigured service stops at start-up instead of failing every activation.
+fn parse_close_window(text: &str) -> Result<u64, String> {
+    let seconds: u64 = text
+        .parse()
+        .map_err(|e| format!("PACTUM_CLOSE_WINDOW_SECS must be a number of seconds: {e}"))?;
+    check_close_window(seconds).map_err(|e| format!("PACTUM_CLOSE_WINDOW_SECS: {e}"))
+}
+
+/// A setting out of its allowed range, for configurations built without the command line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct InvalidSetting {
+    /// The `PACTUM_*` variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
 impl ServeConfig {
+    /// Checks the ranges the command line checks, for a configuration built in code (the
+    /// service calls it at start-up).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        check_close_window(self.close_window_secs).map_err(|e| InvalidSetting {
+            variable: "PACTUM_CLOSE_WINDOW_SECS",
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+
     /// The terms policy these settings describe.
     pub fn terms_policy(&self) -> TermsPolicy {
         TermsPolicy {
@@ -431,6 +472,44 @@ mod tests {
         let refused = with("0").expect_err("0 would stall every relayer key");
         assert_eq!(refused.kind(), clap::error::ErrorKind::ValueValidation, "{refused}");
         assert_eq!(with("1").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_close_window_outside_the_contracts_bounds_is_refused_naming_the_variable() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            config: ServeConfig,
+        }
+        use clap::Parser;
+        let with = |window: Option<&str>| {
+            let mut args = vec![
+                "serve",
+                "--escrow-address",
+                "0x0000000000000000000000000000000000000001",
+                "--relayer-private-keys",
+                "0x01",
+            ];
+            if let Some(window) = window {
+                args.extend(["--close-window-secs", window]);
+            }
+            Serve::try_parse_from(args).map(|s| s.config)
+        };
+        let default = with(None).unwrap();
+        assert_eq!(default.close_window_secs, 86_400);
+        assert_eq!(default.validate(), Ok(()));
+        assert_eq!(with(Some("3600")).unwrap().close_window_secs, 3_600);
+        assert_eq!(with(Some("31536000")).unwrap().close_window_secs, 31_536_000);
+        for refused in ["3599", "31536001", "0", "an hour"] {
+            let error = with(Some(refused)).expect_err(refused);
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation, "{error}");
+            let message = error.to_string();
+            assert!(message.contains("PACTUM_CLOSE_WINDOW_SECS"), "{message}");
+            if refused != "an hour" {
+                assert!(message.contains("3600 to 31536000 seconds"), "{message}");
+            }
+        }
+        // `validate` (called by `Service::start`): tests/it/serve_cli.rs.
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum ServiceError {
     /// The receipt key is missing or does not parse.
     #[error("receipts: {0}")]
     ReceiptKey(#[from] crate::receipts::ReceiptKeyError),
+    /// A setting is out of its allowed range.
+    #[error("config: {0}")]
+    Config(#[from] crate::config::InvalidSetting),
     /// A relayer key does not parse.
     #[error("relayer key #{0} is not a valid private key")]
     RelayerKey(usize),
@@ -67,6 +70,7 @@ impl Service {
     /// Opens the store (applying migrations), reads the escrow deployment, and starts the API,
     /// the relayer and the watcher.
     pub async fn start(config: ServeConfig) -> Result<Service, ServiceError> {
+        config.validate()?;
         let signers = config
             .relayer_private_keys
             .iter()
@@ -122,6 +126,7 @@ impl Service {
             rate_limits: config.rate_limits(),
             idempotency_ttl: config.idempotency_ttl_secs,
             ready_max_lag_blocks: config.ready_max_lag_blocks,
+            early_claim_threshold: config.early_claim_threshold,
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);

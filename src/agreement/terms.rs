@@ -8,6 +8,31 @@ use super::ids::AgreementId;
 use crate::escrow::typed_data::Activation;
 use crate::money::{Cents, FeeSchedule, MoneyError, TokenAmount};
 
+/// The shortest close window the escrow accepts, in seconds. Mirrors `UsageEscrow.sol`'s
+/// `MIN_CLOSE_WINDOW` (1 hours): a shorter one would leave a seller too little time to claim
+/// after the buyer closes, and the contract refuses such terms at activation.
+pub const MIN_CLOSE_WINDOW_SECS: u64 = 3_600;
+/// The longest close window the escrow accepts, in seconds. Mirrors `UsageEscrow.sol`'s
+/// `MAX_CLOSE_WINDOW` (365 days).
+pub const MAX_CLOSE_WINDOW_SECS: u64 = 365 * 86_400;
+
+/// A close window the contract would refuse at activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the close window must be {MIN_CLOSE_WINDOW_SECS} to {MAX_CLOSE_WINDOW_SECS} seconds (1 hour \
+     to 365 days, the escrow contract's MIN_CLOSE_WINDOW and MAX_CLOSE_WINDOW); got {0}"
+)]
+pub struct CloseWindowOutOfBounds(pub u64);
+
+/// `seconds` when the escrow accepts it as a close window.
+pub fn check_close_window(seconds: u64) -> Result<u64, CloseWindowOutOfBounds> {
+    if (MIN_CLOSE_WINDOW_SECS..=MAX_CLOSE_WINDOW_SECS).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(CloseWindowOutOfBounds(seconds))
+    }
+}
+
 /// How the service fills in the terms a proposal leaves open; operator configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TermsPolicy {
@@ -157,6 +182,20 @@ mod tests {
         let json = serde_json::to_value(&terms).unwrap();
         assert_eq!(json["unit_price"], "100000");
         assert_eq!(serde_json::from_value::<Terms>(json).unwrap(), terms);
+    }
+
+    #[test]
+    fn the_close_window_bounds_are_the_contracts() {
+        assert_eq!(MIN_CLOSE_WINDOW_SECS, 60 * 60);
+        assert_eq!(MAX_CLOSE_WINDOW_SECS, 31_536_000);
+        for ok in [MIN_CLOSE_WINDOW_SECS, 86_400, MAX_CLOSE_WINDOW_SECS] {
+            assert_eq!(check_close_window(ok), Ok(ok));
+        }
+        for refused in [0, MIN_CLOSE_WINDOW_SECS - 1, MAX_CLOSE_WINDOW_SECS + 1, u64::MAX] {
+            assert_eq!(check_close_window(refused), Err(CloseWindowOutOfBounds(refused)));
+        }
+        let message = CloseWindowOutOfBounds(60).to_string();
+        assert!(message.contains("3600 to 31536000 seconds"), "{message}");
     }
 
     #[test]

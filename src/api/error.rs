@@ -146,6 +146,9 @@ error_codes! {
     PackageMismatch = ("package_mismatch", UNPROCESSABLE_ENTITY),
     /// A signature does not recover the expected wallet.
     InvalidSignature = ("invalid_signature", UNPROCESSABLE_ENTITY),
+    /// The buyer's wallet cannot authorize the token transfer the way the token checks it (an
+    /// EIP-7702 delegated account whose delegate does not implement ERC-1271).
+    BuyerWalletUnsupported = ("buyer_wallet_unsupported", UNPROCESSABLE_ENTITY),
     /// The buyer's balance does not cover deposit and fee.
     InsufficientFunds = ("insufficient_funds", UNPROCESSABLE_ENTITY),
     /// The sponsored authorization's deadline has passed.

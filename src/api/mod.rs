@@ -77,6 +77,9 @@ pub struct Shared {
     pub idempotency_ttl: u64,
     /// `GET /readyz` fails when the watcher is more blocks than this behind the head.
     pub ready_max_lag_blocks: u64,
+    /// Unclaimed voucher value (token base units) of a buyer with code at which the seller's
+    /// settlement options recommend an early claim.
+    pub early_claim_threshold: crate::money::TokenAmount,
 }
 
 /// Cheaply cloneable handle to [`Shared`].

@@ -235,6 +235,7 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         infra_fee_bps: 200,
         infra_fee_fixed: TokenAmount::from_base_units(3_000),
         infra_fee_minimum: TokenAmount::from_base_units(100_000),
+        early_claim_threshold: TokenAmount::from_base_units(10_000_000),
         ready_max_lag_blocks: 20,
         signer_min_balance_wei: 10_000_000_000_000_000,
         signer_balance_interval_secs: 60,

@@ -6,3 +6,4 @@ pub mod calls;
 pub mod package;
 pub mod typed_data;
 pub mod verify;
+pub mod wallet;

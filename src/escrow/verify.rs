@@ -3,6 +3,11 @@
 //! contract. A signature the contract would refuse is refused here, so a bad one costs the
 //! relayer no gas.
 //!
+//! The token's authorizations (USDC `receiveWithAuthorization`) are checked by the token's own
+//! rule instead ([`verify_token_signature`]): USDC's `SignatureChecker` tries only ERC-1271 when
+//! the signer has code, so an EIP-7702 delegated EOA's plain ECDSA signature passes there only if
+//! its delegate implements ERC-1271 and accepts it.
+//!
 //! [`recover`] is pure; [`verify_signature`] asks the node about the signer's code and, for a
 //! smart wallet, its `isValidSignature`. A node that cannot answer is [`VerifyError::Unavailable`],
 //! which is never a verdict on the signature.
@@ -13,6 +18,7 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::sol;
 use alloy::sol_types::SolCall;
 
+use super::wallet::{self, AccountKind};
 use crate::chain::node_error::{self, NodeError};
 
 sol! {
@@ -51,6 +57,19 @@ pub enum VerifyError {
         expected: Address,
         /// Whom ECDSA recovers, if the signature is a well-formed ECDSA signature at all.
         recovered: Option<Address>,
+    },
+    /// The signer is an EIP-7702 delegated EOA that signed with its own key, but its delegate
+    /// refused the signature through ERC-1271 (or does not implement it); a token that checks
+    /// accounts with code only through ERC-1271 (USDC) would refuse it.
+    #[error(
+        "{account} is an EIP-7702 delegated account whose delegate {delegate} does not implement \
+         ERC-1271 for this signature; USDC checks an account with code only through ERC-1271"
+    )]
+    DelegateRefused {
+        /// The delegated account (the signer).
+        account: Address,
+        /// The contract its designator points at.
+        delegate: Address,
     },
     /// The node could not answer, so the signature is neither accepted nor refused.
     #[error("could not check the signature: {0}")]
@@ -101,6 +120,35 @@ pub async fn verify_signature<P: Provider>(
         Ok(())
     } else {
         Err(VerifyError::WrongSigner { expected: signer, recovered: ecdsa.ok() })
+    }
+}
+
+/// Checks that `signer` signed `digest` the way USDC (FiatToken v2.2's `SignatureChecker`)
+/// checks a `receiveWithAuthorization`: ECDSA alone when `signer` has no code, ERC-1271 alone
+/// when it has any, an EIP-7702 delegation designator included. A delegated EOA whose delegate
+/// refuses a signature that ECDSA recovers to the EOA is [`VerifyError::DelegateRefused`]: the
+/// key is right, the account cannot authorize USDC this way.
+pub async fn verify_token_signature<P: Provider>(
+    provider: &P,
+    signer: Address,
+    digest: B256,
+    signature: &[u8],
+) -> Result<()> {
+    let kind = wallet::account_kind(provider, signer).await.map_err(VerifyError::Unavailable)?;
+    let ecdsa = recover(digest, signature);
+    match kind {
+        AccountKind::Eoa => match ecdsa {
+            Ok(recovered) if recovered == signer => Ok(()),
+            Ok(recovered) => {
+                Err(VerifyError::WrongSigner { expected: signer, recovered: Some(recovered) })
+            }
+            Err(malformed) => Err(malformed),
+        },
+        _ if erc1271_accepts(provider, signer, digest, signature).await? => Ok(()),
+        AccountKind::Delegated { delegate } if ecdsa.as_ref() == Ok(&signer) => {
+            Err(VerifyError::DelegateRefused { account: signer, delegate })
+        }
+        _ => Err(VerifyError::WrongSigner { expected: signer, recovered: ecdsa.ok() }),
     }
 }
 

@@ -94,3 +94,48 @@ fn serve_refuses_a_config_file_with_an_unknown_key() {
     assert!(stderr.contains("no-such-setting"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_refuses_a_close_window_the_contract_would_refuse_naming_the_variable_and_bounds() {
+    let dir = unique_dir("pactum-serve-cli-window");
+    let config = dir.join("window.toml");
+    std::fs::write(&config, "close_window_secs = 31536001\n").unwrap();
+    let serve = |window_env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pactum"));
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("PACTUM_ESCROW_ADDRESS", "0x0000000000000000000000000000000000000001")
+            .env("PACTUM_RELAYER_PRIVATE_KEYS", "0x01")
+            .env_remove("PACTUM_CLOSE_WINDOW_SECS");
+        if let Some(window) = window_env {
+            command.env("PACTUM_CLOSE_WINDOW_SECS", window);
+        }
+        command.output().unwrap()
+    };
+    // Below the minimum from the environment, above the maximum from the file.
+    for output in [serve(Some("3599")), serve(None)] {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("PACTUM_CLOSE_WINDOW_SECS"), "{stderr}");
+        assert!(stderr.contains("3600 to 31536000 seconds"), "{stderr}");
+        assert!(stderr.contains("MIN_CLOSE_WINDOW and MAX_CLOSE_WINDOW"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A configuration built in code (as `pactum dev` and embedders build it) is held to the same
+/// bounds when the service starts, before it opens the store or calls the chain.
+#[tokio::test]
+async fn the_service_refuses_to_start_with_a_close_window_out_of_bounds() {
+    let dir = unique_dir("pactum-start-window");
+    let mut config = crate::support::service::config_without_chain(&dir);
+    config.close_window_secs = 600;
+    let error = pactum::service::Service::start(config).await.expect_err("600 s is too short");
+    assert!(matches!(error, pactum::service::ServiceError::Config(_)), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("PACTUM_CLOSE_WINDOW_SECS"), "{message}");
+    assert!(message.contains("3600 to 31536000 seconds"), "{message}");
+    assert!(!dir.join("pactum.db").exists(), "the store was not opened");
+    let _ = std::fs::remove_dir_all(&dir);
+}

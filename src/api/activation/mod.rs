@@ -167,7 +167,8 @@ pub async fn activate(
     let funding = typed_data::funding_authorization(&activation, chain.escrow, key)
         .ok_or_else(|| ApiError::internal("deposit overflow in stored terms"))?;
     let funding_digest = funding.eip712_signing_hash(&chain.token_domain());
-    verify::verify_signature(&chain.provider, buyer, funding_digest, &body.funding_signature)
+    // USDC checks this one, by its own rule: ERC-1271 alone for an account with code.
+    verify::verify_token_signature(&chain.provider, buyer, funding_digest, &body.funding_signature)
         .await
         .map_err(|e| signature_error("funding", buyer, e))?;
     let fee_signature = match (&body.infra_fee_permit_signature, terms.infra_fee.is_zero()) {

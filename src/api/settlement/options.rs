@@ -8,20 +8,46 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use super::options_view::{
-    DirectPath, EscrowSummary, Refusal, SettlementOptions, SettlementPath, SettlementPaths,
-    SponsoredPath,
+    DirectPath, EscrowSummary, Recommendation, Refusal, SettlementOptions, SettlementPath,
+    SettlementPaths, SponsoredPath,
 };
 use super::{
     authorization, fixed_terms, on_chain, party_of, unsigned_transaction, voucher_for, wallet_of,
 };
-use crate::agreement::settlement::{self as rules, Action};
+use crate::agreement::early_claim;
+use crate::agreement::settlement::{self as rules, Action, EscrowState, Party};
+use crate::agreement::terms::Terms;
 use crate::api::AppState;
 use crate::api::agreement_access::load_for;
 use crate::api::auth::AgentAuth;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::time::rfc3339;
-use crate::escrow::calls;
+use crate::escrow::{calls, wallet};
+
+/// The seller's early-claim recommendation: when the unclaimed voucher value reaches the
+/// threshold and the buyer's wallet has code (read now, so a wallet deployed or delegated since
+/// activation counts). The code is read only when the value reaches the threshold.
+async fn early_claim(
+    state: &AppState,
+    party: Party,
+    terms: &Terms,
+    escrow: &EscrowState,
+    voucher_units: u64,
+) -> ApiResult<Option<Recommendation>> {
+    let threshold = state.early_claim_threshold;
+    let unclaimed = match party {
+        Party::Seller => early_claim::at_risk(escrow, terms, voucher_units, threshold),
+        Party::Buyer => None,
+    };
+    let Some(unclaimed) = unclaimed else { return Ok(None) };
+    let kind = wallet::account_kind(&state.chain.provider, terms.buyer)
+        .await
+        .map_err(ApiError::chain_unavailable)?;
+    Ok(kind
+        .has_code()
+        .then(|| Recommendation::early_claim(terms.buyer, kind, unclaimed, threshold)))
+}
 
 /// The query of `GET …/settlement-action-options`.
 #[derive(Debug, Deserialize)]
@@ -80,6 +106,7 @@ pub async fn options(
         possible: false,
         reason: None,
         recipient: None,
+        recommendation: early_claim(&state, party, terms, &escrow, record.voucher_units).await?,
         recommended_path: None,
         signer: signer.to_checksum(None),
         units: None,

@@ -1,15 +1,19 @@
 //! What `settlement-action-options` answers. Fields are declared in alphabetical order: the
 //! order this body has always had on the wire.
 
+use alloy::primitives::Address;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::view::UnsignedTransaction;
+use crate::agreement::early_claim::{RecommendationReason, Unclaimed};
 use crate::agreement::ids::AgreementId;
 use crate::agreement::settlement::{Action, EscrowState, EscrowStatus as Lifecycle, Party};
 use crate::agreement::terms::Terms;
 use crate::api::time::rfc3339;
 use crate::api::typed_data_view::TypedData;
+use crate::escrow::wallet::AccountKind;
+use crate::money::TokenAmount;
 
 /// The escrow on-chain now, as the options endpoint read it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -103,6 +107,63 @@ pub struct SettlementPaths {
     pub sponsored: SponsoredPath,
 }
 
+/// A recommendation to the seller to act before the close: today only an early claim, when
+/// the buyer's wallet has code and could revoke vouchers worth at least the operator's threshold.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recommendation {
+    /// What to do: `seller_claim`.
+    pub action: Action,
+    /// Why, in words.
+    pub message: String,
+    /// Why, as a stable code.
+    pub reason: RecommendationReason,
+    /// `PACTUM_EARLY_CLAIM_THRESHOLD`: the unclaimed value from which a claim is recommended,
+    /// in token base units (decimal string).
+    #[schema(pattern = "^[0-9]+$")]
+    pub threshold_amount: String,
+    /// What the buyer's best voucher attests beyond what was claimed, in token base units
+    /// (decimal string).
+    #[schema(pattern = "^[0-9]+$")]
+    pub unclaimed_amount: String,
+    /// The units behind `unclaimed_amount`.
+    pub unclaimed_units: u64,
+}
+
+impl Recommendation {
+    /// Claim `unclaimed` now: the buyer's wallet has code (`buyer` of `kind`), so the vouchers
+    /// behind it can be revoked before the close.
+    pub fn early_claim(
+        buyer: Address,
+        kind: AccountKind,
+        unclaimed: Unclaimed,
+        threshold: TokenAmount,
+    ) -> Self {
+        let wallet = match kind {
+            AccountKind::Delegated { delegate } => {
+                format!("an EIP-7702 account delegated to {}", delegate.to_checksum(None))
+            }
+            _ => "a contract wallet".to_owned(),
+        };
+        Recommendation {
+            action: Action::SellerClaim,
+            message: format!(
+                "claim now: the buyer's wallet {} is {wallet}, which can revoke the signatures \
+                 of its vouchers (by changing its owners or its code) and then withdraw after the \
+                 close window, and a voucher is checked only when it is claimed; {} base units \
+                 ({} units) are not claimed yet",
+                buyer.to_checksum(None),
+                unclaimed.amount,
+                unclaimed.units,
+            ),
+            reason: RecommendationReason::RevocableBuyerWallet,
+            threshold_amount: threshold.to_string(),
+            unclaimed_amount: unclaimed.amount.to_string(),
+            unclaimed_units: unclaimed.units,
+        }
+    }
+}
+
 /// Which path an option recommends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -150,6 +211,10 @@ pub struct SettlementOptions {
     /// Who receives `amount` (when possible).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipient: Option<Party>,
+    /// For the seller: claim early, and why; `null` when nothing is recommended (always for the
+    /// buyer).
+    #[schema(required = true)]
+    pub recommendation: Option<Recommendation>,
     /// `direct` or `sponsored`; `null` when not possible.
     #[schema(required = true)]
     pub recommended_path: Option<SettlementPath>,

@@ -12,7 +12,9 @@
 //! takes up to `batch_max` of them and, when the batch simulates, sends them as one
 //! `sellerClaimBatch` transaction (a new job of kind [`jobs::KIND_SELLER_CLAIM_BATCH`] that the
 //! claims' settlement actions move to; the claim jobs end `batched`). A batch that does not
-//! simulate is sent claim by claim, so one bad claim cannot hold the others back.
+//! simulate is sent claim by claim, so one bad claim cannot hold the others back. A claim whose
+//! buyer or seller has code (a smart wallet, an EIP-7702 delegated EOA) is never batched: its
+//! wallet's ERC-1271 answer can change between simulation and inclusion ([`wallets`]).
 //!
 //! The run owns the signer actors ([`Actors`]): one that dies ends the run, and the
 //! supervisor's restart starts the worker, and so the actors, afresh.
@@ -20,6 +22,7 @@
 mod monitor;
 mod record;
 mod send;
+mod wallets;
 
 use std::collections::HashSet;
 use std::ops::Deref;

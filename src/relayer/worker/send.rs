@@ -1,10 +1,10 @@
-//! Taking a job to the network: simulate it, batch seller claims, and hand it to a signer with
-//! room in its window.
+//! Taking a job to the network: simulate it, batch seller claims (those of parties without
+//! code), and hand it to a signer with room in its window.
 
 use alloy::primitives::Bytes;
 use backon::{ExponentialBuilder, Retryable};
 
-use super::{LEASE, Relay, WAIT_FOR_FEES};
+use super::{LEASE, Relay, WAIT_FOR_FEES, wallets};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
 use crate::chain::gas::estimate_gas_with_headroom;
@@ -42,7 +42,8 @@ impl Relay<'_> {
         }
     }
 
-    /// `first` and the seller claims queued with it: one `sellerClaimBatch` transaction when
+    /// `first` and the seller claims queued with it: a claim with a party whose wallet has
+    /// code on its own ([`wallets`]); the others in one `sellerClaimBatch` transaction when
     /// there are several and the batch simulates, otherwise each on its own.
     pub(super) async fn process_claims(&self, first: Job, signer: usize) -> Result<()> {
         tokio::time::sleep(self.batch_wait).await;
@@ -58,8 +59,18 @@ impl Relay<'_> {
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        let mut members = vec![first];
-        members.extend(more);
+        let mut claims = vec![first];
+        claims.extend(more);
+        let (members, alone) = wallets::split_by_wallets(&self.provider, claims).await;
+        for job in alone {
+            self.process(job, signer).await?;
+        }
+        self.process_batch(members, signer).await
+    }
+
+    /// `members` (claims whose parties hold no code) as one `sellerClaimBatch` transaction when
+    /// there are several and the batch simulates, otherwise each on its own.
+    async fn process_batch(&self, members: Vec<Job>, signer: usize) -> Result<()> {
         if members.len() > 1
             && let Some(batch) = batch_call(&members)
         {

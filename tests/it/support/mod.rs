@@ -9,6 +9,7 @@ pub mod process;
 pub mod router;
 pub mod service;
 pub mod settlement;
+pub mod smart_wallet;
 
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};

@@ -88,6 +88,7 @@ impl Api {
             rate_limits: config.rate_limits(),
             idempotency_ttl: config.idempotency_ttl_secs,
             ready_max_lag_blocks: config.ready_max_lag_blocks,
+            early_claim_threshold: config.early_claim_threshold,
         }));
         Api { router: api::app(state.clone()), state, db_dir }
     }

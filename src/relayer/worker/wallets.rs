@@ -1,0 +1,70 @@
+//! Which seller claims may share a `sellerClaimBatch` transaction: only those whose buyer and
+//! seller are both accounts without code.
+//!
+//! A batched claim's voucher and authorization are checked on-chain through the parties'
+//! wallets. An ERC-1271 wallet (or an EIP-7702 delegated EOA) answers `isValidSignature` with
+//! code it controls: it can pass the simulation and then refuse, revert or burn gas in the mined
+//! transaction (its answer may depend on the block, the gas left, or a change it makes in
+//! between). In a shared batch that costs the relayer the whole batch and holds the other
+//! agreements' claims back; alone, it costs one claim. A key-only account's ECDSA check cannot
+//! change between simulation and inclusion.
+//!
+//! The code is read each time a batch is formed, never cached: a wallet can be deployed at, or
+//! an EOA delegated from, an address that had no code when the agreement began.
+
+use std::collections::HashMap;
+
+use alloy::primitives::Address;
+use alloy::providers::DynProvider;
+use alloy::sol_types::SolCall;
+
+use crate::escrow::bindings::UsageEscrow;
+use crate::escrow::wallet::account_kind;
+use crate::store::jobs::Job;
+
+/// The buyer and the seller of a `sellerClaimWithAuthorization` job; `None` for any other call.
+fn parties(job: &Job) -> Option<[Address; 2]> {
+    let call = UsageEscrow::sellerClaimWithAuthorizationCall::abi_decode(&job.calldata).ok()?;
+    Some([call.terms.buyer, call.terms.seller])
+}
+
+/// Splits `claims` into those that may share a batch and those that must go alone: a claim
+/// goes alone when a party has code, when its parties cannot be read from its call, or when
+/// the node cannot say (sending alone is always safe). Each address is read once per call.
+pub(super) async fn split_by_wallets(
+    provider: &DynProvider,
+    claims: Vec<Job>,
+) -> (Vec<Job>, Vec<Job>) {
+    let mut keyless: HashMap<Address, bool> = HashMap::new();
+    let (mut shared, mut alone) = (Vec::new(), Vec::new());
+    for job in claims {
+        let Some(parties) = parties(&job) else {
+            alone.push(job);
+            continue;
+        };
+        let mut key_only = true;
+        for party in parties {
+            let known = match keyless.get(&party) {
+                Some(known) => *known,
+                None => {
+                    let read = match account_kind(provider, party).await {
+                        Ok(kind) => !kind.has_code(),
+                        Err(error) => {
+                            tracing::warn!(%party, %error, "wallet code unread; claim goes alone");
+                            false
+                        }
+                    };
+                    *keyless.entry(party).or_insert(read)
+                }
+            };
+            key_only &= known;
+        }
+        if key_only {
+            shared.push(job);
+        } else {
+            tracing::info!(job_id = %job.id, "a party's wallet has code; its claim goes alone");
+            alone.push(job);
+        }
+    }
+    (shared, alone)
+}
