@@ -182,7 +182,8 @@ pub async fn activate(
         (Some(signature), false) => {
             let permit = typed_data::fee_authorization(&activation, chain.escrow, key);
             let digest = permit.eip712_signing_hash(&chain.token_domain());
-            verify::verify_signature(&chain.provider, buyer, digest, signature)
+            // Also a USDC `ReceiveWithAuthorization`, so checked by USDC's rule too.
+            verify::verify_token_signature(&chain.provider, buyer, digest, signature)
                 .await
                 .map_err(|e| signature_error("infra_fee_permit", buyer, e))?;
             signature.clone()
