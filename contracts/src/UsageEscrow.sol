@@ -612,13 +612,11 @@ contract UsageEscrow is EIP712, ReentrancyGuardTransient {
     ) private {
         if (owed == 0) return;
         bool paid = _tryPay(payee, owed);
-        for (uint256 i = to; i > from;) {
+        // Backwards, so a key claimed twice in the run ends at its state before the first.
+        for (uint256 i = paid ? from : to; i > from;) {
             --i;
             bytes32 key = keys[i];
-            if (key == bytes32(0)) continue;
-            if (paid) continue;
-            // Backwards, so a key claimed twice in the run ends at its state before the first.
-            _escrows[key] = before[i];
+            if (key != bytes32(0)) _escrows[key] = before[i];
         }
         for (uint256 i = from; i < to; ++i) {
             bytes32 key = keys[i];
