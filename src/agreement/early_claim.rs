@@ -52,26 +52,7 @@ pub fn at_risk(
 mod tests {
     use super::*;
     use crate::agreement::settlement::ChainEvent;
-    use alloy::primitives::{Address, B256};
-
-    fn terms() -> Terms {
-        Terms {
-            buyer: Address::repeat_byte(1),
-            seller: Address::repeat_byte(2),
-            unit_price: TokenAmount::from_base_units(100_000),
-            quantity: 100,
-            infra_fee: TokenAmount::ZERO,
-            activate_by: 1_000,
-            expiry: 10_000,
-            close_window: 3_600,
-            salt: B256::ZERO,
-            agreement_id: B256::ZERO,
-        }
-    }
-
-    fn active(claimed: u64) -> EscrowState {
-        EscrowState { claimed_units: claimed, ..EscrowState::NONE.apply(&ChainEvent::Activated) }
-    }
+    use crate::agreement::settlement::fixtures::{active, terms};
 
     #[test]
     fn value_at_or_above_the_threshold_is_at_risk() {

@@ -398,13 +398,16 @@ fn other(party: Party) -> Party {
     }
 }
 
+/// Terms and escrow states the unit tests of settlement rules share.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use super::{ChainEvent, EscrowState};
+    use crate::agreement::terms::Terms;
     use crate::money::TokenAmount;
     use alloy::primitives::{Address, B256};
 
-    fn terms() -> Terms {
+    /// 100 units at 0.10 USDC, no fee, activate by 1,000, expiry 10,000, a 500 s close window.
+    pub(crate) fn terms() -> Terms {
         Terms {
             buyer: Address::repeat_byte(1),
             seller: Address::repeat_byte(2),
@@ -419,9 +422,16 @@ mod tests {
         }
     }
 
-    fn active(claimed: u64) -> EscrowState {
+    /// An active escrow with `claimed` units paid.
+    pub(crate) fn active(claimed: u64) -> EscrowState {
         EscrowState { claimed_units: claimed, ..EscrowState::NONE.apply(&ChainEvent::Activated) }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{active, terms};
+    use super::*;
 
     #[test]
     fn a_buyer_close_opens_withdraw_at_the_window_end_and_the_seller_may_claim_until_then() {
