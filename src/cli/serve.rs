@@ -50,13 +50,16 @@ pub(crate) fn args_with_config_file() -> anyhow::Result<Vec<OsString>> {
 
 /// Runs the service until ctrl-c or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Installed before the service starts answering, so a SIGTERM sent as soon as `/health`
+    // answers is a graceful shutdown, not the default action that ends the process at once.
+    let shutdown = shutdown_signal();
     let service = Service::start(args.serve).await.context("starting the service")?;
     match args.log.log_format {
         LogFormat::Text => println!("pactum listening on http://{}", service.local_addr()),
         // A collector reading JSON lines gets this one as JSON too.
         LogFormat::Json => tracing::info!(address = %service.local_addr(), "pactum listening"),
     }
-    service.run_until(shutdown_signal()).await;
+    service.run_until(shutdown).await;
     Ok(())
 }
 

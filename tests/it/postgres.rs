@@ -27,7 +27,8 @@ async fn activation_runs_end_to_end_on_postgres() {
         a["status"] == "active" && a["activation_status"] == "confirmed"
     })
     .await;
-    assert_eq!(h.chain.balance(*h.chain.escrow.address()).await, U256::from(10 * USDC));
+    let escrowed = U256::from(10 * USDC) + h.chain.accrued_fees().await;
+    assert_eq!(h.chain.balance(*h.chain.escrow.address()).await, escrowed);
     assert_eq!(h.job_count().await, 1);
     let list = format!("/usage-agreements/agents/{}/agreements?limit=1", seller.id);
     let (status, page) = h.call(Method::GET, &list, Some(&seller.key), None).await;
