@@ -7,6 +7,7 @@ import {UsageEscrow} from "../src/UsageEscrow.sol";
 import {IFiatToken} from "../src/interfaces/IFiatToken.sol";
 import {ISanctionsOracle} from "../src/interfaces/ISanctionsOracle.sol";
 import {MockUSDC} from "../src/mocks/MockUSDC.sol";
+import {MockUSDCAuthorizations} from "../src/mocks/MockUSDCAuthorizations.sol";
 import {MockSmartWallet} from "../src/mocks/MockSmartWallet.sol";
 
 /// @notice Unit tests of every path and every refusal of UsageEscrow, with real signatures.
@@ -327,7 +328,7 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(sellerKey, t);
         bytes memory p = _signFeePermit(buyerKey, t);
-        _expectActivateRevert(t, a, f, p, _err(MockUSDC.InvalidSignature.selector));
+        _expectActivateRevert(t, a, f, p, _err(MockUSDCAuthorizations.InvalidSignature.selector));
     }
 
     function test_RevertWhen_InfraFeeNeitherPermittedNorApproved() public {
