@@ -4,11 +4,13 @@
 #
 #   anvil/deploy.sh [RPC_URL] [--out FILE]
 #
-# RPC_URL defaults to $PACTUM_RPC_URL, then http://127.0.0.1:8545. Deploys MockUSDC,
-# MockSanctionsOracle and UsageEscrow(usdc, oracle, fee recipient) from anvil's dev account 0 and
-# mints 1,000,000 mock USDC to the buyer and to the seller. The accounts are anvil's well-known dev
-# accounts (mnemonic "test test ... junk", public knowledge, never to be used on a real network):
-#   0 deployer, 1 buyer, 2 seller, 3 relayer, 9 fee recipient.
+# RPC_URL defaults to $PACTUM_RPC_URL, then http://127.0.0.1:8545. Deploys MockUSDC behind a
+# MockUSDCProxy (initialized by its constructor, as USDC is deployed behind FiatTokenProxy),
+# MockSanctionsOracle and UsageEscrow(usdc proxy, oracle, fee recipient) from anvil's dev account 0
+# and mints 1,000,000 mock USDC to the buyer and to the seller. The accounts are anvil's well-known
+# dev accounts (mnemonic "test test ... junk", public knowledge, never to be used on a real
+# network): 0 deployer (owner, pauser and blacklister of the token), 1 buyer, 2 seller,
+# 3 relayer, 8 the token proxy's admin, 9 fee recipient.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -22,7 +24,7 @@ while (($# > 0)); do
       shift
       ;;
     -h | --help)
-      sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     -*)
@@ -106,8 +108,8 @@ if ! chain_id=$("$CAST" chain-id --rpc-url "$rpc_url" 2>/dev/null); then
 fi
 
 # Read every bytecode before sending anything, so a missing file fails without a half deployment.
-codes=$(bytecodes MockUSDC MockSanctionsOracle UsageEscrow)
-{ read -r usdc_code; read -r oracle_code; read -r escrow_code; } <<<"$codes"
+codes=$(bytecodes MockUSDC MockUSDCProxy MockSanctionsOracle UsageEscrow)
+{ read -r usdc_code; read -r proxy_code; read -r oracle_code; read -r escrow_code; } <<<"$codes"
 
 deployer_key=$(key_of 0)
 buyer_key=$(key_of 1)
@@ -118,8 +120,13 @@ buyer=$(address_of "$buyer_key")
 seller=$(address_of "$seller_key")
 relayer=$(address_of "$relayer_key")
 fee_recipient=$("$CAST" wallet address --mnemonic "$mnemonic" --mnemonic-index 9)
+proxy_admin=$("$CAST" wallet address --mnemonic "$mnemonic" --mnemonic-index 8)
 
-usdc=$(deploy MockUSDC "$usdc_code")
+usdc_implementation=$(deploy MockUSDC "$usdc_code")
+init_call=$("$CAST" calldata "initialize(string,string,address,address,address)" \
+  "USD Coin" "USDC" "$deployer" "$deployer" "$deployer")
+usdc=$(deploy MockUSDCProxy "$proxy_code" "constructor(address,address,bytes)" \
+  "$usdc_implementation" "$proxy_admin" "$init_call")
 oracle=$(deploy MockSanctionsOracle "$oracle_code")
 escrow=$(deploy UsageEscrow "$escrow_code" "constructor(address,address,address)" "$usdc" "$oracle" "$fee_recipient")
 
@@ -129,14 +136,20 @@ for party in "$buyer" "$seller"; do
 done
 
 result=$(node -e '
-  const [chainId, rpcUrl, escrow, usdc, oracle, deployer, relayer, relayerKey, buyer, buyerKey,
-    seller, sellerKey, feeRecipient] = process.argv.slice(1);
+  const [chainId, rpcUrl, escrow, usdc, usdcImplementation, oracle, deployer, proxyAdmin, relayer,
+    relayerKey, buyer, buyerKey, seller, sellerKey, feeRecipient] = process.argv.slice(1);
   const out = {
     chain_id: Number(chainId),
     rpc_url: rpcUrl,
-    contracts: { usage_escrow: escrow, usdc: usdc, sanctions_oracle: oracle },
+    contracts: {
+      usage_escrow: escrow,
+      usdc: usdc,
+      usdc_implementation: usdcImplementation,
+      sanctions_oracle: oracle,
+    },
     accounts: {
       deployer: { address: deployer },
+      usdc_proxy_admin: { address: proxyAdmin },
       relayer: { address: relayer, private_key: relayerKey },
       buyer: { address: buyer, private_key: buyerKey },
       seller: { address: seller, private_key: sellerKey },
@@ -144,8 +157,9 @@ result=$(node -e '
     },
   };
   process.stdout.write(JSON.stringify(out, null, 2) + "\n");
-' "$chain_id" "$rpc_url" "$escrow" "$usdc" "$oracle" "$deployer" "$relayer" "$relayer_key" \
-  "$buyer" "$buyer_key" "$seller" "$seller_key" "$fee_recipient")
+' "$chain_id" "$rpc_url" "$escrow" "$usdc" "$usdc_implementation" "$oracle" "$deployer" \
+  "$proxy_admin" "$relayer" "$relayer_key" "$buyer" "$buyer_key" "$seller" "$seller_key" \
+  "$fee_recipient")
 
 if [[ -n "$out" ]]; then
   mkdir -p "$(dirname "$out")"

@@ -13,6 +13,7 @@ set -euo pipefail
 CONTRACTS=(
   "UsageEscrow=contracts/src/UsageEscrow.sol"
   "MockUSDC=contracts/src/mocks/MockUSDC.sol"
+  "MockUSDCProxy=contracts/src/mocks/MockUSDCProxy.sol"
   "MockSanctionsOracle=contracts/src/mocks/MockSanctionsOracle.sol"
   "MockSmartWallet=contracts/src/mocks/MockSmartWallet.sol"
 )

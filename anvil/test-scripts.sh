@@ -40,4 +40,18 @@ balance=$("$CAST" call --rpc-url "$rpc" "$usdc" 'balanceOf(address)(uint256)' "$
   echo "buyer holds $balance mock USDC base units, expected 1000000000000" >&2
   exit 1
 }
-echo "start.sh + deploy.sh: escrow $escrow on $rpc, buyer funded"
+# The token is a proxy in front of MockUSDC: its admin sees the implementation, and may not
+# reach the token through it.
+implementation=$(field contracts.usdc_implementation)
+proxy_admin=$(field accounts.usdc_proxy_admin.address)
+seen=$("$CAST" call --rpc-url "$rpc" --from "$proxy_admin" "$usdc" 'implementation()(address)')
+[[ "${seen,,}" == "${implementation,,}" ]] || {
+  echo "the USDC proxy forwards to $seen, expected $implementation" >&2
+  exit 1
+}
+if "$CAST" call --rpc-url "$rpc" --from "$proxy_admin" "$usdc" 'balanceOf(address)(uint256)' "$buyer" \
+  >/dev/null 2>&1; then
+  echo "the USDC proxy's admin could call the token through it" >&2
+  exit 1
+fi
+echo "start.sh + deploy.sh: escrow $escrow on $rpc, buyer funded, USDC behind its proxy"

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {Test} from "./utils/Test.sol";
+import {UsdcDeployer} from "./utils/UsdcDeployer.sol";
 import {MockUSDC} from "../src/mocks/MockUSDC.sol";
+import {MockUSDCAuthorizations} from "../src/mocks/MockUSDCAuthorizations.sol";
+import {MockUSDCRoles} from "../src/mocks/MockUSDCRoles.sol";
 import {MockSanctionsOracle} from "../src/mocks/MockSanctionsOracle.sol";
 import {MockSmartWallet} from "../src/mocks/MockSmartWallet.sol";
 import {FeeOnTransferUSDC} from "../src/mocks/FeeOnTransferUSDC.sol";
@@ -23,7 +25,7 @@ contract RecordingHook is ITokenTransferHook {
 
 /// @notice The mocks behave like USDC (FiatToken v2.2) and the Chainalysis oracle, with real
 /// signatures, so the escrow suite can rely on them.
-contract MockUSDCTest is Test {
+contract MockUSDCTest is UsdcDeployer {
     event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
     event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
     event Transfer(address indexed from, address indexed to, uint256 value);
@@ -46,7 +48,7 @@ contract MockUSDCTest is Test {
         vm.warp(NOW);
         (alice, aliceKey) = makeAddrAndKey("alice");
         (bob, bobKey) = makeAddrAndKey("bob");
-        usdc = new MockUSDC();
+        usdc = _deployUsdc();
         oracle = new MockSanctionsOracle();
         usdc.mint(alice, 1_000e6);
     }
@@ -158,7 +160,7 @@ contract MockUSDCTest is Test {
 
     function test_mintIsOwnerOnly() public {
         vm.prank(alice);
-        vm.expectRevert(MockUSDC.OnlyOwner.selector);
+        vm.expectRevert(MockUSDCRoles.OnlyOwner.selector);
         usdc.mint(alice, 1);
         usdc.mint(bob, 5);
         assertEq(usdc.balanceOf(bob), 5);
@@ -166,10 +168,10 @@ contract MockUSDCTest is Test {
 
     function test_blacklistIsBlacklisterOnly() public {
         vm.prank(alice);
-        vm.expectRevert(MockUSDC.OnlyBlacklister.selector);
+        vm.expectRevert(MockUSDCRoles.OnlyBlacklister.selector);
         usdc.blacklist(bob);
         vm.prank(alice);
-        vm.expectRevert(MockUSDC.OnlyBlacklister.selector);
+        vm.expectRevert(MockUSDCRoles.OnlyBlacklister.selector);
         usdc.unBlacklist(bob);
     }
 
@@ -195,26 +197,26 @@ contract MockUSDCTest is Test {
 
     function test_permitExpired() public {
         bytes memory sig = _signPermit(aliceKey, alice, bob, 7e6, NOW - 1);
-        vm.expectRevert(MockUSDC.PermitExpired.selector);
+        vm.expectRevert(MockUSDCAuthorizations.PermitExpired.selector);
         usdc.permit(alice, bob, 7e6, NOW - 1, sig);
     }
 
     function test_permitReplayRefused() public {
         bytes memory sig = _signPermit(aliceKey, alice, bob, 7e6, NOW + 1);
         usdc.permit(alice, bob, 7e6, NOW + 1, sig);
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.permit(alice, bob, 7e6, NOW + 1, sig);
     }
 
     function test_permitWrongSigner() public {
         bytes memory sig = _signPermit(bobKey, alice, bob, 7e6, NOW + 1);
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.permit(alice, bob, 7e6, NOW + 1, sig);
     }
 
     function test_permitAlteredValueRefused() public {
         bytes memory sig = _signPermit(aliceKey, alice, bob, 7e6, NOW + 1);
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.permit(alice, bob, 8e6, NOW + 1, sig);
     }
 
@@ -242,11 +244,11 @@ contract MockUSDCTest is Test {
     function test_validAfterBoundaries() public {
         // validAfter == now: not yet valid (strictly after is required).
         bytes memory sig = _signTransfer(aliceKey, alice, bob, 1, NOW, NOW + 10, "a");
-        vm.expectRevert(MockUSDC.AuthorizationNotYetValid.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationNotYetValid.selector);
         usdc.transferWithAuthorization(alice, bob, 1, NOW, NOW + 10, "a", sig);
         // validAfter == now + 1: not yet valid.
         sig = _signTransfer(aliceKey, alice, bob, 1, NOW + 1, NOW + 10, "b");
-        vm.expectRevert(MockUSDC.AuthorizationNotYetValid.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationNotYetValid.selector);
         usdc.transferWithAuthorization(alice, bob, 1, NOW + 1, NOW + 10, "b", sig);
         // validAfter == now - 1: valid.
         sig = _signTransfer(aliceKey, alice, bob, 1, NOW - 1, NOW + 10, "c");
@@ -257,11 +259,11 @@ contract MockUSDCTest is Test {
     function test_validBeforeBoundaries() public {
         // validBefore == now: expired (strictly before is required).
         bytes memory sig = _signTransfer(aliceKey, alice, bob, 1, 0, NOW, "a");
-        vm.expectRevert(MockUSDC.AuthorizationExpired.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationExpired.selector);
         usdc.transferWithAuthorization(alice, bob, 1, 0, NOW, "a", sig);
         // validBefore == now - 1: expired.
         sig = _signTransfer(aliceKey, alice, bob, 1, 0, NOW - 1, "b");
-        vm.expectRevert(MockUSDC.AuthorizationExpired.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationExpired.selector);
         usdc.transferWithAuthorization(alice, bob, 1, 0, NOW - 1, "b", sig);
         // validBefore == now + 1: valid.
         sig = _signTransfer(aliceKey, alice, bob, 1, 0, NOW + 1, "c");
@@ -272,16 +274,16 @@ contract MockUSDCTest is Test {
     function test_transferWithAuthorizationReplayRefused() public {
         bytes memory sig = _signTransfer(aliceKey, alice, bob, 1e6, 0, NOW + 1, "n");
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "n", sig);
-        vm.expectRevert(MockUSDC.AuthorizationAlreadyUsed.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationAlreadyUsed.selector);
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "n", sig);
     }
 
     function test_transferWithAuthorizationWrongSignerOrTerms() public {
         bytes memory sig = _signTransfer(bobKey, alice, bob, 1e6, 0, NOW + 1, "n");
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "n", sig);
         sig = _signTransfer(aliceKey, alice, bob, 1e6, 0, NOW + 1, "n");
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.transferWithAuthorization(alice, relayer, 1e6, 0, NOW + 1, "n", sig);
     }
 
@@ -291,11 +293,11 @@ contract MockUSDCTest is Test {
         // The same signature with s' = n - s and the other v recovers the same key: refused.
         bytes32 highS = bytes32(N - uint256(s));
         uint8 flippedV = v == 27 ? 28 : 27;
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "n", flippedV, r, highS);
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "n", v - 27, r, s);
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "n", 29, r, s);
         // The original still works.
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "n", v, r, s);
@@ -330,22 +332,22 @@ contract MockUSDCTest is Test {
     function test_receiveWithAuthorizationCallerMustBePayee() public {
         bytes memory sig = _signReceive(aliceKey, alice, bob, 3e6, 0, NOW + 1, "r");
         vm.prank(relayer);
-        vm.expectRevert(MockUSDC.CallerMustBePayee.selector);
+        vm.expectRevert(MockUSDCAuthorizations.CallerMustBePayee.selector);
         usdc.receiveWithAuthorization(alice, bob, 3e6, 0, NOW + 1, "r", sig);
         (uint8 v, bytes32 r, bytes32 s) = _split(sig);
         vm.prank(relayer);
-        vm.expectRevert(MockUSDC.CallerMustBePayee.selector);
+        vm.expectRevert(MockUSDCAuthorizations.CallerMustBePayee.selector);
         usdc.receiveWithAuthorization(alice, bob, 3e6, 0, NOW + 1, "r", v, r, s);
     }
 
     function test_receiveWithAuthorizationBoundaries() public {
         bytes memory sig = _signReceive(aliceKey, alice, bob, 1, NOW, NOW + 1, "a");
         vm.prank(bob);
-        vm.expectRevert(MockUSDC.AuthorizationNotYetValid.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationNotYetValid.selector);
         usdc.receiveWithAuthorization(alice, bob, 1, NOW, NOW + 1, "a", sig);
         sig = _signReceive(aliceKey, alice, bob, 1, NOW - 1, NOW, "b");
         vm.prank(bob);
-        vm.expectRevert(MockUSDC.AuthorizationExpired.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationExpired.selector);
         usdc.receiveWithAuthorization(alice, bob, 1, NOW - 1, NOW, "b", sig);
         sig = _signReceive(aliceKey, alice, bob, 1, NOW - 1, NOW + 1, "c");
         vm.prank(bob);
@@ -355,7 +357,7 @@ contract MockUSDCTest is Test {
         sig = _signReceive(aliceKey, alice, bob, 1, NOW - 1, NOW + 1, "d");
         vm.warp(NOW + 1);
         vm.prank(bob);
-        vm.expectRevert(MockUSDC.AuthorizationExpired.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationExpired.selector);
         usdc.receiveWithAuthorization(alice, bob, 1, NOW - 1, NOW + 1, "d", sig);
     }
 
@@ -363,7 +365,7 @@ contract MockUSDCTest is Test {
         bytes memory sig = _signReceive(aliceKey, alice, bob, 1e6, 0, NOW + 1, "r");
         vm.startPrank(bob);
         usdc.receiveWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "r", sig);
-        vm.expectRevert(MockUSDC.AuthorizationAlreadyUsed.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationAlreadyUsed.selector);
         usdc.receiveWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "r", sig);
         vm.stopPrank();
     }
@@ -372,7 +374,7 @@ contract MockUSDCTest is Test {
     function test_receiveSignatureRefusedByTransferWithAuthorization() public {
         bytes memory sig = _signReceive(aliceKey, alice, bob, 1e6, 0, NOW + 1, "r");
         vm.prank(relayer);
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "r", sig);
         assertFalse(usdc.authorizationState(alice, "r"));
     }
@@ -380,15 +382,15 @@ contract MockUSDCTest is Test {
     function test_transferSignatureRefusedByReceiveWithAuthorization() public {
         bytes memory sig = _signTransfer(aliceKey, alice, bob, 1e6, 0, NOW + 1, "t");
         vm.prank(bob);
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.receiveWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "t", sig);
     }
 
     function test_signatureForAnotherTokenRefused() public {
-        MockUSDC other = new MockUSDC();
+        MockUSDC other = _deployUsdc();
         other.mint(alice, 1e6);
         bytes memory sig = _signTransfer(aliceKey, alice, bob, 1e6, 0, NOW + 1, "x");
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         other.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "x", sig);
     }
 
@@ -403,15 +405,15 @@ contract MockUSDCTest is Test {
         usdc.cancelAuthorization(alice, "c", cancelSig);
         assertTrue(usdc.authorizationState(alice, "c"));
 
-        vm.expectRevert(MockUSDC.AuthorizationAlreadyUsed.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationAlreadyUsed.selector);
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "c", transferSig);
-        vm.expectRevert(MockUSDC.AuthorizationAlreadyUsed.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationAlreadyUsed.selector);
         usdc.cancelAuthorization(alice, "c", cancelSig);
     }
 
     function test_cancelAuthorizationSplitFormAndWrongSigner() public {
         bytes memory wrongSig = _signCancel(bobKey, alice, "c");
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.cancelAuthorization(alice, "c", wrongSig);
         (uint8 v, bytes32 r, bytes32 s) = _split(_signCancel(aliceKey, alice, "c"));
         usdc.cancelAuthorization(alice, "c", v, r, s);
@@ -422,7 +424,7 @@ contract MockUSDCTest is Test {
         bytes memory sig = _signTransfer(aliceKey, alice, bob, 1e6, 0, NOW + 1, "u");
         usdc.transferWithAuthorization(alice, bob, 1e6, 0, NOW + 1, "u", sig);
         bytes memory cancelSig = _signCancel(aliceKey, alice, "u");
-        vm.expectRevert(MockUSDC.AuthorizationAlreadyUsed.selector);
+        vm.expectRevert(MockUSDCAuthorizations.AuthorizationAlreadyUsed.selector);
         usdc.cancelAuthorization(alice, "u", cancelSig);
     }
 
@@ -446,7 +448,7 @@ contract MockUSDCTest is Test {
         MockSmartWallet wallet = new MockSmartWallet(alice);
         usdc.mint(address(wallet), 10e6);
         bytes memory sig = _signTransfer(bobKey, address(wallet), bob, 4e6, 0, NOW + 1, "w");
-        vm.expectRevert(MockUSDC.InvalidSignature.selector);
+        vm.expectRevert(MockUSDCAuthorizations.InvalidSignature.selector);
         usdc.transferWithAuthorization(address(wallet), bob, 4e6, 0, NOW + 1, "w", sig);
     }
 
@@ -525,7 +527,7 @@ contract MockUSDCTest is Test {
 
     /// @dev The storage slot of MockUSDC's `_balanceAndBlacklistState` mapping
     /// (`forge inspect contracts/src/mocks/MockUSDC.sol:MockUSDC storageLayout`).
-    uint256 internal constant BALANCE_SLOT = 2;
+    uint256 internal constant BALANCE_SLOT = 7;
 
     function _word(address account) internal view returns (uint256) {
         return uint256(vm.load(address(usdc), keccak256(abi.encode(account, BALANCE_SLOT))));
@@ -681,7 +683,7 @@ contract MockUSDCTest is Test {
     // ---------------------------------------------------------------- token variants
 
     function test_feeOnTransferBurnsOnePercent() public {
-        FeeOnTransferUSDC fot = new FeeOnTransferUSDC();
+        FeeOnTransferUSDC fot = FeeOnTransferUSDC(address(_behindProxy(new FeeOnTransferUSDC())));
         fot.mint(alice, 100e6);
         vm.prank(alice);
         assertTrue(fot.transfer(bob, 100e6));
@@ -691,7 +693,7 @@ contract MockUSDCTest is Test {
     }
 
     function test_callbackTokenCallsHook() public {
-        CallbackUSDC token = new CallbackUSDC();
+        CallbackUSDC token = CallbackUSDC(address(_behindProxy(new CallbackUSDC())));
         RecordingHook hook = new RecordingHook();
         token.mint(alice, 10e6);
         token.setHook(address(hook));
@@ -706,7 +708,7 @@ contract MockUSDCTest is Test {
         assertEq(hook.lastAmount(), 2e6);
 
         vm.prank(alice);
-        vm.expectRevert(MockUSDC.OnlyOwner.selector);
+        vm.expectRevert(MockUSDCRoles.OnlyOwner.selector);
         token.setHook(alice);
     }
 

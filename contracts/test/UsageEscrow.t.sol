@@ -7,6 +7,7 @@ import {UsageEscrow} from "../src/UsageEscrow.sol";
 import {IFiatToken} from "../src/interfaces/IFiatToken.sol";
 import {ISanctionsOracle} from "../src/interfaces/ISanctionsOracle.sol";
 import {MockUSDC} from "../src/mocks/MockUSDC.sol";
+import {MockUSDCAuthorizations} from "../src/mocks/MockUSDCAuthorizations.sol";
 import {MockSmartWallet} from "../src/mocks/MockSmartWallet.sol";
 
 /// @notice Unit tests of every path and every refusal of UsageEscrow, with real signatures.
@@ -351,7 +352,7 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(sellerKey, t);
         bytes memory p = _signFeeAuthorization(buyerKey, t);
-        _expectActivateRevert(t, a, f, p, _err(MockUSDC.InvalidSignature.selector));
+        _expectActivateRevert(t, a, f, p, _err(MockUSDCAuthorizations.InvalidSignature.selector));
     }
 
     function test_RevertWhen_InfraFeeNeitherAuthorizedNorApproved() public {
@@ -371,7 +372,7 @@ contract UsageEscrowTest is EscrowFixture {
         bytes memory a = _signActivation(buyerKey, t);
         bytes memory f = _signFunding(buyerKey, t);
         bytes memory p = _signFeeAuthorization(sellerKey, t);
-        _expectActivateRevert(t, a, f, p, _err(MockUSDC.InvalidSignature.selector));
+        _expectActivateRevert(t, a, f, p, _err(MockUSDCAuthorizations.InvalidSignature.selector));
         assertEq(usdc.allowance(buyer, address(escrow)), FEE, "allowance untouched");
     }
 

@@ -10,6 +10,7 @@ import {UsageEscrow} from "../src/UsageEscrow.sol";
 import {IFiatToken} from "../src/interfaces/IFiatToken.sol";
 import {ISanctionsOracle} from "../src/interfaces/ISanctionsOracle.sol";
 import {MockUSDC} from "../src/mocks/MockUSDC.sol";
+import {MockUSDCAuthorizations} from "../src/mocks/MockUSDCAuthorizations.sol";
 import {CallbackUSDC, ITokenTransferHook} from "../src/mocks/CallbackUSDC.sol";
 import {FeeOnTransferUSDC} from "../src/mocks/FeeOnTransferUSDC.sol";
 
@@ -108,8 +109,10 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         escrow = home;
     }
 
-    /// @dev Redeploys the escrow on `token`, funds the buyer with it, and makes it the fixture's.
-    function _useToken(MockUSDC token) internal {
+    /// @dev Puts the implementation `token` behind a proxy, redeploys the escrow on it, funds the
+    /// buyer with it, and makes it the fixture's; returns the token (the proxy).
+    function _useToken(MockUSDC implementation) internal returns (MockUSDC token) {
+        token = _behindProxy(implementation);
         usdc = token;
         escrow = _deployEscrow(IFiatToken(address(token)));
         token.mint(buyer, 1_000_000 * USDC);
@@ -197,13 +200,13 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
         vm.startPrank(attacker);
-        vm.expectRevert(_err(MockUSDC.CallerMustBePayee.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.CallerMustBePayee.selector));
         usdc.receiveWithAuthorization(buyer, address(escrow), FEE, 0, t.activateBy, feeNonce, p);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.receiveWithAuthorization(buyer, attacker, FEE, 0, t.activateBy, feeNonce, p);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.transferWithAuthorization(buyer, address(escrow), FEE, 0, t.activateBy, feeNonce, p);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.transferWithAuthorization(buyer, attacker, FEE, 0, t.activateBy, feeNonce, p);
         vm.stopPrank();
         assertEq(usdc.balanceOf(buyer), buyerBefore);
@@ -230,10 +233,10 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
         vm.prank(attacker);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.transferWithAuthorization(buyer, address(escrow), DEPOSIT, 0, t.activateBy, key, f);
         vm.prank(attacker);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.transferWithAuthorization(buyer, attacker, DEPOSIT, 0, t.activateBy, key, f);
         assertEq(usdc.balanceOf(buyer), buyerBefore);
         assertFalse(usdc.authorizationState(buyer, key), "funding nonce untouched");
@@ -253,10 +256,10 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
         vm.prank(attacker);
-        vm.expectRevert(_err(MockUSDC.CallerMustBePayee.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.CallerMustBePayee.selector));
         usdc.receiveWithAuthorization(buyer, address(escrow), DEPOSIT, 0, t.activateBy, key, f);
         vm.prank(attacker);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.receiveWithAuthorization(buyer, attacker, DEPOSIT, 0, t.activateBy, key, f);
         assertEq(usdc.balanceOf(buyer), buyerBefore);
 
@@ -317,7 +320,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
         vm.prank(relayer);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector)); // the token refuses it
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector)); // the token refuses it
         escrow.activate(second, a2, f1, p1);
         assertEq(usdc.balanceOf(buyer), buyerBefore);
 
@@ -327,7 +330,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         bytes memory p2 = _signFeeAuthorization(buyerKey, second);
         uint256 escrowBefore = usdc.balanceOf(address(escrow));
         vm.prank(relayer);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         escrow.activate(second, a2, f1, p2);
         assertEq(usdc.balanceOf(address(escrow)), escrowBefore);
     }
@@ -411,7 +414,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
         uint256 buyerBefore = usdc.balanceOf(buyer);
 
         vm.prank(relayer);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         other.activate(t, otherActivation, homeFunding, "");
         assertEq(usdc.balanceOf(buyer), buyerBefore);
     }
@@ -607,8 +610,7 @@ contract UsageEscrowAttacksTest is EscrowFixture {
 
     /// @dev Moves the suite onto CallbackUSDC (its hook is set by each test).
     function _useCallbackToken() internal returns (CallbackUSDC token) {
-        token = new CallbackUSDC();
-        _useToken(token);
+        token = CallbackUSDC(address(_useToken(new CallbackUSDC())));
     }
 
     /// @dev Moves the suite onto CallbackUSDC with a ReentrantParty as the seller of the default

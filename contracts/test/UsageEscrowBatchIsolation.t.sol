@@ -141,7 +141,7 @@ contract UsageEscrowBatchIsolationTest is BatchFixture {
     // ---------------------------------------------------------------- paused token
 
     function test_PausedTokenSkipsEveryClaimAndChangesNothing() public {
-        HaltableUSDC token = new HaltableUSDC();
+        HaltableUSDC token = HaltableUSDC(address(_behindProxy(new HaltableUSDC())));
         usdc = token;
         escrow = _deployEscrow(IFiatToken(address(token)));
         token.mint(buyer, 1_000_000 * USDC);

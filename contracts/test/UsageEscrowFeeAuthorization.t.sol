@@ -5,6 +5,7 @@ import {EscrowFixture} from "./utils/EscrowFixture.sol";
 import {UsageEscrow} from "../src/UsageEscrow.sol";
 import {IFiatToken} from "../src/interfaces/IFiatToken.sol";
 import {MockUSDC} from "../src/mocks/MockUSDC.sol";
+import {MockUSDCAuthorizations} from "../src/mocks/MockUSDCAuthorizations.sol";
 import {FeeOnTransferUSDC} from "../src/mocks/FeeOnTransferUSDC.sol";
 
 /// @notice The infra fee's authorization (contract v3): the buyer's USDC ReceiveWithAuthorization
@@ -64,7 +65,7 @@ contract UsageEscrowFeeAuthorizationTest is EscrowFixture {
         uint256 recipientBefore = usdc.balanceOf(feeRecipient);
 
         vm.expectEmit(true, true, true, true, address(usdc));
-        emit MockUSDC.AuthorizationUsed(buyer, feeNonce);
+        emit MockUSDCAuthorizations.AuthorizationUsed(buyer, feeNonce);
         _submit(p);
 
         assertEq(buyerBefore - usdc.balanceOf(buyer), DEPOSIT + FEE, "deposit and fee, nothing more");
@@ -187,7 +188,7 @@ contract UsageEscrowFeeAuthorizationTest is EscrowFixture {
         bytes32 structHash = keccak256(abi.encode(usdc.CANCEL_AUTHORIZATION_TYPEHASH(), buyer, feeNonce));
         usdc.cancelAuthorization(buyer, feeNonce, _sign(buyerKey, _typedDigest(usdc.DOMAIN_SEPARATOR(), structHash)));
 
-        _expectSubmitReverts(p, _err(MockUSDC.AuthorizationAlreadyUsed.selector));
+        _expectSubmitReverts(p, _err(MockUSDCAuthorizations.AuthorizationAlreadyUsed.selector));
     }
 
     // ---------------------------------------------------------------- front-running
@@ -214,13 +215,13 @@ contract UsageEscrowFeeAuthorizationTest is EscrowFixture {
     /// both), each refused.
     function _frontRunEverywhere(bytes memory sig, uint256 value, uint256 validBefore, bytes32 nonce) internal {
         vm.startPrank(attacker);
-        vm.expectRevert(_err(MockUSDC.CallerMustBePayee.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.CallerMustBePayee.selector));
         usdc.receiveWithAuthorization(buyer, address(escrow), value, 0, validBefore, nonce, sig);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.receiveWithAuthorization(buyer, attacker, value, 0, validBefore, nonce, sig);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.transferWithAuthorization(buyer, address(escrow), value, 0, validBefore, nonce, sig);
-        vm.expectRevert(_err(MockUSDC.InvalidSignature.selector));
+        vm.expectRevert(_err(MockUSDCAuthorizations.InvalidSignature.selector));
         usdc.transferWithAuthorization(buyer, attacker, value, 0, validBefore, nonce, sig);
         vm.stopPrank();
     }
@@ -231,7 +232,7 @@ contract UsageEscrowFeeAuthorizationTest is EscrowFixture {
         Pending memory a = _pending("a");
         Pending memory b = _pending("b");
         b.fee = a.fee;
-        _expectSubmitReverts(b, _err(MockUSDC.InvalidSignature.selector));
+        _expectSubmitReverts(b, _err(MockUSDCAuthorizations.InvalidSignature.selector));
     }
 
     // ---------------------------------------------------------------- wrong signatures
@@ -239,7 +240,7 @@ contract UsageEscrowFeeAuthorizationTest is EscrowFixture {
     function test_RevertWhen_FeeAuthorizationSignedBySeller() public {
         Pending memory p = _pending("a");
         p.fee = _signFeeAuthorization(sellerKey, p.terms);
-        _expectSubmitReverts(p, _err(MockUSDC.InvalidSignature.selector));
+        _expectSubmitReverts(p, _err(MockUSDCAuthorizations.InvalidSignature.selector));
     }
 
     /// A fee authorization for another amount (one base unit more or less) does not verify for
@@ -258,7 +259,7 @@ contract UsageEscrowFeeAuthorizationTest is EscrowFixture {
                 p.terms.activateBy,
                 feeNonce
             );
-            _expectSubmitReverts(p, _err(MockUSDC.InvalidSignature.selector));
+            _expectSubmitReverts(p, _err(MockUSDCAuthorizations.InvalidSignature.selector));
         }
     }
 
@@ -286,7 +287,7 @@ contract UsageEscrowFeeAuthorizationTest is EscrowFixture {
         ];
         for (uint256 i; i < wrong.length; ++i) {
             p.fee = wrong[i];
-            _expectSubmitReverts(p, _err(MockUSDC.InvalidSignature.selector));
+            _expectSubmitReverts(p, _err(MockUSDCAuthorizations.InvalidSignature.selector));
         }
     }
 
@@ -330,7 +331,7 @@ contract UsageEscrowFeeAuthorizationTest is EscrowFixture {
     /// On a token that keeps a cut of every transfer, the deposit and the fee received are
     /// checked together.
     function test_RevertWhen_TokenTakesACutOfDepositAndFee() public {
-        FeeOnTransferUSDC token = new FeeOnTransferUSDC();
+        FeeOnTransferUSDC token = FeeOnTransferUSDC(address(_behindProxy(new FeeOnTransferUSDC())));
         usdc = token;
         escrow = _deployEscrow(IFiatToken(address(token)));
         token.mint(buyer, 1_000_000 * USDC);

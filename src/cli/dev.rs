@@ -120,11 +120,17 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
     // the escrow through ERC-1271 (docs/smart-wallet.md).
     let smart_owner = keys[4].clone();
     let fee_recipient = keys[9].address();
+    let roles = deploy::LocalRoles {
+        deployer: deployer.address(),
+        // Dev account 8 holds the mock USDC proxy, which its admin may not call through.
+        usdc_proxy_admin: keys[8].address(),
+        fee_recipient,
+    };
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(deployer))
         .connect_http(anvil.endpoint_url())
         .erased();
-    let deployment = deploy::deploy_local(&provider, fee_recipient).await.context("deploying")?;
+    let deployment = deploy::deploy_local(&provider, roles).await.context("deploying")?;
     MockUSDC::new(deployment.usdc, &provider)
         .mint(buyer.address(), U256::from(DEMO_USDC))
         .send()
@@ -261,6 +267,7 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         "contracts": {
             "usage_escrow": deployment.usage_escrow.to_checksum(None),
             "usdc": deployment.usdc.to_checksum(None),
+            "usdc_implementation": deployment.usdc_implementation.to_checksum(None),
             "sanctions_oracle": deployment.sanctions_oracle.to_checksum(None),
         },
         "fee_recipient": fee_recipient.to_checksum(None),

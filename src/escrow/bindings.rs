@@ -25,6 +25,13 @@ sol!(
 );
 
 sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    MockUSDCProxy,
+    "abi/MockUSDCProxy.json"
+);
+
+sol!(
     #[sol(rpc, abi)]
     #[derive(Debug)]
     MockSanctionsOracle,

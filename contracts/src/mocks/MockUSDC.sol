@@ -2,66 +2,38 @@
 pragma solidity 0.8.30;
 
 import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
-import {IFiatToken} from "../interfaces/IFiatToken.sol";
+import {MockUSDCAuthorizations} from "./MockUSDCAuthorizations.sol";
 
-/// @notice A test stand-in for Circle's USDC (FiatToken v2.2) on anvil: 6 decimals, EIP-2612
-/// permits, EIP-3009 authorizations with Circle's exact typehashes and EIP-712 domain
-/// ("USD Coin", "2"), ERC-1271 signers, and a blacklist. Minting is limited to the deployer.
-/// @dev The project measures the escrow's gas with this token, so its storage is laid out like
-/// FiatToken v2.2's where that decides the cost of a transfer: an account's balance and its
-/// blacklist flag live in one word (bit 255 = blacklisted, bits 0..254 = balance). A blacklist
-/// check therefore reads the same slot the balance move reads anyway, instead of a second, cold
-/// slot. Not modelled: FiatToken's proxy (a cold implementation slot and a delegatecall) and its
-/// `paused` flag (one more cold slot per call), which real USDC pays on top of this.
-contract MockUSDC is EIP712, IFiatToken, IERC20Metadata {
-    /// @notice EIP-2612 permit typehash.
-    bytes32 public constant PERMIT_TYPEHASH =
-        keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
-    /// @notice EIP-3009 transferWithAuthorization typehash.
-    bytes32 public constant TRANSFER_WITH_AUTHORIZATION_TYPEHASH = keccak256(
-        "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
-    );
-    /// @notice EIP-3009 receiveWithAuthorization typehash.
-    bytes32 public constant RECEIVE_WITH_AUTHORIZATION_TYPEHASH = keccak256(
-        "ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
-    );
-    /// @notice EIP-3009 cancelAuthorization typehash.
-    bytes32 public constant CANCEL_AUTHORIZATION_TYPEHASH =
-        keccak256("CancelAuthorization(address authorizer,bytes32 nonce)");
-
+/// @notice A test stand-in for Circle's USDC (FiatToken v2.2) on anvil and in forge: 6 decimals,
+/// EIP-2612 permits and EIP-3009 authorizations with Circle's exact typehashes and EIP-712 domain
+/// ("USD Coin", "2") (MockUSDCAuthorizations), ERC-1271 signers, a blacklist and a pause switch
+/// (MockUSDCRoles). It is an implementation: deploy it behind a MockUSDCProxy with `initialize`,
+/// and use the proxy's address as the token's.
+/// @dev The project measures the escrow's gas with this token, so it pays for what makes real
+/// USDC cost what it does (docs/gas.md, "The mock token and real USDC"): the proxy's slots and
+/// DELEGATECALL, the `paused` flag, each party's blacklist state, the domain separator built
+/// from the stored name, and the signature check in another account. An account's blacklist
+/// flag is bit 255 of its balance word, as in v2.2, so the check warms the slot the balance move
+/// then writes.
+contract MockUSDC is MockUSDCAuthorizations, IERC20Metadata {
     /// @dev Bit 255 of an account's word: set while the account is blacklisted.
     uint256 private constant BLACKLISTED_BIT = 1 << 255;
     /// @dev Bits 0..254 of an account's word: its balance. Also the cap on the total supply, so
     /// no balance can ever reach the flag bit.
     uint256 private constant BALANCE_MASK = BLACKLISTED_BIT - 1;
 
-    /// @notice The deployer; the only address allowed to mint.
-    address public immutable owner;
-    /// @notice The deployer; the only address allowed to change the blacklist.
-    address public immutable blacklister;
-
+    string private _name;
+    string private _symbol;
     /// @dev One word per account: the blacklist flag (bit 255) and the balance (the rest).
     mapping(address account => uint256) private _balanceAndBlacklistState;
     mapping(address holder => mapping(address spender => uint256)) private _allowances;
     uint256 private _totalSupply;
-    mapping(address account => uint256) private _permitNonces;
-    mapping(address authorizer => mapping(bytes32 nonce => bool)) private _authorizationUsed;
 
-    /// @notice Emitted when an authorization nonce is consumed by a transfer.
-    event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
-    /// @notice Emitted when an authorization nonce is cancelled before use.
-    event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
     /// @notice Emitted when `account` is blacklisted.
     event BlacklistAdded(address indexed account);
     /// @notice Emitted when `account` is removed from the blacklist.
     event BlacklistRemoved(address indexed account);
 
-    /// @notice The caller is not the owner.
-    error OnlyOwner();
-    /// @notice The caller is not the blacklister.
-    error OnlyBlacklister();
     /// @notice `account` is blacklisted and may not send, receive, approve or authorize.
     error Blacklisted(address account);
     /// @notice `account` holds `balance`, less than the `needed` amount.
@@ -72,44 +44,38 @@ contract MockUSDC is EIP712, IFiatToken, IERC20Metadata {
     error ZeroAddress();
     /// @notice Minting would take the total supply past 2^255 - 1 (bit 255 is the blacklist flag).
     error SupplyOverflow();
-    /// @notice The permit's deadline has passed.
-    error PermitExpired();
-    /// @notice `block.timestamp` is not yet after the authorization's `validAfter`.
-    error AuthorizationNotYetValid();
-    /// @notice `block.timestamp` is not before the authorization's `validBefore`.
-    error AuthorizationExpired();
-    /// @notice The authorization nonce was already used or cancelled.
-    error AuthorizationAlreadyUsed();
-    /// @notice The signature is not the signer's (neither ECDSA nor ERC-1271).
-    error InvalidSignature();
-    /// @notice receiveWithAuthorization was called by someone other than the payee.
-    error CallerMustBePayee();
-
-    /// @notice Deploys the token; the deployer becomes owner and blacklister.
-    constructor() EIP712("USD Coin", "2") {
-        owner = msg.sender;
-        blacklister = msg.sender;
-    }
 
     // ------------------------------------------------------------------ admin
 
-    /// @notice Mints `amount` to `to`. Owner only; refused to a blacklisted or zero address.
-    function mint(address to, uint256 amount) external {
-        if (msg.sender != owner) revert OnlyOwner();
+    /// @notice Sets the token's name, symbol and roles, once, in the proxy's storage (call it
+    /// through the proxy, or pass it to the proxy's constructor).
+    function initialize(
+        string calldata tokenName,
+        string calldata tokenSymbol,
+        address owner_,
+        address pauser_,
+        address blacklister_
+    ) external {
+        _initializeRoles(owner_, pauser_, blacklister_);
+        _name = tokenName;
+        _symbol = tokenSymbol;
+    }
+
+    /// @notice Mints `amount` to `to`. Owner only, not while paused; refused to a blacklisted or
+    /// zero address.
+    function mint(address to, uint256 amount) external onlyOwner whenNotPaused {
         if (to == address(0)) revert ZeroAddress();
         _update(address(0), to, amount);
     }
 
     /// @notice Blacklists `account`; its balance is kept but frozen. Blacklister only.
-    function blacklist(address account) external {
-        if (msg.sender != blacklister) revert OnlyBlacklister();
+    function blacklist(address account) external onlyBlacklister {
         _balanceAndBlacklistState[account] |= BLACKLISTED_BIT;
         emit BlacklistAdded(account);
     }
 
     /// @notice Removes `account` from the blacklist; its balance is untouched. Blacklister only.
-    function unBlacklist(address account) external {
-        if (msg.sender != blacklister) revert OnlyBlacklister();
+    function unBlacklist(address account) external onlyBlacklister {
         _balanceAndBlacklistState[account] &= BALANCE_MASK;
         emit BlacklistRemoved(account);
     }
@@ -121,14 +87,14 @@ contract MockUSDC is EIP712, IFiatToken, IERC20Metadata {
 
     // ------------------------------------------------------------------ ERC-20
 
-    /// @notice "USD Coin".
-    function name() public pure virtual returns (string memory) {
-        return "USD Coin";
+    /// @notice The name set at initialization ("USD Coin"), also the EIP-712 domain's name.
+    function name() public view virtual override(MockUSDCAuthorizations, IERC20Metadata) returns (string memory) {
+        return _name;
     }
 
-    /// @notice "USDC".
-    function symbol() public pure virtual returns (string memory) {
-        return "USDC";
+    /// @notice The symbol set at initialization ("USDC").
+    function symbol() public view virtual returns (string memory) {
+        return _symbol;
     }
 
     /// @notice USDC has 6 decimals.
@@ -153,15 +119,27 @@ contract MockUSDC is EIP712, IFiatToken, IERC20Metadata {
     }
 
     /// @notice Moves `value` from the caller to `to`; neither may be blacklisted.
-    function transfer(address to, uint256 value) public virtual returns (bool) {
+    function transfer(address to, uint256 value)
+        public
+        virtual
+        whenNotPaused
+        notBlacklisted(msg.sender)
+        notBlacklisted(to)
+        returns (bool)
+    {
         _transfer(msg.sender, to, value);
         return true;
     }
 
     /// @notice Lets `spender` move up to `value` of the caller's tokens; neither may be blacklisted.
-    function approve(address spender, uint256 value) public virtual returns (bool) {
-        _requireNotBlacklisted(msg.sender);
-        _requireNotBlacklisted(spender);
+    function approve(address spender, uint256 value)
+        public
+        virtual
+        whenNotPaused
+        notBlacklisted(msg.sender)
+        notBlacklisted(spender)
+        returns (bool)
+    {
         _approve(msg.sender, spender, value);
         return true;
     }
@@ -170,133 +148,18 @@ contract MockUSDC is EIP712, IFiatToken, IERC20Metadata {
     /// `from` and `to` must not be blacklisted.
     /// @dev Like FiatToken v2.2, the allowance is always decremented, `type(uint256).max`
     /// included (there is no "infinite approval"), so every transferFrom pays for writing it.
-    function transferFrom(address from, address to, uint256 value) public virtual returns (bool) {
-        _requireNotBlacklisted(msg.sender);
+    function transferFrom(address from, address to, uint256 value)
+        public
+        virtual
+        whenNotPaused
+        notBlacklisted(msg.sender)
+        notBlacklisted(from)
+        notBlacklisted(to)
+        returns (bool)
+    {
         _spendAllowance(from, msg.sender, value);
         _transfer(from, to, value);
         return true;
-    }
-
-    // ------------------------------------------------------------------ EIP-2612
-
-    /// @notice The token's EIP-712 domain separator.
-    // solhint-disable-next-line func-name-mixedcase
-    function DOMAIN_SEPARATOR() external view returns (bytes32) {
-        return _domainSeparatorV4();
-    }
-
-    /// @notice The EIP-2612 nonce of `account`.
-    function nonces(address account) external view returns (uint256) {
-        return _permitNonces[account];
-    }
-
-    /// @notice EIP-2612 permit with a split ECDSA signature.
-    function permit(address holder, address spender, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
-        external
-    {
-        _permit(holder, spender, value, deadline, abi.encodePacked(r, s, v));
-    }
-
-    /// @notice EIP-2612 permit with a `bytes` signature (ECDSA or ERC-1271).
-    function permit(address holder, address spender, uint256 value, uint256 deadline, bytes memory signature) external {
-        _permit(holder, spender, value, deadline, signature);
-    }
-
-    // ------------------------------------------------------------------ EIP-3009
-
-    /// @notice True when `nonce` of `authorizer` has been used or cancelled.
-    function authorizationState(address authorizer, bytes32 nonce) external view returns (bool) {
-        return _authorizationUsed[authorizer][nonce];
-    }
-
-    /// @notice Moves `value` from `from` to `to` under `from`'s signature (split form).
-    function transferWithAuthorization(
-        address from,
-        address to,
-        uint256 value,
-        uint256 validAfter,
-        uint256 validBefore,
-        bytes32 nonce,
-        uint8 v,
-        bytes32 r,
-        bytes32 s
-    ) external {
-        _authorizedTransfer(
-            TRANSFER_WITH_AUTHORIZATION_TYPEHASH,
-            from,
-            to,
-            value,
-            validAfter,
-            validBefore,
-            nonce,
-            abi.encodePacked(r, s, v)
-        );
-    }
-
-    /// @notice Moves `value` from `from` to `to` under `from`'s signature (ECDSA or ERC-1271).
-    function transferWithAuthorization(
-        address from,
-        address to,
-        uint256 value,
-        uint256 validAfter,
-        uint256 validBefore,
-        bytes32 nonce,
-        bytes memory signature
-    ) external {
-        _authorizedTransfer(
-            TRANSFER_WITH_AUTHORIZATION_TYPEHASH, from, to, value, validAfter, validBefore, nonce, signature
-        );
-    }
-
-    /// @notice Pulls `value` from `from` to the caller, who must be `to` (split form).
-    function receiveWithAuthorization(
-        address from,
-        address to,
-        uint256 value,
-        uint256 validAfter,
-        uint256 validBefore,
-        bytes32 nonce,
-        uint8 v,
-        bytes32 r,
-        bytes32 s
-    ) external {
-        if (msg.sender != to) revert CallerMustBePayee();
-        _authorizedTransfer(
-            RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
-            from,
-            to,
-            value,
-            validAfter,
-            validBefore,
-            nonce,
-            abi.encodePacked(r, s, v)
-        );
-    }
-
-    /// @notice Pulls `value` from `from` to the caller, who must be `to` (ECDSA or ERC-1271).
-    function receiveWithAuthorization(
-        address from,
-        address to,
-        uint256 value,
-        uint256 validAfter,
-        uint256 validBefore,
-        bytes32 nonce,
-        bytes memory signature
-    ) external {
-        if (msg.sender != to) revert CallerMustBePayee();
-        _authorizedTransfer(
-            RECEIVE_WITH_AUTHORIZATION_TYPEHASH, from, to, value, validAfter, validBefore, nonce, signature
-        );
-    }
-
-    /// @notice Cancels an unused authorization nonce of `authorizer` (split form).
-    function cancelAuthorization(address authorizer, bytes32 nonce, uint8 v, bytes32 r, bytes32 s) external {
-        _cancelAuthorization(authorizer, nonce, abi.encodePacked(r, s, v));
-    }
-
-    /// @notice Cancels an unused authorization nonce of `authorizer` (ECDSA or ERC-1271).
-    function cancelAuthorization(address authorizer, bytes32 nonce, bytes memory signature) external {
-        _cancelAuthorization(authorizer, nonce, signature);
     }
 
     // ------------------------------------------------------------------ internals
@@ -342,13 +205,13 @@ contract MockUSDC is EIP712, IFiatToken, IERC20Metadata {
     }
 
     /// @dev A balance move between two real accounts (neither may be the zero address).
-    function _transfer(address from, address to, uint256 value) internal virtual {
+    function _transfer(address from, address to, uint256 value) internal virtual override {
         if (from == address(0) || to == address(0)) revert ZeroAddress();
         _update(from, to, value);
     }
 
     /// @dev Sets the allowance and emits Approval. Blacklist checks are the caller's.
-    function _approve(address holder, address spender, uint256 value) internal virtual {
+    function _approve(address holder, address spender, uint256 value) internal virtual override {
         if (holder == address(0) || spender == address(0)) revert ZeroAddress();
         _allowances[holder][spender] = value;
         emit Approval(holder, spender, value);
@@ -364,63 +227,8 @@ contract MockUSDC is EIP712, IFiatToken, IERC20Metadata {
         }
     }
 
-    function _permit(address holder, address spender, uint256 value, uint256 deadline, bytes memory signature) private {
-        _requireNotBlacklisted(holder);
-        _requireNotBlacklisted(spender);
-        if (block.timestamp > deadline) revert PermitExpired();
-        bytes32 structHash =
-            keccak256(abi.encode(PERMIT_TYPEHASH, holder, spender, value, _permitNonces[holder]++, deadline));
-        _requireValidSignature(holder, structHash, signature);
-        _approve(holder, spender, value);
-    }
-
-    function _authorizedTransfer(
-        bytes32 typehash,
-        address from,
-        address to,
-        uint256 value,
-        uint256 validAfter,
-        uint256 validBefore,
-        bytes32 nonce,
-        bytes memory signature
-    ) private {
-        _requireNotBlacklisted(from);
-        _requireNotBlacklisted(to);
-        if (block.timestamp <= validAfter) revert AuthorizationNotYetValid();
-        if (block.timestamp >= validBefore) revert AuthorizationExpired();
-        _requireUnused(from, nonce);
-        bytes32 structHash = keccak256(abi.encode(typehash, from, to, value, validAfter, validBefore, nonce));
-        _requireValidSignature(from, structHash, signature);
-
-        _authorizationUsed[from][nonce] = true;
-        emit AuthorizationUsed(from, nonce);
-        _transfer(from, to, value);
-    }
-
-    function _cancelAuthorization(address authorizer, bytes32 nonce, bytes memory signature) private {
-        _requireNotBlacklisted(authorizer);
-        _requireUnused(authorizer, nonce);
-        bytes32 structHash = keccak256(abi.encode(CANCEL_AUTHORIZATION_TYPEHASH, authorizer, nonce));
-        _requireValidSignature(authorizer, structHash, signature);
-
-        _authorizationUsed[authorizer][nonce] = true;
-        emit AuthorizationCanceled(authorizer, nonce);
-    }
-
-    function _requireUnused(address authorizer, bytes32 nonce) private view {
-        if (_authorizationUsed[authorizer][nonce]) revert AuthorizationAlreadyUsed();
-    }
-
-    function _requireValidSignature(address signer, bytes32 structHash, bytes memory signature) private view {
-        bytes32 digest = _hashTypedDataV4(structHash);
-        if (!SignatureChecker.isValidSignatureNow(signer, digest, signature)) {
-            revert InvalidSignature();
-        }
-    }
-
-    /// @dev Reverts when `account` is blacklisted. Reads the account's balance word, as
-    /// FiatToken v2.2 does, so a later balance move of the same account finds the slot warm.
-    function _requireNotBlacklisted(address account) internal view {
+    /// @dev Reverts when `account` is blacklisted (bit 255 of its balance word).
+    function _requireNotBlacklisted(address account) internal view override {
         if (_balanceAndBlacklistState[account] & BLACKLISTED_BIT != 0) revert Blacklisted(account);
     }
 }

@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
-import {Test} from "./Test.sol";
+import {UsdcDeployer} from "./UsdcDeployer.sol";
 import {UsageEscrow} from "../../src/UsageEscrow.sol";
 import {IFiatToken} from "../../src/interfaces/IFiatToken.sol";
 import {ISanctionsOracle} from "../../src/interfaces/ISanctionsOracle.sol";
 import {MockUSDC} from "../../src/mocks/MockUSDC.sol";
 import {MockSanctionsOracle} from "../../src/mocks/MockSanctionsOracle.sol";
 
-/// @notice Deploys the escrow against mock USDC and a mock oracle, and signs every typed struct
-/// with real keys (vm.sign), so tests read as the flow a buyer and a seller go through.
-abstract contract EscrowFixture is Test {
+/// @notice Deploys the escrow against mock USDC (behind its proxy, whose address is the token's)
+/// and a mock oracle, and signs every typed struct with real keys (vm.sign), so tests read as the
+/// flow a buyer and a seller go through.
+abstract contract EscrowFixture is UsdcDeployer {
     bytes32 internal constant RECEIVE_WITH_AUTHORIZATION_TYPEHASH = keccak256(
         "ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
     );
@@ -41,7 +42,7 @@ abstract contract EscrowFixture is Test {
         (seller, sellerKey) = makeAddrAndKey("seller");
         feeRecipient = address(0xFEE);
         relayer = address(0xBEEF);
-        usdc = new MockUSDC();
+        usdc = _deployUsdc();
         oracle = new MockSanctionsOracle();
         escrow = _deployEscrow(IFiatToken(address(usdc)));
         usdc.mint(buyer, 1_000_000 * USDC);

@@ -25,6 +25,8 @@ use pactum::escrow::typed_data::{self, Activation};
 
 /// One USDC in base units.
 pub const USDC: u64 = 1_000_000;
+/// The dev account that administers the mock USDC proxy (and so may not call the token).
+pub const USDC_PROXY_ADMIN: usize = 8;
 
 /// A local chain with the escrow, mock USDC and the mock oracle deployed.
 pub struct DevChain {
@@ -76,6 +78,11 @@ impl DevChain {
         let (deployer, buyer, seller, relayer) =
             (keys[0].clone(), keys[1].clone(), keys[2].clone(), keys[3].clone());
         let fee_recipient = keys[9].address();
+        let roles = deploy::LocalRoles {
+            deployer: deployer.address(),
+            usdc_proxy_admin: keys[USDC_PROXY_ADMIN].address(),
+            fee_recipient,
+        };
 
         let mut wallet = EthereumWallet::from(deployer.clone());
         for signer in [&buyer, &seller, &relayer] {
@@ -84,7 +91,7 @@ impl DevChain {
         let provider =
             ProviderBuilder::new().wallet(wallet).connect_http(anvil.endpoint_url()).erased();
 
-        let deployment = deploy::deploy_local(&provider, fee_recipient).await.unwrap();
+        let deployment = deploy::deploy_local(&provider, roles).await.unwrap();
         let usdc = MockUSDC::new(deployment.usdc, provider.clone());
         let oracle = MockSanctionsOracle::new(deployment.sanctions_oracle, provider.clone());
         let escrow = UsageEscrow::new(deployment.usage_escrow, provider.clone());

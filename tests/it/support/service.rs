@@ -377,10 +377,11 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
     }
 }
 
-/// `n` relayer accounts (at most 6): anvil's dev accounts 3, 4, …, funded with ETH by anvil
-/// and used by nothing else (account 3 is the chain's `relayer`).
+/// `n` relayer accounts (at most 5): anvil's dev accounts 3, 4, …, funded with ETH by anvil
+/// and used by nothing else (account 3 is the chain's `relayer`; account 8 is the mock USDC
+/// proxy's admin).
 pub fn relayer_signers(chain: &DevChain, n: usize) -> Vec<alloy::signers::local::PrivateKeySigner> {
-    assert!(n <= 6, "dev accounts 3..=8 are free for relayers");
+    assert!(n <= 5, "dev accounts 3..=7 are free for relayers");
     chain.anvil.keys()[3..3 + n]
         .iter()
         .map(|key| alloy::signers::local::PrivateKeySigner::from(key.clone()))
