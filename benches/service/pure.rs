@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use alloy::primitives::{Address, B256, Bytes, U256, address, keccak256};
+use alloy::primitives::{Address, B256, Bytes, address, keccak256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolStruct;
@@ -20,7 +20,6 @@ const CHAIN_ID: u64 = 8453;
 const TOKEN: Address = address!("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913");
 const ESCROW: Address = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
 const FEE_RECIPIENT: Address = address!("0x90F79bf6EB2c4f870365E785982E1f101E93b906");
-const PERMIT_NONCE: U256 = U256::from_limbs([7, 0, 0, 0]);
 
 /// Accepted terms with an infra fee, so the package carries all three documents.
 fn terms(buyer: Address) -> Terms {
@@ -65,7 +64,7 @@ fn check_activation(terms: &Terms, signed: &Signed) -> Result<(), VerifyError> {
     let funding = typed_data::funding_authorization(&activation, ESCROW, key)
         .expect("the deposit fits 256 bits");
     expect(funding.eip712_signing_hash(&token_domain), &signed.funding)?;
-    let permit = typed_data::fee_permit(&activation, ESCROW, PERMIT_NONCE);
+    let permit = typed_data::fee_authorization(&activation, ESCROW, key);
     expect(permit.eip712_signing_hash(&token_domain), &signed.permit)
 }
 
@@ -75,16 +74,8 @@ pub(crate) fn run(settings: &Settings) {
     let terms = terms(signer.address());
     let activation = terms.activation();
     let build = || {
-        package::activation_package(
-            &activation,
-            ESCROW,
-            CHAIN_ID,
-            TOKEN,
-            "USD Coin",
-            PERMIT_NONCE,
-            FEE_RECIPIENT,
-        )
-        .expect("the package builds")
+        package::activation_package(&activation, ESCROW, CHAIN_ID, TOKEN, "USD Coin", FEE_RECIPIENT)
+            .expect("the package builds")
     };
     let built = build();
     let key = built.agreement_key;

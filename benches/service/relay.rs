@@ -92,8 +92,7 @@ async fn interval_mining(h: &Harness, on: bool) {
 }
 
 /// `n` agreements proposed, accepted and activated through the API, each paid from its own
-/// buyer wallet (an EIP-2612 fee permit uses the wallet's next token nonce, so one wallet has one
-/// activation with a fee in flight at a time); returns their ids and wallets once all are active.
+/// buyer wallet (as many agents would pay); returns their ids and wallets once all are active.
 async fn active_agreements(
     h: &Arc<Harness>,
     buyer: &TestAgent,

@@ -9,16 +9,21 @@ use alloy::sol_types::SolCall;
 use pactum::escrow::bindings::UsageEscrow;
 use pactum::escrow::typed_data::{Activation, BuyerWithdraw, SellerClaim};
 
-const ACTIVATION_TARGET: u64 = 140_000;
-const CLAIM_TARGET: u64 = 60_000;
-const WITHDRAW_TARGET: u64 = 50_000;
-/// The targets were set when the mock token cost less than USDC; now that it is priced like USDC
-/// on Base (proxy, pause flag, signature library: docs/gas.md) activation, claim and withdraw all
-/// miss them. These ceilings, just above today's figures, keep them from growing until the escrow
-/// is tuned again.
-const ACTIVATION_CEILING: u64 = 142_500;
-const CLAIM_CEILING: u64 = 67_000;
-const WITHDRAW_CEILING: u64 = 63_000;
+/// The goals on USDC on Base set for contract v3, which this token is priced like. docs/gas.md
+/// says which are met, and why the others cannot be with the contract's current duties.
+const GOAL_ACTIVATE_FEE: u64 = 140_000;
+const GOAL_ACTIVATE: u64 = 110_000;
+const GOAL_CLAIM: u64 = 60_000;
+const GOAL_WITHDRAW: u64 = 55_000;
+/// `sellerClaimBatch` of 20 against 20 single sponsored claims, in percent.
+const GOAL_BATCH_RATIO: f64 = 35.0;
+/// Ceilings just above today's figures (runs vary by some 25 gas): what the test guards, so that
+/// no figure grows unnoticed.
+const CEILING_ACTIVATE_FEE: u64 = 187_000;
+const CEILING_ACTIVATE: u64 = 142_500;
+const CEILING_CLAIM: u64 = 67_000;
+const CEILING_WITHDRAW: u64 = 63_000;
+const CEILING_BATCH_RATIO: f64 = 41.0;
 const BATCH: usize = 20;
 
 async fn sponsored_claim(
@@ -136,27 +141,37 @@ async fn escrow_actions_meet_their_gas_targets() {
 
     let ratio = batch_total as f64 / single_total as f64;
     let claim_ratio = claim_batch_total as f64 / single_total as f64;
-    println!("| action | gas (transaction) | target |");
-    println!("| --- | ---: | ---: |");
-    println!("| activate, no fee | {activate_no_fee} | ≤ {ACTIVATION_TARGET} |");
-    println!("| activate, with fee permit | {activate_with_fee} | — |");
-    println!("| sellerClaim (direct) | {claim_direct} | ≤ {CLAIM_TARGET} |");
-    println!("| sellerClaimWithAuthorization (sponsored) | {claim_sponsored} | — |");
-    println!("| initiateClose (buyer, direct) | {close_buyer} | — |");
-    println!("| buyerWithdraw (direct) | {withdraw_direct} | ≤ {WITHDRAW_TARGET} |");
-    println!("| buyerWithdrawWithAuthorization (sponsored) | {withdraw_sponsored} | — |");
-    println!("| {BATCH} sponsored claims, one transaction each | {single_total} | — |");
-    println!("| {BATCH} sponsored claims, one generic `batch` | {batch_total} | — |");
-    println!("| {BATCH} sponsored claims, one `sellerClaimBatch` | {claim_batch_total} | — |");
-    println!("| generic `batch` / singles | {:.1}% | — |", ratio * 100.0);
-    println!("| `sellerClaimBatch` / singles | {:.1}% | ≤ 50% |", claim_ratio * 100.0);
-
-    assert!(activate_no_fee <= ACTIVATION_CEILING, "activation: {activate_no_fee} gas");
-    assert!(claim_direct <= CLAIM_CEILING, "seller claim: {claim_direct} gas");
-    assert!(withdraw_direct <= WITHDRAW_CEILING, "buyer withdraw: {withdraw_direct} gas");
-    assert!(
-        claim_batch_total * 2 <= single_total,
-        "claim batch of {BATCH}: {claim_batch_total} vs {single_total}"
+    let verdict = |gas: u64, goal: u64| {
+        if gas <= goal { "met".to_owned() } else { format!("missed by {}", gas - goal) }
+    };
+    println!("| action | gas (transaction) | goal on USDC | |");
+    println!("| --- | ---: | ---: | --- |");
+    let goals = [
+        ("activate, with the infra-fee authorization", activate_with_fee, GOAL_ACTIVATE_FEE),
+        ("activate, no fee", activate_no_fee, GOAL_ACTIVATE),
+        ("sellerClaim (direct)", claim_direct, GOAL_CLAIM),
+        ("buyerWithdraw (direct)", withdraw_direct, GOAL_WITHDRAW),
+    ];
+    for (action, gas, goal) in goals {
+        println!("| {action} | {gas} | ≤ {goal} | {} |", verdict(gas, goal));
+    }
+    println!("| sellerClaimWithAuthorization (sponsored) | {claim_sponsored} | | |");
+    println!("| initiateClose (buyer, direct) | {close_buyer} | | |");
+    println!("| buyerWithdrawWithAuthorization (sponsored) | {withdraw_sponsored} | | |");
+    println!("| {BATCH} sponsored claims, one transaction each | {single_total} | | |");
+    println!("| {BATCH} sponsored claims, one generic `batch` | {batch_total} | | |");
+    println!("| {BATCH} sponsored claims, one `sellerClaimBatch` | {claim_batch_total} | | |");
+    println!("| generic `batch` / singles | {:.1}% | | |", ratio * 100.0);
+    let claim_percent = claim_ratio * 100.0;
+    let batch_verdict = if claim_percent <= GOAL_BATCH_RATIO { "met" } else { "missed" };
+    println!(
+        "| `sellerClaimBatch` / singles | {claim_percent:.1}% | ≤ {GOAL_BATCH_RATIO}% | {batch_verdict} |"
     );
+
+    assert!(activate_with_fee <= CEILING_ACTIVATE_FEE, "activation with fee: {activate_with_fee}");
+    assert!(activate_no_fee <= CEILING_ACTIVATE, "activation: {activate_no_fee} gas");
+    assert!(claim_direct <= CEILING_CLAIM, "seller claim: {claim_direct} gas");
+    assert!(withdraw_direct <= CEILING_WITHDRAW, "buyer withdraw: {withdraw_direct} gas");
+    assert!(claim_percent <= CEILING_BATCH_RATIO, "claim batch: {claim_percent:.1}% of singles");
     assert!(batch_total < single_total, "a generic batch must cost less than its calls alone");
 }
