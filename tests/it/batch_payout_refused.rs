@@ -53,7 +53,8 @@ fn ended(action: &Value) -> bool {
 
 #[tokio::test]
 async fn a_blacklisted_seller_in_a_batch_is_skipped_and_claims_again_later() {
-    let h = Arc::new(Harness::start().await);
+    // A batch wait long enough that the concurrent claims meet in one batch on a busy machine.
+    let h = Arc::new(Harness::start_with(|config| config.relayer_batch_wait_ms = 5_000).await);
     let (buyer, seller) = h.parties().await;
     let mut ids = Vec::new();
     for units in 1..=CLAIMS {
@@ -106,6 +107,8 @@ async fn a_blacklisted_seller_in_a_batch_is_skipped_and_claims_again_later() {
 
     // Paid again by the token, the seller claims the same units.
     usdc.unBlacklist(seller_wallet).send().await.unwrap().get_receipt().await.unwrap();
+    // A later claim carries a new authorization (a later deadline): each is relayed once.
+    h.chain.advance(60).await;
     let requests = claim_requests(&h, &seller, &ids).await;
     for path in submit_all(&h, &seller, requests).await {
         let action = h.wait_path(&seller.key, &path, ended).await;

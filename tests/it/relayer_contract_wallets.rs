@@ -34,7 +34,7 @@ async fn input_of(h: &Harness, hash: B256) -> alloy::primitives::Bytes {
 #[tokio::test]
 async fn a_claim_with_a_smart_wallet_party_goes_alone_while_key_only_claims_batch() {
     // A batch window long enough that the three claims submitted at once are taken together.
-    let h = Arc::new(Harness::start_with(|config| config.relayer_batch_wait_ms = 2_000).await);
+    let h = Arc::new(Harness::start_with(|config| config.relayer_batch_wait_ms = 5_000).await);
     let (buyer, seller) = h.parties().await;
     let eoa_a = h.active(&buyer, &seller).await;
     let eoa_b = h.active(&buyer, &seller).await;
