@@ -128,13 +128,16 @@ pub async fn verify_signature<P: Provider>(
 /// when it has any, an EIP-7702 delegation designator included. A delegated EOA whose delegate
 /// refuses a signature that ECDSA recovers to the EOA is [`VerifyError::DelegateRefused`]: the
 /// key is right, the account cannot authorize USDC this way.
+///
+/// `kind` is `signer`'s [`AccountKind`], read by the caller ([`signer_kind`]) once for all the
+/// token signatures of one request.
 pub async fn verify_token_signature<P: Provider>(
     provider: &P,
     signer: Address,
+    kind: AccountKind,
     digest: B256,
     signature: &[u8],
 ) -> Result<()> {
-    let kind = wallet::account_kind(provider, signer).await.map_err(VerifyError::Unavailable)?;
     let ecdsa = recover(digest, signature);
     match kind {
         AccountKind::Eoa => match ecdsa {
@@ -150,6 +153,12 @@ pub async fn verify_token_signature<P: Provider>(
         }
         _ => Err(VerifyError::WrongSigner { expected: signer, recovered: ecdsa.ok() }),
     }
+}
+
+/// `signer`'s account kind for [`verify_token_signature`]; a node that cannot answer is
+/// [`VerifyError::Unavailable`].
+pub async fn signer_kind<P: Provider>(provider: &P, signer: Address) -> Result<AccountKind> {
+    wallet::account_kind(provider, signer).await.map_err(VerifyError::Unavailable)
 }
 
 /// The 65 bytes as a signature, refusing what the contract would refuse.

@@ -167,10 +167,21 @@ pub async fn activate(
     let funding = typed_data::funding_authorization(&activation, chain.escrow, key)
         .ok_or_else(|| ApiError::internal("deposit overflow in stored terms"))?;
     let funding_digest = funding.eip712_signing_hash(&chain.token_domain());
-    // USDC checks this one, by its own rule: ERC-1271 alone for an account with code.
-    verify::verify_token_signature(&chain.provider, buyer, funding_digest, &body.funding_signature)
+    // USDC checks the funding and the fee by its own rule: ERC-1271 alone for an account with
+    // code. The buyer's code is read once for both.
+    let buyer_kind = verify::signer_kind(&chain.provider, buyer)
         .await
         .map_err(|e| signature_error("funding", buyer, e))?;
+    let funding_signature = &body.funding_signature;
+    verify::verify_token_signature(
+        &chain.provider,
+        buyer,
+        buyer_kind,
+        funding_digest,
+        funding_signature,
+    )
+    .await
+    .map_err(|e| signature_error("funding", buyer, e))?;
     let fee_signature = match (&body.infra_fee_permit_signature, terms.infra_fee.is_zero()) {
         (_, true) => Bytes::new(),
         (None, false) => {
@@ -182,8 +193,7 @@ pub async fn activate(
         (Some(signature), false) => {
             let permit = typed_data::fee_authorization(&activation, chain.escrow, key);
             let digest = permit.eip712_signing_hash(&chain.token_domain());
-            // Also a USDC `ReceiveWithAuthorization`, so checked by USDC's rule too.
-            verify::verify_token_signature(&chain.provider, buyer, digest, signature)
+            verify::verify_token_signature(&chain.provider, buyer, buyer_kind, digest, signature)
                 .await
                 .map_err(|e| signature_error("infra_fee_permit", buyer, e))?;
             signature.clone()
