@@ -239,6 +239,35 @@ pub struct ServeConfig {
     )]
     pub rate_limit_management: u32,
 
+    /// Spend checks (`/v1/checks`) per credential per window; 0 = unlimited.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_CHECKS",
+        default_value_t = 1_200,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_checks: u32,
+
+    /// Governance requests (policies, approvals, circuit breaker, audit, violations) per
+    /// credential per window; 0 = unlimited.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_GOVERNANCE",
+        default_value_t = 120,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_governance: u32,
+
+    /// Seconds an approval waits for its owner before it expires (never longer than the
+    /// activation it holds can wait).
+    #[arg(
+        long,
+        env = "PACTUM_APPROVAL_TTL_SECS",
+        default_value_t = 86_400,
+        help_heading = "Governance"
+    )]
+    pub approval_ttl_secs: u64,
+
     /// Sanctions oracle to screen with (default: the one the escrow checks).
     #[arg(long, env = "PACTUM_SANCTIONS_ORACLE", help_heading = "Screening")]
     pub sanctions_oracle: Option<Address>,
@@ -387,6 +416,8 @@ impl ServeConfig {
             write: self.rate_limit_write,
             sponsored: self.rate_limit_sponsored,
             management: self.rate_limit_management,
+            checks: self.rate_limit_checks,
+            governance: self.rate_limit_governance,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod api;
 pub mod chain;
 pub mod config;
 pub mod escrow;
+pub mod expiry;
 pub mod governance;
 pub mod metrics;
 pub mod money;

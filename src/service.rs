@@ -127,6 +127,7 @@ impl Service {
             idempotency_ttl: config.idempotency_ttl_secs,
             ready_max_lag_blocks: config.ready_max_lag_blocks,
             early_claim_threshold: config.early_claim_threshold,
+            approval_ttl: config.approval_ttl_secs,
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -183,6 +184,11 @@ impl Service {
         tasks.spawn(supervise("webhooks", shutdown_rx.clone(), move |stop| {
             let dispatcher = dispatcher.clone();
             async move { dispatcher.run(stop).await.map_err(|e| e.to_string()) }
+        }));
+        let sweeper =
+            crate::expiry::ApprovalSweeper { store: store.clone(), poll: config.poll_interval() };
+        tasks.spawn(supervise("approvals", shutdown_rx.clone(), move |stop| {
+            sweeper.clone().run(stop)
         }));
         let watcher = Watcher {
             store: store.clone(),

@@ -112,6 +112,26 @@ id_type!(
     ReceiptId,
     "rcpt_"
 );
+id_type!(
+    /// An agent's spending policy (the same id for every version).
+    PolicyId,
+    "pol_"
+);
+id_type!(
+    /// A spend check (`POST /v1/checks`).
+    CheckId,
+    "chk_"
+);
+id_type!(
+    /// An approval an owner decides.
+    ApprovalId,
+    "apr_"
+);
+id_type!(
+    /// A row of the append-only audit log.
+    AuditId,
+    "aud_"
+);
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
 /// glance, so a test key pasted into production fails loudly.

@@ -36,6 +36,13 @@ string_enum!(
     ActivationStatus {
         /// Nothing signed yet.
         NotStarted = "not_started",
+        /// Signed and checked, but the buyer's policy escalated it: it waits for the owner's
+        /// approval, with nothing queued.
+        AwaitingApproval = "awaiting_approval",
+        /// The owner rejected it (or the agent was revoked); nothing was sent.
+        Rejected = "rejected",
+        /// Its approval ran out of time; nothing was sent.
+        Expired = "expired",
         /// The buyer's signatures are accepted and the job queued.
         Pending = "pending",
         /// The relayer picked the job up.

@@ -11,6 +11,9 @@ use super::error::{ApiError, ErrorCode};
 use crate::agreement::ids::{Environment, SecretKey};
 use crate::store::agents::{self, Account, Agent};
 
+/// The key kind of agent API keys: `pk_<environment>_<64 hex>`.
+pub const AGENT_KEY_KIND: &str = "pk";
+
 /// The key kind of execution tokens: `xt_<environment>_<64 hex>`.
 pub const TOKEN_KIND: &str = "xt";
 
@@ -104,12 +107,34 @@ impl FromRequestParts<AppState> for OwnerAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = credential(&parts.headers, state.environment)?;
-        let account = agents::account_by_owner_key(state.store.reader(), &key.hash())
-            .await?
-            .ok_or_else(|| invalid_credential("owner credential"))?;
+        let Some(account) = agents::account_by_owner_key(state.store.reader(), &key.hash()).await?
+        else {
+            // Owner routes do not exist for agents: a working agent key gets the 404 of an
+            // unknown route, so an agent learns nothing of its owner's surface (policies,
+            // approvals, audit) from probing it.
+            if key.prefix().is_some_and(|(kind, _)| kind == AGENT_KEY_KIND)
+                && agents::agent_by_key(state.store.reader(), &key.hash()).await?.is_some()
+            {
+                return Err(ApiError::not_found("route"));
+            }
+            return Err(invalid_credential("owner credential"));
+        };
         parts.extensions.insert(Caller(account.id.to_string()));
         Ok(OwnerAuth(account))
     }
+}
+
+/// The agent `agent_id` of `account`, whatever its status; 404 for an agent of another account
+/// (or none), so ids of other accounts cannot be probed.
+pub(crate) async fn owned_agent(
+    state: &AppState,
+    account: &Account,
+    agent_id: &str,
+) -> Result<Agent, ApiError> {
+    agents::get_agent(state.store.reader(), agent_id)
+        .await?
+        .filter(|agent| agent.account_id == account.id)
+        .ok_or_else(|| ApiError::not_found("agent"))
 }
 
 /// 409 `agent_revoked`: the agent is revoked, which is final. Shared by the agent and

@@ -86,10 +86,16 @@ error_codes! {
     WrongParty = ("wrong_party", FORBIDDEN),
     /// A wallet is on the sanctions list or the operator's denylist.
     WalletSanctioned = ("wallet_sanctioned", FORBIDDEN),
+    /// The agent's owner halted it: no spending until resumed (`details.decline_message`).
+    AgentHalted = ("agent_halted", FORBIDDEN),
     /// No such resource of the caller (another account's answers the same).
     NotFound = ("not_found", NOT_FOUND),
+    /// The agent has no policy, or not the one named.
+    PolicyNotFound = ("policy_not_found", NOT_FOUND),
     /// The route does not take that method.
     MethodNotAllowed = ("method_not_allowed", METHOD_NOT_ALLOWED),
+    /// The approval expired before it was decided.
+    ApprovalExpired = ("approval_expired", GONE),
     /// The agreement's status does not allow the action.
     InvalidState = ("invalid_state", CONFLICT),
     /// A conditional update lost a race; read again and retry.
@@ -98,6 +104,8 @@ error_codes! {
     IdempotencyKeyInFlight = ("idempotency_key_in_flight", CONFLICT),
     /// The agent is revoked.
     AgentRevoked = ("agent_revoked", CONFLICT),
+    /// The approval was already approved or rejected (`details.status`).
+    ApprovalAlreadyDecided = ("approval_already_decided", CONFLICT),
     /// The webhook endpoint is disabled or retired.
     WebhookNotActive = ("webhook_not_active", CONFLICT),
     /// The delivery has not been attempted yet.
@@ -134,6 +142,11 @@ error_codes! {
     IdempotencyKeyReused = ("idempotency_key_reused", UNPROCESSABLE_ENTITY),
     /// The named agent does not exist for this account.
     UnknownAgent = ("unknown_agent", UNPROCESSABLE_ENTITY),
+    /// A policy document is refused (`details.rule_id`, `details.index`, `details.field`).
+    InvalidPolicy = ("invalid_policy", UNPROCESSABLE_ENTITY),
+    /// The agent's policy blocks the spend (`details.reason_code`, `details.violated_rule_id`,
+    /// `details.decline_message`, `details.check_id`).
+    PolicyBlocked = ("policy_blocked", UNPROCESSABLE_ENTITY),
     /// A webhook filter names an event type Pactum does not send.
     UnknownEventType = ("unknown_event_type", UNPROCESSABLE_ENTITY),
     /// The webhook URL is not allowed (scheme, private address, …).

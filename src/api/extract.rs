@@ -219,17 +219,28 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let Some(value) = parts.headers.get("idempotency-key") else {
             return Ok(IdempotencyKey(None));
         };
-        let key = value
-            .to_str()
-            .ok()
-            .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
+        let key =
+            value.to_str().ok().and_then(|k| IdempotencyKey::parse(k).ok()).ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::InvalidIdempotencyKey,
                     "`Idempotency-Key` must be 1 to 255 visible ASCII characters",
                 )
                 .with_details(json!({ "header": "Idempotency-Key" }))
             })?;
-        Ok(IdempotencyKey(Some(key.to_owned())))
+        Ok(IdempotencyKey(Some(key)))
+    }
+}
+
+impl IdempotencyKey {
+    /// A key given in a body field (`idempotency_key`): the header's rules, 400 otherwise.
+    pub fn parse(key: &str) -> Result<String, ApiError> {
+        if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Ok(key.to_owned());
+        }
+        Err(ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
+            "an idempotency key must be 1 to 255 visible ASCII characters",
+        )
+        .with_details(json!({ "field": "idempotency_key" })))
     }
 }

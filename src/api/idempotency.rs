@@ -79,19 +79,41 @@ where
             .map_err(IntoResponse::into_response)?;
         let caller = parts.extensions.get::<Caller>().cloned();
         let method = parts.method.clone();
-        let path = parts.uri.path().to_owned();
+        let uri = parts.uri.clone();
         let body = B::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let Some(key) = key.0 else {
+        if key.0.is_none() {
             return Ok(Write(body, Idempotency { held: None }));
-        };
-        let Some(Caller(scope)) = caller else {
+        }
+        let Some(caller) = caller else {
             return Err(ApiError::internal("a write route without a credential").into_response());
         };
-        let request_hash = request_hash(method.as_str(), &path, &body.fingerprint());
-        let held = Held::take(state, scope, key, request_hash).await?;
-        Ok(Write(body, Idempotency { held: Some(held) }))
+        let fingerprint = body.fingerprint();
+        let idempotency =
+            Idempotency::open(state, caller, key.0, method.as_str(), &uri, &fingerprint).await?;
+        Ok(Write(body, idempotency))
+    }
+}
+
+impl Idempotency {
+    /// Takes `key` (when there is one) in `caller`'s key space for the request `method uri`
+    /// with a body that serializes to `fingerprint`; a stored or in-flight request under the
+    /// key is answered instead, as the `Err` response. The path and the query string both
+    /// identify the request.
+    pub async fn open(
+        state: &AppState,
+        caller: Caller,
+        key: Option<String>,
+        method: &str,
+        uri: &axum::http::Uri,
+        fingerprint: &str,
+    ) -> Result<Idempotency, Response> {
+        let Some(key) = key else { return Ok(Idempotency { held: None }) };
+        let target = uri.path_and_query().map_or_else(|| uri.path(), |pq| pq.as_str());
+        let request_hash = request_hash(method, target, fingerprint);
+        let held = Held::take(state, caller.0, key, request_hash).await?;
+        Ok(Idempotency { held: Some(held) })
     }
 }
 

@@ -5,6 +5,7 @@
 //! drive it with or without a socket.
 
 pub mod activation;
+mod activation_queue;
 pub mod agents;
 mod agreement_access;
 pub mod agreement_view;
@@ -14,6 +15,7 @@ pub mod credentials;
 pub mod document_number;
 pub mod error;
 pub mod extract;
+pub mod governance;
 pub mod health;
 pub mod idempotency;
 pub mod observability;
@@ -23,6 +25,7 @@ pub mod rate_limit;
 pub mod receipts;
 pub mod settlement;
 mod signature;
+pub mod spend_gate;
 pub mod telemetry;
 mod time;
 pub mod typed_data_view;
@@ -80,6 +83,8 @@ pub struct Shared {
     /// Unclaimed voucher value (token base units) of a buyer with code at which the seller's
     /// settlement options recommend an early claim.
     pub early_claim_threshold: crate::money::TokenAmount,
+    /// Seconds an approval waits for its owner (capped by what it holds).
+    pub approval_ttl: u64,
 }
 
 /// Cheaply cloneable handle to [`Shared`].
@@ -138,6 +143,30 @@ pub fn app(state: AppState) -> Router {
             "/agents/{agent_id}/webhooks/{webhook_id}/rotate-secret",
             post(webhooks::rotate_secret),
         )
+        .route("/v1/checks", post(governance::checks::create))
+        .route("/v1/checks/{check_id}", get(governance::checks::get))
+        .route("/v1/audit", get(governance::audit::list))
+        .route(
+            "/agents/{agent_id}/policies",
+            get(governance::policies::get)
+                .put(governance::policies::put)
+                .post(governance::policies::post),
+        )
+        .route("/agents/{agent_id}/policies/versions/{version}", get(governance::policies::version))
+        .route("/agents/{agent_id}/approvals", get(governance::approvals::list_for_agent))
+        .route(
+            "/agents/{agent_id}/approvals/{request_id}/approve",
+            post(governance::approvals::approve),
+        )
+        .route(
+            "/agents/{agent_id}/approvals/{request_id}/reject",
+            post(governance::approvals::reject),
+        )
+        .route("/agents/{agent_id}/circuit-break", post(governance::halt::circuit_break))
+        .route("/agents/{agent_id}/violations", get(governance::audit::violations))
+        .route("/approvals", get(governance::approvals::list_all))
+        .route("/approvals/{approval_id}", get(governance::approvals::get))
+        .route("/approvals/{approval_id}/decide", post(governance::approvals::decide_by_id))
         .route("/usage-agreements", post(agreements::propose))
         .route("/usage-agreements/{agreement_id}", get(agreements::get))
         .route("/usage-agreements/agents/{agent_id}/agreements", get(agreements::list))

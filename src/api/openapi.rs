@@ -15,6 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::governance::{approvals, audit, checks, halt, policies};
 use super::{
     activation, agents, agreements, credentials, health, observability, receipts, settlement,
     webhooks,
@@ -72,6 +73,21 @@ use super::{
         settlement::actions::list_actions,
         settlement::actions::get_action,
         settlement::actions::events,
+        checks::create,
+        checks::get,
+        policies::get,
+        policies::put,
+        policies::post,
+        policies::version,
+        approvals::list_for_agent,
+        approvals::approve,
+        approvals::reject,
+        approvals::list_all,
+        approvals::get,
+        approvals::decide_by_id,
+        halt::circuit_break,
+        audit::list,
+        audit::violations,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth, &Refine),
@@ -85,6 +101,7 @@ use super::{
         (name = "settlement", description = "Direct and sponsored settlement actions."),
         (name = "webhooks", description = "Webhook endpoints and deliveries (owner credential)."),
         (name = "receipts", description = "Signed receipts of settlement events, and their check."),
+        (name = "governance", description = "Owner policies, spend checks, approvals, the agent halt and the audit log."),
     )
 )]
 struct ApiDoc;

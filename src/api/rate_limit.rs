@@ -44,6 +44,11 @@ pub enum Group {
     Sponsored,
     /// Agent and webhook management (`/v1/agents…`, `/agents/{id}/webhooks…`).
     Management,
+    /// Spend checks (`/v1/checks…`): agents call them before every spend, so they get a
+    /// budget of their own that other traffic cannot use up.
+    Checks,
+    /// Owner governance: policies, approvals, the circuit breaker, audit and violations.
+    Governance,
 }
 
 impl Group {
@@ -54,6 +59,8 @@ impl Group {
             Group::Write => "write",
             Group::Sponsored => "sponsored",
             Group::Management => "management",
+            Group::Checks => "checks",
+            Group::Governance => "governance",
         }
     }
 
@@ -66,6 +73,20 @@ impl Group {
         }
         if path.contains("/sponsored-actions/") {
             return Some(Group::Sponsored);
+        }
+        if path == "/v1/checks" || path.starts_with("/v1/checks/") {
+            return Some(Group::Checks);
+        }
+        let agent_governance = path.starts_with("/agents/")
+            && ["/policies", "/approvals", "/circuit-break", "/violations"]
+                .iter()
+                .any(|part| path.contains(part));
+        if agent_governance
+            || path == "/approvals"
+            || path.starts_with("/approvals/")
+            || path == "/v1/audit"
+        {
+            return Some(Group::Governance);
         }
         let webhooks = path.starts_with("/agents/") && path.contains("/webhooks");
         if path == "/v1/agents" || path.starts_with("/v1/agents/") || webhooks {
@@ -92,12 +113,23 @@ pub struct Limits {
     pub sponsored: u32,
     /// Limit of [`Group::Management`].
     pub management: u32,
+    /// Limit of [`Group::Checks`].
+    pub checks: u32,
+    /// Limit of [`Group::Governance`].
+    pub governance: u32,
 }
 
 impl Limits {
     /// No limit on any group.
-    pub const UNLIMITED: Limits =
-        Limits { window: Duration::from_secs(60), read: 0, write: 0, sponsored: 0, management: 0 };
+    pub const UNLIMITED: Limits = Limits {
+        window: Duration::from_secs(60),
+        read: 0,
+        write: 0,
+        sponsored: 0,
+        management: 0,
+        checks: 0,
+        governance: 0,
+    };
 
     /// The limit of `group` per window (0 = unlimited).
     pub fn of(&self, group: Group) -> u32 {
@@ -106,6 +138,8 @@ impl Limits {
             Group::Write => self.write,
             Group::Sponsored => self.sponsored,
             Group::Management => self.management,
+            Group::Checks => self.checks,
+            Group::Governance => self.governance,
         }
     }
 }
@@ -158,17 +192,24 @@ impl RateLimiter {
     /// A limiter enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
         let window = limits.window.max(Duration::from_millis(1));
-        let groups = [Group::Read, Group::Write, Group::Sponsored, Group::Management]
-            .into_iter()
-            .filter_map(|group| {
-                let limit = NonZeroU32::new(limits.of(group))?;
-                let interval = (window / limit.get()).max(Duration::from_nanos(1));
-                let quota = Quota::with_period(interval)?.allow_burst(limit);
-                let keyed = governor::RateLimiter::keyed(quota)
-                    .with_middleware::<StateInformationMiddleware>();
-                Some((group, keyed))
-            })
-            .collect();
+        let groups = [
+            Group::Read,
+            Group::Write,
+            Group::Sponsored,
+            Group::Management,
+            Group::Checks,
+            Group::Governance,
+        ]
+        .into_iter()
+        .filter_map(|group| {
+            let limit = NonZeroU32::new(limits.of(group))?;
+            let interval = (window / limit.get()).max(Duration::from_nanos(1));
+            let quota = Quota::with_period(interval)?.allow_burst(limit);
+            let keyed =
+                governor::RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
+            Some((group, keyed))
+        })
+        .collect();
         Self { limits, groups, last_sweep: Mutex::new(Instant::now()) }
     }
 
@@ -297,7 +338,7 @@ mod tests {
     const SECOND: Duration = Duration::from_secs(1);
 
     fn limiter(window: Duration, write: u32) -> RateLimiter {
-        RateLimiter::new(Limits { window, read: 0, write, sponsored: 0, management: 0 })
+        RateLimiter::new(Limits { write, window, ..Limits::UNLIMITED })
     }
 
     #[test]
@@ -358,6 +399,13 @@ mod tests {
         assert_eq!(group(Method::GET, "/v1/agents/agt_1"), Some(Group::Management));
         assert_eq!(group(Method::POST, "/agents/agt_1/webhooks"), Some(Group::Management));
         assert_eq!(group(Method::GET, "/v1/agentsx"), Some(Group::Read));
+        assert_eq!(group(Method::POST, "/v1/checks"), Some(Group::Checks));
+        assert_eq!(group(Method::GET, "/v1/checks/chk_1"), Some(Group::Checks));
+        assert_eq!(group(Method::PUT, "/agents/agt_1/policies"), Some(Group::Governance));
+        assert_eq!(group(Method::POST, "/agents/agt_1/circuit-break"), Some(Group::Governance));
+        assert_eq!(group(Method::GET, "/approvals"), Some(Group::Governance));
+        assert_eq!(group(Method::POST, "/approvals/apr_1/decide"), Some(Group::Governance));
+        assert_eq!(group(Method::GET, "/v1/audit"), Some(Group::Governance));
     }
 
     #[test]
@@ -366,8 +414,8 @@ mod tests {
             window: Duration::from_millis(50),
             read: 1,
             write: 1,
-            sponsored: 0,
             management: 1,
+            ..Limits::UNLIMITED
         });
         let (a, b) = ([1; 32], [2; 32]);
         assert!(limiter.check(Group::Write, a).unwrap().allowed);

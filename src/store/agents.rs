@@ -63,6 +63,12 @@ pub struct Agent {
     pub revoked_at: Option<i64>,
     /// When it last changed (revoked, key rotated); its creation time until then.
     pub updated_at: i64,
+    /// Whether its owner halted it (circuit breaker): no spending until resumed.
+    pub halted: bool,
+    /// The owner's reason for the halt.
+    pub halt_reason: Option<String>,
+    /// When it was halted (unix seconds).
+    pub halted_at: Option<i64>,
 }
 
 /// Returns the account whose owner credential hashes to `owner_key_hash`, creating it (named
@@ -129,6 +135,9 @@ pub fn new_agent(
         created_at: now,
         revoked_at: None,
         updated_at: now,
+        halted: false,
+        halt_reason: None,
+        halted_at: None,
     };
     (agent, key)
 }
@@ -154,7 +163,8 @@ pub async fn insert_agent(conn: &mut Conn, agent: &Agent, api_key_hash: &str) ->
 }
 
 const AGENT_COLUMNS: &str = "id, account_id, name, description, capabilities, api_key_hint, \
-    status, created_at, revoked_at, COALESCE(updated_at, created_at) AS updated_at";
+    status, created_at, revoked_at, COALESCE(updated_at, created_at) AS updated_at, halted, \
+    halt_reason, halted_at";
 
 /// The active agent whose API key hashes to `api_key_hash`; `None` if none (or it is revoked).
 pub async fn agent_by_key(pool: &AnyPool, api_key_hash: &str) -> Result<Option<Agent>> {
@@ -183,6 +193,9 @@ fn agent_from_row(row: &AnyRow) -> Result<Agent> {
         created_at: row.get("created_at"),
         revoked_at: row.get("revoked_at"),
         updated_at: row.get("updated_at"),
+        halted: row.get::<i64, _>("halted") != 0,
+        halt_reason: row.get("halt_reason"),
+        halted_at: row.get("halted_at"),
     })
 }
 
@@ -238,6 +251,29 @@ pub async fn rotate_key(
     .bind(agent.as_str())
     .bind(api_key_hash)
     .bind(api_key_hint)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Halts (`halted`) or resumes the agent; returns whether its state changed (`false`: it was
+/// already so, nothing was written). A halt keeps its first reason and time while it lasts.
+pub async fn set_halted(
+    conn: &mut Conn,
+    agent: &AgentId,
+    halted: bool,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<bool> {
+    let result = sqlx::query(
+        "UPDATE agents SET halted = $2, halt_reason = $3, halted_at = $4, updated_at = $5 \
+         WHERE id = $1 AND halted <> $2",
+    )
+    .bind(agent.as_str())
+    .bind(i64::from(halted))
+    .bind(if halted { reason.map(str::to_owned) } else { None })
+    .bind(if halted { Some(now) } else { None })
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -312,6 +348,23 @@ pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revoca
             let event = EventType::SettlementActionFailed;
             outbox::record(conn, Some(&action.agreement_id), event, &data, now).await?;
         }
+    }
+    // Its pending approvals end with it: nothing it asked for can be approved any more.
+    let ended = super::governance::approvals::end_pending_of_agent(
+        conn,
+        agent.as_str(),
+        AGENT_REVOKED,
+        now,
+    )
+    .await?;
+    for approval in &ended {
+        super::governance::approval_ended(
+            conn,
+            approval,
+            super::governance::audit::Actor::Owner,
+            now,
+        )
+        .await?;
     }
     Ok(Revocation {
         revoked: true,

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod agreements;
 pub mod attempts;
 pub mod chain;
+pub mod governance;
 pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
@@ -89,8 +90,33 @@ pub(crate) fn skip_locked(conn: &Conn) -> &'static str {
     }
 }
 
-/// The embedded migrations from `migrations/`.
+/// The embedded migrations from `migrations/`, portable between the engines.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// What one engine must write its own way (triggers), versioned from 1000 up beside
+/// [`MIGRATOR`] in the same migrations table.
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations_engine/sqlite");
+/// The Postgres counterpart of [`SQLITE_MIGRATOR`].
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations_engine/postgres");
+
+/// Applies the portable migrations, then the engine's own. Each set ignores the other's
+/// versions in the shared migrations table.
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let engine = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATOR,
+        Backend::Postgres => &POSTGRES_MIGRATOR,
+    };
+    for set in [&MIGRATOR, engine] {
+        let mut set = sqlx::migrate::Migrator {
+            migrations: set.migrations.clone(),
+            ignore_missing: true,
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        set.set_locking(true);
+        set.run(pool).await?;
+    }
+    Ok(())
+}
 
 impl Store {
     /// Connects to `url` (`sqlite:pactum.db?mode=rwc`, `postgres://…`) and applies pending
@@ -129,7 +155,7 @@ impl Store {
                 Store { read: pool.clone(), write: pool, backend }
             }
         };
-        MIGRATOR.run(&store.write).await?;
+        migrate(&store.write, backend).await?;
         Ok(store)
     }
 

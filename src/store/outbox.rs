@@ -53,6 +53,20 @@ string_enum!(
         AgreementReorged = "agreement.reorged",
         /// A relayer job failed for good.
         RelayerJobFailed = "relayer.job_failed",
+        /// A spend escalated by the agent's policy waits for its owner.
+        ApprovalRequested = "approval.requested",
+        /// The owner approved it.
+        ApprovalApproved = "approval.approved",
+        /// The owner rejected it (or the agent was revoked).
+        ApprovalRejected = "approval.rejected",
+        /// Nobody decided in time.
+        ApprovalExpired = "approval.expired",
+        /// The owner halted the agent.
+        AgentHalted = "agent.halted",
+        /// The owner resumed the agent.
+        AgentResumed = "agent.resumed",
+        /// The agent's policy has a new version.
+        PolicyUpdated = "policy.updated",
     }
 );
 
@@ -87,6 +101,30 @@ pub async fn record(
     )
     .bind(id.as_str())
     .bind(agreement.map(|a| a.as_str().to_owned()))
+    .bind(event_type.as_str())
+    .bind(data.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Writes an event of `event_type` about the agent `agent_id` (not about an agreement:
+/// approvals, halts, policies), delivered to that agent's endpoints.
+pub async fn record_for_agent(
+    conn: &mut Conn,
+    agent_id: &str,
+    event_type: EventType,
+    data: &Value,
+    now: i64,
+) -> Result<EventId> {
+    let id = EventId::generate();
+    sqlx::query(
+        "INSERT INTO outbox_events (id, agent_id, event_type, data, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.as_str())
+    .bind(agent_id)
     .bind(event_type.as_str())
     .bind(data.to_string())
     .bind(now)

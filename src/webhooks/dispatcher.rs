@@ -96,22 +96,19 @@ impl Dispatcher {
         let events = rows::undispatched(&mut tx, FAN_OUT_BATCH).await?;
         let (at, due) = (now(), now_ms() + millis(self.settings.retry_schedule.first()));
         let mut created = 0;
-        for (event_id, agreement_id, event_type, data, created_at) in &events {
-            if let Some(agreement_id) = agreement_id {
-                for delivery in deliveries_for(
-                    &mut tx,
-                    event_id,
-                    agreement_id,
-                    event_type,
-                    data,
-                    *created_at,
-                    due,
-                    at,
-                )
-                .await?
-                {
-                    created += usize::from(rows::insert_delivery(&mut tx, &delivery).await?);
+        for (event_id, agreement_id, event_type, data, created_at, agent_id) in &events {
+            let event = OutboxRow { event_id, event_type, data, created_at: *created_at };
+            let deliveries = match (agreement_id, agent_id) {
+                (Some(agreement_id), _) => {
+                    deliveries_for(&mut tx, &event, agreement_id, due, at).await?
                 }
+                (None, Some(agent_id)) => {
+                    agent_deliveries(&mut tx, &event, agent_id, due, at).await?
+                }
+                (None, None) => Vec::new(),
+            };
+            for delivery in deliveries {
+                created += usize::from(rows::insert_delivery(&mut tx, &delivery).await?);
             }
             rows::mark_dispatched(&mut tx, event_id, at).await?;
         }
@@ -251,16 +248,20 @@ impl Dispatcher {
     }
 }
 
-/// The deliveries of one outbox event: one per endpoint of the agreement's buyer and seller
-/// agents that subscribes to the event's type, all with the same body.
-#[allow(clippy::too_many_arguments)]
+/// An outbox event being fanned out.
+struct OutboxRow<'a> {
+    event_id: &'a str,
+    event_type: &'a str,
+    data: &'a str,
+    created_at: i64,
+}
+
+/// The deliveries of one outbox event about an agreement: one per endpoint of the agreement's
+/// buyer and seller agents that subscribes to the event's type, all with the same body.
 async fn deliveries_for(
     conn: &mut Conn,
-    event_id: &str,
+    event: &OutboxRow<'_>,
     agreement_id: &str,
-    event_type: &str,
-    data: &str,
-    created_at: i64,
     due_ms: i64,
     at: i64,
 ) -> Result<Vec<Delivery>> {
@@ -268,26 +269,53 @@ async fn deliveries_for(
         return Ok(Vec::new());
     };
     let (buyer, seller) = (agreement.buyer_agent_id.as_str(), agreement.seller_agent_id.as_str());
-    let endpoints = rows::subscribers(conn, &[buyer, seller]).await?;
-    let endpoints: Vec<_> =
-        endpoints.into_iter().filter(|e| subscribes(&e.event_types, event_type)).collect();
-    if endpoints.is_empty() {
-        return Ok(Vec::new());
-    }
     let mut fields = Map::new();
     fields.insert("agreement_id".into(), json!(agreement_id));
     fields.insert("status".into(), json!(agreement.status.as_str()));
     fields.insert("activation_status".into(), json!(agreement.activation_status.as_str()));
     fields.insert("buyer_agent_id".into(), json!(buyer));
     fields.insert("seller_agent_id".into(), json!(seller));
+    deliveries_to(conn, event, &[buyer, seller], fields, due_ms, at).await
+}
+
+/// The deliveries of one outbox event about an agent (approvals, halts, policies): one per
+/// endpoint of that agent that subscribes to the event's type.
+async fn agent_deliveries(
+    conn: &mut Conn,
+    event: &OutboxRow<'_>,
+    agent_id: &str,
+    due_ms: i64,
+    at: i64,
+) -> Result<Vec<Delivery>> {
+    let mut fields = Map::new();
+    fields.insert("agent_id".into(), json!(agent_id));
+    deliveries_to(conn, event, &[agent_id], fields, due_ms, at).await
+}
+
+/// One delivery of `event` per subscribing endpoint of `agents`, its `data` being `fields`
+/// overlaid with the event's own fields.
+async fn deliveries_to(
+    conn: &mut Conn,
+    event: &OutboxRow<'_>,
+    agents: &[&str],
+    mut fields: Map<String, Value>,
+    due_ms: i64,
+    at: i64,
+) -> Result<Vec<Delivery>> {
+    let endpoints = rows::subscribers(conn, agents).await?;
+    let endpoints: Vec<_> =
+        endpoints.into_iter().filter(|e| subscribes(&e.event_types, event.event_type)).collect();
+    if endpoints.is_empty() {
+        return Ok(Vec::new());
+    }
     // The event's own fields win: a chain event's `status` is the one it produced.
-    if let Ok(Value::Object(own)) = serde_json::from_str::<Value>(data) {
+    if let Ok(Value::Object(own)) = serde_json::from_str::<Value>(event.data) {
         fields.extend(own);
     }
     let payload = json!({
-        "id": event_id,
-        "type": event_type,
-        "created_at": rfc3339(created_at),
+        "id": event.event_id,
+        "type": event.event_type,
+        "created_at": rfc3339(event.created_at),
         "data": Value::Object(fields),
     })
     .to_string();
@@ -297,8 +325,8 @@ async fn deliveries_for(
             id: new_id("msg_"),
             endpoint_id: endpoint.id,
             agent_id: endpoint.agent_id,
-            event_id: event_id.to_owned(),
-            event_type: event_type.to_owned(),
+            event_id: event.event_id.to_owned(),
+            event_type: event.event_type.to_owned(),
             payload: payload.clone(),
             status: rows::PENDING.to_owned(),
             attempts: 0,

@@ -15,6 +15,9 @@ mod deploy;
 mod early_claim;
 mod eip7702_buyer;
 mod gas_on_anvil;
+mod governance;
+#[cfg(unix)]
+mod governance_doc;
 mod idempotency;
 mod instances_postgres;
 mod json_logs;

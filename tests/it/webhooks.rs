@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 /// What the receiver answers to one request.
 #[derive(Debug, Clone)]
-enum Reply {
+pub(crate) enum Reply {
     /// This status, with a short body.
     Status(u16),
     /// This status with a `Retry-After` header.
@@ -35,7 +35,7 @@ enum Reply {
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     path: String,
     headers: HeaderMap,
     body: Bytes,
@@ -47,12 +47,12 @@ impl Hit {
         self.headers["webhook-id"].to_str().unwrap()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 
     /// Whether the independent Standard Webhooks implementation accepts it under `secret`.
-    fn verifies_with(&self, secret: &str) -> bool {
+    pub(crate) fn verifies_with(&self, secret: &str) -> bool {
         standardwebhooks::Webhook::new(secret).unwrap().verify(&self.body, &self.headers).is_ok()
     }
 }
@@ -65,13 +65,13 @@ struct Inner {
 
 /// A local HTTP server recording every request and answering from a script (then 200).
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     inner: Arc<Inner>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<Reply>) -> Receiver {
+    pub(crate) async fn start(script: Vec<Reply>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
         let inner = Arc::new(Inner { script: Mutex::new(script.into()), ..Inner::default() });
@@ -85,7 +85,7 @@ impl Receiver {
     }
 
     /// The hits once there are at least `n`; panics after 20 s.
-    async fn wait_for(&self, n: usize) -> Vec<Hit> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Hit> {
         for _ in 0..400 {
             let hits = self.hits();
             if hits.len() >= n {
@@ -125,7 +125,12 @@ async fn receive(
 }
 
 /// Creates a webhook for `agent` under the harness's owner key; returns the answer.
-async fn create_webhook(h: &Harness, agent: &TestAgent, url: &str, types: &[&str]) -> Value {
+pub(crate) async fn create_webhook(
+    h: &Harness,
+    agent: &TestAgent,
+    url: &str,
+    types: &[&str],
+) -> Value {
     let path = format!("/agents/{}/webhooks", agent.id);
     let body = json!({ "url": url, "event_types": types, "description": "test receiver" });
     let (status, created) = h.call(Method::POST, &path, Some(OWNER_KEY), Some(&body)).await;

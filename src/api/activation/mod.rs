@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 pub use request::ActivateEscrow;
-pub use view::{ActivationPackage, PackageInfraFee};
+pub use view::{ActivationAccepted, ActivationPackage, PackageInfraFee};
 
 use super::AppState;
+use super::activation_queue::{self, StoredSignatures};
 use super::agreement_access::load_for;
 use super::agreement_view::Agreement;
 use super::auth::AgentAuth;
@@ -25,17 +26,19 @@ use super::error::{ApiError, ApiResult, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use super::idempotency::Write;
 use super::signature::signature_error;
+use super::spend_gate::{self, Spend};
 use super::time::rfc3339;
-use crate::agreement::ids::JobId;
-use crate::agreement::status::{AgreementStatus, Event};
+use crate::agreement::status::{ActivationStatus, AgreementStatus, Event};
 use crate::agreement::terms::Terms;
-use crate::escrow::calls;
 use crate::escrow::package;
 use crate::escrow::typed_data;
 use crate::escrow::verify;
-use crate::screening::ScreeningError;
+use crate::governance::{ActionType, Confidence, Decision, Metadata, Request};
 use crate::store::agreements::{self, AgreementRecord};
-use crate::store::jobs::{self, Job, KIND_ACTIVATE};
+use crate::store::governance as governance_rows;
+use crate::store::governance::approvals::ApprovalKind;
+use crate::store::governance::audit::{Actor, AuditKind};
+use crate::store::jobs;
 use crate::store::outbox::EventType;
 use crate::store::{StoreError, now, outbox};
 
@@ -116,8 +119,9 @@ fn activation_expired(terms: &Terms) -> ApiError {
     request_body = ActivateEscrow,
     security(("bearerAuth" = [])),
     responses(
-        (status = 202, description = "Activation queued; the agreement is `activating`", body = Agreement),
-        (status = 403, description = "The caller is not the party allowed to do this", body = crate::api::error::ErrorBody),
+        (status = 202, description = "Activation queued (the agreement is `activating`), or held for the owner's approval (`activation_status` `awaiting_approval`, with `approval_id`)", body = ActivationAccepted),
+        (status = 403, description = "The caller is not the party allowed to do this, or `agent_halted`", body = crate::api::error::ErrorBody),
+        (status = 422, description = "`policy_blocked`: the buyer's policy refuses it; nothing was queued", body = crate::api::error::ErrorBody),
         (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
     ),
 )]
@@ -127,6 +131,7 @@ pub async fn activate(
     ApiPath(id): ApiPath,
     Write(ApiJson(body), idempotency): Write<ApiJson<ActivateEscrow>>,
 ) -> ApiResult<Response> {
+    let started = std::time::Instant::now();
     let sent_chain_id = body.chain_id.as_ref().map(|n| n.get("chain_id")).transpose()?;
     let record = load_for(&state, &agent, &id).await?;
     if record.buyer_agent_id != agent.id {
@@ -137,6 +142,9 @@ pub async fn activate(
         return Err(activation_expired(terms));
     }
     record.status.apply(Event::SubmitActivation)?;
+    if record.activation_status == ActivationStatus::AwaitingApproval {
+        return Err(ApiError::invalid_state(record.activation_status, "activated again"));
+    }
     let chain = &state.chain;
     let key = record.agreement_key.ok_or_else(|| ApiError::internal("accepted without a key"))?;
 
@@ -211,71 +219,109 @@ pub async fn activate(
         ));
     }
 
-    let report = match state.screener.screen(&[buyer, terms.seller]).await {
-        Ok(report) => report,
-        Err(ScreeningError::Unavailable(reason)) => {
-            tracing::warn!(agreement_id = %record.id, %reason, "screening unavailable");
-            return Err(ApiError::new(
-                ErrorCode::ScreeningUnavailable,
-                "wallet screening is unavailable; nothing was queued, retry later",
-            ));
-        }
-        Err(other) => return Err(ApiError::internal(other)),
+    let report_json = activation_queue::screen(&state, &record, terms).await?;
+    let signatures = StoredSignatures {
+        activation_signature: body.activation_signature.clone(),
+        funding_signature: body.funding_signature.clone(),
+        infra_fee_permit_signature: (!fee_signature.is_empty()).then(|| fee_signature.clone()),
     };
-    let report_json = serde_json::to_value(&report).map_err(ApiError::internal)?;
-    let sanctioned = report.sanctioned();
-    if !sanctioned.is_empty() {
-        let mut tx = state.store.begin().await?;
-        agreements::record_screening(&mut tx, &record.id, &report_json).await?;
-        tx.commit().await?;
-        tracing::warn!(agreement_id = %record.id, ?sanctioned, "activation refused: sanctioned wallet");
-        return Err(ApiError::new(
-            ErrorCode::WalletSanctioned,
-            "a party's wallet is on a sanctions list; the agreement cannot be activated",
-        )
-        .with_details(json!({
-            "wallets": sanctioned.iter().map(|a| a.to_checksum(None)).collect::<Vec<_>>(),
-        })));
-    }
-
-    let signatures = calls::ActivationSignatures {
-        activation: body.activation_signature.clone(),
-        funding: body.funding_signature.clone(),
-        fee_permit: fee_signature,
-    };
-    let job = Job {
-        id: JobId::generate(),
-        kind: KIND_ACTIVATE,
-        agreement_id: Some(record.id.clone()),
-        to: chain.escrow,
-        calldata: calls::activate(activation, &signatures),
-        status: jobs::JobStatus::Queued,
-        error: None,
-    };
-    let signatures = json!({
-        "activation_signature": body.activation_signature,
-        "funding_signature": body.funding_signature,
-        "infra_fee_permit_signature": body.infra_fee_permit_signature,
-    });
+    let signatures_json = serde_json::to_value(&signatures).map_err(ApiError::internal)?;
     let at = now();
     let mut tx = state.store.begin().await?;
     agreements::record_screening(&mut tx, &record.id, &report_json).await?;
-    agreements::submit_activation(&mut tx, &record.id, record.status, &signatures, at)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict => ApiError::invalid_state(record.status, "activated again"),
-            other => other.into(),
-        })?;
-    jobs::enqueue(&mut tx, &job, at).await?;
+    // The buyer's policy decides in this transaction, so what it counts and what it lets
+    // through commit together.
+    let mut counterparties =
+        vec![record.seller_agent_id.to_string(), terms.seller.to_checksum(None)];
+    counterparties.dedup();
+    let spend = Spend {
+        account_id: agent.account_id.as_str(),
+        agent_id: agent.id.as_str(),
+        kind: AuditKind::Activation,
+        actor: Actor::Agent,
+        subject_id: Some(record.id.to_string()),
+        currency: "USDC",
+        confidence: Confidence::High,
+        request: Request {
+            action_type: ActionType::Spend,
+            amount_cents: activation_queue::committed_cents(terms),
+            counterparties,
+            categories: [&record.service_id, &record.unit]
+                .into_iter()
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .collect(),
+            country: None,
+            at,
+            metadata: Metadata::default(),
+        },
+    };
+    let mut gated = spend_gate::decide(&mut tx, &spend, started).await?;
+    let conflict = |e| match e {
+        StoreError::Conflict => ApiError::invalid_state(record.status, "activated again"),
+        other => other.into(),
+    };
+    let mut approval_id = None;
+    match gated.evaluation.decision {
+        Decision::Block => {
+            spend_gate::store_check(&mut tx, &spend, &gated).await?;
+            tx.commit().await?;
+            tracing::info!(agreement_id = %record.id, reason = ?gated.evaluation.reason_code, "activation blocked by policy");
+            return Err(gated.refusal());
+        }
+        Decision::Escalate => {
+            // The approval can wait no longer than the activation can.
+            let ttl = i64::try_from(state.approval_ttl).unwrap_or(i64::MAX);
+            let deadline = i64::try_from(terms.activate_by).unwrap_or(i64::MAX);
+            let expires_at = at.saturating_add(ttl).min(deadline);
+            agreements::await_approval(&mut tx, &record.id, record.status, &signatures_json, at)
+                .await
+                .map_err(conflict)?;
+            let approval = spend_gate::open_approval(
+                &mut tx,
+                &spend,
+                &gated,
+                ApprovalKind::Activation,
+                record.id.as_str(),
+                expires_at,
+            )
+            .await?;
+            gated.response.approval_id = Some(approval.id.to_string());
+            approval_id = Some(approval.id.to_string());
+            spend_gate::store_check(&mut tx, &spend, &gated).await?;
+        }
+        Decision::Allow => {
+            spend_gate::store_check(&mut tx, &spend, &gated).await?;
+            let job = activation_queue::activation_job(&state, &record, terms, &signatures);
+            agreements::submit_activation(&mut tx, &record.id, record.status, &signatures_json, at)
+                .await
+                .map_err(conflict)?;
+            governance_rows::commit_activation(
+                &mut tx,
+                record.id.as_str(),
+                spend.request.amount_cents,
+                at,
+            )
+            .await?;
+            jobs::enqueue(&mut tx, &job, at).await?;
+            let data = json!({ "job_id": job.id });
+            outbox::record(&mut tx, Some(&record.id), EventType::ActivationQueued, &data, at)
+                .await?;
+        }
+    }
     let queued = agreements::get_in(&mut tx, record.id.as_str())
         .await?
         .ok_or_else(|| ApiError::internal("queued agreement vanished"))?;
-    let response = Agreement::from(&queued);
-    let data = json!({ "job_id": job.id });
-    outbox::record(&mut tx, Some(&record.id), EventType::ActivationQueued, &data, at).await?;
+    let response = ActivationAccepted {
+        agreement: Agreement::from(&queued),
+        approval_id,
+        check_id: gated.response.check_id.clone(),
+    };
     idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;
-    state.relayer_wake.notify_one();
-    tracing::info!(agreement_id = %record.id, job_id = %job.id, "activation queued");
+    if response.approval_id.is_none() {
+        state.relayer_wake.notify_one();
+    }
+    tracing::info!(agreement_id = %record.id, activation_status = %queued.activation_status, "activation accepted");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())
 }

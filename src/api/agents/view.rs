@@ -10,7 +10,7 @@ use crate::store::agents::{Agent, AgentStatus};
 /// An agent as the API shows it (`GET /v1/agents/{agent_id}`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"id": "agt_4f3c2a1b9e8d7c6b5a493827", "account_id": "acct_1a2b3c4d5e6f7a8b9c0d1e2f", "name": "search-buyer", "description": "Buys search API calls", "capabilities": ["usage"], "status": "active", "api_key_hint": "pk_test_…9f2c", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "revoked_at": null}))]
+#[schema(example = json!({"id": "agt_4f3c2a1b9e8d7c6b5a493827", "account_id": "acct_1a2b3c4d5e6f7a8b9c0d1e2f", "name": "search-buyer", "description": "Buys search API calls", "capabilities": ["usage"], "status": "active", "api_key_hint": "pk_test_…9f2c", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "revoked_at": null, "halted": false, "halt_reason": null, "halted_at": null}))]
 #[schema(as = Agent)]
 pub struct AgentView {
     /// Its id.
@@ -37,6 +37,14 @@ pub struct AgentView {
     /// RFC 3339; `null` unless revoked.
     #[schema(required = true)]
     pub revoked_at: Option<String>,
+    /// Whether its owner halted its spending (`POST /agents/{agent_id}/circuit-break`).
+    pub halted: bool,
+    /// The owner's reason for the halt; `null` unless halted.
+    #[schema(required = true)]
+    pub halt_reason: Option<String>,
+    /// RFC 3339; `null` unless halted.
+    #[schema(required = true)]
+    pub halted_at: Option<String>,
 }
 
 impl From<&Agent> for AgentView {
@@ -52,6 +60,9 @@ impl From<&Agent> for AgentView {
             created_at: rfc3339(agent.created_at),
             updated_at: rfc3339(agent.updated_at),
             revoked_at: agent.revoked_at.map(rfc3339),
+            halted: agent.halted,
+            halt_reason: agent.halt_reason.clone(),
+            halted_at: agent.halted_at.map(rfc3339),
         }
     }
 }

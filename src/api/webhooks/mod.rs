@@ -28,7 +28,7 @@ use super::auth::OwnerAuth;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiPathPair, OptionalApiJson};
 use super::idempotency::Write;
-use crate::store::agents::{self, Account};
+use crate::store::agents::Account;
 use crate::store::now;
 use crate::store::webhooks::{self as rows, Endpoint};
 use crate::webhooks::new_id;
@@ -44,11 +44,7 @@ pub(super) async fn owned_agent(
     account: &Account,
     agent_id: &str,
 ) -> ApiResult<()> {
-    agents::get_agent(state.store.reader(), agent_id)
-        .await?
-        .filter(|agent| agent.account_id == account.id)
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found("agent"))
+    super::auth::owned_agent(state, account, agent_id).await.map(|_| ())
 }
 
 /// The endpoint `webhook_id` of the caller's agent `agent_id`, or 404 (for the agent first).

@@ -11,10 +11,10 @@ mod transitions;
 pub use escrow::{
     activation_unconfirmed, escrow_activated, escrow_changed, keep_voucher, record_usage,
 };
-pub use read::{get, get_by_key, get_in, insert, list_for_agent};
+pub use read::{activation_signatures, get, get_by_key, get_in, insert, list_for_agent};
 pub use transitions::{
-    accept, activation_failed, activation_progress, expire_due, record_screening, reject,
-    submit_activation,
+    accept, activation_failed, activation_progress, approve_activation, await_approval,
+    end_awaiting_approval, expire_due, record_screening, reject, submit_activation,
 };
 
 use crate::agreement::ids::{AgentId, AgreementId};

@@ -53,6 +53,20 @@ pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<AgreementRecord>> {
     row.map(|row| from_row(&row)).transpose()
 }
 
+/// The buyer's signed activation kept with agreement `id` (`None` if there is none, or no
+/// agreement): kept so an activation waiting for approval can be queued once approved.
+pub async fn activation_signatures(pool: &AnyPool, id: &str) -> Result<Option<serde_json::Value>> {
+    let row = sqlx::query("SELECT activation_signatures FROM usage_agreements WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    let Some(text) = row.and_then(|row| row.get::<Option<String>, _>("activation_signatures"))
+    else {
+        return Ok(None);
+    };
+    parse_json("activation_signatures", &text).map(Some)
+}
+
 /// [`get`] inside a write transaction.
 pub async fn get_in(conn: &mut Conn, id: &str) -> Result<Option<AgreementRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM usage_agreements WHERE id = $1");

@@ -80,7 +80,8 @@ pub async fn submit_activation(
         "UPDATE usage_agreements SET status = 'activating', activation_status = 'pending', \
          activation_error = NULL, activation_tx_hash = NULL, activation_signatures = $3, \
          infra_fee_status = CASE WHEN infra_fee_status = 'none' THEN 'none' ELSE 'pending' END, \
-         updated_at = $4 WHERE id = $1 AND status = $2",
+         updated_at = $4 WHERE id = $1 AND status = $2 \
+         AND activation_status <> 'awaiting_approval'",
     )
     .bind(id.as_str())
     .bind(from.as_str())
@@ -89,6 +90,71 @@ pub async fn submit_activation(
     .execute(&mut *conn)
     .await?;
     expect_one(result.rows_affected())
+}
+
+/// Keeps the buyer's checked signatures with an agreement in `from` whose activation the
+/// buyer's policy escalated: `activation_status` becomes `awaiting_approval` and nothing is
+/// queued. Fails with [`super::super::StoreError::Conflict`] if the agreement moved on (or
+/// already awaits approval).
+pub async fn await_approval(
+    conn: &mut Conn,
+    id: &AgreementId,
+    from: AgreementStatus,
+    signatures: &Value,
+    now: i64,
+) -> Result<()> {
+    let result = sqlx::query(
+        "UPDATE usage_agreements SET activation_status = 'awaiting_approval', \
+         activation_error = NULL, activation_signatures = $3, updated_at = $4 \
+         WHERE id = $1 AND status = $2 AND activation_status <> 'awaiting_approval'",
+    )
+    .bind(id.as_str())
+    .bind(from.as_str())
+    .bind(signatures.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    expect_one(result.rows_affected())
+}
+
+/// Queues an activation that waited for approval: `activating`/`pending`, like
+/// [`submit_activation`]. Returns `false` (and changes nothing) if it no longer awaits
+/// approval or its agreement can no longer be activated.
+pub async fn approve_activation(conn: &mut Conn, id: &AgreementId, now: i64) -> Result<bool> {
+    let result = sqlx::query(
+        "UPDATE usage_agreements SET status = 'activating', activation_status = 'pending', \
+         activation_error = NULL, activation_tx_hash = NULL, \
+         infra_fee_status = CASE WHEN infra_fee_status = 'none' THEN 'none' ELSE 'pending' END, \
+         updated_at = $2 WHERE id = $1 AND activation_status = 'awaiting_approval' \
+         AND status IN ('accepted', 'failed')",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Ends an activation that waited for approval as `outcome` (`rejected` or `expired`) with
+/// `reason`; nothing was sent. Returns whether it was still waiting.
+pub async fn end_awaiting_approval(
+    conn: &mut Conn,
+    id: &AgreementId,
+    outcome: ActivationStatus,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
+    let result = sqlx::query(
+        "UPDATE usage_agreements SET activation_status = $2, activation_error = $3, \
+         updated_at = $4 WHERE id = $1 AND activation_status = 'awaiting_approval'",
+    )
+    .bind(id.as_str())
+    .bind(outcome.as_str())
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 /// Records the relayer's progress on an activation still `activating`: the new activation status

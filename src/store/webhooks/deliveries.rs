@@ -42,14 +42,14 @@ pub struct Delivery {
     pub completed_at: Option<i64>,
 }
 
-/// Outbox events not yet fanned out, oldest first, at most `limit`: `(id, agreement_id,
-/// event_type, data, created_at)`.
-pub async fn undispatched(
-    conn: &mut Conn,
-    limit: i64,
-) -> Result<Vec<(String, Option<String>, String, String, i64)>> {
+/// An undispatched outbox event: `(id, agreement_id, event_type, data, created_at,
+/// agent_id)`; an event about an agent rather than an agreement has `agent_id` alone.
+pub type Undispatched = (String, Option<String>, String, String, i64, Option<String>);
+
+/// Outbox events not yet fanned out, oldest first, at most `limit`.
+pub async fn undispatched(conn: &mut Conn, limit: i64) -> Result<Vec<Undispatched>> {
     let rows = sqlx::query(
-        "SELECT id, agreement_id, event_type, data, created_at FROM outbox_events \
+        "SELECT id, agreement_id, event_type, data, created_at, agent_id FROM outbox_events \
          WHERE dispatched_at IS NULL ORDER BY created_at, id LIMIT $1",
     )
     .bind(limit)
@@ -64,6 +64,7 @@ pub async fn undispatched(
                 r.get("event_type"),
                 r.get("data"),
                 r.get("created_at"),
+                r.get("agent_id"),
             )
         })
         .collect())

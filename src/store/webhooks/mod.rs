@@ -16,7 +16,8 @@ pub use attempts::{
     AfterAttempt, Attempt, after_attempt, attempts_of, claim_due, insert_attempt, release,
 };
 pub use deliveries::{
-    Delivery, get_delivery, insert_delivery, list_deliveries, mark_dispatched, replay, undispatched,
+    Delivery, Undispatched, get_delivery, insert_delivery, list_deliveries, mark_dispatched,
+    replay, undispatched,
 };
 pub use endpoints::{
     Endpoint, Secrets, endpoint_with_secrets, get_endpoint, insert_endpoint, list_endpoints,

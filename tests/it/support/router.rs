@@ -89,6 +89,7 @@ impl Api {
             idempotency_ttl: config.idempotency_ttl_secs,
             ready_max_lag_blocks: config.ready_max_lag_blocks,
             early_claim_threshold: config.early_claim_threshold,
+            approval_ttl: config.approval_ttl_secs,
         }));
         Api { router: api::app(state.clone()), state, db_dir }
     }

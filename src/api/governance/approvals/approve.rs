@@ -1,0 +1,168 @@
+//! Approving: the agent must not be halted, its period budgets must still allow the spend,
+//! and an activation it held is queued with the signatures checked when it was submitted, in
+//! the transaction that marks the approval `approved`.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::{ApprovalView, lost_race};
+use crate::agreement::ids::AgreementId;
+use crate::api::AppState;
+use crate::api::activation_queue::{self, StoredSignatures};
+use crate::api::error::{ApiError, ApiResult, ErrorCode};
+use crate::api::idempotency::Idempotency;
+use crate::governance::{self, AgentState, Decision, Policy, Request, RuleKind};
+use crate::store::governance::approvals::{self, Approval, ApprovalKind, ApprovalStatus};
+use crate::store::governance::audit::{self, Actor, AuditDecision, AuditEntry, AuditKind};
+use crate::store::governance::{self as rows, Scope};
+use crate::store::outbox::{self, EventType};
+use crate::store::{agreements, jobs};
+
+/// What an approved activation needs, read and checked before the decision's transaction.
+struct HeldActivation {
+    record: agreements::AgreementRecord,
+    job: jobs::Job,
+    screening: serde_json::Value,
+}
+
+/// Checks an activation held by `approval` can still go: deadline, screening, signatures kept.
+async fn held_activation(state: &AppState, approval: &Approval) -> ApiResult<HeldActivation> {
+    let record = agreements::get(state.store.reader(), &approval.subject_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("approved agreement vanished"))?;
+    let terms = record
+        .terms
+        .clone()
+        .ok_or_else(|| ApiError::internal("an awaiting activation without terms"))?;
+    let chain_now = state.chain.now().await.map_err(ApiError::chain_unavailable)?;
+    if chain_now >= terms.activate_by {
+        return Err(ApiError::new(
+            ErrorCode::ActivationExpired,
+            "the activation deadline has passed; the approval can no longer queue it",
+        ));
+    }
+    let signatures: StoredSignatures =
+        agreements::activation_signatures(state.store.reader(), &approval.subject_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("an awaiting activation without signatures"))
+            .and_then(|s| serde_json::from_value(s).map_err(ApiError::internal))?;
+    // Sanctions lists change: the wallets are screened again before anything is sent.
+    let screening = activation_queue::screen(state, &record, &terms).await?;
+    let job = activation_queue::activation_job(state, &record, &terms, &signatures);
+    Ok(HeldActivation { record, job, screening })
+}
+
+/// The budget rules of `policy` alone: approving re-checks what the period budgets allow now,
+/// not the escalation the owner is answering nor the counts the request itself added.
+fn budgets_only(policy: Policy) -> Policy {
+    Policy {
+        rules: policy
+            .rules
+            .into_iter()
+            .filter(|rule| matches!(rule.kind, RuleKind::PeriodBudget { .. }))
+            .collect(),
+        duplicate_window_seconds: 0,
+    }
+}
+
+/// Approves `approval`; returns it as decided.
+pub(super) async fn approve(
+    state: &AppState,
+    approval: &Approval,
+    reason: Option<String>,
+    idempotency: &Idempotency,
+    at: i64,
+) -> ApiResult<Approval> {
+    let held = match approval.kind {
+        ApprovalKind::Activation => Some(held_activation(state, approval).await?),
+        ApprovalKind::Check => None,
+    };
+    let mut tx = state.store.begin().await?;
+    let agent = rows::lock_agent(&mut tx, &approval.agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    if agent == AgentState::Halted {
+        return Err(ApiError::new(
+            ErrorCode::AgentHalted,
+            "the agent is halted; resume it before approving its spending",
+        ));
+    }
+    if let Some((policy, _)) =
+        crate::api::spend_gate::policy_in_force(&mut tx, &approval.agent_id).await?
+    {
+        let policy = budgets_only(policy);
+        let request = Request {
+            action_type: approval.action_type.parse().unwrap_or(governance::ActionType::Spend),
+            amount_cents: approval.amount_cents,
+            counterparties: approval.counterparty.iter().cloned().collect(),
+            categories: Vec::new(),
+            country: None,
+            at,
+            metadata: governance::Metadata::default(),
+        };
+        let scope = Scope { agent_id: &approval.agent_id, kind: "activation" };
+        let facts = rows::facts(&mut tx, scope, &policy, &request, "", agent).await?;
+        let evaluation = governance::evaluate(&policy, &request, &facts);
+        if evaluation.decision == Decision::Block {
+            return Err(ApiError::new(
+                ErrorCode::PolicyBlocked,
+                evaluation.message.clone().unwrap_or_default(),
+            )
+            .with_details(json!({
+                "reason_code": evaluation.reason_code,
+                "violated_rule_id": evaluation.violated_rule_id,
+                "message": evaluation.message,
+                "decline_message": evaluation.decline_message,
+            })));
+        }
+    }
+    let Some(decided) = approvals::decide(
+        &mut tx,
+        approval.id.as_str(),
+        ApprovalStatus::Approved,
+        reason.as_deref(),
+        at,
+    )
+    .await?
+    else {
+        return Err(lost_race(state, approval, at).await);
+    };
+    if let Some(held) = &held {
+        let id = AgreementId(approval.subject_id.clone());
+        agreements::record_screening(&mut tx, &id, &held.screening).await?;
+        if !agreements::approve_activation(&mut tx, &id, at).await? {
+            return Err(ApiError::invalid_state(held.record.status, "activated after approval"));
+        }
+        rows::commit_activation(&mut tx, id.as_str(), approval.amount_cents, at).await?;
+        jobs::enqueue(&mut tx, &held.job, at).await?;
+        let data = json!({ "job_id": held.job.id, "approval_id": approval.id });
+        outbox::record(&mut tx, Some(&id), EventType::ActivationQueued, &data, at).await?;
+    }
+    let mut entry = AuditEntry::new(
+        &approval.account_id,
+        Some(&approval.agent_id),
+        AuditKind::Approval,
+        AuditDecision::Approved,
+        Actor::Owner,
+        at,
+    );
+    entry.subject_id = Some(approval.id.to_string());
+    entry.action_type = Some(approval.action_type.clone());
+    entry.amount_cents = Some(approval.amount_cents);
+    entry.currency = Some(approval.currency.clone());
+    entry.detail = json!({
+        "kind": approval.kind.as_str(),
+        "subject_id": approval.subject_id,
+        "reason": decided.decision_reason,
+    });
+    audit::append(&mut tx, &entry).await?;
+    let data = rows::approval_event(&decided);
+    outbox::record_for_agent(&mut tx, &approval.agent_id, EventType::ApprovalApproved, &data, at)
+        .await?;
+    idempotency.save(&mut tx, StatusCode::OK, &ApprovalView::from(&decided)).await?;
+    tx.commit().await?;
+    if held.is_some() {
+        state.relayer_wake.notify_one();
+    }
+    Ok(decided)
+}

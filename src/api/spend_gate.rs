@@ -1,0 +1,264 @@
+//! The policy gate of every spending entry point (`POST /v1/checks`, `activate-escrow`): in
+//! the caller's write transaction it takes the agent's decision lock, loads the policy in
+//! force, counts the facts the policy needs, evaluates, and appends the decision to the audit
+//! log and the check store. Whatever the caller then does with an `allow` (queue an
+//! activation) commits in the same transaction, so what one decision counts the next sees.
+
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, ApiResult, ErrorCode};
+use crate::agreement::ids::CheckId;
+use crate::governance::{
+    self, ActionType, Confidence, Decision, Evaluation, Policy, ReasonCode, Request, Violation,
+};
+use crate::store::Conn;
+use crate::store::governance::audit::{self, Actor, AuditDecision, AuditEntry, AuditKind};
+use crate::store::governance::{self as rows, Scope, checks, policies};
+
+/// A spend to decide on.
+#[derive(Debug, Clone)]
+pub(crate) struct Spend<'a> {
+    /// The account of the agent.
+    pub account_id: &'a str,
+    /// The agent spending (always the credential's agent, or one the owner named).
+    pub agent_id: &'a str,
+    /// `check` or `activation`: what is counted together for velocity and duplicates.
+    pub kind: AuditKind,
+    /// Who asked.
+    pub actor: Actor,
+    /// The agreement of an activation.
+    pub subject_id: Option<String>,
+    /// `USD` or `USDC`.
+    pub currency: &'a str,
+    /// How sure the action type is.
+    pub confidence: Confidence,
+    /// What the engine evaluates.
+    pub request: Request,
+}
+
+/// The answer to a spend check, as `POST /v1/checks` returns it and `GET /v1/checks/{id}`
+/// serves it; activation decisions are stored the same way.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CheckResponse {
+    /// `chk_…`.
+    pub check_id: String,
+    /// `allow`, `block` or `escalate`.
+    pub decision: Decision,
+    /// How sure the action type is: `high` when the caller named it.
+    pub confidence: Confidence,
+    /// Why (null on allow).
+    pub reason_code: Option<ReasonCode>,
+    /// A human-readable explanation (null on allow).
+    pub message: Option<String>,
+    /// The rule that decided (null on allow).
+    pub violated_rule_id: Option<String>,
+    /// That rule's description.
+    pub violated_rule_description: Option<String>,
+    /// The policy version evaluated.
+    pub policy_version: u64,
+    /// What the agent should do next (null on allow).
+    pub next_step: Option<String>,
+    /// Milliseconds spent deciding, from the moment the request was read.
+    pub latency_ms: u64,
+    /// When it was decided (UTC, RFC 3339).
+    pub timestamp: String,
+    /// A short counter-message for the agent's model (null on allow); it never repeats text of
+    /// the request.
+    pub decline_message: Option<String>,
+    /// Every rule that fired, the deciding one included.
+    pub violations: Vec<Violation>,
+    /// The approval an escalation opened, when one was opened.
+    pub approval_id: Option<String>,
+    /// The action type evaluated (named or classified).
+    pub action_type: ActionType,
+}
+
+/// A decision taken and recorded.
+#[derive(Debug, Clone)]
+pub(crate) struct Gated {
+    /// The engine's answer.
+    pub evaluation: Evaluation,
+    /// The policy version evaluated (0 when the agent has no policy).
+    pub policy_version: u64,
+    /// The response as stored under `check_id`.
+    pub response: CheckResponse,
+}
+
+impl Gated {
+    /// 422 `policy_blocked`, or 403 `agent_halted` when the agent is halted, for a blocked
+    /// spend.
+    pub(crate) fn refusal(&self) -> ApiError {
+        let e = &self.evaluation;
+        let code = match e.reason_code {
+            Some(ReasonCode::AgentHalted) => ErrorCode::AgentHalted,
+            _ => ErrorCode::PolicyBlocked,
+        };
+        let message = e.message.clone().unwrap_or_else(|| "the agent's policy blocks this".into());
+        ApiError::new(code, message.clone()).with_details(json!({
+            "reason_code": e.reason_code,
+            "violated_rule_id": e.violated_rule_id,
+            "message": message,
+            "decline_message": e.decline_message,
+            "check_id": self.response.check_id,
+        }))
+    }
+}
+
+/// What the duplicate guard compares: kind, action type, amount, currency and counterparty.
+fn fingerprint(spend: &Spend<'_>) -> String {
+    let counterparty =
+        spend.request.counterparties.first().map(|c| c.to_lowercase()).unwrap_or_default();
+    let mut hasher = Sha256::new();
+    for part in [
+        spend.kind.as_str(),
+        spend.request.action_type.as_str(),
+        &spend.request.amount_cents.to_string(),
+        &spend.currency.to_uppercase(),
+        &counterparty,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    alloy::primitives::hex::encode(&hasher.finalize()[..16])
+}
+
+/// The agent's policy in force, parsed; `None` when it has none.
+pub(crate) async fn policy_in_force(
+    conn: &mut Conn,
+    agent_id: &str,
+) -> ApiResult<Option<(Policy, policies::PolicyVersion)>> {
+    let Some(stored) = policies::current(conn, agent_id).await? else { return Ok(None) };
+    let policy = Policy::parse(&stored.document)
+        .map_err(|e| ApiError::internal(format!("stored policy does not parse: {e}")))?;
+    Ok(Some((policy, stored)))
+}
+
+/// Decides `spend` inside `conn`'s transaction and records the decision (audit row and check
+/// row). `started` is when the request was read, for `latency_ms`. 404 if the agent is gone.
+pub(crate) async fn decide(
+    conn: &mut Conn,
+    spend: &Spend<'_>,
+    started: std::time::Instant,
+) -> ApiResult<Gated> {
+    let state = rows::lock_agent(conn, spend.agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    let (policy, version) = match policy_in_force(conn, spend.agent_id).await? {
+        Some((policy, stored)) => (policy, stored.version),
+        None => (Policy { rules: Vec::new(), duplicate_window_seconds: 0 }, 0),
+    };
+    let fingerprint = fingerprint(spend);
+    let scope = Scope { agent_id: spend.agent_id, kind: spend.kind.as_str() };
+    let facts = rows::facts(conn, scope, &policy, &spend.request, &fingerprint, state).await?;
+    let evaluation = governance::evaluate(&policy, &spend.request, &facts);
+    let check_id = CheckId::generate();
+    let at = spend.request.at;
+    let response = CheckResponse {
+        check_id: check_id.to_string(),
+        decision: evaluation.decision,
+        confidence: spend.confidence,
+        reason_code: evaluation.reason_code,
+        message: evaluation.message.clone(),
+        violated_rule_id: evaluation.violated_rule_id.clone(),
+        violated_rule_description: evaluation.violated_rule_description.clone(),
+        policy_version: version,
+        next_step: evaluation.next_step.map(str::to_owned),
+        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        timestamp: crate::time::rfc3339(at),
+        decline_message: evaluation.decline_message.clone(),
+        violations: evaluation.violations.clone(),
+        approval_id: None,
+        action_type: spend.request.action_type,
+    };
+    let decision = match evaluation.decision {
+        Decision::Allow => AuditDecision::Allow,
+        Decision::Block => AuditDecision::Block,
+        Decision::Escalate => AuditDecision::Escalate,
+    };
+    let mut entry = AuditEntry::new(
+        spend.account_id,
+        Some(spend.agent_id),
+        spend.kind,
+        decision,
+        spend.actor,
+        at,
+    );
+    entry.subject_id = Some(spend.subject_id.clone().unwrap_or_else(|| check_id.to_string()));
+    entry.action_type = Some(spend.request.action_type.as_str().to_owned());
+    entry.amount_cents = Some(spend.request.amount_cents);
+    entry.currency = Some(spend.currency.to_owned());
+    entry.counterparty = spend.request.counterparties.first().cloned();
+    entry.fingerprint = Some(fingerprint);
+    entry.counted = evaluation.decision != Decision::Block;
+    entry.reason_code = evaluation.reason_code.map(|r| r.as_str().to_owned());
+    entry.violated_rule_id = evaluation.violated_rule_id.clone();
+    entry.policy_version = Some(version);
+    entry.detail = json!({
+        "check_id": check_id,
+        "message": evaluation.message,
+        "violations": evaluation.violations,
+    });
+    audit::append(conn, &entry).await?;
+    Ok(Gated { evaluation, policy_version: version, response })
+}
+
+/// Stores the check's response (after the caller set `approval_id`, when it opened one).
+pub(crate) async fn store_check(
+    conn: &mut Conn,
+    spend: &Spend<'_>,
+    gated: &Gated,
+) -> ApiResult<()> {
+    let body = serde_json::to_value(&gated.response).map_err(ApiError::internal)?;
+    checks::insert(
+        conn,
+        &gated.response.check_id,
+        spend.account_id,
+        spend.agent_id,
+        &body,
+        spend.request.at,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Opens an approval for an escalated spend, waiting until `expires_at`, and announces it
+/// (`approval.requested`). The caller commits it with the rest of the decision.
+pub(crate) async fn open_approval(
+    conn: &mut Conn,
+    spend: &Spend<'_>,
+    gated: &Gated,
+    kind: crate::store::governance::approvals::ApprovalKind,
+    subject_id: &str,
+    expires_at: i64,
+) -> ApiResult<crate::store::governance::approvals::Approval> {
+    use crate::store::governance::approvals::{self, Approval, ApprovalStatus};
+    use crate::store::outbox::{self, EventType};
+    let e = &gated.evaluation;
+    let approval = Approval {
+        id: crate::agreement::ids::ApprovalId::generate(),
+        account_id: spend.account_id.to_owned(),
+        agent_id: spend.agent_id.to_owned(),
+        kind,
+        subject_id: subject_id.to_owned(),
+        status: ApprovalStatus::Pending,
+        action_type: spend.request.action_type.as_str().to_owned(),
+        amount_cents: spend.request.amount_cents,
+        currency: spend.currency.to_owned(),
+        counterparty: spend.request.counterparties.first().cloned(),
+        reason_code: e.reason_code.map_or("escalated", |r| r.as_str()).to_owned(),
+        violated_rule_id: e.violated_rule_id.clone(),
+        message: e.message.clone().unwrap_or_default(),
+        policy_version: Some(gated.policy_version),
+        expires_at,
+        decided_at: None,
+        decision_reason: None,
+        created_at: spend.request.at,
+    };
+    approvals::insert(conn, &approval).await?;
+    let data = rows::approval_event(&approval);
+    let at = spend.request.at;
+    outbox::record_for_agent(conn, spend.agent_id, EventType::ApprovalRequested, &data, at).await?;
+    Ok(approval)
+}

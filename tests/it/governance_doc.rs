@@ -1,0 +1,31 @@
+//! docs/governance.md's walkthrough, run as written against the real `pactum dev` (see
+//! `support::docs_page`): a policy, checks that escalate, block as duplicates and pass a cap, an
+//! owner's decision, a halt and the audit log, each step failing the script on a wrong status.
+#![cfg(unix)]
+
+use crate::support::docs_page::Dev;
+
+/// The page under test, relative to the crate root.
+const PAGE: &str = "docs/governance.md";
+
+#[test]
+fn the_governance_walkthrough_runs_as_written_against_pactum_dev() {
+    let dev = Dev::start("pactum-governance-doc");
+    let (status, stdout, report) = dev.run_page(PAGE);
+    assert!(status.is_some_and(|s| s.success()), "{report}");
+    for line in [
+        "policy pol_",
+        "refused: invalid_policy on rule cap",
+        "escalate: Refund of $300.00 exceeds the escalation threshold of $200.00.",
+        "again: block (duplicate_request)",
+        "big: block (per_tx_limit_exceeded, classified as spend)",
+        "approval rejected",
+        "while halted: block (agent_halted)",
+        "governance walkthrough complete: 7 decisions audited",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}: {report}");
+    }
+    let dir = dev.dir.clone();
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
+}
