@@ -521,9 +521,11 @@ async fn credentials_are_checked_on_every_route() {
         // The other kind of credential: an agent key on an owner route (which does not exist
         // for agents: 404) and the owner credential on an agent route (401).
         let (wrong, status, code) = match caller {
-            Caller::Owner => {
-                (vec![w.buyer.key.as_str(), w.seller.key.as_str()], StatusCode::NOT_FOUND, "not_found")
-            }
+            Caller::Owner => (
+                vec![w.buyer.key.as_str(), w.seller.key.as_str()],
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
             Caller::Buyer | Caller::Seller => {
                 (vec![OWNER_KEY], StatusCode::UNAUTHORIZED, "invalid_credential")
             }

@@ -63,15 +63,12 @@ async fn insert(store: &Store, approval: &Approval) {
 async fn policy_versions_count_up_per_agent(store: &Store) {
     let (buyer, seller) = parties(store).await;
     let mut tx = store.begin().await.unwrap();
-    let first = policies::write_next(&mut tx, buyer.as_str(), &json!({ "rules": [1] }), 10)
-        .await
-        .unwrap();
-    let second = policies::write_next(&mut tx, buyer.as_str(), &json!({ "rules": [2] }), 20)
-        .await
-        .unwrap();
-    let other = policies::write_next(&mut tx, seller.as_str(), &json!({ "rules": [] }), 30)
-        .await
-        .unwrap();
+    let first =
+        policies::write_next(&mut tx, buyer.as_str(), &json!({ "rules": [1] }), 10).await.unwrap();
+    let second =
+        policies::write_next(&mut tx, buyer.as_str(), &json!({ "rules": [2] }), 20).await.unwrap();
+    let other =
+        policies::write_next(&mut tx, seller.as_str(), &json!({ "rules": [] }), 30).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!((first.version, second.version, other.version), (1, 2, 1));
     assert_eq!(first.policy_id, second.policy_id);
@@ -92,9 +89,11 @@ async fn one_decision_wins_an_approval(store: &Store) {
     let racers = (0..20).map(|i| {
         let (store, id) = (store.clone(), pending.id.to_string());
         tokio::spawn(async move {
-            let status = if i % 2 == 0 { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
+            let status =
+                if i % 2 == 0 { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
             let mut tx = store.begin().await.unwrap();
-            let decided = approvals::decide(&mut tx, &id, status, Some("race"), now()).await.unwrap();
+            let decided =
+                approvals::decide(&mut tx, &id, status, Some("race"), now()).await.unwrap();
             tx.commit().await.unwrap();
             decided
         })
@@ -137,7 +136,7 @@ async fn expiry_and_revocation_end_only_pending_approvals(store: &Store) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(ended.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), [later.id.clone()]);
+    assert_eq!(ended.iter().map(|a| &a.id).collect::<Vec<_>>(), [&later.id]);
     let status = |id: &ApprovalId| {
         let id = id.to_string();
         async move { approvals::get(store.reader(), &id).await.unwrap().unwrap().status }
@@ -157,9 +156,10 @@ async fn expiry_and_revocation_end_only_pending_approvals(store: &Store) {
     .unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].actor, Actor::System);
-    let page = approvals::list(store.reader(), &account, None, Some(ApprovalStatus::Pending), 10, None)
-        .await
-        .unwrap();
+    let page =
+        approvals::list(store.reader(), &account, None, Some(ApprovalStatus::Pending), 10, None)
+            .await
+            .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].agent_id, seller.as_str());
 }
@@ -178,8 +178,14 @@ async fn the_audit_log_filters_pages_and_refuses_changes(store: &Store) {
     .into_iter()
     .enumerate()
     {
-        let mut entry =
-            AuditEntry::new(&account, Some(agent.as_str()), AuditKind::Check, decision, Actor::Agent, 1_000 + i as i64 / 2);
+        let mut entry = AuditEntry::new(
+            &account,
+            Some(agent.as_str()),
+            AuditKind::Check,
+            decision,
+            Actor::Agent,
+            1_000 + i as i64 / 2,
+        );
         entry.amount_cents = Some(u64::MAX >> 1);
         entry.detail = json!({ "n": i, "text": super::TRICKY });
         audit::append(&mut tx, &entry).await.unwrap();
@@ -222,7 +228,8 @@ async fn the_audit_log_filters_pages_and_refuses_changes(store: &Store) {
         let mut tx = store.begin().await.unwrap();
         assert!(sqlx::query(statement).execute(&mut *tx).await.is_err(), "{statement}");
     }
-    let all = audit::list(store.reader(), &account, &AuditFilter::default(), 10, None).await.unwrap();
+    let all =
+        audit::list(store.reader(), &account, &AuditFilter::default(), 10, None).await.unwrap();
     assert_eq!(all.len(), 5);
 }
 
@@ -236,7 +243,10 @@ async fn the_decision_lock_reports_standing_and_facts_count(store: &Store) {
     assert!(!agents::set_halted(&mut tx, &buyer, true, Some("again"), now()).await.unwrap());
     assert_eq!(rows::lock_agent(&mut tx, buyer.as_str()).await.unwrap(), Some(AgentState::Halted));
     agents::revoke(&mut tx, &seller, now()).await.unwrap();
-    assert_eq!(rows::lock_agent(&mut tx, seller.as_str()).await.unwrap(), Some(AgentState::Revoked));
+    assert_eq!(
+        rows::lock_agent(&mut tx, seller.as_str()).await.unwrap(),
+        Some(AgentState::Revoked)
+    );
     tx.commit().await.unwrap();
     let halted = agents::get_agent(store.reader(), buyer.as_str()).await.unwrap().unwrap();
     assert_eq!((halted.halted, halted.halt_reason.as_deref()), (true, Some("why")));
@@ -249,9 +259,15 @@ async fn the_decision_lock_reports_standing_and_facts_count(store: &Store) {
         let record = propose(store, &buyer2, &seller2, now()).await;
         accept(store, &record, u64::MAX >> 2).await;
         let mut tx = store.begin().await.unwrap();
-        agreements::submit_activation(&mut tx, &record.id, AgreementStatus::Accepted, &json!({}), now())
-            .await
-            .unwrap();
+        agreements::submit_activation(
+            &mut tx,
+            &record.id,
+            AgreementStatus::Accepted,
+            &json!({}),
+            now(),
+        )
+        .await
+        .unwrap();
         rows::commit_activation(&mut tx, record.id.as_str(), cents, committed_at).await.unwrap();
         tx.commit().await.unwrap();
         ids.push(record.id);
@@ -268,10 +284,19 @@ async fn the_decision_lock_reports_standing_and_facts_count(store: &Store) {
         "duplicate_window_seconds": 60,
     }))
     .unwrap();
-    for (kind, counted, fingerprint) in
-        [(AuditKind::Check, true, "fp"), (AuditKind::Check, false, "fp"), (AuditKind::Activation, true, "fp2")]
-    {
-        let mut entry = AuditEntry::new(&account, Some(buyer2.as_str()), kind, AuditDecision::Allow, Actor::Agent, 5_000);
+    for (kind, counted, fingerprint) in [
+        (AuditKind::Check, true, "fp"),
+        (AuditKind::Check, false, "fp"),
+        (AuditKind::Activation, true, "fp2"),
+    ] {
+        let mut entry = AuditEntry::new(
+            &account,
+            Some(buyer2.as_str()),
+            kind,
+            AuditDecision::Allow,
+            Actor::Agent,
+            5_000,
+        );
         entry.counted = counted;
         entry.fingerprint = Some(fingerprint.into());
         audit::append(&mut tx, &entry).await.unwrap();
@@ -286,13 +311,16 @@ async fn the_decision_lock_reports_standing_and_facts_count(store: &Store) {
         metadata: Default::default(),
     };
     let scope = Scope { agent_id: buyer2.as_str(), kind: "check" };
-    let facts = rows::facts(&mut tx, scope, &policy, &request, "fp", AgentState::Active).await.unwrap();
+    let facts =
+        rows::facts(&mut tx, scope, &policy, &request, "fp", AgentState::Active).await.unwrap();
     assert_eq!(facts.recent_actions.get("v"), Some(&1));
     assert!(facts.duplicate);
-    let facts = rows::facts(&mut tx, scope, &policy, &request, "fp2", AgentState::Active).await.unwrap();
+    let facts =
+        rows::facts(&mut tx, scope, &policy, &request, "fp2", AgentState::Active).await.unwrap();
     assert!(!facts.duplicate, "an activation's fingerprint is not a check's");
     let late = Request { at: 5_061, ..request };
-    let facts = rows::facts(&mut tx, scope, &policy, &late, "fp", AgentState::Active).await.unwrap();
+    let facts =
+        rows::facts(&mut tx, scope, &policy, &late, "fp", AgentState::Active).await.unwrap();
     assert_eq!((facts.recent_actions.get("v"), facts.duplicate), (Some(&0), false));
 }
 
@@ -303,10 +331,16 @@ async fn awaiting_activations_move_once(store: &Store) {
     let id: &AgreementId = &record.id;
     let signatures = json!({ "activation_signature": "0x01" });
     let mut tx = store.begin().await.unwrap();
-    agreements::await_approval(&mut tx, id, AgreementStatus::Accepted, &signatures, now()).await.unwrap();
-    let again = agreements::await_approval(&mut tx, id, AgreementStatus::Accepted, &signatures, now()).await;
+    agreements::await_approval(&mut tx, id, AgreementStatus::Accepted, &signatures, now())
+        .await
+        .unwrap();
+    let again =
+        agreements::await_approval(&mut tx, id, AgreementStatus::Accepted, &signatures, now())
+            .await;
     assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
-    let direct = agreements::submit_activation(&mut tx, id, AgreementStatus::Accepted, &signatures, now()).await;
+    let direct =
+        agreements::submit_activation(&mut tx, id, AgreementStatus::Accepted, &signatures, now())
+            .await;
     assert!(matches!(direct, Err(StoreError::Conflict)), "no direct activation while it waits");
     tx.commit().await.unwrap();
     let kept = agreements::activation_signatures(store.reader(), id.as_str()).await.unwrap();
@@ -319,7 +353,8 @@ async fn awaiting_activations_move_once(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     assert!(agreements::approve_activation(&mut tx, id, now()).await.unwrap());
     assert!(!agreements::approve_activation(&mut tx, id, now()).await.unwrap());
-    let ended = agreements::end_awaiting_approval(&mut tx, id, ActivationStatus::Rejected, "late", now());
+    let ended =
+        agreements::end_awaiting_approval(&mut tx, id, ActivationStatus::Rejected, "late", now());
     assert!(!ended.await.unwrap(), "an approved activation is no longer waiting");
     tx.commit().await.unwrap();
     let queued = super::get(store, id).await;
@@ -331,8 +366,16 @@ async fn awaiting_activations_move_once(store: &Store) {
     let other = propose(store, &buyer, &seller, now()).await;
     accept(store, &other, u64::MAX >> 2).await;
     let mut tx = store.begin().await.unwrap();
-    agreements::await_approval(&mut tx, &other.id, AgreementStatus::Accepted, &json!({}), now()).await.unwrap();
-    let ended = agreements::end_awaiting_approval(&mut tx, &other.id, ActivationStatus::Expired, "approval_expired", now());
+    agreements::await_approval(&mut tx, &other.id, AgreementStatus::Accepted, &json!({}), now())
+        .await
+        .unwrap();
+    let ended = agreements::end_awaiting_approval(
+        &mut tx,
+        &other.id,
+        ActivationStatus::Expired,
+        "approval_expired",
+        now(),
+    );
     assert!(ended.await.unwrap());
     assert!(!agreements::approve_activation(&mut tx, &other.id, now()).await.unwrap());
     tx.commit().await.unwrap();
@@ -349,9 +392,15 @@ async fn checks_and_agent_events_round_trip(store: &Store) {
     let response = json!({ "check_id": "chk_1", "message": super::TRICKY });
     let mut tx = store.begin().await.unwrap();
     checks::insert(&mut tx, "chk_1", &account, buyer.as_str(), &response, now()).await.unwrap();
-    outbox::record_for_agent(&mut tx, buyer.as_str(), EventType::AgentHalted, &json!({ "halted": true }), now())
-        .await
-        .unwrap();
+    outbox::record_for_agent(
+        &mut tx,
+        buyer.as_str(),
+        EventType::AgentHalted,
+        &json!({ "halted": true }),
+        now(),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let stored = checks::get(store.reader(), "chk_1").await.unwrap().unwrap();
     assert_eq!((stored.agent_id.as_str(), stored.response), (buyer.as_str(), response));
