@@ -48,12 +48,19 @@ pub struct Agreement {
     /// The EIP-712 hash of the terms; `null` before acceptance.
     #[schema(value_type = Option<String>, required = true, pattern = "^0x[0-9a-f]{64}$")]
     pub agreement_key: Option<B256>,
+    /// `activate-escrow` only, when the buyer's policy escalated: the approval the activation
+    /// waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
     /// The paying agent.
     #[schema(value_type = String, pattern = "^agt_[0-9a-f]{28}$")]
     pub buyer_agent_id: AgentId,
     /// The buyer's wallet, checksummed.
     #[schema(pattern = "^0x[0-9a-fA-F]{40}$")]
     pub buyer_wallet_address: String,
+    /// `activate-escrow` only: the buyer policy's decision (`GET /v1/checks/{check_id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_id: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// Its id.
@@ -98,13 +105,6 @@ pub struct Agreement {
     pub updated_at: String,
     /// Usage so far.
     pub usage: UsageSummary,
-    /// `activate-escrow` only: the buyer policy's decision (`GET /v1/checks/{check_id}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub check_id: Option<String>,
-    /// `activate-escrow` only, when the buyer's policy escalated: the approval the activation
-    /// waits for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval_id: Option<String>,
 }
 
 impl From<&AgreementRecord> for Agreement {

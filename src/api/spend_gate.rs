@@ -82,6 +82,8 @@ pub(crate) struct Gated {
     pub evaluation: Evaluation,
     /// The policy version evaluated (0 when the agent has no policy).
     pub policy_version: u64,
+    /// The policy evaluated (`None` when the agent has no policy).
+    pub policy_id: Option<String>,
     /// The response as stored under `check_id`.
     pub response: CheckResponse,
 }
@@ -145,9 +147,9 @@ pub(crate) async fn decide(
     let state = rows::lock_agent(conn, spend.agent_id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    let (policy, version) = match policy_in_force(conn, spend.agent_id).await? {
-        Some((policy, stored)) => (policy, stored.version),
-        None => (Policy { rules: Vec::new(), duplicate_window_seconds: 0 }, 0),
+    let (policy, version, policy_id) = match policy_in_force(conn, spend.agent_id).await? {
+        Some((policy, stored)) => (policy, stored.version, Some(stored.policy_id.to_string())),
+        None => (Policy { rules: Vec::new(), duplicate_window_seconds: 0 }, 0, None),
     };
     let fingerprint = fingerprint(spend);
     let scope = Scope { agent_id: spend.agent_id, kind: spend.kind.as_str() };
@@ -201,7 +203,7 @@ pub(crate) async fn decide(
         "violations": evaluation.violations,
     });
     audit::append(conn, &entry).await?;
-    Ok(Gated { evaluation, policy_version: version, response })
+    Ok(Gated { evaluation, policy_version: version, policy_id, response })
 }
 
 /// Stores the check's response (after the caller set `approval_id`, when it opened one).

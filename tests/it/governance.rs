@@ -267,6 +267,8 @@ async fn an_expired_approval_never_confirms(db: Db) {
         return;
     };
     let (buyer, seller) = h.parties().await;
+    let receiver = Receiver::start(Vec::new()).await;
+    create_webhook(&h, &buyer, &receiver.url, &["approval.expired"]).await;
     put_policy(&h, &buyer, escalating()).await;
     let (id, approval) = escalated(&h, &buyer, &seller).await;
     // The sweeper expires it (no sleep: poll until the state says so).
@@ -279,6 +281,10 @@ async fn an_expired_approval_never_confirms(db: Db) {
     let rows = audit(&h, &format!("agent_id={}&decision=expired", buyer.id)).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["actor"], "system");
+    let announced = receiver.wait_for(1).await[0].json();
+    assert_eq!(announced["type"], "approval.expired");
+    assert_eq!(announced["data"]["approval_id"], approval.as_str());
+    assert_eq!(announced["data"]["status"], "expired");
     finish(h, url).await;
 }
 
@@ -726,7 +732,11 @@ async fn governance_events_reach_the_agents_webhooks() {
     assert_eq!(status, StatusCode::OK);
     halt(&h, &buyer, true).await;
     halt(&h, &buyer, false).await;
-    let hits = receiver.wait_for(5).await;
+    let (_, second) = escalated(&h, &buyer, &seller).await;
+    let approve = format!("/agents/{}/approvals/{second}/approve", buyer.id);
+    let (status, _) = h.call(Method::POST, &approve, Some(OWNER_KEY), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let hits = receiver.wait_for(7).await;
     let mut seen: Vec<String> =
         hits.iter().map(|hit| hit.json()["type"].as_str().unwrap().to_owned()).collect();
     seen.sort();
@@ -735,16 +745,25 @@ async fn governance_events_reach_the_agents_webhooks() {
         [
             "agent.halted",
             "agent.resumed",
+            "approval.approved",
             "approval.rejected",
             "approval.requested",
-            "policy.updated"
+            "approval.requested",
+            "policy.updated",
         ],
     );
     for hit in &hits {
         assert!(hit.verifies_with(&secret));
         assert_eq!(hit.json()["data"]["agent_id"], buyer.id.as_str());
     }
-    let requested =
-        hits.iter().find(|hit| hit.json()["type"] == "approval.requested").unwrap().json();
-    assert_eq!(requested["data"]["approval_id"], approval.as_str());
+    let requested: Vec<Value> = hits
+        .iter()
+        .map(|hit| hit.json())
+        .filter(|event| event["type"] == "approval.requested")
+        .map(|event| event["data"]["approval_id"].clone())
+        .collect();
+    assert!(
+        requested.contains(&json!(approval)) && requested.contains(&json!(second)),
+        "{requested:?}"
+    );
 }

@@ -228,9 +228,9 @@ pub async fn activate(
     let signatures_json = serde_json::to_value(&signatures).map_err(ApiError::internal)?;
     let at = now();
     let mut tx = state.store.begin().await?;
-    agreements::record_screening(&mut tx, &record.id, &report_json).await?;
     // The buyer's policy decides in this transaction, so what it counts and what it lets
-    // through commit together.
+    // through commit together. The decision takes the agent's lock first, before any other
+    // row, as every governance write does, so two of them never wait on each other in a cycle.
     let mut counterparties =
         vec![record.seller_agent_id.to_string(), terms.seller.to_checksum(None)];
     counterparties.dedup();
@@ -257,6 +257,9 @@ pub async fn activate(
         },
     };
     let mut gated = spend_gate::decide(&mut tx, &spend, started).await?;
+    if gated.evaluation.decision != Decision::Block {
+        agreements::record_screening(&mut tx, &record.id, &report_json).await?;
+    }
     let conflict = |e| match e {
         StoreError::Conflict => ApiError::invalid_state(record.status, "activated again"),
         other => other.into(),

@@ -315,14 +315,6 @@ pub async fn create(
     let at = crate::store::now();
     let (request, confidence, currency) = request_of(&body, at)?;
     let mut tx = state.store.begin().await?;
-    let in_force = spend_gate::policy_in_force(&mut tx, agent.id.as_str()).await?;
-    if in_force.is_none_or(|(_, stored)| stored.policy_id.as_str() != body.policy_id) {
-        return Err(ApiError::new(
-            crate::api::error::ErrorCode::PolicyNotFound,
-            "this agent has no policy with that id",
-        )
-        .with_details(serde_json::json!({ "policy_id": body.policy_id })));
-    }
     let spend = Spend {
         account_id: agent.account_id.as_str(),
         agent_id: agent.id.as_str(),
@@ -334,6 +326,15 @@ pub async fn create(
         request,
     };
     let mut gated = spend_gate::decide(&mut tx, &spend, started).await?;
+    // Checked against the policy the decision used, under the agent's decision lock; on a
+    // mismatch the transaction is dropped, so nothing of the decision is kept.
+    if gated.policy_id.as_deref() != Some(body.policy_id.as_str()) {
+        return Err(ApiError::new(
+            crate::api::error::ErrorCode::PolicyNotFound,
+            "this agent has no policy with that id",
+        )
+        .with_details(serde_json::json!({ "policy_id": body.policy_id })));
+    }
     if gated.evaluation.decision == Decision::Escalate {
         let expires_at = at.saturating_add(i64::try_from(state.approval_ttl).unwrap_or(i64::MAX));
         let check_id = gated.response.check_id.clone();

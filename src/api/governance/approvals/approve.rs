@@ -125,6 +125,9 @@ pub(super) async fn approve(
     )
     .await?
     else {
+        // The transaction goes first: reading with another connection while holding this one
+        // could starve the pool when many decisions race.
+        drop(tx);
         return Err(lost_race(state, approval, at).await);
     };
     if let Some(held) = &held {

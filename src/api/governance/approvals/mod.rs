@@ -328,6 +328,7 @@ async fn decide(
             )
             .await?
             else {
+                drop(tx);
                 return Err(lost_race(state, &approval, at).await);
             };
             store::governance::approval_ended(&mut tx, &decided, Actor::Owner, at).await?;
