@@ -94,19 +94,7 @@ pub async fn record(
     data: &Value,
     now: i64,
 ) -> Result<EventId> {
-    let id = EventId::generate();
-    sqlx::query(
-        "INSERT INTO outbox_events (id, agreement_id, event_type, data, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id.as_str())
-    .bind(agreement.map(|a| a.as_str().to_owned()))
-    .bind(event_type.as_str())
-    .bind(data.to_string())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(id)
+    insert(conn, agreement.map(AgreementId::as_str), None, event_type, data, now).await
 }
 
 /// Writes an event of `event_type` about the agent `agent_id` (not about an agreement:
@@ -118,13 +106,25 @@ pub async fn record_for_agent(
     data: &Value,
     now: i64,
 ) -> Result<EventId> {
+    insert(conn, None, Some(agent_id), event_type, data, now).await
+}
+
+async fn insert(
+    conn: &mut Conn,
+    agreement: Option<&str>,
+    agent: Option<&str>,
+    event_type: EventType,
+    data: &Value,
+    now: i64,
+) -> Result<EventId> {
     let id = EventId::generate();
     sqlx::query(
-        "INSERT INTO outbox_events (id, agent_id, event_type, data, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO outbox_events (id, agreement_id, agent_id, event_type, data, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id.as_str())
-    .bind(agent_id)
+    .bind(agreement.map(str::to_owned))
+    .bind(agent.map(str::to_owned))
     .bind(event_type.as_str())
     .bind(data.to_string())
     .bind(now)
