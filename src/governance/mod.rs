@@ -9,10 +9,19 @@
 //!
 //! The store asks [`policy::Policy::needs`] which facts a request needs, answers them in the
 //! same transaction as the decision, and passes them in.
+//!
+//! Files: `policy` (the document's types and the facts each rule needs), `parse` (validation),
+//! `period` (local-time periods and clocks), `rules` (each rule type's test and the words it
+//! answers with), `evaluate` (precedence), `classify` (action type from free text).
 
 pub mod classify;
 pub mod evaluate;
+mod parse;
+mod period;
 pub mod policy;
+mod rules;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +29,7 @@ use serde::Serialize;
 
 use crate::vocab::string_enum;
 
+pub use classify::classify;
 pub use evaluate::evaluate;
 pub use policy::{Need, Policy, PolicyError, Rule, RuleKind};
 
@@ -55,7 +65,7 @@ string_enum!(
     Confidence {
         /// Named by the caller, or an unambiguous keyword match.
         High = "high",
-        /// One weaker keyword match.
+        /// Only weaker keywords matched, or strong keywords of several types.
         Medium = "medium",
         /// No keyword matched; the engine assumed `spend`.
         Low = "low",
@@ -154,6 +164,8 @@ pub struct Facts {
     pub duplicate: bool,
 }
 
+// `string_enum!` declares the enum and its derives, so `#[derive(Default)]` cannot be added.
+#[allow(clippy::derivable_impls)]
 impl Default for AgentState {
     fn default() -> Self {
         AgentState::Active

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::ActionType;
+use super::{ActionType, period};
 
 /// A validated policy document (one version's content).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -164,17 +164,67 @@ pub struct PolicyError {
     pub message: String,
 }
 
+/// The rule id the duplicate guard reports as; no rule may take it.
+pub const DUPLICATE_GUARD_ID: &str = "duplicate_guard";
+
+impl RuleKind {
+    /// The rule's `type` as the owner writes it (`per_tx_limit`, …).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RuleKind::PerTxLimit { .. } => "per_tx_limit",
+            RuleKind::EscalationThreshold { .. } => "escalation_threshold",
+            RuleKind::PeriodBudget { .. } => "period_budget",
+            RuleKind::CounterpartyAllowlist { .. } => "counterparty_allowlist",
+            RuleKind::CounterpartyDenylist { .. } => "counterparty_denylist",
+            RuleKind::BlockedCategories { .. } => "blocked_categories",
+            RuleKind::AllowedCategories { .. } => "allowed_categories",
+            RuleKind::GeographyBlock { .. } => "geography_block",
+            RuleKind::Schedule { .. } => "schedule",
+            RuleKind::Velocity { .. } => "velocity",
+            RuleKind::RefundAgeLimit { .. } => "refund_age_limit",
+            RuleKind::DiscountCap { .. } => "discount_cap",
+        }
+    }
+}
+
 impl Policy {
     /// Parses and validates an owner's document
     /// `{"rules": [{"id", "type", "description"?, …params}], "duplicate_window_seconds"?}`.
+    ///
+    /// Values are normalized (country codes upper case, day names lower case, time zones as the
+    /// database spells them, categories trimmed), so serializing the result and parsing it again
+    /// gives the same policy.
     pub fn parse(document: &serde_json::Value) -> Result<Policy, PolicyError> {
-        let _ = document;
-        todo!("policy parsing")
+        super::parse::document(document)
     }
 
-    /// The facts [`super::evaluate`] needs the store to count for a request made at `at`.
+    /// The facts [`super::evaluate`] needs the store to count for a request made at `at` (unix
+    /// seconds): the duplicate window first, then each `period_budget` and `velocity` rule in
+    /// policy order.
     pub fn needs(&self, at: i64) -> Vec<Need> {
-        let _ = at;
-        todo!("needs")
+        let mut needs = Vec::new();
+        if self.duplicate_window_seconds > 0 {
+            needs
+                .push(Need::Duplicate { since: seconds_before(at, self.duplicate_window_seconds) });
+        }
+        for rule in &self.rules {
+            match &rule.kind {
+                RuleKind::PeriodBudget { period, timezone, .. } => {
+                    let (from, to) = period::bounds(*period, &period::zone(timezone), at);
+                    needs.push(Need::PeriodSpent { rule_id: rule.id.clone(), from, to });
+                }
+                RuleKind::Velocity { window_seconds, .. } => needs.push(Need::RecentActions {
+                    rule_id: rule.id.clone(),
+                    since: seconds_before(at, *window_seconds),
+                }),
+                _ => {}
+            }
+        }
+        needs
     }
+}
+
+/// `at - seconds`, saturating: windows are validated to a month, but the fields are public.
+fn seconds_before(at: i64, seconds: u64) -> i64 {
+    at.saturating_sub(i64::try_from(seconds).unwrap_or(i64::MAX))
 }
