@@ -98,6 +98,13 @@ pub struct Agreement {
     pub updated_at: String,
     /// Usage so far.
     pub usage: UsageSummary,
+    /// `activate-escrow` only: the buyer policy's decision (`GET /v1/checks/{check_id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_id: Option<String>,
+    /// `activate-escrow` only, when the buyer's policy escalated: the approval the activation
+    /// waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
 }
 
 impl From<&AgreementRecord> for Agreement {
@@ -135,6 +142,8 @@ impl From<&AgreementRecord> for Agreement {
             unit: record.unit.clone(),
             updated_at: rfc3339(record.updated_at),
             usage: UsageSummary::from(record),
+            check_id: None,
+            approval_id: None,
         }
     }
 }

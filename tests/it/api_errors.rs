@@ -518,15 +518,22 @@ async fn credentials_are_checked_on_every_route() {
             let response = request().authorization(header.as_deref()).send(&w.h).await;
             expect(&response, StatusCode::UNAUTHORIZED, code, &context(case));
         }
-        // The other kind of credential: an agent key on an owner route and the reverse.
-        let wrong = match caller {
-            Caller::Owner => vec![w.buyer.key.as_str(), w.seller.key.as_str()],
-            Caller::Buyer | Caller::Seller => vec![OWNER_KEY],
+        // The other kind of credential: an agent key on an owner route (which does not exist
+        // for agents: 404) and the owner credential on an agent route (401).
+        let (wrong, status, code) = match caller {
+            Caller::Owner => (
+                vec![w.buyer.key.as_str(), w.seller.key.as_str()],
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            Caller::Buyer | Caller::Seller => {
+                (vec![OWNER_KEY], StatusCode::UNAUTHORIZED, "invalid_credential")
+            }
         };
         for key in wrong {
             let response = request().authorization(Some(&format!("Bearer {key}"))).send(&w.h).await;
             let case = context("the other kind of credential");
-            expect(&response, StatusCode::UNAUTHORIZED, "invalid_credential", &case);
+            expect(&response, status, code, &case);
         }
     }
     w.assert_untouched(agents).await;

@@ -319,14 +319,16 @@ fn expected(route: &Route, credential: Credential) -> (StatusCode, &'static str)
     match credential {
         Credential::Owner if owner_allowed => route.allowed,
         Credential::OwnAgent if !owner_route => route.allowed,
-        // An agent key on an owner route, an owner credential on an agent route.
-        Credential::Owner | Credential::OwnAgent => (UNAUTHORIZED, "invalid_credential"),
+        // An agent key on an owner route (no such route for agents), an owner credential on
+        // an agent route.
+        Credential::OwnAgent => (StatusCode::NOT_FOUND, "not_found"),
+        Credential::Owner => (UNAUTHORIZED, "invalid_credential"),
         Credential::OtherAccountOwner if owner_allowed && route.scoped => {
             (StatusCode::NOT_FOUND, "not_found")
         }
         Credential::OtherAccountOwner if owner_allowed => route.allowed,
         Credential::OtherAccountOwner => (UNAUTHORIZED, "invalid_credential"),
-        Credential::OtherAccountAgent if owner_route => (UNAUTHORIZED, "invalid_credential"),
+        Credential::OtherAccountAgent if owner_route => (StatusCode::NOT_FOUND, "not_found"),
         Credential::OtherAccountAgent if route.scoped => (StatusCode::NOT_FOUND, "not_found"),
         Credential::OtherAccountAgent => route.allowed,
         Credential::RevokedAgent => (UNAUTHORIZED, "invalid_credential"),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 pub use request::ActivateEscrow;
-pub use view::{ActivationAccepted, ActivationPackage, PackageInfraFee};
+pub use view::{ActivationPackage, PackageInfraFee};
 
 use super::AppState;
 use super::activation_queue::{self, StoredSignatures};
@@ -119,7 +119,7 @@ fn activation_expired(terms: &Terms) -> ApiError {
     request_body = ActivateEscrow,
     security(("bearerAuth" = [])),
     responses(
-        (status = 202, description = "Activation queued (the agreement is `activating`), or held for the owner's approval (`activation_status` `awaiting_approval`, with `approval_id`)", body = ActivationAccepted),
+        (status = 202, description = "Activation queued (the agreement is `activating`), or held for the owner's approval (`activation_status` `awaiting_approval`, with `approval_id`)", body = Agreement),
         (status = 403, description = "The caller is not the party allowed to do this, or `agent_halted`", body = crate::api::error::ErrorBody),
         (status = 422, description = "`policy_blocked`: the buyer's policy refuses it; nothing was queued", body = crate::api::error::ErrorBody),
         (status = 503, description = "The chain or screening is unavailable, or the request timed out", body = crate::api::error::ErrorBody),
@@ -312,10 +312,10 @@ pub async fn activate(
     let queued = agreements::get_in(&mut tx, record.id.as_str())
         .await?
         .ok_or_else(|| ApiError::internal("queued agreement vanished"))?;
-    let response = ActivationAccepted {
-        agreement: Agreement::from(&queued),
+    let response = Agreement {
         approval_id,
-        check_id: gated.response.check_id.clone(),
+        check_id: Some(gated.response.check_id.clone()),
+        ..Agreement::from(&queued)
     };
     idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;

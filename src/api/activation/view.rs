@@ -97,17 +97,3 @@ impl ActivationPackage {
         }
     }
 }
-
-/// The answer to `activate-escrow`: the agreement as it now stands, with the policy decision
-/// and, when the buyer's policy escalated, the approval the owner must decide.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ActivationAccepted {
-    /// The agreement (`activating`/`pending`, or `awaiting_approval`).
-    #[serde(flatten)]
-    pub agreement: crate::api::agreement_view::Agreement,
-    /// The approval the activation waits for; absent when it was queued at once.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval_id: Option<String>,
-    /// The policy decision (`GET /v1/checks/{check_id}`).
-    pub check_id: String,
-}

@@ -79,10 +79,11 @@ pub async fn facts(
             Need::Duplicate { since } => {
                 facts.duplicate = sqlx::query(
                     "SELECT id FROM audit_log WHERE agent_id = $1 AND fingerprint = $2 \
-                     AND counted = 1 AND created_at >= $3 LIMIT 1",
+                     AND kind = $3 AND counted = 1 AND created_at >= $4 LIMIT 1",
                 )
                 .bind(scope.agent_id)
                 .bind(fingerprint)
+                .bind(scope.kind)
                 .bind(since)
                 .fetch_optional(&mut *conn)
                 .await?

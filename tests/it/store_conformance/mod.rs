@@ -66,6 +66,9 @@ macro_rules! conformance {
     };
 }
 
+// Governance rows (policies, approvals, audit, the decision lock) are cases of their own file.
+mod governance;
+
 conformance!(
     agreements_round_trip_and_page_newest_first,
     agreement_transitions_are_conditional,
