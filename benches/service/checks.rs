@@ -177,11 +177,12 @@ impl Server {
     async fn start(chain: &DevChain, slots: usize) -> Server {
         let dir = unique_dir("pactum-bench-checks");
         let database_url = format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display());
-        let mut process = ServeProcess::new(chain, &[chain.relayer.clone()], &database_url, &dir)
-            // The production default: the watcher and the relayer poll once a second.
-            .env("PACTUM_POLL_INTERVAL_MS", "1000")
-            .env("PACTUM_RATE_LIMIT_CHECKS", "0")
-            .env("PACTUM_RATE_LIMIT_GOVERNANCE", "0");
+        let mut process =
+            ServeProcess::new(chain, std::slice::from_ref(&chain.relayer), &database_url, &dir)
+                // The production default: the watcher and the relayer poll once a second.
+                .env("PACTUM_POLL_INTERVAL_MS", "1000")
+                .env("PACTUM_RATE_LIMIT_CHECKS", "0")
+                .env("PACTUM_RATE_LIMIT_GOVERNANCE", "0");
         process.spawn();
         process.wait_up().await;
         let base = process.base();
