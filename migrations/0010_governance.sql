@@ -91,7 +91,9 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_by_account ON audit_log (account_id, created_at, id);
 CREATE INDEX audit_by_agent ON audit_log (agent_id, created_at, id);
 CREATE INDEX audit_counted ON audit_log (agent_id, kind, counted, created_at);
-CREATE INDEX audit_fingerprint ON audit_log (agent_id, fingerprint, created_at);
+-- The duplicate guard's lookup names all of agent, fingerprint, kind and counted: with fewer
+-- columns here, SQLite prefers audit_counted and reads every counted row of the window.
+CREATE INDEX audit_fingerprint ON audit_log (agent_id, fingerprint, kind, counted, created_at);
 
 -- What an activation commits of its buyer's budgets (deposit + fee, in cents) and when it was
 -- queued; counted while the activation is queued, on its way or confirmed.

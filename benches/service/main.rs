@@ -13,17 +13,23 @@
 //!
 //! - `relay`: sponsored settlement actions relayed through the real server at growing load:
 //!   actions/s, accept → broadcast latency, gas and JSON-RPC calls per action.
+//! - `checks`: `POST /v1/checks` under a 20-rule policy against `GET /health`, on the real
+//!   `pactum serve` binary in its own process, from 16 and 64 keep-alive clients: requests/s,
+//!   p50/p99 latency, the server's own `latency_ms`, and the goals (≥ 0.4× `/health`, p99 ≤
+//!   10 ms at 16 in flight).
 //!
-//! Arguments after `--`: `pure`, `http` or `relay` runs one part only. `PACTUM_BENCH_QUICK=1` (also the
-//! default when the binary is not started by `cargo bench`, e.g. `cargo test --bench service`)
-//! shortens everything to a smoke run; `PACTUM_BENCH_ROWS`, `PACTUM_BENCH_ROUNDS` and
-//! `PACTUM_BENCH_SECS` override the store size, the rounds and the HTTP round length.
+//! Arguments after `--`: `pure`, `http`, `relay` or `checks` runs one part only.
+//! `PACTUM_BENCH_QUICK=1` (also the default when the binary is not started by `cargo bench`,
+//! e.g. `cargo test --bench service`) shortens everything to a smoke run; `PACTUM_BENCH_ROWS`,
+//! `PACTUM_BENCH_ROUNDS` and `PACTUM_BENCH_SECS` override the store size, the rounds and the
+//! length of an HTTP round (`http` and `checks`).
 
 // `pub`: the benchmark uses a part of the test support; the rest is exported, not dead. The
 // test binary (tests/it/main.rs) includes it privately, so a helper nothing uses is caught there.
 #[path = "../../tests/it/support/mod.rs"]
 pub mod support;
 
+mod checks;
 mod http;
 mod pure;
 mod relay;
@@ -39,6 +45,7 @@ struct Settings {
     pure: bool,
     http: bool,
     relay: bool,
+    checks: bool,
     /// Agreements in the large store.
     rows: usize,
     /// Agreements in the near-empty store.
@@ -77,6 +84,7 @@ impl Settings {
             pure: wants("pure"),
             http: wants("http"),
             relay: wants("relay"),
+            checks: wants("checks"),
             rows,
             small_rows: 100,
             rounds: rounds.max(1),
@@ -150,7 +158,7 @@ fn main() {
     if settings.pure {
         pure::run(&settings);
     }
-    if settings.http || settings.relay {
+    if settings.http || settings.relay || settings.checks {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -160,6 +168,9 @@ fn main() {
         }
         if settings.relay {
             runtime.block_on(relay::run(&settings));
+        }
+        if settings.checks {
+            runtime.block_on(checks::run(&settings));
         }
     }
     println!("\nload average at the end: {}", load_average());
