@@ -77,8 +77,8 @@ CREATE TABLE audit_log (
     counterparty TEXT,
     -- What the duplicate guard compares: kind, action type, amount, currency, counterparty.
     fingerprint TEXT,
-    -- 1 when the row counts toward velocity and the duplicate guard (an action let through or
-    -- escalated, not a blocked one).
+    -- 1 when the row counts toward the duplicate guard (an action let through or escalated,
+    -- not a blocked one); velocity counts the same rows in decision_counts.
     counted BIGINT NOT NULL,
     reason_code TEXT,
     violated_rule_id TEXT,
@@ -90,10 +90,19 @@ CREATE TABLE audit_log (
 
 CREATE INDEX audit_by_account ON audit_log (account_id, created_at, id);
 CREATE INDEX audit_by_agent ON audit_log (agent_id, created_at, id);
-CREATE INDEX audit_counted ON audit_log (agent_id, kind, counted, created_at);
--- The duplicate guard's lookup names all of agent, fingerprint, kind and counted: with fewer
--- columns here, SQLite prefers audit_counted and reads every counted row of the window.
+-- The duplicate guard's lookup: agent, fingerprint, kind and counted, then the window.
 CREATE INDEX audit_fingerprint ON audit_log (agent_id, fingerprint, kind, counted, created_at);
+
+-- Decisions counted toward velocity (let through or escalated), per agent, kind and second: a
+-- velocity rule sums the seconds of its window instead of counting audit rows, so what a
+-- decision costs does not grow with how many the agent made.
+CREATE TABLE decision_counts (
+    agent_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    second BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, kind, second)
+);
 
 -- What an activation commits of its buyer's budgets (deposit + fee, in cents) and when it was
 -- queued; counted while the activation is queued, on its way or confirmed.

@@ -1,7 +1,8 @@
 //! The approval sweeper: expires approvals whose time ran out, with their consequences (an
 //! activation they held ends `expired`, an audit row, `approval.expired`), so an owner's late
 //! click cannot approve what stopped waiting. Deciding an approval checks its time too, so the
-//! sweeper's pace bounds only how soon the expiry is announced.
+//! sweeper's pace bounds only how soon the expiry is announced. Once an hour it also drops the
+//! per-second decision counts no velocity window can reach (older than 32 days).
 
 use std::time::Duration;
 
@@ -11,6 +12,12 @@ use crate::store::{self, Store, StoreError};
 
 /// Approvals expired per transaction.
 const BATCH: i64 = 100;
+
+/// How far back velocity counts are kept: past the longest window a rule may have (31 days).
+const COUNTS_KEPT_SECS: i64 = 32 * 86_400;
+
+/// How often old counts are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
 /// Expires due approvals every `poll`.
 #[derive(Debug, Clone)]
@@ -36,13 +43,27 @@ impl ApprovalSweeper {
         }
     }
 
+    /// Drops velocity counts older than any window can reach; returns how many.
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let pruned =
+            store::governance::prune_counts(&mut tx, store::now() - COUNTS_KEPT_SECS).await?;
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
     /// Sweeps until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
             match self.sweep().await {
                 Ok(0) => {}
                 Ok(expired) => tracing::info!(expired, "approvals expired"),
                 Err(error) => return Err(error.to_string()),
+            }
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                self.prune().await.map_err(|e| e.to_string())?;
+                pruned_at = Some(std::time::Instant::now());
             }
             tokio::select! {
                 changed = stop.changed() => if changed.is_err() || *stop.borrow() { return Ok(()) },

@@ -128,6 +128,10 @@ impl Service {
             ready_max_lag_blocks: config.ready_max_lag_blocks,
             early_claim_threshold: config.early_claim_threshold,
             approval_ttl: config.approval_ttl_secs,
+            checks: crate::api::check_queue::CheckQueue::start(
+                store.clone(),
+                config.approval_ttl_secs,
+            ),
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -11,6 +11,7 @@ mod agreement_access;
 pub mod agreement_view;
 pub mod agreements;
 pub mod auth;
+pub mod check_queue;
 pub mod credentials;
 pub mod document_number;
 pub mod error;
@@ -85,6 +86,8 @@ pub struct Shared {
     pub early_claim_threshold: crate::money::TokenAmount,
     /// Seconds an approval waits for its owner (capped by what it holds).
     pub approval_ttl: u64,
+    /// Where `POST /v1/checks` hands its decisions, to be decided in batches.
+    pub checks: check_queue::CheckQueue,
 }
 
 /// Cheaply cloneable handle to [`Shared`].

@@ -3,6 +3,13 @@
 //! force, counts the facts the policy needs, evaluates, and appends the decision to the audit
 //! log and the check store. Whatever the caller then does with an `allow` (queue an
 //! activation) commits in the same transaction, so what one decision counts the next sees.
+//!
+//! Decisions come in batches ([`decide_batch`]): an activation decides alone, while checks are
+//! decided many to a transaction by the check queue (`super::check_queue`), each seeing the
+//! ones before it, so the store's single writer (SQLite) or an agent's row lock (Postgres) is
+//! taken once per batch rather than once per check.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::json;
@@ -11,7 +18,8 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::agreement::ids::CheckId;
 use crate::governance::{
-    self, ActionType, Confidence, Decision, Evaluation, Policy, ReasonCode, Request, Violation,
+    self, ActionType, Confidence, Decision, Evaluation, Facts, Need, Policy, ReasonCode, Request,
+    Violation,
 };
 use crate::store::Conn;
 use crate::store::governance::audit::{self, Actor, AuditDecision, AuditEntry, AuditKind};
@@ -19,11 +27,11 @@ use crate::store::governance::{self as rows, Scope, checks, policies};
 
 /// A spend to decide on.
 #[derive(Debug, Clone)]
-pub(crate) struct Spend<'a> {
+pub(crate) struct Spend {
     /// The account of the agent.
-    pub account_id: &'a str,
+    pub account_id: String,
     /// The agent spending (always the credential's agent, or one the owner named).
-    pub agent_id: &'a str,
+    pub agent_id: String,
     /// `check` or `activation`: what is counted together for velocity and duplicates.
     pub kind: AuditKind,
     /// Who asked.
@@ -31,11 +39,15 @@ pub(crate) struct Spend<'a> {
     /// The agreement of an activation.
     pub subject_id: Option<String>,
     /// `USD` or `USDC`.
-    pub currency: &'a str,
+    pub currency: String,
     /// How sure the action type is.
     pub confidence: Confidence,
     /// What the engine evaluates.
     pub request: Request,
+    /// The policy a check names: any other answers 404 `policy_not_found` and records nothing.
+    pub expect_policy: Option<String>,
+    /// When the request was read, for `latency_ms`.
+    pub started: std::time::Instant,
 }
 
 /// The answer to a spend check, as `POST /v1/checks` returns it and `GET /v1/checks/{id}`
@@ -82,10 +94,10 @@ pub(crate) struct Gated {
     pub evaluation: Evaluation,
     /// The policy version evaluated (0 when the agent has no policy).
     pub policy_version: u64,
-    /// The policy evaluated (`None` when the agent has no policy).
-    pub policy_id: Option<String>,
     /// The response as stored under `check_id`.
     pub response: CheckResponse,
+    /// The audit row of the decision, appended by [`record`].
+    pub entry: AuditEntry,
 }
 
 impl Gated {
@@ -109,7 +121,7 @@ impl Gated {
 }
 
 /// What the duplicate guard compares: kind, action type, amount, currency and counterparty.
-fn fingerprint(spend: &Spend<'_>) -> String {
+fn fingerprint(spend: &Spend) -> String {
     let counterparty =
         spend.request.counterparties.first().map(|c| c.to_lowercase()).unwrap_or_default();
     let mut hasher = Sha256::new();
@@ -137,24 +149,122 @@ pub(crate) async fn policy_in_force(
     Ok(Some((policy, stored)))
 }
 
-/// Decides `spend` inside `conn`'s transaction and records the decision (audit row and check
-/// row). `started` is when the request was read, for `latency_ms`. 404 if the agent is gone.
-pub(crate) async fn decide(
+/// What a batch of decisions has counted so far, so each decision sees the ones before it
+/// (in this batch as in the store).
+#[derive(Debug, Default)]
+struct Counted {
+    /// Committed spend per (agent, period start, period end), read once per batch.
+    spent: HashMap<(String, i64, i64), u64>,
+    /// Velocity counts per (agent, kind, window start) as stored before the batch.
+    recent: HashMap<(String, &'static str, i64), u64>,
+    /// Decisions counted by this batch per (agent, kind).
+    added: HashMap<(String, &'static str), u64>,
+    /// Fingerprints counted by this batch per (agent, kind).
+    seen: HashSet<(String, &'static str, String)>,
+}
+
+/// Decides `spends` in order inside `conn`'s transaction: takes each agent's decision lock
+/// (agents in id order, so two batches never wait on each other in a cycle), loads each
+/// agent's policy once, counts what the policies need and evaluates. Each decision counts the
+/// ones before it in the batch. Nothing is written: [`record`] appends what the caller keeps.
+pub(crate) async fn decide_batch(
     conn: &mut Conn,
-    spend: &Spend<'_>,
-    started: std::time::Instant,
-) -> ApiResult<Gated> {
-    let state = rows::lock_agent(conn, spend.agent_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("agent"))?;
-    let (policy, version, policy_id) = match policy_in_force(conn, spend.agent_id).await? {
-        Some((policy, stored)) => (policy, stored.version, Some(stored.policy_id.to_string())),
-        None => (Policy { rules: Vec::new(), duplicate_window_seconds: 0 }, 0, None),
-    };
-    let fingerprint = fingerprint(spend);
-    let scope = Scope { agent_id: spend.agent_id, kind: spend.kind.as_str() };
-    let facts = rows::facts(conn, scope, &policy, &spend.request, &fingerprint, state).await?;
-    let evaluation = governance::evaluate(&policy, &spend.request, &facts);
+    spends: &[Spend],
+) -> ApiResult<Vec<ApiResult<Gated>>> {
+    let agents: BTreeSet<&str> = spends.iter().map(|s| s.agent_id.as_str()).collect();
+    let mut standing = HashMap::new();
+    let mut policies = HashMap::new();
+    for agent in agents {
+        let Some(state) = rows::lock_agent(conn, agent).await? else { continue };
+        standing.insert(agent, state);
+        let policy = match policy_in_force(conn, agent).await? {
+            Some((policy, stored)) => (policy, stored.version, Some(stored.policy_id.to_string())),
+            None => (Policy { rules: Vec::new(), duplicate_window_seconds: 0 }, 0, None),
+        };
+        policies.insert(agent, policy);
+    }
+    let mut counted = Counted::default();
+    let mut decided = Vec::with_capacity(spends.len());
+    for spend in spends {
+        let agent = spend.agent_id.as_str();
+        let (Some(state), Some((policy, version, policy_id))) =
+            (standing.get(agent), policies.get(agent))
+        else {
+            decided.push(Err(ApiError::not_found("agent")));
+            continue;
+        };
+        if spend.expect_policy.as_ref().is_some_and(|expected| Some(expected) != policy_id.as_ref())
+        {
+            decided.push(Err(ApiError::new(
+                ErrorCode::PolicyNotFound,
+                "this agent has no policy with that id",
+            )
+            .with_details(json!({ "policy_id": spend.expect_policy }))));
+            continue;
+        }
+        let fingerprint = fingerprint(spend);
+        let facts = facts(conn, &mut counted, spend, policy, &fingerprint, *state).await?;
+        let evaluation = governance::evaluate(policy, &spend.request, &facts);
+        if evaluation.decision != Decision::Block {
+            let kind = spend.kind.as_str();
+            *counted.added.entry((spend.agent_id.clone(), kind)).or_default() += 1;
+            counted.seen.insert((spend.agent_id.clone(), kind, fingerprint.clone()));
+        }
+        decided.push(Ok(gated(spend, evaluation, *version, fingerprint)));
+    }
+    Ok(decided)
+}
+
+/// The facts `policy` needs for `spend`: the store's counts as of the batch's start plus what
+/// the batch counted before it.
+async fn facts(
+    conn: &mut Conn,
+    counted: &mut Counted,
+    spend: &Spend,
+    policy: &Policy,
+    fingerprint: &str,
+    agent: governance::AgentState,
+) -> ApiResult<Facts> {
+    let kind = spend.kind.as_str();
+    let scope = Scope { agent_id: &spend.agent_id, kind };
+    let mut facts = Facts { agent, ..Facts::default() };
+    for need in policy.needs(spend.request.at) {
+        match need {
+            Need::PeriodSpent { rule_id, from, to } => {
+                let key = (spend.agent_id.clone(), from, to);
+                let spent = match counted.spent.get(&key) {
+                    Some(spent) => *spent,
+                    None => {
+                        let spent = rows::committed_spend(conn, &spend.agent_id, from, to).await?;
+                        *counted.spent.entry(key).or_insert(spent)
+                    }
+                };
+                facts.period_spent_cents.insert(rule_id, spent);
+            }
+            Need::RecentActions { rule_id, since } => {
+                let key = (spend.agent_id.clone(), kind, since);
+                let stored = match counted.recent.get(&key) {
+                    Some(stored) => *stored,
+                    None => {
+                        let stored = rows::recent_decisions(conn, scope, since).await?;
+                        *counted.recent.entry(key).or_insert(stored)
+                    }
+                };
+                let added = counted.added.get(&(spend.agent_id.clone(), kind)).copied();
+                facts.recent_actions.insert(rule_id, stored + added.unwrap_or(0));
+            }
+            Need::Duplicate { since } => {
+                let key = (spend.agent_id.clone(), kind, fingerprint.to_owned());
+                facts.duplicate = counted.seen.contains(&key)
+                    || rows::seen_fingerprint(conn, scope, fingerprint, since).await?;
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// The decision on `spend` as answered and as audited.
+fn gated(spend: &Spend, evaluation: Evaluation, version: u64, fingerprint: String) -> Gated {
     let check_id = CheckId::generate();
     let at = spend.request.at;
     let response = CheckResponse {
@@ -167,7 +277,7 @@ pub(crate) async fn decide(
         violated_rule_description: evaluation.violated_rule_description.clone(),
         policy_version: version,
         next_step: evaluation.next_step.map(str::to_owned),
-        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        latency_ms: u64::try_from(spend.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         timestamp: crate::time::rfc3339(at),
         decline_message: evaluation.decline_message.clone(),
         violations: evaluation.violations.clone(),
@@ -180,8 +290,8 @@ pub(crate) async fn decide(
         Decision::Escalate => AuditDecision::Escalate,
     };
     let mut entry = AuditEntry::new(
-        spend.account_id,
-        Some(spend.agent_id),
+        &spend.account_id,
+        Some(&spend.agent_id),
         spend.kind,
         decision,
         spend.actor,
@@ -190,7 +300,7 @@ pub(crate) async fn decide(
     entry.subject_id = Some(spend.subject_id.clone().unwrap_or_else(|| check_id.to_string()));
     entry.action_type = Some(spend.request.action_type.as_str().to_owned());
     entry.amount_cents = Some(spend.request.amount_cents);
-    entry.currency = Some(spend.currency.to_owned());
+    entry.currency = Some(spend.currency.clone());
     entry.counterparty = spend.request.counterparties.first().cloned();
     entry.fingerprint = Some(fingerprint);
     entry.counted = evaluation.decision != Decision::Block;
@@ -202,22 +312,43 @@ pub(crate) async fn decide(
         "message": evaluation.message,
         "violations": evaluation.violations,
     });
-    audit::append(conn, &entry).await?;
-    Ok(Gated { evaluation, policy_version: version, policy_id, response })
+    Gated { evaluation, policy_version: version, response, entry }
+}
+
+/// Appends the audit rows of `decisions` and adds the counted ones to the velocity counts.
+pub(crate) async fn record(conn: &mut Conn, decisions: &[&Gated]) -> ApiResult<()> {
+    let entries: Vec<AuditEntry> = decisions.iter().map(|g| g.entry.clone()).collect();
+    audit::append_many(conn, &entries).await?;
+    let mut counts: BTreeMap<(&str, &str, i64), u64> = BTreeMap::new();
+    for entry in entries.iter().filter(|e| e.counted) {
+        let agent = entry.agent_id.as_deref().unwrap_or_default();
+        *counts.entry((agent, entry.kind.as_str(), entry.created_at)).or_default() += 1;
+    }
+    for ((agent_id, kind, second), n) in counts {
+        rows::count_decisions(conn, Scope { agent_id, kind }, second, n).await?;
+    }
+    Ok(())
+}
+
+/// Decides one `spend` inside `conn`'s transaction and records it ([`decide_batch`] of one,
+/// then [`record`]). 404 if the agent is gone.
+pub(crate) async fn decide(conn: &mut Conn, spend: &Spend) -> ApiResult<Gated> {
+    let gated = decide_batch(conn, std::slice::from_ref(spend))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("a batch of one decided nothing"))??;
+    record(conn, &[&gated]).await?;
+    Ok(gated)
 }
 
 /// Stores the check's response (after the caller set `approval_id`, when it opened one).
-pub(crate) async fn store_check(
-    conn: &mut Conn,
-    spend: &Spend<'_>,
-    gated: &Gated,
-) -> ApiResult<()> {
+pub(crate) async fn store_check(conn: &mut Conn, spend: &Spend, gated: &Gated) -> ApiResult<()> {
     let body = serde_json::to_value(&gated.response).map_err(ApiError::internal)?;
     checks::insert(
         conn,
         &gated.response.check_id,
-        spend.account_id,
-        spend.agent_id,
+        &spend.account_id,
+        &spend.agent_id,
         &body,
         spend.request.at,
     )
@@ -229,7 +360,7 @@ pub(crate) async fn store_check(
 /// (`approval.requested`). The caller commits it with the rest of the decision.
 pub(crate) async fn open_approval(
     conn: &mut Conn,
-    spend: &Spend<'_>,
+    spend: &Spend,
     gated: &Gated,
     kind: crate::store::governance::approvals::ApprovalKind,
     subject_id: &str,
@@ -240,14 +371,14 @@ pub(crate) async fn open_approval(
     let e = &gated.evaluation;
     let approval = Approval {
         id: crate::agreement::ids::ApprovalId::generate(),
-        account_id: spend.account_id.to_owned(),
-        agent_id: spend.agent_id.to_owned(),
+        account_id: spend.account_id.clone(),
+        agent_id: spend.agent_id.clone(),
         kind,
         subject_id: subject_id.to_owned(),
         status: ApprovalStatus::Pending,
         action_type: spend.request.action_type.as_str().to_owned(),
         amount_cents: spend.request.amount_cents,
-        currency: spend.currency.to_owned(),
+        currency: spend.currency.clone(),
         counterparty: spend.request.counterparties.first().cloned(),
         reason_code: e.reason_code.map_or("escalated", |r| r.as_str()).to_owned(),
         violated_rule_id: e.violated_rule_id.clone(),
@@ -261,6 +392,7 @@ pub(crate) async fn open_approval(
     approvals::insert(conn, &approval).await?;
     let data = rows::approval_event(&approval);
     let at = spend.request.at;
-    outbox::record_for_agent(conn, spend.agent_id, EventType::ApprovalRequested, &data, at).await?;
+    outbox::record_for_agent(conn, &spend.agent_id, EventType::ApprovalRequested, &data, at)
+        .await?;
     Ok(approval)
 }

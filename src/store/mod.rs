@@ -204,6 +204,19 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(value).map_err(|e| StoreError::Corrupt { column, reason: e.to_string() })
 }
 
+/// `($1, $2, …), (…)`: the placeholders of a multi-row `INSERT` of `rows` rows of `columns`
+/// values each.
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> =
+                (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A stored BIGINT as the unsigned value it holds.
 pub(crate) fn unsigned(column: &'static str, value: i64) -> Result<u64> {
     u64::try_from(value)

@@ -767,3 +767,61 @@ async fn governance_events_reach_the_agents_webhooks() {
         "{requested:?}"
     );
 }
+
+async fn concurrent_checks_count_each_other(db: Db) {
+    let Some((h, url)) = harness_on(db, |_| {}).await else { return };
+    let agent = h.agent("burst").await;
+    let policy = put_policy(
+        &h,
+        &agent,
+        json!([{ "id": "burst", "type": "velocity", "max_actions": 5, "window_seconds": 3600 }]),
+    )
+    .await;
+    let check = |amount: u64| {
+        json!({
+            "policy_id": policy["id"], "action_type": "spend", "amount_cents": amount,
+            "currency": "USD", "counterparty": "vendor",
+        })
+    };
+    // Twenty different checks at once: the first five (in the order they are decided) pass.
+    let bodies: Vec<Value> = (1..=20).map(check).collect();
+    let answers = join_all(
+        bodies.iter().map(|body| h.call(Method::POST, "/v1/checks", Some(&agent.key), Some(body))),
+    )
+    .await;
+    let allowed = answers.iter().filter(|(_, a)| a["decision"] == "allow").count();
+    let blocked = answers.iter().filter(|(_, a)| a["reason_code"] == "velocity_exceeded").count();
+    assert_eq!((allowed, blocked), (5, 15), "{answers:?}");
+
+    // Ten identical checks at once under a duplicate guard: exactly one passes.
+    let path = format!("/agents/{}/policies", agent.id);
+    let body = json!({ "rules": [], "duplicate_window_seconds": 600 });
+    let (status, guarded) = h.call(Method::PUT, &path, Some(OWNER_KEY), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{guarded}");
+    assert_eq!(guarded["duplicate_window_seconds"], 600);
+    let same = json!({
+        "policy_id": guarded["id"], "action_type": "spend", "amount_cents": 700,
+        "currency": "USD", "counterparty": "vendor",
+    });
+    let answers = join_all(
+        (0..10).map(|_| h.call(Method::POST, "/v1/checks", Some(&agent.key), Some(&same))),
+    )
+    .await;
+    let allowed = answers.iter().filter(|(_, a)| a["decision"] == "allow").count();
+    let duplicates =
+        answers.iter().filter(|(_, a)| a["reason_code"] == "duplicate_request").count();
+    assert_eq!((allowed, duplicates), (1, 9), "{answers:?}");
+    let rows = audit(&h, &format!("agent_id={}&kind=check&limit=100", agent.id)).await;
+    assert_eq!(rows.len(), 30, "every decision audited once");
+    finish(h, url).await;
+}
+
+#[tokio::test]
+async fn concurrent_checks_count_each_other_on_sqlite() {
+    concurrent_checks_count_each_other(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn concurrent_checks_count_each_other_on_postgres() {
+    concurrent_checks_count_each_other(Db::Postgres).await;
+}

@@ -235,12 +235,12 @@ pub async fn activate(
         vec![record.seller_agent_id.to_string(), terms.seller.to_checksum(None)];
     counterparties.dedup();
     let spend = Spend {
-        account_id: agent.account_id.as_str(),
-        agent_id: agent.id.as_str(),
+        account_id: agent.account_id.to_string(),
+        agent_id: agent.id.to_string(),
         kind: AuditKind::Activation,
         actor: Actor::Agent,
         subject_id: Some(record.id.to_string()),
-        currency: "USDC",
+        currency: "USDC".to_owned(),
         confidence: Confidence::High,
         request: Request {
             action_type: ActionType::Spend,
@@ -255,8 +255,10 @@ pub async fn activate(
             at,
             metadata: Metadata::default(),
         },
+        expect_policy: None,
+        started,
     };
-    let mut gated = spend_gate::decide(&mut tx, &spend, started).await?;
+    let mut gated = spend_gate::decide(&mut tx, &spend).await?;
     if gated.evaluation.decision != Decision::Block {
         agreements::record_screening(&mut tx, &record.id, &report_json).await?;
     }

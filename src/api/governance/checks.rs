@@ -18,11 +18,10 @@ use crate::api::auth::{Caller, credential, invalid_credential, owned_agent};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiJson, ApiPath, IdempotencyKey};
 use crate::api::idempotency::Idempotency;
-use crate::api::spend_gate::{self, CheckResponse, Spend};
+use crate::api::spend_gate::{CheckResponse, Spend};
 use crate::governance::classify::classify;
-use crate::governance::{ActionType, Confidence, Decision, Metadata, Request};
+use crate::governance::{ActionType, Confidence, Metadata, Request};
 use crate::store::agents::{self, Agent};
-use crate::store::governance::approvals::ApprovalKind;
 use crate::store::governance::audit::{Actor, AuditKind};
 use crate::store::governance::checks;
 
@@ -314,46 +313,22 @@ pub async fn create(
         };
     let at = crate::store::now();
     let (request, confidence, currency) = request_of(&body, at)?;
-    let mut tx = state.store.begin().await?;
     let spend = Spend {
-        account_id: agent.account_id.as_str(),
-        agent_id: agent.id.as_str(),
+        account_id: agent.account_id.to_string(),
+        agent_id: agent.id.to_string(),
         kind: AuditKind::Check,
         actor,
         subject_id: None,
-        currency: &currency,
+        currency,
         confidence,
         request,
+        expect_policy: Some(body.policy_id.clone()),
+        started,
     };
-    let mut gated = spend_gate::decide(&mut tx, &spend, started).await?;
-    // Checked against the policy the decision used, under the agent's decision lock; on a
-    // mismatch the transaction is dropped, so nothing of the decision is kept.
-    if gated.policy_id.as_deref() != Some(body.policy_id.as_str()) {
-        return Err(ApiError::new(
-            crate::api::error::ErrorCode::PolicyNotFound,
-            "this agent has no policy with that id",
-        )
-        .with_details(serde_json::json!({ "policy_id": body.policy_id })));
-    }
-    if gated.evaluation.decision == Decision::Escalate {
-        let expires_at = at.saturating_add(i64::try_from(state.approval_ttl).unwrap_or(i64::MAX));
-        let check_id = gated.response.check_id.clone();
-        let approval = spend_gate::open_approval(
-            &mut tx,
-            &spend,
-            &gated,
-            ApprovalKind::Check,
-            &check_id,
-            expires_at,
-        )
-        .await?;
-        gated.response.approval_id = Some(approval.id.to_string());
-    }
-    gated.response.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    spend_gate::store_check(&mut tx, &spend, &gated).await?;
-    idempotency.save(&mut tx, StatusCode::OK, &gated.response).await?;
-    tx.commit().await?;
-    Ok((StatusCode::OK, Json(gated.response)).into_response())
+    // Decided in a batch with whatever other checks arrived meanwhile; answered once the
+    // batch (with this decision, its audit row and its stored answer) has committed.
+    let response = state.checks.decide(spend, idempotency).await?;
+    Ok((StatusCode::OK, Json(response)).into_response())
 }
 
 /// `GET /v1/checks/{check_id}`: a check (or an activation's policy decision) as answered. The

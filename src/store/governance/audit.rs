@@ -137,32 +137,48 @@ impl AuditEntry {
 
 /// Appends `entry`.
 pub async fn append(conn: &mut Conn, entry: &AuditEntry) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, account_id, agent_id, kind, decision, actor, subject_id, \
-         action_type, amount_cents, currency, counterparty, fingerprint, counted, reason_code, \
-         violated_rule_id, policy_version, detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, \
-         $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-    )
-    .bind(entry.id.as_str())
-    .bind(&entry.account_id)
-    .bind(entry.agent_id.clone())
-    .bind(entry.kind.as_str())
-    .bind(entry.decision.as_str())
-    .bind(entry.actor.as_str())
-    .bind(entry.subject_id.clone())
-    .bind(entry.action_type.clone())
-    .bind(entry.amount_cents.map(|c| i64::try_from(c).unwrap_or(i64::MAX)))
-    .bind(entry.currency.clone())
-    .bind(entry.counterparty.clone())
-    .bind(entry.fingerprint.clone())
-    .bind(i64::from(entry.counted))
-    .bind(entry.reason_code.clone())
-    .bind(entry.violated_rule_id.clone())
-    .bind(entry.policy_version.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
-    .bind(entry.detail.to_string())
-    .bind(entry.created_at)
-    .execute(&mut *conn)
-    .await?;
+    append_many(conn, std::slice::from_ref(entry)).await
+}
+
+/// Columns an insert writes, in the order [`append_many`] binds them.
+const INSERT_COLUMNS: usize = 18;
+
+/// Rows per `INSERT` statement: well inside both engines' limits on bound values.
+const ROWS_PER_INSERT: usize = 100;
+
+/// Appends `entries`, in order, a hundred rows per statement.
+pub async fn append_many(conn: &mut Conn, entries: &[AuditEntry]) -> Result<()> {
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO audit_log (id, account_id, agent_id, kind, decision, actor, subject_id, \
+             action_type, amount_cents, currency, counterparty, fingerprint, counted, \
+             reason_code, violated_rule_id, policy_version, detail, created_at) VALUES {}",
+            super::super::placeholders(chunk.len(), INSERT_COLUMNS)
+        );
+        let mut query = sqlx::query(&sql);
+        for entry in chunk {
+            query = query
+                .bind(entry.id.as_str())
+                .bind(&entry.account_id)
+                .bind(entry.agent_id.clone())
+                .bind(entry.kind.as_str())
+                .bind(entry.decision.as_str())
+                .bind(entry.actor.as_str())
+                .bind(entry.subject_id.clone())
+                .bind(entry.action_type.clone())
+                .bind(entry.amount_cents.map(|c| i64::try_from(c).unwrap_or(i64::MAX)))
+                .bind(entry.currency.clone())
+                .bind(entry.counterparty.clone())
+                .bind(entry.fingerprint.clone())
+                .bind(i64::from(entry.counted))
+                .bind(entry.reason_code.clone())
+                .bind(entry.violated_rule_id.clone())
+                .bind(entry.policy_version.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+                .bind(entry.detail.to_string())
+                .bind(entry.created_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

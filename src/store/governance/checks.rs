@@ -15,6 +15,21 @@ pub struct StoredCheck {
     pub response: serde_json::Value,
 }
 
+/// A check to store: its id, whose it is, when, and its response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCheck<'a> {
+    /// `chk_…`.
+    pub id: &'a str,
+    /// The account of its agent.
+    pub account_id: &'a str,
+    /// The agent.
+    pub agent_id: &'a str,
+    /// The response as answered.
+    pub response: &'a serde_json::Value,
+    /// Unix seconds.
+    pub at: i64,
+}
+
 /// Stores a check's response.
 pub async fn insert(
     conn: &mut Conn,
@@ -24,17 +39,27 @@ pub async fn insert(
     response: &serde_json::Value,
     at: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO spend_checks (id, account_id, agent_id, response, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(account_id)
-    .bind(agent_id)
-    .bind(response.to_string())
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
+    insert_many(conn, &[NewCheck { id, account_id, agent_id, response, at }]).await
+}
+
+/// Stores the responses of `checks`, a hundred rows per statement.
+pub async fn insert_many(conn: &mut Conn, checks: &[NewCheck<'_>]) -> Result<()> {
+    for chunk in checks.chunks(100) {
+        let sql = format!(
+            "INSERT INTO spend_checks (id, account_id, agent_id, response, created_at) VALUES {}",
+            super::super::placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for check in chunk {
+            query = query
+                .bind(check.id)
+                .bind(check.account_id)
+                .bind(check.agent_id)
+                .bind(check.response.to_string())
+                .bind(check.at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

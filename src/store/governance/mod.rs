@@ -47,6 +47,67 @@ pub struct Scope<'a> {
     pub kind: &'a str,
 }
 
+/// Decisions of `scope` counted at or after `since` (unix seconds), from the per-second
+/// counts ([`count_decisions`]).
+pub async fn recent_decisions(conn: &mut Conn, scope: Scope<'_>, since: i64) -> Result<u64> {
+    let total = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM decision_counts \
+         WHERE agent_id = $1 AND kind = $2 AND second >= $3",
+    )
+    .bind(scope.agent_id)
+    .bind(scope.kind)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?
+    .get::<i64, _>("n");
+    super::unsigned("decision_counts", total)
+}
+
+/// Adds `n` decisions of `scope` made in `second` to the counts velocity reads.
+pub async fn count_decisions(conn: &mut Conn, scope: Scope<'_>, second: i64, n: u64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO decision_counts (agent_id, kind, second, n) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (agent_id, kind, second) DO UPDATE SET n = decision_counts.n + excluded.n",
+    )
+    .bind(scope.agent_id)
+    .bind(scope.kind)
+    .bind(second)
+    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Drops counts older than `before` (no velocity window reaches back that far); returns how
+/// many seconds it dropped.
+pub async fn prune_counts(conn: &mut Conn, before: i64) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM decision_counts WHERE second < $1")
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Whether a decision of `scope` with `fingerprint` was counted at or after `since`.
+pub async fn seen_fingerprint(
+    conn: &mut Conn,
+    scope: Scope<'_>,
+    fingerprint: &str,
+    since: i64,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "SELECT id FROM audit_log WHERE agent_id = $1 AND fingerprint = $2 \
+         AND kind = $3 AND counted = 1 AND created_at >= $4 LIMIT 1",
+    )
+    .bind(scope.agent_id)
+    .bind(fingerprint)
+    .bind(scope.kind)
+    .bind(since)
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some())
+}
+
 /// Answers every [`Need`] of `policy` for `request`, inside the decision's transaction.
 pub async fn facts(
     conn: &mut Conn,
@@ -64,30 +125,11 @@ pub async fn facts(
                 facts.period_spent_cents.insert(rule_id, spent);
             }
             Need::RecentActions { rule_id, since } => {
-                let count = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM audit_log WHERE agent_id = $1 AND kind = $2 \
-                     AND counted = 1 AND created_at >= $3",
-                )
-                .bind(scope.agent_id)
-                .bind(scope.kind)
-                .bind(since)
-                .fetch_one(&mut *conn)
-                .await?
-                .get::<i64, _>("n");
-                facts.recent_actions.insert(rule_id, super::unsigned("audit_log", count)?);
+                let count = recent_decisions(conn, scope, since).await?;
+                facts.recent_actions.insert(rule_id, count);
             }
             Need::Duplicate { since } => {
-                facts.duplicate = sqlx::query(
-                    "SELECT id FROM audit_log WHERE agent_id = $1 AND fingerprint = $2 \
-                     AND kind = $3 AND counted = 1 AND created_at >= $4 LIMIT 1",
-                )
-                .bind(scope.agent_id)
-                .bind(fingerprint)
-                .bind(scope.kind)
-                .bind(since)
-                .fetch_optional(&mut *conn)
-                .await?
-                .is_some();
+                facts.duplicate = seen_fingerprint(conn, scope, fingerprint, since).await?;
             }
         }
     }

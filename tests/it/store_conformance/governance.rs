@@ -300,7 +300,19 @@ async fn the_decision_lock_reports_standing_and_facts_count(store: &Store) {
         entry.counted = counted;
         entry.fingerprint = Some(fingerprint.into());
         audit::append(&mut tx, &entry).await.unwrap();
+        if counted {
+            let scope = Scope { agent_id: buyer2.as_str(), kind: kind.as_str() };
+            rows::count_decisions(&mut tx, scope, 5_000, 1).await.unwrap();
+        }
     }
+    // Counts of one second add up.
+    let checks = Scope { agent_id: buyer2.as_str(), kind: "check" };
+    rows::count_decisions(&mut tx, checks, 4_000, 2).await.unwrap();
+    rows::count_decisions(&mut tx, checks, 4_000, 3).await.unwrap();
+    assert_eq!(rows::recent_decisions(&mut tx, checks, 4_000).await.unwrap(), 6);
+    assert_eq!(rows::recent_decisions(&mut tx, checks, 4_001).await.unwrap(), 1);
+    assert_eq!(rows::prune_counts(&mut tx, 4_500).await.unwrap(), 1);
+    assert_eq!(rows::recent_decisions(&mut tx, checks, 0).await.unwrap(), 1);
     let request = Request {
         action_type: pactum::governance::ActionType::Spend,
         amount_cents: 1,

@@ -73,6 +73,8 @@ impl Api {
         .unwrap();
         let receipt_key =
             ReceiptKey::from_setting(config.receipt_private_key.as_ref(), CHAIN_ID).unwrap();
+        let checks =
+            pactum::api::check_queue::CheckQueue::start(store.clone(), config.approval_ttl_secs);
         let state = AppState(Arc::new(Shared {
             store,
             chain,
@@ -90,6 +92,7 @@ impl Api {
             ready_max_lag_blocks: config.ready_max_lag_blocks,
             early_claim_threshold: config.early_claim_threshold,
             approval_ttl: config.approval_ttl_secs,
+            checks,
         }));
         Api { router: api::app(state.clone()), state, db_dir }
     }

@@ -1,0 +1,147 @@
+//! The check queue: `POST /v1/checks` hands its decision to one task that decides whatever
+//! checks have arrived in one transaction (up to [`BATCH`]), then answers each. Checks arrive
+//! faster than a transaction commits, so the store's one writer (SQLite) or an agent's row lock
+//! (Postgres) is taken once per batch instead of once per check: the per-check cost is its
+//! share of a few statements, not a transaction of its own. A check is answered only after its
+//! batch commits, so an answered decision is always in the audit log.
+//!
+//! Each batch keeps the semantics of one decision at a time: the checks of a batch are decided
+//! in arrival order, each counting the ones before it ([`super::spend_gate::decide_batch`]).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{ApiError, ApiResult, ErrorCode};
+use super::idempotency::Idempotency;
+use super::spend_gate::{self, CheckResponse, Gated, Spend};
+use crate::governance::Decision;
+use crate::store::Store;
+use crate::store::governance::approvals::ApprovalKind;
+use crate::store::governance::checks::{self, NewCheck};
+
+/// Most checks decided in one transaction.
+const BATCH: usize = 128;
+
+/// Checks waiting for the queue at most; past this, `submit` waits for room.
+const CAPACITY: usize = 4_096;
+
+/// One check waiting to be decided.
+#[derive(Debug)]
+struct Job {
+    spend: Spend,
+    idempotency: Idempotency,
+    reply: oneshot::Sender<ApiResult<CheckResponse>>,
+}
+
+/// The handle handlers submit checks through; the task it started ends when every handle is
+/// dropped.
+#[derive(Debug, Clone)]
+pub struct CheckQueue {
+    sender: mpsc::Sender<Job>,
+}
+
+impl CheckQueue {
+    /// Starts the queue's task on `store`; escalated checks open approvals waiting
+    /// `approval_ttl` seconds.
+    pub fn start(store: Store, approval_ttl: u64) -> CheckQueue {
+        let (sender, receiver) = mpsc::channel(CAPACITY);
+        let worker = Arc::new(Worker { store, approval_ttl });
+        tokio::spawn(worker.run(receiver));
+        CheckQueue { sender }
+    }
+
+    /// Decides `spend` (a check) and stores its answer with `idempotency`'s key, in the
+    /// transaction of its batch; answers once that has committed.
+    pub(crate) async fn decide(
+        &self,
+        spend: Spend,
+        idempotency: Idempotency,
+    ) -> ApiResult<CheckResponse> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || ApiError::new(ErrorCode::Timeout, "the check queue is not running; retry");
+        self.sender.send(Job { spend, idempotency, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+#[derive(Debug)]
+struct Worker {
+    store: Store,
+    approval_ttl: u64,
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>, mut receiver: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(BATCH);
+        while receiver.recv_many(&mut jobs, BATCH).await > 0 {
+            let batch = std::mem::take(&mut jobs);
+            let replies = match self.decide(&batch).await {
+                Ok(answers) => answers,
+                Err(error) => {
+                    tracing::error!(error = %error.message, checks = batch.len(), "a batch of checks failed");
+                    batch.iter().map(|_| Err(error.clone())).collect()
+                }
+            };
+            for (job, answer) in batch.into_iter().zip(replies) {
+                // The handler may have gone (its client hung up); the decision stands.
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+
+    /// Decides `batch` in one transaction; the answers in the batch's order.
+    async fn decide(&self, batch: &[Job]) -> ApiResult<Vec<ApiResult<CheckResponse>>> {
+        let spends: Vec<Spend> = batch.iter().map(|job| job.spend.clone()).collect();
+        let mut tx = self.store.begin().await?;
+        let mut decided = spend_gate::decide_batch(&mut tx, &spends).await?;
+        let ttl = i64::try_from(self.approval_ttl).unwrap_or(i64::MAX);
+        let mut kept: Vec<usize> = Vec::new();
+        for (index, (job, outcome)) in batch.iter().zip(decided.iter_mut()).enumerate() {
+            let Ok(gated) = outcome else { continue };
+            if gated.evaluation.decision == Decision::Escalate {
+                let check_id = gated.response.check_id.clone();
+                let expires_at = job.spend.request.at.saturating_add(ttl);
+                let approval = spend_gate::open_approval(
+                    &mut tx,
+                    &job.spend,
+                    gated,
+                    ApprovalKind::Check,
+                    &check_id,
+                    expires_at,
+                )
+                .await?;
+                gated.response.approval_id = Some(approval.id.to_string());
+            }
+            gated.response.latency_ms =
+                u64::try_from(job.spend.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            // A key whose lease ran out is answered 409 and its decision left out.
+            match job.idempotency.save(&mut tx, StatusCode::OK, &gated.response).await {
+                Ok(()) => kept.push(index),
+                Err(refused) => *outcome = Err(refused),
+            }
+        }
+        let recorded: Vec<&Gated> = kept.iter().filter_map(|i| decided[*i].as_ref().ok()).collect();
+        spend_gate::record(&mut tx, &recorded).await?;
+        let bodies: Vec<serde_json::Value> = recorded
+            .iter()
+            .map(|g| serde_json::to_value(&g.response))
+            .collect::<Result<_, _>>()
+            .map_err(ApiError::internal)?;
+        let rows: Vec<NewCheck<'_>> = kept
+            .iter()
+            .zip(recorded.iter().zip(&bodies))
+            .map(|(i, (gated, body))| NewCheck {
+                id: &gated.response.check_id,
+                account_id: &batch[*i].spend.account_id,
+                agent_id: &batch[*i].spend.agent_id,
+                response: body,
+                at: batch[*i].spend.request.at,
+            })
+            .collect();
+        checks::insert_many(&mut tx, &rows).await?;
+        tx.commit().await?;
+        Ok(decided.into_iter().map(|outcome| outcome.map(|g| g.response)).collect())
+    }
+}
