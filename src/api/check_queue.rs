@@ -97,23 +97,35 @@ impl Worker {
         let mut tx = self.store.begin().await?;
         let mut decided = spend_gate::decide_batch(&mut tx, &spends).await?;
         let ttl = i64::try_from(self.approval_ttl).unwrap_or(i64::MAX);
+        // Escalations open their approvals together.
+        let escalated: Vec<usize> = (0..batch.len())
+            .filter(|i| {
+                decided[*i].as_ref().is_ok_and(|g| g.evaluation.decision == Decision::Escalate)
+            })
+            .collect();
+        let openings: Vec<spend_gate::Opening<'_>> = escalated
+            .iter()
+            .filter_map(|i| {
+                let gated = decided[*i].as_ref().ok()?;
+                Some(spend_gate::Opening {
+                    spend: &batch[*i].spend,
+                    gated,
+                    kind: ApprovalKind::Check,
+                    subject_id: &gated.response.check_id,
+                    expires_at: batch[*i].spend.request.at.saturating_add(ttl),
+                })
+            })
+            .collect();
+        let opened = spend_gate::open_approvals(&mut tx, &openings).await?;
+        drop(openings);
+        for (i, approval) in escalated.iter().zip(opened) {
+            if let Ok(gated) = &mut decided[*i] {
+                gated.response.approval_id = Some(approval.id.to_string());
+            }
+        }
         let mut kept: Vec<usize> = Vec::new();
         for (index, (job, outcome)) in batch.iter().zip(decided.iter_mut()).enumerate() {
             let Ok(gated) = outcome else { continue };
-            if gated.evaluation.decision == Decision::Escalate {
-                let check_id = gated.response.check_id.clone();
-                let expires_at = job.spend.request.at.saturating_add(ttl);
-                let approval = spend_gate::open_approval(
-                    &mut tx,
-                    &job.spend,
-                    gated,
-                    ApprovalKind::Check,
-                    &check_id,
-                    expires_at,
-                )
-                .await?;
-                gated.response.approval_id = Some(approval.id.to_string());
-            }
             gated.response.latency_ms =
                 u64::try_from(job.spend.started.elapsed().as_millis()).unwrap_or(u64::MAX);
             // A key whose lease ran out is answered 409 and its decision left out.

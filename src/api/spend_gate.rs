@@ -161,6 +161,9 @@ struct Counted {
     added: HashMap<(String, &'static str), u64>,
     /// Fingerprints counted by this batch per (agent, kind).
     seen: HashSet<(String, &'static str, String)>,
+    /// For the batch's own fingerprints: when the store last counted each, per (agent, kind,
+    /// fingerprint), read in one query per agent and kind before the batch is decided.
+    stored: HashMap<(String, &'static str, String), i64>,
 }
 
 /// Decides `spends` in order inside `conn`'s transaction: takes each agent's decision lock
@@ -184,6 +187,27 @@ pub(crate) async fn decide_batch(
         policies.insert(agent, policy);
     }
     let mut counted = Counted::default();
+    // The duplicate guard's lookups, one query per agent and kind for the whole batch.
+    let mut asked: BTreeMap<(&str, &'static str), (i64, Vec<String>)> = BTreeMap::new();
+    for spend in spends {
+        let Some((policy, ..)) = policies.get(spend.agent_id.as_str()) else { continue };
+        if policy.duplicate_window_seconds == 0 {
+            continue;
+        }
+        let window = i64::try_from(policy.duplicate_window_seconds).unwrap_or(i64::MAX);
+        let since = spend.request.at.saturating_sub(window);
+        let entry = asked
+            .entry((spend.agent_id.as_str(), spend.kind.as_str()))
+            .or_insert((since, Vec::new()));
+        entry.0 = entry.0.min(since);
+        entry.1.push(fingerprint(spend));
+    }
+    for ((agent_id, kind), (since, fingerprints)) in asked {
+        let scope = Scope { agent_id, kind };
+        for (fingerprint, last) in rows::last_seen(conn, scope, &fingerprints, since).await? {
+            counted.stored.insert((agent_id.to_owned(), kind, fingerprint), last);
+        }
+    }
     let mut decided = Vec::with_capacity(spends.len());
     for spend in spends {
         let agent = spend.agent_id.as_str();
@@ -256,7 +280,7 @@ async fn facts(
             Need::Duplicate { since } => {
                 let key = (spend.agent_id.clone(), kind, fingerprint.to_owned());
                 facts.duplicate = counted.seen.contains(&key)
-                    || rows::seen_fingerprint(conn, scope, fingerprint, since).await?;
+                    || counted.stored.get(&key).is_some_and(|last| *last >= since);
             }
         }
     }
@@ -356,6 +380,21 @@ pub(crate) async fn store_check(conn: &mut Conn, spend: &Spend, gated: &Gated) -
     Ok(())
 }
 
+/// An approval to open for an escalated spend: the spend, its decision, what the approval is
+/// for and until when it waits.
+pub(crate) struct Opening<'a> {
+    /// The spend.
+    pub spend: &'a Spend,
+    /// Its (escalated) decision.
+    pub gated: &'a Gated,
+    /// What the approval is for.
+    pub kind: crate::store::governance::approvals::ApprovalKind,
+    /// The agreement or check it holds.
+    pub subject_id: &'a str,
+    /// When it stops waiting (unix seconds).
+    pub expires_at: i64,
+}
+
 /// Opens an approval for an escalated spend, waiting until `expires_at`, and announces it
 /// (`approval.requested`). The caller commits it with the rest of the decision.
 pub(crate) async fn open_approval(
@@ -366,33 +405,52 @@ pub(crate) async fn open_approval(
     subject_id: &str,
     expires_at: i64,
 ) -> ApiResult<crate::store::governance::approvals::Approval> {
+    let opening = Opening { spend, gated, kind, subject_id, expires_at };
+    let mut opened = open_approvals(conn, &[opening]).await?;
+    opened.pop().ok_or_else(|| ApiError::internal("no approval opened"))
+}
+
+/// [`open_approval`] for several spends at once, in a few statements.
+pub(crate) async fn open_approvals(
+    conn: &mut Conn,
+    openings: &[Opening<'_>],
+) -> ApiResult<Vec<crate::store::governance::approvals::Approval>> {
     use crate::store::governance::approvals::{self, Approval, ApprovalStatus};
     use crate::store::outbox::{self, EventType};
-    let e = &gated.evaluation;
-    let approval = Approval {
-        id: crate::agreement::ids::ApprovalId::generate(),
-        account_id: spend.account_id.clone(),
-        agent_id: spend.agent_id.clone(),
-        kind,
-        subject_id: subject_id.to_owned(),
-        status: ApprovalStatus::Pending,
-        action_type: spend.request.action_type.as_str().to_owned(),
-        amount_cents: spend.request.amount_cents,
-        currency: spend.currency.clone(),
-        counterparty: spend.request.counterparties.first().cloned(),
-        reason_code: e.reason_code.map_or("escalated", |r| r.as_str()).to_owned(),
-        violated_rule_id: e.violated_rule_id.clone(),
-        message: e.message.clone().unwrap_or_default(),
-        policy_version: Some(gated.policy_version),
-        expires_at,
-        decided_at: None,
-        decision_reason: None,
-        created_at: spend.request.at,
-    };
-    approvals::insert(conn, &approval).await?;
-    let data = rows::approval_event(&approval);
-    let at = spend.request.at;
-    outbox::record_for_agent(conn, &spend.agent_id, EventType::ApprovalRequested, &data, at)
-        .await?;
-    Ok(approval)
+    let approvals: Vec<Approval> = openings
+        .iter()
+        .map(|o| {
+            let (spend, e) = (o.spend, &o.gated.evaluation);
+            Approval {
+                id: crate::agreement::ids::ApprovalId::generate(),
+                account_id: spend.account_id.clone(),
+                agent_id: spend.agent_id.clone(),
+                kind: o.kind,
+                subject_id: o.subject_id.to_owned(),
+                status: ApprovalStatus::Pending,
+                action_type: spend.request.action_type.as_str().to_owned(),
+                amount_cents: spend.request.amount_cents,
+                currency: spend.currency.clone(),
+                counterparty: spend.request.counterparties.first().cloned(),
+                reason_code: e.reason_code.map_or("escalated", |r| r.as_str()).to_owned(),
+                violated_rule_id: e.violated_rule_id.clone(),
+                message: e.message.clone().unwrap_or_default(),
+                policy_version: Some(o.gated.policy_version),
+                expires_at: o.expires_at,
+                decided_at: None,
+                decision_reason: None,
+                created_at: spend.request.at,
+            }
+        })
+        .collect();
+    approvals::insert_many(conn, &approvals).await?;
+    let data: Vec<serde_json::Value> = approvals.iter().map(rows::approval_event).collect();
+    let events: Vec<outbox::AgentEvent<'_>> = approvals
+        .iter()
+        .zip(&data)
+        .map(|(a, data)| (a.agent_id.as_str(), EventType::ApprovalRequested, data))
+        .collect();
+    let at = openings.first().map_or_else(crate::time::now, |o| o.spend.request.at);
+    outbox::record_many_for_agents(conn, &events, at).await?;
+    Ok(approvals)
 }

@@ -118,19 +118,50 @@ async fn insert(
     now: i64,
 ) -> Result<EventId> {
     let id = EventId::generate();
-    sqlx::query(
-        "INSERT INTO outbox_events (id, agreement_id, agent_id, event_type, data, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id.as_str())
-    .bind(agreement.map(str::to_owned))
-    .bind(agent.map(str::to_owned))
-    .bind(event_type.as_str())
-    .bind(data.to_string())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    insert_many(conn, &[(id.clone(), agreement, agent, event_type, data)], now).await?;
     Ok(id)
+}
+
+/// Events about agents (not agreements) to write together: `(agent_id, type, data)`.
+pub type AgentEvent<'a> = (&'a str, EventType, &'a Value);
+
+/// Writes `events`, each about its agent, in one statement per hundred, in order.
+pub async fn record_many_for_agents(
+    conn: &mut Conn,
+    events: &[AgentEvent<'_>],
+    now: i64,
+) -> Result<()> {
+    let rows: Vec<_> = events
+        .iter()
+        .map(|(agent, event_type, data)| {
+            (EventId::generate(), None, Some(*agent), *event_type, *data)
+        })
+        .collect();
+    insert_many(conn, &rows, now).await
+}
+
+type NewEvent<'a> = (EventId, Option<&'a str>, Option<&'a str>, EventType, &'a Value);
+
+async fn insert_many(conn: &mut Conn, rows: &[NewEvent<'_>], now: i64) -> Result<()> {
+    for chunk in rows.chunks(100) {
+        let sql = format!(
+            "INSERT INTO outbox_events (id, agreement_id, agent_id, event_type, data, created_at) \
+             VALUES {}",
+            super::placeholders(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, agreement, agent, event_type, data) in chunk {
+            query = query
+                .bind(id.as_str())
+                .bind(agreement.map(str::to_owned))
+                .bind(agent.map(str::to_owned))
+                .bind(event_type.as_str())
+                .bind(data.to_string())
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// The events about `agreement`, oldest first.

@@ -105,31 +105,40 @@ fn from_row(row: &AnyRow) -> Result<Approval> {
 
 /// Stores a new approval.
 pub async fn insert(conn: &mut Conn, approval: &Approval) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO approvals ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18)"
-    );
-    sqlx::query(&sql)
-        .bind(approval.id.as_str())
-        .bind(&approval.account_id)
-        .bind(&approval.agent_id)
-        .bind(approval.kind.as_str())
-        .bind(&approval.subject_id)
-        .bind(approval.status.as_str())
-        .bind(&approval.action_type)
-        .bind(i64::try_from(approval.amount_cents).unwrap_or(i64::MAX))
-        .bind(&approval.currency)
-        .bind(approval.counterparty.clone())
-        .bind(&approval.reason_code)
-        .bind(approval.violated_rule_id.clone())
-        .bind(&approval.message)
-        .bind(approval.policy_version.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
-        .bind(approval.expires_at)
-        .bind(approval.decided_at)
-        .bind(approval.decision_reason.clone())
-        .bind(approval.created_at)
-        .execute(&mut *conn)
-        .await?;
+    insert_many(conn, std::slice::from_ref(approval)).await
+}
+
+/// Stores new approvals, a hundred rows per statement.
+pub async fn insert_many(conn: &mut Conn, approvals: &[Approval]) -> Result<()> {
+    for chunk in approvals.chunks(100) {
+        let sql = format!(
+            "INSERT INTO approvals ({COLUMNS}) VALUES {}",
+            super::super::placeholders(chunk.len(), 18)
+        );
+        let mut query = sqlx::query(&sql);
+        for approval in chunk {
+            query = query
+                .bind(approval.id.as_str())
+                .bind(&approval.account_id)
+                .bind(&approval.agent_id)
+                .bind(approval.kind.as_str())
+                .bind(&approval.subject_id)
+                .bind(approval.status.as_str())
+                .bind(&approval.action_type)
+                .bind(i64::try_from(approval.amount_cents).unwrap_or(i64::MAX))
+                .bind(&approval.currency)
+                .bind(approval.counterparty.clone())
+                .bind(&approval.reason_code)
+                .bind(approval.violated_rule_id.clone())
+                .bind(&approval.message)
+                .bind(approval.policy_version.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+                .bind(approval.expires_at)
+                .bind(approval.decided_at)
+                .bind(approval.decision_reason.clone())
+                .bind(approval.created_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -108,6 +108,34 @@ pub async fn seen_fingerprint(
     .is_some())
 }
 
+/// Of `fingerprints`, those a decision of `scope` counted at or after `since`, each with the
+/// last time it did: the duplicate guard's lookup for a whole batch in one query.
+pub async fn last_seen(
+    conn: &mut Conn,
+    scope: Scope<'_>,
+    fingerprints: &[String],
+    since: i64,
+) -> Result<Vec<(String, i64)>> {
+    let mut found = Vec::new();
+    for chunk in fingerprints.chunks(500) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT fingerprint, MAX(created_at) AS last FROM audit_log WHERE agent_id = $1 \
+             AND kind = $2 AND counted = 1 AND created_at >= $3 AND fingerprint IN ({}) \
+             GROUP BY fingerprint",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(scope.agent_id).bind(scope.kind).bind(since);
+        for fingerprint in chunk {
+            query = query.bind(fingerprint.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push((row.get::<String, _>("fingerprint"), row.get::<i64, _>("last")));
+        }
+    }
+    Ok(found)
+}
+
 /// Answers every [`Need`] of `policy` for `request`, inside the decision's transaction.
 pub async fn facts(
     conn: &mut Conn,
