@@ -174,9 +174,12 @@ struct Server {
 }
 
 impl Server {
-    async fn start(chain: &DevChain, slots: usize) -> Server {
+    async fn start(chain: &DevChain, slots: usize, database_url: Option<&str>) -> Server {
         let dir = unique_dir("pactum-bench-checks");
-        let database_url = format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display());
+        let database_url = database_url.map_or_else(
+            || format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display()),
+            str::to_owned,
+        );
         let mut process =
             ServeProcess::new(chain, std::slice::from_ref(&chain.relayer), &database_url, &dir)
                 // The production default: the watcher and the relayer poll once a second.
@@ -383,9 +386,20 @@ fn spread(rates: Rates, decimals: usize) -> String {
 
 /// Starts the server, measures every figure and prints the tables and the goals.
 pub(crate) async fn run(settings: &Settings) {
-    let slots = settings.concurrency.iter().copied().max().unwrap_or(1);
     let chain = DevChain::start().await;
-    let server = Server::start(&chain, slots).await;
+    run_on(settings, &chain, "SQLite", None).await;
+    // The same on Postgres when the test server is configured (PACTUM_TEST_DATABASE_URL).
+    if let Some(url) = crate::support::databases::fresh_postgres().await {
+        run_on(settings, &chain, "Postgres", Some(&url)).await;
+        crate::support::databases::drop_postgres(&url).await;
+    }
+}
+
+/// The checks figures against one `pactum serve` on `database_url` (a fresh SQLite file when
+/// `None`), headed with `engine`.
+async fn run_on(settings: &Settings, chain: &DevChain, engine: &str, database_url: Option<&str>) {
+    let slots = settings.concurrency.iter().copied().max().unwrap_or(1);
+    let server = Server::start(chain, slots, database_url).await;
 
     let mut figures = Vec::new();
     for &in_flight in &settings.concurrency {
@@ -411,8 +425,8 @@ pub(crate) async fn run(settings: &Settings) {
     }
 
     println!(
-        "\n## Checks: `POST /v1/checks` against `/health` (`pactum serve` out of process; {} \
-         rounds of {:?}; 20-rule policy)\n",
+        "\n## Checks on {engine}: `POST /v1/checks` against `/health` (`pactum serve` out of \
+         process; {} rounds of {:?}; 20-rule policy)\n",
         settings.rounds, settings.http_round
     );
     println!(
@@ -435,7 +449,7 @@ pub(crate) async fn run(settings: &Settings) {
         );
     }
 
-    println!("\n## Checks: what the server answered\n");
+    println!("\n## Checks on {engine}: what the server answered\n");
     println!(
         "| in flight | checks | allow | escalate | block | server latency_ms median | p99 | mean |"
     );
@@ -473,7 +487,7 @@ pub(crate) async fn run(settings: &Settings) {
             (find(Endpoint::Check, k).rates(), find(Endpoint::Health, k).rates());
         Rates::of(checks.iter().zip(health).map(|(c, h)| c / h).collect())
     };
-    println!("\n## Ratio: checks / health, median of the per-round ratios (min–max)\n");
+    println!("\n## Ratio on {engine}: checks / health, median of the per-round ratios (min–max)\n");
     println!("| in flight | checks / health |");
     println!("|---:|---:|");
     for &k in &settings.concurrency {
@@ -486,18 +500,20 @@ pub(crate) async fn run(settings: &Settings) {
         .flat_map(|f| &f.rounds)
         .map(|r| r.latencies.len())
         .sum();
-    println!(
-        "\nStore after {} checks (warm-up included): {:.1} MB (SQLite file and WAL).",
-        thousands((total_checks + warm_up_checks) as f64),
-        server.store_mb(),
-    );
+    if database_url.is_none() {
+        println!(
+            "\nStore after {} checks (warm-up included): {:.1} MB (SQLite file and WAL).",
+            thousands((total_checks + warm_up_checks) as f64),
+            server.store_mb(),
+        );
+    }
 
     if settings.concurrency.contains(&GOAL_IN_FLIGHT) {
         let ratio = ratio(GOAL_IN_FLIGHT);
         let p99 = find(Endpoint::Check, GOAL_IN_FLIGHT).percentile(0.99);
         let verdict = |met: bool| if met { "met" } else { "MISSED" };
         let note = if settings.quick { " (quick smoke run: not meaningful)" } else { "" };
-        println!("\nGoals at {GOAL_IN_FLIGHT} in flight{note}:");
+        println!("\nGoals on {engine} at {GOAL_IN_FLIGHT} in flight{note}:");
         println!(
             "- rate ≥ {GOAL_RATIO}× /health: {} — median ratio {}",
             verdict(ratio.median >= GOAL_RATIO),
