@@ -187,9 +187,10 @@ pub(crate) async fn decide_batch(
         policies.insert(agent, policy);
     }
     let mut counted = Counted::default();
+    let fingerprints: Vec<String> = spends.iter().map(fingerprint).collect();
     // The duplicate guard's lookups, one query per agent and kind for the whole batch.
     let mut asked: BTreeMap<(&str, &'static str), (i64, Vec<String>)> = BTreeMap::new();
-    for spend in spends {
+    for (spend, fingerprint) in spends.iter().zip(&fingerprints) {
         let Some((policy, ..)) = policies.get(spend.agent_id.as_str()) else { continue };
         if policy.duplicate_window_seconds == 0 {
             continue;
@@ -200,7 +201,7 @@ pub(crate) async fn decide_batch(
             .entry((spend.agent_id.as_str(), spend.kind.as_str()))
             .or_insert((since, Vec::new()));
         entry.0 = entry.0.min(since);
-        entry.1.push(fingerprint(spend));
+        entry.1.push(fingerprint.clone());
     }
     for ((agent_id, kind), (since, fingerprints)) in asked {
         let scope = Scope { agent_id, kind };
@@ -209,7 +210,7 @@ pub(crate) async fn decide_batch(
         }
     }
     let mut decided = Vec::with_capacity(spends.len());
-    for spend in spends {
+    for (spend, fingerprint) in spends.iter().zip(fingerprints) {
         let agent = spend.agent_id.as_str();
         let (Some(state), Some((policy, version, policy_id))) =
             (standing.get(agent), policies.get(agent))
@@ -226,7 +227,6 @@ pub(crate) async fn decide_batch(
             .with_details(json!({ "policy_id": spend.expect_policy }))));
             continue;
         }
-        let fingerprint = fingerprint(spend);
         let facts = facts(conn, &mut counted, spend, policy, &fingerprint, *state).await?;
         let evaluation = governance::evaluate(policy, &spend.request, &facts);
         if evaluation.decision != Decision::Block {
