@@ -352,9 +352,8 @@ async fn halt(h: &Harness, agent: &TestAgent, halted: bool) -> Value {
     view
 }
 
-#[tokio::test]
-async fn a_halted_agent_cannot_spend_but_its_agreements_settle() {
-    let h = Harness::start().await;
+async fn a_halted_agent_cannot_spend_but_its_agreements_settle(db: Db) {
+    let Some((h, url)) = harness_on(db, |_| {}).await else { return };
     let (buyer, seller) = h.parties().await;
     let id = h.active(&buyer, &seller).await;
     let (next, body) = signed(&h, &buyer, &seller).await;
@@ -397,6 +396,17 @@ async fn a_halted_agent_cannot_spend_but_its_agreements_settle() {
     let (status, queued) = activate(&h, &buyer, &next, &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     assert_eq!(queued["activation_status"], "pending");
+    finish(h, url).await;
+}
+
+#[tokio::test]
+async fn a_halted_agent_cannot_spend_but_its_agreements_settle_on_sqlite() {
+    a_halted_agent_cannot_spend_but_its_agreements_settle(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_halted_agent_cannot_spend_but_its_agreements_settle_on_postgres() {
+    a_halted_agent_cannot_spend_but_its_agreements_settle(Db::Postgres).await;
 }
 
 #[tokio::test]
