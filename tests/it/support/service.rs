@@ -408,11 +408,20 @@ pub fn without_infra_fee(config: &mut ServeConfig) {
 pub fn unique_dir(prefix: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    // The process id alone is not enough: ids are reused, and a directory an earlier run left
+    // behind (a database of an older schema) must never be picked up again. A random part
+    // makes the name new, and `create_dir` fails rather than reuse one that exists.
+    loop {
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}-{:016x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u64>(),
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return dir,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("cannot create {}: {e}", dir.display()),
+        }
+    }
 }
