@@ -132,6 +132,7 @@ impl Service {
                 store.clone(),
                 config.approval_ttl_secs,
             ),
+            credentials_seen: Default::default(),
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -194,6 +195,12 @@ impl Service {
         tasks.spawn(supervise("approvals", shutdown_rx.clone(), move |stop| {
             sweeper.clone().run(stop)
         }));
+        if store.backend() == crate::store::Backend::Sqlite {
+            let checkpoints = store.clone();
+            tasks.spawn(supervise("checkpoint", shutdown_rx.clone(), move |stop| {
+                checkpoints.clone().run_checkpoints(stop)
+            }));
+        }
         let watcher = Watcher {
             store: store.clone(),
             chain: chain.clone(),

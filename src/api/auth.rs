@@ -89,7 +89,9 @@ impl FromRequestParts<AppState> for AgentAuth {
                 },
             )?
         } else {
-            agents::agent_by_key(state.store.reader(), &key.hash())
+            state
+                .credentials_seen
+                .agent(state.store.reader(), &key.hash())
                 .await?
                 .ok_or_else(|| invalid_credential("agent API key"))?
         };
@@ -107,13 +109,13 @@ impl FromRequestParts<AppState> for OwnerAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = credential(&parts.headers, state.environment)?;
-        let Some(account) = agents::account_by_owner_key(state.store.reader(), &key.hash()).await?
+        let Some(account) = state.credentials_seen.owner(state.store.reader(), &key.hash()).await?
         else {
             // Owner routes do not exist for agents: a working agent key gets the 404 of an
             // unknown route, so an agent learns nothing of its owner's surface (policies,
             // approvals, audit) from probing it.
             if key.prefix().is_some_and(|(kind, _)| kind == AGENT_KEY_KIND)
-                && agents::agent_by_key(state.store.reader(), &key.hash()).await?.is_some()
+                && state.credentials_seen.agent(state.store.reader(), &key.hash()).await?.is_some()
             {
                 return Err(ApiError::not_found("route"));
             }

@@ -60,7 +60,7 @@ impl CheckQueue {
         idempotency: Idempotency,
     ) -> ApiResult<CheckResponse> {
         let (reply, answer) = oneshot::channel();
-        let gone = || ApiError::new(ErrorCode::Timeout, "the check queue is not running; retry");
+        let gone = || ApiError::new(ErrorCode::Timeout, "the check was not decided; retry");
         self.sender.send(Job { spend, idempotency, reply }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
@@ -77,12 +77,22 @@ impl Worker {
         let mut jobs = Vec::with_capacity(BATCH);
         while receiver.recv_many(&mut jobs, BATCH).await > 0 {
             let batch = std::mem::take(&mut jobs);
-            let replies = match self.decide(&batch).await {
-                Ok(answers) => answers,
-                Err(error) => {
-                    tracing::error!(error = %error.message, checks = batch.len(), "a batch of checks failed");
-                    batch.iter().map(|_| Err(error.clone())).collect()
-                }
+            // Decided in a task of its own: a batch that panics drops its replies (its checks
+            // answer 503 and roll back), not the queue, which goes on with the next batch.
+            let worker = self.clone();
+            let decided = tokio::spawn(async move {
+                let replies = match worker.decide(&batch).await {
+                    Ok(answers) => answers,
+                    Err(error) => {
+                        tracing::error!(error = %error.message, checks = batch.len(), "a batch of checks failed");
+                        batch.iter().map(|_| Err(error.clone())).collect()
+                    }
+                };
+                (batch, replies)
+            });
+            let Ok((batch, replies)) = decided.await else {
+                tracing::error!("a batch of checks panicked");
+                continue;
             };
             for (job, answer) in batch.into_iter().zip(replies) {
                 // The handler may have gone (its client hung up); the decision stands.

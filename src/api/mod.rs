@@ -13,6 +13,7 @@ pub mod agreements;
 pub mod auth;
 pub mod check_queue;
 pub mod credentials;
+pub mod credentials_seen;
 pub mod document_number;
 pub mod error;
 pub mod extract;
@@ -88,6 +89,8 @@ pub struct Shared {
     pub approval_ttl: u64,
     /// Where `POST /v1/checks` hands its decisions, to be decided in batches.
     pub checks: check_queue::CheckQueue,
+    /// Credentials recently read from the store (trusted for at most a second).
+    pub credentials_seen: credentials_seen::CredentialsSeen,
 }
 
 /// Cheaply cloneable handle to [`Shared`].

@@ -10,6 +10,7 @@
 //! taken once per batch rather than once per check.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Serialize;
 use serde_json::json;
@@ -149,77 +150,108 @@ pub(crate) async fn policy_in_force(
     Ok(Some((policy, stored)))
 }
 
+/// Parsed policies by (agent, policy id, version). A stored version never changes (a change
+/// is a new version), so an entry is never stale; the lock names the version in force.
+type ParsedPolicies = HashMap<(String, String, u64), Arc<Policy>>;
+
+/// Parsed policies kept at most; past this the cache starts again.
+const PARSED_POLICIES: usize = 4_096;
+
+fn parsed_policies() -> &'static Mutex<ParsedPolicies> {
+    static PARSED: OnceLock<Mutex<ParsedPolicies>> = OnceLock::new();
+    PARSED.get_or_init(Default::default)
+}
+
+/// The policy `locked` names, parsed: from the cache, or read and parsed once.
+async fn policy_of(
+    conn: &mut Conn,
+    agent_id: &str,
+    locked: &rows::Locked,
+) -> ApiResult<(Arc<Policy>, u64, Option<String>)> {
+    let Some((policy_id, version)) = &locked.policy else {
+        let none = Policy { rules: Vec::new(), duplicate_window_seconds: 0 };
+        return Ok((Arc::new(none), 0, None));
+    };
+    let key = (agent_id.to_owned(), policy_id.clone(), *version);
+    let cached = parsed_policies().lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+    let policy = match cached {
+        Some(policy) => policy,
+        None => {
+            let stored = policies::version_in(conn, agent_id, *version)
+                .await?
+                .ok_or_else(|| ApiError::internal("the policy version in force vanished"))?;
+            let policy = Arc::new(Policy::parse(&stored.document).map_err(|e| {
+                ApiError::internal(format!("stored policy does not parse: {e}"))
+            })?);
+            let mut parsed = parsed_policies().lock().unwrap_or_else(PoisonError::into_inner);
+            if parsed.len() >= PARSED_POLICIES {
+                parsed.clear();
+            }
+            parsed.insert(key, policy.clone());
+            policy
+        }
+    };
+    Ok((policy, *version, Some(policy_id.clone())))
+}
+
 /// What a batch of decisions has counted so far, so each decision sees the ones before it
 /// (in this batch as in the store).
 #[derive(Debug, Default)]
 struct Counted {
-    /// Committed spend per (agent, period start, period end), read once per batch.
-    spent: HashMap<(String, i64, i64), u64>,
-    /// Velocity counts per (agent, kind, window start) as stored before the batch.
-    recent: HashMap<(String, &'static str, i64), u64>,
+    /// What the store held for each agent when the batch began (one read per agent).
+    observed: HashMap<String, rows::Observed>,
     /// Decisions counted by this batch per (agent, kind).
     added: HashMap<(String, &'static str), u64>,
     /// Fingerprints counted by this batch per (agent, kind).
     seen: HashSet<(String, &'static str, String)>,
-    /// For the batch's own fingerprints: when the store last counted each, per (agent, kind,
-    /// fingerprint), read in one query per agent and kind before the batch is decided.
-    stored: HashMap<(String, &'static str, String), i64>,
+}
+
+/// One agent of a batch under its decision lock, with its policy.
+struct Standing {
+    state: governance::AgentState,
+    policy: Arc<Policy>,
+    version: u64,
+    policy_id: Option<String>,
 }
 
 /// Decides `spends` in order inside `conn`'s transaction: takes each agent's decision lock
-/// (agents in id order, so two batches never wait on each other in a cycle), loads each
-/// agent's policy once, counts what the policies need and evaluates. Each decision counts the
-/// ones before it in the batch. Nothing is written: [`record`] appends what the caller keeps.
+/// (agents in id order, so two batches never wait on each other in a cycle), which also names
+/// its policy version (parsed once per version), reads what the policies need in one query per
+/// agent, and evaluates. Each decision counts the ones before it in the batch. Nothing is
+/// written: [`record`] appends what the caller keeps.
 pub(crate) async fn decide_batch(
     conn: &mut Conn,
     spends: &[Spend],
 ) -> ApiResult<Vec<ApiResult<Gated>>> {
     let agents: BTreeSet<&str> = spends.iter().map(|s| s.agent_id.as_str()).collect();
-    let mut standing = HashMap::new();
-    let mut policies = HashMap::new();
+    let mut standing: HashMap<&str, Standing> = HashMap::new();
     for agent in agents {
-        let Some(state) = rows::lock_agent(conn, agent).await? else { continue };
-        standing.insert(agent, state);
-        let policy = match policy_in_force(conn, agent).await? {
-            Some((policy, stored)) => (policy, stored.version, Some(stored.policy_id.to_string())),
-            None => (Policy { rules: Vec::new(), duplicate_window_seconds: 0 }, 0, None),
-        };
-        policies.insert(agent, policy);
+        let Some(locked) = rows::lock_agent_with_policy(conn, agent).await? else { continue };
+        let (policy, version, policy_id) = policy_of(conn, agent, &locked).await?;
+        standing.insert(agent, Standing { state: locked.state, policy, version, policy_id });
+    }
+    let fingerprints: Vec<String> = spends.iter().map(fingerprint).collect();
+    // Everything the batch's decisions need, one read per agent.
+    let mut windows: BTreeMap<&str, rows::Window> = BTreeMap::new();
+    for (spend, fingerprint) in spends.iter().zip(&fingerprints) {
+        let Some(agent) = standing.get(spend.agent_id.as_str()) else { continue };
+        let window = windows.entry(spend.agent_id.as_str()).or_default();
+        for need in agent.policy.needs(spend.request.at) {
+            window.widen(&need, fingerprint);
+        }
     }
     let mut counted = Counted::default();
-    let fingerprints: Vec<String> = spends.iter().map(fingerprint).collect();
-    // The duplicate guard's lookups, one query per agent and kind for the whole batch.
-    let mut asked: BTreeMap<(&str, &'static str), (i64, Vec<String>)> = BTreeMap::new();
-    for (spend, fingerprint) in spends.iter().zip(&fingerprints) {
-        let Some((policy, ..)) = policies.get(spend.agent_id.as_str()) else { continue };
-        if policy.duplicate_window_seconds == 0 {
-            continue;
-        }
-        let window = i64::try_from(policy.duplicate_window_seconds).unwrap_or(i64::MAX);
-        let since = spend.request.at.saturating_sub(window);
-        let entry = asked
-            .entry((spend.agent_id.as_str(), spend.kind.as_str()))
-            .or_insert((since, Vec::new()));
-        entry.0 = entry.0.min(since);
-        entry.1.push(fingerprint.clone());
-    }
-    for ((agent_id, kind), (since, fingerprints)) in asked {
-        let scope = Scope { agent_id, kind };
-        for (fingerprint, last) in rows::last_seen(conn, scope, &fingerprints, since).await? {
-            counted.stored.insert((agent_id.to_owned(), kind, fingerprint), last);
-        }
+    for (agent_id, window) in windows {
+        let observed = rows::observe(conn, agent_id, &window).await?;
+        counted.observed.insert(agent_id.to_owned(), observed);
     }
     let mut decided = Vec::with_capacity(spends.len());
     for (spend, fingerprint) in spends.iter().zip(fingerprints) {
-        let agent = spend.agent_id.as_str();
-        let (Some(state), Some((policy, version, policy_id))) =
-            (standing.get(agent), policies.get(agent))
-        else {
+        let Some(agent) = standing.get(spend.agent_id.as_str()) else {
             decided.push(Err(ApiError::not_found("agent")));
             continue;
         };
-        if spend.expect_policy.as_ref().is_some_and(|expected| Some(expected) != policy_id.as_ref())
-        {
+        if spend.expect_policy.is_some() && spend.expect_policy != agent.policy_id {
             decided.push(Err(ApiError::new(
                 ErrorCode::PolicyNotFound,
                 "this agent has no policy with that id",
@@ -227,60 +259,45 @@ pub(crate) async fn decide_batch(
             .with_details(json!({ "policy_id": spend.expect_policy }))));
             continue;
         }
-        let facts = facts(conn, &mut counted, spend, policy, &fingerprint, *state).await?;
-        let evaluation = governance::evaluate(policy, &spend.request, &facts);
+        let facts = facts(&counted, spend, &agent.policy, &fingerprint, agent.state)?;
+        let evaluation = governance::evaluate(&agent.policy, &spend.request, &facts);
         if evaluation.decision != Decision::Block {
             let kind = spend.kind.as_str();
             *counted.added.entry((spend.agent_id.clone(), kind)).or_default() += 1;
             counted.seen.insert((spend.agent_id.clone(), kind, fingerprint.clone()));
         }
-        decided.push(Ok(gated(spend, evaluation, *version, fingerprint)));
+        decided.push(Ok(gated(spend, evaluation, agent.version, fingerprint)));
     }
     Ok(decided)
 }
 
 /// The facts `policy` needs for `spend`: the store's counts as of the batch's start plus what
 /// the batch counted before it.
-async fn facts(
-    conn: &mut Conn,
-    counted: &mut Counted,
+fn facts(
+    counted: &Counted,
     spend: &Spend,
     policy: &Policy,
     fingerprint: &str,
     agent: governance::AgentState,
 ) -> ApiResult<Facts> {
     let kind = spend.kind.as_str();
-    let scope = Scope { agent_id: &spend.agent_id, kind };
+    let empty = rows::Observed::default();
+    let observed = counted.observed.get(&spend.agent_id).unwrap_or(&empty);
     let mut facts = Facts { agent, ..Facts::default() };
     for need in policy.needs(spend.request.at) {
         match need {
             Need::PeriodSpent { rule_id, from, to } => {
-                let key = (spend.agent_id.clone(), from, to);
-                let spent = match counted.spent.get(&key) {
-                    Some(spent) => *spent,
-                    None => {
-                        let spent = rows::committed_spend(conn, &spend.agent_id, from, to).await?;
-                        *counted.spent.entry(key).or_insert(spent)
-                    }
-                };
-                facts.period_spent_cents.insert(rule_id, spent);
+                facts.period_spent_cents.insert(rule_id, observed.spent(from, to)?);
             }
             Need::RecentActions { rule_id, since } => {
-                let key = (spend.agent_id.clone(), kind, since);
-                let stored = match counted.recent.get(&key) {
-                    Some(stored) => *stored,
-                    None => {
-                        let stored = rows::recent_decisions(conn, scope, since).await?;
-                        *counted.recent.entry(key).or_insert(stored)
-                    }
-                };
                 let added = counted.added.get(&(spend.agent_id.clone(), kind)).copied();
-                facts.recent_actions.insert(rule_id, stored + added.unwrap_or(0));
+                let recent = observed.recent(kind, since) + added.unwrap_or(0);
+                facts.recent_actions.insert(rule_id, recent);
             }
             Need::Duplicate { since } => {
                 let key = (spend.agent_id.clone(), kind, fingerprint.to_owned());
                 facts.duplicate = counted.seen.contains(&key)
-                    || counted.stored.get(&key).is_some_and(|last| *last >= since);
+                    || observed.last_seen(kind, fingerprint).is_some_and(|last| last >= since);
             }
         }
     }

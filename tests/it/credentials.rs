@@ -898,3 +898,34 @@ async fn credentials_work_the_same_on_postgres() {
     h.stop().await;
     crate::support::databases::drop_postgres(&database_url).await;
 }
+
+#[tokio::test]
+async fn a_key_revoked_behind_the_services_back_is_refused_within_a_second() {
+    // Keys are trusted from memory for at most `FRESH`: another instance (or an operator's SQL)
+    // revoking an agent is seen here within that bound, with no route of this instance told.
+    let h = Api::start().await;
+    let agent = h.agent("elsewhere").await;
+    let list = format!("/usage-agreements/agents/{}/agreements", agent.id);
+    let (status, _) = h.call(Method::GET, &list, Some(&agent.key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    sqlx::query("UPDATE agents SET status = 'revoked', revoked_at = $1 WHERE id = $2")
+        .bind(now())
+        .bind(&agent.id)
+        .execute(h.store().reader())
+        .await
+        .unwrap();
+    let revoked = std::time::Instant::now();
+    let bound = pactum::api::credentials_seen::FRESH;
+    loop {
+        let response = h.call(Method::GET, &list, Some(&agent.key), None).await;
+        if response.0 == StatusCode::UNAUTHORIZED {
+            assert_eq!(code(&response), (StatusCode::UNAUTHORIZED, "invalid_credential"));
+            break;
+        }
+        assert_eq!(response.0, StatusCode::OK, "{}", response.1);
+        // Past the bound the very next request is refused; the slack is for a stalled machine
+        // between the clock read and the request, not for the cache.
+        assert!(revoked.elapsed() < bound * 3, "still accepted {:?} after", revoked.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -166,6 +166,7 @@ pub async fn revoke(
     let response = AgentView::from(&revoked);
     idempotency.save(&mut tx, StatusCode::OK, &response).await?;
     tx.commit().await?;
+    state.credentials_seen.forget();
     if revocation.revoked {
         tracing::info!(
             agent_id = %agent.id,
@@ -210,6 +211,7 @@ pub async fn regenerate_key(
         .ok_or_else(|| ApiError::internal("rotated agent vanished"))?;
     idempotency.save(&mut tx, StatusCode::OK, &AgentWithKey::new(&rotated, None)).await?;
     tx.commit().await?;
+    state.credentials_seen.forget();
     tracing::info!(agent_id = %agent.id, "agent API key rotated");
     Ok(Json(AgentWithKey::new(&rotated, Some(key.reveal().to_owned()))))
 }

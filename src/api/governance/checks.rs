@@ -21,7 +21,7 @@ use crate::api::idempotency::Idempotency;
 use crate::api::spend_gate::{CheckResponse, Spend};
 use crate::governance::classify::classify;
 use crate::governance::{ActionType, Confidence, Metadata, Request};
-use crate::store::agents::{self, Agent};
+use crate::store::agents::Agent;
 use crate::store::governance::audit::{Actor, AuditKind};
 use crate::store::governance::checks;
 
@@ -225,11 +225,12 @@ impl axum::extract::FromRequestParts<AppState> for Checker {
         state: &AppState,
     ) -> Result<Self, ApiError> {
         let key = credential(&parts.headers, state.environment)?;
-        let reader = state.store.reader();
-        let checker = if let Some(agent) = agents::agent_by_key(reader, &key.hash()).await? {
+        let (reader, seen) = (state.store.reader(), &state.credentials_seen);
+        let checker = if let Some(agent) = seen.agent(reader, &key.hash()).await? {
             Checker::Agent(agent)
         } else {
-            let account = agents::account_by_owner_key(reader, &key.hash())
+            let account = seen
+                .owner(reader, &key.hash())
                 .await?
                 .ok_or_else(|| invalid_credential("agent API key or owner credential"))?;
             Checker::Owner(account)

@@ -88,5 +88,6 @@ pub async fn circuit_break(
     let view = AgentView::from(&current);
     idempotency.save(&mut tx, axum::http::StatusCode::OK, &view).await?;
     tx.commit().await?;
+    state.credentials_seen.forget();
     Ok(Json(view))
 }

@@ -18,22 +18,47 @@ use crate::governance::{AgentState, Facts, Need, Policy, Request};
 /// `None` if there is no such agent. On Postgres the update locks the agent's row; on SQLite
 /// the transaction already holds the one write lock.
 pub async fn lock_agent(conn: &mut Conn, agent_id: &str) -> Result<Option<AgentState>> {
+    Ok(lock_agent_with_policy(conn, agent_id).await?.map(|locked| locked.state))
+}
+
+/// An agent under its decision lock: its standing and which version of its policy is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locked {
+    /// Active, halted or revoked.
+    pub state: AgentState,
+    /// The policy in force: its id and version; `None` if the agent never had one.
+    pub policy: Option<(String, u64)>,
+}
+
+/// [`lock_agent`], also naming the policy version in force, in the same statement (a decision
+/// whose policy is already parsed needs no other read of it).
+pub async fn lock_agent_with_policy(conn: &mut Conn, agent_id: &str) -> Result<Option<Locked>> {
     let row = sqlx::query(
         "UPDATE agents SET decision_seq = decision_seq + 1 WHERE id = $1 \
-         RETURNING status, halted",
+         RETURNING status, halted, \
+         (SELECT policy_id FROM policy_versions WHERE agent_id = $1 \
+          ORDER BY version DESC LIMIT 1) AS policy_id, \
+         (SELECT MAX(version) FROM policy_versions WHERE agent_id = $1) AS policy_version",
     )
     .bind(agent_id)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|row| {
-        if row.get::<String, _>("status") == super::agents::REVOKED {
-            AgentState::Revoked
-        } else if row.get::<i64, _>("halted") != 0 {
-            AgentState::Halted
-        } else {
-            AgentState::Active
-        }
-    }))
+    let Some(row) = row else { return Ok(None) };
+    let state = if row.get::<String, _>("status") == super::agents::REVOKED {
+        AgentState::Revoked
+    } else if row.get::<i64, _>("halted") != 0 {
+        AgentState::Halted
+    } else {
+        AgentState::Active
+    };
+    let policy = match (
+        row.get::<Option<String>, _>("policy_id"),
+        row.get::<Option<i64>, _>("policy_version"),
+    ) {
+        (Some(id), Some(version)) => Some((id, super::unsigned("version", version)?)),
+        _ => None,
+    };
+    Ok(Some(Locked { state, policy }))
 }
 
 /// What counts toward a decision of `kind` (`check` or `activation`): velocity and the duplicate
@@ -50,17 +75,8 @@ pub struct Scope<'a> {
 /// Decisions of `scope` counted at or after `since` (unix seconds), from the per-second
 /// counts ([`count_decisions`]).
 pub async fn recent_decisions(conn: &mut Conn, scope: Scope<'_>, since: i64) -> Result<u64> {
-    let total = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM decision_counts \
-         WHERE agent_id = $1 AND kind = $2 AND second >= $3",
-    )
-    .bind(scope.agent_id)
-    .bind(scope.kind)
-    .bind(since)
-    .fetch_one(&mut *conn)
-    .await?
-    .get::<i64, _>("n");
-    super::unsigned("decision_counts", total)
+    let window = Window { counts_since: Some(since), ..Window::default() };
+    Ok(observe(conn, scope.agent_id, &window).await?.recent(scope.kind, since))
 }
 
 /// Adds `n` decisions of `scope` made in `second` to the counts velocity reads.
@@ -88,26 +104,6 @@ pub async fn prune_counts(conn: &mut Conn, before: i64) -> Result<u64> {
     Ok(done.rows_affected())
 }
 
-/// Whether a decision of `scope` with `fingerprint` was counted at or after `since`.
-pub async fn seen_fingerprint(
-    conn: &mut Conn,
-    scope: Scope<'_>,
-    fingerprint: &str,
-    since: i64,
-) -> Result<bool> {
-    Ok(sqlx::query(
-        "SELECT id FROM audit_log WHERE agent_id = $1 AND fingerprint = $2 \
-         AND kind = $3 AND counted = 1 AND created_at >= $4 LIMIT 1",
-    )
-    .bind(scope.agent_id)
-    .bind(fingerprint)
-    .bind(scope.kind)
-    .bind(since)
-    .fetch_optional(&mut *conn)
-    .await?
-    .is_some())
-}
-
 /// Of `fingerprints`, those a decision of `scope` counted at or after `since`, each with the
 /// last time it did: the duplicate guard's lookup for a whole batch in one query.
 pub async fn last_seen(
@@ -116,27 +112,18 @@ pub async fn last_seen(
     fingerprints: &[String],
     since: i64,
 ) -> Result<Vec<(String, i64)>> {
-    let mut found = Vec::new();
-    for chunk in fingerprints.chunks(500) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
-        let sql = format!(
-            "SELECT fingerprint, MAX(created_at) AS last FROM audit_log WHERE agent_id = $1 \
-             AND kind = $2 AND counted = 1 AND created_at >= $3 AND fingerprint IN ({}) \
-             GROUP BY fingerprint",
-            list.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(scope.agent_id).bind(scope.kind).bind(since);
-        for fingerprint in chunk {
-            query = query.bind(fingerprint.as_str());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            found.push((row.get::<String, _>("fingerprint"), row.get::<i64, _>("last")));
-        }
-    }
-    Ok(found)
+    let window = Window { seen: Some((since, fingerprints.to_vec())), ..Window::default() };
+    let observed = observe(conn, scope.agent_id, &window).await?;
+    Ok(observed
+        .seen
+        .into_iter()
+        .filter(|(kind, ..)| kind == scope.kind)
+        .map(|(_, fingerprint, last)| (fingerprint, last))
+        .collect())
 }
 
-/// Answers every [`Need`] of `policy` for `request`, inside the decision's transaction.
+/// Answers every [`Need`] of `policy` for `request`, inside the decision's transaction, with
+/// one read ([`observe`]).
 pub async fn facts(
     conn: &mut Conn,
     scope: Scope<'_>,
@@ -145,19 +132,24 @@ pub async fn facts(
     fingerprint: &str,
     agent: AgentState,
 ) -> Result<Facts> {
+    let needs = policy.needs(request.at);
+    let mut window = Window::default();
+    for need in &needs {
+        window.widen(need, fingerprint);
+    }
+    let observed = observe(conn, scope.agent_id, &window).await?;
     let mut facts = Facts { agent, ..Facts::default() };
-    for need in policy.needs(request.at) {
+    for need in needs {
         match need {
             Need::PeriodSpent { rule_id, from, to } => {
-                let spent = committed_spend(conn, scope.agent_id, from, to).await?;
-                facts.period_spent_cents.insert(rule_id, spent);
+                facts.period_spent_cents.insert(rule_id, observed.spent(from, to)?);
             }
             Need::RecentActions { rule_id, since } => {
-                let count = recent_decisions(conn, scope, since).await?;
-                facts.recent_actions.insert(rule_id, count);
+                facts.recent_actions.insert(rule_id, observed.recent(scope.kind, since));
             }
             Need::Duplicate { since } => {
-                facts.duplicate = seen_fingerprint(conn, scope, fingerprint, since).await?;
+                facts.duplicate =
+                    observed.last_seen(scope.kind, fingerprint).is_some_and(|last| last >= since);
             }
         }
     }
@@ -169,26 +161,147 @@ pub async fn facts(
 /// or expired). Counted from the moment it is queued, so two activations in flight cannot both
 /// take the last dollar.
 pub async fn committed_spend(conn: &mut Conn, agent_id: &str, from: i64, to: i64) -> Result<u64> {
-    let rows = sqlx::query(
-        "SELECT committed_cents FROM usage_agreements WHERE buyer_agent_id = $1 \
-         AND committed_at >= $2 AND committed_at < $3 \
-         AND activation_status IN ('pending', 'submitting', 'submitted', 'confirmed')",
-    )
-    .bind(agent_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut total: u64 = 0;
-    for row in rows {
-        let cents = row.get::<Option<i64>, _>("committed_cents").unwrap_or(0);
-        let cents = super::unsigned("committed_cents", cents)?;
-        total = total.checked_add(cents).ok_or(StoreError::Corrupt {
-            column: "committed_cents",
-            reason: "committed spend overflows".into(),
-        })?;
+    let window = Window { spend: Some((from, to)), ..Window::default() };
+    observe(conn, agent_id, &window).await?.spent(from, to)
+}
+
+/// What decisions of one agent need to read: the ranges [`observe`] covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Commitments queued in `[from, to)`.
+    pub spend: Option<(i64, i64)>,
+    /// Per-second decision counts (of every kind) at or after this second.
+    pub counts_since: Option<i64>,
+    /// Counted decisions with one of these fingerprints at or after the second given.
+    pub seen: Option<(i64, Vec<String>)>,
+}
+
+impl Window {
+    /// Widens the window to cover `need` (with `fingerprint` for the duplicate guard).
+    pub fn widen(&mut self, need: &Need, fingerprint: &str) {
+        match need {
+            Need::PeriodSpent { from, to, .. } => {
+                let (low, high) = self.spend.get_or_insert((*from, *to));
+                (*low, *high) = ((*low).min(*from), (*high).max(*to));
+            }
+            Need::RecentActions { since, .. } => {
+                let low = self.counts_since.get_or_insert(*since);
+                *low = (*low).min(*since);
+            }
+            Need::Duplicate { since } => {
+                let (low, fingerprints) = self.seen.get_or_insert((*since, Vec::new()));
+                *low = (*low).min(*since);
+                if !fingerprints.iter().any(|f| f == fingerprint) {
+                    fingerprints.push(fingerprint.to_owned());
+                }
+            }
+        }
     }
-    Ok(total)
+}
+
+/// What [`observe`] read for one agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Each counted commitment: when it was queued and its cents.
+    pub commitments: Vec<(i64, u64)>,
+    /// Per-second decision counts: kind, second, count.
+    pub counts: Vec<(String, i64, u64)>,
+    /// The last counted decision of each fingerprint asked: kind, fingerprint, unix seconds.
+    pub seen: Vec<(String, String, i64)>,
+}
+
+impl Observed {
+    /// Cents committed in `[from, to)`.
+    pub fn spent(&self, from: i64, to: i64) -> Result<u64> {
+        self.commitments
+            .iter()
+            .filter(|(at, _)| (from..to).contains(at))
+            .try_fold(0u64, |total, (_, cents)| total.checked_add(*cents))
+            .ok_or(StoreError::Corrupt {
+                column: "committed_cents",
+                reason: "committed spend overflows".into(),
+            })
+    }
+
+    /// Decisions of `kind` counted at or after `since`.
+    pub fn recent(&self, kind: &str, since: i64) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(k, second, _)| k == kind && *second >= since)
+            .fold(0u64, |total, (.., n)| total.saturating_add(*n))
+    }
+
+    /// When a decision of `kind` with `fingerprint` was last counted, if it was.
+    pub fn last_seen(&self, kind: &str, fingerprint: &str) -> Option<i64> {
+        self.seen.iter().find(|(k, f, _)| k == kind && f == fingerprint).map(|(.., last)| *last)
+    }
+}
+
+/// Reads everything `window` covers for `agent_id` in one statement: its commitments, its
+/// per-second decision counts and the last time each fingerprint asked was counted. A
+/// decision (or a batch of them) needs one read of the store, not one per rule.
+pub async fn observe(conn: &mut Conn, agent_id: &str, window: &Window) -> Result<Observed> {
+    let mut parts = Vec::new();
+    let mut numbers: Vec<i64> = Vec::new();
+    let mut texts: Vec<&str> = Vec::new();
+    // $1 is the agent; the numbers follow, then the fingerprints.
+    fn number(value: i64, numbers: &mut Vec<i64>) -> String {
+        numbers.push(value);
+        format!("${}", numbers.len() + 1)
+    }
+    if let Some((from, to)) = window.spend {
+        let (from, to) = (number(from, &mut numbers), number(to, &mut numbers));
+        parts.push(format!(
+            "SELECT 's' AS part, '' AS kind, '' AS fingerprint, \
+             CAST(committed_at AS BIGINT) AS t, CAST(COALESCE(committed_cents, 0) AS BIGINT) AS v \
+             FROM usage_agreements WHERE buyer_agent_id = $1 \
+             AND committed_at >= {from} AND committed_at < {to} \
+             AND activation_status IN ('pending', 'submitting', 'submitted', 'confirmed')"
+        ));
+    }
+    if let Some(since) = window.counts_since {
+        let since = number(since, &mut numbers);
+        parts.push(format!(
+            "SELECT 'c' AS part, kind, '' AS fingerprint, CAST(second AS BIGINT) AS t, \
+             CAST(n AS BIGINT) AS v \
+             FROM decision_counts WHERE agent_id = $1 AND second >= {since}"
+        ));
+    }
+    let seen = window.seen.as_ref().filter(|(_, fingerprints)| !fingerprints.is_empty());
+    if let Some((since, fingerprints)) = seen {
+        let since = number(*since, &mut numbers);
+        texts.extend(fingerprints.iter().map(String::as_str));
+        parts.push(format!(
+            "SELECT 'f' AS part, kind, fingerprint, CAST(MAX(created_at) AS BIGINT) AS t, \
+             CAST(0 AS BIGINT) AS v \
+             FROM audit_log WHERE agent_id = $1 AND counted = 1 AND created_at >= {since} \
+             AND fingerprint IN ({{fingerprints}}) GROUP BY kind, fingerprint"
+        ));
+    }
+    let mut observed = Observed::default();
+    if parts.is_empty() {
+        return Ok(observed);
+    }
+    let first_text = numbers.len() + 2;
+    let list: Vec<String> = (0..texts.len()).map(|i| format!("${}", first_text + i)).collect();
+    let sql = parts.join(" UNION ALL ").replace("{fingerprints}", &list.join(", "));
+    let mut query = sqlx::query(&sql).bind(agent_id);
+    for value in numbers {
+        query = query.bind(value);
+    }
+    for text in texts {
+        query = query.bind(text);
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        let (t, v) = (row.try_get::<i64, _>("t")?, row.try_get::<i64, _>("v")?);
+        let kind = || row.try_get::<String, _>("kind");
+        match row.try_get::<&str, _>("part")? {
+            "s" => observed.commitments.push((t, super::unsigned("committed_cents", v)?)),
+            "c" => observed.counts.push((kind()?, t, super::unsigned("decision_counts", v)?)),
+            _ => observed.seen.push((kind()?, row.try_get("fingerprint")?, t)),
+        }
+    }
+    Ok(observed)
 }
 
 /// Records what a queued activation commits of its buyer's budgets.

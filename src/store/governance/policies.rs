@@ -54,11 +54,21 @@ pub async fn version(
     agent_id: &str,
     version: u64,
 ) -> Result<Option<PolicyVersion>> {
+    let mut conn = pool.acquire().await?;
+    version_in(&mut conn, agent_id, version).await
+}
+
+/// [`version`] inside a transaction.
+pub async fn version_in(
+    conn: &mut Conn,
+    agent_id: &str,
+    version: u64,
+) -> Result<Option<PolicyVersion>> {
     let sql = format!("SELECT {COLUMNS} FROM policy_versions WHERE agent_id = $1 AND version = $2");
     let row = sqlx::query(&sql)
         .bind(agent_id)
         .bind(i64::try_from(version).unwrap_or(i64::MAX))
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(from_row).transpose()
 }

@@ -79,6 +79,19 @@ async fn policy_versions_count_up_per_agent(store: &Store) {
     assert_eq!(old.document, json!({ "rules": [1] }));
     assert!(policies::version(store.reader(), buyer.as_str(), 3).await.unwrap().is_none());
     assert!(policies::current_read(store.reader(), "agt_none").await.unwrap().is_none());
+
+    // The decision lock names the version in force, in the same statement.
+    let (unruled, _) = parties(store).await;
+    let mut tx = store.begin().await.unwrap();
+    let locked = rows::lock_agent_with_policy(&mut tx, buyer.as_str()).await.unwrap().unwrap();
+    assert_eq!(locked.policy, Some((second.policy_id.to_string(), 2)));
+    let locked = rows::lock_agent_with_policy(&mut tx, unruled.as_str()).await.unwrap().unwrap();
+    assert_eq!((locked.state, locked.policy), (AgentState::Active, None));
+    assert!(rows::lock_agent_with_policy(&mut tx, "agt_none").await.unwrap().is_none());
+    assert_eq!(
+        policies::version_in(&mut tx, buyer.as_str(), 1).await.unwrap().unwrap().document,
+        json!({ "rules": [1] })
+    );
 }
 
 async fn one_decision_wins_an_approval(store: &Store) {
@@ -334,6 +347,24 @@ async fn the_decision_lock_reports_standing_and_facts_count(store: &Store) {
     let facts =
         rows::facts(&mut tx, scope, &policy, &late, "fp", AgentState::Active).await.unwrap();
     assert_eq!((facts.recent_actions.get("v"), facts.duplicate), (Some(&0), false));
+
+    // One read answers all three at once, as a batch of decisions asks.
+    let window = rows::Window {
+        spend: Some((at - 100, at + 100)),
+        counts_since: Some(0),
+        seen: Some((5_000, vec!["fp".into(), "fp2".into(), "never".into()])),
+    };
+    let observed = rows::observe(&mut tx, buyer2.as_str(), &window).await.unwrap();
+    assert_eq!(observed.spent(at - 100, at + 100).unwrap(), 1_400);
+    assert_eq!(observed.spent(at, at + 100).unwrap(), 500);
+    assert_eq!((observed.recent("check", 0), observed.recent("activation", 0)), (1, 1));
+    assert_eq!(observed.last_seen("check", "fp"), Some(5_000));
+    assert_eq!(observed.last_seen("activation", "fp2"), Some(5_000));
+    assert_eq!(observed.last_seen("check", "fp2"), None);
+    assert_eq!(observed.last_seen("check", "never"), None);
+    let nothing = rows::observe(&mut tx, buyer2.as_str(), &rows::Window::default()).await.unwrap();
+    assert_eq!(nothing, rows::Observed::default());
+    assert!(store.checkpoint().await.is_ok(), "a checkpoint beside the writer never fails");
 }
 
 async fn awaiting_activations_move_once(store: &Store) {

@@ -93,6 +93,7 @@ impl Api {
             early_claim_threshold: config.early_claim_threshold,
             approval_ttl: config.approval_ttl_secs,
             checks,
+            credentials_seen: Default::default(),
         }));
         Api { router: api::app(state.clone()), state, db_dir }
     }
