@@ -246,3 +246,56 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
     store.close().await;
     drop_postgres(&database_url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second() {
+    let Some(database_url) = fresh_postgres().await else { return };
+    let chain = DevChain::start().await;
+    let dir = unique_dir("pactum-instances-revoke");
+    let mut servers: Vec<ServeProcess> = (0..2)
+        .map(|_| ServeProcess::new(&chain, &relayer_signers(&chain, 1), &database_url, &dir))
+        .collect();
+    for server in &mut servers {
+        server.spawn();
+    }
+    for server in &servers {
+        server.wait_up().await;
+    }
+    let http = reqwest::Client::new();
+    let apis = [
+        Api { base: servers[0].base(), http: http.clone() },
+        Api { base: servers[1].base(), http },
+    ];
+    let agent = agent(&apis[0], "revoked-elsewhere").await;
+    let list = format!("/usage-agreements/agents/{}/agreements", agent.id);
+    // Both instances have read the key (and keep it in memory).
+    for api in &apis {
+        let (status, body) = api.call(Method::GET, &list, &agent.key, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) =
+        apis[0].call(Method::DELETE, &format!("/v1/agents/{}", agent.id), OWNER_KEY, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let revoked = Instant::now();
+    // The instance that revoked refuses the next request.
+    let (status, body) = apis[0].call(Method::GET, &list, &agent.key, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // The other within the bound its memory is trusted for.
+    let bound = pactum::api::credentials_seen::FRESH;
+    loop {
+        let (status, body) = apis[1].call(Method::GET, &list, &agent.key, None).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(body["error"]["code"], "invalid_credential", "{body}");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // Slack for a stalled machine between the clock read and the request, not the cache.
+        assert!(revoked.elapsed() < bound * 3, "still accepted {:?} after", revoked.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for server in &mut servers {
+        let exit = server.terminate().await;
+        assert!(exit.success(), "{exit}\n{}", server.log_tail());
+    }
+    drop_postgres(&database_url).await;
+}
