@@ -24,6 +24,24 @@ pub async fn estimate_gas_with_headroom<P: Provider>(
     Ok(with_headroom(gas))
 }
 
+/// Gas a batch of sponsored seller claims may need per claim when every claim pays: the
+/// checks, the state word, the events and the token's transfers (measured at ≈ 29,000 a claim
+/// on Circle's USDC, docs/gas.md) plus a new balance slot for a payee the token has not seen
+/// (22,100), rounded up.
+pub const BATCH_GAS_PER_CLAIM: u64 = 60_000;
+
+/// The least gas limit a batch of `claims` sponsored claims with `calldata_len` bytes of
+/// calldata is sent with: the base cost, the calldata at its non-zero byte price, and
+/// [`BATCH_GAS_PER_CLAIM`] for each claim. An estimate can be far lower: a claim the contract
+/// would skip at the estimate's state (its escrow reorganised out for a moment) costs almost
+/// nothing there, and the same claim paying in the mined block would run the batch out of gas.
+/// Gas not used is not paid.
+pub fn batch_gas_floor(claims: usize, calldata_len: usize) -> u64 {
+    let claims = u64::try_from(claims).unwrap_or(u64::MAX);
+    let calldata = u64::try_from(calldata_len).unwrap_or(u64::MAX).saturating_mul(16);
+    21_000u64.saturating_add(calldata).saturating_add(claims.saturating_mul(BATCH_GAS_PER_CLAIM))
+}
+
 /// `gas` plus [`GAS_HEADROOM_PERCENT`], saturating.
 fn with_headroom(gas: u64) -> u64 {
     gas.saturating_mul(100 + GAS_HEADROOM_PERCENT) / 100
@@ -31,7 +49,16 @@ fn with_headroom(gas: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::with_headroom;
+    use super::{BATCH_GAS_PER_CLAIM, batch_gas_floor, with_headroom};
+
+    #[test]
+    fn a_batch_floor_pays_every_claim_and_its_calldata() {
+        assert_eq!(batch_gas_floor(0, 0), 21_000);
+        assert_eq!(batch_gas_floor(20, 10_000), 21_000 + 160_000 + 20 * BATCH_GAS_PER_CLAIM);
+        // Above what 20 paying claims cost on Circle's USDC with new payees (docs/gas.md).
+        assert!(batch_gas_floor(20, 10_000) > 580_385 + 20 * 22_100);
+        assert_eq!(batch_gas_floor(usize::MAX, usize::MAX), u64::MAX);
+    }
 
     #[test]
     fn headroom_is_a_quarter_and_saturates() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::support::service::{Harness, TestAgent};
 use crate::support::settlement::{options, record, sign_voucher, sponsored_body};
 use crate::support::smart_wallet::{active_from_wallet, smart_wallet};
+use alloy::consensus::Transaction as _;
 use alloy::primitives::B256;
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
@@ -73,6 +74,14 @@ async fn a_claim_with_a_smart_wallet_party_goes_alone_while_key_only_claims_batc
     // is a `sellerClaimWithAuthorization` of its own.
     assert_eq!(hashes[&eoa_a], hashes[&eoa_b], "{hashes:?}");
     assert_ne!(hashes[&smart], hashes[&eoa_a], "{hashes:?}");
+    // Sent with gas for both claims paying, whatever the estimate met.
+    let sent = h.chain.provider.get_transaction_by_hash(hashes[&eoa_a]).await.unwrap().unwrap();
+    let input = input_of(&h, hashes[&eoa_a]).await;
+    assert!(
+        sent.gas_limit() >= pactum::chain::gas::batch_gas_floor(2, input.len()),
+        "batch gas limit {} under the floor",
+        sent.gas_limit()
+    );
     let batch = UsageEscrow::sellerClaimBatchCall::abi_decode(&input_of(&h, hashes[&eoa_a]).await)
         .expect("the key-only claims went out as a batch");
     assert_eq!(batch.claims.len(), 2);

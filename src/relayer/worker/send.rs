@@ -7,7 +7,7 @@ use backon::{ExponentialBuilder, Retryable};
 use super::{LEASE, Relay, WAIT_FOR_FEES, wallets};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
-use crate::chain::gas::estimate_gas_with_headroom;
+use crate::chain::gas::{batch_gas_floor, estimate_gas_with_headroom};
 use crate::chain::node_error::{NodeError, classify};
 use crate::escrow::calls;
 use crate::relayer::signer::{SignerHandle, Submitted};
@@ -83,9 +83,13 @@ impl Relay<'_> {
                 status: JobStatus::Queued,
                 error: None,
             };
-            if let Simulation::Gas(gas_limit) =
+            if let Simulation::Gas(estimate) =
                 self.simulate(&candidate, &self.signers[signer]).await
             {
+                // Never below what the claims cost when they all pay: the estimate may have
+                // met claims the contract skips at that state.
+                let gas_limit =
+                    estimate.max(batch_gas_floor(members.len(), candidate.calldata.len()));
                 let at = now();
                 let mut tx = self.store.begin().await?;
                 let ids: Vec<JobId> = members.iter().map(|m| m.id.clone()).collect();
