@@ -239,3 +239,42 @@ async fn settlement_reorgs(h: &Harness) {
         .unwrap();
     assert!(rows.iter().all(|(_, s)| s == "confirmed" || s == "batched"), "{rows:?}");
 }
+
+#[tokio::test]
+async fn a_claim_whose_escrow_a_reorg_takes_out_before_it_is_sent_is_paid_once_remined() {
+    // Claims wait 3 s for company before they are simulated: the reorganisation below lands
+    // between the claim's 202 and its simulation, deeper than the confirmation depth.
+    let h = Harness::start_with(|config| {
+        config.confirmations = 1;
+        config.relayer_batch_wait_ms = 3_000;
+    })
+    .await;
+    let (buyer, seller) = h.parties().await;
+    let (id, activation, _, _) = activated_at_depth(&h, &buyer, &seller, 2).await;
+    record(&h, &seller, &id, 30, "before-the-reorg").await;
+    sign_voucher(&h, &buyer, &id).await;
+    let seller_before = h.chain.balance(h.chain.seller.address()).await;
+
+    let (status, queued) = sponsor(&h, &seller, &h.chain.seller, &id, "seller_claim").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    reorg(&h, 2).await;
+    assert_eq!(mined_in(&h, &activation).await, None, "the activation is out of the chain");
+
+    // The claim is refused by the chain while the escrow is out; it waits instead of failing.
+    // Once the activation is mined again the claim goes through, paid exactly once.
+    let path = format!("/usage-agreements/{id}");
+    h.poll_path(&buyer.key, &path, |a| a["status"] == "activating").await;
+    h.automine(true).await;
+    mine(&h, 1).await;
+    let action_path =
+        format!("/usage-agreements/{id}/settlement-actions/{}", queued["id"].as_str().unwrap());
+    let action = h
+        .poll_path(&seller.key, &action_path, |a| a["status"] == "confirmed" || a["status"] == "failed")
+        .await;
+    assert_eq!(action["status"], "confirmed", "{action}");
+    assert!(action["error"].is_null(), "{action}");
+    let paid = h.chain.balance(h.chain.seller.address()).await - seller_before;
+    assert_eq!(paid, U256::from(30 * UNIT), "paid exactly once");
+    let again = h.wait_for(&buyer.key, &id, |a| a["status"] == "active").await;
+    assert_eq!(again["activation_status"], "confirmed");
+}

@@ -50,6 +50,13 @@ const LEASE: i64 = 60;
 const NONCE_USED_DEPTH: u64 = 2;
 /// Seconds a job whose fees are above the cap waits before it is tried again.
 const WAIT_FOR_FEES: i64 = 1;
+/// Seconds a settlement job refused by the chain waits before it is simulated again, while
+/// the store still expects it to go through ([`Relay::refused`]).
+const REFUSAL_PAUSE: i64 = 2;
+/// Seconds after it was queued within which a settlement job's refusals are retried; past
+/// this a refusal fails it. Longer than a reorganisation takes to settle and the watcher to
+/// roll it back, and the activation to be mined again.
+const REFUSAL_GRACE: i64 = 120;
 /// Every this many passes, the monitor asks the node about every live hash even when the
 /// account's pending count shows no gap (a node may drop a transaction in the middle).
 const FULL_DROP_CHECK_EVERY: u64 = 20;

@@ -5,7 +5,7 @@ use alloy::primitives::B256;
 use serde_json::json;
 
 use super::Relay;
-use crate::agreement::status::ActivationStatus;
+use crate::agreement::status::{ActivationStatus, AgreementStatus};
 use crate::chain::node_error::NodeError;
 use crate::relayer::{Result, signer};
 use crate::store::attempts::{self, AttemptStatus};
@@ -50,6 +50,53 @@ impl Relay<'_> {
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
+    }
+
+    /// What to do with `job` when simulating it was refused for `reason`. A settlement job
+    /// whose agreement the store still holds active, or whose activation is on its way, is
+    /// refused by a chain state a reorganisation can undo: its escrow was taken out by a reorg
+    /// the watcher has not rolled back yet, or is being mined again. It goes back to the queue
+    /// and is simulated again after [`super::REFUSAL_PAUSE`], for up to
+    /// [`super::REFUSAL_GRACE`] after it was queued. Any other refusal fails it.
+    pub(super) async fn refused(&self, job: &Job, reason: &str) -> Result<()> {
+        if job.kind != JobKind::Activate && self.may_go_through(job).await? {
+            let at = now();
+            let mut tx = self.store.begin().await?;
+            if signers::hold(&mut tx, &job.id, &self.instance).await? {
+                let waiting = format!("refused by the chain, retried: {reason}");
+                tracing::warn!(job_id = %job.id, %reason, "job refused by a state that may be reorganised; retried");
+                jobs::requeue_waiting(&mut tx, &job.id, &waiting, at + super::REFUSAL_PAUSE, at)
+                    .await?;
+            }
+            tx.commit().await.map_err(StoreError::from)?;
+            return Ok(());
+        }
+        self.fail(job, reason, true).await
+    }
+
+    /// Whether the store still expects settlement `job` to go through: queued within
+    /// [`super::REFUSAL_GRACE`], and its agreement active or its activation on its way.
+    async fn may_go_through(&self, job: &Job) -> Result<bool> {
+        let Some(agreement_id) = &job.agreement_id else { return Ok(false) };
+        let mut conn = self.store.reader().acquire().await.map_err(StoreError::from)?;
+        let queued_at = jobs::queued_at(&mut conn, &job.id).await?;
+        drop(conn);
+        let Some(queued_at) = queued_at else { return Ok(false) };
+        if now() - queued_at >= super::REFUSAL_GRACE {
+            return Ok(false);
+        }
+        let Some(agreement) = agreements::get(self.store.reader(), agreement_id.as_str()).await?
+        else {
+            return Ok(false);
+        };
+        Ok(match agreement.status {
+            AgreementStatus::Active => true,
+            AgreementStatus::Activating => matches!(
+                agreement.activation_status,
+                ActivationStatus::Pending | ActivationStatus::Submitting | ActivationStatus::Submitted
+            ),
+            _ => false,
+        })
     }
 
     /// Fails `job` before any broadcast, with what it carried: the activation, or each

@@ -37,7 +37,7 @@ impl Relay<'_> {
         }
         match self.simulate(&job, &self.signers[signer]).await {
             Simulation::Gas(gas_limit) => self.send(job, gas_limit, signer).await,
-            Simulation::Refused(reason) => self.fail(&job, &reason, true).await,
+            Simulation::Refused(reason) => self.refused(&job, &reason).await,
             Simulation::Deferred => Ok(()),
         }
     }
