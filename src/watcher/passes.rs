@@ -197,6 +197,18 @@ impl Watcher {
     /// usually comes from a transaction earlier in the same block (a front-run, a transfer that
     /// emptied the payer), which the state before the block would not show.
     async fn revert_reason(&self, attempt: &Attempt, job: &Job, number: u64) -> String {
+        // A reverted transaction that used (nearly) all of its gas limit ran out of gas: a call
+        // that runs out inside a sub-call keeps 1/64 of the gas for the caller, which then
+        // reverts with no data. Whatever a replay says, that is what happened.
+        if let Ok(Some(receipt)) =
+            self.chain.provider.get_transaction_receipt(attempt.tx_hash).await
+            && u128::from(receipt.gas_used) * 64 >= u128::from(attempt.gas_limit) * 63
+        {
+            return format!(
+                "out of gas (used {} of its gas limit of {})",
+                receipt.gas_used, attempt.gas_limit
+            );
+        }
         let call = TransactionRequest::default()
             .from(attempt.signer)
             .to(job.to)

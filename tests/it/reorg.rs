@@ -278,3 +278,51 @@ async fn a_claim_whose_escrow_a_reorg_takes_out_before_it_is_sent_is_paid_once_r
     let again = h.wait_for(&buyer.key, &id, |a| a["status"] == "active").await;
     assert_eq!(again["activation_status"], "confirmed");
 }
+
+#[tokio::test]
+async fn a_claim_batch_estimated_while_its_escrows_are_out_pays_every_claim_once() {
+    // Two claims batch after a 3 s window; a reorg takes both escrows out before the batch is
+    // estimated, so the estimate meets claims the contract would skip. The activations are
+    // sent again with their old nonces, below the batch's, so they are mined first and every
+    // claim in the batch pays: the batch must carry gas for that.
+    let h = Harness::start_with(|config| {
+        config.confirmations = 1;
+        config.relayer_batch_wait_ms = 3_000;
+    })
+    .await;
+    let (buyer, seller) = h.parties().await;
+    let (first, first_tx, _, _) = activated_at_depth(&h, &buyer, &seller, 2).await;
+    let (second, second_tx, _, _) = activated_at_depth(&h, &buyer, &seller, 2).await;
+    for (id, usage) in [(&first, "first"), (&second, "second")] {
+        record(&h, &seller, id, 30, usage).await;
+        sign_voucher(&h, &buyer, id).await;
+    }
+    let seller_before = h.chain.balance(h.chain.seller.address()).await;
+    let mut actions = Vec::new();
+    for id in [&first, &second] {
+        let (status, queued) = sponsor(&h, &seller, &h.chain.seller, id, "seller_claim").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+        actions.push(format!(
+            "/usage-agreements/{id}/settlement-actions/{}",
+            queued["id"].as_str().unwrap()
+        ));
+    }
+    reorg(&h, 4).await;
+    for tx in [&first_tx, &second_tx] {
+        assert_eq!(mined_in(&h, tx).await, None, "the activations are out of the chain");
+    }
+
+    // The batch is sent while nothing is mined; then one block takes everything in nonce order.
+    let submitted = h.poll_path(&seller.key, &actions[0], |a| a["status"] != "pending").await;
+    assert_eq!(submitted["status"], "submitted", "{submitted}");
+    h.automine(true).await;
+    mine(&h, 1).await;
+    for path in &actions {
+        let action = h
+            .poll_path(&seller.key, path, |a| a["status"] == "confirmed" || a["status"] == "failed")
+            .await;
+        assert_eq!(action["status"], "confirmed", "{action}");
+    }
+    let paid = h.chain.balance(h.chain.seller.address()).await - seller_before;
+    assert_eq!(paid, U256::from(60 * UNIT), "each claim paid exactly once");
+}
