@@ -53,13 +53,17 @@ impl Relay<'_> {
     }
 
     /// What to do with `job` when simulating it was refused for `reason`. A settlement job
-    /// whose agreement the store still holds active, or whose activation is on its way, is
-    /// refused by a chain state a reorganisation can undo: its escrow was taken out by a reorg
-    /// the watcher has not rolled back yet, or is being mined again. It goes back to the queue
+    /// refused because its escrow is not in the status it needs, while the store still holds
+    /// the agreement active or its activation on its way, is refused by a chain state a
+    /// reorganisation can undo: its escrow was taken out by a reorg the watcher has not rolled
+    /// back yet, or is being mined again. It goes back to the queue
     /// and is simulated again after [`super::REFUSAL_PAUSE`], for up to
     /// [`super::REFUSAL_GRACE`] after it was queued. Any other refusal fails it.
     pub(super) async fn refused(&self, job: &Job, reason: &str) -> Result<()> {
-        if job.kind != JobKind::Activate && self.may_go_through(job).await? {
+        // The contract's refusal for an escrow not in the status the call needs (`status=0`:
+        // no escrow at all); any other refusal was met with the escrow there, and holds.
+        let escrow_missing = reason.starts_with("InvalidStatus(");
+        if escrow_missing && job.kind != JobKind::Activate && self.may_go_through(job).await? {
             let at = now();
             let mut tx = self.store.begin().await?;
             if signers::hold(&mut tx, &job.id, &self.instance).await? {
