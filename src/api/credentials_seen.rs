@@ -46,16 +46,11 @@ impl CredentialsSeen {
         pool: &sqlx::AnyPool,
         hash: &str,
     ) -> Result<Option<Agent>, crate::store::StoreError> {
-        let generation = match self.fresh(hash) {
-            Ok(Known::Agent(agent)) => return Ok(Some(agent)),
-            Ok(Known::Owner(_)) => return Ok(None),
-            Err(generation) => generation,
+        let pick = |known| match known {
+            Known::Agent(agent) => Some(agent),
+            Known::Owner(_) => None,
         };
-        let agent = agents::agent_by_key(pool, hash).await?;
-        if let Some(agent) = &agent {
-            self.keep(hash, Known::Agent(agent.clone()), generation);
-        }
-        Ok(agent)
+        self.find(hash, pick, agents::agent_by_key(pool, hash), Known::Agent).await
     }
 
     /// The account whose owner credential hashes to `hash`.
@@ -64,16 +59,31 @@ impl CredentialsSeen {
         pool: &sqlx::AnyPool,
         hash: &str,
     ) -> Result<Option<Account>, crate::store::StoreError> {
+        let pick = |known| match known {
+            Known::Owner(account) => Some(account),
+            Known::Agent(_) => None,
+        };
+        self.find(hash, pick, agents::account_by_owner_key(pool, hash), Known::Owner).await
+    }
+
+    /// What `hash` is known as (`pick` takes the kind asked for), from memory while fresh,
+    /// else from `read` (kept if found).
+    async fn find<T: Clone>(
+        &self,
+        hash: &str,
+        pick: impl Fn(Known) -> Option<T>,
+        read: impl std::future::Future<Output = Result<Option<T>, crate::store::StoreError>>,
+        wrap: impl Fn(T) -> Known,
+    ) -> Result<Option<T>, crate::store::StoreError> {
         let generation = match self.fresh(hash) {
-            Ok(Known::Owner(account)) => return Ok(Some(account)),
-            Ok(Known::Agent(_)) => return Ok(None),
+            Ok(known) => return Ok(pick(known)),
             Err(generation) => generation,
         };
-        let account = agents::account_by_owner_key(pool, hash).await?;
-        if let Some(account) = &account {
-            self.keep(hash, Known::Owner(account.clone()), generation);
+        let found = read.await?;
+        if let Some(found) = &found {
+            self.keep(hash, wrap(found.clone()), generation);
         }
-        Ok(account)
+        Ok(found)
     }
 
     /// Forgets every entry: called when an agent is revoked, its key rotated or it is halted,

@@ -173,16 +173,18 @@ async fn policy_of(
         return Ok((Arc::new(none), 0, None));
     };
     let key = (agent_id.to_owned(), policy_id.clone(), *version);
-    let cached = parsed_policies().lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+    let cached =
+        parsed_policies().lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
     let policy = match cached {
         Some(policy) => policy,
         None => {
             let stored = policies::version_in(conn, agent_id, *version)
                 .await?
                 .ok_or_else(|| ApiError::internal("the policy version in force vanished"))?;
-            let policy = Arc::new(Policy::parse(&stored.document).map_err(|e| {
-                ApiError::internal(format!("stored policy does not parse: {e}"))
-            })?);
+            let policy =
+                Arc::new(Policy::parse(&stored.document).map_err(|e| {
+                    ApiError::internal(format!("stored policy does not parse: {e}"))
+                })?);
             let mut parsed = parsed_policies().lock().unwrap_or_else(PoisonError::into_inner);
             if parsed.len() >= PARSED_POLICIES {
                 parsed.clear();

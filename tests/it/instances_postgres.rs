@@ -76,6 +76,18 @@ impl Api {
     }
 }
 
+/// Starts both `servers` at once and waits until each answers; their APIs.
+async fn start_both(servers: &mut [ServeProcess]) -> [Api; 2] {
+    for server in servers.iter_mut() {
+        server.spawn();
+    }
+    for server in servers.iter() {
+        server.wait_up().await;
+    }
+    let http = reqwest::Client::new();
+    [Api { base: servers[0].base(), http: http.clone() }, Api { base: servers[1].base(), http }]
+}
+
 /// Creates an agent through the owner API of `api`.
 async fn agent(api: &Api, name: &str) -> TestAgent {
     let body = json!({ "name": name, "capabilities": ["usage"] });
@@ -103,17 +115,7 @@ async fn two_instances_share_the_queue_and_the_signers_on_postgres() {
         })
         .collect();
     // Both start at once on the empty database (migrations included).
-    for server in &mut servers {
-        server.spawn();
-    }
-    for server in &servers {
-        server.wait_up().await;
-    }
-    let http = reqwest::Client::new();
-    let apis = Arc::new([
-        Api { base: servers[0].base(), http: http.clone() },
-        Api { base: servers[1].base(), http },
-    ]);
+    let apis = Arc::new(start_both(&mut servers).await);
     let (buyer, seller) = (agent(&apis[0], "buyer").await, agent(&apis[1], "seller").await);
     let signers: Vec<Address> =
         relayer_signers(&chain, SIGNERS).iter().map(|k| k.address()).collect();
@@ -255,17 +257,7 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second()
     let mut servers: Vec<ServeProcess> = (0..2)
         .map(|_| ServeProcess::new(&chain, &relayer_signers(&chain, 1), &database_url, &dir))
         .collect();
-    for server in &mut servers {
-        server.spawn();
-    }
-    for server in &servers {
-        server.wait_up().await;
-    }
-    let http = reqwest::Client::new();
-    let apis = [
-        Api { base: servers[0].base(), http: http.clone() },
-        Api { base: servers[1].base(), http },
-    ];
+    let apis = start_both(&mut servers).await;
     let agent = agent(&apis[0], "revoked-elsewhere").await;
     let list = format!("/usage-agreements/agents/{}/agreements", agent.id);
     // Both instances have read the key (and keep it in memory).

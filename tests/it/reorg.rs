@@ -240,15 +240,21 @@ async fn settlement_reorgs(h: &Harness) {
     assert!(rows.iter().all(|(_, s)| s == "confirmed" || s == "batched"), "{rows:?}");
 }
 
-#[tokio::test]
-async fn a_claim_whose_escrow_a_reorg_takes_out_before_it_is_sent_is_paid_once_remined() {
-    // Claims wait 3 s for company before they are simulated: the reorganisation below lands
-    // between the claim's 202 and its simulation, deeper than the confirmation depth.
-    let h = Harness::start_with(|config| {
+/// Confirmation depth 1, and seller claims wait 3 s for company before they are simulated: a
+/// test has that long to reorganise the chain under a claim it just had accepted.
+async fn claims_wait_harness() -> Harness {
+    Harness::start_with(|config| {
         config.confirmations = 1;
         config.relayer_batch_wait_ms = 3_000;
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_claim_whose_escrow_a_reorg_takes_out_before_it_is_sent_is_paid_once_remined() {
+    // The reorganisation below lands between the claim's 202 and its simulation, deeper than
+    // the confirmation depth.
+    let h = claims_wait_harness().await;
     let (buyer, seller) = h.parties().await;
     let (id, activation, _, _) = activated_at_depth(&h, &buyer, &seller, 2).await;
     record(&h, &seller, &id, 30, "before-the-reorg").await;
@@ -269,7 +275,9 @@ async fn a_claim_whose_escrow_a_reorg_takes_out_before_it_is_sent_is_paid_once_r
     let action_path =
         format!("/usage-agreements/{id}/settlement-actions/{}", queued["id"].as_str().unwrap());
     let action = h
-        .poll_path(&seller.key, &action_path, |a| a["status"] == "confirmed" || a["status"] == "failed")
+        .poll_path(&seller.key, &action_path, |a| {
+            a["status"] == "confirmed" || a["status"] == "failed"
+        })
         .await;
     assert_eq!(action["status"], "confirmed", "{action}");
     assert!(action["error"].is_null(), "{action}");
@@ -285,11 +293,7 @@ async fn a_claim_batch_estimated_while_its_escrows_are_out_pays_every_claim_once
     // estimated, so the estimate meets claims the contract would skip. The activations are
     // sent again with their old nonces, below the batch's, so they are mined first and every
     // claim in the batch pays: the batch must carry gas for that.
-    let h = Harness::start_with(|config| {
-        config.confirmations = 1;
-        config.relayer_batch_wait_ms = 3_000;
-    })
-    .await;
+    let h = claims_wait_harness().await;
     let (buyer, seller) = h.parties().await;
     let (first, first_tx, _, _) = activated_at_depth(&h, &buyer, &seller, 2).await;
     let (second, second_tx, _, _) = activated_at_depth(&h, &buyer, &seller, 2).await;

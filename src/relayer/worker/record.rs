@@ -97,7 +97,9 @@ impl Relay<'_> {
             AgreementStatus::Active => true,
             AgreementStatus::Activating => matches!(
                 agreement.activation_status,
-                ActivationStatus::Pending | ActivationStatus::Submitting | ActivationStatus::Submitted
+                ActivationStatus::Pending
+                    | ActivationStatus::Submitting
+                    | ActivationStatus::Submitted
             ),
             _ => false,
         })
