@@ -82,12 +82,15 @@ pub async fn delivery(
     ApiPathPair(agent_id, delivery_id): ApiPathPair,
 ) -> ApiResult<Json<DeliveryDetail>> {
     owned_agent(&state, &account, &agent_id).await?;
+    // The attempts first, then the delivery: an attempt is logged in the same transaction that
+    // moves its delivery on, so the delivery read second already shows every attempt read (the
+    // other order could pair an attempt with the delivery's state from before it).
+    let attempts = rows::attempts_of(state.store.reader(), &delivery_id).await?;
     let mut conn = state.store.reader().acquire().await?;
     let found = rows::get_delivery(&mut conn, &agent_id, &delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
     drop(conn);
-    let attempts = rows::attempts_of(state.store.reader(), &found.id).await?;
     Ok(Json(DeliveryDetail::new(&found, &attempts)))
 }
 
