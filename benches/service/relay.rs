@@ -177,43 +177,56 @@ async fn level(h: &Arc<Harness>, buyer: &TestAgent, seller: &TestAgent, n: usize
 
     let calls_before = rpc_calls();
     let started = Instant::now();
-    let accepted: Vec<(String, Instant)> = futures::stream::iter(ids)
-        .map(|id| {
-            let (h, seller) = (h.clone(), seller.clone());
-            async move {
-                let offered = options(&h, &seller, id, "seller_claim").await;
-                let sponsored = &offered["paths"]["sponsored"];
-                let body = sponsored_body(&h.chain.seller, sponsored);
-                let path = sponsored["submit_to"].as_str().unwrap();
-                let (status, queued) =
-                    h.call(Method::POST, path, Some(&seller.key), Some(&body)).await;
-                assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
-                (queued["id"].as_str().unwrap().to_owned(), Instant::now())
-            }
+    // Each action as the API accepted it (its id, when the 202 came back), shared with the
+    // watch below, which runs from the first submission: an action broadcast while others are
+    // still being submitted is stamped when it was, not after the last 202.
+    let accepted: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
+    let submitting = {
+        let (h, seller, accepted) = (h.clone(), seller.clone(), accepted.clone());
+        let ids: Vec<String> = ids.iter().map(|id| (*id).clone()).collect();
+        tokio::spawn(async move {
+            futures::stream::iter(ids)
+                .for_each_concurrent(IN_FLIGHT, |id| {
+                    let (h, seller, accepted) = (h.clone(), seller.clone(), accepted.clone());
+                    async move {
+                        let offered = options(&h, &seller, &id, "seller_claim").await;
+                        let sponsored = &offered["paths"]["sponsored"];
+                        let body = sponsored_body(&h.chain.seller, sponsored);
+                        let path = sponsored["submit_to"].as_str().unwrap();
+                        let (status, queued) =
+                            h.call(Method::POST, path, Some(&seller.key), Some(&body)).await;
+                        assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+                        let id = queued["id"].as_str().unwrap().to_owned();
+                        accepted.lock().unwrap().insert(id, Instant::now());
+                    }
+                })
+                .await;
         })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
+    };
 
-    // Watch the store closely: when each action is first seen broadcast, and when all are final.
-    let wanted: BTreeSet<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
-    let accepted_at: BTreeMap<String, Instant> = accepted.into_iter().collect();
+    // Watch the store closely: when each accepted action is first seen broadcast, and when all
+    // are final.
     let mut broadcast_at: BTreeMap<String, Instant> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
+        let wanted: BTreeSet<String> = accepted.lock().unwrap().keys().cloned().collect();
         let now = statuses(h, "settlement_actions", &wanted).await;
-        assert!(Instant::now() < deadline, "actions not all confirmed in 10 min: {now:?}");
+        let seen = Instant::now();
+        assert!(seen < deadline, "actions not all confirmed in 10 min: {now:?}");
         for (id, status) in &now {
             if status != "pending" && !broadcast_at.contains_key(id) {
-                broadcast_at.insert(id.clone(), Instant::now());
+                broadcast_at.insert(id.clone(), seen);
             }
         }
         assert!(now.values().all(|s| s != "failed"), "an action failed: {now:?}");
-        if now.values().filter(|s| *s == "confirmed").count() == n {
+        if wanted.len() == n && now.values().filter(|s| *s == "confirmed").count() == n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    submitting.await.expect("every claim submitted");
+    let accepted_at = std::mem::take(&mut *accepted.lock().unwrap());
+    let wanted: BTreeSet<String> = accepted_at.keys().cloned().collect();
     let seconds = started.elapsed().as_secs_f64();
     let rpc_calls = rpc_calls() - calls_before;
 
