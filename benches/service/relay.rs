@@ -46,16 +46,29 @@ struct Level {
     blocks: usize,
     gas_used: u64,
     rpc_calls: u64,
+    /// JSON-RPC requests of the phase by method.
+    rpc_by_method: BTreeMap<String, u64>,
+    /// The chain's block gas limit.
+    block_gas_limit: u64,
 }
 
 /// Total JSON-RPC requests Pactum has made in this process so far.
 fn rpc_calls() -> u64 {
-    pactum::metrics::registry()
-        .counters()
-        .iter()
-        .filter(|((name, _), _)| *name == "pactum_rpc_requests_total")
-        .map(|(_, n)| n)
-        .sum()
+    rpc_calls_by_method().values().sum()
+}
+
+/// JSON-RPC requests Pactum has made in this process so far, by method.
+fn rpc_calls_by_method() -> BTreeMap<String, u64> {
+    let mut by_method = BTreeMap::new();
+    for ((name, labels), n) in pactum::metrics::registry().counters() {
+        if name != "pactum_rpc_requests_total" {
+            continue;
+        }
+        let method = labels.iter().find(|(label, _)| *label == "method");
+        let method = method.map_or_else(|| "unknown".to_owned(), |(_, m)| m.clone());
+        *by_method.entry(method).or_default() += n;
+    }
+    by_method
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -176,6 +189,7 @@ async fn level(h: &Arc<Harness>, buyer: &TestAgent, seller: &TestAgent, n: usize
     interval_mining(h, true).await;
 
     let calls_before = rpc_calls();
+    let methods_before = rpc_calls_by_method();
     let started = Instant::now();
     // Each action as the API accepted it (its id, when the 202 came back), shared with the
     // watch below, which runs from the first submission: an action broadcast while others are
@@ -229,6 +243,13 @@ async fn level(h: &Arc<Harness>, buyer: &TestAgent, seller: &TestAgent, n: usize
     let wanted: BTreeSet<String> = accepted_at.keys().cloned().collect();
     let seconds = started.elapsed().as_secs_f64();
     let rpc_calls = rpc_calls() - calls_before;
+    let mut rpc_by_method = rpc_calls_by_method();
+    for (method, n) in &mut rpc_by_method {
+        *n -= methods_before.get(method).copied().unwrap_or(0);
+    }
+    rpc_by_method.retain(|_, n| *n > 0);
+    let latest = h.chain.provider.get_block_by_number(Default::default()).await.unwrap();
+    let block_gas_limit = latest.expect("a latest block").header.gas_limit;
 
     let mut latencies: Vec<f64> = broadcast_at
         .iter()
@@ -261,6 +282,8 @@ async fn level(h: &Arc<Harness>, buyer: &TestAgent, seller: &TestAgent, n: usize
         blocks: blocks.len(),
         gas_used,
         rpc_calls,
+        rpc_by_method,
+        block_gas_limit,
     }
 }
 
@@ -278,6 +301,7 @@ pub(crate) async fn run(settings: &Settings) {
         "| actions | actions/s | accept → broadcast p50 | p99 | transactions | gas per action | RPC calls per action |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut measured = Vec::new();
     for n in levels {
         eprintln!("relay: {n} agreements…");
         let level = level(&h, &buyer, &seller, n).await;
@@ -292,6 +316,44 @@ pub(crate) async fn run(settings: &Settings) {
             super::thousands(level.gas_used as f64 / level.actions as f64),
             level.rpc_calls as f64 / level.actions as f64,
         );
+        measured.push(level);
+    }
+    println!(
+        "\n## relay: blocks, gas per block against the limit, and the chain's ceiling (1 s blocks)\n"
+    );
+    println!(
+        "| actions | blocks | gas per block used | block gas limit | share | ceiling (actions/s at this gas per action) | actions/s ÷ ceiling |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for level in &measured {
+        let per_action = level.gas_used as f64 / level.actions as f64;
+        let per_block = level.gas_used as f64 / level.blocks.max(1) as f64;
+        let ceiling = level.block_gas_limit as f64 / per_action;
+        println!(
+            "| {} | {} | {} | {} | {:.1}% | {} | {:.1}% |",
+            level.actions,
+            level.blocks,
+            super::thousands(per_block),
+            super::thousands(level.block_gas_limit as f64),
+            per_block / level.block_gas_limit as f64 * 100.0,
+            super::thousands(ceiling),
+            level.actions as f64 / level.seconds / ceiling * 100.0,
+        );
+    }
+    println!("\n## relay: JSON-RPC requests per confirmed action, by method\n");
+    let methods: BTreeSet<&String> = measured.iter().flat_map(|l| l.rpc_by_method.keys()).collect();
+    let header: Vec<String> = measured.iter().map(|l| format!("{} actions", l.actions)).collect();
+    println!("| method | {} |", header.join(" | "));
+    println!("|---|{}", "---:|".repeat(measured.len()));
+    for method in methods {
+        let cells: Vec<String> = measured
+            .iter()
+            .map(|l| {
+                let n = l.rpc_by_method.get(method).copied().unwrap_or(0);
+                format!("{:.2}", n as f64 / l.actions as f64)
+            })
+            .collect();
+        println!("| `{method}` | {} |", cells.join(" | "));
     }
     if let Ok(mut h) = Arc::try_unwrap(h) {
         h.stop().await;
