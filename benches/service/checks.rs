@@ -228,15 +228,6 @@ impl Server {
         panic!("the watcher stored no cursor in 10 s:\n{}", self.process.log_tail());
     }
 
-    /// The SQLite file and its write-ahead log, in MB.
-    fn store_mb(&self) -> f64 {
-        ["pactum.db", "pactum.db-wal"]
-            .iter()
-            .filter_map(|f| std::fs::metadata(self.dir.join(f)).ok())
-            .map(|m| m.len() as f64 / 1e6)
-            .sum()
-    }
-
     async fn stop(mut self) {
         let status = self.process.terminate().await;
         assert!(status.success(), "pactum serve exited {status}:\n{}", self.process.log_tail());
@@ -504,7 +495,7 @@ async fn run_on(settings: &Settings, chain: &DevChain, engine: &str, database_ur
         println!(
             "\nStore after {} checks (warm-up included): {:.1} MB (SQLite file and WAL).",
             thousands((total_checks + warm_up_checks) as f64),
-            server.store_mb(),
+            crate::store_mb(&server.dir),
         );
     }
 

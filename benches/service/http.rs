@@ -68,15 +68,6 @@ impl Server {
         self.service.as_ref().expect("running").state()
     }
 
-    /// The SQLite file and its write-ahead log, in MB.
-    fn store_mb(&self) -> f64 {
-        ["pactum.db", "pactum.db-wal"]
-            .iter()
-            .filter_map(|f| std::fs::metadata(self.dir.join(f)).ok())
-            .map(|m| m.len() as f64 / 1e6)
-            .sum()
-    }
-
     async fn stop(mut self) {
         if let Some(service) = self.service.take() {
             service.shutdown().await;
@@ -196,7 +187,7 @@ pub(crate) async fn run(settings: &Settings) {
             thousands(rows as f64),
             took.as_secs_f64(),
             thousands(rows as f64 / took.as_secs_f64()),
-            server.store_mb(),
+            crate::store_mb(&server.dir),
         );
         wait_for_watcher(server).await;
     }

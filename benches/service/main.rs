@@ -115,6 +115,15 @@ impl Rates {
 }
 
 /// `n` with thousands separators and no decimals (`12,345`).
+/// The SQLite file `pactum.db` in `dir` and its write-ahead log, in MB.
+fn store_mb(dir: &std::path::Path) -> f64 {
+    ["pactum.db", "pactum.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len() as f64 / 1e6)
+        .sum()
+}
+
 fn thousands(n: f64) -> String {
     let digits = format!("{:.0}", n.max(0.0));
     let mut out = String::new();

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::agreement::ids::CheckId;
 use crate::governance::{
-    self, ActionType, Confidence, Decision, Evaluation, Facts, Need, Policy, ReasonCode, Request,
+    self, ActionType, Confidence, Decision, Evaluation, Facts, Policy, ReasonCode, Request,
     Violation,
 };
 use crate::store::Conn;
@@ -285,25 +285,16 @@ fn facts(
     let kind = spend.kind.as_str();
     let empty = rows::Observed::default();
     let observed = counted.observed.get(&spend.agent_id).unwrap_or(&empty);
-    let mut facts = Facts { agent, ..Facts::default() };
-    for need in policy.needs(spend.request.at) {
-        match need {
-            Need::PeriodSpent { rule_id, from, to } => {
-                facts.period_spent_cents.insert(rule_id, observed.spent(from, to)?);
-            }
-            Need::RecentActions { rule_id, since } => {
-                let added = counted.added.get(&(spend.agent_id.clone(), kind)).copied();
-                let recent = observed.recent(kind, since) + added.unwrap_or(0);
-                facts.recent_actions.insert(rule_id, recent);
-            }
-            Need::Duplicate { since } => {
-                let key = (spend.agent_id.clone(), kind, fingerprint.to_owned());
-                facts.duplicate = counted.seen.contains(&key)
-                    || observed.last_seen(kind, fingerprint).is_some_and(|last| last >= since);
-            }
-        }
-    }
-    Ok(facts)
+    let unstored = rows::Unstored {
+        decisions: counted.added.get(&(spend.agent_id.clone(), kind)).copied().unwrap_or(0),
+        same_fingerprint: counted.seen.contains(&(
+            spend.agent_id.clone(),
+            kind,
+            fingerprint.to_owned(),
+        )),
+    };
+    let needs = policy.needs(spend.request.at);
+    Ok(observed.facts(needs, kind, fingerprint, agent, &unstored)?)
 }
 
 /// The decision on `spend` as answered and as audited.

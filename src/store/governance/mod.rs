@@ -138,22 +138,7 @@ pub async fn facts(
         window.widen(need, fingerprint);
     }
     let observed = observe(conn, scope.agent_id, &window).await?;
-    let mut facts = Facts { agent, ..Facts::default() };
-    for need in needs {
-        match need {
-            Need::PeriodSpent { rule_id, from, to } => {
-                facts.period_spent_cents.insert(rule_id, observed.spent(from, to)?);
-            }
-            Need::RecentActions { rule_id, since } => {
-                facts.recent_actions.insert(rule_id, observed.recent(scope.kind, since));
-            }
-            Need::Duplicate { since } => {
-                facts.duplicate =
-                    observed.last_seen(scope.kind, fingerprint).is_some_and(|last| last >= since);
-            }
-        }
-    }
-    Ok(facts)
+    observed.facts(needs, scope.kind, fingerprint, agent, &Unstored::default())
 }
 
 /// Cents the agent committed in `[from, to)`: the deposit plus fee of each activation it
@@ -235,6 +220,45 @@ impl Observed {
     pub fn last_seen(&self, kind: &str, fingerprint: &str) -> Option<i64> {
         self.seen.iter().find(|(k, f, _)| k == kind && f == fingerprint).map(|(.., last)| *last)
     }
+
+    /// The facts `needs` ask for a decision of `kind` with `fingerprint`: what was observed
+    /// plus what `unstored` counted since (earlier decisions of the same batch).
+    pub fn facts(
+        &self,
+        needs: Vec<Need>,
+        kind: &str,
+        fingerprint: &str,
+        agent: AgentState,
+        unstored: &Unstored,
+    ) -> Result<Facts> {
+        let mut facts = Facts { agent, ..Facts::default() };
+        for need in needs {
+            match need {
+                Need::PeriodSpent { rule_id, from, to } => {
+                    facts.period_spent_cents.insert(rule_id, self.spent(from, to)?);
+                }
+                Need::RecentActions { rule_id, since } => {
+                    let recent = self.recent(kind, since).saturating_add(unstored.decisions);
+                    facts.recent_actions.insert(rule_id, recent);
+                }
+                Need::Duplicate { since } => {
+                    facts.duplicate = unstored.same_fingerprint
+                        || self.last_seen(kind, fingerprint).is_some_and(|last| last >= since);
+                }
+            }
+        }
+        Ok(facts)
+    }
+}
+
+/// Decisions counted but not yet stored when facts are taken: the earlier decisions of the
+/// same batch, of the same agent and kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unstored {
+    /// How many were counted.
+    pub decisions: u64,
+    /// Whether one of them had the same fingerprint.
+    pub same_fingerprint: bool,
 }
 
 /// Reads everything `window` covers for `agent_id` in one statement: its commitments, its
