@@ -132,6 +132,21 @@ id_type!(
     AuditId,
     "aud_"
 );
+id_type!(
+    /// A spend-guard reservation: a hold on an agent's budgets.
+    ReservationId,
+    "rsv_"
+);
+id_type!(
+    /// One change of a reservation.
+    ReservationEventId,
+    "rsve_"
+);
+id_type!(
+    /// A budget lease from a parent agent to a child.
+    BudgetLeaseId,
+    "bls_"
+);
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
 /// glance, so a test key pasted into production fails loudly.

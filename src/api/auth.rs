@@ -7,9 +7,10 @@ use axum::http::request::Parts;
 use serde_json::json;
 
 use super::AppState;
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ApiResult, ErrorCode};
 use crate::agreement::ids::{Environment, SecretKey};
 use crate::store::agents::{self, Account, Agent};
+use crate::store::governance::audit::Actor;
 
 /// The key kind of agent API keys: `pk_<environment>_<64 hex>`.
 pub const AGENT_KEY_KIND: &str = "pk";
@@ -144,4 +145,86 @@ pub(crate) async fn owned_agent(
 pub(crate) fn revoked_conflict() -> ApiError {
     ApiError::new(ErrorCode::AgentRevoked, "this agent is revoked; revocation is final")
         .with_details(json!({ "status": agents::REVOKED }))
+}
+
+/// The caller of a route agents call as themselves and owners for any agent of their account
+/// (`/v1/checks`, the spend guard): an agent (by its API key, or an execution token for this
+/// very write) or an account owner.
+#[derive(Debug, Clone)]
+pub enum Checker {
+    /// An agent, checking as itself.
+    Agent(Agent),
+    /// An owner, naming any agent of its account.
+    Owner(Account),
+}
+
+impl axum::extract::FromRequestParts<AppState> for Checker {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let key = credential(&parts.headers, state.environment)?;
+        let (reader, seen) = (state.store.reader(), &state.credentials_seen);
+        let checker = if key.prefix().is_some_and(|(kind, _)| kind == TOKEN_KIND) {
+            let grant = parts.extensions.get::<ExecutionGrant>().ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ExecutionTokenActionMismatch,
+                    "execution tokens act only on the write they were minted for",
+                )
+            })?;
+            Checker::Agent(grant.0.clone())
+        } else if let Some(agent) = seen.agent(reader, &key.hash()).await? {
+            Checker::Agent(agent)
+        } else {
+            let account = seen
+                .owner(reader, &key.hash())
+                .await?
+                .ok_or_else(|| invalid_credential("agent API key or owner credential"))?;
+            Checker::Owner(account)
+        };
+        let scope = match &checker {
+            Checker::Agent(agent) => agent.id.to_string(),
+            Checker::Owner(account) => account.id.to_string(),
+        };
+        parts.extensions.insert(Caller(scope));
+        Ok(checker)
+    }
+}
+
+impl Checker {
+    /// The agent a check is for and who asked: the agent key's own agent (naming another is
+    /// 403), or the agent the owner names (404 unless of its account).
+    pub(crate) async fn agent(
+        &self,
+        state: &AppState,
+        named: Option<&str>,
+    ) -> ApiResult<(Agent, Actor)> {
+        match self {
+            Checker::Agent(agent) => {
+                if named.is_some_and(|named| named != agent.id.as_str()) {
+                    return Err(ApiError::forbidden("an agent key checks only as its own agent"));
+                }
+                Ok((agent.clone(), Actor::Agent))
+            }
+            Checker::Owner(account) => {
+                let named = named.ok_or_else(|| {
+                    ApiError::validation(
+                        "agent_id",
+                        "`agent_id` is required with the owner credential",
+                    )
+                })?;
+                Ok((owned_agent(state, account, named).await?, Actor::Owner))
+            }
+        }
+    }
+
+    /// The caller's idempotency key space.
+    pub(crate) fn scope(&self) -> Caller {
+        match self {
+            Checker::Agent(agent) => Caller(agent.id.to_string()),
+            Checker::Owner(account) => Caller(account.id.to_string()),
+        }
+    }
 }

@@ -96,6 +96,8 @@ error_codes! {
     MethodNotAllowed = ("method_not_allowed", METHOD_NOT_ALLOWED),
     /// The approval expired before it was decided.
     ApprovalExpired = ("approval_expired", GONE),
+    /// The reservation expired before it was captured (`details.status`).
+    ReservationExpired = ("reservation_expired", GONE),
     /// The agreement's status does not allow the action.
     InvalidState = ("invalid_state", CONFLICT),
     /// A conditional update lost a race; read again and retry.
@@ -106,6 +108,21 @@ error_codes! {
     AgentRevoked = ("agent_revoked", CONFLICT),
     /// The approval was already approved or rejected (`details.status`).
     ApprovalAlreadyDecided = ("approval_already_decided", CONFLICT),
+    /// The reservation was captured already, for another amount or before a release
+    /// (`details.status`, `details.captured_cents`).
+    ReservationAlreadyCaptured = ("reservation_already_captured", CONFLICT),
+    /// The reservation was released (or rejected) already (`details.status`).
+    ReservationReleased = ("reservation_released", CONFLICT),
+    /// The reservation waits for its approval and holds nothing to capture yet.
+    ReservationPendingApproval = ("reservation_pending_approval", CONFLICT),
+    /// The reservation no longer waits for approval.
+    ReservationNotPending = ("reservation_not_pending", CONFLICT),
+    /// The hold follows an activation or a lease, not capture and release calls.
+    ReservationNotManual = ("reservation_not_manual", CONFLICT),
+    /// The budget lease has ended already (`details.status`).
+    LeaseNotActive = ("lease_not_active", CONFLICT),
+    /// The child agent already spends under an active lease (`details.lease_id`).
+    LeaseExists = ("lease_exists", CONFLICT),
     /// The webhook endpoint is disabled or retired.
     WebhookNotActive = ("webhook_not_active", CONFLICT),
     /// The delivery has not been attempted yet.

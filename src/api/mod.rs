@@ -28,6 +28,8 @@ pub mod receipts;
 pub mod settlement;
 mod signature;
 pub mod spend_gate;
+pub mod spend_guard;
+mod spend_request;
 pub mod telemetry;
 mod time;
 pub mod typed_data_view;
@@ -152,6 +154,30 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/checks", post(governance::checks::create))
         .route("/v1/checks/{check_id}", get(governance::checks::get))
         .route("/v1/audit", get(governance::audit::list))
+        .route("/v1/spend-guard/estimate", post(spend_guard::estimate::estimate))
+        .route("/v1/spend-guard/authorize", post(spend_guard::estimate::authorize))
+        .route(
+            "/v1/spend-guard/reservations",
+            post(spend_guard::reservations::create).get(spend_guard::reservations::list),
+        )
+        .route("/v1/spend-guard/reservations/{reservation_id}", get(spend_guard::reservations::get))
+        .route(
+            "/v1/spend-guard/reservations/{reservation_id}/capture",
+            post(spend_guard::reservations::capture),
+        )
+        .route(
+            "/v1/spend-guard/reservations/{reservation_id}/release",
+            post(spend_guard::reservations::release),
+        )
+        .route(
+            "/v1/spend-guard/budget-leases",
+            post(spend_guard::leases::create).get(spend_guard::leases::list),
+        )
+        .route(
+            "/v1/spend-guard/budget-leases/{lease_id}/release",
+            post(spend_guard::leases::release),
+        )
+        .route("/v1/spend-guard/usage/summary", get(spend_guard::summary::summary))
         .route(
             "/agents/{agent_id}/policies",
             get(governance::policies::get)

@@ -88,6 +88,17 @@ use super::{
         halt::circuit_break,
         audit::list,
         audit::violations,
+        crate::api::spend_guard::estimate::estimate,
+        crate::api::spend_guard::estimate::authorize,
+        crate::api::spend_guard::reservations::create,
+        crate::api::spend_guard::reservations::list,
+        crate::api::spend_guard::reservations::get,
+        crate::api::spend_guard::reservations::capture,
+        crate::api::spend_guard::reservations::release,
+        crate::api::spend_guard::leases::create,
+        crate::api::spend_guard::leases::list,
+        crate::api::spend_guard::leases::release,
+        crate::api::spend_guard::summary::summary,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth, &Refine),
@@ -102,6 +113,7 @@ use super::{
         (name = "webhooks", description = "Webhook endpoints and deliveries (owner credential)."),
         (name = "receipts", description = "Signed receipts of settlement events, and their check."),
         (name = "governance", description = "Owner policies, spend checks, approvals, the agent halt and the audit log."),
+        (name = "spend-guard", description = "Estimates, authorizations, reservations (holds on budgets), budget leases to child agents and the usage summary."),
     )
 )]
 struct ApiDoc;

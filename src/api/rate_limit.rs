@@ -74,7 +74,13 @@ impl Group {
         if path.contains("/sponsored-actions/") {
             return Some(Group::Sponsored);
         }
-        if path == "/v1/checks" || path.starts_with("/v1/checks/") {
+        if path.starts_with("/v1/spend-guard/budget-leases") {
+            return Some(Group::Governance);
+        }
+        if path == "/v1/checks"
+            || path.starts_with("/v1/checks/")
+            || path.starts_with("/v1/spend-guard/")
+        {
             return Some(Group::Checks);
         }
         let agent_governance = path.starts_with("/agents/")

@@ -47,6 +47,8 @@ pub(crate) struct Spend {
     pub request: Request,
     /// The policy a check names: any other answers 404 `policy_not_found` and records nothing.
     pub expect_policy: Option<String>,
+    /// The mandate the spend is made under, whose limits bind besides the policy.
+    pub mandate_id: Option<String>,
     /// When the request was read, for `latency_ms`.
     pub started: std::time::Instant,
 }
@@ -99,6 +101,8 @@ pub(crate) struct Gated {
     pub response: CheckResponse,
     /// The audit row of the decision, appended by [`record`].
     pub entry: AuditEntry,
+    /// The budget lease the agent spends under, whose capacity the decision counted.
+    pub lease_id: Option<String>,
 }
 
 impl Gated {
@@ -169,7 +173,8 @@ async fn policy_of(
     locked: &rows::Locked,
 ) -> ApiResult<(Arc<Policy>, u64, Option<String>)> {
     let Some((policy_id, version)) = &locked.policy else {
-        let none = Policy { rules: Vec::new(), duplicate_window_seconds: 0 };
+        let none =
+            Policy { rules: Vec::new(), duplicate_window_seconds: 0, prices: Default::default() };
         return Ok((Arc::new(none), 0, None));
     };
     let key = (agent_id.to_owned(), policy_id.clone(), *version);
@@ -214,6 +219,22 @@ struct Standing {
     policy: Arc<Policy>,
     version: u64,
     policy_id: Option<String>,
+    lease: Option<governance::LeaseFact>,
+}
+
+/// The budget lease `agent_id` spends under, as a decision sees it; `None` if it holds none.
+pub(crate) async fn lease_fact(
+    conn: &mut Conn,
+    lease_id: Option<&str>,
+) -> ApiResult<Option<governance::LeaseFact>> {
+    let Some(lease_id) = lease_id else { return Ok(None) };
+    let Some(lease) = rows::leases::get_in(conn, lease_id).await? else { return Ok(None) };
+    let counted_cents = rows::holds::counted_under_lease(conn, lease_id).await?;
+    Ok(Some(governance::LeaseFact {
+        lease_id: lease.id.to_string(),
+        amount_cents: lease.amount_cents,
+        counted_cents,
+    }))
 }
 
 /// Decides `spends` in order inside `conn`'s transaction: takes each agent's decision lock
@@ -230,7 +251,8 @@ pub(crate) async fn decide_batch(
     for agent in agents {
         let Some(locked) = rows::lock_agent_with_policy(conn, agent).await? else { continue };
         let (policy, version, policy_id) = policy_of(conn, agent, &locked).await?;
-        standing.insert(agent, Standing { state: locked.state, policy, version, policy_id });
+        let lease = lease_fact(conn, locked.lease_id.as_deref()).await?;
+        standing.insert(agent, Standing { state: locked.state, policy, version, policy_id, lease });
     }
     let fingerprints: Vec<String> = spends.iter().map(fingerprint).collect();
     // Everything the batch's decisions need, one read per agent.
@@ -261,16 +283,29 @@ pub(crate) async fn decide_batch(
             .with_details(json!({ "policy_id": spend.expect_policy }))));
             continue;
         }
-        let facts = facts(&counted, spend, &agent.policy, &fingerprint, agent.state)?;
+        let mut facts = facts(&counted, spend, &agent.policy, &fingerprint, agent.state)?;
+        facts.lease = agent.lease.clone();
+        facts.mandate_refusal = mandate_refusal(conn, spend).await?;
         let evaluation = governance::evaluate(&agent.policy, &spend.request, &facts);
         if evaluation.decision != Decision::Block {
             let kind = spend.kind.as_str();
             *counted.added.entry((spend.agent_id.clone(), kind)).or_default() += 1;
             counted.seen.insert((spend.agent_id.clone(), kind, fingerprint.clone()));
         }
-        decided.push(Ok(gated(spend, evaluation, agent.version, fingerprint)));
+        let mut decision = gated(spend, evaluation, agent.version, fingerprint);
+        decision.lease_id = agent.lease.as_ref().map(|l| l.lease_id.clone());
+        decided.push(Ok(decision));
     }
     Ok(decided)
+}
+
+/// Why the mandate `spend` is made under refuses it; `None` when it names none or the mandate
+/// admits it.
+async fn mandate_refusal(
+    _conn: &mut Conn,
+    _spend: &Spend,
+) -> ApiResult<Option<governance::MandateFact>> {
+    Ok(None)
 }
 
 /// The facts `policy` needs for `spend`: the store's counts as of the batch's start plus what
@@ -346,7 +381,7 @@ fn gated(spend: &Spend, evaluation: Evaluation, version: u64, fingerprint: Strin
         "message": evaluation.message,
         "violations": evaluation.violations,
     });
-    Gated { evaluation, policy_version: version, response, entry }
+    Gated { evaluation, policy_version: version, response, entry, lease_id: None }
 }
 
 /// Appends the audit rows of `decisions` and adds the counted ones to the velocity counts.

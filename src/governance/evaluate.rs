@@ -34,7 +34,7 @@ pub fn evaluate(policy: &Policy, request: &Request, facts: &Facts) -> Evaluation
     }
 
     let subject = Subject::new(request);
-    let mut fired: Vec<Fired> = Vec::new();
+    let mut fired: Vec<Fired> = rules::bounds(&subject, facts);
     if policy.duplicate_window_seconds > 0 && facts.duplicate {
         fired.push(rules::duplicate(policy.duplicate_window_seconds, &subject));
     }

@@ -105,6 +105,24 @@ string_enum!(
         AgentHalted = "agent_halted",
         /// The agent is revoked.
         AgentRevoked = "agent_revoked",
+        /// What the agent's budget lease has left is less than the amount.
+        LeaseExhausted = "lease_exhausted",
+        /// The mandate named is revoked.
+        MandateRevoked = "mandate_revoked",
+        /// The mandate named is not valid yet.
+        MandateNotYetValid = "mandate_not_yet_valid",
+        /// The mandate named is no longer valid.
+        MandateExpired = "mandate_expired",
+        /// The mandate does not allow this action type.
+        MandateActionNotAllowed = "mandate_action_not_allowed",
+        /// The mandate does not allow this counterparty.
+        MandateCounterpartyNotAllowed = "mandate_counterparty_not_allowed",
+        /// The mandate does not allow this category.
+        MandateCategoryNotAllowed = "mandate_category_not_allowed",
+        /// Above the mandate's `per_tx_max_cents`.
+        MandatePerTxExceeded = "mandate_per_tx_exceeded",
+        /// The mandate's spent plus this one is above its `max_total_cents`.
+        MandateExhausted = "mandate_exhausted",
     }
 );
 
@@ -162,6 +180,32 @@ pub struct Facts {
     pub recent_actions: BTreeMap<String, u64>,
     /// Whether an identical request was counted within `duplicate_window_seconds`.
     pub duplicate: bool,
+    /// The budget lease the agent spends under, when it holds one.
+    pub lease: Option<LeaseFact>,
+    /// Why the mandate the spend is made under refuses it, when it does.
+    pub mandate_refusal: Option<MandateFact>,
+}
+
+/// A budget lease as a decision sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseFact {
+    /// `bls_…`.
+    pub lease_id: String,
+    /// Its capacity in cents.
+    pub amount_cents: u64,
+    /// What its child holds or spent under it.
+    pub counted_cents: u64,
+}
+
+/// A mandate's refusal, as its own check ([`crate::governance::mandate`]) worded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MandateFact {
+    /// `mdt_…`.
+    pub mandate_id: String,
+    /// Why.
+    pub reason_code: ReasonCode,
+    /// A sentence built from the mandate's limits and the amount.
+    pub message: String,
 }
 
 // `string_enum!` declares the enum and its derives, so `#[derive(Default)]` cannot be added.

@@ -25,7 +25,7 @@ pub(super) const MAX_CENTS: u64 = 1_000_000_000_000_000;
 /// Longest velocity or duplicate window: 31 days.
 pub(super) const MAX_WINDOW_SECONDS: u64 = 31 * 24 * 60 * 60;
 
-const TOP_LEVEL_FIELDS: [&str; 2] = ["rules", "duplicate_window_seconds"];
+const TOP_LEVEL_FIELDS: [&str; 3] = ["rules", "duplicate_window_seconds", "prices"];
 const COMMON_FIELDS: [&str; 3] = ["id", "type", "description"];
 
 /// Every rule type and the parameters it takes (besides `id`, `type` and `description`).
@@ -82,7 +82,55 @@ pub(super) fn document(document: &Value) -> Result<Policy> {
         .enumerate()
         .map(|(index, value)| rule(index, value, &mut seen))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Policy { rules, duplicate_window_seconds })
+    let prices = prices(top.get("prices"))?;
+    Ok(Policy { rules, duplicate_window_seconds, prices })
+}
+
+/// The optional price list: `{"tokens": {model: {input_per_million_cents,
+/// output_per_million_cents}}, "tools": {tool: cents per call}}`.
+fn prices(value: Option<&Value>) -> Result<super::policy::Prices> {
+    let mut prices = super::policy::Prices::default();
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(prices) };
+    let refuse = |field: &str, message: &str| top_error(&format!("prices.{field}"), message);
+    let Some(top) = value.as_object() else {
+        return Err(top_error("prices", "`prices` must be an object with `tokens` and `tools`"));
+    };
+    for (key, entries) in top {
+        let Some(entries) = entries.as_object().filter(|e| e.len() <= MAX_RULES) else {
+            return Err(refuse(&shown(key), "must be an object of at most 100 entries"));
+        };
+        for (name, price) in entries {
+            if name.is_empty() || name.chars().count() > MAX_TEXT {
+                return Err(refuse(key, "names are 1 to 256 characters"));
+            }
+            match key.as_str() {
+                "tokens" => {
+                    let price: super::policy::TokenPrice = serde_json::from_value(price.clone())
+                        .ok()
+                        .filter(|p: &super::policy::TokenPrice| {
+                            p.input_per_million_cents <= MAX_CENTS
+                                && p.output_per_million_cents <= MAX_CENTS
+                        })
+                        .ok_or_else(|| {
+                            refuse(
+                                &format!("tokens.{}", shown(name)),
+                                "must be `{input_per_million_cents, output_per_million_cents}` \
+                                 in whole cents",
+                            )
+                        })?;
+                    prices.tokens.insert(name.clone(), price);
+                }
+                "tools" => {
+                    let cents = price.as_u64().filter(|c| *c <= MAX_CENTS).ok_or_else(|| {
+                        refuse(&format!("tools.{}", shown(name)), "must be whole cents per call")
+                    })?;
+                    prices.tools.insert(name.clone(), cents);
+                }
+                other => return Err(refuse(&shown(other), "is not `tokens` or `tools`")),
+            }
+        }
+    }
+    Ok(prices)
 }
 
 fn top_error(field: &str, message: impl Display) -> PolicyError {

@@ -12,6 +12,28 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Seconds within which an identical request is blocked as a duplicate; 0 turns it off.
     pub duplicate_window_seconds: u64,
+    /// The price list spend-guard estimates read when a request names no prices.
+    pub prices: Prices,
+}
+
+/// A policy's price list: per model, cents per million input and output tokens; per tool,
+/// cents per call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Prices {
+    /// By model name.
+    pub tokens: std::collections::BTreeMap<String, TokenPrice>,
+    /// Cents per call, by tool name.
+    pub tools: std::collections::BTreeMap<String, u64>,
+}
+
+/// What a model's tokens cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPrice {
+    /// Cents per million input tokens.
+    pub input_per_million_cents: u64,
+    /// Cents per million output tokens.
+    pub output_per_million_cents: u64,
 }
 
 /// One rule: an owner-chosen id, an optional description, and its typed parameters.

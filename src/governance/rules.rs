@@ -67,6 +67,53 @@ pub(super) fn duplicate(window: u64, subject: &Subject<'_>) -> Fired {
     }
 }
 
+/// What binds besides the policy's rules, first: the agent's budget lease (its amount less
+/// what its child counted) and the mandate the spend is made under.
+pub(super) fn bounds(subject: &Subject<'_>, facts: &Facts) -> Vec<Fired> {
+    let mut fired = Vec::new();
+    if let Some(lease) = &facts.lease {
+        let left = lease.amount_cents.saturating_sub(lease.counted_cents);
+        if subject.request.amount_cents > left {
+            fired.push(Fired {
+                violation: Violation {
+                    rule_id: lease.lease_id.clone(),
+                    rule_type: "budget_lease".to_owned(),
+                    decision: Decision::Block,
+                    reason_code: ReasonCode::LeaseExhausted,
+                    message: format!(
+                        "{} is more than the {} left of the agent's budget lease of {}.",
+                        subject.what(),
+                        dollars(left),
+                        dollars(lease.amount_cents)
+                    ),
+                },
+                description: Some(format!("Budget lease of {}", dollars(lease.amount_cents))),
+                decline: format!(
+                    "Your budget lease has {} left, less than this amount. Ask for a larger \
+                     lease instead of retrying.",
+                    dollars(left)
+                ),
+            });
+        }
+    }
+    if let Some(mandate) = &facts.mandate_refusal {
+        fired.push(Fired {
+            violation: Violation {
+                rule_id: mandate.mandate_id.clone(),
+                rule_type: "mandate".to_owned(),
+                decision: Decision::Block,
+                reason_code: mandate.reason_code,
+                message: mandate.message.clone(),
+            },
+            description: Some("Mandate".to_owned()),
+            decline: "Your mandate does not cover this spend. Do not retry it under this \
+                      mandate."
+                .to_owned(),
+        });
+    }
+    fired
+}
+
 /// Tests `rule` against the request; `None` when it does not fire.
 pub(super) fn check(rule: &Rule, subject: &Subject<'_>, facts: &Facts) -> Option<Fired> {
     let request = subject.request;

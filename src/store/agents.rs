@@ -349,6 +349,15 @@ pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revoca
             outbox::record(conn, Some(&action.agreement_id), event, &data, now).await?;
         }
     }
+    // Its holds and leases end with it, in this transaction.
+    super::governance::guard::stop_agent(
+        conn,
+        agent.as_str(),
+        AGENT_REVOKED,
+        super::governance::audit::Actor::Owner,
+        now,
+    )
+    .await?;
     // Its pending approvals end with it: nothing it asked for can be approved any more.
     let ended = super::governance::approvals::end_pending_of_agent(
         conn,

@@ -67,6 +67,24 @@ string_enum!(
         AgentResumed = "agent.resumed",
         /// The agent's policy has a new version.
         PolicyUpdated = "policy.updated",
+        /// A reservation holds its amount.
+        ReservationReserved = "reservation.reserved",
+        /// A reservation escalated and waits for the owner.
+        ReservationPendingApproval = "reservation.pending_approval",
+        /// A reservation was captured.
+        ReservationCaptured = "reservation.captured",
+        /// A reservation was released.
+        ReservationReleased = "reservation.released",
+        /// A reservation's time ran out.
+        ReservationExpired = "reservation.expired",
+        /// A reservation's approval was rejected or expired.
+        ReservationRejected = "reservation.rejected",
+        /// A parent agent leased budget to a child.
+        BudgetLeaseCreated = "budget_lease.created",
+        /// A lease ended; its unspent rest went back to the parent.
+        BudgetLeaseReleased = "budget_lease.released",
+        /// A lease's time ran out; its unspent rest went back to the parent.
+        BudgetLeaseExpired = "budget_lease.expired",
     }
 );
 

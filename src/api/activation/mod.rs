@@ -256,6 +256,7 @@ pub async fn activate(
             metadata: Metadata::default(),
         },
         expect_policy: None,
+        mandate_id: None,
         started,
     };
     let mut gated = spend_gate::decide(&mut tx, &spend).await?;
@@ -301,11 +302,17 @@ pub async fn activate(
             agreements::submit_activation(&mut tx, &record.id, record.status, &signatures_json, at)
                 .await
                 .map_err(conflict)?;
+            let bound = governance_rows::Bound {
+                lease_id: gated.lease_id.clone(),
+                mandate_id: spend.mandate_id.clone(),
+                check_id: Some(gated.response.check_id.clone()),
+            };
             governance_rows::commit_activation(
                 &mut tx,
                 record.id.as_str(),
                 spend.request.amount_cents,
                 at,
+                &bound,
             )
             .await?;
             jobs::enqueue(&mut tx, &job, at).await?;

@@ -11,6 +11,7 @@ use crate::api::auth::{OwnerAuth, owned_agent};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page;
+use crate::api::time::time_param;
 use crate::store::governance::audit::{
     self, Actor, AuditDecision, AuditEntry, AuditFilter, AuditKind,
 };
@@ -119,16 +120,6 @@ pub struct ViolationQuery {
 }
 
 /// An RFC 3339 time of a query, as unix seconds.
-fn time_param(field: &str, value: Option<&str>) -> ApiResult<Option<i64>> {
-    value
-        .map(|text| {
-            text.parse::<jiff::Timestamp>().map(|t| t.as_second()).map_err(|_| {
-                ApiError::validation(field, format!("`{field}` must be an RFC 3339 time"))
-            })
-        })
-        .transpose()
-}
-
 async fn page_of(
     state: &AppState,
     account: &str,
@@ -237,7 +228,7 @@ pub async fn violations(
     let filter = AuditFilter {
         agent_id: Some(agent_id),
         decisions: vec![AuditDecision::Block, AuditDecision::Escalate],
-        kinds: vec![AuditKind::Check, AuditKind::Activation],
+        kinds: vec![AuditKind::Check, AuditKind::Activation, AuditKind::Reservation],
         from: time_param("from", query.from.as_deref())?,
         to: time_param("to", query.to.as_deref())?,
     };

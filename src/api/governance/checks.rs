@@ -14,19 +14,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api::AppState;
-use crate::api::auth::{Caller, credential, invalid_credential, owned_agent};
+use crate::api::auth::Checker;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiJson, ApiPath, IdempotencyKey};
 use crate::api::idempotency::Idempotency;
 use crate::api::spend_gate::{CheckResponse, Spend};
+use crate::api::spend_request;
 use crate::governance::classify::classify;
-use crate::governance::{ActionType, Confidence, Metadata, Request};
-use crate::store::agents::Agent;
-use crate::store::governance::audit::{Actor, AuditKind};
+use crate::governance::{ActionType, Confidence, Request};
+use crate::store::governance::audit::AuditKind;
 use crate::store::governance::checks;
-
-/// The largest amount a check takes: $10 billion, in cents.
-const MAX_CENTS: u64 = 1_000_000_000_000;
 
 /// The body of `POST /v1/checks` (the seed's fields, plus `amount_cents`).
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
@@ -71,60 +68,12 @@ pub struct CheckRequest {
     pub metadata: Option<Map<String, Value>>,
 }
 
-/// Dollars as a JSON number to exact cents, refusing fractions of a cent and negatives.
-fn cents_of(amount: &serde_json::Number) -> ApiResult<u64> {
-    let refuse = || {
-        ApiError::validation(
-            "amount",
-            "`amount` must be a non-negative number of dollars with at most two decimals",
-        )
-    };
-    if let Some(dollars) = amount.as_u64() {
-        return dollars.checked_mul(100).filter(|c| *c <= MAX_CENTS).ok_or_else(refuse);
-    }
-    let value = amount.as_f64().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(refuse)?;
-    // The shortest decimal that reads back as this number: exact cents have at most two
-    // fractional digits.
-    let text = format!("{value}");
-    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
-    if fraction.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(refuse());
-    }
-    let whole: u64 = whole.parse().map_err(|_| refuse())?;
-    let fraction: u64 = format!("{fraction:0<2}").parse().map_err(|_| refuse())?;
-    whole
-        .checked_mul(100)
-        .and_then(|c| c.checked_add(fraction))
-        .filter(|c| *c <= MAX_CENTS)
-        .ok_or_else(refuse)
-}
-
-/// A metadata field of the expected type, or 422 naming it.
-fn metadata_field<T: serde::de::DeserializeOwned>(
-    metadata: &Map<String, Value>,
-    key: &str,
-    what: &str,
-) -> ApiResult<Option<T>> {
-    match metadata.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => serde_json::from_value(value.clone()).map(Some).map_err(|_| {
-            ApiError::validation(
-                &format!("metadata.{key}"),
-                format!("`metadata.{key}` must be {what}"),
-            )
-        }),
-    }
-}
-
 /// Checks the body's fields and builds the engine's request (at `at`).
 fn request_of(body: &CheckRequest, at: i64) -> ApiResult<(Request, Confidence, String)> {
-    let currency = body.currency.trim().to_uppercase();
-    if currency != "USD" && currency != "USDC" {
-        return Err(ApiError::validation("currency", "`currency` must be `USD` or `USDC`"));
-    }
+    let currency = spend_request::currency_of(&body.currency)?;
     let amount_cents = match (&body.amount, body.amount_cents) {
-        (Some(amount), None) => cents_of(amount)?,
-        (None, Some(cents)) if cents <= MAX_CENTS => cents,
+        (Some(amount), None) => spend_request::cents_of(amount)?,
+        (None, Some(cents)) if cents <= spend_request::MAX_CENTS => cents,
         (None, Some(_)) => {
             return Err(ApiError::validation("amount_cents", "`amount_cents` is too large"));
         }
@@ -166,32 +115,7 @@ fn request_of(body: &CheckRequest, at: i64) -> ApiResult<(Request, Confidence, S
             ));
         }
     };
-    let empty = Map::new();
-    let metadata = body.metadata.as_ref().unwrap_or(&empty);
-    let country: Option<String> = metadata_field(metadata, "country", "a two-letter country code")?;
-    if country.as_ref().is_some_and(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()))
-    {
-        return Err(ApiError::validation(
-            "metadata.country",
-            "`metadata.country` must be an ISO 3166-1 alpha-2 code",
-        ));
-    }
-    let category: Option<String> = metadata_field(metadata, "category", "a string")?;
-    let discount_percent: Option<f64> = metadata_field(metadata, "discount_percent", "a number")?;
-    if discount_percent.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
-        return Err(ApiError::validation(
-            "metadata.discount_percent",
-            "`metadata.discount_percent` must be 0 to 100",
-        ));
-    }
-    let metadata = Metadata {
-        days_since_purchase: metadata_field(
-            metadata,
-            "days_since_purchase",
-            "a whole number of days",
-        )?,
-        discount_percent,
-    };
+    let (metadata, country, category) = spend_request::metadata_of(body.metadata.as_ref())?;
     let mut counterparties = vec![counterparty.to_owned()];
     counterparties.extend(
         body.merchant_or_vendor.iter().map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
@@ -206,74 +130,6 @@ fn request_of(body: &CheckRequest, at: i64) -> ApiResult<(Request, Confidence, S
         metadata,
     };
     Ok((request, confidence, currency))
-}
-
-/// The caller of a check route: an agent (by its API key) or an account owner.
-#[derive(Debug, Clone)]
-pub enum Checker {
-    /// An agent, checking as itself.
-    Agent(Agent),
-    /// An owner, naming any agent of its account.
-    Owner(crate::store::agents::Account),
-}
-
-impl axum::extract::FromRequestParts<AppState> for Checker {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, ApiError> {
-        let key = credential(&parts.headers, state.environment)?;
-        let (reader, seen) = (state.store.reader(), &state.credentials_seen);
-        let checker = if let Some(agent) = seen.agent(reader, &key.hash()).await? {
-            Checker::Agent(agent)
-        } else {
-            let account = seen
-                .owner(reader, &key.hash())
-                .await?
-                .ok_or_else(|| invalid_credential("agent API key or owner credential"))?;
-            Checker::Owner(account)
-        };
-        let scope = match &checker {
-            Checker::Agent(agent) => agent.id.to_string(),
-            Checker::Owner(account) => account.id.to_string(),
-        };
-        parts.extensions.insert(Caller(scope));
-        Ok(checker)
-    }
-}
-
-impl Checker {
-    /// The agent a check is for and who asked: the agent key's own agent (naming another is
-    /// 403), or the agent the owner names (404 unless of its account).
-    async fn agent(&self, state: &AppState, named: Option<&str>) -> ApiResult<(Agent, Actor)> {
-        match self {
-            Checker::Agent(agent) => {
-                if named.is_some_and(|named| named != agent.id.as_str()) {
-                    return Err(ApiError::forbidden("an agent key checks only as its own agent"));
-                }
-                Ok((agent.clone(), Actor::Agent))
-            }
-            Checker::Owner(account) => {
-                let named = named.ok_or_else(|| {
-                    ApiError::validation(
-                        "agent_id",
-                        "`agent_id` is required with the owner credential",
-                    )
-                })?;
-                Ok((owned_agent(state, account, named).await?, Actor::Owner))
-            }
-        }
-    }
-
-    /// The caller's idempotency key space.
-    fn scope(&self) -> Caller {
-        match self {
-            Checker::Agent(agent) => Caller(agent.id.to_string()),
-            Checker::Owner(account) => Caller(account.id.to_string()),
-        }
-    }
 }
 
 /// `POST /v1/checks`: decides a spend against the agent's policy and records the decision.
@@ -324,6 +180,7 @@ pub async fn create(
         confidence,
         request,
         expect_policy: Some(body.policy_id.clone()),
+        mandate_id: None,
         started,
     };
     // Decided in a batch with whatever other checks arrived meanwhile; answered once the

@@ -80,6 +80,17 @@ pub async fn circuit_break(
         audit::append(&mut tx, &entry).await?;
         let data = json!({ "halted": body.halted, "reason": reason });
         outbox::record_for_agent(&mut tx, agent.id.as_str(), event, &data, at).await?;
+        if body.halted {
+            // A halted agent holds nothing: its holds and leases are given back at once.
+            crate::store::governance::guard::stop_agent(
+                &mut tx,
+                agent.id.as_str(),
+                "agent_halted",
+                Actor::Owner,
+                at,
+            )
+            .await?;
+        }
         tracing::info!(agent_id = %agent.id, halted = body.halted, "agent circuit breaker set");
     }
     let current = agents::get_agent_in(&mut tx, agent.id.as_str())

@@ -29,6 +29,11 @@ pub struct PolicyInput {
     /// Seconds within which an identical request is blocked as a duplicate (0 or absent: off).
     #[serde(default)]
     pub duplicate_window_seconds: Option<u64>,
+    /// The price list spend-guard estimates read: `{"tokens": {model:
+    /// {input_per_million_cents, output_per_million_cents}}, "tools": {tool: cents per call}}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub prices: Option<Value>,
 }
 
 /// One version of an agent's policy.
@@ -45,6 +50,9 @@ pub struct PolicyView {
     pub rules: Value,
     /// The duplicate guard's window in seconds (0: off).
     pub duplicate_window_seconds: u64,
+    /// The price list (`tokens`, `tools`).
+    #[schema(value_type = Object)]
+    pub prices: Value,
     /// When this version was written (UTC, RFC 3339).
     pub updated_at: String,
 }
@@ -61,6 +69,11 @@ impl From<&policies::PolicyVersion> for PolicyView {
                 .get("duplicate_window_seconds")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
+            prices: stored
+                .document
+                .get("prices")
+                .cloned()
+                .unwrap_or_else(|| json!({"tokens": {}, "tools": {}})),
             updated_at: crate::time::rfc3339(stored.created_at),
         }
     }

@@ -105,6 +105,7 @@ fn policy() -> impl Strategy<Value = Policy> {
             })
             .collect(),
         duplicate_window_seconds,
+        prices: Default::default(),
     })
 }
 
@@ -165,6 +166,7 @@ fn facts() -> impl Strategy<Value = Facts> {
             period_spent_cents,
             recent_actions,
             duplicate,
+            ..Facts::default()
         },
     )
 }

@@ -36,6 +36,14 @@ pub async fn escrow_activated(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    if result.rows_affected() == 1 {
+        let id: String = sqlx::query("SELECT id FROM usage_agreements WHERE agreement_key = $1")
+            .bind(key.to_string())
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("id")?;
+        crate::store::governance::follow_activation(conn, &id, now).await?;
+    }
     Ok(result.rows_affected() == 1)
 }
 
@@ -58,6 +66,9 @@ pub async fn activation_unconfirmed(conn: &mut Conn, id: &AgreementId, now: i64)
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    if result.rows_affected() == 1 {
+        crate::store::governance::follow_activation(conn, id.as_str(), now).await?;
+    }
     Ok(result.rows_affected() == 1)
 }
 
@@ -89,6 +100,10 @@ pub async fn escrow_changed(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    if state.buyer_withdrawn {
+        // What the buyer took back was never spent: its budgets get it back.
+        crate::store::governance::follow_activation(conn, id.as_str(), now).await?;
+    }
     Ok(())
 }
 

@@ -202,6 +202,9 @@ pub async fn activation_failed(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    if result.rows_affected() == 1 {
+        crate::store::governance::follow_activation(conn, id.as_str(), now).await?;
+    }
     Ok(result.rows_affected() == 1)
 }
 

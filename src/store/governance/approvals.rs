@@ -29,6 +29,8 @@ string_enum!(
         Activation = "activation",
         /// A spend check that escalated (the approval binds nothing by itself).
         Check = "check",
+        /// A spend-guard reservation that escalated: approving holds it.
+        Reservation = "reservation",
     }
 );
 

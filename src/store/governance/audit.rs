@@ -22,6 +22,10 @@ string_enum!(
         Halt = "halt",
         /// A new policy version.
         Policy = "policy",
+        /// A spend-guard reservation's decision.
+        Reservation = "reservation",
+        /// A budget lease granted or ended.
+        Lease = "lease",
     }
 );
 
@@ -46,6 +50,10 @@ string_enum!(
         Resumed = "resumed",
         /// A policy was written.
         Updated = "updated",
+        /// A lease was granted.
+        Created = "created",
+        /// A lease ended, or a hold was released.
+        Released = "released",
     }
 );
 

@@ -7,7 +7,11 @@
 pub mod approvals;
 pub mod audit;
 pub mod checks;
+pub mod guard;
+pub mod holds;
+pub mod leases;
 pub mod policies;
+pub mod usage;
 
 use sqlx::Row;
 
@@ -28,6 +32,8 @@ pub struct Locked {
     pub state: AgentState,
     /// The policy in force: its id and version; `None` if the agent never had one.
     pub policy: Option<(String, u64)>,
+    /// The budget lease the agent spends under, if it holds one.
+    pub lease_id: Option<String>,
 }
 
 /// [`lock_agent`], also naming the policy version in force, in the same statement (a decision
@@ -38,7 +44,9 @@ pub async fn lock_agent_with_policy(conn: &mut Conn, agent_id: &str) -> Result<O
          RETURNING status, halted, \
          (SELECT policy_id FROM policy_versions WHERE agent_id = $1 \
           ORDER BY version DESC LIMIT 1) AS policy_id, \
-         (SELECT MAX(version) FROM policy_versions WHERE agent_id = $1) AS policy_version",
+         (SELECT MAX(version) FROM policy_versions WHERE agent_id = $1) AS policy_version, \
+         (SELECT id FROM budget_leases WHERE child_agent_id = $1 AND status = 'active') \
+         AS lease_id",
     )
     .bind(agent_id)
     .fetch_optional(&mut *conn)
@@ -58,7 +66,8 @@ pub async fn lock_agent_with_policy(conn: &mut Conn, agent_id: &str) -> Result<O
         (Some(id), Some(version)) => Some((id, super::unsigned("version", version)?)),
         _ => None,
     };
-    Ok(Some(Locked { state, policy }))
+    let lease_id = row.try_get("lease_id")?;
+    Ok(Some(Locked { state, policy, lease_id }))
 }
 
 /// What counts toward a decision of `kind` (`check` or `activation`): velocity and the duplicate
@@ -277,10 +286,9 @@ pub async fn observe(conn: &mut Conn, agent_id: &str, window: &Window) -> Result
         let (from, to) = (number(from, &mut numbers), number(to, &mut numbers));
         parts.push(format!(
             "SELECT 's' AS part, '' AS kind, '' AS fingerprint, \
-             CAST(committed_at AS BIGINT) AS t, CAST(COALESCE(committed_cents, 0) AS BIGINT) AS v \
-             FROM usage_agreements WHERE buyer_agent_id = $1 \
-             AND committed_at >= {from} AND committed_at < {to} \
-             AND activation_status IN ('pending', 'submitting', 'submitted', 'confirmed')"
+             CAST(counted_at AS BIGINT) AS t, CAST(counted_cents AS BIGINT) AS v \
+             FROM reservations WHERE agent_id = $1 \
+             AND counted_at >= {from} AND counted_at < {to} AND counted_cents > 0"
         ));
     }
     if let Some(since) = window.counts_since {
@@ -328,13 +336,28 @@ pub async fn observe(conn: &mut Conn, agent_id: &str, window: &Window) -> Result
     Ok(observed)
 }
 
-/// Records what a queued activation commits of its buyer's budgets.
+/// What a spend is bound to besides the agent's policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bound {
+    /// The budget lease the agent spends under.
+    pub lease_id: Option<String>,
+    /// The mandate the spend is made under.
+    pub mandate_id: Option<String>,
+    /// The decision that let it through.
+    pub check_id: Option<String>,
+}
+
+/// Holds what a queued activation commits of its buyer's budgets (deposit plus fee, `cents`):
+/// a reservation that follows the activation ([`follow_activation`]).
 pub async fn commit_activation(
     conn: &mut Conn,
     agreement_id: &str,
     cents: u64,
     at: i64,
+    bound: &Bound,
 ) -> Result<()> {
+    use crate::agreement::ids::ReservationId;
+    let id = ReservationId::generate();
     sqlx::query(
         "UPDATE usage_agreements SET committed_cents = $2, committed_at = $3 WHERE id = $1",
     )
@@ -343,7 +366,86 @@ pub async fn commit_activation(
     .bind(at)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    sqlx::query(
+        "INSERT INTO reservations (id, account_id, agent_id, source, subject_id, status, \
+         amount_cents, captured_cents, counted_cents, action_type, currency, counterparty, \
+         category, metadata, mandate_id, lease_id, approval_id, check_id, ttl_seconds, \
+         expires_at, counted_at, created_at, updated_at) \
+         SELECT $1, ag.account_id, ua.buyer_agent_id, 'activation', ua.id, 'reserved', $3, NULL, \
+         $3, 'spend', 'USDC', ua.seller_agent_id, ua.service_id, NULL, $4, $5, NULL, $6, NULL, \
+         NULL, $7, $7, $7 FROM usage_agreements ua JOIN agents ag ON ag.id = ua.buyer_agent_id \
+         WHERE ua.id = $2",
+    )
+    .bind(id.as_str())
+    .bind(agreement_id)
+    .bind(i64::try_from(cents).unwrap_or(i64::MAX))
+    .bind(bound.mandate_id.clone())
+    .bind(bound.lease_id.clone())
+    .bind(bound.check_id.clone())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    let hold = holds::get_in(conn, id.as_str()).await?.ok_or(StoreError::Conflict)?;
+    let detail = serde_json::json!({ "source": "activation" });
+    holds::append_event(conn, &hold, holds::HoldEvent::Reserved, cents, "agent", &detail, at).await
+}
+
+/// Brings the hold of agreement `agreement_id`'s latest activation in line with what the
+/// activation did: held while it is on its way, captured once confirmed (less the unused
+/// deposit the buyer withdrew, credited back to the period it was counted in), released when
+/// it failed or expired, held again when a reorganisation took its block away. Called in the
+/// transaction of every change of an activation's status.
+pub async fn follow_activation(conn: &mut Conn, agreement_id: &str, at: i64) -> Result<()> {
+    use holds::{HoldEvent, HoldSource, HoldStatus};
+    let Some(hold) = holds::latest_for(conn, HoldSource::Activation, agreement_id).await? else {
+        return Ok(());
+    };
+    let Some(record) = super::agreements::get_in(conn, agreement_id).await? else {
+        return Ok(());
+    };
+    use crate::agreement::status::ActivationStatus as A;
+    let (to, counted, captured) = match record.activation_status {
+        A::Pending | A::Submitting | A::Submitted => {
+            (HoldStatus::Reserved, hold.amount_cents, None)
+        }
+        A::Confirmed => {
+            let credit = record
+                .terms
+                .as_ref()
+                .zip(record.escrow.as_ref())
+                .filter(|(_, escrow)| escrow.state.buyer_withdrawn)
+                .map(|(terms, escrow)| {
+                    let unused = terms.quantity.saturating_sub(escrow.state.claimed_units);
+                    let refund =
+                        terms.unit_price.0.saturating_mul(alloy::primitives::U256::from(unused));
+                    // Base units of a 6-decimal token: 10,000 to the cent, rounded down so the
+                    // budget never counts less than was paid.
+                    u64::try_from(refund / alloy::primitives::U256::from(10_000u64))
+                        .unwrap_or(u64::MAX)
+                })
+                .unwrap_or(0);
+            (
+                HoldStatus::Captured,
+                hold.amount_cents.saturating_sub(credit),
+                Some(hold.amount_cents),
+            )
+        }
+        A::Failed | A::Expired | A::Rejected => (HoldStatus::Released, 0, None),
+        _ => return Ok(()),
+    };
+    if to == hold.status && counted == hold.counted_cents {
+        return Ok(());
+    }
+    let event = match (hold.status, to) {
+        (HoldStatus::Captured, HoldStatus::Captured) => {
+            (HoldEvent::Credited, hold.counted_cents.saturating_sub(counted))
+        }
+        (HoldStatus::Captured, HoldStatus::Reserved) => (HoldEvent::Reheld, counted),
+        (_, HoldStatus::Captured) => (HoldEvent::Captured, counted),
+        (_, HoldStatus::Reserved) => (HoldEvent::Reheld, counted),
+        _ => (HoldEvent::Released, hold.counted_cents),
+    };
+    holds::follow(conn, &hold, to, counted, captured, event, at).await
 }
 
 /// Records what follows an approval that ended without being approved (`rejected` or
@@ -379,6 +481,27 @@ pub async fn approval_ended(
             outbox::record(conn, Some(&agreement), EventType::ActivationFailed, &data, at).await?;
         }
     }
+    if approval.kind == approvals::ApprovalKind::Reservation {
+        let ended = holds::end(
+            conn,
+            &approval.subject_id,
+            holds::HoldStatus::Rejected,
+            &reason,
+            actor.as_str(),
+            at,
+        )
+        .await?;
+        if let Some(hold) = ended {
+            outbox::record_for_agent(
+                conn,
+                &hold.agent_id,
+                EventType::ReservationRejected,
+                &holds::event_data(&hold),
+                at,
+            )
+            .await?;
+        }
+    }
     let mut entry = audit::AuditEntry::new(
         &approval.account_id,
         Some(&approval.agent_id),
@@ -399,6 +522,17 @@ pub async fn approval_ended(
     audit::append(conn, &entry).await?;
     outbox::record_for_agent(conn, &approval.agent_id, event, &approval_event(approval), at)
         .await?;
+    Ok(())
+}
+
+/// Ends the approval `id` as rejected with `reason` if it is still pending (what it waited for
+/// went away), with its consequences ([`approval_ended`]) recorded as the system's.
+pub async fn end_approval(conn: &mut Conn, id: &str, reason: &str, at: i64) -> Result<()> {
+    let decided =
+        approvals::decide(conn, id, approvals::ApprovalStatus::Rejected, Some(reason), at).await?;
+    if let Some(approval) = decided {
+        approval_ended(conn, &approval, audit::Actor::System, at).await?;
+    }
     Ok(())
 }
 

@@ -281,7 +281,15 @@ async fn the_decision_lock_reports_standing_and_facts_count(store: &Store) {
         )
         .await
         .unwrap();
-        rows::commit_activation(&mut tx, record.id.as_str(), cents, committed_at).await.unwrap();
+        rows::commit_activation(
+            &mut tx,
+            record.id.as_str(),
+            cents,
+            committed_at,
+            &rows::Bound::default(),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         ids.push(record.id);
     }

@@ -62,6 +62,7 @@ fn budgets_only(policy: Policy) -> Policy {
             .filter(|rule| matches!(rule.kind, RuleKind::PeriodBudget { .. }))
             .collect(),
         duplicate_window_seconds: 0,
+        prices: Default::default(),
     }
 }
 
@@ -75,12 +76,13 @@ pub(super) async fn approve(
 ) -> ApiResult<Approval> {
     let held = match approval.kind {
         ApprovalKind::Activation => Some(held_activation(state, approval).await?),
-        ApprovalKind::Check => None,
+        ApprovalKind::Check | ApprovalKind::Reservation => None,
     };
     let mut tx = state.store.begin().await?;
-    let agent = rows::lock_agent(&mut tx, &approval.agent_id)
+    let locked = rows::lock_agent_with_policy(&mut tx, &approval.agent_id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
+    let agent = locked.state;
     if agent == AgentState::Halted {
         return Err(ApiError::new(
             ErrorCode::AgentHalted,
@@ -101,7 +103,11 @@ pub(super) async fn approve(
             metadata: governance::Metadata::default(),
         };
         let scope = Scope { agent_id: &approval.agent_id, kind: "activation" };
-        let facts = rows::facts(&mut tx, scope, &policy, &request, "", agent).await?;
+        let mut facts = rows::facts(&mut tx, scope, &policy, &request, "", agent).await?;
+        if approval.kind != ApprovalKind::Check {
+            facts.lease =
+                crate::api::spend_gate::lease_fact(&mut tx, locked.lease_id.as_deref()).await?;
+        }
         let evaluation = governance::evaluate(&policy, &request, &facts);
         if evaluation.decision == Decision::Block {
             return Err(ApiError::new(
@@ -136,10 +142,27 @@ pub(super) async fn approve(
         if !agreements::approve_activation(&mut tx, &id, at).await? {
             return Err(ApiError::invalid_state(held.record.status, "activated after approval"));
         }
-        rows::commit_activation(&mut tx, id.as_str(), approval.amount_cents, at).await?;
+        let bound = rows::Bound { lease_id: locked.lease_id.clone(), ..rows::Bound::default() };
+        rows::commit_activation(&mut tx, id.as_str(), approval.amount_cents, at, &bound).await?;
         jobs::enqueue(&mut tx, &held.job, at).await?;
         let data = json!({ "job_id": held.job.id, "approval_id": approval.id });
         outbox::record(&mut tx, Some(&id), EventType::ActivationQueued, &data, at).await?;
+    }
+    if approval.kind == ApprovalKind::Reservation {
+        let held = rows::holds::approve(&mut tx, &approval.subject_id, approval.id.as_str(), at)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::ReservationNotPending, "the reservation no longer waits")
+            })?;
+        let data = rows::holds::event_data(&held);
+        outbox::record_for_agent(
+            &mut tx,
+            &held.agent_id,
+            EventType::ReservationReserved,
+            &data,
+            at,
+        )
+        .await?;
     }
     let mut entry = AuditEntry::new(
         &approval.account_id,
