@@ -49,6 +49,9 @@ pub(crate) struct Spend {
     pub expect_policy: Option<String>,
     /// The mandate the spend is made under, whose limits bind besides the policy.
     pub mandate_id: Option<String>,
+    /// Only the policy's `period_budget` rules decide (a lease the owner grants is carved out
+    /// of budgets; the rules about what an agent buys do not apply to it).
+    pub budgets_only: bool,
     /// When the request was read, for `latency_ms`.
     pub started: std::time::Instant,
 }
@@ -286,7 +289,11 @@ pub(crate) async fn decide_batch(
         let mut facts = facts(&counted, spend, &agent.policy, &fingerprint, agent.state)?;
         facts.lease = agent.lease.clone();
         facts.mandate_refusal = mandate_refusal(conn, spend).await?;
-        let evaluation = governance::evaluate(&agent.policy, &spend.request, &facts);
+        let evaluation = if spend.budgets_only {
+            governance::evaluate(&budgets_only(&agent.policy), &spend.request, &facts)
+        } else {
+            governance::evaluate(&agent.policy, &spend.request, &facts)
+        };
         if evaluation.decision != Decision::Block {
             let kind = spend.kind.as_str();
             *counted.added.entry((spend.agent_id.clone(), kind)).or_default() += 1;
@@ -306,6 +313,20 @@ async fn mandate_refusal(
     _spend: &Spend,
 ) -> ApiResult<Option<governance::MandateFact>> {
     Ok(None)
+}
+
+/// The `period_budget` rules of `policy` alone, without the duplicate guard.
+pub(crate) fn budgets_only(policy: &Policy) -> Policy {
+    Policy {
+        rules: policy
+            .rules
+            .iter()
+            .filter(|rule| matches!(rule.kind, governance::RuleKind::PeriodBudget { .. }))
+            .cloned()
+            .collect(),
+        duplicate_window_seconds: 0,
+        prices: Default::default(),
+    }
 }
 
 /// The facts `policy` needs for `spend`: the store's counts as of the batch's start plus what

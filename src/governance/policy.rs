@@ -13,6 +13,7 @@ pub struct Policy {
     /// Seconds within which an identical request is blocked as a duplicate; 0 turns it off.
     pub duplicate_window_seconds: u64,
     /// The price list spend-guard estimates read when a request names no prices.
+    #[serde(skip_serializing_if = "Prices::is_empty")]
     pub prices: Prices,
 }
 
@@ -24,6 +25,13 @@ pub struct Prices {
     pub tokens: std::collections::BTreeMap<String, TokenPrice>,
     /// Cents per call, by tool name.
     pub tools: std::collections::BTreeMap<String, u64>,
+}
+
+impl Prices {
+    /// Whether it lists nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.tools.is_empty()
+    }
 }
 
 /// What a model's tokens cost.

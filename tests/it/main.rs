@@ -55,5 +55,6 @@ mod webhooks_in_flight;
 // Private here, so a helper no test uses is a dead-code warning. Its items are `pub` because the
 // benchmark (benches/service/main.rs) includes the same files as a `pub` module, where unused
 // ones are then exported rather than dead.
+mod spend_guard;
 #[allow(unreachable_pub)]
 mod support;

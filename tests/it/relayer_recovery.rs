@@ -50,6 +50,19 @@ async fn a_revert_in_the_block_fails_the_activation_with_its_decoded_reason() {
     let receipt = h.chain.provider.get_transaction_receipt(tx_hash).await.unwrap().unwrap();
     assert!(!receipt.status(), "the activation itself reverted on-chain");
     assert_eq!(h.chain.balance(*h.chain.escrow.address()).await, U256::ZERO);
+    // What it held of the buyer's budgets is given back.
+    let (_, holds) =
+        h.call(Method::GET, "/v1/spend-guard/reservations", Some(&buyer.key), None).await;
+    let hold = &holds["data"][0];
+    assert_eq!(
+        (hold["source"].as_str(), hold["subject_id"].as_str()),
+        (Some("activation"), Some(id.as_str()))
+    );
+    assert_eq!(
+        (hold["status"].as_str(), hold["counted_cents"].as_u64()),
+        (Some("released"), Some(0)),
+        "{hold}"
+    );
 }
 
 #[tokio::test]

@@ -149,6 +149,20 @@ async fn two_watchers_roll_a_reorganisation_back_once() {
     drop_postgres(&url).await;
 }
 
+/// The spend-guard hold of the activation of agreement `id`, as its buyer reads it.
+async fn activation_hold(h: &Harness, buyer: &TestAgent, id: &str) -> Value {
+    let (status, list) =
+        h.call(Method::GET, "/v1/spend-guard/reservations?limit=100", Some(&buyer.key), None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "activation" && r["subject_id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no hold for {id}: {list}"))
+}
+
 async fn activation_reorgs(h: &Harness) {
     let (buyer, seller) = h.parties().await;
     for depth in 1..=5u64 {
@@ -168,6 +182,8 @@ async fn activation_reorgs(h: &Harness) {
         assert_ne!(escrow["escrow"]["status"], "active", "depth {depth}: {escrow}");
         assert_eq!(receipts_of(h, &buyer).await.len(), receipts_before - 1, "receipt withdrawn");
         assert!(event_types(h, &buyer.key, &id).await.contains(&"agreement.reorged".to_owned()));
+        // The budget hold of a reorganised activation is held again, not spent.
+        assert_eq!(activation_hold(h, &buyer, &id).await["status"], "reserved", "depth {depth}");
 
         // The relayer sends it again; mined in a new block, it confirms again.
         h.automine(true).await;
@@ -183,6 +199,11 @@ async fn activation_reorgs(h: &Harness) {
             .filter(|t| t == "activation.confirmed")
             .count();
         assert_eq!(confirmations, 2, "depth {depth}: confirmed, reorged, confirmed again");
+        let hold = activation_hold(h, &buyer, &id).await;
+        assert_eq!(hold["status"], "captured", "depth {depth}: {hold}");
+        let events: Vec<&str> =
+            hold["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(events, ["reserved", "captured", "reheld", "captured"], "depth {depth}");
     }
     // Each activation's deposit and fee are in the escrow exactly once.
     let escrowed = h.chain.balance(*h.chain.escrow.address()).await;

@@ -257,6 +257,7 @@ pub async fn activate(
         },
         expect_policy: None,
         mandate_id: None,
+        budgets_only: false,
         started,
     };
     let mut gated = spend_gate::decide(&mut tx, &spend).await?;

@@ -181,6 +181,7 @@ pub async fn create(
         request,
         expect_policy: Some(body.policy_id.clone()),
         mandate_id: None,
+        budgets_only: false,
         started,
     };
     // Decided in a batch with whatever other checks arrived meanwhile; answered once the

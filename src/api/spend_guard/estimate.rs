@@ -257,6 +257,12 @@ async fn price(
     let priced = match kind {
         EstimateKind::Payment | EstimateKind::Delegated => {
             let amount = required(body.amount_cents, "amount_cents", kind)?;
+            if amount == 0 {
+                return Err(ApiError::validation(
+                    "amount_cents",
+                    "`amount_cents` must be at least 1",
+                ));
+            }
             (amount, json!({ "amount_cents": amount }))
         }
         EstimateKind::Agreement => {
@@ -315,7 +321,14 @@ async fn price(
                     "output_tokens": output,
                     "input_price_per_million_cents": input_price,
                     "output_price_per_million_cents": output_price,
-                    "price_source": if body.input_price_per_million_cents.is_some() { "request" } else { "policy" },
+                    "price_source": match (
+                        body.input_price_per_million_cents.is_some(),
+                        body.output_price_per_million_cents.is_some(),
+                    ) {
+                        (true, true) => "request",
+                        (false, false) => "policy",
+                        _ => "request_and_policy",
+                    },
                 }),
             )
         }
@@ -407,6 +420,7 @@ pub async fn authorize(
         request: body.request(at)?,
         expect_policy: None,
         mandate_id,
+        budgets_only: false,
         started,
     };
     // Decided exactly as a reservation would be, in a transaction that is rolled back: the

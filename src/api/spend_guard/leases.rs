@@ -195,7 +195,9 @@ pub async fn create(
         }
         above = leases::active_of(&mut tx, &lease.parent_agent_id).await?;
     }
-    if depth > MAX_DEPTH {
+    // And downward: the leases the child granted come along under the new one.
+    let below = depth_below(&mut tx, child.id.as_str()).await?;
+    if depth + below > MAX_DEPTH {
         return Err(ApiError::validation(
             "parent_agent_id",
             format!("leases nest at most {MAX_DEPTH} deep"),
@@ -220,6 +222,7 @@ pub async fn create(
         },
         expect_policy: None,
         mandate_id: None,
+        budgets_only: true,
         started,
     };
     let gated = spend_gate::decide(&mut tx, &spend).await?;
@@ -292,6 +295,25 @@ pub async fn create(
     idempotency.save(&mut tx, StatusCode::CREATED, &response).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(response)))
+}
+
+/// How many levels of active leases hang below `agent_id` (0 if it granted none).
+async fn depth_below(tx: &mut store::Conn, agent_id: &str) -> ApiResult<u64> {
+    let mut deepest = 0;
+    let mut level = vec![agent_id.to_owned()];
+    while !level.is_empty() && deepest <= MAX_DEPTH {
+        let mut next = Vec::new();
+        for agent in &level {
+            for lease in leases::active_granted_by(tx, agent).await? {
+                next.push(lease.child_agent_id);
+            }
+        }
+        if !next.is_empty() {
+            deepest += 1;
+        }
+        level = next;
+    }
+    Ok(deepest)
 }
 
 /// Takes `agent_id`'s decision lock (404 if it vanished).

@@ -20,8 +20,10 @@ use super::spend_request;
 use crate::api::auth::ExecutionGrant;
 use crate::governance::{ActionType, Request};
 
-/// What a spend-guard request spends, for whom and on what.
+/// What a spend-guard request spends, for whom and on what: the body of authorize and of
+/// reservations (`ttl_seconds` and `lease_id` matter to reservations only).
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SpendFields {
     /// The agent spending: an agent key may name only itself (or leave it out); the owner
     /// names any agent of its account.
@@ -48,6 +50,14 @@ pub struct SpendFields {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
+    /// Reservations: seconds the hold lives unless captured or released (default 900, at most
+    /// 86,400).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Reservations: the agent's active budget lease, to make sure the hold counts against it
+    /// (the agent's active lease is used whether named or not).
+    #[serde(default)]
+    pub lease_id: Option<String>,
 }
 
 impl SpendFields {

@@ -31,20 +31,7 @@ pub const DEFAULT_TTL_SECS: u64 = 900;
 pub const MAX_TTL_SECS: u64 = 86_400;
 
 /// The body of `POST /v1/spend-guard/reservations`.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReservationRequest {
-    /// What is spent, who is paid, on what.
-    #[serde(flatten)]
-    pub spend: SpendFields,
-    /// Seconds the hold lives unless captured or released (default 900, at most 86,400).
-    #[serde(default)]
-    pub ttl_seconds: Option<u64>,
-    /// The agent's active budget lease, to make sure the hold counts against it (the agent's
-    /// active lease is used whether named or not).
-    #[serde(default)]
-    pub lease_id: Option<String>,
-}
+pub type ReservationRequest = SpendFields;
 
 /// The body of capture: how much of the hold was spent (default: all of it).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
@@ -210,7 +197,7 @@ pub struct ReservationQuery {
     path = "/v1/spend-guard/reservations",
     operation_id = "create_reservation",
     tag = "spend-guard",
-    request_body = ReservationRequest,
+    request_body = SpendFields,
     security(("bearerAuth" = [])),
     responses(
         (status = 201, description = "Held", body = ReservationCreated),
@@ -230,7 +217,7 @@ pub async fn create(
     ApiJson(body): ApiJson<ReservationRequest>,
 ) -> ApiResult<Response> {
     let started = std::time::Instant::now();
-    let (agent, actor) = checker.agent(&state, body.spend.agent_id.as_deref()).await?;
+    let (agent, actor) = checker.agent(&state, body.agent_id.as_deref()).await?;
     let fingerprint = serde_json::to_string(&body).map_err(ApiError::internal)?;
     let idempotency =
         match Idempotency::open(&state, checker.scope(), key, method.as_str(), &uri, &fingerprint)
@@ -246,20 +233,21 @@ pub async fn create(
             format!("`ttl_seconds` must be 1 to {MAX_TTL_SECS}"),
         ));
     }
-    let mandate_id = grant_mandate(grant.as_ref().map(|g| &g.0), body.spend.mandate_id.as_deref())?;
+    let mandate_id = grant_mandate(grant.as_ref().map(|g| &g.0), body.mandate_id.as_deref())?;
     let at = crate::store::now();
-    let request = body.spend.request(at)?;
+    let request = body.request(at)?;
     let spend = Spend {
         account_id: agent.account_id.to_string(),
         agent_id: agent.id.to_string(),
         kind: AuditKind::Reservation,
         actor,
         subject_id: None,
-        currency: body.spend.currency()?,
+        currency: body.currency()?,
         confidence: Confidence::High,
         request,
         expect_policy: None,
         mandate_id: mandate_id.clone(),
+        budgets_only: false,
         started,
     };
     let mut tx = state.store.begin().await?;
@@ -292,9 +280,9 @@ pub async fn create(
         counted_cents: if escalated { 0 } else { spend.request.amount_cents },
         action_type: spend.request.action_type.as_str().to_owned(),
         currency: spend.currency.clone(),
-        counterparty: body.spend.counterparty.clone(),
-        category: body.spend.category.clone(),
-        metadata: body.spend.metadata.clone().map(serde_json::Value::Object),
+        counterparty: body.counterparty.clone(),
+        category: body.category.clone(),
+        metadata: body.metadata.clone().map(serde_json::Value::Object),
         mandate_id,
         lease_id: gated.lease_id.clone(),
         approval_id: None,
@@ -366,8 +354,8 @@ fn actor_of(checker: &Checker) -> Actor {
     }
 }
 
-/// Why a hold in `hold`'s status cannot be captured (or released, `releasing`).
-fn resolved(hold: &Hold, releasing: bool) -> ApiError {
+/// Why a hold in `hold`'s status cannot be captured or released.
+fn resolved(hold: &Hold) -> ApiError {
     let details = json!({
         "status": hold.status.as_str(),
         "captured_cents": hold.captured_cents,
@@ -382,8 +370,8 @@ fn resolved(hold: &Hold, releasing: bool) -> ApiError {
         HoldStatus::PendingApproval => {
             (ErrorCode::ReservationPendingApproval, "the reservation waits for its approval")
         }
-        HoldStatus::Released | HoldStatus::Rejected if !releasing => {
-            (ErrorCode::ReservationReleased, "the reservation was released")
+        HoldStatus::Rejected => {
+            (ErrorCode::ReservationReleased, "the reservation's approval was refused")
         }
         _ => (ErrorCode::ReservationReleased, "the reservation was released"),
     };
@@ -466,6 +454,12 @@ pub async fn capture(
         return Err(not_manual(&hold));
     }
     let amount = body.amount_cents.unwrap_or(hold.amount_cents);
+    if amount == 0 {
+        return Err(ApiError::validation(
+            "amount_cents",
+            "`amount_cents` must be at least 1; release the reservation to spend nothing",
+        ));
+    }
     if amount > hold.amount_cents {
         return Err(ApiError::validation(
             "amount_cents",
@@ -492,7 +486,7 @@ pub async fn capture(
             return Ok((StatusCode::OK, Json(view)).into_response());
         }
         tx.commit().await?;
-        return Err(resolved(&now, false));
+        return Err(resolved(&now));
     };
     let data = holds::event_data(&captured);
     outbox::record_for_agent(
@@ -583,7 +577,7 @@ pub async fn release(
             return Ok((StatusCode::OK, Json(view)).into_response());
         }
         tx.commit().await?;
-        return Err(resolved(&now, true));
+        return Err(resolved(&now));
     };
     if let Some(approval_id) = &released.approval_id {
         // A released hold no longer waits: its approval ends with it.

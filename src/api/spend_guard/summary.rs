@@ -36,7 +36,7 @@ pub struct SummaryQuery {
 
 /// Cents by what happened to reservations.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct HoldTotals {
+pub struct ReservationTotals {
     /// Held (a reservation made, approved, or held again after a reorganisation).
     pub reserved_cents: u64,
     /// Captured.
@@ -53,7 +53,7 @@ pub struct HoldTotals {
 
 /// Leases by status, as granted in the window.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct LeaseTotals {
+pub struct LeaseGrantTotals {
     /// Leases granted.
     pub granted: u64,
     /// Their capacity in cents.
@@ -64,19 +64,19 @@ pub struct LeaseTotals {
 
 /// One summary: totals, or one group's.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct Summary {
+pub struct SpendTotals {
     /// Decisions by kind (`check`, `reservation`, `activation`, `lease`) and outcome
     /// (`allow`, `block`, `escalate`).
     pub decisions: BTreeMap<String, BTreeMap<String, u64>>,
     /// Reservation amounts.
-    pub reservations: HoldTotals,
+    pub reservations: ReservationTotals,
     /// Approvals opened in the window, by status now.
     pub approvals: BTreeMap<String, u64>,
     /// Leases granted in the window.
-    pub leases: LeaseTotals,
+    pub leases: LeaseGrantTotals,
 }
 
-impl Summary {
+impl SpendTotals {
     fn add(&mut self, tally: &Tally) {
         match tally.section.as_str() {
             "decision" => {
@@ -115,17 +115,17 @@ impl Summary {
 
 /// One group of the summary.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SummaryGroup {
+pub struct SpendSummaryGroup {
     /// The agent id, the day (`YYYY-MM-DD`, UTC) or the decision.
     pub key: String,
     /// The group's summary.
     #[serde(flatten)]
-    pub summary: Summary,
+    pub summary: SpendTotals,
 }
 
 /// The usage summary.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct UsageSummary {
+pub struct SpendSummary {
     /// The window's start (RFC 3339).
     pub from: String,
     /// The window's end.
@@ -135,9 +135,9 @@ pub struct UsageSummary {
     /// How `groups` is grouped, if it is.
     pub group_by: Option<String>,
     /// Everything in the window.
-    pub totals: Summary,
+    pub totals: SpendTotals,
     /// Per group, in key order (empty without `group_by`; by `decision`, only decisions).
-    pub groups: Vec<SummaryGroup>,
+    pub groups: Vec<SpendSummaryGroup>,
 }
 
 /// `GET /v1/spend-guard/usage/summary?from=&to=&agent_id=&group_by=agent|day|decision`.
@@ -154,7 +154,7 @@ pub struct UsageSummary {
     ),
     security(("bearerAuth" = [])),
     responses(
-        (status = 200, description = "The summary", body = UsageSummary),
+        (status = 200, description = "The summary", body = SpendSummary),
         (status = 404, description = "`agent_id` is not an agent of the caller", body = crate::api::error::ErrorBody),
         (status = 422, description = "A bad time, window or `group_by`", body = crate::api::error::ErrorBody),
     ),
@@ -163,7 +163,7 @@ pub async fn summary(
     State(state): State<AppState>,
     checker: Checker,
     ApiQuery(query): ApiQuery<SummaryQuery>,
-) -> ApiResult<Json<UsageSummary>> {
+) -> ApiResult<Json<SpendSummary>> {
     let group_by = query.group_by.as_deref();
     if group_by.is_some_and(|g| !["agent", "day", "decision"].contains(&g)) {
         return Err(ApiError::validation(
@@ -195,8 +195,8 @@ pub async fn summary(
     };
     let tallies =
         usage::tallies(state.store.reader(), &account, agent_id.as_deref(), from, to).await?;
-    let mut totals = Summary::default();
-    let mut groups: BTreeMap<String, Summary> = BTreeMap::new();
+    let mut totals = SpendTotals::default();
+    let mut groups: BTreeMap<String, SpendTotals> = BTreeMap::new();
     for tally in &tallies {
         totals.add(tally);
         let key = match group_by {
@@ -209,12 +209,15 @@ pub async fn summary(
             groups.entry(key).or_default().add(tally);
         }
     }
-    Ok(Json(UsageSummary {
+    Ok(Json(SpendSummary {
         from: crate::time::rfc3339(from),
         to: crate::time::rfc3339(to),
         agent_id,
         group_by: group_by.map(str::to_owned),
         totals,
-        groups: groups.into_iter().map(|(key, summary)| SummaryGroup { key, summary }).collect(),
+        groups: groups
+            .into_iter()
+            .map(|(key, summary)| SpendSummaryGroup { key, summary })
+            .collect(),
     }))
 }

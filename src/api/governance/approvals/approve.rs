@@ -11,7 +11,7 @@ use crate::api::AppState;
 use crate::api::activation_queue::{self, StoredSignatures};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::idempotency::Idempotency;
-use crate::governance::{self, AgentState, Decision, Policy, Request, RuleKind};
+use crate::governance::{self, AgentState, Decision, Request};
 use crate::store::governance::approvals::{self, Approval, ApprovalKind, ApprovalStatus};
 use crate::store::governance::audit::{self, Actor, AuditDecision, AuditEntry, AuditKind};
 use crate::store::governance::{self as rows, Scope};
@@ -52,20 +52,6 @@ async fn held_activation(state: &AppState, approval: &Approval) -> ApiResult<Hel
     Ok(HeldActivation { record, job, screening })
 }
 
-/// The budget rules of `policy` alone: approving re-checks what the period budgets allow now,
-/// not the escalation the owner is answering nor the counts the request itself added.
-fn budgets_only(policy: Policy) -> Policy {
-    Policy {
-        rules: policy
-            .rules
-            .into_iter()
-            .filter(|rule| matches!(rule.kind, RuleKind::PeriodBudget { .. }))
-            .collect(),
-        duplicate_window_seconds: 0,
-        prices: Default::default(),
-    }
-}
-
 /// Approves `approval`; returns it as decided.
 pub(super) async fn approve(
     state: &AppState,
@@ -92,7 +78,7 @@ pub(super) async fn approve(
     if let Some((policy, _)) =
         crate::api::spend_gate::policy_in_force(&mut tx, &approval.agent_id).await?
     {
-        let policy = budgets_only(policy);
+        let policy = crate::api::spend_gate::budgets_only(&policy);
         let request = Request {
             action_type: approval.action_type.parse().unwrap_or(governance::ActionType::Spend),
             amount_cents: approval.amount_cents,

@@ -1,0 +1,427 @@
+//! The spend guard against the real server over HTTP: reservations hold exactly the budget
+//! under concurrency, capture and release are exclusive, an uncaptured hold is expired by the
+//! sweeper across a restart, escalated holds wait for the owner, budget leases bound their
+//! children, halting gives holds back, and an activation's hold follows the chain.
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::service::{Harness, OWNER_KEY, TestAgent};
+
+/// Writes `rules` as `agent`'s policy.
+async fn policy(h: &Harness, agent: &TestAgent, rules: Value) {
+    let path = format!("/agents/{}/policies", agent.id);
+    let (status, body) =
+        h.call(Method::PUT, &path, Some(OWNER_KEY), Some(&json!({ "rules": rules }))).await;
+    assert!(status.is_success(), "{status} {body}");
+}
+
+fn daily(max_cents: u64) -> Value {
+    json!([{ "id": "daily", "type": "period_budget", "period": "day", "max_cents": max_cents,
+             "timezone": "UTC" }])
+}
+
+async fn reserve(h: &Harness, key: &str, body: Value) -> (StatusCode, Value) {
+    h.call(Method::POST, "/v1/spend-guard/reservations", Some(key), Some(&body)).await
+}
+
+fn dollar() -> Value {
+    json!({ "amount_cents": 100, "action_type": "spend", "counterparty": "vendor_1" })
+}
+
+/// What the agent's `daily` budget counts now, by the estimate route.
+async fn counted(h: &Harness, agent: &TestAgent) -> u64 {
+    let body = json!({ "kind": "payment", "amount_cents": 1 });
+    let (status, estimate) =
+        h.call(Method::POST, "/v1/spend-guard/estimate", Some(&agent.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{estimate}");
+    estimate["budgets"][0]["counted_cents"].as_u64().unwrap()
+}
+
+/// Sends `n` reservations of $1 with `key`, `in_flight` at a time; the statuses answered.
+async fn burst(h: &Harness, key: &str, n: usize, in_flight: usize) -> Vec<(StatusCode, Value)> {
+    futures::stream::iter(0..n)
+        .map(|_| reserve(h, key, dollar()))
+        .buffer_unordered(in_flight)
+        .collect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_reservations_hold_exactly_the_budget() {
+    let mut h = Harness::start().await;
+    let agent = h.agent("budgeted").await;
+    policy(&h, &agent, daily(5_000)).await;
+    let answers = burst(&h, &agent.key, 200, 50).await;
+    let reserved = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    assert_eq!(reserved, 50, "exactly $50 of $1 holds fit a $50 budget");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(*status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], "policy_blocked");
+        assert_eq!(body["error"]["details"]["reason_code"], "period_budget_exceeded");
+    }
+    assert_eq!(counted(&h, &agent).await, 5_000);
+    let (_, list) = h
+        .call(
+            Method::GET,
+            "/v1/spend-guard/reservations?status=reserved&limit=100",
+            Some(&agent.key),
+            None,
+        )
+        .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 50);
+    // Authorize says the same and holds nothing.
+    let (status, answer) =
+        h.call(Method::POST, "/v1/spend-guard/authorize", Some(&agent.key), Some(&dollar())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (answer["decision"].as_str(), answer["binding"].as_bool()),
+        (Some("deny"), Some(false))
+    );
+    assert_eq!(counted(&h, &agent).await, 5_000);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_captures_and_releases_of_one_hold_resolve_it_once() {
+    let mut h = Harness::start().await;
+    let agent = h.agent("racer").await;
+    policy(&h, &agent, daily(100_000)).await;
+    let (status, hold) = reserve(&h, &agent.key, dollar()).await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+    let id = hold["id"].as_str().unwrap().to_owned();
+    let answers: Vec<(bool, StatusCode, Value)> = futures::stream::iter(0..100)
+        .map(|i| {
+            let (h, key, id) = (&h, agent.key.clone(), id.clone());
+            async move {
+                let capture = i % 2 == 0;
+                let path = format!(
+                    "/v1/spend-guard/reservations/{id}/{}",
+                    if capture { "capture" } else { "release" }
+                );
+                let (status, body) = h.call(Method::POST, &path, Some(&key), None).await;
+                (capture, status, body)
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let (_, hold) = h
+        .call(Method::GET, &format!("/v1/spend-guard/reservations/{id}"), Some(&agent.key), None)
+        .await;
+    let captured = hold["status"] == "captured";
+    assert!(captured || hold["status"] == "released", "{hold}");
+    for (capture, status, body) in &answers {
+        if *capture == captured {
+            assert_eq!(*status, StatusCode::OK, "the winner's kind answers the same: {body}");
+        } else {
+            assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+            let code =
+                if captured { "reservation_already_captured" } else { "reservation_released" };
+            assert_eq!(body["error"]["code"], code);
+        }
+    }
+    let resolved: Vec<&Value> = hold["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "captured" || e["event"] == "released")
+        .collect();
+    assert_eq!(resolved.len(), 1, "one change won: {hold}");
+    assert_eq!(counted(&h, &agent).await, if captured { 100 } else { 0 });
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_spends_part_and_refuses_what_does_not_fit_its_state() {
+    let mut h = Harness::start().await;
+    let agent = h.agent("capturer").await;
+    let other = h.agent("other").await;
+    policy(&h, &agent, daily(100_000)).await;
+    let body = json!({ "amount_cents": 1_000, "action_type": "spend", "counterparty": "v" });
+    let (_, hold) = reserve(&h, &agent.key, body).await;
+    let path = |what: &str| {
+        format!("/v1/spend-guard/reservations/{}/{what}", hold["id"].as_str().unwrap())
+    };
+    // Another agent of the account does not see it; the owner does.
+    let (status, _) = h.call(Method::POST, &path("capture"), Some(&other.key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let too_much = json!({ "amount_cents": 1_001 });
+    let (status, body) =
+        h.call(Method::POST, &path("capture"), Some(&agent.key), Some(&too_much)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error"))
+    );
+    let part = json!({ "amount_cents": 400 });
+    let (status, captured) =
+        h.call(Method::POST, &path("capture"), Some(OWNER_KEY), Some(&part)).await;
+    assert_eq!(status, StatusCode::OK, "{captured}");
+    assert_eq!(
+        (captured["captured_cents"].as_u64(), captured["counted_cents"].as_u64()),
+        (Some(400), Some(400))
+    );
+    assert_eq!(counted(&h, &agent).await, 400, "the rest went back");
+    // The same capture again is answered again; another amount or a release is refused.
+    let (status, _) = h.call(Method::POST, &path("capture"), Some(&agent.key), Some(&part)).await;
+    assert_eq!(status, StatusCode::OK);
+    let other_part = json!({ "amount_cents": 300 });
+    let (status, body) =
+        h.call(Method::POST, &path("capture"), Some(&agent.key), Some(&other_part)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("reservation_already_captured"))
+    );
+    let (status, body) = h.call(Method::POST, &path("release"), Some(&agent.key), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("reservation_already_captured"))
+    );
+    // Bad input changes nothing.
+    for bad in [
+        json!({ "amount_cents": 0, "action_type": "spend", "counterparty": "v" }),
+        json!({ "amount_cents": 5, "action_type": "spend" }),
+        json!({ "amount_cents": 5, "action_type": "spend", "counterparty": "v", "ttl_seconds": 86_401 }),
+        json!({ "amount_cents": 5, "action_type": "spend", "counterparty": "v", "surprise": 1 }),
+    ] {
+        let (status, body) = reserve(&h, &agent.key, bad.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    let named = json!({ "agent_id": other.id, "amount_cents": 5, "action_type": "spend", "counterparty": "v" });
+    let (status, _) = reserve(&h, &agent.key, named).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an agent reserves only as itself");
+    assert_eq!(counted(&h, &agent).await, 400);
+    // An idempotent retry holds once.
+    let key = [("Idempotency-Key", "hold-once")];
+    let body = json!({ "amount_cents": 50, "action_type": "spend", "counterparty": "v" });
+    let first = h
+        .call_with(
+            Method::POST,
+            "/v1/spend-guard/reservations",
+            Some(&agent.key),
+            Some(&body),
+            &key,
+        )
+        .await;
+    let again = h
+        .call_with(
+            Method::POST,
+            "/v1/spend-guard/reservations",
+            Some(&agent.key),
+            Some(&body),
+            &key,
+        )
+        .await;
+    assert_eq!((first.0, again.0), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(first.1["id"], again.1["id"]);
+    assert_eq!(counted(&h, &agent).await, 450);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_nobody_captures_is_expired_by_the_sweeper_across_a_restart() {
+    let mut h = Harness::start().await;
+    let agent = h.agent("forgetful").await;
+    policy(&h, &agent, daily(10_000)).await;
+    let body = json!({ "amount_cents": 700, "action_type": "spend", "counterparty": "v", "ttl_seconds": 1 });
+    let (status, hold) = reserve(&h, &agent.key, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+    let id = hold["id"].as_str().unwrap().to_owned();
+    h.stop().await;
+    // Its time runs out while no instance runs.
+    let expires: jiff::Timestamp = hold["expires_at"].as_str().unwrap().parse().unwrap();
+    while jiff::Timestamp::now() <= expires {
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    h.restart().await;
+    let path = format!("/v1/spend-guard/reservations/{id}");
+    let expired = h.wait_path(&agent.key, &path, |r| r["status"] == "expired").await;
+    let last = expired["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["event"].as_str(), last["actor"].as_str()), (Some("expired"), Some("system")));
+    assert_eq!(counted(&h, &agent).await, 0);
+    let (status, body) =
+        h.call(Method::POST, &format!("{path}/capture"), Some(&agent.key), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("reservation_expired"))
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalated_reservation_holds_only_once_approved() {
+    let mut h = Harness::start().await;
+    let agent = h.agent("escalating").await;
+    let mut rules = daily(10_000);
+    rules
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "id": "big", "type": "escalation_threshold", "above_cents": 1_000 }));
+    policy(&h, &agent, rules).await;
+    let body = json!({ "amount_cents": 2_000, "action_type": "spend", "counterparty": "v" });
+    let (status, hold) = reserve(&h, &agent.key, body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{hold}");
+    assert_eq!(hold["status"], "pending_approval");
+    assert_eq!(counted(&h, &agent).await, 0, "waiting holds nothing");
+    let approval = hold["approval_id"].as_str().unwrap();
+    let decide = json!({ "decision": "approve" });
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &format!("/approvals/{approval}/decide"),
+            Some(OWNER_KEY),
+            Some(&decide),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/v1/spend-guard/reservations/{}", hold["id"].as_str().unwrap());
+    let (_, held) = h.call(Method::GET, &path, Some(&agent.key), None).await;
+    assert_eq!(held["status"], "reserved");
+    assert_eq!(counted(&h, &agent).await, 2_000);
+    // A rejected one ends rejected and never counts.
+    let (_, second) = reserve(
+        &h,
+        &agent.key,
+        json!({ "amount_cents": 1_500, "action_type": "spend", "counterparty": "w" }),
+    )
+    .await;
+    let approval = second["approval_id"].as_str().unwrap();
+    let reject = json!({ "decision": "reject" });
+    h.call(Method::POST, &format!("/approvals/{approval}/decide"), Some(OWNER_KEY), Some(&reject))
+        .await;
+    let path = format!("/v1/spend-guard/reservations/{}", second["id"].as_str().unwrap());
+    let (_, rejected) = h.call(Method::GET, &path, Some(&agent.key), None).await;
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(counted(&h, &agent).await, 2_000);
+    h.stop().await;
+}
+
+async fn lease(
+    h: &Harness,
+    parent: &TestAgent,
+    child: &TestAgent,
+    cents: u64,
+) -> (StatusCode, Value) {
+    let body =
+        json!({ "parent_agent_id": parent.id, "child_agent_id": child.id, "amount_cents": cents });
+    h.call(Method::POST, "/v1/spend-guard/budget-leases", Some(OWNER_KEY), Some(&body)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leased_children_spending_at_once_never_pass_their_parent() {
+    let mut h = Harness::start().await;
+    let parent = h.agent("parent").await;
+    let (a, b, c) = (h.agent("child-a").await, h.agent("child-b").await, h.agent("child-c").await);
+    policy(&h, &parent, daily(10_000)).await;
+    for child in [&a, &b] {
+        let (status, body) = lease(&h, &parent, child, 3_000).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // What is left of the parent's $100 cannot cover a $50 lease; an agent key cannot lease.
+    let (status, body) = lease(&h, &parent, &c, 5_000).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("policy_blocked"))
+    );
+    let body = json!({ "parent_agent_id": parent.id, "child_agent_id": c.id, "amount_cents": 1 });
+    let (status, _) =
+        h.call(Method::POST, "/v1/spend-guard/budget-leases", Some(&parent.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Both children spend at once, far past their leases.
+    let (ra, rb) = tokio::join!(burst(&h, &a.key, 45, 15), burst(&h, &b.key, 45, 15));
+    for answers in [&ra, &rb] {
+        assert_eq!(answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count(), 30);
+        let refused = answers.iter().find(|(s, _)| *s != StatusCode::CREATED).unwrap();
+        assert_eq!(
+            refused.1["error"]["details"]["reason_code"], "lease_exhausted",
+            "{}",
+            refused.1
+        );
+    }
+    assert_eq!(counted(&h, &parent).await, 6_000, "the parent counts its leases, not more");
+    let (_, parent_spend) = reserve(
+        &h,
+        &parent.key,
+        json!({ "amount_cents": 4_001, "action_type": "spend", "counterparty": "v" }),
+    )
+    .await;
+    assert_eq!(parent_spend["error"]["code"], "policy_blocked");
+    // Cycles are refused.
+    let (status, body) = lease(&h, &a, &parent, 1).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Releasing a's lease gives back its open holds and the unspent rest: a captured $5.
+    let (_, holds) = h
+        .call(
+            Method::GET,
+            "/v1/spend-guard/reservations?status=reserved&limit=100",
+            Some(&a.key),
+            None,
+        )
+        .await;
+    let first = holds["data"][0]["id"].as_str().unwrap();
+    let capture = json!({ "amount_cents": 100 });
+    for hold in holds["data"].as_array().unwrap().iter().take(5) {
+        let path = format!("/v1/spend-guard/reservations/{}/capture", hold["id"].as_str().unwrap());
+        let (status, body) = h.call(Method::POST, &path, Some(&a.key), Some(&capture)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, leases) = h
+        .call(
+            Method::GET,
+            &format!("/v1/spend-guard/budget-leases?agent_id={}", a.id),
+            Some(OWNER_KEY),
+            None,
+        )
+        .await;
+    let lease_id = leases["data"][0]["id"].as_str().unwrap();
+    assert_eq!(leases["data"][0]["spent_cents"], 3_000);
+    let path = format!("/v1/spend-guard/budget-leases/{lease_id}/release");
+    let (status, released) = h.call(Method::POST, &path, Some(OWNER_KEY), None).await;
+    assert_eq!(status, StatusCode::OK, "{released}");
+    assert_eq!(
+        (released["status"].as_str(), released["spent_cents"].as_u64()),
+        (Some("released"), Some(500))
+    );
+    assert_eq!(counted(&h, &parent).await, 3_500, "b's lease and a's $5");
+    let (_, gone) = h
+        .call(Method::GET, &format!("/v1/spend-guard/reservations/{first}"), Some(&a.key), None)
+        .await;
+    assert!(gone["status"] == "captured" || gone["status"] == "released", "{gone}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halting_an_agent_gives_its_holds_and_leases_back() {
+    let mut h = Harness::start().await;
+    let parent = h.agent("halted-parent").await;
+    let child = h.agent("its-child").await;
+    policy(&h, &parent, daily(10_000)).await;
+    let (status, _) = reserve(&h, &parent.key, dollar()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = lease(&h, &parent, &child, 2_000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = reserve(&h, &child.key, dollar()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(counted(&h, &parent).await, 2_100);
+    let halt = json!({ "halted": true, "reason": "audit" });
+    let path = format!("/agents/{}/circuit-break", parent.id);
+    let (status, body) = h.call(Method::POST, &path, Some(OWNER_KEY), Some(&halt)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(counted(&h, &parent).await, 0);
+    let (_, child_holds) = h
+        .call(Method::GET, "/v1/spend-guard/reservations?status=released", Some(&child.key), None)
+        .await;
+    assert_eq!(
+        child_holds["data"].as_array().unwrap().len(),
+        1,
+        "the child's hold under the lease went too"
+    );
+    let (status, body) = reserve(&h, &parent.key, dollar()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("agent_halted"))
+    );
+    h.stop().await;
+}
