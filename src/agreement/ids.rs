@@ -132,6 +132,11 @@ id_type!(
     AuditId,
     "aud_"
 );
+id_type!(
+    /// A mandate: an owner's standing grant to one agent to spend within bounds.
+    MandateId,
+    "mdt_"
+);
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
 /// glance, so a test key pasted into production fails loudly.
