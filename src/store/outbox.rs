@@ -67,6 +67,12 @@ string_enum!(
         AgentResumed = "agent.resumed",
         /// The agent's policy has a new version.
         PolicyUpdated = "policy.updated",
+        /// The owner granted the agent a mandate.
+        MandateCreated = "mandate.created",
+        /// The owner changed one of the agent's mandates.
+        MandateUpdated = "mandate.updated",
+        /// One of the agent's mandates was revoked (by the owner, or with the agent).
+        MandateRevoked = "mandate.revoked",
     }
 );
 

@@ -22,6 +22,8 @@ string_enum!(
         Halt = "halt",
         /// A new policy version.
         Policy = "policy",
+        /// A mandate created, changed or revoked.
+        Mandate = "mandate",
     }
 );
 
@@ -44,8 +46,12 @@ string_enum!(
         Halted = "halted",
         /// The agent was resumed.
         Resumed = "resumed",
-        /// A policy was written.
+        /// A policy or mandate was written.
         Updated = "updated",
+        /// A mandate was created.
+        Created = "created",
+        /// A mandate was revoked (by the owner, or with its agent).
+        Revoked = "revoked",
     }
 );
 
