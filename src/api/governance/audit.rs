@@ -22,14 +22,14 @@ pub struct AuditView {
     pub id: String,
     /// The agent concerned.
     pub agent_id: Option<String>,
-    /// `check`, `activation`, `approval`, `halt` or `policy`.
+    /// `check`, `activation`, `approval`, `halt`, `policy` or `mandate`.
     pub kind: AuditKind,
-    /// `allow`, `block`, `escalate`, `approved`, `rejected`, `expired`, `halted`, `resumed` or
-    /// `updated`.
+    /// `allow`, `block`, `escalate`, `approved`, `rejected`, `expired`, `halted`, `resumed`,
+    /// `updated`, `created` or `revoked`.
     pub decision: AuditDecision,
     /// `owner`, `agent` or `system`.
     pub actor: Actor,
-    /// The check, agreement, approval, agent or policy it is about.
+    /// The check, agreement, approval, agent, policy or mandate it is about.
     pub subject_id: Option<String>,
     /// The action type of a spending decision.
     pub action_type: Option<String>,
@@ -120,13 +120,7 @@ pub struct ViolationQuery {
 
 /// An RFC 3339 time of a query, as unix seconds.
 fn time_param(field: &str, value: Option<&str>) -> ApiResult<Option<i64>> {
-    value
-        .map(|text| {
-            text.parse::<jiff::Timestamp>().map(|t| t.as_second()).map_err(|_| {
-                ApiError::validation(field, format!("`{field}` must be an RFC 3339 time"))
-            })
-        })
-        .transpose()
+    value.map(|text| crate::api::time::parse_rfc3339(field, text)).transpose()
 }
 
 async fn page_of(
