@@ -146,6 +146,12 @@ id_type!(
     /// A budget lease from a parent agent to a child.
     BudgetLeaseId,
     "bls_"
+
+);
+id_type!(
+    /// A mandate: an owner's standing grant to one agent to spend within bounds.
+    MandateId,
+    "mdt_"
 );
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a

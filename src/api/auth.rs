@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorCode};
-use crate::agreement::ids::{Environment, SecretKey};
+use crate::agreement::ids::{Environment, MandateId, SecretKey};
 use crate::store::agents::{self, Account, Agent};
 use crate::store::governance::audit::Actor;
 
@@ -23,10 +23,15 @@ pub const TOKEN_KIND: &str = "xt";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
-/// The agent an execution token verified by [`super::credentials::verify`] acts as, left in the request's
-/// extensions for [`AgentAuth`].
+/// What an execution token verified by [`super::credentials::verify`] grants, left in the
+/// request's extensions for [`AgentAuth`] and [`TokenMandate`].
 #[derive(Debug, Clone)]
-pub struct ExecutionGrant(pub Agent);
+pub struct ExecutionGrant {
+    /// The agent the token acts as.
+    pub agent: Agent,
+    /// The mandate it was minted under, active and unexpired when the request was let in.
+    pub mandate_id: Option<MandateId>,
+}
 
 /// The bearer credential of a request, or 401: `unauthorized` when there is none,
 /// `wrong_environment` when its prefix names the other environment than this deployment's
@@ -81,7 +86,7 @@ impl FromRequestParts<AppState> for AgentAuth {
         let key = credential(&parts.headers, state.environment)?;
         let agent = if key.prefix().is_some_and(|(kind, _)| kind == TOKEN_KIND) {
             // Checked in full by the `credentials::verify` route layer, which leaves its agent.
-            parts.extensions.get::<ExecutionGrant>().map(|grant| grant.0.clone()).ok_or_else(
+            parts.extensions.get::<ExecutionGrant>().map(|grant| grant.agent.clone()).ok_or_else(
                 || {
                     ApiError::new(
                         ErrorCode::ExecutionTokenActionMismatch,
@@ -98,6 +103,22 @@ impl FromRequestParts<AppState> for AgentAuth {
         };
         parts.extensions.insert(Caller(agent.id.to_string()));
         Ok(AgentAuth(agent))
+    }
+}
+
+/// The mandate the request's execution token was minted under: `Some` only for a request
+/// that an execution token minted with `mandate_id` let in (the verify layer checked the
+/// mandate was active and unexpired); `None` for an API key or a token without a mandate. A
+/// handler that spends takes it beside [`AgentAuth`] and spends within that mandate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenMandate(pub Option<MandateId>);
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenMandate {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let grant = parts.extensions.get::<ExecutionGrant>();
+        Ok(TokenMandate(grant.and_then(|grant| grant.mandate_id.clone())))
     }
 }
 
@@ -174,7 +195,7 @@ impl axum::extract::FromRequestParts<AppState> for Checker {
                     "execution tokens act only on the write they were minted for",
                 )
             })?;
-            Checker::Agent(grant.0.clone())
+            Checker::Agent(grant.agent.clone())
         } else if let Some(agent) = seen.agent(reader, &key.hash()).await? {
             Checker::Agent(agent)
         } else {

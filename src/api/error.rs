@@ -80,6 +80,10 @@ error_codes! {
     ExecutionTokenAudienceMismatch = ("execution_token_audience_mismatch", UNAUTHORIZED),
     /// The execution token was already used.
     ExecutionTokenUsed = ("execution_token_used", UNAUTHORIZED),
+    /// The execution token's mandate was revoked.
+    MandateRevoked = ("mandate_revoked", UNAUTHORIZED),
+    /// The execution token's mandate is past its `valid_until`.
+    MandateExpired = ("mandate_expired", UNAUTHORIZED),
     /// The caller is a party, but not the one allowed to do this.
     Forbidden = ("forbidden", FORBIDDEN),
     /// The action belongs to the other party.
@@ -123,6 +127,8 @@ error_codes! {
     LeaseNotActive = ("lease_not_active", CONFLICT),
     /// The child agent already spends under an active lease (`details.lease_id`).
     LeaseExists = ("lease_exists", CONFLICT),
+    /// The mandate is revoked: it can be neither changed nor revoked again (`details.status`).
+    MandateNotActive = ("mandate_not_active", CONFLICT),
     /// The webhook endpoint is disabled or retired.
     WebhookNotActive = ("webhook_not_active", CONFLICT),
     /// The delivery has not been attempted yet.

@@ -199,6 +199,12 @@ pub fn app(state: AppState) -> Router {
         .route("/approvals", get(governance::approvals::list_all))
         .route("/approvals/{approval_id}", get(governance::approvals::get))
         .route("/approvals/{approval_id}/decide", post(governance::approvals::decide_by_id))
+        .route("/v1/mandates", post(governance::mandates::create).get(governance::mandates::list))
+        .route(
+            "/v1/mandates/{mandate_id}",
+            get(governance::mandates::get).put(governance::mandates::update),
+        )
+        .route("/v1/mandates/{mandate_id}/revoke", post(governance::mandates::revoke))
         .route("/usage-agreements", post(agreements::propose))
         .route("/usage-agreements/{agreement_id}", get(agreements::get))
         .route("/usage-agreements/agents/{agent_id}/agreements", get(agreements::list))

@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::governance::{approvals, audit, checks, halt, policies};
+use super::governance::{approvals, audit, checks, halt, mandates, policies};
 use super::{
     activation, agents, agreements, credentials, health, observability, receipts, settlement,
     webhooks,
@@ -86,6 +86,11 @@ use super::{
         approvals::get,
         approvals::decide_by_id,
         halt::circuit_break,
+        mandates::create,
+        mandates::list,
+        mandates::get,
+        mandates::update,
+        mandates::revoke,
         audit::list,
         audit::violations,
         crate::api::spend_guard::estimate::estimate,
@@ -112,7 +117,7 @@ use super::{
         (name = "settlement", description = "Direct and sponsored settlement actions."),
         (name = "webhooks", description = "Webhook endpoints and deliveries (owner credential)."),
         (name = "receipts", description = "Signed receipts of settlement events, and their check."),
-        (name = "governance", description = "Owner policies, spend checks, approvals, the agent halt and the audit log."),
+        (name = "governance", description = "Owner policies, spend checks, approvals, mandates, the agent halt and the audit log."),
         (name = "spend-guard", description = "Estimates, authorizations, reservations (holds on budgets), budget leases to child agents and the usage summary."),
     )
 )]

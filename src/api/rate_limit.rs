@@ -47,7 +47,8 @@ pub enum Group {
     /// Spend checks (`/v1/checks…`): agents call them before every spend, so they get a
     /// budget of their own that other traffic cannot use up.
     Checks,
-    /// Owner governance: policies, approvals, the circuit breaker, audit and violations.
+    /// Owner governance: policies, approvals, mandates, the circuit breaker, audit and
+    /// violations.
     Governance,
 }
 
@@ -91,6 +92,8 @@ impl Group {
             || path == "/approvals"
             || path.starts_with("/approvals/")
             || path == "/v1/audit"
+            || path == "/v1/mandates"
+            || path.starts_with("/v1/mandates/")
         {
             return Some(Group::Governance);
         }
@@ -412,6 +415,9 @@ mod tests {
         assert_eq!(group(Method::GET, "/approvals"), Some(Group::Governance));
         assert_eq!(group(Method::POST, "/approvals/apr_1/decide"), Some(Group::Governance));
         assert_eq!(group(Method::GET, "/v1/audit"), Some(Group::Governance));
+        assert_eq!(group(Method::POST, "/v1/mandates"), Some(Group::Governance));
+        assert_eq!(group(Method::PUT, "/v1/mandates/mdt_1"), Some(Group::Governance));
+        assert_eq!(group(Method::POST, "/v1/mandates/mdt_1/revoke"), Some(Group::Governance));
     }
 
     #[test]

@@ -288,7 +288,13 @@ pub(crate) async fn decide_batch(
         }
         let mut facts = facts(&counted, spend, &agent.policy, &fingerprint, agent.state)?;
         facts.lease = agent.lease.clone();
-        facts.mandate_refusal = mandate_refusal(conn, spend).await?;
+        facts.mandate_refusal = match mandate_refusal(conn, spend).await {
+            Ok(refusal) => refusal,
+            Err(error) => {
+                decided.push(Err(error));
+                continue;
+            }
+        };
         let evaluation = if spend.budgets_only {
             governance::evaluate(&budgets_only(&agent.policy), &spend.request, &facts)
         } else {
@@ -309,10 +315,30 @@ pub(crate) async fn decide_batch(
 /// Why the mandate `spend` is made under refuses it; `None` when it names none or the mandate
 /// admits it.
 async fn mandate_refusal(
-    _conn: &mut Conn,
-    _spend: &Spend,
+    conn: &mut Conn,
+    spend: &Spend,
 ) -> ApiResult<Option<governance::MandateFact>> {
-    Ok(None)
+    use crate::store::governance::mandates;
+    let Some(id) = &spend.mandate_id else { return Ok(None) };
+    let mandate = mandates::get_in(conn, &spend.account_id, id)
+        .await?
+        .filter(|m| m.agent_id == spend.agent_id)
+        .ok_or_else(|| {
+            ApiError::validation("mandate_id", "`mandate_id` is not a mandate of this agent")
+        })?;
+    let spent = mandates::spent(conn, id).await?;
+    let asked = governance::mandate::MandateSpend {
+        amount_cents: spend.request.amount_cents,
+        action_type: spend.request.action_type.as_str(),
+        counterparties: &spend.request.counterparties,
+        categories: &spend.request.categories,
+        at: spend.request.at,
+    };
+    Ok(mandate.admits(&asked, spent).err().map(|refusal| governance::MandateFact {
+        mandate_id: id.clone(),
+        reason_code: ReasonCode::parse(refusal.reason_code()).unwrap_or(ReasonCode::MandateRevoked),
+        message: refusal.message(),
+    }))
 }
 
 /// The `period_budget` rules of `policy` alone, without the duplicate guard.

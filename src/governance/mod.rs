@@ -12,10 +12,12 @@
 //!
 //! Files: `policy` (the document's types and the facts each rule needs), `parse` (validation),
 //! `period` (local-time periods and clocks), `rules` (each rule type's test and the words it
-//! answers with), `evaluate` (precedence), `classify` (action type from free text).
+//! answers with), `evaluate` (precedence), `classify` (action type from free text), `mandate`
+//! (what a mandate admits).
 
 pub mod classify;
 pub mod evaluate;
+pub mod mandate;
 mod parse;
 mod period;
 pub mod policy;
@@ -31,6 +33,7 @@ use crate::vocab::string_enum;
 
 pub use classify::classify;
 pub use evaluate::evaluate;
+pub use mandate::{Mandate, MandateRefusal, MandateSpend, MandateStatus};
 pub use policy::{Need, Policy, PolicyError, Rule, RuleKind};
 
 string_enum!(

@@ -295,10 +295,11 @@ pub struct Revocation {
 /// and execution tokens stop matching when this commits), its open proposals (made or
 /// received) `cancelled`, and its queued relayer work refused with [`AGENT_REVOKED`]: an
 /// activation it submitted fails (the agreement becomes `failed`), a sponsored settlement
-/// action it submitted fails. Each change writes its outbox event. Work the relayer already
-/// took (leased, signed or broadcast) is left alone: a signed transaction may already be on the
-/// network. An agreement already accepted or active is not touched: its escrow is on-chain (or
-/// may be), and the other party keeps every on-chain path.
+/// action it submitted fails; its pending approvals end `rejected` and its active mandates
+/// `revoked` (with their audit rows). Each change writes its outbox event. Work the relayer
+/// already took (leased, signed or broadcast) is left alone: a signed transaction may already
+/// be on the network. An agreement already accepted or active is not touched: its escrow is
+/// on-chain (or may be), and the other party keeps every on-chain path.
 pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revocation> {
     let result = sqlx::query(
         "UPDATE agents SET status = 'revoked', revoked_at = $2, updated_at = $2 \
@@ -375,6 +376,15 @@ pub async fn revoke(conn: &mut Conn, agent: &AgentId, now: i64) -> Result<Revoca
         )
         .await?;
     }
+    // Its mandates end with it, each announced: no token minted under them spends again.
+    super::governance::revoke_mandates_of_agent(
+        conn,
+        agent.as_str(),
+        AGENT_REVOKED,
+        super::governance::audit::Actor::Owner,
+        now,
+    )
+    .await?;
     Ok(Revocation {
         revoked: true,
         cancelled,

@@ -85,6 +85,12 @@ string_enum!(
         BudgetLeaseReleased = "budget_lease.released",
         /// A lease's time ran out; its unspent rest went back to the parent.
         BudgetLeaseExpired = "budget_lease.expired",
+        /// The owner granted the agent a mandate.
+        MandateCreated = "mandate.created",
+        /// The owner changed one of the agent's mandates.
+        MandateUpdated = "mandate.updated",
+        /// One of the agent's mandates was revoked (by the owner, or with the agent).
+        MandateRevoked = "mandate.revoked",
     }
 );
 

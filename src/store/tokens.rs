@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{Conn, Result};
-use crate::agreement::ids::{AccountId, AgentId, ExecutionTokenId};
+use crate::agreement::ids::{AccountId, AgentId, ExecutionTokenId, MandateId};
 
 /// An execution token as stored (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,11 @@ pub struct ExecutionToken {
     pub agent_id: AgentId,
     /// The one write it may make (an `Action` name of `api::credentials`).
     pub action: String,
-    /// The resource it may make it on: an agreement id, or the seller agent id for `propose`.
+    /// The resource it may make it on: an agreement id, the seller agent id for `propose`, the
+    /// counterparty for `reserve`.
     pub audience: String,
+    /// The mandate it spends under; `None` for a token minted without one.
+    pub mandate_id: Option<MandateId>,
     /// Unix seconds; from this second on it is refused.
     pub expires_at: i64,
     /// When a request first presented it; `None` while unused.
@@ -30,14 +33,14 @@ pub struct ExecutionToken {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, account_id, agent_id, action, audience, expires_at, used_at, \
-    used_idempotency_key, created_at";
+const COLUMNS: &str = "id, account_id, agent_id, action, audience, mandate_id, expires_at, \
+    used_at, used_idempotency_key, created_at";
 
 /// Stores a new token under the hash of its secret.
 pub async fn insert(conn: &mut Conn, token: &ExecutionToken, token_hash: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO execution_tokens (id, token_hash, account_id, agent_id, action, audience, \
-         expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         mandate_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(token.id.as_str())
     .bind(token_hash)
@@ -45,6 +48,7 @@ pub async fn insert(conn: &mut Conn, token: &ExecutionToken, token_hash: &str) -
     .bind(token.agent_id.as_str())
     .bind(&token.action)
     .bind(&token.audience)
+    .bind(token.mandate_id.as_ref().map(|id| id.to_string()))
     .bind(token.expires_at)
     .bind(token.created_at)
     .execute(&mut *conn)
@@ -98,6 +102,7 @@ fn from_row(row: &AnyRow) -> Result<ExecutionToken> {
         agent_id: AgentId(row.get("agent_id")),
         action: row.get("action"),
         audience: row.get("audience"),
+        mandate_id: row.get::<Option<String>, _>("mandate_id").map(MandateId),
         expires_at: row.get("expires_at"),
         used_at: row.get("used_at"),
         used_idempotency_key: row.get("used_idempotency_key"),

@@ -1,6 +1,7 @@
 //! docs/governance.md's walkthrough, run as written against the real `pactum dev` (see
 //! `support::docs_page`): a policy, checks that escalate, block as duplicates and pass a cap, an
-//! owner's decision, a halt and the audit log, each step failing the script on a wrong status.
+//! owner's decision, a halt and the audit log, a mandate whose token is refused once it is
+//! revoked, each step failing the script on a wrong status.
 #![cfg(unix)]
 
 use crate::support::docs_page::Dev;
@@ -21,6 +22,8 @@ fn the_governance_walkthrough_runs_as_written_against_pactum_dev() {
         "big: block (per_tx_limit_exceeded, classified as spend)",
         "approval rejected",
         "while halted: block (agent_halted)",
+        "mandate active: 50000 cents left",
+        "token after revocation: mandate_revoked",
         "governance walkthrough complete: 7 decisions audited",
     ] {
         assert!(stdout.contains(line), "missing {line:?}: {report}");

@@ -21,6 +21,7 @@ mod governance_doc;
 mod idempotency;
 mod instances_postgres;
 mod json_logs;
+mod mandates;
 mod node_error;
 mod observability;
 mod openapi;

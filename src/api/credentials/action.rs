@@ -20,6 +20,8 @@ string_enum!(
         SubmitVoucher = "submit_voucher",
         /// `POST …/sponsored-actions/{action}` (any of the three).
         SponsoredAction = "sponsored_action",
+        /// `POST /v1/spend-guard/reservations`; the audience is the reservation's counterparty.
+        Reserve = "reserve",
     }
 );
 
@@ -40,12 +42,24 @@ pub const WRITES: &[(&str, &str, Action)] = &[
         "/usage-agreements/{agreement_id}/sponsored-actions/{action}",
         Action::SponsoredAction,
     ),
+    ("POST", "/v1/spend-guard/reservations", Action::Reserve),
 ];
 
 impl Action {
     /// The action of the write route `route` (a route template) taken with `method`.
     pub fn of_route(method: &str, route: &str) -> Option<Action> {
         WRITES.iter().find(|(m, r, _)| *m == method && *r == route).map(|(_, _, action)| *action)
+    }
+
+    /// The field of the request body that names the audience, for the actions whose route has
+    /// no agreement in its path: the seller of a proposal, the counterparty of a reservation.
+    /// `None`: the audience is the path's `{agreement_id}`.
+    pub fn body_audience(self) -> Option<&'static str> {
+        match self {
+            Action::Propose => Some("seller_agent_id"),
+            Action::Reserve => Some("counterparty"),
+            _ => None,
+        }
     }
 }
 
@@ -65,5 +79,9 @@ mod tests {
         );
         assert_eq!(Action::of_route("GET", "/usage-agreements/{agreement_id}"), None);
         assert_eq!(Action::of_route("POST", "/usage-agreements/{agreement_id}/accept"), None);
+        assert_eq!(Action::of_route("POST", "/v1/spend-guard/reservations"), Some(Action::Reserve));
+        assert_eq!(Action::Reserve.body_audience(), Some("counterparty"));
+        assert_eq!(Action::Propose.body_audience(), Some("seller_agent_id"));
+        assert_eq!(Action::Accept.body_audience(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Execution tokens: `POST /v1/agents/{agent_id}/execution-tokens` (owner) mints a short-lived,
-//! single-use token for one agent, one action and one audience; [`verify`], a route layer,
-//! checks a presented token against the route it is used on before any handler runs.
+//! single-use token for one agent, one action and one audience, optionally under one of the
+//! agent's mandates; [`verify`], a route layer, checks a presented token against the route it
+//! is used on before any handler runs.
 //!
 //! A token is a write credential only: it stands in for the agent's API key on exactly the
 //! route its `action` names ([`WRITES`]) and the resource its `audience` names, once. Reads and
@@ -9,6 +10,11 @@
 //! answered from the idempotency store), anything else is refused with
 //! `execution_token_used`. Binding happens before the handler runs, so a request refused by
 //! the handler (a 409, a 422) still spends the token unless it is retried with its key.
+//!
+//! A token minted under a mandate is refused (401 `mandate_revoked` / `mandate_expired`, before
+//! it is bound) once its mandate is revoked or past its `valid_until`; otherwise the mandate's
+//! id travels with the [`ExecutionGrant`], for the handler to spend within it
+//! ([`super::auth::TokenMandate`]).
 
 mod action;
 mod view;
@@ -32,8 +38,10 @@ use super::error::{ApiError, ApiResult, ErrorCode};
 use super::extract::{ApiJson, ApiPath, IdempotencyKey};
 use super::idempotency::Write;
 use super::validate::text;
-use crate::agreement::ids::{ExecutionTokenId, SecretKey};
+use crate::agreement::ids::{ExecutionTokenId, MandateId, SecretKey};
+use crate::governance::{Mandate, MandateStatus};
 use crate::store::agents::{self, Agent};
+use crate::store::governance::mandates;
 use crate::store::tokens::{self, ExecutionToken};
 use crate::store::{agreements, now};
 
@@ -89,6 +97,20 @@ pub async fn mint(
     }
     check_audience(&state, &agent, action, &body.audience).await?;
     let at = now();
+    let mandate = match &body.mandate_id {
+        Some(id) => Some(mandate_for(&state, &agent, id, at).await?),
+        None => None,
+    };
+    if let Some(mandate) = &mandate
+        && action == Action::Reserve
+        && !mandate.counterparties.is_empty()
+        && !mandate.covers_counterparty(&body.audience)
+    {
+        return Err(ApiError::validation(
+            "audience",
+            "`audience` is not a counterparty the mandate covers",
+        ));
+    }
     let secret = SecretKey::generate(TOKEN_KIND, state.environment);
     let token = ExecutionToken {
         id: ExecutionTokenId::generate(),
@@ -96,6 +118,7 @@ pub async fn mint(
         agent_id: agent.id,
         action: action.as_str().to_owned(),
         audience: body.audience.clone(),
+        mandate_id: mandate.map(|m| m.id),
         expires_at: at + ttl as i64,
         used_at: None,
         used_idempotency_key: None,
@@ -112,31 +135,75 @@ pub async fn mint(
 }
 
 /// The audience must be something the agent can act on: for `propose`, another active agent;
-/// otherwise an agreement it is party to.
+/// for `reserve`, any counterparty identifier (the reservation's `counterparty`); otherwise an
+/// agreement it is party to.
 async fn check_audience(
     state: &AppState,
     agent: &Agent,
     action: Action,
     audience: &str,
 ) -> ApiResult<()> {
-    let fits = if action == Action::Propose {
-        agents::get_agent(state.store.reader(), audience)
-            .await?
-            .is_some_and(|seller| seller.status == agents::ACTIVE && seller.id != agent.id)
-    } else {
-        agreements::get(state.store.reader(), audience)
-            .await?
-            .is_some_and(|record| record.is_party(&agent.id))
+    let (fits, what) = match action {
+        Action::Propose => (
+            agents::get_agent(state.store.reader(), audience)
+                .await?
+                .is_some_and(|seller| seller.status == agents::ACTIVE && seller.id != agent.id),
+            "`audience` must name another active agent (the seller) for `propose`",
+        ),
+        Action::Reserve => (true, ""),
+        _ => (
+            agreements::get(state.store.reader(), audience)
+                .await?
+                .is_some_and(|record| record.is_party(&agent.id)),
+            "`audience` must name an agreement this agent is party to",
+        ),
     };
-    if fits {
-        return Ok(());
+    if fits { Ok(()) } else { Err(ApiError::validation("audience", what)) }
+}
+
+/// The mandate `id` a token for `agent` is minted under: 404 when the account has no such
+/// mandate; 422 on `mandate_id` when it is another agent's, revoked, or expired at `at`.
+async fn mandate_for(state: &AppState, agent: &Agent, id: &str, at: i64) -> ApiResult<Mandate> {
+    let mandate = mandates::get(state.store.reader(), agent.account_id.as_str(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("mandate"))?;
+    let refusal = if mandate.agent_id != agent.id.as_str() {
+        "`mandate_id` names a mandate of another agent"
+    } else if mandate.status == MandateStatus::Revoked {
+        "`mandate_id` names a revoked mandate"
+    } else if mandate.expired_at(at) {
+        "`mandate_id` names an expired mandate"
+    } else {
+        return Ok(mandate);
+    };
+    Err(ApiError::validation("mandate_id", refusal))
+}
+
+/// 401 `mandate_revoked` or `mandate_expired` when the mandate `id` a presented token was
+/// minted under no longer lets it spend at `at`.
+async fn mandate_in_force(
+    state: &AppState,
+    token: &ExecutionToken,
+    id: &MandateId,
+    at: i64,
+) -> ApiResult<()> {
+    let mandate =
+        mandates::get(state.store.reader(), token.account_id.as_str(), id.as_str()).await?;
+    match mandate {
+        Some(mandate) if mandate.status == MandateStatus::Active => {
+            if mandate.expired_at(at) {
+                return Err(refused(
+                    ErrorCode::MandateExpired,
+                    "the mandate this execution token was minted under has expired",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(refused(
+            ErrorCode::MandateRevoked,
+            "the mandate this execution token was minted under was revoked",
+        )),
     }
-    let what = if action == Action::Propose {
-        "`audience` must name another active agent (the seller) for `propose`"
-    } else {
-        "`audience` must name an agreement this agent is party to"
-    };
-    Err(ApiError::validation("audience", what))
 }
 
 /// Whether the request's bearer is an execution token (by its prefix).
@@ -149,9 +216,10 @@ fn bears_token(headers: &HeaderMap) -> bool {
 }
 
 /// Route layer: a request bearing an execution token goes on only if the token is known, its
-/// agent active, it has not expired, the route is the one its action names, the resource is
-/// its audience and it was not used by another request; the agent is then left in the
-/// request's extensions as an [`ExecutionGrant`]. Requests with other credentials pass
+/// agent active, it has not expired, its mandate (if any) is active and unexpired, the route
+/// is the one its action names, the resource is its audience and it was not used by another
+/// request; the agent and the mandate are then left in the request's extensions as an
+/// [`ExecutionGrant`]. Requests with other credentials pass
 /// untouched (their extractors check them).
 pub async fn verify(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if !bears_token(req.headers()) {
@@ -173,8 +241,12 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
         .await?
         .filter(|agent| agent.status == agents::ACTIVE)
         .ok_or_else(|| invalid_credential("execution token"))?;
-    if now() >= token.expires_at {
+    let at = now();
+    if at >= token.expires_at {
         return Err(refused(ErrorCode::ExecutionTokenExpired, "this execution token has expired"));
+    }
+    if let Some(mandate_id) = &token.mandate_id {
+        mandate_in_force(state, &token, mandate_id, at).await?;
     }
     let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let action = route.as_deref().and_then(|route| Action::of_route(parts.method.as_str(), route));
@@ -185,18 +257,19 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
              the agent's API key",
         ));
     }
-    let (audience, body) = if action == Some(Action::Propose) {
-        // The seller is named in the body: read it (within the body limit) and put it back.
+    let (audience, body) = if let Some(field) = action.and_then(Action::body_audience) {
+        // The seller (or counterparty) is named in the body: read it (within the body limit)
+        // and put it back.
         let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 "the request body is larger than this server accepts",
             )
         })?;
-        let seller = serde_json::from_slice::<Value>(&bytes)
+        let named = serde_json::from_slice::<Value>(&bytes)
             .ok()
-            .and_then(|body| body.get("seller_agent_id")?.as_str().map(str::to_owned));
-        (seller, Body::from(bytes))
+            .and_then(|body| body.get(field)?.as_str().map(str::to_owned));
+        (named, Body::from(bytes))
     } else {
         let params = RawPathParams::from_request_parts(&mut parts, state).await.ok();
         let agreement = params.and_then(|params| {
@@ -204,7 +277,12 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
         });
         (agreement, body)
     };
-    if audience.as_deref() != Some(token.audience.as_str()) {
+    // A counterparty is matched the way a mandate matches it: case-insensitively.
+    let fits = match (&audience, action) {
+        (Some(named), Some(Action::Reserve)) => named.eq_ignore_ascii_case(&token.audience),
+        (named, _) => named.as_deref() == Some(token.audience.as_str()),
+    };
+    if !fits {
         return Err(refused(
             ErrorCode::ExecutionTokenAudienceMismatch,
             "this execution token was minted for another resource",
@@ -212,7 +290,7 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
     }
     let IdempotencyKey(key) = IdempotencyKey::from_request_parts(&mut parts, state).await?;
     let mut tx = state.store.begin().await?;
-    let bound = tokens::bind_use(&mut tx, &token.id, key.as_deref(), now()).await?;
+    let bound = tokens::bind_use(&mut tx, &token.id, key.as_deref(), at).await?;
     tx.commit().await?;
     if !bound {
         return Err(refused(
@@ -222,6 +300,6 @@ async fn grant(state: &AppState, req: Request) -> Result<Request, ApiError> {
         ));
     }
     tracing::debug!(token_id = %token.id, agent_id = %agent.id, "execution token accepted");
-    parts.extensions.insert(ExecutionGrant(agent));
+    parts.extensions.insert(ExecutionGrant { agent, mandate_id: token.mandate_id });
     Ok(Request::from_parts(parts, body))
 }

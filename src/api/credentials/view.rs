@@ -14,9 +14,15 @@ pub struct MintToken {
     /// The one write the token allows.
     #[schema(value_type = Action)]
     pub action: String,
-    /// The agreement id it may act on; the seller agent id for `propose`.
-    #[schema(pattern = "^(ua|agt)_[0-9A-Za-z_]+$", max_length = 64)]
+    /// The agreement id it may act on; the seller agent id for `propose`; the counterparty
+    /// for `reserve`.
+    #[schema(min_length = 1, max_length = 64)]
     pub audience: String,
+    /// A mandate of this agent (active, not expired) that the token spends under; when that
+    /// mandate is revoked or expires, the token is refused.
+    #[serde(default)]
+    #[schema(pattern = "^mdt_[0-9A-Za-z_]+$")]
+    pub mandate_id: Option<String>,
     /// Lifetime in seconds, 1 to 900; default 300.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 900)]
@@ -37,8 +43,11 @@ pub struct ExecutionTokenView {
     /// The one write it allows.
     #[schema(value_type = Action)]
     pub action: String,
-    /// The agreement (or seller agent) it may act on.
+    /// The agreement (or seller agent, or counterparty) it may act on.
     pub audience: String,
+    /// The mandate it spends under.
+    #[schema(required = true)]
+    pub mandate_id: Option<String>,
     /// RFC 3339.
     pub expires_at: String,
     /// RFC 3339.
@@ -56,6 +65,7 @@ impl ExecutionTokenView {
             agent_id: token.agent_id.to_string(),
             action: token.action.clone(),
             audience: token.audience.clone(),
+            mandate_id: token.mandate_id.as_ref().map(ToString::to_string),
             expires_at: rfc3339(token.expires_at),
             created_at: rfc3339(token.created_at),
             token: secret,

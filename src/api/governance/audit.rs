@@ -23,14 +23,14 @@ pub struct AuditView {
     pub id: String,
     /// The agent concerned.
     pub agent_id: Option<String>,
-    /// `check`, `activation`, `approval`, `halt` or `policy`.
+    /// `check`, `activation`, `approval`, `halt`, `policy` or `mandate`.
     pub kind: AuditKind,
-    /// `allow`, `block`, `escalate`, `approved`, `rejected`, `expired`, `halted`, `resumed` or
-    /// `updated`.
+    /// `allow`, `block`, `escalate`, `approved`, `rejected`, `expired`, `halted`, `resumed`,
+    /// `updated`, `created` or `revoked`.
     pub decision: AuditDecision,
     /// `owner`, `agent` or `system`.
     pub actor: Actor,
-    /// The check, agreement, approval, agent or policy it is about.
+    /// The check, agreement, approval, agent, policy or mandate it is about.
     pub subject_id: Option<String>,
     /// The action type of a spending decision.
     pub action_type: Option<String>,

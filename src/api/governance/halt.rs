@@ -1,7 +1,8 @@
 //! The per-agent circuit breaker: `POST /agents/{agent_id}/circuit-break {"halted", "reason"}`.
 //! Explicit, not a toggle: the body says the state wanted, and asking for the state the agent
 //! is already in changes nothing and records nothing. While halted, every spending entry point
-//! answers 403 `agent_halted` and checks answer `block`; settlement and reads go on.
+//! answers 403 `agent_halted` and checks answer `block`; settlement and reads go on. Halting
+//! also revokes the agent's mandates (reason `agent_halted`); resuming does not restore them.
 
 use axum::Json;
 use axum::extract::State;
@@ -15,9 +16,13 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::idempotency::Write;
 use crate::store::agents::{self, AgentStatus};
+use crate::store::governance as rows;
 use crate::store::governance::audit::{self, Actor, AuditDecision, AuditEntry, AuditKind};
 use crate::store::now;
 use crate::store::outbox::{self, EventType};
+
+/// The revoke reason of the mandates a halt revokes.
+const AGENT_HALTED: &str = "agent_halted";
 
 /// The body of `POST /agents/{agent_id}/circuit-break`.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
@@ -85,7 +90,16 @@ pub async fn circuit_break(
             crate::store::governance::guard::stop_agent(
                 &mut tx,
                 agent.id.as_str(),
-                "agent_halted",
+                AGENT_HALTED,
+                Actor::Owner,
+                at,
+            )
+            .await?;
+            // A halt revokes the agent's mandates for good; resuming grants none back.
+            rows::revoke_mandates_of_agent(
+                &mut tx,
+                agent.id.as_str(),
+                AGENT_HALTED,
                 Actor::Owner,
                 at,
             )

@@ -108,8 +108,7 @@ pub(crate) fn grant_mandate(
     grant: Option<&ExecutionGrant>,
     named: Option<&str>,
 ) -> ApiResult<Option<String>> {
-    // Execution tokens name no mandate until mandates land; the grant is read here alone.
-    let granted: Option<String> = grant.and(None);
+    let granted = grant.and_then(|g| g.mandate_id.as_ref()).map(ToString::to_string);
     match (granted, named) {
         (Some(granted), Some(named)) if granted != named => Err(ApiError::new(
             ErrorCode::Forbidden,

@@ -26,6 +26,8 @@ string_enum!(
         Reservation = "reservation",
         /// A budget lease granted or ended.
         Lease = "lease",
+        /// A mandate created, changed or revoked.
+        Mandate = "mandate",
     }
 );
 
@@ -48,12 +50,14 @@ string_enum!(
         Halted = "halted",
         /// The agent was resumed.
         Resumed = "resumed",
-        /// A policy was written.
+        /// A policy or mandate was written.
         Updated = "updated",
         /// A lease was granted.
         Created = "created",
         /// A lease ended, or a hold was released.
         Released = "released",
+        /// A mandate was revoked (by the owner, or with its agent).
+        Revoked = "revoked",
     }
 );
 

@@ -1,5 +1,5 @@
-//! Governance rows: policy versions, spend checks, approvals, the agent halt, the append-only
-//! audit log, and the facts a spending decision counts ([`facts`]).
+//! Governance rows: policy versions, spend checks, approvals, mandates, the agent halt, the
+//! append-only audit log, and the facts a spending decision counts ([`facts`]).
 //!
 //! A spending decision runs in one write transaction that starts with [`lock_agent`], so an
 //! agent's decisions are serialised and what one counts, the next sees.
@@ -10,6 +10,7 @@ pub mod checks;
 pub mod guard;
 pub mod holds;
 pub mod leases;
+pub mod mandates;
 pub mod policies;
 pub mod usage;
 
@@ -558,4 +559,71 @@ pub async fn expire_due(conn: &mut Conn, at: i64, limit: i64) -> Result<usize> {
         approval_ended(conn, approval, audit::Actor::System, at).await?;
     }
     Ok(expired.len())
+}
+
+/// Records a change of `mandate` (`created`, `updated` or `revoked`, as `decision` says): its
+/// audit row by `actor` and the `mandate.*` webhook event to its agent, in the caller's
+/// transaction.
+pub async fn mandate_changed(
+    conn: &mut Conn,
+    mandate: &crate::governance::Mandate,
+    decision: audit::AuditDecision,
+    actor: audit::Actor,
+    at: i64,
+) -> Result<()> {
+    use crate::store::outbox::{self, EventType};
+    let event = match decision {
+        audit::AuditDecision::Created => EventType::MandateCreated,
+        audit::AuditDecision::Revoked => EventType::MandateRevoked,
+        _ => EventType::MandateUpdated,
+    };
+    let mut entry = audit::AuditEntry::new(
+        &mandate.account_id,
+        Some(&mandate.agent_id),
+        audit::AuditKind::Mandate,
+        decision,
+        actor,
+        at,
+    );
+    entry.subject_id = Some(mandate.id.to_string());
+    entry.amount_cents = Some(mandate.max_total_cents);
+    entry.detail = serde_json::json!({
+        "max_total_cents": mandate.max_total_cents,
+        "per_tx_max_cents": mandate.per_tx_max_cents,
+        "valid_until": mandate.valid_until,
+        "revoke_reason": mandate.revoke_reason,
+    });
+    audit::append(conn, &entry).await?;
+    outbox::record_for_agent(conn, &mandate.agent_id, event, &mandate_event(mandate), at).await?;
+    Ok(())
+}
+
+/// The `data` of a `mandate.*` webhook event.
+pub fn mandate_event(mandate: &crate::governance::Mandate) -> serde_json::Value {
+    serde_json::json!({
+        "mandate_id": mandate.id,
+        "status": mandate.status.as_str(),
+        "max_total_cents": mandate.max_total_cents,
+        "per_tx_max_cents": mandate.per_tx_max_cents,
+        "valid_from": mandate.valid_from.map(crate::time::rfc3339),
+        "valid_until": mandate.valid_until.map(crate::time::rfc3339),
+        "revoke_reason": mandate.revoke_reason,
+    })
+}
+
+/// Revokes every active mandate of `agent_id` with `reason` (`agent_revoked`,
+/// `agent_halted`), each with its audit row by `actor` and its `mandate.revoked` event, in the
+/// caller's transaction (the one that revokes or halts the agent). Returns them.
+pub async fn revoke_mandates_of_agent(
+    conn: &mut Conn,
+    agent_id: &str,
+    reason: &str,
+    actor: audit::Actor,
+    at: i64,
+) -> Result<Vec<crate::governance::Mandate>> {
+    let revoked = mandates::revoke_all_of_agent(conn, agent_id, reason, at).await?;
+    for mandate in &revoked {
+        mandate_changed(conn, mandate, audit::AuditDecision::Revoked, actor, at).await?;
+    }
+    Ok(revoked)
 }

@@ -15,7 +15,8 @@ use std::collections::{BTreeSet, HashSet};
 use crate::support::databases::{drop_postgres, fresh_postgres, fresh_sqlite};
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use pactum::agreement::ids::{
-    AgentId, AgreementId, Environment, ExecutionTokenId, JobId, ReceiptId, SettlementActionId,
+    AgentId, AgreementId, Environment, ExecutionTokenId, JobId, MandateId, ReceiptId,
+    SettlementActionId,
 };
 use pactum::agreement::settlement::{Action, Party};
 use pactum::agreement::status::InfraFeeStatus;
@@ -68,6 +69,8 @@ macro_rules! conformance {
 
 // Governance rows (policies, approvals, audit, the decision lock) are cases of their own file.
 mod governance;
+// Mandates: writes only while active, final revocation, and what each has spent.
+mod mandates;
 
 conformance!(
     agreements_round_trip_and_page_newest_first,
@@ -1607,6 +1610,8 @@ async fn execution_token_binds_once(store: &Store) {
             agent_id: agent.id.clone(),
             action: "accept".into(),
             audience: format!("ua_{i}"),
+            // A token's mandate round-trips (and its absence does).
+            mandate_id: (i == 0).then(|| MandateId("mdt_conformance".into())),
             expires_at: 2_000,
             used_at: None,
             used_idempotency_key: None,
