@@ -79,6 +79,10 @@ string_enum!(
         ReservationExpired = "reservation.expired",
         /// A reservation's approval was rejected or expired.
         ReservationRejected = "reservation.rejected",
+        /// Part of a captured activation hold came back: the buyer withdrew unused deposit.
+        ReservationCredited = "reservation.credited",
+        /// A captured activation hold is held again: a reorganisation took its block away.
+        ReservationReheld = "reservation.reheld",
         /// A parent agent leased budget to a child.
         BudgetLeaseCreated = "budget_lease.created",
         /// A lease ended; its unspent rest went back to the parent.

@@ -291,3 +291,117 @@ async fn a_key_revoked_on_one_instance_is_refused_by_the_other_within_a_second()
     }
     drop_postgres(&database_url).await;
 }
+
+/// Sends `n` reservations of $1 as `agent`, alternating between the two instances, all at
+/// once; how many were held, with every refusal checked to be the budget's (or lease's).
+async fn reserve_dollars(apis: &[Api; 2], agent: &TestAgent, n: usize, refusal: &str) -> usize {
+    let body = json!({ "amount_cents": 100, "action_type": "spend", "counterparty": "vendor_1" });
+    let answers: Vec<(StatusCode, Value)> = futures::stream::iter(0..n)
+        .map(|i| {
+            apis[i % 2].call(Method::POST, "/v1/spend-guard/reservations", &agent.key, Some(&body))
+        })
+        .buffer_unordered(n)
+        .collect()
+        .await;
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(*status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["details"]["reason_code"], refusal, "{body}");
+    }
+    answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count()
+}
+
+/// What `agent`'s `daily` budget counts, as the estimate route reads it.
+async fn budget_counted(api: &Api, agent: &TestAgent) -> u64 {
+    let body = json!({ "kind": "payment", "amount_cents": 1 });
+    let (status, estimate) =
+        api.call(Method::POST, "/v1/spend-guard/estimate", &agent.key, Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{estimate}");
+    estimate["budgets"][0]["counted_cents"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_never_hold_more_than_a_budget_or_resolve_a_hold_twice_on_postgres() {
+    let Some(database_url) = fresh_postgres().await else { return };
+    let chain = DevChain::start().await;
+    let dir = unique_dir("pactum-instances-spend");
+    let mut servers: Vec<ServeProcess> = (0..2)
+        .map(|_| ServeProcess::new(&chain, &relayer_signers(&chain, 1), &database_url, &dir))
+        .collect();
+    let apis = start_both(&mut servers).await;
+    let daily = |max: u64| {
+        json!({ "rules": [{ "id": "daily", "type": "period_budget", "period": "day",
+                            "max_cents": max, "timezone": "UTC" }] })
+    };
+
+    // 200 reservations of $1 against a $60 budget, half through each instance.
+    let agent = agent(&apis[0], "budgeted").await;
+    let path = format!("/agents/{}/policies", agent.id);
+    let (status, body) = apis[1].call(Method::PUT, &path, OWNER_KEY, Some(&daily(6_000))).await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(reserve_dollars(&apis, &agent, 200, "period_budget_exceeded").await, 60);
+    assert_eq!(budget_counted(&apis[0], &agent).await, 6_000);
+
+    // 100 captures and releases of one hold, from both instances: one of them wins.
+    let racer = self::agent(&apis[0], "racer").await;
+    let path = format!("/agents/{}/policies", racer.id);
+    apis[0].call(Method::PUT, &path, OWNER_KEY, Some(&daily(100_000))).await;
+    let body = json!({ "amount_cents": 500, "action_type": "spend", "counterparty": "v" });
+    let (status, hold) =
+        apis[1].call(Method::POST, "/v1/spend-guard/reservations", &racer.key, Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+    let id = hold["id"].as_str().unwrap();
+    let answers: Vec<(bool, StatusCode)> = futures::stream::iter(0..100)
+        .map(|i| {
+            let capture = i % 4 < 2;
+            let what = if capture { "capture" } else { "release" };
+            let path = format!("/v1/spend-guard/reservations/{id}/{what}");
+            let (api, key) = (&apis[i % 2], racer.key.clone());
+            async move { (capture, api.call(Method::POST, &path, &key, None).await.0) }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let path = format!("/v1/spend-guard/reservations/{id}");
+    let (_, hold) = apis[0].call(Method::GET, &path, &racer.key, None).await;
+    let captured = hold["status"] == "captured";
+    for (capture, status) in answers {
+        let expected = if capture == captured { StatusCode::OK } else { StatusCode::CONFLICT };
+        assert_eq!(status, expected, "capture {capture}, hold {hold}");
+    }
+    let changes = hold["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "captured" || e["event"] == "released")
+        .count();
+    assert_eq!(changes, 1, "{hold}");
+
+    // A $50 parent leases $30 and $20; both children spend far past their leases at once,
+    // through both instances: each gets exactly its lease, the parent never more than $50.
+    let parent = self::agent(&apis[0], "parent").await;
+    let (a, b) = (self::agent(&apis[0], "child-a").await, self::agent(&apis[1], "child-b").await);
+    let path = format!("/agents/{}/policies", parent.id);
+    apis[0].call(Method::PUT, &path, OWNER_KEY, Some(&daily(5_000))).await;
+    for (child, cents) in [(&a, 3_000), (&b, 2_000)] {
+        let body = json!({ "parent_agent_id": parent.id, "child_agent_id": child.id, "amount_cents": cents });
+        let (status, lease) = apis[1]
+            .call(Method::POST, "/v1/spend-guard/budget-leases", OWNER_KEY, Some(&body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{lease}");
+    }
+    let (held_a, held_b) = tokio::join!(
+        reserve_dollars(&apis, &a, 60, "lease_exhausted"),
+        reserve_dollars(&apis, &b, 60, "lease_exhausted"),
+    );
+    assert_eq!((held_a, held_b), (30, 20));
+    assert_eq!(budget_counted(&apis[1], &parent).await, 5_000);
+    let body = json!({ "amount_cents": 1, "action_type": "spend", "counterparty": "v" });
+    let (status, refused) =
+        apis[0].call(Method::POST, "/v1/spend-guard/reservations", &parent.key, Some(&body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+
+    for server in &mut servers {
+        server.terminate().await;
+    }
+    drop_postgres(&database_url).await;
+}

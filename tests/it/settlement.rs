@@ -76,6 +76,24 @@ async fn a_seller_closing_with_the_final_voucher_settles_at_once_and_the_buyer_w
     assert_eq!(escrow["escrow"]["withdrawn_amount"], (70 * UNIT).to_string());
     assert_eq!(escrow["escrow"]["remaining_amount"], "0");
     assert_eq!(h.chain.balance(buyer_wallet).await - buyer_before, U256::from(70 * UNIT));
+    // The buyer's budgets count what was paid: the $10.21 held at activation less the $7 that
+    // came back.
+    let (_, holds) =
+        h.call(Method::GET, "/v1/spend-guard/reservations", Some(&buyer.key), None).await;
+    let hold = &holds["data"][0];
+    assert_eq!(
+        (hold["subject_id"].as_str(), hold["status"].as_str()),
+        (Some(id.as_str()), Some("captured"))
+    );
+    assert_eq!(
+        (hold["captured_cents"].as_u64(), hold["counted_cents"].as_u64()),
+        (Some(1_021), Some(321))
+    );
+    let last = hold["events"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["amount_cents"].as_u64()),
+        (Some("credited"), Some(700))
+    );
     // Only the accrued infra fee stays in the escrow.
     let fees = h.chain.accrued_fees().await;
     assert!(!fees.is_zero());

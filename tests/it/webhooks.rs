@@ -213,6 +213,9 @@ async fn delivers_every_event_of_a_real_agreement_signed_for_a_standard_verifier
         "activation.queued",
         "activation.submitted",
         "activation.confirmed",
+        // The buyer's budget hold of the activation: held when queued, captured on confirmation.
+        "reservation.reserved",
+        "reservation.captured",
     ];
     let mut buyer_hits = Vec::new();
     for _ in 0..400 {
@@ -238,7 +241,12 @@ async fn delivers_every_event_of_a_real_agreement_signed_for_a_standard_verifier
         let payload = hit.json();
         assert!(payload["id"].as_str().unwrap().starts_with("evt_"), "{payload}");
         assert_eq!(payload["data"]["agreement_id"], id.as_str(), "{payload}");
-        assert_eq!(payload["data"]["buyer_agent_id"], buyer.id.as_str());
+        if payload["type"].as_str().unwrap().starts_with("reservation.") {
+            assert_eq!(payload["data"]["source"], "activation", "{payload}");
+            assert_eq!(payload["data"]["agent_id"], buyer.id.as_str());
+        } else {
+            assert_eq!(payload["data"]["buyer_agent_id"], buyer.id.as_str());
+        }
         assert!(payload["created_at"].is_string());
         assert!(hit.id().starts_with("msg_"));
         assert_eq!(hit.headers["content-type"], "application/json");

@@ -555,5 +555,6 @@ pub fn event_data(hold: &Hold) -> Value {
         "mandate_id": hold.mandate_id,
         "lease_id": hold.lease_id,
         "approval_id": hold.approval_id,
+        "agreement_id": (hold.source == HoldSource::Activation).then_some(&hold.subject_id),
     })
 }

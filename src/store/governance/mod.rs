@@ -388,7 +388,12 @@ pub async fn commit_activation(
     .await?;
     let hold = holds::get_in(conn, id.as_str()).await?.ok_or(StoreError::Conflict)?;
     let detail = serde_json::json!({ "source": "activation" });
-    holds::append_event(conn, &hold, holds::HoldEvent::Reserved, cents, "agent", &detail, at).await
+    holds::append_event(conn, &hold, holds::HoldEvent::Reserved, cents, "agent", &detail, at)
+        .await?;
+    let data = holds::event_data(&hold);
+    let event = crate::store::outbox::EventType::ReservationReserved;
+    crate::store::outbox::record_for_agent(conn, &hold.agent_id, event, &data, at).await?;
+    Ok(())
 }
 
 /// Brings the hold of agreement `agreement_id`'s latest activation in line with what the
@@ -446,7 +451,19 @@ pub async fn follow_activation(conn: &mut Conn, agreement_id: &str, at: i64) -> 
         (_, HoldStatus::Reserved) => (HoldEvent::Reheld, counted),
         _ => (HoldEvent::Released, hold.counted_cents),
     };
-    holds::follow(conn, &hold, to, counted, captured, event, at).await
+    holds::follow(conn, &hold, to, counted, captured, event, at).await?;
+    use crate::store::outbox::{self, EventType};
+    let announced = match event.0 {
+        HoldEvent::Captured => EventType::ReservationCaptured,
+        HoldEvent::Credited => EventType::ReservationCredited,
+        HoldEvent::Reheld => EventType::ReservationReheld,
+        _ => EventType::ReservationReleased,
+    };
+    if let Some(now) = holds::get_in(conn, hold.id.as_str()).await? {
+        outbox::record_for_agent(conn, &now.agent_id, announced, &holds::event_data(&now), at)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Records what follows an approval that ended without being approved (`rejected` or
