@@ -71,6 +71,8 @@ macro_rules! conformance {
 mod governance;
 // Mandates: writes only while active, final revocation, and what each has spent.
 mod mandates;
+// Spend-guard holds and budget leases.
+mod holds;
 
 conformance!(
     agreements_round_trip_and_page_newest_first,
