@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -15,8 +15,8 @@ use crate::agreement::ids::ReservationId;
 use crate::api::AppState;
 use crate::api::auth::Checker;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
-use crate::api::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey, OptionalApiJson};
-use crate::api::idempotency::Idempotency;
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, OptionalApiJson};
+use crate::api::idempotency::Write;
 use crate::api::page;
 use crate::api::spend_gate::{self, Spend};
 use crate::governance::{Confidence, Decision};
@@ -211,21 +211,10 @@ pub async fn create(
     State(state): State<AppState>,
     checker: Checker,
     grant: Option<axum::Extension<crate::api::auth::ExecutionGrant>>,
-    method: Method,
-    uri: Uri,
-    IdempotencyKey(key): IdempotencyKey,
-    ApiJson(body): ApiJson<ReservationRequest>,
+    Write(ApiJson(body), idempotency): Write<ApiJson<ReservationRequest>>,
 ) -> ApiResult<Response> {
     let started = std::time::Instant::now();
     let (agent, actor) = checker.agent(&state, body.agent_id.as_deref()).await?;
-    let fingerprint = serde_json::to_string(&body).map_err(ApiError::internal)?;
-    let idempotency =
-        match Idempotency::open(&state, checker.scope(), key, method.as_str(), &uri, &fingerprint)
-            .await
-        {
-            Ok(idempotency) => idempotency,
-            Err(replayed) => return Ok(replayed),
-        };
     let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECS);
     if !(1..=MAX_TTL_SECS).contains(&ttl) {
         return Err(ApiError::validation(
@@ -436,23 +425,9 @@ pub async fn capture(
     State(state): State<AppState>,
     checker: Checker,
     ApiPath(id): ApiPath,
-    method: Method,
-    uri: Uri,
-    IdempotencyKey(key): IdempotencyKey,
-    OptionalApiJson(body): OptionalApiJson<CaptureRequest>,
-) -> ApiResult<Response> {
+    Write(OptionalApiJson(body), idempotency): Write<OptionalApiJson<CaptureRequest>>,
+) -> ApiResult<Json<ReservationView>> {
     let hold = visible(&state, &checker, &id).await?;
-    let fingerprint = serde_json::to_string(&body).map_err(ApiError::internal)?;
-    let idempotency =
-        match Idempotency::open(&state, checker.scope(), key, method.as_str(), &uri, &fingerprint)
-            .await
-        {
-            Ok(idempotency) => idempotency,
-            Err(replayed) => return Ok(replayed),
-        };
-    if hold.source != HoldSource::Api {
-        return Err(not_manual(&hold));
-    }
     let amount = body.amount_cents.unwrap_or(hold.amount_cents);
     if amount == 0 {
         return Err(ApiError::validation(
@@ -466,41 +441,72 @@ pub async fn capture(
             format!("`amount_cents` may be at most the {} cents held", hold.amount_cents),
         ));
     }
-    let at = crate::store::now();
+    resolve(&state, &checker, &hold, Resolution::Capture(amount), &idempotency).await
+}
+
+/// What a call does to a hold.
+enum Resolution {
+    /// Spend this much of it.
+    Capture(u64),
+    /// Give it back, for this reason.
+    Release(String),
+}
+
+/// Captures or releases `hold` in one transaction: a hold whose time ran out is expired first
+/// (410); the same resolution again is answered again; any other is refused (409).
+async fn resolve(
+    state: &AppState,
+    checker: &Checker,
+    hold: &Hold,
+    resolution: Resolution,
+    idempotency: &crate::api::idempotency::Idempotency,
+) -> ApiResult<Json<ReservationView>> {
+    if hold.source != HoldSource::Api {
+        return Err(not_manual(hold));
+    }
+    let (at, actor, id) = (crate::store::now(), actor_of(checker), hold.id.as_str());
     let mut tx = state.store.begin().await?;
     let current =
-        holds::get_in(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
+        holds::get_in(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
     let current = expire_if_due(&mut tx, current, at).await?;
-    let captured = match current.status {
-        HoldStatus::Reserved => {
-            holds::capture(&mut tx, &id, amount, actor_of(&checker).as_str(), at).await?
-        }
-        _ => None,
+    let (changed, event) = match (&resolution, current.status) {
+        (Resolution::Capture(amount), HoldStatus::Reserved) => (
+            holds::capture(&mut tx, id, *amount, actor.as_str(), at).await?,
+            EventType::ReservationCaptured,
+        ),
+        (Resolution::Release(reason), HoldStatus::Reserved | HoldStatus::PendingApproval) => (
+            holds::end(&mut tx, id, HoldStatus::Released, reason, actor.as_str(), at).await?,
+            EventType::ReservationReleased,
+        ),
+        _ => (None, EventType::ReservationReleased),
     };
-    let Some(captured) = captured else {
-        // Resolved already: the same capture is answered again, anything else refused.
-        let now = holds::get_in(&mut tx, &id).await?.unwrap_or(current);
-        if now.status == HoldStatus::Captured && now.captured_cents == Some(amount) {
-            let view = answer_in(&mut tx, &now).await?;
-            tx.commit().await?;
-            return Ok((StatusCode::OK, Json(view)).into_response());
-        }
+    let Some(changed) = changed else {
+        // Resolved already: the same resolution is answered again, anything else refused.
+        let now = holds::get_in(&mut tx, id).await?.unwrap_or(current);
+        let same = match resolution {
+            Resolution::Capture(amount) => {
+                now.status == HoldStatus::Captured && now.captured_cents == Some(amount)
+            }
+            Resolution::Release(_) => now.status == HoldStatus::Released,
+        };
+        // Committed either way: a hold expired just now stays expired.
+        let view = answer_in(&mut tx, &now).await?;
         tx.commit().await?;
-        return Err(resolved(&now));
+        return if same { Ok(Json(view)) } else { Err(resolved(&now)) };
     };
-    let data = holds::event_data(&captured);
-    outbox::record_for_agent(
-        &mut tx,
-        &captured.agent_id,
-        EventType::ReservationCaptured,
-        &data,
-        at,
-    )
-    .await?;
-    let view = answer_in(&mut tx, &captured).await?;
+    if let Some(approval_id) =
+        changed.approval_id.as_deref().filter(|_| event == EventType::ReservationReleased)
+    {
+        // A released hold no longer waits: its approval ends with it.
+        crate::store::governance::end_approval(&mut tx, approval_id, "reservation_released", at)
+            .await?;
+    }
+    let data = holds::event_data(&changed);
+    outbox::record_for_agent(&mut tx, &changed.agent_id, event, &data, at).await?;
+    let view = answer_in(&mut tx, &changed).await?;
     idempotency.save(&mut tx, StatusCode::OK, &view).await?;
     tx.commit().await?;
-    Ok((StatusCode::OK, Json(view)).into_response())
+    Ok(Json(view))
 }
 
 fn not_manual(hold: &Hold) -> ApiError {
@@ -536,67 +542,14 @@ pub async fn release(
     State(state): State<AppState>,
     checker: Checker,
     ApiPath(id): ApiPath,
-    method: Method,
-    uri: Uri,
-    IdempotencyKey(key): IdempotencyKey,
-    OptionalApiJson(body): OptionalApiJson<ReleaseRequest>,
-) -> ApiResult<Response> {
+    Write(OptionalApiJson(body), idempotency): Write<OptionalApiJson<ReleaseRequest>>,
+) -> ApiResult<Json<ReservationView>> {
     let hold = visible(&state, &checker, &id).await?;
-    let fingerprint = serde_json::to_string(&body).map_err(ApiError::internal)?;
-    let idempotency =
-        match Idempotency::open(&state, checker.scope(), key, method.as_str(), &uri, &fingerprint)
-            .await
-        {
-            Ok(idempotency) => idempotency,
-            Err(replayed) => return Ok(replayed),
-        };
-    if hold.source != HoldSource::Api {
-        return Err(not_manual(&hold));
-    }
     let reason = body.reason.unwrap_or_else(|| "released".to_owned());
     if reason.chars().count() > 1_000 {
         return Err(ApiError::validation("reason", "`reason` is at most 1,000 characters"));
     }
-    let at = crate::store::now();
-    let actor = actor_of(&checker);
-    let mut tx = state.store.begin().await?;
-    let current =
-        holds::get_in(&mut tx, &id).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
-    let current = expire_if_due(&mut tx, current, at).await?;
-    let released = match current.status {
-        HoldStatus::Reserved | HoldStatus::PendingApproval => {
-            holds::end(&mut tx, &id, HoldStatus::Released, &reason, actor.as_str(), at).await?
-        }
-        _ => None,
-    };
-    let Some(released) = released else {
-        let now = holds::get_in(&mut tx, &id).await?.unwrap_or(current);
-        if now.status == HoldStatus::Released {
-            let view = answer_in(&mut tx, &now).await?;
-            tx.commit().await?;
-            return Ok((StatusCode::OK, Json(view)).into_response());
-        }
-        tx.commit().await?;
-        return Err(resolved(&now));
-    };
-    if let Some(approval_id) = &released.approval_id {
-        // A released hold no longer waits: its approval ends with it.
-        crate::store::governance::end_approval(&mut tx, approval_id, "reservation_released", at)
-            .await?;
-    }
-    let data = holds::event_data(&released);
-    outbox::record_for_agent(
-        &mut tx,
-        &released.agent_id,
-        EventType::ReservationReleased,
-        &data,
-        at,
-    )
-    .await?;
-    let view = answer_in(&mut tx, &released).await?;
-    idempotency.save(&mut tx, StatusCode::OK, &view).await?;
-    tx.commit().await?;
-    Ok((StatusCode::OK, Json(view)).into_response())
+    resolve(&state, &checker, &hold, Resolution::Release(reason), &idempotency).await
 }
 
 /// `GET /v1/spend-guard/reservations/{reservation_id}`: one reservation with its events.
