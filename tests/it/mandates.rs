@@ -11,9 +11,8 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::support::databases::{drop_postgres, fresh_postgres};
-use crate::support::router::{Api, Client};
+use crate::support::router::{Api, Client, other_account};
 use crate::support::service::{OWNER_KEY, TestAgent, propose_body};
-use pactum::agreement::ids::{Environment, SecretKey};
 use pactum::store::{agents, now};
 
 /// Which database a case runs on.
@@ -45,24 +44,6 @@ async fn finish(api: Api, url: Option<String>) {
     if let Some(url) = url {
         drop_postgres(&url).await;
     }
-}
-
-/// A second account's owner credential and one agent of it.
-async fn other_account(api: &Api) -> (String, TestAgent) {
-    let key = SecretKey::generate("ok", Environment::Test);
-    let store = api.store();
-    let mut tx = store.begin().await.unwrap();
-    agents::ensure_account(&mut tx, "other", &key.hash(), now()).await.unwrap();
-    tx.commit().await.unwrap();
-    let owner = key.reveal().to_owned();
-    let body = json!({ "name": "other-agent" });
-    let (status, agent) = api.call(Method::POST, "/v1/agents", Some(&owner), Some(&body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{agent}");
-    let agent = TestAgent {
-        id: agent["id"].as_str().unwrap().to_owned(),
-        key: agent["api_key"].as_str().unwrap().to_owned(),
-    };
-    (owner, agent)
 }
 
 /// RFC 3339 of `offset` seconds from now.

@@ -425,3 +425,148 @@ async fn halting_an_agent_gives_its_holds_and_leases_back() {
     );
     h.stop().await;
 }
+
+/// The usage summary's figures for a known history, on `db`.
+async fn the_usage_summary_tallies_what_happened(db: Option<String>) {
+    use crate::support::router::{Api, Client};
+    let api = Api::start_with(|config| {
+        if let Some(url) = &db {
+            config.database_url = url.clone();
+        }
+    })
+    .await;
+    let agent = api.agent("summarised").await;
+    let child = api.agent("summarised-child").await;
+    let rules = json!({ "rules": [
+        { "id": "daily", "type": "period_budget", "period": "day", "max_cents": 1_000, "timezone": "UTC" },
+        { "id": "big", "type": "escalation_threshold", "above_cents": 500 },
+    ] });
+    let path = format!("/agents/{}/policies", agent.id);
+    api.call(Method::PUT, &path, Some(OWNER_KEY), Some(&rules)).await;
+    let reservations = "/v1/spend-guard/reservations";
+    let spend =
+        |cents: u64| json!({ "amount_cents": cents, "action_type": "spend", "counterparty": "v" });
+    let key = Some(agent.key.as_str());
+    let (_, first) = api.call(Method::POST, reservations, key, Some(&spend(300))).await;
+    let capture = format!("{reservations}/{}/capture", first["id"].as_str().unwrap());
+    api.call(Method::POST, &capture, key, Some(&json!({ "amount_cents": 200 }))).await;
+    let (status, _) = api.call(Method::POST, reservations, key, Some(&spend(600))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, second) = api.call(Method::POST, reservations, key, Some(&spend(400))).await;
+    let release = format!("{reservations}/{}/release", second["id"].as_str().unwrap());
+    api.call(Method::POST, &release, key, None).await;
+    let lease =
+        json!({ "parent_agent_id": agent.id, "child_agent_id": child.id, "amount_cents": 100 });
+    let (status, body) = api
+        .call(Method::POST, "/v1/spend-guard/budget-leases", Some(OWNER_KEY), Some(&lease))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = api.call(Method::POST, reservations, key, Some(&spend(2_000))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, summary) =
+        api.call(Method::GET, "/v1/spend-guard/usage/summary", Some(OWNER_KEY), None).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    let totals = &summary["totals"];
+    assert_eq!(
+        totals["decisions"]["reservation"],
+        json!({ "allow": 2, "escalate": 1, "block": 1 })
+    );
+    assert_eq!(totals["decisions"]["lease"], json!({ "allow": 1 }));
+    let r = &totals["reservations"];
+    assert_eq!(
+        [&r["reserved_cents"], &r["captured_cents"], &r["released_cents"], &r["expired_cents"]],
+        [&json!(800), &json!(200), &json!(400), &json!(0)],
+        "{r}"
+    );
+    assert_eq!(
+        r["events"],
+        json!({ "reserved": 3, "pending_approval": 1, "captured": 1, "released": 1 })
+    );
+    assert_eq!(totals["approvals"], json!({ "pending": 1 }));
+    assert_eq!(totals["leases"]["granted"], 1);
+    assert_eq!(totals["leases"]["granted_cents"], 100);
+
+    let by_decision = "/v1/spend-guard/usage/summary?group_by=decision";
+    let (_, grouped) = api.call(Method::GET, by_decision, Some(OWNER_KEY), None).await;
+    let keys: Vec<&str> =
+        grouped["groups"].as_array().unwrap().iter().map(|g| g["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["allow", "block", "escalate"]);
+    // An agent sees its own figures only; a window of more than 366 days is refused.
+    let (_, own) =
+        api.call(Method::GET, "/v1/spend-guard/usage/summary", Some(&child.key), None).await;
+    assert_eq!(own["totals"]["decisions"], json!({}), "{own}");
+    let wide = "/v1/spend-guard/usage/summary?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z";
+    let (status, _) = api.call(Method::GET, wide, Some(OWNER_KEY), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    drop(api);
+    if let Some(url) = db {
+        crate::support::databases::drop_postgres(&url).await;
+    }
+}
+
+#[tokio::test]
+async fn the_usage_summary_tallies_what_happened_on_sqlite() {
+    the_usage_summary_tallies_what_happened(None).await;
+}
+
+#[tokio::test]
+async fn the_usage_summary_tallies_what_happened_on_postgres() {
+    let Some(url) = crate::support::databases::fresh_postgres().await else { return };
+    the_usage_summary_tallies_what_happened(Some(url)).await;
+}
+
+/// Another account's owner and agents see none of this account's reservations and leases, and
+/// cannot name its agents.
+#[tokio::test]
+async fn another_account_finds_nothing_of_this_one() {
+    use crate::support::router::{Api, Client, other_account};
+    let api = Api::start().await;
+    let (other_owner, other_agent) = other_account(&api).await;
+    let agent = api.agent("ours").await;
+    let child = api.agent("our-child").await;
+    let body = json!({ "amount_cents": 100, "action_type": "spend", "counterparty": "v" });
+    let (status, hold) =
+        api.call(Method::POST, "/v1/spend-guard/reservations", Some(&agent.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+    let lease =
+        json!({ "parent_agent_id": agent.id, "child_agent_id": child.id, "amount_cents": 50 });
+    let (_, lease) = api
+        .call(Method::POST, "/v1/spend-guard/budget-leases", Some(OWNER_KEY), Some(&lease))
+        .await;
+    let hold_path = format!("/v1/spend-guard/reservations/{}", hold["id"].as_str().unwrap());
+    let lease_release =
+        format!("/v1/spend-guard/budget-leases/{}/release", lease["id"].as_str().unwrap());
+    for key in [other_owner.as_str(), other_agent.key.as_str()] {
+        for (method, path) in [
+            (Method::GET, hold_path.clone()),
+            (Method::POST, format!("{hold_path}/capture")),
+            (Method::POST, format!("{hold_path}/release")),
+            (Method::POST, lease_release.clone()),
+        ] {
+            let (status, body) = api.call(method.clone(), &path, Some(key), None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+        }
+    }
+    // The other owner cannot spend, estimate or lease for our agents.
+    let named = json!({ "agent_id": agent.id, "amount_cents": 1, "action_type": "spend", "counterparty": "v" });
+    for path in ["/v1/spend-guard/reservations", "/v1/spend-guard/authorize"] {
+        let (status, _) = api.call(Method::POST, path, Some(&other_owner), Some(&named)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let theirs =
+        json!({ "parent_agent_id": agent.id, "child_agent_id": other_agent.id, "amount_cents": 1 });
+    let (status, _) = api
+        .call(Method::POST, "/v1/spend-guard/budget-leases", Some(&other_owner), Some(&theirs))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, lists) =
+        api.call(Method::GET, "/v1/spend-guard/reservations", Some(&other_owner), None).await;
+    assert_eq!(lists["data"], json!([]));
+    let (_, leases) =
+        api.call(Method::GET, "/v1/spend-guard/budget-leases", Some(&other_owner), None).await;
+    assert_eq!(leases["data"], json!([]));
+    // Ours is untouched.
+    let (_, still) = api.call(Method::GET, &hold_path, Some(&agent.key), None).await;
+    assert_eq!(still["status"], "reserved");
+}

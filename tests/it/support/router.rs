@@ -253,3 +253,21 @@ impl Client for Harness {
         self.service.as_ref().unwrap().state().store.clone()
     }
 }
+
+/// A second account's owner credential and one agent of it.
+pub async fn other_account(api: &Api) -> (String, TestAgent) {
+    let key = SecretKey::generate("ok", Environment::Test);
+    let store = api.store();
+    let mut tx = store.begin().await.unwrap();
+    agents::ensure_account(&mut tx, "other", &key.hash(), now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let owner = key.reveal().to_owned();
+    let body = json!({ "name": "other-agent" });
+    let (status, agent) = api.call(Method::POST, "/v1/agents", Some(&owner), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{agent}");
+    let agent = TestAgent {
+        id: agent["id"].as_str().unwrap().to_owned(),
+        key: agent["api_key"].as_str().unwrap().to_owned(),
+    };
+    (owner, agent)
+}
