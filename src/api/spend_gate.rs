@@ -318,24 +318,38 @@ async fn mandate_refusal(
     conn: &mut Conn,
     spend: &Spend,
 ) -> ApiResult<Option<governance::MandateFact>> {
+    let agent = (spend.account_id.as_str(), spend.agent_id.as_str());
+    mandate_fact(conn, agent, spend.mandate_id.as_deref(), &spend.request).await
+}
+
+/// Why mandate `mandate_id` of `agent` (account and agent id) refuses `request`, counting what
+/// it spent so far; `None` when there is no mandate or it admits the request. 422 on
+/// `mandate_id` when it is not one of the agent's mandates.
+pub(crate) async fn mandate_fact(
+    conn: &mut Conn,
+    agent: (&str, &str),
+    mandate_id: Option<&str>,
+    request: &Request,
+) -> ApiResult<Option<governance::MandateFact>> {
     use crate::store::governance::mandates;
-    let Some(id) = &spend.mandate_id else { return Ok(None) };
-    let mandate = mandates::get_in(conn, &spend.account_id, id)
+    let Some(id) = mandate_id else { return Ok(None) };
+    let (account_id, agent_id) = agent;
+    let mandate = mandates::get_in(conn, account_id, id)
         .await?
-        .filter(|m| m.agent_id == spend.agent_id)
+        .filter(|m| m.agent_id == agent_id)
         .ok_or_else(|| {
             ApiError::validation("mandate_id", "`mandate_id` is not a mandate of this agent")
         })?;
     let spent = mandates::spent(conn, id).await?;
     let asked = governance::mandate::MandateSpend {
-        amount_cents: spend.request.amount_cents,
-        action_type: spend.request.action_type.as_str(),
-        counterparties: &spend.request.counterparties,
-        categories: &spend.request.categories,
-        at: spend.request.at,
+        amount_cents: request.amount_cents,
+        action_type: request.action_type.as_str(),
+        counterparties: &request.counterparties,
+        categories: &request.categories,
+        at: request.at,
     };
     Ok(mandate.admits(&asked, spent).err().map(|refusal| governance::MandateFact {
-        mandate_id: id.clone(),
+        mandate_id: id.to_owned(),
         reason_code: ReasonCode::parse(refusal.reason_code()).unwrap_or(ReasonCode::MandateRevoked),
         message: refusal.message(),
     }))

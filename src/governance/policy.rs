@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{ActionType, period};
 
 /// A validated policy document (one version's content).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Policy {
     /// The rules, in the owner's order.
     pub rules: Vec<Rule>,

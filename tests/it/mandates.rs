@@ -659,3 +659,32 @@ async fn reservations_spend_within_their_mandate() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["details"]["field"], "mandate_id");
 }
+
+/// Approving an escalated reservation checks its mandate again: revoked meanwhile, the
+/// approval is refused and the reservation keeps waiting.
+#[tokio::test]
+async fn approving_a_reservation_rechecks_its_mandate() {
+    let api = Api::start().await;
+    let agent = api.agent("escalated").await;
+    let rules =
+        json!({ "rules": [{ "id": "big", "type": "escalation_threshold", "above_cents": 100 }] });
+    let path = format!("/agents/{}/policies", agent.id);
+    let (status, _) = api.call(Method::PUT, &path, Some(OWNER_KEY), Some(&rules)).await;
+    assert!(status.is_success());
+    let mandate = id(&granted(&api, &agent, 1_000, json!({})).await);
+    let body = json!({ "amount_cents": 200, "action_type": "spend", "counterparty": "v",
+                       "mandate_id": mandate });
+    let (status, held) =
+        api.call(Method::POST, "/v1/spend-guard/reservations", Some(&agent.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{held}");
+    let (status, _) = revoke(&api, &mandate, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let decide = format!("/approvals/{}/decide", held["approval_id"].as_str().unwrap());
+    let approve = json!({ "decision": "approve" });
+    let (status, refused) = api.call(Method::POST, &decide, Some(OWNER_KEY), Some(&approve)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["details"]["reason_code"], "mandate_revoked");
+    let path = format!("/v1/spend-guard/reservations/{}", held["id"].as_str().unwrap());
+    let (_, still) = api.call(Method::GET, &path, Some(&agent.key), None).await;
+    assert_eq!(still["status"], "pending_approval");
+}

@@ -75,38 +75,51 @@ pub(super) async fn approve(
             "the agent is halted; resume it before approving its spending",
         ));
     }
-    if let Some((policy, _)) =
-        crate::api::spend_gate::policy_in_force(&mut tx, &approval.agent_id).await?
-    {
-        let policy = crate::api::spend_gate::budgets_only(&policy);
-        let request = Request {
-            action_type: approval.action_type.parse().unwrap_or(governance::ActionType::Spend),
-            amount_cents: approval.amount_cents,
-            counterparties: approval.counterparty.iter().cloned().collect(),
-            categories: Vec::new(),
-            country: None,
-            at,
-            metadata: governance::Metadata::default(),
-        };
-        let scope = Scope { agent_id: &approval.agent_id, kind: "activation" };
-        let mut facts = rows::facts(&mut tx, scope, &policy, &request, "", agent).await?;
-        if approval.kind != ApprovalKind::Check {
-            facts.lease =
-                crate::api::spend_gate::lease_fact(&mut tx, locked.lease_id.as_deref()).await?;
-        }
-        let evaluation = governance::evaluate(&policy, &request, &facts);
-        if evaluation.decision == Decision::Block {
-            return Err(ApiError::new(
-                ErrorCode::PolicyBlocked,
-                evaluation.message.clone().unwrap_or_default(),
-            )
-            .with_details(json!({
-                "reason_code": evaluation.reason_code,
-                "violated_rule_id": evaluation.violated_rule_id,
-                "message": evaluation.message,
-                "decline_message": evaluation.decline_message,
-            })));
-        }
+    // What binds now: the period budgets (not the escalation the owner is answering), the
+    // agent's lease and, for a reservation, its mandate.
+    let policy = crate::api::spend_gate::policy_in_force(&mut tx, &approval.agent_id)
+        .await?
+        .map(|(policy, _)| crate::api::spend_gate::budgets_only(&policy))
+        .unwrap_or_default();
+    let waiting = match approval.kind {
+        ApprovalKind::Reservation => rows::holds::get_in(&mut tx, &approval.subject_id).await?,
+        _ => None,
+    };
+    let request = Request {
+        action_type: approval.action_type.parse().unwrap_or(governance::ActionType::Spend),
+        amount_cents: approval.amount_cents,
+        counterparties: approval.counterparty.iter().cloned().collect(),
+        categories: waiting.iter().filter_map(|h| h.category.clone()).collect(),
+        country: None,
+        at,
+        metadata: governance::Metadata::default(),
+    };
+    let scope = Scope { agent_id: &approval.agent_id, kind: "activation" };
+    let mut facts = rows::facts(&mut tx, scope, &policy, &request, "", agent).await?;
+    if approval.kind != ApprovalKind::Check {
+        facts.lease =
+            crate::api::spend_gate::lease_fact(&mut tx, locked.lease_id.as_deref()).await?;
+    }
+    let mandate = waiting.as_ref().and_then(|h| h.mandate_id.as_deref());
+    facts.mandate_refusal = crate::api::spend_gate::mandate_fact(
+        &mut tx,
+        (&approval.account_id, &approval.agent_id),
+        mandate,
+        &request,
+    )
+    .await?;
+    let evaluation = governance::evaluate(&policy, &request, &facts);
+    if evaluation.decision == Decision::Block {
+        return Err(ApiError::new(
+            ErrorCode::PolicyBlocked,
+            evaluation.message.clone().unwrap_or_default(),
+        )
+        .with_details(json!({
+            "reason_code": evaluation.reason_code,
+            "violated_rule_id": evaluation.violated_rule_id,
+            "message": evaluation.message,
+            "decline_message": evaluation.decline_message,
+        })));
     }
     let Some(decided) = approvals::decide(
         &mut tx,
