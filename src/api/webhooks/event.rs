@@ -57,4 +57,15 @@ mod tests {
         let schema = serde_json::to_value(<EventType as utoipa::PartialSchema>::schema()).unwrap();
         assert_eq!(schema["enum"].as_array().unwrap().len(), EventType::ALL.len());
     }
+
+    #[test]
+    fn the_webhooks_page_lists_every_event_type() {
+        let doc = include_str!("../../../docs/webhooks.md");
+        let section = &doc[doc.find("### Event types").expect("the event types section")..];
+        let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        for event in EventType::ALL {
+            let listed = format!("`{}`", event.as_str());
+            assert!(section.contains(&listed), "docs/webhooks.md does not list {listed}");
+        }
+    }
 }
