@@ -35,6 +35,10 @@ pub async fn tallies(
 ) -> Result<Vec<Tally>> {
     let part =
         |section: &str, kind: &str, outcome: &str, agent: &str, table: &str, filter: &str| {
+            // Postgres refuses a constant in GROUP BY (`''` where a section has no kind):
+            // group by the columns only.
+            let mut group = vec![kind, outcome, agent];
+            group.retain(|column| !column.starts_with('\''));
             format!(
                 "SELECT '{section}' AS section, {kind} AS kind, {outcome} AS outcome, \
              {agent} AS agent_id, CAST(created_at / 86400 AS BIGINT) AS day, \
@@ -42,7 +46,8 @@ pub async fn tallies(
              CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) AS cents FROM {table} \
              WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 \
              AND ($4 = '' OR {agent} = $4){filter} \
-             GROUP BY {kind}, {outcome}, {agent}, CAST(created_at / 86400 AS BIGINT)"
+             GROUP BY {}, CAST(created_at / 86400 AS BIGINT)",
+                group.join(", ")
             )
         };
     let sql = [
