@@ -16,16 +16,14 @@
 //! the last byte of the answer.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use crate::served::{Server, percentile, percentile_ms, spread};
 use crate::support::DevChain;
-use crate::support::process::ServeProcess;
-use crate::support::service::{OWNER_KEY, unique_dir};
 use crate::{Rates, Settings, thousands};
 
 /// Entries of the policy's larger counterparty denylist.
@@ -162,88 +160,6 @@ fn check_body(policy_id: &str) -> Value {
     })
 }
 
-/// `pactum serve` on a fresh SQLite file, one agent under the policy, and a keep-alive client
-/// per in-flight slot.
-struct Server {
-    process: ServeProcess,
-    base: String,
-    dir: PathBuf,
-    agent_key: String,
-    policy_id: String,
-    clients: Vec<reqwest::Client>,
-}
-
-impl Server {
-    async fn start(chain: &DevChain, slots: usize, database_url: Option<&str>) -> Server {
-        let dir = unique_dir("pactum-bench-checks");
-        let database_url = database_url.map_or_else(
-            || format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display()),
-            str::to_owned,
-        );
-        let mut process =
-            ServeProcess::new(chain, std::slice::from_ref(&chain.relayer), &database_url, &dir)
-                // The production default: the watcher and the relayer poll once a second.
-                .env("PACTUM_POLL_INTERVAL_MS", "1000")
-                .env("PACTUM_RATE_LIMIT_CHECKS", "0")
-                .env("PACTUM_RATE_LIMIT_GOVERNANCE", "0");
-        process.spawn();
-        process.wait_up().await;
-        let base = process.base();
-        let clients: Vec<reqwest::Client> = (0..slots).map(|_| reqwest::Client::new()).collect();
-
-        let http = &clients[0];
-        let created = expect(
-            http.post(format!("{base}/v1/agents"))
-                .bearer_auth(OWNER_KEY)
-                .json(&json!({"name": "support-agent-bench", "capabilities": ["refunds"]})),
-            StatusCode::CREATED,
-        )
-        .await;
-        let agent_id = created["id"].as_str().expect("agent id").to_owned();
-        let agent_key = created["api_key"].as_str().expect("agent key").to_owned();
-        let policy = expect(
-            http.put(format!("{base}/agents/{agent_id}/policies"))
-                .bearer_auth(OWNER_KEY)
-                .json(&policy()),
-            StatusCode::CREATED,
-        )
-        .await;
-        assert_eq!(policy["rules"].as_array().map(Vec::len), Some(20), "{policy}");
-        let policy_id = policy["id"].as_str().expect("policy id").to_owned();
-        let server = Server { process, base, dir, agent_key, policy_id, clients };
-        server.wait_for_watcher().await;
-        server
-    }
-
-    /// Waits until the watcher has stored its first cursor, so `/health` reads a real row.
-    async fn wait_for_watcher(&self) {
-        for _ in 0..200 {
-            let health =
-                expect(self.clients[0].get(format!("{}/health", self.base)), StatusCode::OK).await;
-            if !health["last_block"].is_null() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the watcher stored no cursor in 10 s:\n{}", self.process.log_tail());
-    }
-
-    async fn stop(mut self) {
-        let status = self.process.terminate().await;
-        assert!(status.success(), "pactum serve exited {status}:\n{}", self.process.log_tail());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Sends `request` and returns its JSON body, panicking unless the status is `status`.
-async fn expect(request: reqwest::RequestBuilder, status: StatusCode) -> Value {
-    let response = request.send().await.expect("request sent");
-    let got = response.status();
-    let body = response.text().await.expect("body read");
-    assert_eq!(got, status, "{body}");
-    serde_json::from_str(&body).expect("a JSON body")
-}
-
 /// What one round measured.
 #[derive(Debug, Default)]
 struct Round {
@@ -265,14 +181,8 @@ impl Round {
     }
 
     fn percentile_ms(&self, p: f64) -> f64 {
-        percentile(&self.latencies, p).map_or(f64::NAN, |us| f64::from(us) / 1e3)
+        percentile_ms(&self.latencies, p)
     }
-}
-
-/// The `p` quantile (0–1) of sorted `values`, nearest rank.
-fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied()
 }
 
 /// `in_flight` clients request `endpoint` back to back, each on its own connection, until
@@ -284,7 +194,8 @@ async fn round(server: &Server, endpoint: Endpoint, in_flight: usize, length: Du
     for client in &server.clients[..in_flight] {
         let client = client.clone();
         let base = server.base.clone();
-        let (key, policy_id) = (server.agent_key.clone(), server.policy_id.clone());
+        let key = server.agent_key.clone();
+        let policy_id = server.policy["id"].as_str().expect("policy id").to_owned();
         workers.spawn(async move {
             let mut measured = Round::default();
             while Instant::now() < deadline {
@@ -370,11 +281,6 @@ impl Figure {
     }
 }
 
-/// `median (min–max)` with `decimals` decimals.
-fn spread(rates: Rates, decimals: usize) -> String {
-    format!("{:.d$} ({:.d$}–{:.d$})", rates.median, rates.min, rates.max, d = decimals)
-}
-
 /// Starts the server, measures every figure and prints the tables and the goals.
 pub(crate) async fn run(settings: &Settings) {
     let chain = DevChain::start().await;
@@ -390,7 +296,9 @@ pub(crate) async fn run(settings: &Settings) {
 /// `None`), headed with `engine`.
 async fn run_on(settings: &Settings, chain: &DevChain, engine: &str, database_url: Option<&str>) {
     let slots = settings.concurrency.iter().copied().max().unwrap_or(1);
-    let server = Server::start(chain, slots, database_url).await;
+    let server =
+        Server::start(chain, "checks", slots, database_url, "support-agent-bench", &policy()).await;
+    assert_eq!(server.policy["rules"].as_array().map(Vec::len), Some(20), "{}", server.policy);
 
     let mut figures = Vec::new();
     for &in_flight in &settings.concurrency {

@@ -17,12 +17,15 @@
 //!   `pactum serve` binary in its own process, from 16 and 64 keep-alive clients: requests/s,
 //!   p50/p99 latency, the server's own `latency_ms`, and the goals (≥ 0.4× `/health`, p99 ≤
 //!   10 ms at 16 in flight).
+//! - `reservations`: `POST /v1/spend-guard/reservations` on one agent's budget row, and reserve
+//!   → capture round trips, against `GET /health` on the same out-of-process server, from 16
+//!   and 64 keep-alive clients; then a guard that the server's books match the answers.
 //!
-//! Arguments after `--`: `pure`, `http`, `relay` or `checks` runs one part only.
+//! Arguments after `--`: `pure`, `http`, `relay`, `checks` or `reservations` runs one part only.
 //! `PACTUM_BENCH_QUICK=1` (also the default when the binary is not started by `cargo bench`,
 //! e.g. `cargo test --bench service`) shortens everything to a smoke run; `PACTUM_BENCH_ROWS`,
 //! `PACTUM_BENCH_ROUNDS` and `PACTUM_BENCH_SECS` override the store size, the rounds and the
-//! length of an HTTP round (`http` and `checks`).
+//! length of an HTTP round (`http`, `checks` and `reservations`).
 
 // `pub`: the benchmark uses a part of the test support; the rest is exported, not dead. The
 // test binary (tests/it/main.rs) includes it privately, so a helper nothing uses is caught there.
@@ -33,7 +36,9 @@ mod checks;
 mod http;
 mod pure;
 mod relay;
+mod reservations;
 mod seed;
+mod served;
 mod store;
 
 use std::time::{Duration, Instant};
@@ -46,6 +51,7 @@ struct Settings {
     http: bool,
     relay: bool,
     checks: bool,
+    reservations: bool,
     /// Agreements in the large store.
     rows: usize,
     /// Agreements in the near-empty store.
@@ -85,6 +91,7 @@ impl Settings {
             http: wants("http"),
             relay: wants("relay"),
             checks: wants("checks"),
+            reservations: wants("reservations"),
             rows,
             small_rows: 100,
             rounds: rounds.max(1),
@@ -167,7 +174,7 @@ fn main() {
     if settings.pure {
         pure::run(&settings);
     }
-    if settings.http || settings.relay || settings.checks {
+    if settings.http || settings.relay || settings.checks || settings.reservations {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -180,6 +187,9 @@ fn main() {
         }
         if settings.checks {
             runtime.block_on(checks::run(&settings));
+        }
+        if settings.reservations {
+            runtime.block_on(reservations::run(&settings));
         }
     }
     println!("\nload average at the end: {}", load_average());
