@@ -41,7 +41,8 @@ CREATE TABLE reservations (
     updated_at BIGINT NOT NULL
 );
 
-CREATE INDEX reservations_counted ON reservations (agent_id, counted_at);
+-- Budgets sum counted cents per agent and period from this index alone.
+CREATE INDEX reservations_counted ON reservations (agent_id, counted_at, counted_cents);
 CREATE INDEX reservations_by_account ON reservations (account_id, created_at, id);
 CREATE INDEX reservations_due ON reservations (status, expires_at);
 CREATE INDEX reservations_by_subject ON reservations (subject_id);

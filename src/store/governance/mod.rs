@@ -156,15 +156,15 @@ pub async fn facts(
 /// or expired). Counted from the moment it is queued, so two activations in flight cannot both
 /// take the last dollar.
 pub async fn committed_spend(conn: &mut Conn, agent_id: &str, from: i64, to: i64) -> Result<u64> {
-    let window = Window { spend: Some((from, to)), ..Window::default() };
+    let window = Window { spend: vec![(from, to)], ..Window::default() };
     observe(conn, agent_id, &window).await?.spent(from, to)
 }
 
 /// What decisions of one agent need to read: the ranges [`observe`] covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Window {
-    /// Commitments queued in `[from, to)`.
-    pub spend: Option<(i64, i64)>,
+    /// The periods `[from, to)` whose counted holds are summed, each once.
+    pub spend: Vec<(i64, i64)>,
     /// Per-second decision counts (of every kind) at or after this second.
     pub counts_since: Option<i64>,
     /// Counted decisions with one of these fingerprints at or after the second given.
@@ -176,8 +176,9 @@ impl Window {
     pub fn widen(&mut self, need: &Need, fingerprint: &str) {
         match need {
             Need::PeriodSpent { from, to, .. } => {
-                let (low, high) = self.spend.get_or_insert((*from, *to));
-                (*low, *high) = ((*low).min(*from), (*high).max(*to));
+                if !self.spend.contains(&(*from, *to)) {
+                    self.spend.push((*from, *to));
+                }
             }
             Need::RecentActions { since, .. } => {
                 let low = self.counts_since.get_or_insert(*since);
@@ -197,8 +198,8 @@ impl Window {
 /// What [`observe`] read for one agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
-    /// Each counted commitment: when it was queued and its cents.
-    pub commitments: Vec<(i64, u64)>,
+    /// Cents counted in each period asked, `((from, to), cents)`.
+    pub commitments: Vec<((i64, i64), u64)>,
     /// Per-second decision counts: kind, second, count.
     pub counts: Vec<(String, i64, u64)>,
     /// The last counted decision of each fingerprint asked: kind, fingerprint, unix seconds.
@@ -206,16 +207,9 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Cents committed in `[from, to)`.
+    /// Cents counted in `[from, to)`: a period the window asked for (0 for one it did not).
     pub fn spent(&self, from: i64, to: i64) -> Result<u64> {
-        self.commitments
-            .iter()
-            .filter(|(at, _)| (from..to).contains(at))
-            .try_fold(0u64, |total, (_, cents)| total.checked_add(*cents))
-            .ok_or(StoreError::Corrupt {
-                column: "committed_cents",
-                reason: "committed spend overflows".into(),
-            })
+        Ok(self.commitments.iter().find(|(range, _)| *range == (from, to)).map_or(0, |(_, c)| *c))
     }
 
     /// Decisions of `kind` counted at or after `since`.
@@ -283,11 +277,13 @@ pub async fn observe(conn: &mut Conn, agent_id: &str, window: &Window) -> Result
         numbers.push(value);
         format!("${}", numbers.len() + 1)
     }
-    if let Some((from, to)) = window.spend {
-        let (from, to) = (number(from, &mut numbers), number(to, &mut numbers));
+    // One sum per period, computed by the database: what a budget costs to read does not grow
+    // with how many holds the agent made in it (the index covers the sum).
+    for (index, (from, to)) in window.spend.iter().enumerate() {
+        let (from, to) = (number(*from, &mut numbers), number(*to, &mut numbers));
         parts.push(format!(
-            "SELECT 's' AS part, '' AS kind, '' AS fingerprint, \
-             CAST(counted_at AS BIGINT) AS t, CAST(counted_cents AS BIGINT) AS v \
+            "SELECT 's' AS part, '{index}' AS kind, '' AS fingerprint, \
+             CAST(0 AS BIGINT) AS t, CAST(COALESCE(SUM(counted_cents), 0) AS BIGINT) AS v \
              FROM reservations WHERE agent_id = $1 \
              AND counted_at >= {from} AND counted_at < {to} AND counted_cents > 0"
         ));
@@ -329,7 +325,17 @@ pub async fn observe(conn: &mut Conn, agent_id: &str, window: &Window) -> Result
         let (t, v) = (row.try_get::<i64, _>("t")?, row.try_get::<i64, _>("v")?);
         let kind = || row.try_get::<String, _>("kind");
         match row.try_get::<&str, _>("part")? {
-            "s" => observed.commitments.push((t, super::unsigned("committed_cents", v)?)),
+            "s" => {
+                let range = kind()?
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|index| window.spend.get(index).copied())
+                    .ok_or(StoreError::Corrupt {
+                        column: "part",
+                        reason: "no such period".into(),
+                    })?;
+                observed.commitments.push((range, super::unsigned("counted_cents", v)?));
+            }
             "c" => observed.counts.push((kind()?, t, super::unsigned("decision_counts", v)?)),
             _ => observed.seen.push((kind()?, row.try_get("fingerprint")?, t)),
         }

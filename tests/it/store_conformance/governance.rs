@@ -358,7 +358,7 @@ async fn the_decision_lock_reports_standing_and_facts_count(store: &Store) {
 
     // One read answers all three at once, as a batch of decisions asks.
     let window = rows::Window {
-        spend: Some((at - 100, at + 100)),
+        spend: vec![(at - 100, at + 100), (at, at + 100)],
         counts_since: Some(0),
         seen: Some((5_000, vec!["fp".into(), "fp2".into(), "never".into()])),
     };
