@@ -17,6 +17,7 @@ pub mod receipts;
 pub mod settlement;
 pub mod signers;
 pub mod tokens;
+pub mod wallets;
 pub mod webhooks;
 
 use std::str::FromStr;
