@@ -56,6 +56,15 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// The constraint (or unique index) a database error names, where the engine says
+    /// (Postgres does; SQLite names none).
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.constraint(),
+            _ => None,
+        }
+    }
 }
 
 /// The result type of the store.

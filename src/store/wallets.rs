@@ -12,6 +12,10 @@ use super::{Conn, Result, StoreError, parse_column};
 use crate::agreement::ids::{AccountId, AgentId, WalletId};
 use crate::wallets::Wallet;
 
+/// The unique index that keeps one primary wallet per agent: a violation of it is two
+/// primaries set at once (Postgres), not a duplicate address.
+pub const ONE_PRIMARY_INDEX: &str = "wallets_one_primary_per_agent";
+
 const COLUMNS: &str = "id, account_id, agent_id, address, label, is_primary, ownership_proof, \
     ownership_issued_at, created_at, updated_at";
 

@@ -139,6 +139,10 @@ async fn register_for(
         updated_at: at,
     };
     if let Err(error) = wallets::insert(&mut tx, &wallet).await {
+        if error.constraint() == Some(wallets::ONE_PRIMARY_INDEX) {
+            // Another primary wallet was set for the agent at the same moment.
+            return Err(ApiError::from(crate::store::StoreError::Conflict));
+        }
         if error.is_unique_violation() {
             // A concurrent registration of the same address won.
             return Err(ApiError::new(

@@ -152,4 +152,26 @@ async fn an_agent_has_one_primary_wallet(store: &Store) {
     assert_eq!(primary.id, first.id);
     let listed = wallets::list(store.reader(), &account, Some(buyer.as_str()), 10, None).await;
     assert_eq!(listed.unwrap().iter().filter(|w| w.primary).count(), 1);
+
+    // Primaries set at once: each either demotes the one before (writers in turn) or is
+    // refused by the one-primary index, named so the API can tell it from a duplicate address.
+    let store = Arc::new(store.clone());
+    let mut racers = Vec::new();
+    for byte in 10..18u8 {
+        let (store, account, buyer) = (store.clone(), account.clone(), buyer.clone());
+        racers.push(tokio::spawn(async move {
+            let racer = Wallet {
+                primary: true,
+                ..wallet(&account, &buyer, Address::repeat_byte(byte), now())
+            };
+            insert(&store, &racer).await
+        }));
+    }
+    for racer in racers {
+        if let Err(error) = racer.await.unwrap() {
+            assert_eq!(error.constraint(), Some(wallets::ONE_PRIMARY_INDEX), "{error}");
+        }
+    }
+    let listed = wallets::list(store.reader(), &account, Some(buyer.as_str()), 100, None).await;
+    assert_eq!(listed.unwrap().iter().filter(|w| w.primary).count(), 1);
 }
