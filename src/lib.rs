@@ -25,5 +25,6 @@ pub mod service;
 pub mod store;
 pub mod time;
 pub mod vocab;
+pub mod wallets;
 pub mod watcher;
 pub mod webhooks;

@@ -133,6 +133,8 @@ impl Service {
                 config.approval_ttl_secs,
             ),
             credentials_seen: Default::default(),
+            wallet_balances: Default::default(),
+            risk_verdicts: Default::default(),
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);

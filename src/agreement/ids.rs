@@ -153,6 +153,11 @@ id_type!(
     MandateId,
     "mdt_"
 );
+id_type!(
+    /// An agent's own wallet, registered by address (Pactum never holds its key).
+    WalletId,
+    "wal_"
+);
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
 /// glance, so a test key pasted into production fails loudly.

@@ -92,6 +92,8 @@ error_codes! {
     WalletSanctioned = ("wallet_sanctioned", FORBIDDEN),
     /// The agent's owner halted it: no spending until resumed (`details.decline_message`).
     AgentHalted = ("agent_halted", FORBIDDEN),
+    /// Demo funding exists only on a test deployment on a test chain, with a mock token.
+    FundingUnavailable = ("funding_unavailable", FORBIDDEN),
     /// No such resource of the caller (another account's answers the same).
     NotFound = ("not_found", NOT_FOUND),
     /// The agent has no policy, or not the one named.
@@ -129,6 +131,8 @@ error_codes! {
     LeaseExists = ("lease_exists", CONFLICT),
     /// The mandate is revoked: it can be neither changed nor revoked again (`details.status`).
     MandateNotActive = ("mandate_not_active", CONFLICT),
+    /// The account has registered this wallet address already (`details.wallet_id`).
+    WalletAlreadyRegistered = ("wallet_already_registered", CONFLICT),
     /// The webhook endpoint is disabled or retired.
     WebhookNotActive = ("webhook_not_active", CONFLICT),
     /// The delivery has not been attempted yet.

@@ -1,5 +1,5 @@
 //! The HTTP API: agents, usage agreements, activation packages, activation and escrow status,
-//! usage, vouchers and settlement on both paths.
+//! usage, vouchers and settlement on both paths, governance, agents' wallets and the risk check.
 //!
 //! [`app`] builds the router from shared state and is separate from serving it, so tests can
 //! drive it with or without a socket.
@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod page;
 pub mod rate_limit;
 pub mod receipts;
+pub mod risk;
 pub mod settlement;
 mod signature;
 pub mod spend_gate;
@@ -34,6 +35,7 @@ pub mod telemetry;
 mod time;
 pub mod typed_data_view;
 pub mod validate;
+pub mod wallets;
 pub mod webhooks;
 
 use std::ops::Deref;
@@ -93,6 +95,10 @@ pub struct Shared {
     pub checks: check_queue::CheckQueue,
     /// Credentials recently read from the store (trusted for at most a second).
     pub credentials_seen: credentials_seen::CredentialsSeen,
+    /// Wallet balances, each valid for the block it was read at.
+    pub wallet_balances: crate::wallets::balances::BalanceCache,
+    /// Risk-check verdicts, kept for a few seconds.
+    pub risk_verdicts: crate::screening::cache::VerdictCache,
 }
 
 /// Cheaply cloneable handle to [`Shared`].
@@ -254,6 +260,12 @@ pub fn app(state: AppState) -> Router {
             get(settlement::actions::get_action),
         )
         .route("/usage-agreements/{agreement_id}/events", get(settlement::actions::events))
+        .route("/v1/wallets", post(wallets::register).get(wallets::list))
+        .route("/v1/wallets/{wallet_id}", get(wallets::get))
+        .route("/v1/wallets/{wallet_id}/balance", get(wallets::balance))
+        .route("/v1/wallets/{wallet_id}/fund", post(wallets::fund))
+        .route("/activate", post(wallets::activate))
+        .route("/risk/check", post(risk::check))
         .route("/receipts", get(receipts::list))
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))
         // Execution tokens are checked against the matched route, for every route above.

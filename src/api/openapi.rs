@@ -104,6 +104,13 @@ use super::{
         crate::api::spend_guard::leases::list,
         crate::api::spend_guard::leases::release,
         crate::api::spend_guard::summary::summary,
+        super::wallets::register,
+        super::wallets::list,
+        super::wallets::get,
+        super::wallets::balance,
+        super::wallets::fund,
+        super::wallets::activate,
+        super::risk::check,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth, &Refine),
@@ -119,6 +126,8 @@ use super::{
         (name = "receipts", description = "Signed receipts of settlement events, and their check."),
         (name = "governance", description = "Owner policies, spend checks, approvals, mandates, the agent halt and the audit log."),
         (name = "spend-guard", description = "Estimates, authorizations, reservations (holds on budgets), budget leases to child agents and the usage summary."),
+        (name = "wallets", description = "Agents' own wallets (non-custodial): registration with an optional proof of control, balances, demo funding on test chains."),
+        (name = "risk", description = "Screening one address against the denylist and the sanctions oracle."),
     )
 )]
 struct ApiDoc;
@@ -238,7 +247,7 @@ impl Modify for Refine {
 
 /// The id prefix of each path parameter the API names (see `src/agreement/ids.rs`); an id
 /// that does not match is answered 404 like an unknown one.
-const PATH_ID_PREFIXES: [(&str, &str); 7] = [
+const PATH_ID_PREFIXES: [(&str, &str); 8] = [
     ("agent_id", "agt_"),
     ("agreement_id", "ua_"),
     ("action_id", "sa_"),
@@ -246,6 +255,7 @@ const PATH_ID_PREFIXES: [(&str, &str); 7] = [
     ("webhook_id", "whk_"),
     ("delivery_id", "msg_"),
     ("event_id", "evt_"),
+    ("wallet_id", "wal_"),
 ];
 
 /// The exact schema of a page size or of an id in the path, which the annotations leave as a

@@ -44,8 +44,9 @@ pub enum Group {
     Sponsored,
     /// Agent and webhook management (`/v1/agents…`, `/agents/{id}/webhooks…`).
     Management,
-    /// Spend checks (`/v1/checks…`): agents call them before every spend, so they get a
-    /// budget of their own that other traffic cannot use up.
+    /// Spend checks (`/v1/checks…`, the spend guard) and the risk check (`/risk/check`):
+    /// agents call them before every spend, so they get a budget of their own that other
+    /// traffic cannot use up.
     Checks,
     /// Owner governance: policies, approvals, mandates, the circuit breaker, audit and
     /// violations.
@@ -80,6 +81,7 @@ impl Group {
         }
         if path == "/v1/checks"
             || path.starts_with("/v1/checks/")
+            || path == "/risk/check"
             || path.starts_with("/v1/spend-guard/")
         {
             return Some(Group::Checks);
@@ -410,6 +412,8 @@ mod tests {
         assert_eq!(group(Method::GET, "/v1/agentsx"), Some(Group::Read));
         assert_eq!(group(Method::POST, "/v1/checks"), Some(Group::Checks));
         assert_eq!(group(Method::GET, "/v1/checks/chk_1"), Some(Group::Checks));
+        assert_eq!(group(Method::POST, "/risk/check"), Some(Group::Checks));
+        assert_eq!(group(Method::POST, "/v1/wallets"), Some(Group::Write));
         assert_eq!(group(Method::PUT, "/agents/agt_1/policies"), Some(Group::Governance));
         assert_eq!(group(Method::POST, "/agents/agt_1/circuit-break"), Some(Group::Governance));
         assert_eq!(group(Method::GET, "/approvals"), Some(Group::Governance));

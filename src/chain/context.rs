@@ -126,6 +126,22 @@ impl ChainContext {
         Ok(self.provider.get_balance(owner).await?)
     }
 
+    /// The number of the latest block.
+    pub async fn block_number(&self) -> Result<u64> {
+        Ok(self.provider.get_block_number().await?)
+    }
+
+    /// `owner`'s token balance and ether balance at block `number`, read together.
+    pub async fn balances_at(&self, owner: Address, number: u64) -> Result<(U256, U256)> {
+        let block = alloy::eips::BlockId::number(number);
+        let token = MockUSDC::new(self.token, &self.provider);
+        let token_call = token.balanceOf(owner).block(block);
+        let (tokens, ether) = tokio::join!(token_call.call(), async {
+            self.provider.get_balance(owner).block_id(block).await
+        });
+        Ok((tokens?, ether?))
+    }
+
     /// The owner's token balance.
     pub async fn balance(&self, owner: Address) -> Result<U256> {
         Ok(MockUSDC::new(self.token, &self.provider).balanceOf(owner).call().await?)

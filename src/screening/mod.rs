@@ -10,6 +10,7 @@
 //! nothing is activated unscreened. Fail-open (an operator's explicit choice) records
 //! `"oracle": "unavailable"` in the report instead.
 
+pub mod cache;
 pub mod denylist;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use self::denylist::{DenylistError, DenylistFile};
 use crate::chain::node_error;
+use crate::vocab::string_enum;
 
 sol! {
     /// The Chainalysis sanctions oracle.
@@ -94,27 +96,27 @@ pub struct WalletScreening {
     pub source: Option<ScreeningSource>,
 }
 
-/// Which list flagged a wallet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScreeningSource {
-    /// The operator's denylist (checked first, so it wins when both lists have the wallet).
-    Denylist,
-    /// The sanctions oracle.
-    Oracle,
-}
+string_enum!(
+    /// Which list flagged a wallet.
+    ScreeningSource {
+        /// The operator's denylist (checked first, so it wins when both lists have the wallet).
+        Denylist = "denylist",
+        /// The sanctions oracle.
+        Oracle = "oracle",
+    }
+);
 
-/// What became of the oracle check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OracleStatus {
-    /// The oracle answered for every wallet.
-    Checked,
-    /// The oracle could not answer and screening is fail-open: only the denylist was applied.
-    Unavailable,
-    /// No oracle is configured.
-    NotConfigured,
-}
+string_enum!(
+    /// What became of the oracle check.
+    OracleStatus {
+        /// The oracle answered for every wallet.
+        Checked = "checked",
+        /// The oracle could not answer and screening is fail-open: only the denylist was applied.
+        Unavailable = "unavailable",
+        /// No oracle is configured.
+        NotConfigured = "not_configured",
+    }
+);
 
 impl ScreeningReport {
     /// The wallets a list has.
@@ -178,6 +180,46 @@ impl Screener {
             },
         };
         Ok(ScreeningReport { wallets: report, oracle, checked_at: unix_now() })
+    }
+}
+
+impl Screener {
+    /// The lists this screener consults, in the order it consults them.
+    pub fn sources(&self) -> Vec<ScreeningSource> {
+        let mut sources = Vec::with_capacity(2);
+        if self.denylist.is_some() {
+            sources.push(ScreeningSource::Denylist);
+        }
+        if self.oracle.is_some() {
+            sources.push(ScreeningSource::Oracle);
+        }
+        sources
+    }
+
+    /// The verdict on one address, which is never "clean" unless every configured list
+    /// answered: an oracle that cannot answer is [`ScreeningError::Unavailable`] even when
+    /// screening is fail-open, unless the denylist already has the address (a listed address is
+    /// listed whatever the oracle would say).
+    pub async fn verdict(&self, address: Address) -> Result<cache::Verdict> {
+        let report = self.screen(&[address]).await?;
+        let wallet = report.wallets.first().cloned().unwrap_or(WalletScreening {
+            address,
+            sanctioned: false,
+            source: None,
+        });
+        if report.oracle == OracleStatus::Unavailable && !wallet.sanctioned {
+            return Err(ScreeningError::Unavailable(
+                "the sanctions oracle did not answer; no clean verdict without it".into(),
+            ));
+        }
+        Ok(cache::Verdict {
+            address,
+            sanctioned: wallet.sanctioned,
+            source: wallet.source,
+            sources: self.sources(),
+            oracle: report.oracle,
+            checked_at: report.checked_at,
+        })
     }
 }
 

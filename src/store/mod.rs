@@ -17,6 +17,7 @@ pub mod receipts;
 pub mod settlement;
 pub mod signers;
 pub mod tokens;
+pub mod wallets;
 pub mod webhooks;
 
 use std::str::FromStr;
@@ -53,6 +54,15 @@ impl StoreError {
         match self {
             StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
             _ => false,
+        }
+    }
+
+    /// The constraint (or unique index) a database error names, where the engine says
+    /// (Postgres does; SQLite names none).
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.constraint(),
+            _ => None,
         }
     }
 }

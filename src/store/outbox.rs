@@ -95,6 +95,8 @@ string_enum!(
         MandateUpdated = "mandate.updated",
         /// One of the agent's mandates was revoked (by the owner, or with the agent).
         MandateRevoked = "mandate.revoked",
+        /// A wallet of the agent was registered (`POST /v1/wallets`, or `POST /activate`).
+        WalletRegistered = "wallet.registered",
     }
 );
 

@@ -35,6 +35,7 @@ mod relayer_faults;
 mod relayer_recovery;
 mod relayer_signers;
 mod reorg;
+mod risk;
 mod rpc_faults;
 mod screening;
 mod secrets_in_logs;
@@ -50,6 +51,7 @@ mod store_conformance;
 mod verify_signature;
 #[cfg(unix)]
 mod walkthrough;
+mod wallets;
 mod webhooks;
 mod webhooks_in_flight;
 

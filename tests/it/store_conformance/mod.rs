@@ -73,6 +73,8 @@ mod governance;
 mod mandates;
 // Spend-guard holds and budget leases.
 mod holds;
+// Agents' registered wallets.
+mod wallets;
 
 conformance!(
     agreements_round_trip_and_page_newest_first,

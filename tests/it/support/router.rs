@@ -94,6 +94,8 @@ impl Api {
             approval_ttl: config.approval_ttl_secs,
             checks,
             credentials_seen: Default::default(),
+            wallet_balances: Default::default(),
+            risk_verdicts: Default::default(),
         }));
         Api { router: api::app(state.clone()), state, db_dir }
     }
