@@ -137,3 +137,19 @@ SELECT 'rsv_' || ua.id, ag.account_id, ua.buyer_agent_id, 'activation', ua.id,
     ua.committed_at, ua.committed_at, ua.committed_at
 FROM usage_agreements ua JOIN agents ag ON ag.id = ua.buyer_agent_id
 WHERE ua.committed_cents IS NOT NULL AND ua.committed_at IS NOT NULL;
+
+-- What each agent's holds count, per quarter hour of `counted_at` (`bucket` = counted_at / 900):
+-- a budget period starts at a local midnight, a whole number of quarter hours in every time
+-- zone, so its count is a sum of at most a month of buckets however many holds the agent made.
+-- Engine triggers (migrations_engine/) keep it in step with every insert and update of
+-- `reservations`.
+CREATE TABLE hold_buckets (
+    agent_id TEXT NOT NULL,
+    bucket BIGINT NOT NULL,
+    cents BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, bucket)
+);
+
+INSERT INTO hold_buckets (agent_id, bucket, cents)
+SELECT agent_id, counted_at / 900, SUM(counted_cents) FROM reservations
+WHERE counted_cents <> 0 GROUP BY agent_id, counted_at / 900;

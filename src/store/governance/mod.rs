@@ -160,6 +160,9 @@ pub async fn committed_spend(conn: &mut Conn, agent_id: &str, from: i64, to: i64
     observe(conn, agent_id, &window).await?.spent(from, to)
 }
 
+/// The width of one `hold_buckets` row: a quarter hour, which divides every time zone's offset.
+pub const BUCKET_SECS: i64 = 900;
+
 /// What decisions of one agent need to read: the ranges [`observe`] covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Window {
@@ -277,16 +280,29 @@ pub async fn observe(conn: &mut Conn, agent_id: &str, window: &Window) -> Result
         numbers.push(value);
         format!("${}", numbers.len() + 1)
     }
-    // One sum per period, computed by the database: what a budget costs to read does not grow
-    // with how many holds the agent made in it (the index covers the sum).
+    // One sum per period, computed by the database from the quarter-hour totals the engine's
+    // triggers keep (`hold_buckets`): what a budget costs to read does not grow with how many
+    // holds the agent made in it. A period that does not start and end on a quarter hour (a
+    // time zone with an offset in seconds) is summed from the holds themselves.
     for (index, (from, to)) in window.spend.iter().enumerate() {
-        let (from, to) = (number(*from, &mut numbers), number(*to, &mut numbers));
-        parts.push(format!(
-            "SELECT 's' AS part, '{index}' AS kind, '' AS fingerprint, \
-             CAST(0 AS BIGINT) AS t, CAST(COALESCE(SUM(counted_cents), 0) AS BIGINT) AS v \
-             FROM reservations WHERE agent_id = $1 \
-             AND counted_at >= {from} AND counted_at < {to} AND counted_cents > 0"
-        ));
+        let sql = if from % BUCKET_SECS == 0 && to % BUCKET_SECS == 0 {
+            let (from, to) =
+                (number(from / BUCKET_SECS, &mut numbers), number(to / BUCKET_SECS, &mut numbers));
+            format!(
+                "SELECT 's' AS part, '{index}' AS kind, '' AS fingerprint, \
+                 CAST(0 AS BIGINT) AS t, CAST(COALESCE(SUM(cents), 0) AS BIGINT) AS v \
+                 FROM hold_buckets WHERE agent_id = $1 AND bucket >= {from} AND bucket < {to}"
+            )
+        } else {
+            let (from, to) = (number(*from, &mut numbers), number(*to, &mut numbers));
+            format!(
+                "SELECT 's' AS part, '{index}' AS kind, '' AS fingerprint, \
+                 CAST(0 AS BIGINT) AS t, CAST(COALESCE(SUM(counted_cents), 0) AS BIGINT) AS v \
+                 FROM reservations WHERE agent_id = $1 \
+                 AND counted_at >= {from} AND counted_at < {to} AND counted_cents > 0"
+            )
+        };
+        parts.push(sql);
     }
     if let Some(since) = window.counts_since {
         let since = number(since, &mut numbers);

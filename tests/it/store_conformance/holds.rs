@@ -15,6 +15,7 @@ conformance!(
     holds_resolve_once_under_racing_captures_and_releases,
     what_budgets_and_leases_count_is_the_sum_of_counted_holds,
     a_child_holds_one_active_lease,
+    quarter_hour_totals_follow_every_change_of_a_hold,
 );
 
 async fn account_of(store: &Store, agent: &AgentId) -> String {
@@ -193,5 +194,52 @@ async fn a_child_holds_one_active_lease(store: &Store) {
             .is_none()
     );
     leases::insert(&mut tx, &lease(None)).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The engine's triggers keep the quarter-hour totals a budget reads from equal to the sum over
+/// the holds themselves, through inserts, captures, releases and an approval that counts a hold
+/// anew in another quarter hour.
+async fn quarter_hour_totals_follow_every_change_of_a_hold(store: &Store) {
+    let (buyer, _) = parties(store).await;
+    let account = account_of(store, &buyer).await;
+    let base = 900 * 1_000_000; // a quarter hour's start
+    // The same holds two ways: whole quarter hours (read from the totals) and a range one
+    // second wider on each side (summed from the holds; no hold sits on those seconds).
+    let both = |store: Store, buyer: AgentId| async move {
+        let mut tx = store.begin().await.unwrap();
+        let totals = rows::committed_spend(&mut tx, buyer.as_str(), base, base + 3 * 900).await;
+        let holds = rows::committed_spend(&mut tx, buyer.as_str(), base - 1, base + 3 * 900 + 1);
+        let pair = (totals.unwrap(), holds.await.unwrap());
+        tx.commit().await.unwrap();
+        pair
+    };
+    let mut made = Vec::new();
+    for (cents, offset) in [(100u64, 10), (250, 899), (400, 900), (800, 2_000)] {
+        let held = hold(&account, &buyer, cents, base + offset);
+        insert(store, &held).await;
+        made.push(held);
+    }
+    assert_eq!(both(store.clone(), buyer.clone()).await, (1_550, 1_550));
+    let mut tx = store.begin().await.unwrap();
+    holds::capture(&mut tx, made[1].id.as_str(), 50, "agent", base).await.unwrap().unwrap();
+    holds::end(&mut tx, made[2].id.as_str(), HoldStatus::Released, "x", "agent", base)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(both(store.clone(), buyer.clone()).await, (950, 950));
+    // An escalated hold counts nothing until approved, then counts at its approval's time.
+    let mut waiting = hold(&account, &buyer, 60, base + 5);
+    (waiting.status, waiting.counted_cents) = (HoldStatus::PendingApproval, 0);
+    insert(store, &waiting).await;
+    assert_eq!(both(store.clone(), buyer.clone()).await, (950, 950));
+    let mut tx = store.begin().await.unwrap();
+    holds::approve(&mut tx, waiting.id.as_str(), "apr_x", base + 1_950).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(both(store.clone(), buyer.clone()).await, (1_010, 1_010));
+    let mut tx = store.begin().await.unwrap();
+    let outside = rows::committed_spend(&mut tx, buyer.as_str(), base + 1_800, base + 2_700);
+    assert_eq!(outside.await.unwrap(), 860, "the approved hold counts in its approval's quarter");
     tx.commit().await.unwrap();
 }
