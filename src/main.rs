@@ -32,16 +32,38 @@ enum Command {
     Sign(cli::sign::SignArgs),
     /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
     Openapi(cli::openapi::OpenapiArgs),
+    /// Compare the store with the chain; exit 1 on any mismatch (docs/reconcile.md).
+    Reconcile(Box<cli::reconcile::ReconcileArgs>),
 }
 
+/// `pactum reconcile`'s exit status when it found a mismatch (2 is an error: it could not run).
+const MISMATCH: u8 = 1;
+
 fn main() -> ExitCode {
+    let mut failure = ExitCode::FAILURE;
     let result =
         cli::serve::args_with_config_file().and_then(|args| match Cli::parse_from(args).command {
             Command::Sign(args) => cli::sign::run(&args),
             Command::Openapi(args) => cli::openapi::run(&args),
             Command::Serve(args) => runtime(args.log.log_format, || cli::serve::run(*args)),
             Command::Dev(args) => runtime(LogFormat::Text, || cli::dev::run(args)),
+            Command::Reconcile(args) => {
+                // A mismatch is a finding, not an error: it exits 1 and an error 2.
+                failure = ExitCode::from(2);
+                let mut clean = true;
+                runtime(LogFormat::Text, || async {
+                    clean = cli::reconcile::run(*args).await?;
+                    Ok(())
+                })
+                .map(|()| clean)
+                .and_then(|clean| if clean { Ok(()) } else { Err(Mismatched.into()) })
+            }
         });
+    if let Err(error) = &result
+        && error.is::<Mismatched>()
+    {
+        return ExitCode::from(MISMATCH);
+    }
     // One line with the whole cause chain, rather than returning the error from `main`, whose
     // report adds a backtrace whenever RUST_BACKTRACE is set.
     if let Err(error) = result {
@@ -50,10 +72,15 @@ fn main() -> ExitCode {
         } else {
             eprintln!("error: {error:#}");
         }
-        return ExitCode::FAILURE;
+        return failure;
     }
     ExitCode::SUCCESS
 }
+
+/// `pactum reconcile` found a mismatch (its report is printed already).
+#[derive(Debug, thiserror::Error)]
+#[error("the store and the chain differ")]
+struct Mismatched;
 
 /// The format logging was started with, if it was.
 static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();

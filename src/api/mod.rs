@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod page;
 pub mod rate_limit;
 pub mod receipts;
+pub mod reconciliation;
 pub mod settlement;
 mod signature;
 pub mod spend_gate;
@@ -84,6 +85,8 @@ pub struct Shared {
     pub idempotency_ttl: u64,
     /// `GET /readyz` fails when the watcher is more blocks than this behind the head.
     pub ready_max_lag_blocks: u64,
+    /// Blocks deep the watcher confirms at: reconciliation reads the chain that deep.
+    pub confirmations: u64,
     /// Unclaimed voucher value (token base units) of a buyer with code at which the seller's
     /// settlement options recommend an early claim.
     pub early_claim_threshold: crate::money::TokenAmount,
@@ -254,6 +257,7 @@ pub fn app(state: AppState) -> Router {
             get(settlement::actions::get_action),
         )
         .route("/usage-agreements/{agreement_id}/events", get(settlement::actions::events))
+        .route("/v1/reconciliation", get(reconciliation::reconciliation))
         .route("/receipts", get(receipts::list))
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))
         // Execution tokens are checked against the matched route, for every route above.

@@ -104,6 +104,7 @@ use super::{
         crate::api::spend_guard::leases::list,
         crate::api::spend_guard::leases::release,
         crate::api::spend_guard::summary::summary,
+        super::reconciliation::reconciliation,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth, &Refine),
@@ -118,6 +119,7 @@ use super::{
         (name = "webhooks", description = "Webhook endpoints and deliveries (owner credential)."),
         (name = "receipts", description = "Signed receipts of settlement events, and their check."),
         (name = "governance", description = "Owner policies, spend checks, approvals, mandates, the agent halt and the audit log."),
+        (name = "reconciliation", description = "The store against the chain (owner credential)."),
         (name = "spend-guard", description = "Estimates, authorizations, reservations (holds on budgets), budget leases to child agents and the usage summary."),
     )
 )]
