@@ -36,9 +36,6 @@ enum Command {
     Reconcile(Box<cli::reconcile::ReconcileArgs>),
 }
 
-/// `pactum reconcile`'s exit status when it found a mismatch (2 is an error: it could not run).
-const MISMATCH: u8 = 1;
-
 fn main() -> ExitCode {
     let mut failure = ExitCode::FAILURE;
     let result =
@@ -48,21 +45,15 @@ fn main() -> ExitCode {
             Command::Serve(args) => runtime(args.log.log_format, || cli::serve::run(*args)),
             Command::Dev(args) => runtime(LogFormat::Text, || cli::dev::run(args)),
             Command::Reconcile(args) => {
-                // A mismatch is a finding, not an error: it exits 1 and an error 2.
-                failure = ExitCode::from(2);
-                let mut clean = true;
-                runtime(LogFormat::Text, || async {
-                    clean = cli::reconcile::run(*args).await?;
-                    Ok(())
-                })
-                .map(|()| clean)
-                .and_then(|clean| if clean { Ok(()) } else { Err(Mismatched.into()) })
+                // A mismatch is a finding, not an error: it exits 1, an error 2.
+                failure = ExitCode::from(cli::reconcile::EXIT_ERROR);
+                runtime(LogFormat::Text, || cli::reconcile::run(*args))
             }
         });
     if let Err(error) = &result
-        && error.is::<Mismatched>()
+        && error.is::<cli::reconcile::Mismatched>()
     {
-        return ExitCode::from(MISMATCH);
+        return ExitCode::from(cli::reconcile::EXIT_MISMATCH);
     }
     // One line with the whole cause chain, rather than returning the error from `main`, whose
     // report adds a backtrace whenever RUST_BACKTRACE is set.
@@ -76,11 +67,6 @@ fn main() -> ExitCode {
     }
     ExitCode::SUCCESS
 }
-
-/// `pactum reconcile` found a mismatch (its report is printed already).
-#[derive(Debug, thiserror::Error)]
-#[error("the store and the chain differ")]
-struct Mismatched;
 
 /// The format logging was started with, if it was.
 static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();

@@ -18,7 +18,10 @@
 //!   p50/p99 latency, the server's own `latency_ms`, and the goals (≥ 0.4× `/health`, p99 ≤
 //!   10 ms at 16 in flight).
 //!
-//! Arguments after `--`: `pure`, `http`, `relay` or `checks` runs one part only.
+//! - `reconcile`: `pactum reconcile` over 100,000 active agreements (store rows seeded directly,
+//!   escrow words written with `anvil_setStorageAt`): seconds and JSON-RPC requests.
+//!
+//! Arguments after `--`: `pure`, `http`, `relay`, `checks` or `reconcile` runs one part only.
 //! `PACTUM_BENCH_QUICK=1` (also the default when the binary is not started by `cargo bench`,
 //! e.g. `cargo test --bench service`) shortens everything to a smoke run; `PACTUM_BENCH_ROWS`,
 //! `PACTUM_BENCH_ROUNDS` and `PACTUM_BENCH_SECS` override the store size, the rounds and the
@@ -32,6 +35,7 @@ pub mod support;
 mod checks;
 mod http;
 mod pure;
+mod reconcile;
 mod relay;
 mod seed;
 mod store;
@@ -46,6 +50,7 @@ struct Settings {
     http: bool,
     relay: bool,
     checks: bool,
+    reconcile: bool,
     /// Agreements in the large store.
     rows: usize,
     /// Agreements in the near-empty store.
@@ -85,6 +90,7 @@ impl Settings {
             http: wants("http"),
             relay: wants("relay"),
             checks: wants("checks"),
+            reconcile: wants("reconcile"),
             rows,
             small_rows: 100,
             rounds: rounds.max(1),
@@ -167,7 +173,7 @@ fn main() {
     if settings.pure {
         pure::run(&settings);
     }
-    if settings.http || settings.relay || settings.checks {
+    if settings.http || settings.relay || settings.checks || settings.reconcile {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -180,6 +186,9 @@ fn main() {
         }
         if settings.checks {
             runtime.block_on(checks::run(&settings));
+        }
+        if settings.reconcile {
+            runtime.block_on(reconcile::run(&settings));
         }
     }
     println!("\nload average at the end: {}", load_average());

@@ -54,7 +54,12 @@ pub(crate) struct ReconcileArgs {
 
     /// First block scanned for `EscrowActivated` events (the escrow's deployment block is
     /// enough; activations before it are not found).
-    #[arg(long, env = "PACTUM_RECONCILE_FROM_BLOCK", default_value_t = 0, help_heading = "Reconcile")]
+    #[arg(
+        long,
+        env = "PACTUM_RECONCILE_FROM_BLOCK",
+        default_value_t = 0,
+        help_heading = "Reconcile"
+    )]
     from_block: u64,
 
     /// Blocks per `eth_getLogs` call (providers cap the range).
@@ -75,12 +80,25 @@ pub(crate) struct ReconcileArgs {
     account: Option<String>,
 }
 
-/// Runs the reconciliation; `true` when it found nothing.
-pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<bool> {
+/// The exit status when the store and the chain differ.
+pub(crate) const EXIT_MISMATCH: u8 = 1;
+/// The exit status when the reconciliation could not run.
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// The store and the chain differ (the report is printed already); `main` exits
+/// [`EXIT_MISMATCH`] on it.
+#[derive(Debug, thiserror::Error)]
+#[error("the store and the chain differ")]
+pub(crate) struct Mismatched;
+
+/// Runs the reconciliation and prints the report; fails with [`Mismatched`] when anything
+/// differs.
+pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     let store = Store::connect(&args.database_url).await.context("opening the store")?;
-    let chain = ChainContext::connect(&args.rpc_url, &args.rpc, args.escrow_address, &args.token_name)
-        .await
-        .context("connecting to the chain")?;
+    let chain =
+        ChainContext::connect(&args.rpc_url, &args.rpc, args.escrow_address, &args.token_name)
+            .await
+            .context("connecting to the chain")?;
     let options = Options {
         account: args.account,
         at_block: args.block,
@@ -98,5 +116,5 @@ pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<bool> {
     serde_json::to_writer_pretty(&mut stdout, &report)?;
     writeln!(stdout)?;
     eprint!("{}", report.summary());
-    Ok(report.clean)
+    if report.clean { Ok(()) } else { Err(Mismatched.into()) }
 }

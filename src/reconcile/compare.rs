@@ -223,7 +223,8 @@ pub fn compare(
         for (key, (deposit, unit_price)) in &priced {
             let state = chain.escrows.get(key).copied().unwrap_or(EscrowState::NONE);
             if !state.buyer_withdrawn {
-                let claimed = unit_price.base_units().saturating_mul(U256::from(state.claimed_units));
+                let claimed =
+                    unit_price.base_units().saturating_mul(U256::from(state.claimed_units));
                 open = open.saturating_add(deposit.base_units().saturating_sub(claimed));
             }
         }

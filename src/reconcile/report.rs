@@ -172,7 +172,10 @@ impl Report {
                 m.message,
             ));
         }
-        text.push_str(&format!("RPC: {} request(s), {} call(s)\n", self.rpc.requests, self.rpc.calls));
+        text.push_str(&format!(
+            "RPC: {} request(s), {} call(s)\n",
+            self.rpc.requests, self.rpc.calls
+        ));
         text
     }
 }

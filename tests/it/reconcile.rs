@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use alloy::primitives::{B256, Bytes, U256};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use pactum::chain::context::ChainContext;
 use pactum::escrow::bindings::UsageEscrow;
@@ -20,19 +20,25 @@ use crate::support::settlement::{action_final, record, sign_voucher, sponsor};
 /// `pactum reconcile` as a process against `database_url` and the harness's chain: its exit
 /// code, its JSON report (stdout) and its summary (stderr).
 async fn cli(h: &Harness, database_url: &str) -> (i32, Value, String) {
+    let (code, stdout, stderr) = run_cli(h, database_url, *h.chain.escrow.address()).await;
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout {stdout:?}, stderr {stderr}"));
+    (code, report, stderr)
+}
+
+/// `pactum reconcile` against `escrow` on the harness's chain: exit code, stdout, stderr.
+async fn run_cli(h: &Harness, database_url: &str, escrow: Address) -> (i32, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_pactum"))
         .arg("reconcile")
         .env("PACTUM_DATABASE_URL", database_url)
         .env("PACTUM_RPC_URL", h.chain.anvil.endpoint())
-        .env("PACTUM_ESCROW_ADDRESS", h.chain.escrow.address().to_string())
+        .env("PACTUM_ESCROW_ADDRESS", escrow.to_string())
         .env("RUST_LOG", "warn")
         .output()
         .await
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let report = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: stdout {:?}, stderr {stderr}", output.stdout));
-    (output.status.code().unwrap(), report, stderr)
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code().unwrap(), text(&output.stdout), text(&output.stderr))
 }
 
 /// The harness's SQLite database URL.
@@ -44,10 +50,14 @@ fn database_url(dir: &Path) -> String {
 async fn library(h: &Harness, database_url: &str) -> Report {
     let store = Store::connect(database_url).await.unwrap();
     let settings = pactum::chain::rpc::RpcSettings::default();
-    let chain =
-        ChainContext::connect(&h.chain.anvil.endpoint(), &settings, *h.chain.escrow.address(), "USD Coin")
-            .await
-            .unwrap();
+    let chain = ChainContext::connect(
+        &h.chain.anvil.endpoint(),
+        &settings,
+        *h.chain.escrow.address(),
+        "USD Coin",
+    )
+    .await
+    .unwrap();
     let options = Options {
         account: None,
         at_block: None,
@@ -174,7 +184,8 @@ async fn a_fresh_database_reports_the_deployments_escrows_as_unknown_to_the_stor
     let h = Harness::start().await;
     let (buyer, seller) = h.parties().await;
     let id = h.active(&buyer, &seller).await;
-    let key: B256 = h.call(Method::GET, &format!("/usage-agreements/{id}"), Some(&buyer.key), None)
+    let key: B256 = h
+        .call(Method::GET, &format!("/usage-agreements/{id}"), Some(&buyer.key), None)
         .await
         .1["agreement_key"]
         .as_str()
@@ -194,4 +205,9 @@ async fn a_fresh_database_reports_the_deployments_escrows_as_unknown_to_the_stor
     // The escrow found on-chain is counted, so the balance adds up.
     assert_eq!(report["balance"]["token_balance"], report["balance"]["expected"], "{report}");
     assert!(stderr.contains("unknown_to_store"), "{stderr}");
+
+    // No escrow at the address: it could not run, which is not a mismatch.
+    let (code, stdout, stderr) = run_cli(&h, &fresh, Address::repeat_byte(0x42)).await;
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stderr.contains("no contract at the escrow address"), "{stderr}");
 }

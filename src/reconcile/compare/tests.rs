@@ -85,13 +85,14 @@ fn kinds(report: &Report) -> Vec<MismatchKind> {
 #[test]
 fn a_store_that_agrees_with_the_chain_is_clean() {
     let (a, b) = (terms(1), terms(2));
-    let store = [
-        stored(1, EscrowStatus::Active, 30, false),
-        stored(2, EscrowStatus::Settled, 40, true),
-    ];
+    let store =
+        [stored(1, EscrowStatus::Active, 30, false), stored(2, EscrowStatus::Settled, 40, true)];
     // a: 10 USDC − 30 × 0.10 still open; b: withdrawn; two fees accrued.
     let chain = chain(
-        &[(&a, state(EscrowStatus::Active, 30, false)), (&b, state(EscrowStatus::Settled, 40, true))],
+        &[
+            (&a, state(EscrowStatus::Active, 30, false)),
+            (&b, state(EscrowStatus::Settled, 40, true)),
+        ],
         7_000_000 + 200_000,
         200_000,
     );

@@ -1887,7 +1887,10 @@ async fn keyed_agreements_carry_their_escrow_and_scope_by_account(store: &Store)
     assert_eq!(all.iter().map(|a| a.key).collect::<Vec<_>>(), want);
     let listed = all.iter().find(|a| a.key == active_key).unwrap();
     assert_eq!(listed.id, active.id);
-    assert_eq!((listed.status, listed.activation_status), (AgreementStatus::Active, ActivationStatus::Confirmed));
+    assert_eq!(
+        (listed.status, listed.activation_status),
+        (AgreementStatus::Active, ActivationStatus::Confirmed)
+    );
     assert_eq!(listed.activation_tx_hash, Some(tx_hash));
     assert_eq!(listed.terms, Some(terms(&active.id, 4_000_000_000)));
     assert_eq!(
@@ -1901,7 +1904,8 @@ async fn keyed_agreements_carry_their_escrow_and_scope_by_account(store: &Store)
     let waiting = all.iter().find(|a| a.key == accepted_key).unwrap();
     assert_eq!((waiting.status, waiting.escrow), (AgreementStatus::Accepted, None));
 
-    let account = agents::get_agent(store.reader(), buyer.as_str()).await.unwrap().unwrap().account_id;
+    let account =
+        agents::get_agent(store.reader(), buyer.as_str()).await.unwrap().unwrap().account_id;
     let mine = agreements::keyed(store.reader(), Some(&account.to_string())).await.unwrap();
     let mut want = vec![accepted_key, active_key];
     want.sort_by_key(|key| key.to_string());
