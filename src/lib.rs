@@ -17,6 +17,7 @@ pub mod governance;
 pub mod metrics;
 pub mod money;
 pub mod receipts;
+pub mod reconcile;
 pub mod relayer;
 pub mod screening;
 pub mod secret;

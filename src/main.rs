@@ -32,16 +32,29 @@ enum Command {
     Sign(cli::sign::SignArgs),
     /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
     Openapi(cli::openapi::OpenapiArgs),
+    /// Compare the store with the chain; exit 1 on any mismatch (docs/reconcile.md).
+    Reconcile(Box<cli::reconcile::ReconcileArgs>),
 }
 
 fn main() -> ExitCode {
+    let mut failure = ExitCode::FAILURE;
     let result =
         cli::serve::args_with_config_file().and_then(|args| match Cli::parse_from(args).command {
             Command::Sign(args) => cli::sign::run(&args),
             Command::Openapi(args) => cli::openapi::run(&args),
             Command::Serve(args) => runtime(args.log.log_format, || cli::serve::run(*args)),
             Command::Dev(args) => runtime(LogFormat::Text, || cli::dev::run(args)),
+            Command::Reconcile(args) => {
+                // A mismatch is a finding, not an error: it exits 1, an error 2.
+                failure = ExitCode::from(cli::reconcile::EXIT_ERROR);
+                runtime(LogFormat::Text, || cli::reconcile::run(*args))
+            }
         });
+    if let Err(error) = &result
+        && error.is::<cli::reconcile::Mismatched>()
+    {
+        return ExitCode::from(cli::reconcile::EXIT_MISMATCH);
+    }
     // One line with the whole cause chain, rather than returning the error from `main`, whose
     // report adds a backtrace whenever RUST_BACKTRACE is set.
     if let Err(error) = result {
@@ -50,7 +63,7 @@ fn main() -> ExitCode {
         } else {
             eprintln!("error: {error:#}");
         }
-        return ExitCode::FAILURE;
+        return failure;
     }
     ExitCode::SUCCESS
 }

@@ -21,7 +21,10 @@
 //!   → capture round trips, against `GET /health` on the same out-of-process server, from 16
 //!   and 64 keep-alive clients; then a guard that the server's books match the answers.
 //!
-//! Arguments after `--`: `pure`, `http`, `relay`, `checks` or `reservations` runs one part only.
+//! - `reconcile`: `pactum reconcile` over 100,000 active agreements (store rows seeded directly,
+//!   escrow words written with `anvil_setStorageAt`): seconds and JSON-RPC requests.
+//!
+//! Arguments after `--`: `pure`, `http`, `relay`, `checks`, `reservations` or `reconcile` runs one part only.
 //! `PACTUM_BENCH_QUICK=1` (also the default when the binary is not started by `cargo bench`,
 //! e.g. `cargo test --bench service`) shortens everything to a smoke run; `PACTUM_BENCH_ROWS`,
 //! `PACTUM_BENCH_ROUNDS` and `PACTUM_BENCH_SECS` override the store size, the rounds and the
@@ -35,6 +38,7 @@ pub mod support;
 mod checks;
 mod http;
 mod pure;
+mod reconcile;
 mod relay;
 mod reservations;
 mod seed;
@@ -52,6 +56,7 @@ struct Settings {
     relay: bool,
     checks: bool,
     reservations: bool,
+    reconcile: bool,
     /// Agreements in the large store.
     rows: usize,
     /// Agreements in the near-empty store.
@@ -92,6 +97,7 @@ impl Settings {
             relay: wants("relay"),
             checks: wants("checks"),
             reservations: wants("reservations"),
+            reconcile: wants("reconcile"),
             rows,
             small_rows: 100,
             rounds: rounds.max(1),
@@ -174,7 +180,12 @@ fn main() {
     if settings.pure {
         pure::run(&settings);
     }
-    if settings.http || settings.relay || settings.checks || settings.reservations {
+    if settings.http
+        || settings.relay
+        || settings.checks
+        || settings.reservations
+        || settings.reconcile
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -190,6 +201,9 @@ fn main() {
         }
         if settings.reservations {
             runtime.block_on(reservations::run(&settings));
+        }
+        if settings.reconcile {
+            runtime.block_on(reconcile::run(&settings));
         }
     }
     println!("\nload average at the end: {}", load_average());

@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, keccak256};
+use alloy::primitives::{Address, B256, keccak256};
 use pactum::agreement::ids::{AgentId, Environment, SecretKey};
 use pactum::agreement::status::InfraFeeStatus;
 use pactum::agreement::terms::{Agreed, Terms};
 use pactum::api::AppState;
 use pactum::escrow::typed_data;
+use pactum::money::TokenAmount;
 use pactum::store::agreements::{self, AgreementRecord, Proposal};
 use pactum::store::chain::{self, EscrowEvent};
 use pactum::store::{agents, now};
@@ -62,14 +63,37 @@ pub(crate) async fn parties(state: &AppState) -> Parties {
     Parties { pairs }
 }
 
-/// Adds `count` agreements to the store; returns them (read by the buyer for even ones, by the
-/// seller for odd ones) and how long the writes took.
+/// Adds `count` agreements to the store, one in two active; returns them (read by the buyer for
+/// even ones, by the seller for odd ones) and how long the writes took.
 pub(crate) async fn agreements(
     state: &AppState,
     parties: &Parties,
     count: usize,
 ) -> (Vec<Target>, Duration) {
+    let (targets, _, took) = seed(state, parties, count, |i| i % 2 == 0).await;
+    (targets, took)
+}
+
+/// Adds `count` agreements to the store, every one active; returns each one's agreement key
+/// and deposit, and how long the writes took.
+pub(crate) async fn active_agreements(
+    state: &AppState,
+    parties: &Parties,
+    count: usize,
+) -> (Vec<(B256, TokenAmount)>, Duration) {
+    let (_, escrows, took) = seed(state, parties, count, |_| true).await;
+    (escrows, took)
+}
+
+/// Adds `count` agreements, those for whose index `active` holds marked active.
+async fn seed(
+    state: &AppState,
+    parties: &Parties,
+    count: usize,
+    active: impl Fn(usize) -> bool,
+) -> (Vec<Target>, Vec<(B256, TokenAmount)>, Duration) {
     let started = Instant::now();
+    let mut escrows = Vec::new();
     let escrow_domain = state.chain.escrow_domain();
     let mut targets = Vec::with_capacity(count);
     for first in (0..count).step_by(BATCH) {
@@ -101,7 +125,8 @@ pub(crate) async fn agreements(
             )
             .await
             .expect("agreement accepted");
-            if i % 2 == 0 {
+            if active(i) {
+                escrows.push((key, terms.deposit()));
                 let block = keccak256(format!("block {i}"));
                 let tx_hash = keccak256(format!("tx {i}"));
                 let active =
@@ -129,7 +154,7 @@ pub(crate) async fn agreements(
         }
         tx.commit().await.expect("batch committed");
     }
-    (targets, started.elapsed())
+    (targets, escrows, started.elapsed())
 }
 
 /// A deterministic, distinct wallet per agreement and role.

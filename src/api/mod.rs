@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod page;
 pub mod rate_limit;
 pub mod receipts;
+pub mod reconciliation;
 pub mod risk;
 pub mod settlement;
 mod signature;
@@ -86,6 +87,8 @@ pub struct Shared {
     pub idempotency_ttl: u64,
     /// `GET /readyz` fails when the watcher is more blocks than this behind the head.
     pub ready_max_lag_blocks: u64,
+    /// Blocks deep the watcher confirms at: reconciliation reads the chain that deep.
+    pub confirmations: u64,
     /// Unclaimed voucher value (token base units) of a buyer with code at which the seller's
     /// settlement options recommend an early claim.
     pub early_claim_threshold: crate::money::TokenAmount,
@@ -266,6 +269,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/wallets/{wallet_id}/fund", post(wallets::fund))
         .route("/activate", post(wallets::activate))
         .route("/risk/check", post(risk::check))
+        .route("/v1/reconciliation", get(reconciliation::reconciliation))
         .route("/receipts", get(receipts::list))
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))
         // Execution tokens are checked against the matched route, for every route above.

@@ -3,5 +3,6 @@
 
 pub(crate) mod dev;
 pub(crate) mod openapi;
+pub(crate) mod reconcile;
 pub(crate) mod serve;
 pub(crate) mod sign;

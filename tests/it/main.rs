@@ -30,6 +30,7 @@ mod package_cast_server;
 mod postgres;
 mod rate_limits;
 mod receipts;
+mod reconcile;
 mod relayer_contract_wallets;
 mod relayer_faults;
 mod relayer_recovery;

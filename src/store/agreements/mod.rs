@@ -5,12 +5,14 @@ use alloy::primitives::{Address, B256, Bytes};
 use serde_json::Value;
 
 mod escrow;
+mod on_chain;
 mod read;
 mod transitions;
 
 pub use escrow::{
     activation_unconfirmed, escrow_activated, escrow_changed, keep_voucher, record_usage,
 };
+pub use on_chain::{KeyedAgreement, StoredEscrow, keyed};
 pub use read::{activation_signatures, get, get_by_key, get_in, insert, list_for_agent};
 pub use transitions::{
     accept, activation_failed, activation_progress, approve_activation, await_approval,

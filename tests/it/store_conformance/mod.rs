@@ -104,6 +104,7 @@ conformance!(
     large_amounts_round_trip_exactly,
     any_text_round_trips,
     rollback_leaves_nothing_behind,
+    keyed_agreements_carry_their_escrow_and_scope_by_account,
 );
 
 /// Text with everything that trips naive quoting or encoding: quotes, backslashes, LIKE
@@ -1856,4 +1857,61 @@ async fn rollback_leaves_nothing_behind(store: &Store) {
     // And the pool is healthy afterwards.
     let fresh = propose(store, &buyer, &seller, 4).await;
     assert_eq!(get(store, &fresh.id).await, fresh);
+}
+
+/// `keyed` lists every agreement with an agreement key, ordered by key, with the escrow as the
+/// watcher recorded it; scoped to an account, only those its agents are party to.
+async fn keyed_agreements_carry_their_escrow_and_scope_by_account(store: &Store) {
+    let (buyer, seller) = parties(store).await;
+    propose(store, &buyer, &seller, now()).await;
+    let accepted = propose(store, &buyer, &seller, now()).await;
+    let accepted_key = accept(store, &accepted, 4_000_000_000).await;
+    let active = propose(store, &buyer, &seller, now()).await;
+    let active_key = accept(store, &active, 4_000_000_000).await;
+    let mut tx = store.begin().await.unwrap();
+    let (tx_hash, block) = (B256::repeat_byte(0xaa), B256::repeat_byte(0xbb));
+    assert!(agreements::escrow_activated(&mut tx, active_key, tx_hash, 7, block, 5).await.unwrap());
+    let other = agents::ensure_account(&mut tx, "Other", "other-owner-hash", now()).await.unwrap();
+    let mut others = Vec::new();
+    for name in ["buyer", "seller"] {
+        let (agent, _) =
+            agents::new_agent(other.id.clone(), name, None, vec![], Environment::Test, now());
+        agents::insert_agent(&mut tx, &agent, &format!("hash-{}", agent.id)).await.unwrap();
+        others.push(agent.id);
+    }
+    tx.commit().await.unwrap();
+    let foreign = propose(store, &others[0], &others[1], now()).await;
+    let foreign_key = accept(store, &foreign, 4_000_000_000).await;
+
+    let all = agreements::keyed(store.reader(), None).await.unwrap();
+    let mut want = vec![accepted_key, active_key, foreign_key];
+    want.sort_by_key(|key| key.to_string());
+    assert_eq!(all.iter().map(|a| a.key).collect::<Vec<_>>(), want);
+    let listed = all.iter().find(|a| a.key == active_key).unwrap();
+    assert_eq!(listed.id, active.id);
+    assert_eq!(
+        (listed.status, listed.activation_status),
+        (AgreementStatus::Active, ActivationStatus::Confirmed)
+    );
+    assert_eq!(listed.activation_tx_hash, Some(tx_hash));
+    assert_eq!(listed.terms, Some(terms(&active.id, 4_000_000_000)));
+    assert_eq!(
+        listed.escrow,
+        Some(agreements::StoredEscrow {
+            status: pactum::agreement::settlement::EscrowStatus::Active,
+            claimed_units: 0,
+            buyer_withdrawn: false,
+        })
+    );
+    let waiting = all.iter().find(|a| a.key == accepted_key).unwrap();
+    assert_eq!((waiting.status, waiting.escrow), (AgreementStatus::Accepted, None));
+
+    let account =
+        agents::get_agent(store.reader(), buyer.as_str()).await.unwrap().unwrap().account_id;
+    let mine = agreements::keyed(store.reader(), Some(&account.to_string())).await.unwrap();
+    let mut want = vec![accepted_key, active_key];
+    want.sort_by_key(|key| key.to_string());
+    assert_eq!(mine.iter().map(|a| a.key).collect::<Vec<_>>(), want);
+    let theirs = agreements::keyed(store.reader(), Some(&other.id.to_string())).await.unwrap();
+    assert_eq!(theirs.iter().map(|a| a.key).collect::<Vec<_>>(), [foreign_key]);
 }

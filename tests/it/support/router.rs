@@ -90,6 +90,7 @@ impl Api {
             rate_limits: config.rate_limits(),
             idempotency_ttl: config.idempotency_ttl_secs,
             ready_max_lag_blocks: config.ready_max_lag_blocks,
+            confirmations: config.confirmations,
             early_claim_threshold: config.early_claim_threshold,
             approval_ttl: config.approval_ttl_secs,
             checks,
