@@ -153,3 +153,7 @@ CREATE TABLE hold_buckets (
 INSERT INTO hold_buckets (agent_id, bucket, cents)
 SELECT agent_id, counted_at / 900, SUM(counted_cents) FROM reservations
 WHERE counted_cents <> 0 GROUP BY agent_id, counted_at / 900;
+
+-- Budgets read holds now; the agreements' own commitment columns (0010) are no longer written
+-- or read, and their index goes.
+DROP INDEX agreements_committed;

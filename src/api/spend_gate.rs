@@ -176,9 +176,7 @@ async fn policy_of(
     locked: &rows::Locked,
 ) -> ApiResult<(Arc<Policy>, u64, Option<String>)> {
     let Some((policy_id, version)) = &locked.policy else {
-        let none =
-            Policy { rules: Vec::new(), duplicate_window_seconds: 0, prices: Default::default() };
-        return Ok((Arc::new(none), 0, None));
+        return Ok((Arc::new(Policy::default()), 0, None));
     };
     let key = (agent_id.to_owned(), policy_id.clone(), *version);
     let cached =
@@ -288,7 +286,9 @@ pub(crate) async fn decide_batch(
         }
         let mut facts = facts(&counted, spend, &agent.policy, &fingerprint, agent.state)?;
         facts.lease = agent.lease.clone();
-        facts.mandate_refusal = match mandate_refusal(conn, spend).await {
+        let owner = (spend.account_id.as_str(), spend.agent_id.as_str());
+        let mandate = spend.mandate_id.as_deref();
+        facts.mandate_refusal = match mandate_fact(conn, owner, mandate, &spend.request).await {
             Ok(refusal) => refusal,
             Err(error) => {
                 decided.push(Err(error));
@@ -310,16 +310,6 @@ pub(crate) async fn decide_batch(
         decided.push(Ok(decision));
     }
     Ok(decided)
-}
-
-/// Why the mandate `spend` is made under refuses it; `None` when it names none or the mandate
-/// admits it.
-async fn mandate_refusal(
-    conn: &mut Conn,
-    spend: &Spend,
-) -> ApiResult<Option<governance::MandateFact>> {
-    let agent = (spend.account_id.as_str(), spend.agent_id.as_str());
-    mandate_fact(conn, agent, spend.mandate_id.as_deref(), &spend.request).await
 }
 
 /// Why mandate `mandate_id` of `agent` (account and agent id) refuses `request`, counting what
@@ -350,7 +340,7 @@ pub(crate) async fn mandate_fact(
     };
     Ok(mandate.admits(&asked, spent).err().map(|refusal| governance::MandateFact {
         mandate_id: id.to_owned(),
-        reason_code: ReasonCode::parse(refusal.reason_code()).unwrap_or(ReasonCode::MandateRevoked),
+        reason_code: refusal.reason_code(),
         message: refusal.message(),
     }))
 }
@@ -364,8 +354,7 @@ pub(crate) fn budgets_only(policy: &Policy) -> Policy {
             .filter(|rule| matches!(rule.kind, governance::RuleKind::PeriodBudget { .. }))
             .cloned()
             .collect(),
-        duplicate_window_seconds: 0,
-        prices: Default::default(),
+        ..Policy::default()
     }
 }
 

@@ -12,7 +12,7 @@
 use crate::agreement::ids::MandateId;
 use crate::vocab::string_enum;
 
-use super::{ActionType, dollars};
+use super::{ActionType, ReasonCode, dollars};
 
 string_enum!(
     /// Where a mandate stands. Revocation is final: nothing moves a mandate back to `active`.
@@ -120,16 +120,16 @@ pub enum MandateRefusal {
 
 impl MandateRefusal {
     /// The stable machine code (`mandate_…`).
-    pub fn reason_code(&self) -> &'static str {
+    pub fn reason_code(&self) -> ReasonCode {
         match self {
-            MandateRefusal::Revoked => "mandate_revoked",
-            MandateRefusal::NotYetValid { .. } => "mandate_not_yet_valid",
-            MandateRefusal::Expired { .. } => "mandate_expired",
-            MandateRefusal::ActionNotAllowed => "mandate_action_not_allowed",
-            MandateRefusal::CounterpartyNotAllowed => "mandate_counterparty_not_allowed",
-            MandateRefusal::CategoryNotAllowed => "mandate_category_not_allowed",
-            MandateRefusal::PerTxExceeded { .. } => "mandate_per_tx_exceeded",
-            MandateRefusal::Exhausted { .. } => "mandate_exhausted",
+            MandateRefusal::Revoked => ReasonCode::MandateRevoked,
+            MandateRefusal::NotYetValid { .. } => ReasonCode::MandateNotYetValid,
+            MandateRefusal::Expired { .. } => ReasonCode::MandateExpired,
+            MandateRefusal::ActionNotAllowed => ReasonCode::MandateActionNotAllowed,
+            MandateRefusal::CounterpartyNotAllowed => ReasonCode::MandateCounterpartyNotAllowed,
+            MandateRefusal::CategoryNotAllowed => ReasonCode::MandateCategoryNotAllowed,
+            MandateRefusal::PerTxExceeded { .. } => ReasonCode::MandatePerTxExceeded,
+            MandateRefusal::Exhausted { .. } => ReasonCode::MandateExhausted,
         }
     }
 
@@ -303,7 +303,7 @@ mod tests {
     }
 
     fn code(result: Result<(), MandateRefusal>) -> &'static str {
-        result.err().map_or("admitted", |refusal| refusal.reason_code())
+        result.err().map_or("admitted", |refusal| refusal.reason_code().as_str())
     }
 
     #[test]
@@ -377,7 +377,7 @@ mod tests {
         let of = |amount_cents| Ask { amount_cents, ..ask() };
         assert_eq!(admits(&m, &of(2_500), 0), Ok(()));
         let refused = admits(&m, &of(2_501), 0).unwrap_err();
-        assert_eq!(refused.reason_code(), "mandate_per_tx_exceeded");
+        assert_eq!(refused.reason_code(), ReasonCode::MandatePerTxExceeded);
         assert_eq!(
             refused.message(),
             "A spend of $25.01 exceeds this mandate's per-transaction limit of $25.00."
@@ -392,7 +392,7 @@ mod tests {
         let of = |amount_cents| Ask { amount_cents, ..ask() };
         assert_eq!(admits(&m, &of(1_000), 9_000), Ok(()));
         let refused = admits(&m, &of(1_001), 9_000).unwrap_err();
-        assert_eq!(refused.reason_code(), "mandate_exhausted");
+        assert_eq!(refused.reason_code(), ReasonCode::MandateExhausted);
         assert_eq!(
             refused.to_string(),
             "A spend of $10.01 would exceed this mandate's total of $100.00 ($90.00 already \
@@ -442,9 +442,9 @@ mod tests {
             MandateRefusal::Exhausted { max_total_cents: 1, spent_cents: 1, amount_cents: 1 },
         ];
         let codes: std::collections::BTreeSet<_> =
-            refusals.iter().map(MandateRefusal::reason_code).collect();
+            refusals.iter().map(|r| r.reason_code().as_str()).collect();
         assert_eq!(codes.len(), refusals.len());
-        assert!(refusals.iter().all(|r| r.reason_code().starts_with("mandate_")));
+        assert!(refusals.iter().all(|r| r.reason_code().as_str().starts_with("mandate_")));
         assert!(refusals.iter().all(|r| r.message().ends_with('.')));
         assert_eq!(
             MandateRefusal::Expired { valid_until: 0 }.message(),

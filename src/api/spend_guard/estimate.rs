@@ -221,14 +221,18 @@ pub(crate) async fn headroom(
             });
         }
     }
-    let lease_id: Option<String> =
-        rows::leases::active_of(conn, agent_id).await?.map(|l| l.id.to_string());
-    let lease = spend_gate::lease_fact(conn, lease_id.as_deref()).await?.map(|l| LeaseLeft {
-        remaining_after_cents: after(l.amount_cents.saturating_sub(l.counted_cents)),
-        lease_id: l.lease_id,
-        amount_cents: l.amount_cents,
-        counted_cents: l.counted_cents,
-    });
+    let lease = match rows::leases::active_of(conn, agent_id).await? {
+        Some(lease) => {
+            let counted = rows::holds::counted_under_lease(conn, lease.id.as_str()).await?;
+            Some(LeaseLeft {
+                remaining_after_cents: after(lease.amount_cents.saturating_sub(counted)),
+                lease_id: lease.id.to_string(),
+                amount_cents: lease.amount_cents,
+                counted_cents: counted,
+            })
+        }
+        None => None,
+    };
     let fits = budgets.iter().all(|b| b.remaining_after_cents >= 0)
         && lease.as_ref().is_none_or(|l| l.remaining_after_cents >= 0);
     Ok(Headroom { budgets, lease, fits })

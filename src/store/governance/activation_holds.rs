@@ -29,14 +29,6 @@ pub async fn commit_activation(
     use crate::agreement::ids::ReservationId;
     let id = ReservationId::generate();
     sqlx::query(
-        "UPDATE usage_agreements SET committed_cents = $2, committed_at = $3 WHERE id = $1",
-    )
-    .bind(agreement_id)
-    .bind(i64::try_from(cents).unwrap_or(i64::MAX))
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
         "INSERT INTO reservations (id, account_id, agent_id, source, subject_id, status, \
          amount_cents, captured_cents, counted_cents, action_type, currency, counterparty, \
          category, metadata, mandate_id, lease_id, approval_id, check_id, ttl_seconds, \
@@ -120,7 +112,7 @@ pub async fn follow_activation(conn: &mut Conn, agreement_id: &str, at: i64) -> 
         (_, HoldStatus::Reserved) => (HoldEvent::Reheld, counted),
         _ => (HoldEvent::Released, hold.counted_cents),
     };
-    holds::follow(conn, &hold, to, counted, captured, event, at).await?;
+    let now = holds::follow(conn, &hold, to, counted, captured, event, at).await?;
     use crate::store::outbox::{self, EventType};
     let announced = match event.0 {
         HoldEvent::Captured => EventType::ReservationCaptured,
@@ -128,9 +120,6 @@ pub async fn follow_activation(conn: &mut Conn, agreement_id: &str, at: i64) -> 
         HoldEvent::Reheld => EventType::ReservationReheld,
         _ => EventType::ReservationReleased,
     };
-    if let Some(now) = holds::get_in(conn, hold.id.as_str()).await? {
-        outbox::record_for_agent(conn, &now.agent_id, announced, &holds::event_data(&now), at)
-            .await?;
-    }
+    outbox::record_for_agent(conn, &now.agent_id, announced, &holds::event_data(&now), at).await?;
     Ok(())
 }

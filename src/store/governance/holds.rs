@@ -521,7 +521,7 @@ pub async fn follow(
     captured: Option<u64>,
     event: (HoldEvent, u64),
     at: i64,
-) -> Result<()> {
+) -> Result<Hold> {
     let from = HoldStatus::ALL;
     let detail = serde_json::json!({ "source": hold.source.as_str() });
     change(
@@ -537,7 +537,6 @@ pub async fn follow(
     )
     .await?
     .ok_or(StoreError::Conflict)
-    .map(|_| ())
 }
 
 /// The `data` of a `reservation.*` webhook event.
