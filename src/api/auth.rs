@@ -241,6 +241,38 @@ impl Checker {
         }
     }
 
+    /// Who acts: the agent itself or the owner.
+    pub(crate) fn actor(&self) -> Actor {
+        match self {
+            Checker::Agent(_) => Actor::Agent,
+            Checker::Owner(_) => Actor::Owner,
+        }
+    }
+
+    /// What a listing by the caller covers: its account, and the one agent it is limited to:
+    /// an agent key only itself (naming another is 404), the owner the agent it names (404
+    /// unless of its account) or every agent.
+    pub(crate) async fn listing(
+        &self,
+        state: &AppState,
+        named: Option<&str>,
+    ) -> ApiResult<(String, Option<String>)> {
+        match self {
+            Checker::Agent(agent) => {
+                if named.is_some_and(|named| named != agent.id.as_str()) {
+                    return Err(ApiError::not_found("agent"));
+                }
+                Ok((agent.account_id.to_string(), Some(agent.id.to_string())))
+            }
+            Checker::Owner(account) => {
+                if let Some(named) = named {
+                    owned_agent(state, account, named).await?;
+                }
+                Ok((account.id.to_string(), named.map(str::to_owned)))
+            }
+        }
+    }
+
     /// The caller's idempotency key space.
     pub(crate) fn scope(&self) -> Caller {
         match self {

@@ -9,7 +9,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use crate::api::AppState;
-use crate::api::auth::{Checker, owned_agent};
+use crate::api::auth::Checker;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::ApiQuery;
 use crate::api::time::time_param;
@@ -179,20 +179,7 @@ pub async fn summary(
             "the window must be non-empty and at most 366 days",
         ));
     }
-    let (account, agent_id) = match &checker {
-        Checker::Agent(agent) => {
-            if query.agent_id.as_deref().is_some_and(|a| a != agent.id.as_str()) {
-                return Err(ApiError::not_found("agent"));
-            }
-            (agent.account_id.to_string(), Some(agent.id.to_string()))
-        }
-        Checker::Owner(account) => {
-            if let Some(agent) = &query.agent_id {
-                owned_agent(&state, account, agent).await?;
-            }
-            (account.id.to_string(), query.agent_id.clone())
-        }
-    };
+    let (account, agent_id) = checker.listing(&state, query.agent_id.as_deref()).await?;
     let tallies =
         usage::tallies(state.store.reader(), &account, agent_id.as_deref(), from, to).await?;
     let mut totals = SpendTotals::default();

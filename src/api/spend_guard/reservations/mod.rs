@@ -22,7 +22,7 @@ use crate::api::page;
 use crate::api::spend_gate::{self, Spend};
 use crate::governance::{Confidence, Decision};
 use crate::store::governance::approvals::ApprovalKind;
-use crate::store::governance::audit::{Actor, AuditKind};
+use crate::store::governance::audit::AuditKind;
 use crate::store::governance::holds::{self, Hold, HoldChange, HoldSource, HoldStatus};
 use crate::store::outbox::{self, EventType};
 pub use view::{
@@ -185,13 +185,6 @@ async fn visible(state: &AppState, checker: &Checker, id: &str) -> ApiResult<Hol
     .ok_or_else(|| ApiError::not_found("reservation"))
 }
 
-fn actor_of(checker: &Checker) -> Actor {
-    match checker {
-        Checker::Agent(_) => Actor::Agent,
-        Checker::Owner(_) => Actor::Owner,
-    }
-}
-
 /// Why a hold in `hold`'s status cannot be captured or released.
 fn resolved(hold: &Hold) -> ApiError {
     let details = json!({
@@ -313,7 +306,7 @@ async fn resolve(
     if hold.source != HoldSource::Api {
         return Err(not_manual(hold));
     }
-    let (at, actor, id) = (crate::store::now(), actor_of(checker), hold.id.as_str());
+    let (at, actor, id) = (crate::store::now(), checker.actor(), hold.id.as_str());
     let mut tx = state.store.begin().await?;
     let current =
         holds::get_in(&mut tx, id).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
@@ -461,20 +454,7 @@ pub async fn list(
             })
         })
         .transpose()?;
-    let (account, agent_id) = match &checker {
-        Checker::Agent(agent) => {
-            if query.agent_id.as_deref().is_some_and(|named| named != agent.id.as_str()) {
-                return Err(ApiError::not_found("agent"));
-            }
-            (agent.account_id.to_string(), Some(agent.id.to_string()))
-        }
-        Checker::Owner(account) => {
-            if let Some(named) = &query.agent_id {
-                crate::api::auth::owned_agent(&state, account, named).await?;
-            }
-            (account.id.to_string(), query.agent_id.clone())
-        }
-    };
+    let (account, agent_id) = checker.listing(&state, query.agent_id.as_deref()).await?;
     let cursor = query.cursor.as_deref().map(page::decode_cursor).transpose()?;
     let mut found = holds::list(
         state.store.reader(),
