@@ -570,3 +570,96 @@ async fn another_account_finds_nothing_of_this_one() {
     let (_, still) = api.call(Method::GET, &hold_path, Some(&agent.key), None).await;
     assert_eq!(still["status"], "reserved");
 }
+
+/// Estimates price each kind (rounding up to the cent, prices from the request or the
+/// policy's list) and refuse what a kind needs but lacks; a second lease to one child is
+/// refused and changes nothing.
+#[tokio::test]
+async fn estimates_price_each_kind_and_refuse_what_they_lack() {
+    use crate::support::router::{Api, Client};
+    let api = Api::start().await;
+    let agent = api.agent("estimator").await;
+    let policy = json!({
+        "rules": [{ "id": "daily", "type": "period_budget", "period": "day", "max_cents": 1_000,
+                    "timezone": "UTC" }],
+        "prices": { "tokens": { "m": { "input_per_million_cents": 300, "output_per_million_cents": 1_500 } },
+                    "tools": { "search": 2 } },
+    });
+    let path = format!("/agents/{}/policies", agent.id);
+    let (status, body) = api.call(Method::PUT, &path, Some(OWNER_KEY), Some(&policy)).await;
+    assert!(status.is_success(), "{body}");
+    let estimate = |body: Value| {
+        let (api, key) = (&api, agent.key.clone());
+        async move { api.call(Method::POST, "/v1/spend-guard/estimate", Some(&key), Some(&body)).await }
+    };
+    for (body, cents) in [
+        (json!({ "kind": "payment", "amount_cents": 250 }), 250),
+        (json!({ "kind": "token", "model": "m", "input_tokens": 1_000, "output_tokens": 1 }), 1),
+        (
+            json!({ "kind": "token", "input_tokens": 2_000_000, "input_price_per_million_cents": 7,
+                 "output_price_per_million_cents": 0 }),
+            14,
+        ),
+        (json!({ "kind": "tool", "tool": "search", "calls": 30 }), 60),
+        (json!({ "kind": "agreement", "quantity": 100, "price_per_unit_cents": 10 }), 1_021),
+    ] {
+        let (status, answer) = estimate(body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {answer}");
+        assert_eq!(answer["amount_cents"], cents, "{body}: {answer}");
+        assert_eq!(answer["budgets"][0]["remaining_cents"], 1_000);
+    }
+    let (_, over) = estimate(json!({ "kind": "delegated", "amount_cents": 1_001 })).await;
+    assert_eq!(
+        (over["fits"].as_bool(), over["budgets"][0]["remaining_after_cents"].as_i64()),
+        (Some(false), Some(-1))
+    );
+    for (body, field) in [
+        (json!({ "kind": "payment" }), "amount_cents"),
+        (json!({ "kind": "payment", "amount_cents": 0 }), "amount_cents"),
+        (
+            json!({ "kind": "token", "model": "unknown", "input_tokens": 5 }),
+            "input_price_per_million_cents",
+        ),
+        (json!({ "kind": "tool", "calls": 3 }), "unit_price_cents"),
+        (json!({ "kind": "agreement", "quantity": 3 }), "price_per_unit_cents"),
+    ] {
+        let (status, refused) = estimate(body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {refused}");
+        assert_eq!(refused["error"]["details"]["field"], field, "{body}: {refused}");
+    }
+    let (status, _) = estimate(json!({ "kind": "barter", "amount_cents": 1 })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = estimate(json!({ "kind": "agreement", "agreement_id": "ua_nope" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // One active lease per child: the second is refused, and the parent's budget is unchanged.
+    let child = api.agent("leased-once").await;
+    let lease =
+        json!({ "parent_agent_id": agent.id, "child_agent_id": child.id, "amount_cents": 100 });
+    let leases = "/v1/spend-guard/budget-leases";
+    let (status, first) = api.call(Method::POST, leases, Some(OWNER_KEY), Some(&lease)).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, refused) = api.call(Method::POST, leases, Some(OWNER_KEY), Some(&lease)).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("lease_exists"))
+    );
+    assert_eq!(refused["error"]["details"]["lease_id"], first["id"]);
+    let (_, after) = estimate(json!({ "kind": "payment", "amount_cents": 1 })).await;
+    assert_eq!(after["budgets"][0]["counted_cents"], 100);
+    // Releasing twice answers the release again; capture and release refuse a lease's hold.
+    let release = format!("{leases}/{}/release", first["id"].as_str().unwrap());
+    let (status, _) = api.call(Method::POST, &release, Some(OWNER_KEY), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, again) = api.call(Method::POST, &release, Some(OWNER_KEY), None).await;
+    assert_eq!((status, again["status"].as_str()), (StatusCode::OK, Some("released")));
+    let hold = format!(
+        "/v1/spend-guard/reservations/{}/capture",
+        first["reservation_id"].as_str().unwrap()
+    );
+    let (status, refused) = api.call(Method::POST, &hold, Some(OWNER_KEY), None).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("reservation_not_manual"))
+    );
+}
