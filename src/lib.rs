@@ -16,6 +16,7 @@ pub mod expiry;
 pub mod governance;
 pub mod metrics;
 pub mod money;
+pub mod payments;
 pub mod receipts;
 pub mod reconcile;
 pub mod relayer;

@@ -158,6 +158,11 @@ id_type!(
     WalletId,
     "wal_"
 );
+id_type!(
+    /// A governed payment: a one-shot USDC transfer from an agent's wallet.
+    PaymentId,
+    "pay_"
+);
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
 /// glance, so a test key pasted into production fails loudly.

@@ -104,6 +104,8 @@ error_codes! {
     ApprovalExpired = ("approval_expired", GONE),
     /// The reservation expired before it was captured (`details.status`).
     ReservationExpired = ("reservation_expired", GONE),
+    /// The payment's authorization stopped being valid before it was signed or approved.
+    PaymentExpired = ("payment_expired", GONE),
     /// The agreement's status does not allow the action.
     InvalidState = ("invalid_state", CONFLICT),
     /// A conditional update lost a race; read again and retry.
@@ -131,6 +133,8 @@ error_codes! {
     LeaseExists = ("lease_exists", CONFLICT),
     /// The mandate is revoked: it can be neither changed nor revoked again (`details.status`).
     MandateNotActive = ("mandate_not_active", CONFLICT),
+    /// The payment is not waiting for its signature (`details.status`).
+    PaymentNotAwaitingSignature = ("payment_not_awaiting_signature", CONFLICT),
     /// The account has registered this wallet address already (`details.wallet_id`).
     WalletAlreadyRegistered = ("wallet_already_registered", CONFLICT),
     /// The webhook endpoint is disabled or retired.
@@ -189,6 +193,8 @@ error_codes! {
     /// The buyer's wallet cannot authorize the token transfer the way the token checks it (an
     /// EIP-7702 delegated account whose delegate does not implement ERC-1271).
     BuyerWalletUnsupported = ("buyer_wallet_unsupported", UNPROCESSABLE_ENTITY),
+    /// The paying agent has no primary wallet (`POST /activate` or `POST /v1/wallets`).
+    WalletRequired = ("wallet_required", UNPROCESSABLE_ENTITY),
     /// The buyer's balance does not cover deposit and fee.
     InsufficientFunds = ("insufficient_funds", UNPROCESSABLE_ENTITY),
     /// The sponsored authorization's deadline has passed.

@@ -23,6 +23,7 @@ pub mod idempotency;
 pub mod observability;
 pub mod openapi;
 pub mod page;
+pub mod payments;
 pub mod rate_limit;
 pub mod receipts;
 pub mod reconciliation;
@@ -268,6 +269,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/wallets/{wallet_id}/balance", get(wallets::balance))
         .route("/v1/wallets/{wallet_id}/fund", post(wallets::fund))
         .route("/activate", post(wallets::activate))
+        .route("/v1/payments", post(payments::create).get(payments::list))
+        .route("/v1/payments/{payment_id}", get(payments::get))
+        .route("/v1/payments/{payment_id}/authorize", post(payments::authorize))
         .route("/risk/check", post(risk::check))
         .route("/v1/reconciliation", get(reconciliation::reconciliation))
         .route("/receipts", get(receipts::list))

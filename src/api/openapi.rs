@@ -110,6 +110,10 @@ use super::{
         super::wallets::balance,
         super::wallets::fund,
         super::wallets::activate,
+        super::payments::create,
+        super::payments::list,
+        super::payments::get,
+        super::payments::authorize,
         super::risk::check,
         super::reconciliation::reconciliation,
     ),
@@ -128,6 +132,7 @@ use super::{
         (name = "governance", description = "Owner policies, spend checks, approvals, mandates, the agent halt and the audit log."),
         (name = "reconciliation", description = "The store against the chain (owner credential)."),
         (name = "spend-guard", description = "Estimates, authorizations, reservations (holds on budgets), budget leases to child agents and the usage summary."),
+        (name = "payments", description = "Governed payments: a USDC transfer from the agent's own wallet under its policy, budgets and mandate, signed by the wallet and relayed by Pactum."),
         (name = "wallets", description = "Agents' own wallets (non-custodial): registration with an optional proof of control, balances, demo funding on test chains."),
         (name = "risk", description = "Screening one address against the denylist and the sanctions oracle."),
     )

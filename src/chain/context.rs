@@ -142,6 +142,12 @@ impl ChainContext {
         Ok((tokens?, ether?))
     }
 
+    /// Whether `authorizer`'s EIP-3009 `nonce` is spent (used or cancelled) on the token.
+    pub async fn authorization_used(&self, authorizer: Address, nonce: B256) -> Result<bool> {
+        let token = MockUSDC::new(self.token, &self.provider);
+        Ok(token.authorizationState(authorizer, nonce).call().await?)
+    }
+
     /// The owner's token balance.
     pub async fn balance(&self, owner: Address) -> Result<U256> {
         Ok(MockUSDC::new(self.token, &self.provider).balanceOf(owner).call().await?)

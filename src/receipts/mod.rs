@@ -31,6 +31,8 @@ pub enum ReceiptKind {
     SellerClaim,
     /// The buyer took back what was not used.
     BuyerWithdraw,
+    /// A governed payment moved from the agent's wallet to the payee.
+    Payment,
 }
 
 impl ReceiptKind {
@@ -40,6 +42,7 @@ impl ReceiptKind {
             ReceiptKind::Activation => "activation",
             ReceiptKind::SellerClaim => "seller_claim",
             ReceiptKind::BuyerWithdraw => "buyer_withdraw",
+            ReceiptKind::Payment => "payment",
         }
     }
 
@@ -49,6 +52,7 @@ impl ReceiptKind {
             "activation" => ReceiptKind::Activation,
             "seller_claim" => ReceiptKind::SellerClaim,
             "buyer_withdraw" => ReceiptKind::BuyerWithdraw,
+            "payment" => ReceiptKind::Payment,
             _ => return None,
         })
     }
@@ -73,6 +77,7 @@ impl ReceiptKind {
             ReceiptKind::Activation => "EscrowActivated",
             ReceiptKind::SellerClaim => "UsageClaimed",
             ReceiptKind::BuyerWithdraw => "BuyerWithdrawn",
+            ReceiptKind::Payment => "Transfer",
         }
     }
 }
@@ -188,6 +193,7 @@ pub fn receipt_for(
         ReceiptKind::SellerClaim | ReceiptKind::BuyerWithdraw => {
             (amount("amount")?, TokenAmount::ZERO)
         }
+        ReceiptKind::Payment => return None,
     };
     Some(Receipt {
         id: ReceiptId::generate(),
@@ -210,6 +216,40 @@ pub fn receipt_for(
         issued_at,
         signer: Address::ZERO,
         signature: Bytes::new(),
+    })
+}
+
+/// The receipt of confirmed payment `payment`, as it was signed, in the same `Receipt` type as
+/// escrow receipts: `agreementId` is the payment's id, `agreementKey` its payment key (the
+/// authorization's nonce), buyer and seller the paying agent and wallet and the payee, no
+/// infra fee, `escrow` the zero address (no escrow holds a payment), and the transaction,
+/// block and `Transfer` log that moved it. `None` until it is confirmed and signed.
+pub fn payment_receipt(
+    payment: &crate::payments::Payment,
+    deployment: Deployment,
+) -> Option<Receipt> {
+    let (id, issued_at, signer, signature) = payment.receipt.clone()?;
+    Some(Receipt {
+        id,
+        kind: ReceiptKind::Payment,
+        agreement_id: AgreementId(payment.id.to_string()),
+        agreement_key: payment.payment_key,
+        buyer_agent_id: AgentId(payment.agent_id.clone()),
+        seller_agent_id: AgentId(payment.to_agent_id.clone().unwrap_or_default()),
+        buyer_wallet: payment.from,
+        seller_wallet: payment.to,
+        amount: TokenAmount::new(payment.value()),
+        infra_fee: TokenAmount::ZERO,
+        token: deployment.token,
+        escrow: Address::ZERO,
+        chain_id: deployment.chain_id,
+        tx_hash: payment.tx_hash?,
+        block_number: payment.block_number?,
+        block_hash: payment.block_hash?,
+        log_index: payment.log_index?,
+        issued_at,
+        signer,
+        signature,
     })
 }
 

@@ -25,6 +25,9 @@ string_enum!(
         /// A no-op self-send that uses up a relayer nonce no other transaction can fill (a gap
         /// that would hold every later transaction of the account back).
         NonceFill = "nonce_fill",
+        /// A governed payment: the token's `transferWithAuthorization` with the wallet's
+        /// signature.
+        Payment = "payment",
     }
 );
 

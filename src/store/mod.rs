@@ -13,6 +13,7 @@ pub mod governance;
 pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
+pub mod payments;
 pub mod receipts;
 pub mod settlement;
 pub mod signers;

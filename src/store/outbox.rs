@@ -97,6 +97,25 @@ string_enum!(
         MandateRevoked = "mandate.revoked",
         /// A wallet of the agent was registered (`POST /v1/wallets`, or `POST /activate`).
         WalletRegistered = "wallet.registered",
+        /// A payment was made and held: it waits for the wallet's signature.
+        PaymentCreated = "payment.created",
+        /// A payment was escalated to the owner.
+        PaymentPendingApproval = "payment.pending_approval",
+        /// A payment was signed and queued on the relayer.
+        PaymentQueued = "payment.queued",
+        /// A payment's transaction was sent.
+        PaymentSubmitted = "payment.submitted",
+        /// A payment's transfer is on chain at the confirmation depth (its receipt is issued).
+        PaymentConfirmed = "payment.confirmed",
+        /// A payment failed; its hold was released.
+        PaymentFailed = "payment.failed",
+        /// A payment stopped being valid before it moved; its hold was released.
+        PaymentExpired = "payment.expired",
+        /// A payment was refused by the policy or its approval rejected; nothing was held.
+        PaymentBlocked = "payment.blocked",
+        /// A reorganisation took a confirmed payment's transfer away: it waits for the chain
+        /// again and its hold is held again.
+        PaymentReorged = "payment.reorged",
     }
 );
 

@@ -67,6 +67,9 @@ pub(super) async fn apply_event(
     event: &EscrowEvent,
     issuer: &Issuer<'_>,
 ) -> Result<()> {
+    if event.event == super::payments::SPENT {
+        return super::payments::apply_spent(tx, event, issuer).await;
+    }
     let Some(record) = agreements::get_by_key(tx, event.agreement_key).await? else {
         return Ok(());
     };
@@ -158,6 +161,14 @@ pub(super) async fn job_outcome(
         let data = json!({ "job_id": job.id, "kind": job.kind, "tx_hash": attempt.tx_hash, "error": reason });
         outbox::record(tx, job.agreement_id.as_ref(), EventType::RelayerJobFailed, &data, at)
             .await?;
+    }
+    if job.kind == JobKind::Payment {
+        // A transfer is confirmed from the token's logs (whoever sent it); a revert fails the
+        // payment unless those logs show its authorization spent.
+        if let Some(reason) = error {
+            crate::store::payments::job_failed(tx, job.id.as_str(), reason, at).await?;
+        }
+        return Ok(());
     }
     if job.kind == JobKind::Activate {
         if let (Some(reason), Some(agreement)) = (error, &job.agreement_id)

@@ -29,6 +29,7 @@
 
 mod apply;
 mod passes;
+mod payments;
 mod reorg;
 
 use std::collections::HashMap;

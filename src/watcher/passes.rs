@@ -85,6 +85,7 @@ impl Watcher {
                 .provider
                 .get_logs(&Filter::new().address(self.chain.escrow).at_block_hash(hash))
                 .await?;
+            let spent = self.spent_authorizations(number, hash, head_timestamp).await?;
             let mut mined = Vec::new();
             for tx_hash in tx_hashes.iter().filter(|h| in_flight.contains_key(*h)) {
                 if let Some(receipt) = self.chain.provider.get_transaction_receipt(*tx_hash).await?
@@ -112,6 +113,9 @@ impl Watcher {
                 if let Some(event) = decode_event(log, number, hash) {
                     chain_store::insert_event(&mut tx, &event).await?;
                 }
+            }
+            for event in &spent {
+                chain_store::insert_event(&mut tx, event).await?;
             }
             chain_store::record_block(&mut tx, number, hash).await?;
             tx.commit().await?;
@@ -182,11 +186,15 @@ impl Watcher {
     async fn expire(&self, timestamp: u64) -> Result<()> {
         let mut tx = self.store.begin().await?;
         let expired = agreements::expire_due(&mut tx, timestamp as i64).await?;
+        let payments = super::payments::expire(&mut tx, timestamp as i64, now()).await?;
         for id in &expired {
             outbox::record(&mut tx, Some(id), EventType::AgreementExpired, &json!({}), now())
                 .await?;
         }
         tx.commit().await?;
+        if payments > 0 {
+            tracing::info!(payments, "payments expired before they moved");
+        }
         if !expired.is_empty() {
             tracing::info!(expired = expired.len(), "agreements expired before activation");
         }

@@ -71,6 +71,7 @@ impl Watcher {
         let keys = chain_store::forget_above(&mut tx, fork).await?;
         let withdrawn = receipt_store::withdraw_above(&mut tx, fork).await?;
         let unmined = attempts::unmine_above(&mut tx, fork, at).await?;
+        let payments = super::payments::roll_back(&mut tx, fork, at).await?;
         let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (agreement, receipt) in withdrawn {
             touched.entry(agreement.as_str().to_owned()).or_default().push(receipt.as_str().into());
@@ -108,6 +109,7 @@ impl Watcher {
             fork,
             agreements = touched.len(),
             transactions = unmined.len(),
+            payments,
             "rolled back to the last common block"
         );
         Ok(())

@@ -27,6 +27,7 @@ mod observability;
 mod openapi;
 mod package_cast;
 mod package_cast_server;
+mod payments;
 mod postgres;
 mod rate_limits;
 mod receipts;

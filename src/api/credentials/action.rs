@@ -22,6 +22,8 @@ string_enum!(
         SponsoredAction = "sponsored_action",
         /// `POST /v1/spend-guard/reservations`; the audience is the reservation's counterparty.
         Reserve = "reserve",
+        /// `POST /v1/payments`; the audience is the payee (`to`: an address or an agent id).
+        Payment = "payment",
     }
 );
 
@@ -43,6 +45,7 @@ pub const WRITES: &[(&str, &str, Action)] = &[
         Action::SponsoredAction,
     ),
     ("POST", "/v1/spend-guard/reservations", Action::Reserve),
+    ("POST", "/v1/payments", Action::Payment),
 ];
 
 impl Action {
@@ -58,6 +61,7 @@ impl Action {
         match self {
             Action::Propose => Some("seller_agent_id"),
             Action::Reserve => Some("counterparty"),
+            Action::Payment => Some("to"),
             _ => None,
         }
     }

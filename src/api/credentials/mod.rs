@@ -150,7 +150,7 @@ async fn check_audience(
                 .is_some_and(|seller| seller.status == agents::ACTIVE && seller.id != agent.id),
             "`audience` must name another active agent (the seller) for `propose`",
         ),
-        Action::Reserve => (true, ""),
+        Action::Reserve | Action::Payment => (true, ""),
         _ => (
             agreements::get(state.store.reader(), audience)
                 .await?

@@ -17,7 +17,12 @@ pub(super) async fn on_chain(
     state: &AppState,
     receipt: &Receipt,
 ) -> ApiResult<(Check, Check, Check)> {
-    if receipt.chain_id != state.chain.chain_id || receipt.escrow != state.chain.escrow {
+    // A payment's log is the token's `Transfer`; every other receipt's, the escrow's event.
+    let (emitter, expected_escrow) = match receipt.kind {
+        ReceiptKind::Payment => (state.chain.token, alloy::primitives::Address::ZERO),
+        _ => (state.chain.escrow, state.chain.escrow),
+    };
+    if receipt.chain_id != state.chain.chain_id || receipt.escrow != expected_escrow {
         let reason = "the receipt is for another chain or escrow than this service follows";
         return Ok((Check::fail(reason), Check::fail(reason), Check::fail(reason)));
     }
@@ -48,8 +53,8 @@ pub(super) async fn on_chain(
     };
     let log = match found.inner.logs().iter().find(|l| l.log_index == Some(receipt.log_index)) {
         None => Check::fail("the transaction has no log at `log_index`"),
-        Some(log) if log.address() != receipt.escrow => {
-            Check::fail("the log at `log_index` is not the escrow's")
+        Some(log) if log.address() != emitter => {
+            Check::fail("the log at `log_index` is not the escrow's (a payment's: the token's)")
         }
         Some(log) if event_matches(&log.inner, receipt) => Check::pass(),
         Some(_) => Check::fail("the log at `log_index` is not this receipt's event and amount"),
@@ -72,5 +77,8 @@ fn event_matches(log: &PrimitiveLog, receipt: &Receipt) -> bool {
             .is_ok_and(|e| e.agreementKey == key && e.amount == amount),
         ReceiptKind::BuyerWithdraw => UsageEscrow::BuyerWithdrawn::decode_log(log)
             .is_ok_and(|e| e.agreementKey == key && e.amount == amount),
+        ReceiptKind::Payment => crate::payments::Transfer::decode_log(log).is_ok_and(|e| {
+            e.from == receipt.buyer_wallet && e.to == receipt.seller_wallet && e.value == amount
+        }),
     }
 }

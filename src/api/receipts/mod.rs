@@ -124,11 +124,28 @@ pub async fn list(
     Ok(Json(ReceiptList { receipts: page.iter().map(ReceiptView::from).collect(), next_cursor }))
 }
 
+/// The receipt `receipt_id` of a confirmed payment; 404 when there is none.
+async fn payment_receipt(
+    state: &AppState,
+    receipt_id: &str,
+) -> ApiResult<crate::receipts::Receipt> {
+    let deployment = crate::receipts::Deployment {
+        chain_id: state.chain.chain_id,
+        escrow: state.chain.escrow,
+        token: state.chain.token,
+    };
+    crate::store::payments::by_receipt(state.store.reader(), receipt_id)
+        .await?
+        .and_then(|payment| crate::receipts::payment_receipt(&payment, deployment))
+        .ok_or_else(|| ApiError::not_found("receipt"))
+}
+
 /// `GET /receipts/verify/{receipt_id}`: the stored receipt checked four ways. `signature`: the
 /// signature over the stored fields recovers the service's receipt key. `transaction`: the
 /// transaction is on the chain and succeeded. `block`: it is in the recorded block, whose hash
 /// is still canonical at that height. `log`: the log at `log_index` is the escrow's event of
-/// this kind, with the same agreement key and amounts. `valid` when all four hold.
+/// this kind, with the same agreement key and amounts (a payment's: the token's `Transfer` from
+/// the paying wallet to the payee of the amount). `valid` when all four hold.
 #[utoipa::path(
     get,
     path = "/receipts/verify/{receipt_id}",
@@ -147,9 +164,10 @@ pub async fn verify(
     caller: Viewer,
     ApiPath(receipt_id): ApiPath,
 ) -> ApiResult<Json<ReceiptVerification>> {
-    let receipt = receipts::get(state.store.reader(), &receipt_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("receipt"))?;
+    let receipt = match receipts::get(state.store.reader(), &receipt_id).await? {
+        Some(receipt) => receipt,
+        None => payment_receipt(&state, &receipt_id).await?,
+    };
     let mine = of_account(&state, &caller.account, &receipt.buyer_agent_id).await?
         || of_account(&state, &caller.account, &receipt.seller_agent_id).await?;
     if !mine {

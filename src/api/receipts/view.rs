@@ -22,6 +22,8 @@ pub enum ReceiptKindName {
     SellerClaim,
     /// The buyer took back the rest.
     BuyerWithdraw,
+    /// A governed payment moved (`agreement_id` is the payment's id).
+    Payment,
 }
 
 impl From<ReceiptKind> for ReceiptKindName {
@@ -30,6 +32,7 @@ impl From<ReceiptKind> for ReceiptKindName {
             ReceiptKind::Activation => ReceiptKindName::Activation,
             ReceiptKind::SellerClaim => ReceiptKindName::SellerClaim,
             ReceiptKind::BuyerWithdraw => ReceiptKindName::BuyerWithdraw,
+            ReceiptKind::Payment => ReceiptKindName::Payment,
         }
     }
 }
@@ -44,17 +47,18 @@ pub struct ReceiptView {
     pub id: ReceiptId,
     /// What it records.
     pub kind: ReceiptKindName,
-    /// The agreement.
-    #[schema(value_type = String, pattern = "^ua_[0-9A-Za-z_]+$")]
+    /// The agreement (a `payment` receipt: the payment's id).
+    #[schema(value_type = String, pattern = "^(ua|pay)_[0-9A-Za-z_]+$")]
     pub agreement_id: AgreementId,
-    /// The EIP-712 hash of the agreement's terms.
+    /// The EIP-712 hash of the agreement's terms (a `payment` receipt: the payment key).
     #[schema(value_type = String, pattern = "^0x[0-9a-f]{64}$")]
     pub agreement_key: B256,
     /// The buyer agent.
     #[schema(value_type = String, pattern = "^agt_[0-9A-Za-z_]+$")]
     pub buyer_agent_id: AgentId,
-    /// The seller agent.
-    #[schema(value_type = String, pattern = "^agt_[0-9A-Za-z_]+$")]
+    /// The seller agent (a `payment` receipt: the payee agent, empty when the payee was named by
+    /// address).
+    #[schema(value_type = String, pattern = "^(agt_[0-9A-Za-z_]+)?$")]
     pub seller_agent_id: AgentId,
     /// The buyer's wallet.
     #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]

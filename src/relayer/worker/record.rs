@@ -34,6 +34,10 @@ impl Relay<'_> {
                 outbox::record(&mut tx, Some(agreement), EventType::ActivationSubmitted, &data, at)
                     .await?;
             }
+        } else if job.kind == JobKind::Payment {
+            if let Some(tx_hash) = tx_hash {
+                crate::store::payments::job_sent(&mut tx, job.id.as_str(), tx_hash, at).await?;
+            }
         } else if let Some(tx_hash) = tx_hash {
             for action in settlement::actions_of_job(&mut tx, &job.id).await? {
                 if action.status == settlement::PENDING {
@@ -120,7 +124,9 @@ impl Relay<'_> {
         let data = json!({ "job_id": job.id, "kind": job.kind, "error": reason });
         outbox::record(&mut tx, job.agreement_id.as_ref(), EventType::RelayerJobFailed, &data, at)
             .await?;
-        if job.kind == JobKind::Activate {
+        if job.kind == JobKind::Payment {
+            crate::store::payments::job_failed(&mut tx, job.id.as_str(), reason, at).await?;
+        } else if job.kind == JobKind::Activate {
             if let Some(agreement) = &job.agreement_id
                 && agreements::activation_failed(&mut tx, agreement, reason, at).await?
             {

@@ -63,7 +63,7 @@ pub async fn commit_activation(
 /// it failed or expired, held again when a reorganisation took its block away. Called in the
 /// transaction of every change of an activation's status.
 pub async fn follow_activation(conn: &mut Conn, agreement_id: &str, at: i64) -> Result<()> {
-    use holds::{HoldEvent, HoldSource, HoldStatus};
+    use holds::{HoldSource, HoldStatus};
     let Some(hold) = holds::latest_for(conn, HoldSource::Activation, agreement_id).await? else {
         return Ok(());
     };
@@ -100,26 +100,5 @@ pub async fn follow_activation(conn: &mut Conn, agreement_id: &str, at: i64) -> 
         A::Failed | A::Expired | A::Rejected => (HoldStatus::Released, 0, None),
         _ => return Ok(()),
     };
-    if to == hold.status && counted == hold.counted_cents {
-        return Ok(());
-    }
-    let event = match (hold.status, to) {
-        (HoldStatus::Captured, HoldStatus::Captured) => {
-            (HoldEvent::Credited, hold.counted_cents.saturating_sub(counted))
-        }
-        (HoldStatus::Captured, HoldStatus::Reserved) => (HoldEvent::Reheld, counted),
-        (_, HoldStatus::Captured) => (HoldEvent::Captured, counted),
-        (_, HoldStatus::Reserved) => (HoldEvent::Reheld, counted),
-        _ => (HoldEvent::Released, hold.counted_cents),
-    };
-    let now = holds::follow(conn, &hold, to, counted, captured, event, at).await?;
-    use crate::store::outbox::{self, EventType};
-    let announced = match event.0 {
-        HoldEvent::Captured => EventType::ReservationCaptured,
-        HoldEvent::Credited => EventType::ReservationCredited,
-        HoldEvent::Reheld => EventType::ReservationReheld,
-        _ => EventType::ReservationReleased,
-    };
-    outbox::record_for_agent(conn, &now.agent_id, announced, &holds::event_data(&now), at).await?;
-    Ok(())
+    holds::follow_subject(conn, &hold, to, counted, captured, at).await
 }

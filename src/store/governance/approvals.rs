@@ -31,6 +31,8 @@ string_enum!(
         Check = "check",
         /// A spend-guard reservation that escalated: approving holds it.
         Reservation = "reservation",
+        /// A governed payment that escalated: approving holds it and lets the wallet sign.
+        Payment = "payment",
     }
 );
 

@@ -28,6 +28,8 @@ string_enum!(
         Lease = "lease",
         /// A mandate created, changed or revoked.
         Mandate = "mandate",
+        /// A governed payment's decision.
+        Payment = "payment",
     }
 );
 

@@ -39,6 +39,9 @@ string_enum!(
         Activation = "activation",
         /// A budget lease carved out for a child agent.
         Lease = "lease",
+        /// A governed payment (`POST /v1/payments`): its own hold, or the API reservation it
+        /// was made under.
+        Payment = "payment",
     }
 );
 
@@ -447,6 +450,23 @@ pub async fn approve(
     .await
 }
 
+/// Makes the agent's API reservation `id` the hold of payment `payment_id`, if it is still
+/// reserved and unexpired at `at`: its source becomes `payment`, it follows the payment and
+/// expires no more on its own. Returns it as changed, or `None` if it changed first.
+pub async fn adopt(conn: &mut Conn, id: &str, payment_id: &str, at: i64) -> Result<Option<Hold>> {
+    let sql = format!(
+        "UPDATE reservations SET source = 'payment', subject_id = $2, expires_at = NULL, \
+         updated_at = $3 WHERE id = $1 AND source = 'api' AND status = 'reserved' \
+         AND (expires_at IS NULL OR expires_at > $3) RETURNING {COLUMNS}"
+    );
+    let row =
+        sqlx::query(&sql).bind(id).bind(payment_id).bind(at).fetch_optional(&mut *conn).await?;
+    let Some(hold) = row.as_ref().map(from_row).transpose()? else { return Ok(None) };
+    let detail = serde_json::json!({ "payment_id": payment_id });
+    append_event(conn, &hold, HoldEvent::Reserved, hold.amount_cents, "agent", &detail, at).await?;
+    Ok(Some(hold))
+}
+
 /// Up to `limit` reserved holds whose time ran out by `at`, oldest deadline first.
 pub async fn due(conn: &mut Conn, at: i64, limit: i64) -> Result<Vec<Hold>> {
     let sql = format!(
@@ -470,7 +490,7 @@ pub async fn open_of_agent(conn: &mut Conn, agent_id: &str) -> Result<Vec<Hold>>
 /// The unresolved API holds spending under lease `lease_id`, oldest first.
 pub async fn open_under_lease(conn: &mut Conn, lease_id: &str) -> Result<Vec<Hold>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM reservations WHERE lease_id = $1 AND source <> 'activation' \
+        "SELECT {COLUMNS} FROM reservations WHERE lease_id = $1 AND source NOT IN ('activation', 'payment') \
          AND status IN ('pending_approval', 'reserved') ORDER BY created_at, id"
     );
     let rows = sqlx::query(&sql).bind(lease_id).fetch_all(&mut *conn).await?;
@@ -537,6 +557,44 @@ pub async fn follow(
     )
     .await?
     .ok_or(StoreError::Conflict)
+}
+
+/// Brings the hold that follows a subject (an activation, a payment) to `to`, counting
+/// `counted` cents (`captured` once captured), with the event that change is — captured,
+/// credited, held again or released — and its `reservation.*` webhook; nothing when it is there
+/// already.
+pub async fn follow_subject(
+    conn: &mut Conn,
+    hold: &Hold,
+    to: HoldStatus,
+    counted: u64,
+    captured: Option<u64>,
+    at: i64,
+) -> Result<()> {
+    if to == hold.status && counted == hold.counted_cents {
+        return Ok(());
+    }
+    let event = match (hold.status, to) {
+        (HoldStatus::Captured, HoldStatus::Captured) => {
+            (HoldEvent::Credited, hold.counted_cents.saturating_sub(counted))
+        }
+        (HoldStatus::Captured, HoldStatus::Reserved) => (HoldEvent::Reheld, counted),
+        (_, HoldStatus::Captured) => (HoldEvent::Captured, counted),
+        (HoldStatus::Reserved, HoldStatus::Reserved) => (HoldEvent::Reserved, counted),
+        (_, HoldStatus::Reserved) => (HoldEvent::Reheld, counted),
+        _ => (HoldEvent::Released, hold.counted_cents),
+    };
+    let now = follow(conn, hold, to, counted, captured, event, at).await?;
+    use crate::store::outbox::{self, EventType};
+    let announced = match event.0 {
+        HoldEvent::Captured => EventType::ReservationCaptured,
+        HoldEvent::Credited => EventType::ReservationCredited,
+        HoldEvent::Reheld => EventType::ReservationReheld,
+        HoldEvent::Reserved => EventType::ReservationReserved,
+        _ => EventType::ReservationReleased,
+    };
+    outbox::record_for_agent(conn, &now.agent_id, announced, &event_data(&now), at).await?;
+    Ok(())
 }
 
 /// The `data` of a `reservation.*` webhook event.

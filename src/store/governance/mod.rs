@@ -394,6 +394,26 @@ pub async fn approval_ended(
             outbox::record(conn, Some(&agreement), EventType::ActivationFailed, &data, at).await?;
         }
     }
+    if approval.kind == approvals::ApprovalKind::Payment {
+        use crate::payments::PaymentStatus;
+        use crate::store::payments;
+        let change = payments::Change { error: Some(&reason), ..payments::Change::default() };
+        let from = [PaymentStatus::PendingApproval];
+        let to = PaymentStatus::Blocked;
+        // The hold ends `rejected` first; the payment's move then leaves it so.
+        if let Some(payment) = payments::get_in(conn, &approval.subject_id).await?
+            && payment.status == PaymentStatus::PendingApproval
+            && let Some(hold) = &payment.reservation_id
+        {
+            holds::end(conn, hold, holds::HoldStatus::Rejected, &reason, actor.as_str(), at)
+                .await?;
+        }
+        if let Some(blocked) =
+            payments::transition(conn, &approval.subject_id, &from, to, &change, at).await?
+        {
+            payments::announce(conn, &blocked, at).await?;
+        }
+    }
     if approval.kind == approvals::ApprovalKind::Reservation {
         let ended = holds::end(
             conn,

@@ -12,11 +12,12 @@ use crate::api::activation_queue::{self, StoredSignatures};
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
 use crate::api::idempotency::Idempotency;
 use crate::governance::{self, AgentState, Decision, Request};
+use crate::payments::PaymentStatus;
 use crate::store::governance::approvals::{self, Approval, ApprovalKind, ApprovalStatus};
 use crate::store::governance::audit::{self, Actor, AuditDecision, AuditEntry, AuditKind};
 use crate::store::governance::{self as rows, Scope};
 use crate::store::outbox::{self, EventType};
-use crate::store::{agreements, jobs};
+use crate::store::{agreements, jobs, payments};
 
 /// What an approved activation needs, read and checked before the decision's transaction.
 struct HeldActivation {
@@ -52,6 +53,29 @@ async fn held_activation(state: &AppState, approval: &Approval) -> ApiResult<Hel
     Ok(HeldActivation { record, job, screening })
 }
 
+/// Checks a payment held by `approval` can still be signed: it waits for the approval and its
+/// authorization is valid long enough to be signed and relayed.
+async fn held_payment(
+    state: &AppState,
+    approval: &Approval,
+    at: i64,
+) -> ApiResult<crate::payments::Payment> {
+    let payment = payments::get(state.store.reader(), &approval.subject_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("approved payment vanished"))?;
+    if payment.status != PaymentStatus::PendingApproval {
+        return Err(ApiError::invalid_state(payment.status, "approve the payment"));
+    }
+    let margin = crate::api::payments::SIGNING_MARGIN_SECS;
+    if u64::try_from(at).unwrap_or_default() + margin >= payment.valid_before {
+        return Err(ApiError::new(
+            ErrorCode::PaymentExpired,
+            "the payment's authorization is too close to its `valid_before` to be signed",
+        ));
+    }
+    Ok(payment)
+}
+
 /// Approves `approval`; returns it as decided.
 pub(super) async fn approve(
     state: &AppState,
@@ -62,7 +86,11 @@ pub(super) async fn approve(
 ) -> ApiResult<Approval> {
     let held = match approval.kind {
         ApprovalKind::Activation => Some(held_activation(state, approval).await?),
-        ApprovalKind::Check | ApprovalKind::Reservation => None,
+        ApprovalKind::Check | ApprovalKind::Reservation | ApprovalKind::Payment => None,
+    };
+    let payment = match approval.kind {
+        ApprovalKind::Payment => Some(held_payment(state, approval, at).await?),
+        _ => None,
     };
     let mut tx = state.store.begin().await?;
     let locked = rows::lock_agent_with_policy(&mut tx, &approval.agent_id)
@@ -83,6 +111,10 @@ pub(super) async fn approve(
         .unwrap_or_default();
     let waiting = match approval.kind {
         ApprovalKind::Reservation => rows::holds::get_in(&mut tx, &approval.subject_id).await?,
+        ApprovalKind::Payment => match payment.as_ref().and_then(|p| p.reservation_id.as_deref()) {
+            Some(hold) => rows::holds::get_in(&mut tx, hold).await?,
+            None => None,
+        },
         _ => None,
     };
     let request = Request {
@@ -146,6 +178,17 @@ pub(super) async fn approve(
         jobs::enqueue(&mut tx, &held.job, at).await?;
         let data = json!({ "job_id": held.job.id, "approval_id": approval.id });
         outbox::record(&mut tx, Some(&id), EventType::ActivationQueued, &data, at).await?;
+    }
+    if let Some(payment) = &payment {
+        let hold = payment.reservation_id.as_deref().unwrap_or_default();
+        rows::holds::approve(&mut tx, hold, approval.id.as_str(), at).await?;
+        let from = [PaymentStatus::PendingApproval];
+        let to = PaymentStatus::AwaitingSignature;
+        let change = payments::Change::default();
+        let signable = payments::transition(&mut tx, payment.id.as_str(), &from, to, &change, at)
+            .await?
+            .ok_or_else(|| ApiError::invalid_state(payment.status, "approve the payment"))?;
+        payments::announce(&mut tx, &signable, at).await?;
     }
     if approval.kind == ApprovalKind::Reservation {
         let held = rows::holds::approve(&mut tx, &approval.subject_id, approval.id.as_str(), at)
