@@ -436,3 +436,88 @@ async fn a_reorganisation_takes_a_confirmation_back_until_the_transfer_is_mined_
     assert_eq!(reorged, 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_spends_a_reservation_or_goes_under_a_payment_token() {
+    let mut h = Harness::start().await;
+    let alice = payer(&h, "alice", 100).await;
+    let (bob, bob_wallet) = payee(&h, "bob").await;
+    policy(&h, &alice.agent, daily(10_000)).await;
+
+    // A reservation held for bob is spent by a smaller payment: no second decision; the
+    // payment's amount is captured and the rest released.
+    let body = json!({ "amount_cents": 500, "action_type": "spend", "counterparty": bob.id });
+    let (status, reserved) = h
+        .call(Method::POST, "/v1/spend-guard/reservations", Some(&alice.agent.key), Some(&body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reserved}");
+    let reservation = reserved["id"].as_str().unwrap();
+    // Not for another payee, nor for more than it holds.
+    let stranger = PrivateKeySigner::random().address().to_string();
+    let (status, refused) = pay(
+        &h,
+        &alice.agent.key,
+        json!({ "to": stranger, "amount_cents": 300, "reservation_id": reservation }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let (status, refused) = pay(
+        &h,
+        &alice.agent.key,
+        json!({ "to": bob.id, "amount_cents": 501, "reservation_id": reservation }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let (status, created) = pay(
+        &h,
+        &alice.agent.key,
+        json!({ "to": bob.id, "amount_cents": 300, "reservation_id": reservation }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["reservation_id"], reservation);
+    assert!(created["decision"].is_null());
+    let adopted = hold(&h, reservation).await;
+    assert_eq!(
+        (adopted["source"].as_str(), adopted["expires_at"].as_str()),
+        (Some("payment"), None)
+    );
+    // The reservation is the payment's now: it cannot be captured by hand, nor spent twice.
+    let path = format!("/v1/spend-guard/reservations/{reservation}/capture");
+    let (status, _) = h.call(Method::POST, &path, Some(&alice.agent.key), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = pay(
+        &h,
+        &alice.agent.key,
+        json!({ "to": bob.id, "amount_cents": 100, "reservation_id": reservation }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let id = created["id"].as_str().unwrap();
+    let signature = sign_document(&alice.wallet, &created["typed_data"]);
+    authorize(&h, &alice.agent.key, id, &signature).await;
+    wait_status(&h, &alice.agent.key, id, "confirmed").await;
+    let spent = hold(&h, reservation).await;
+    assert_eq!(
+        (spent["status"].as_str(), spent["captured_cents"].as_u64()),
+        (Some("captured"), Some(300))
+    );
+    assert_eq!(h.chain.balance(bob_wallet).await, U256::from(3 * DOLLAR));
+
+    // An execution token of action `payment` pays only its audience, once.
+    let mint = |audience: String| json!({ "action": "payment", "audience": audience });
+    let path = format!("/v1/agents/{}/execution-tokens", alice.agent.id);
+    let (status, token) =
+        h.call(Method::POST, &path, Some(OWNER_KEY), Some(&mint(bob.id.clone()))).await;
+    assert_eq!(status, StatusCode::CREATED, "{token}");
+    let token = token["token"].as_str().unwrap().to_owned();
+    let (status, refused) = pay(&h, &token, json!({ "to": stranger, "amount_cents": 100 })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    assert_eq!(refused["error"]["code"], "execution_token_audience_mismatch");
+    let (status, made) = pay(&h, &token, json!({ "to": bob.id, "amount_cents": 100 })).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (status, again) = pay(&h, &token, json!({ "to": bob.id, "amount_cents": 100 })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{again}");
+    assert_eq!(again["error"]["code"], "execution_token_used");
+    h.stop().await;
+}
