@@ -352,8 +352,24 @@ async fn refusals_before_sending_expiry_and_a_transfer_sent_by_someone_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_concurrent_payments_take_exactly_what_the_mandate_allows() {
-    let mut h = Harness::start().await;
+async fn a_hundred_concurrent_payments_take_exactly_what_the_mandate_allows_on_sqlite() {
+    concurrent_payments_against_a_mandate(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_payments_take_exactly_what_the_mandate_allows_on_postgres() {
+    let Some(url) = crate::support::databases::fresh_postgres().await else { return };
+    concurrent_payments_against_a_mandate(Some(url.clone())).await;
+    crate::support::databases::drop_postgres(&url).await;
+}
+
+async fn concurrent_payments_against_a_mandate(db: Option<String>) {
+    let mut h = Harness::start_with(|config| {
+        if let Some(url) = &db {
+            config.database_url = url.clone();
+        }
+    })
+    .await;
     let alice = payer(&h, "alice", 100).await;
     let (_, bob_wallet) = payee(&h, "bob").await;
     let body = json!({ "agent_id": alice.agent.id, "max_total_cents": 1_000 });
