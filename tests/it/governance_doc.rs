@@ -1,7 +1,8 @@
 //! docs/governance.md's walkthrough, run as written against the real `pactum dev` (see
 //! `support::docs_page`): a policy, checks that escalate, block as duplicates and pass a cap, an
 //! owner's decision, a halt and the audit log, a mandate whose token is refused once it is
-//! revoked, each step failing the script on a wrong status.
+//! revoked, a payment signed with `pactum sign` that confirms with a receipt that verifies, each
+//! step failing the script on a wrong status.
 #![cfg(unix)]
 
 use crate::support::docs_page::Dev;
@@ -24,6 +25,8 @@ fn the_governance_walkthrough_runs_as_written_against_pactum_dev() {
         "while halted: block (agent_halted)",
         "mandate active: 50000 cents left",
         "token after revocation: mandate_revoked",
+        "payment confirmed: 15000000 base units, receipt payment",
+        "payment receipt valid: true",
         "governance walkthrough complete: 7 decisions audited",
     ] {
         assert!(stdout.contains(line), "missing {line:?}: {report}");
