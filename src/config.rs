@@ -194,6 +194,18 @@ pub struct ServeConfig {
     )]
     pub receipt_private_key: Option<Secret>,
 
+    /// Private key (hex) of a faucet wallet holding test USDC: `POST /v1/wallets/{id}/fund`
+    /// moves demo funds from it (a plain token transfer it signs) instead of minting, for
+    /// public test chains whose USDC cannot be minted (Base Sepolia). Used only on a test
+    /// deployment on a test chain.
+    #[arg(
+        long,
+        env = "PACTUM_FAUCET_PRIVATE_KEY",
+        hide_env_values = true,
+        help_heading = "Wallets"
+    )]
+    pub faucet_private_key: Option<Secret>,
+
     /// The window every rate limit is stated over, in seconds.
     #[arg(
         long,

@@ -51,6 +51,9 @@ pub enum ServiceError {
     /// A relayer key does not parse.
     #[error("relayer key #{0} is not a valid private key")]
     RelayerKey(usize),
+    /// The faucet key does not parse (the key itself is never printed).
+    #[error("PACTUM_FAUCET_PRIVATE_KEY is not a valid private key")]
+    FaucetKey,
     /// The listen address is taken or not allowed.
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
@@ -111,7 +114,14 @@ impl Service {
             chain.chain_id,
         )?;
         let wake = Arc::new(Notify::new());
+        let faucet = config
+            .faucet_private_key
+            .as_ref()
+            .map(|key| key.expose().parse::<alloy::signers::local::PrivateKeySigner>())
+            .transpose()
+            .map_err(|_| ServiceError::FaucetKey)?;
         let state = AppState(Arc::new(Shared {
+            faucet,
             store: store.clone(),
             chain: chain.clone(),
             screener,

@@ -62,6 +62,9 @@ use error::{ApiError, ErrorCode};
 pub struct Shared {
     /// The store.
     pub store: Store,
+    /// The faucet wallet demo funding moves USDC from, when one is configured (otherwise demo
+    /// funding mints on the dev node).
+    pub faucet: Option<alloy::signers::local::PrivateKeySigner>,
     /// The chain and the escrow deployment.
     pub chain: ChainContext,
     /// Wallet screening.

@@ -77,6 +77,46 @@ pub async fn mint_demo_usdc(
         .raw_request("eth_sendTransaction".into(), (request,))
         .await
         .map_err(|err| classified(&err))?;
+    wait_mined(provider, tx_hash).await
+}
+
+/// Moves `amount` base units of `token` from the faucet wallet `faucet` to `to` with a plain
+/// `transfer` the faucet signs, and waits for the receipt. A faucet that does not hold the
+/// amount is [`FaucetError::Unsupported`] (nothing is sent).
+pub async fn send_from_faucet(
+    provider: &DynProvider,
+    faucet: &alloy::signers::local::PrivateKeySigner,
+    token: Address,
+    to: Address,
+    amount: U256,
+) -> Result<Minted> {
+    let held =
+        MockUSDC::new(token, provider).balanceOf(faucet.address()).call().await.map_err(|err| {
+            match err {
+                alloy::contract::Error::TransportError(transport) => classified(&transport),
+                other => FaucetError::Unsupported(format!("the token has no balanceOf(): {other}")),
+            }
+        })?;
+    if held < amount {
+        return Err(FaucetError::Unsupported(format!(
+            "the faucet wallet {} holds {held} base units, less than {amount}",
+            faucet.address()
+        )));
+    }
+    let signing = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(faucet.clone()))
+        .connect_provider(provider.clone());
+    let token = MockUSDC::new(token, &signing);
+    let pending = token.transfer(to, amount).send().await.map_err(|err| match err {
+        alloy::contract::Error::TransportError(transport) => classified(&transport),
+        other => FaucetError::Unsupported(other.to_string()),
+    })?;
+    let tx_hash = *pending.tx_hash();
+    wait_mined(provider, tx_hash).await
+}
+
+/// Waits for the receipt of `tx_hash`: mined and successful, reverted, or not mined in time.
+async fn wait_mined(provider: &DynProvider, tx_hash: B256) -> Result<Minted> {
     let deadline = tokio::time::Instant::now() + RECEIPT_WAIT;
     loop {
         let receipt = provider

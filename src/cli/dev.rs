@@ -227,6 +227,7 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         authorization_ttl_secs: 3_600,
         idempotency_ttl_secs: 86_400,
         receipt_private_key: Some(Secret::new(DEV_RECEIPT_KEY)),
+        faucet_private_key: None,
         rate_limit_window_secs: 60,
         rate_limit_read: 0,
         rate_limit_write: 0,

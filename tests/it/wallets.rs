@@ -376,3 +376,33 @@ async fn funding_mints_exactly_the_amount_on_a_test_chain() {
     let (status, _) = h.call(Method::POST, &path, Some(&bob.key), Some(&body)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_configured_faucet_wallet_funds_by_transfer_and_never_mints() {
+    let h = Harness::start_with_chain(|chain, config| {
+        config.faucet_private_key = Some(Secret::new(chain.seller.to_bytes().to_string()));
+    })
+    .await;
+    let faucet = h.chain.seller.address();
+    h.chain.mint(faucet, 50_000_000).await;
+    let supply = h.chain.usdc.totalSupply().call().await.unwrap();
+    let alice = h.agent("alice").await;
+    let address = random_address();
+    let (_, wallet) = register(&h, &alice.key, &json!({ "address": address.to_string() })).await;
+    let path = format!("/v1/wallets/{}/fund", wallet["id"].as_str().unwrap());
+
+    let body = json!({ "amount_cents": 1_000 });
+    let (status, funded) = h.call(Method::POST, &path, Some(&alice.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{funded}");
+    assert_eq!(h.chain.balance(address).await, U256::from(10_000_000u64));
+    assert_eq!(h.chain.balance(faucet).await, U256::from(40_000_000u64));
+    assert_eq!(h.chain.usdc.totalSupply().call().await.unwrap(), supply, "moved, not minted");
+
+    // More than the faucet holds: refused, nothing sent.
+    let body = json!({ "amount_cents": 4_001 });
+    let (status, refused) = h.call(Method::POST, &path, Some(&alice.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["code"], "funding_unavailable");
+    assert_eq!(h.chain.balance(faucet).await, U256::from(40_000_000u64));
+    assert_eq!(h.chain.balance(address).await, U256::from(10_000_000u64));
+}

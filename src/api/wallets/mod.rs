@@ -351,16 +351,34 @@ pub async fn fund(
     }
     let wallet = visible_wallet(&state, &checker, &wallet_id).await?;
     let amount = Cents(body.amount_cents).to_token_amount();
-    let minted =
-        faucet::mint_demo_usdc(&chain.provider, chain.token, wallet.address, amount.base_units())
+    let minted = match &state.faucet {
+        Some(faucet) => {
+            faucet::send_from_faucet(
+                &chain.provider,
+                faucet,
+                chain.token,
+                wallet.address,
+                amount.base_units(),
+            )
             .await
-            .map_err(|error| match error {
-                FaucetError::Unavailable(error) => ApiError::chain_unavailable(error),
-                FaucetError::NotMined(hash) => {
-                    ApiError::chain_unavailable(format!("mint {hash} not mined in time"))
-                }
-                refused => funding_unavailable(refused.to_string()),
-            })?;
+        }
+        None => {
+            faucet::mint_demo_usdc(
+                &chain.provider,
+                chain.token,
+                wallet.address,
+                amount.base_units(),
+            )
+            .await
+        }
+    };
+    let minted = minted.map_err(|error| match error {
+        FaucetError::Unavailable(error) => ApiError::chain_unavailable(error),
+        FaucetError::NotMined(hash) => {
+            ApiError::chain_unavailable(format!("mint {hash} not mined in time"))
+        }
+        refused => funding_unavailable(refused.to_string()),
+    })?;
     let response = WalletFunding {
         wallet_id: wallet.id.to_string(),
         address: wallet.address.to_checksum(None),

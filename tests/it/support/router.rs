@@ -76,6 +76,7 @@ impl Api {
         let checks =
             pactum::api::check_queue::CheckQueue::start(store.clone(), config.approval_ttl_secs);
         let state = AppState(Arc::new(Shared {
+            faucet: None,
             store,
             chain,
             screener,

@@ -352,6 +352,7 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
         idempotency_ttl_secs: 86_400,
         // A fixed receipt key, so receipts outlive a restart; no rate limits (tests poll hard).
         receipt_private_key: Some(Secret::new(RECEIPT_KEY)),
+        faucet_private_key: None,
         rate_limit_window_secs: 60,
         rate_limit_read: 0,
         rate_limit_write: 0,
