@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod money;
 pub mod receipts;
 pub mod reconcile;
+pub mod registration;
 pub mod relayer;
 pub mod screening;
 pub mod secret;

@@ -42,6 +42,9 @@ use super::{
         agents::get,
         agents::revoke,
         agents::regenerate_key,
+        agents::regenerate_key_at_seed_path,
+        agents::registration::register,
+        agents::registration::claim,
         credentials::mint,
         webhooks::create,
         webhooks::list,
@@ -117,7 +120,7 @@ use super::{
     modifiers(&BearerAuth, &Refine),
     tags(
         (name = "service", description = "Health and this document."),
-        (name = "agents", description = "Agents and their API keys (owner credential)."),
+        (name = "agents", description = "Agents and their API keys (owner credential); agents registering themselves on a test deployment, and their claim."),
         (name = "agreements", description = "Propose, read, list, accept and reject."),
         (name = "activation", description = "The package the buyer signs, and activation."),
         (name = "escrow", description = "Escrow status as the chain watcher confirmed it."),

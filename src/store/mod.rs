@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
 pub mod receipts;
+pub mod registrations;
 pub mod settlement;
 pub mod signers;
 pub mod tokens;
