@@ -116,7 +116,7 @@ use super::{
         super::risk::check,
         super::reconciliation::reconciliation,
     ),
-    components(schemas(super::error::ErrorBody)),
+    components(schemas(super::error::ErrorBody, agents::ListedStatus)),
     modifiers(&BearerAuth, &Refine),
     tags(
         (name = "service", description = "Health and this document."),

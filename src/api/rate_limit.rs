@@ -319,9 +319,8 @@ impl RateLimiter {
 /// keyed by address ignores the credential.
 fn key_of(group: Group, headers: &HeaderMap, client: Option<SocketAddr>) -> Key {
     let mut hasher = Sha256::new();
-    let credential = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .filter(|_| !group.keyed_by_address());
+    let credential =
+        headers.get(axum::http::header::AUTHORIZATION).filter(|_| !group.keyed_by_address());
     match (credential, client) {
         (Some(header), _) => {
             // The token alone, so spelling the scheme differently does not open a new budget.

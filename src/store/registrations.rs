@@ -43,13 +43,15 @@ pub async fn insert(
     claim_code_hash: &str,
     expires_at: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO accounts (id, name, owner_key_hash, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(agent.account_id.as_str())
-        .bind(format!("unclaimed agent {}", agent.id))
-        .bind(holding_owner_hash(&agent.id))
-        .bind(agent.created_at)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO accounts (id, name, owner_key_hash, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(agent.account_id.as_str())
+    .bind(format!("unclaimed agent {}", agent.id))
+    .bind(holding_owner_hash(&agent.id))
+    .bind(agent.created_at)
+    .execute(&mut *conn)
+    .await?;
     agents::insert_agent(conn, agent, api_key_hash).await?;
     sqlx::query(
         "INSERT INTO agent_registrations (agent_id, claim_code_hash, expires_at, created_at) \

@@ -103,7 +103,10 @@ impl ClaimAgent {
     pub(super) fn validate(&self) -> ApiResult<()> {
         let code = self.claim_code.trim();
         if code.is_empty() || code.len() > 200 {
-            return Err(ApiError::validation("claim_code", "`claim_code` must be 1–200 characters"));
+            return Err(ApiError::validation(
+                "claim_code",
+                "`claim_code` must be 1–200 characters",
+            ));
         }
         Ok(())
     }
