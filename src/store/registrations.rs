@@ -135,12 +135,14 @@ pub async fn claim(
         return Ok(Claim::Used);
     }
     let moved = sqlx::query(
-        "UPDATE agents SET account_id = $2, status = 'active', updated_at = $3 \
-         WHERE id = $1 AND status = 'unclaimed'",
+        "UPDATE agents SET account_id = $2, status = $4, updated_at = $3 \
+         WHERE id = $1 AND status = $5",
     )
     .bind(agent.as_str())
     .bind(account.as_str())
     .bind(now)
+    .bind(AgentStatus::Active.as_str())
+    .bind(AgentStatus::Unclaimed.as_str())
     .execute(&mut *conn)
     .await?;
     if moved.rows_affected() == 0 {

@@ -1,11 +1,13 @@
 //! Agent self-registration against the real server on anvil: an agent registers with no
-//! credential and its key works at once, but every spending route refuses it (`agent_unclaimed`)
-//! and nothing is queued, held, checked or audited; its owner claims it with the one-time code
-//! (stored only as a hash) and from then on it spends within its policy. A code is claimed once
+//! credential and its key works at once (its wallet is set, read and funded), but every spending
+//! route refuses it (`agent_unclaimed`) and nothing is queued, held, checked or audited; its
+//! owner claims it with the one-time code (stored only as a hash) and from then on it spends
+//! within its policy. A code is claimed once
 //! (409), an unknown one is 404, an expired one 410; a live deployment refuses registration;
 //! registrations are rate-limited per client IP address, whatever credential they carry; the
 //! seed's `/agents/{id}/regenerate-key` rotates the key.
 
+use alloy::primitives::U256;
 use pactum::agreement::ids::{Environment, SecretKey};
 use pactum::config::ServeConfig;
 use reqwest::{Method, StatusCode};
@@ -163,6 +165,13 @@ async fn an_unclaimed_agent_spends_nothing_until_its_owner_claims_it(db: Db) {
     let (status, list) = h.call(Method::GET, "/v1/wallets", Some(&agent.key), None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["data"][0]["id"], primary["id"]);
+    // It funds its wallet with demo USDC: minting for it is not spending.
+    let fund = format!("/v1/wallets/{}/fund", primary["id"].as_str().unwrap());
+    let before = h.chain.balance(wallet).await;
+    let body = json!({ "amount_cents": 100 });
+    let (status, funded) = h.call(Method::POST, &fund, Some(&agent.key), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{funded}");
+    assert_eq!(h.chain.balance(wallet).await, before + U256::from(1_000_000u64));
     // No owner has it yet: the operator's credential does not reach it.
     let path = format!("/v1/agents/{}", agent.id);
     let (status, _) = h.call(Method::GET, &path, Some(OWNER_KEY), None).await;
