@@ -270,6 +270,25 @@ pub struct ServeConfig {
     )]
     pub rate_limit_governance: u32,
 
+    /// Self-registrations (`POST /agents/register`) per client IP address per registration
+    /// window; 0 = unlimited.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_REGISTRATION",
+        default_value_t = 5,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_registration: u32,
+
+    /// The window the registration limit is stated over, in seconds.
+    #[arg(
+        long,
+        env = "PACTUM_RATE_LIMIT_REGISTRATION_WINDOW_SECS",
+        default_value_t = 3_600,
+        help_heading = "Rate limits"
+    )]
+    pub rate_limit_registration_window_secs: u64,
+
     /// Seconds an approval waits for its owner before it expires (never longer than the
     /// activation it holds can wait).
     #[arg(
@@ -374,6 +393,10 @@ pub struct ServeConfig {
     /// Webhook delivery: timeouts, retry schedule, SSRF policy, concurrency.
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookSettings,
+
+    /// Agent self-registration: how long claim codes last, where owners claim.
+    #[command(flatten)]
+    pub registration: crate::registration::RegistrationSettings,
 }
 
 /// Parses `PACTUM_CLOSE_WINDOW_SECS`, refusing a window the escrow contract would refuse, so a
@@ -430,6 +453,10 @@ impl ServeConfig {
             management: self.rate_limit_management,
             checks: self.rate_limit_checks,
             governance: self.rate_limit_governance,
+            registration: self.rate_limit_registration,
+            registration_window: Duration::from_secs(
+                self.rate_limit_registration_window_secs.max(1),
+            ),
         }
     }
 

@@ -19,6 +19,7 @@ pub mod money;
 pub mod payments;
 pub mod receipts;
 pub mod reconcile;
+pub mod registration;
 pub mod relayer;
 pub mod screening;
 pub mod secret;

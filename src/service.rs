@@ -146,6 +146,7 @@ impl Service {
             credentials_seen: Default::default(),
             wallet_balances: Default::default(),
             risk_verdicts: Default::default(),
+            registration: config.registration.clone(),
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);

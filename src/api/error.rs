@@ -94,6 +94,10 @@ error_codes! {
     AgentHalted = ("agent_halted", FORBIDDEN),
     /// Demo funding exists only on a test deployment on a test chain, with a mock token.
     FundingUnavailable = ("funding_unavailable", FORBIDDEN),
+    /// The agent registered itself and no owner has claimed it: it can spend nothing.
+    AgentUnclaimed = ("agent_unclaimed", FORBIDDEN),
+    /// Agents register themselves only on a test deployment on a test chain.
+    SelfRegistrationUnavailable = ("self_registration_unavailable", FORBIDDEN),
     /// No such resource of the caller (another account's answers the same).
     NotFound = ("not_found", NOT_FOUND),
     /// The agent has no policy, or not the one named.
@@ -106,6 +110,8 @@ error_codes! {
     ReservationExpired = ("reservation_expired", GONE),
     /// The payment's authorization stopped being valid before it was signed or approved.
     PaymentExpired = ("payment_expired", GONE),
+    /// The claim code expired before an owner claimed the agent.
+    ClaimCodeExpired = ("claim_code_expired", GONE),
     /// The agreement's status does not allow the action.
     InvalidState = ("invalid_state", CONFLICT),
     /// A conditional update lost a race; read again and retry.
@@ -114,6 +120,8 @@ error_codes! {
     IdempotencyKeyInFlight = ("idempotency_key_in_flight", CONFLICT),
     /// The agent is revoked.
     AgentRevoked = ("agent_revoked", CONFLICT),
+    /// The claim code was used already: its agent has been claimed.
+    ClaimCodeUsed = ("claim_code_used", CONFLICT),
     /// The approval was already approved or rejected (`details.status`).
     ApprovalAlreadyDecided = ("approval_already_decided", CONFLICT),
     /// The reservation was captured already, for another amount or before a release

@@ -106,6 +106,8 @@ pub struct Shared {
     pub wallet_balances: crate::wallets::balances::BalanceCache,
     /// Risk-check verdicts, kept for a few seconds.
     pub risk_verdicts: crate::screening::cache::VerdictCache,
+    /// Agent self-registration: claim codes' lifetime and the claim page.
+    pub registration: crate::registration::RegistrationSettings,
 }
 
 /// Cheaply cloneable handle to [`Shared`].
@@ -148,6 +150,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/agents", post(agents::create).get(agents::list))
         .route("/v1/agents/{agent_id}", get(agents::get).delete(agents::revoke))
         .route("/v1/agents/{agent_id}/regenerate-key", post(agents::regenerate_key))
+        .route("/agents/{agent_id}/regenerate-key", post(agents::regenerate_key_at_seed_path))
+        .route("/agents/claim", post(agents::registration::claim))
         .route("/v1/agents/{agent_id}/execution-tokens", post(credentials::mint))
         .route("/agents/{agent_id}/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/agents/{agent_id}/webhooks/deliveries", get(webhooks::list_deliveries))
@@ -282,12 +286,14 @@ pub fn app(state: AppState) -> Router {
         // Execution tokens are checked against the matched route, for every route above.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), credentials::verify))
         // Public routes come after that layer: they take no credential, so whatever
-        // `Authorization` a client sends along is ignored rather than checked.
+        // `Authorization` a client sends along is ignored rather than checked. Registration
+        // creates an agent per request: its rate limit is per client IP address.
         .route("/health", get(health::health))
         .route("/healthz", get(observability::healthz))
         .route("/readyz", get(observability::readyz))
         .route("/metrics", get(observability::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/agents/register", post(agents::registration::register))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")

@@ -2,7 +2,12 @@
 //!
 //! Each request is keyed by the SHA-256 of its bearer token (so per credential, with the
 //! credential itself never kept), or, with no `Authorization` header, by the client's IP
-//! address; and it falls in one route group ([`Group`]) with its own limit per window. Each
+//! address; and it falls in one route group ([`Group`]) with its own limit per window.
+//! Self-registration ([`Group::Registration`]) takes no credential and creates an agent per
+//! request, so it is keyed by the client's IP address alone (a made-up `Authorization` header
+//! does not open a new budget) and has a strict limit over a window of its own. The address is
+//! the TCP peer's: `X-Forwarded-For` is not trusted, since any client can write it, so behind a
+//! reverse proxy every registration shares the proxy's budget. Each
 //! group is one keyed `governor` limiter (the generic cell rate algorithm: a token bucket kept
 //! as one timestamp per key): `limit` requests may come at once, and one more each
 //! `window / limit` after that, so a client that waits a whole window has its full limit back.
@@ -51,6 +56,8 @@ pub enum Group {
     /// Owner governance: policies, approvals, mandates, the circuit breaker, audit and
     /// violations.
     Governance,
+    /// Agent self-registration (`POST /agents/register`), per client IP address.
+    Registration,
 }
 
 impl Group {
@@ -63,7 +70,25 @@ impl Group {
             Group::Management => "management",
             Group::Checks => "checks",
             Group::Governance => "governance",
+            Group::Registration => "registration",
         }
+    }
+
+    /// Every group.
+    pub const ALL: [Group; 7] = [
+        Group::Read,
+        Group::Write,
+        Group::Sponsored,
+        Group::Management,
+        Group::Checks,
+        Group::Governance,
+        Group::Registration,
+    ];
+
+    /// Whether requests of this group are keyed by the client's address whatever credential
+    /// they carry.
+    fn keyed_by_address(self) -> bool {
+        self == Group::Registration
     }
 
     /// The group of a request, or `None` for the exempt routes (`/health`, `/healthz`,
@@ -72,6 +97,9 @@ impl Group {
     pub fn of(method: &Method, path: &str) -> Option<Group> {
         if matches!(path, "/health" | "/healthz" | "/readyz" | "/metrics" | "/openapi.json") {
             return None;
+        }
+        if path == "/agents/register" {
+            return Some(Group::Registration);
         }
         if path.contains("/sponsored-actions/") {
             return Some(Group::Sponsored);
@@ -100,7 +128,9 @@ impl Group {
             return Some(Group::Governance);
         }
         let webhooks = path.starts_with("/agents/") && path.contains("/webhooks");
-        if path == "/v1/agents" || path.starts_with("/v1/agents/") || webhooks {
+        let agent_keys = path == "/agents/claim"
+            || (path.starts_with("/agents/") && path.ends_with("/regenerate-key"));
+        if path == "/v1/agents" || path.starts_with("/v1/agents/") || webhooks || agent_keys {
             return Some(Group::Management);
         }
         if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -111,10 +141,11 @@ impl Group {
     }
 }
 
-/// Limits per group, as configured: requests per `window`; 0 means unlimited.
+/// Limits per group, as configured: requests per `window` (registrations per
+/// `registration_window`); 0 means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// The window every limit is stated over.
+    /// The window every limit but the registration limit is stated over.
     pub window: Duration,
     /// Limit of [`Group::Read`].
     pub read: u32,
@@ -128,6 +159,10 @@ pub struct Limits {
     pub checks: u32,
     /// Limit of [`Group::Governance`].
     pub governance: u32,
+    /// Limit of [`Group::Registration`], per client IP address.
+    pub registration: u32,
+    /// The window the registration limit is stated over.
+    pub registration_window: Duration,
 }
 
 impl Limits {
@@ -140,6 +175,8 @@ impl Limits {
         management: 0,
         checks: 0,
         governance: 0,
+        registration: 0,
+        registration_window: Duration::from_secs(3_600),
     };
 
     /// The limit of `group` per window (0 = unlimited).
@@ -151,6 +188,15 @@ impl Limits {
             Group::Management => self.management,
             Group::Checks => self.checks,
             Group::Governance => self.governance,
+            Group::Registration => self.registration,
+        }
+    }
+
+    /// The window the limit of `group` is stated over.
+    pub fn window_of(&self, group: Group) -> Duration {
+        match group {
+            Group::Registration => self.registration_window,
+            _ => self.window,
         }
     }
 }
@@ -202,25 +248,18 @@ impl fmt::Debug for RateLimiter {
 impl RateLimiter {
     /// A limiter enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        let window = limits.window.max(Duration::from_millis(1));
-        let groups = [
-            Group::Read,
-            Group::Write,
-            Group::Sponsored,
-            Group::Management,
-            Group::Checks,
-            Group::Governance,
-        ]
-        .into_iter()
-        .filter_map(|group| {
-            let limit = NonZeroU32::new(limits.of(group))?;
-            let interval = (window / limit.get()).max(Duration::from_nanos(1));
-            let quota = Quota::with_period(interval)?.allow_burst(limit);
-            let keyed =
-                governor::RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
-            Some((group, keyed))
-        })
-        .collect();
+        let groups = Group::ALL
+            .into_iter()
+            .filter_map(|group| {
+                let window = limits.window_of(group).max(Duration::from_millis(1));
+                let limit = NonZeroU32::new(limits.of(group))?;
+                let interval = (window / limit.get()).max(Duration::from_nanos(1));
+                let quota = Quota::with_period(interval)?.allow_burst(limit);
+                let keyed = governor::RateLimiter::keyed(quota)
+                    .with_middleware::<StateInformationMiddleware>();
+                Some((group, keyed))
+            })
+            .collect();
         Self { limits, groups, last_sweep: Mutex::new(Instant::now()) }
     }
 
@@ -241,7 +280,7 @@ impl RateLimiter {
                 let interval = refused.quota().replenish_interval();
                 let retry_after = refused.wait_time_from(keyed.clock().now());
                 // The bucket is full one window after the cell that would fit next.
-                let window = self.limits.window.max(interval);
+                let window = self.limits.window_of(group).max(interval);
                 let reset = retry_after + window - interval;
                 Decision { allowed: false, limit, remaining: 0, reset, retry_after }
             }
@@ -249,8 +288,8 @@ impl RateLimiter {
         Some(decision)
     }
 
-    /// Once a window, drops every bucket that has refilled completely (forgetting a full
-    /// bucket changes nothing).
+    /// Once a (general) window, drops every bucket that has refilled completely (forgetting a
+    /// full bucket changes nothing).
     fn sweep(&self) {
         // Another request sweeping now is as good.
         let Ok(mut last) = self.last_sweep.try_lock() else { return };
@@ -275,11 +314,14 @@ impl RateLimiter {
     }
 }
 
-/// The key of a request: its credential's hash, else its client address, else one shared key
-/// (when the server runs without connection info, as in router-only tests).
-fn key_of(headers: &HeaderMap, client: Option<SocketAddr>) -> Key {
+/// The key of a request in `group`: its credential's hash, else its client address, else one
+/// shared key (when the server runs without connection info, as in router-only tests). A group
+/// keyed by address ignores the credential.
+fn key_of(group: Group, headers: &HeaderMap, client: Option<SocketAddr>) -> Key {
     let mut hasher = Sha256::new();
-    match (headers.get(axum::http::header::AUTHORIZATION), client) {
+    let credential =
+        headers.get(axum::http::header::AUTHORIZATION).filter(|_| !group.keyed_by_address());
+    match (credential, client) {
         (Some(header), _) => {
             // The token alone, so spelling the scheme differently does not open a new budget.
             let bytes = header.as_bytes();
@@ -313,7 +355,7 @@ pub async fn enforce(
         return next.run(request).await;
     };
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-    let key = key_of(request.headers(), client);
+    let key = key_of(group, request.headers(), client);
     let Some(decision) = limiter.check(group, key) else {
         return next.run(request).await;
     };
@@ -328,7 +370,7 @@ pub async fn enforce(
         .with_details(json!({
             "group": group.as_str(),
             "limit": decision.limit,
-            "window_secs": ceil_secs(limiter.limits.window),
+            "window_secs": ceil_secs(limiter.limits.window_of(group)),
             "retry_after_secs": retry_after,
         }))
         .into_response();
@@ -422,6 +464,9 @@ mod tests {
         assert_eq!(group(Method::POST, "/v1/mandates"), Some(Group::Governance));
         assert_eq!(group(Method::PUT, "/v1/mandates/mdt_1"), Some(Group::Governance));
         assert_eq!(group(Method::POST, "/v1/mandates/mdt_1/revoke"), Some(Group::Governance));
+        assert_eq!(group(Method::POST, "/agents/register"), Some(Group::Registration));
+        assert_eq!(group(Method::POST, "/agents/claim"), Some(Group::Management));
+        assert_eq!(group(Method::POST, "/agents/agt_1/regenerate-key"), Some(Group::Management));
     }
 
     #[test]
@@ -448,6 +493,7 @@ mod tests {
 
     #[test]
     fn the_key_is_the_credential_else_the_address() {
+        let key_of = |headers: &HeaderMap, client| key_of(Group::Write, headers, client);
         let mut headers = HeaderMap::new();
         let client: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let other: SocketAddr = "10.0.0.2:4000".parse().unwrap();
@@ -463,5 +509,40 @@ mod tests {
         assert_eq!(with_a, key_of(&headers, Some(client)));
         headers.insert("authorization", HeaderValue::from_static("Bearer pk_test_b"));
         assert_ne!(with_a, key_of(&headers, Some(client)));
+    }
+
+    #[test]
+    fn registrations_are_keyed_by_the_address_whatever_the_credential() {
+        let key_of = |headers: &HeaderMap, client| key_of(Group::Registration, headers, client);
+        let client: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let other: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let bare = key_of(&HeaderMap::new(), Some(client));
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer made_up_1"));
+        assert_eq!(key_of(&headers, Some(client)), bare);
+        headers.insert("authorization", HeaderValue::from_static("Bearer made_up_2"));
+        assert_eq!(key_of(&headers, Some(client)), bare);
+        assert_ne!(key_of(&headers, Some(other)), bare);
+    }
+
+    #[test]
+    fn the_registration_limit_has_a_window_of_its_own() {
+        let limiter = RateLimiter::new(Limits {
+            window: 60 * SECOND,
+            write: 1,
+            registration: 2,
+            registration_window: 3_600 * SECOND,
+            ..Limits::UNLIMITED
+        });
+        for _ in 0..2 {
+            assert!(limiter.check(Group::Registration, [1; 32]).unwrap().allowed);
+        }
+        let refused = limiter.check(Group::Registration, [1; 32]).unwrap();
+        assert!(!refused.allowed);
+        // One registration comes back every 30 minutes, not every 30 seconds.
+        assert!(refused.retry_after > 1_799 * SECOND, "{refused:?}");
+        assert!(refused.reset <= 3_600 * SECOND, "{refused:?}");
+        // Other groups keep their own budget.
+        assert!(limiter.check(Group::Write, [1; 32]).unwrap().allowed);
     }
 }

@@ -1,8 +1,10 @@
-//! The policy gate of every spending entry point (`POST /v1/checks`, `activate-escrow`): in
-//! the caller's write transaction it takes the agent's decision lock, loads the policy in
-//! force, counts the facts the policy needs, evaluates, and appends the decision to the audit
-//! log and the check store. Whatever the caller then does with an `allow` (queue an
-//! activation) commits in the same transaction, so what one decision counts the next sees.
+//! The policy gate of every spending entry point (`POST /v1/checks`, `activate-escrow`, the
+//! spend guard's authorizations, reservations and leases): in the caller's write transaction it
+//! takes the agent's decision lock, refuses an unclaimed agent outright ([`unclaimed_refusal`]),
+//! loads the policy in force, counts the facts the policy needs, evaluates, and appends the
+//! decision to the audit log and the check store. Whatever the caller then does with an `allow`
+//! (queue an activation) commits in the same transaction, so what one decision counts the next
+//! sees.
 //!
 //! Decisions come in batches ([`decide_batch`]): an activation decides alone, while checks are
 //! decided many to a transaction by the check queue (`super::check_queue`), each seeing the
@@ -23,6 +25,7 @@ use crate::governance::{
     Violation,
 };
 use crate::store::Conn;
+use crate::store::agents::AgentStatus;
 use crate::store::governance::audit::{self, Actor, AuditDecision, AuditEntry, AuditKind};
 use crate::store::governance::{self as rows, Scope, checks, policies};
 
@@ -126,6 +129,18 @@ impl Gated {
             "check_id": self.response.check_id,
         }))
     }
+}
+
+/// 403 `agent_unclaimed`: the agent registered itself and no owner has claimed it, so it may
+/// spend nothing. Refused before any policy is read, and nothing is recorded: an unclaimed
+/// agent has no owner whose audit log or budgets a decision could count in.
+pub(crate) fn unclaimed_refusal(agent_id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::AgentUnclaimed,
+        "this agent registered itself and is not claimed yet; it can spend nothing until its \
+         owner claims it (`POST /agents/claim` with its claim code)",
+    )
+    .with_details(json!({ "agent_id": agent_id, "status": AgentStatus::Unclaimed }))
 }
 
 /// What the duplicate guard compares: kind, action type, amount, currency and counterparty.
@@ -249,8 +264,13 @@ pub(crate) async fn decide_batch(
 ) -> ApiResult<Vec<ApiResult<Gated>>> {
     let agents: BTreeSet<&str> = spends.iter().map(|s| s.agent_id.as_str()).collect();
     let mut standing: HashMap<&str, Standing> = HashMap::new();
+    let mut unclaimed: HashSet<&str> = HashSet::new();
     for agent in agents {
         let Some(locked) = rows::lock_agent_with_policy(conn, agent).await? else { continue };
+        if locked.unclaimed {
+            unclaimed.insert(agent);
+            continue;
+        }
         let (policy, version, policy_id) = policy_of(conn, agent, &locked).await?;
         let lease = lease_fact(conn, locked.lease_id.as_deref()).await?;
         standing.insert(agent, Standing { state: locked.state, policy, version, policy_id, lease });
@@ -272,6 +292,10 @@ pub(crate) async fn decide_batch(
     }
     let mut decided = Vec::with_capacity(spends.len());
     for (spend, fingerprint) in spends.iter().zip(fingerprints) {
+        if unclaimed.contains(spend.agent_id.as_str()) {
+            decided.push(Err(unclaimed_refusal(&spend.agent_id)));
+            continue;
+        }
         let Some(agent) = standing.get(spend.agent_id.as_str()) else {
             decided.push(Err(ApiError::not_found("agent")));
             continue;

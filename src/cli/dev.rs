@@ -235,6 +235,8 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         rate_limit_management: 0,
         rate_limit_checks: 0,
         rate_limit_governance: 0,
+        rate_limit_registration: 0,
+        rate_limit_registration_window_secs: 3_600,
         approval_ttl_secs: 86_400,
         sanctions_oracle: None,
         denylist: None,
@@ -253,6 +255,7 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
             allow_private_urls: true,
             ..Default::default()
         },
+        registration: Default::default(),
     };
     let service = Service::start(config).await.map_err(|e| {
         let context = match e {

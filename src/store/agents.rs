@@ -1,5 +1,6 @@
 //! Accounts and their agents, looked up by credential hash; revocation (with the refusal of the
-//! agent's queued work) and key rotation.
+//! agent's queued work) and key rotation. Self-registered agents and their claim are in
+//! [`super::registrations`].
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -19,6 +20,9 @@ string_enum!(
         Active = "active",
         /// Revoked (final): its key no longer authenticates.
         Revoked = "revoked",
+        /// Registered itself and not yet claimed by an owner: its key authenticates, but it
+        /// can spend nothing until an owner claims it (then it is `active`).
+        Unclaimed = "unclaimed",
     }
 );
 
@@ -166,10 +170,12 @@ const AGENT_COLUMNS: &str = "id, account_id, name, description, capabilities, ap
     status, created_at, revoked_at, COALESCE(updated_at, created_at) AS updated_at, halted, \
     halt_reason, halted_at";
 
-/// The active agent whose API key hashes to `api_key_hash`; `None` if none (or it is revoked).
+/// The agent whose API key hashes to `api_key_hash`, active or unclaimed; `None` if none (or
+/// it is revoked).
 pub async fn agent_by_key(pool: &AnyPool, api_key_hash: &str) -> Result<Option<Agent>> {
-    let sql =
-        format!("SELECT {AGENT_COLUMNS} FROM agents WHERE api_key_hash = $1 AND status = 'active'");
+    let sql = format!(
+        "SELECT {AGENT_COLUMNS} FROM agents WHERE api_key_hash = $1 AND status <> 'revoked'"
+    );
     let row = sqlx::query(&sql).bind(api_key_hash).fetch_optional(pool).await?;
     row.map(|row| agent_from_row(&row)).transpose()
 }

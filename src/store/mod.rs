@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod outbox;
 pub mod payments;
 pub mod receipts;
+pub mod registrations;
 pub mod settlement;
 pub mod signers;
 pub mod tokens;

@@ -41,6 +41,7 @@ mod risk;
 mod rpc_faults;
 mod screening;
 mod secrets_in_logs;
+mod self_registration;
 mod serve_cli;
 mod serving;
 mod settlement;

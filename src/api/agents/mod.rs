@@ -1,7 +1,9 @@
 //! Agents and their API keys, under the owner credential of an account: create, list, read,
-//! revoke (`DELETE`, irreversible) and rotate the key (`POST …/regenerate-key`). An agent of
-//! another account answers 404 on every route.
+//! revoke (`DELETE`, irreversible) and rotate the key (`POST …/regenerate-key`, also at seed
+//! 004's `/agents/{agent_id}/regenerate-key`). An agent of another account answers 404 on every
+//! route. Agents that register themselves, and their claim, are in [`registration`].
 
+pub mod registration;
 mod request;
 mod view;
 
@@ -10,8 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 pub use crate::store::agents::AgentStatus;
-pub use request::{AgentPage, CreateAgent, NoFields};
-pub use view::{AgentList, AgentView, AgentWithKey};
+pub use request::{AgentPage, ClaimAgent, CreateAgent, ListedStatus, NoFields, RegisterAgent};
+pub use view::{AgentList, AgentRegistration, AgentView, AgentWithKey};
 
 use super::AppState;
 use super::auth::{OwnerAuth, revoked_conflict};
@@ -101,7 +103,7 @@ async fn own_agent(state: &AppState, account: &Account, id: &str) -> ApiResult<A
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 50)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("status" = Option<AgentStatus>, Query, description = "Only agents in this status"),
+        ("status" = Option<ListedStatus>, Query, description = "Only agents in this status"),
     ),
     security(("bearerAuth" = [])),
     responses(
@@ -115,8 +117,7 @@ pub async fn list(
 ) -> ApiResult<Json<AgentList>> {
     let limit = page::limit(page.limit)?;
     if let Some(status) = page.status.as_deref()
-        && status != agents::ACTIVE
-        && status != agents::REVOKED
+        && ListedStatus::parse(status).is_none()
     {
         return Err(ApiError::validation("status", "`status` must be `active` or `revoked`"));
     }
@@ -214,4 +215,29 @@ pub async fn regenerate_key(
     state.credentials_seen.forget();
     tracing::info!(agent_id = %agent.id, "agent API key rotated");
     Ok(Json(AgentWithKey::new(&rotated, Some(key.reveal().to_owned()))))
+}
+
+/// `POST /agents/{id}/regenerate-key`: seed 004's path of
+/// [`POST /v1/agents/{id}/regenerate-key`](regenerate_key), the same operation.
+#[utoipa::path(
+    post,
+    path = "/agents/{agent_id}/regenerate-key",
+    operation_id = "regenerate_agent_key_seed_path",
+    tag = "agents",
+    params(
+        ("agent_id" = String, Path, description = "The agent (of the caller's account)"),
+    ),
+    request_body = Option<NoFields>,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The agent with its new API key, shown this once", body = AgentWithKey),
+    ),
+)]
+pub async fn regenerate_key_at_seed_path(
+    state: State<AppState>,
+    owner: OwnerAuth,
+    agent_id: ApiPath,
+    write: Write<OptionalApiJson<NoFields>>,
+) -> ApiResult<Json<AgentWithKey>> {
+    regenerate_key(state, owner, agent_id, write).await
 }

@@ -1,10 +1,11 @@
-//! What the agent routes accept: the creation body, the list query and the empty body of the
-//! revoke and rotate writes.
+//! What the agent routes accept: the creation and self-registration bodies, the claim, the list
+//! query and the empty body of the revoke and rotate writes.
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::validate::{prose, text};
+use crate::vocab::string_enum;
 
 /// The body of `POST /v1/agents`.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
@@ -54,3 +55,70 @@ pub struct AgentPage {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoFields {}
+
+/// The body of `POST /agents/register`, all of it optional: an agent naming itself.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "search-buyer", "description": "Buys search API calls", "capabilities": ["usage"]}))]
+pub struct RegisterAgent {
+    /// A display name, 1–100 characters (default `self-registered agent`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What the agent does, up to 1,000 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Capability tags, up to 32 of 1–64 characters each.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// The name of a self-registered agent that gave none.
+const DEFAULT_REGISTERED_NAME: &str = "self-registered agent";
+
+impl RegisterAgent {
+    /// The agent it describes, checked as [`CreateAgent`] is, naming the first bad field.
+    pub(super) fn validated(self) -> ApiResult<CreateAgent> {
+        let agent = CreateAgent {
+            name: self.name.unwrap_or_else(|| DEFAULT_REGISTERED_NAME.to_owned()),
+            description: self.description,
+            capabilities: self.capabilities,
+        };
+        agent.validate()?;
+        Ok(agent)
+    }
+}
+
+/// The body of `POST /agents/claim`.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"claim_code": "claim_test_9b1f…"}))]
+pub struct ClaimAgent {
+    /// The claim code the agent's registration answered with.
+    #[schema(min_length = 1, max_length = 200)]
+    pub claim_code: String,
+}
+
+impl ClaimAgent {
+    /// Checks the code's form (not whether it exists).
+    pub(super) fn validate(&self) -> ApiResult<()> {
+        let code = self.claim_code.trim();
+        if code.is_empty() || code.len() > 200 {
+            return Err(ApiError::validation(
+                "claim_code",
+                "`claim_code` must be 1–200 characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+string_enum!(
+    /// The statuses `GET /v1/agents` filters on: an account's agents are active or revoked
+    /// (an unclaimed agent belongs to no account until its owner claims it).
+    ListedStatus {
+        /// Working agents.
+        Active = "active",
+        /// Revoked agents.
+        Revoked = "revoked",
+    }
+);

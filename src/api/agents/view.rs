@@ -133,3 +133,37 @@ pub struct AgentList {
     #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
+
+/// `POST /agents/register`: the unclaimed agent, with its API key and its one-time claim code,
+/// each shown this once (only their hashes are kept).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"agent_id": "agt_4f3c2a1b9e8d7c6b5a493827", "name": "search-buyer", "description": null, "capabilities": [], "status": "unclaimed", "api_key": "pk_test_5b1d…9f2c", "api_key_hint": "pk_test_…9f2c", "claim_code": "claim_test_9b1f…03ad", "claim_url": null, "claim_expires_at": "2026-01-02T00:00:00Z", "created_at": "2026-01-01T00:00:00Z"}))]
+pub struct AgentRegistration {
+    /// The agent's id.
+    #[schema(pattern = "^agt_[0-9A-Za-z_]+$")]
+    pub agent_id: String,
+    /// A display name.
+    pub name: String,
+    /// What the agent does.
+    #[schema(required = true)]
+    pub description: Option<String>,
+    /// Capability tags.
+    pub capabilities: Vec<String>,
+    /// `unclaimed` until an owner claims it.
+    pub status: AgentStatus,
+    /// The agent's API key (`pk_test_…`): it authenticates at once, but spends nothing until
+    /// the agent is claimed.
+    pub api_key: String,
+    /// The API key's prefix and last characters.
+    pub api_key_hint: String,
+    /// The one-time code an owner claims the agent with (`POST /agents/claim`).
+    pub claim_code: String,
+    /// The operator's claim page for this code; `null` when none is configured.
+    #[schema(required = true, format = "uri")]
+    pub claim_url: Option<String>,
+    /// RFC 3339: after this the code can no longer be claimed.
+    pub claim_expires_at: String,
+    /// RFC 3339.
+    pub created_at: String,
+}

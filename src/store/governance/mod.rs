@@ -17,6 +17,7 @@ pub mod usage;
 
 use sqlx::Row;
 
+use super::agents::AgentStatus;
 use super::{Conn, Result, StoreError};
 use crate::governance::{AgentState, Facts, Need, Policy, Request};
 pub use activation_holds::{Bound, commit_activation, follow_activation};
@@ -33,6 +34,9 @@ pub async fn lock_agent(conn: &mut Conn, agent_id: &str) -> Result<Option<AgentS
 pub struct Locked {
     /// Active, halted or revoked.
     pub state: AgentState,
+    /// Whether the agent registered itself and no owner has claimed it yet: it may spend
+    /// nothing, whatever its state and policy.
+    pub unclaimed: bool,
     /// The policy in force: its id and version; `None` if the agent never had one.
     pub policy: Option<(String, u64)>,
     /// The budget lease the agent spends under, if it holds one.
@@ -55,7 +59,9 @@ pub async fn lock_agent_with_policy(conn: &mut Conn, agent_id: &str) -> Result<O
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let state = if row.get::<String, _>("status") == super::agents::REVOKED {
+    let status: String = row.get("status");
+    let unclaimed = status == AgentStatus::Unclaimed.as_str();
+    let state = if status == super::agents::REVOKED {
         AgentState::Revoked
     } else if row.get::<i64, _>("halted") != 0 {
         AgentState::Halted
@@ -70,7 +76,7 @@ pub async fn lock_agent_with_policy(conn: &mut Conn, agent_id: &str) -> Result<O
         _ => None,
     };
     let lease_id = row.try_get("lease_id")?;
-    Ok(Some(Locked { state, policy, lease_id }))
+    Ok(Some(Locked { state, unclaimed, policy, lease_id }))
 }
 
 /// What counts toward a decision of `kind` (`check` or `activation`): velocity and the duplicate

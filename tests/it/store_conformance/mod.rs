@@ -75,6 +75,8 @@ mod mandates;
 mod holds;
 // Agents' registered wallets.
 mod wallets;
+// Self-registered agents and their claim codes.
+mod registrations;
 
 conformance!(
     agreements_round_trip_and_page_newest_first,

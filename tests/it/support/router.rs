@@ -98,6 +98,7 @@ impl Api {
             credentials_seen: Default::default(),
             wallet_balances: Default::default(),
             risk_verdicts: Default::default(),
+            registration: config.registration.clone(),
         }));
         Api { router: api::app(state.clone()), state, db_dir }
     }

@@ -360,6 +360,8 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
         rate_limit_management: 0,
         rate_limit_checks: 0,
         rate_limit_governance: 0,
+        rate_limit_registration: 0,
+        rate_limit_registration_window_secs: 3_600,
         approval_ttl_secs: 86_400,
         sanctions_oracle: None,
         denylist: None,
@@ -378,6 +380,7 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
             allow_private_urls: true,
             ..Default::default()
         },
+        registration: Default::default(),
     }
 }
 
