@@ -104,6 +104,8 @@ error_codes! {
     ApprovalExpired = ("approval_expired", GONE),
     /// The reservation expired before it was captured (`details.status`).
     ReservationExpired = ("reservation_expired", GONE),
+    /// The intent expired before a transaction hash was posted: validate again.
+    IntentExpired = ("intent_expired", GONE),
     /// The agreement's status does not allow the action.
     InvalidState = ("invalid_state", CONFLICT),
     /// A conditional update lost a race; read again and retry.
@@ -131,6 +133,10 @@ error_codes! {
     LeaseExists = ("lease_exists", CONFLICT),
     /// The mandate is revoked: it can be neither changed nor revoked again (`details.status`).
     MandateNotActive = ("mandate_not_active", CONFLICT),
+    /// The intent has a transaction hash already, or is resolved (`details.status`).
+    IntentAlreadyBroadcast = ("intent_already_broadcast", CONFLICT),
+    /// Another intent posted this transaction hash: a transaction pays one intent.
+    TxHashAlreadyUsed = ("tx_hash_already_used", CONFLICT),
     /// The account has registered this wallet address already (`details.wallet_id`).
     WalletAlreadyRegistered = ("wallet_already_registered", CONFLICT),
     /// The webhook endpoint is disabled or retired.
@@ -171,6 +177,8 @@ error_codes! {
     UnknownAgent = ("unknown_agent", UNPROCESSABLE_ENTITY),
     /// A policy document is refused (`details.rule_id`, `details.index`, `details.field`).
     InvalidPolicy = ("invalid_policy", UNPROCESSABLE_ENTITY),
+    /// The agent has no registered wallet to pay an intent from (`POST /activate` sets one).
+    NoRegisteredWallet = ("no_registered_wallet", UNPROCESSABLE_ENTITY),
     /// The agent's policy blocks the spend (`details.reason_code`, `details.violated_rule_id`,
     /// `details.decline_message`, `details.check_id`).
     PolicyBlocked = ("policy_blocked", UNPROCESSABLE_ENTITY),

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod governance;
 pub mod health;
 pub mod idempotency;
+pub mod intents;
 pub mod observability;
 pub mod openapi;
 pub mod page;
@@ -269,6 +270,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/wallets/{wallet_id}/fund", post(wallets::fund))
         .route("/activate", post(wallets::activate))
         .route("/risk/check", post(risk::check))
+        .route("/validate", post(intents::validate))
+        .route("/intents/{intentId}/events", post(intents::post_event))
+        .route("/intents/{intentId}/status", get(intents::status))
         .route("/v1/reconciliation", get(reconciliation::reconciliation))
         .route("/receipts", get(receipts::list))
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))

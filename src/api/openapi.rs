@@ -111,6 +111,9 @@ use super::{
         super::wallets::fund,
         super::wallets::activate,
         super::risk::check,
+        super::intents::validate,
+        super::intents::post_event,
+        super::intents::status,
         super::reconciliation::reconciliation,
     ),
     components(schemas(super::error::ErrorBody)),
@@ -130,6 +133,7 @@ use super::{
         (name = "spend-guard", description = "Estimates, authorizations, reservations (holds on budgets), budget leases to child agents and the usage summary."),
         (name = "wallets", description = "Agents' own wallets (non-custodial): registration with an optional proof of control, balances, demo funding on test chains."),
         (name = "risk", description = "Screening one address against the denylist and the sanctions oracle."),
+        (name = "intents", description = "Transfers an agent validates before paying them from its own wallet, verified on-chain by the watcher."),
     )
 )]
 struct ApiDoc;

@@ -97,6 +97,20 @@ string_enum!(
         MandateRevoked = "mandate.revoked",
         /// A wallet of the agent was registered (`POST /v1/wallets`, or `POST /activate`).
         WalletRegistered = "wallet.registered",
+        /// `POST /validate` allowed a transfer and held its amount.
+        IntentValidated = "intent.validated",
+        /// The agent posted the transaction hash of an intent.
+        IntentBroadcast = "intent.broadcast",
+        /// The intent's transfer is at the confirmation depth; its hold is captured.
+        IntentConfirmed = "intent.confirmed",
+        /// The intent's transaction is not the transfer validated; its hold is released.
+        IntentMismatched = "intent.mismatched",
+        /// The intent's transaction reverted; its hold is released.
+        IntentFailed = "intent.failed",
+        /// No matching transfer was found in time; its hold expired.
+        IntentExpired = "intent.expired",
+        /// A reorganisation took a confirmed intent's transfer away: `broadcast` again, held again.
+        IntentReorged = "intent.reorged",
     }
 );
 

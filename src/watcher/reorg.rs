@@ -1,6 +1,7 @@
 //! Rolling a reorganisation back: find the highest block the old and the new chain share, and
 //! undo everything recorded above it in one store transaction (escrow events, relayer
-//! transactions, receipts), folding each touched agreement's escrow state again.
+//! transactions, receipts, intents' transactions), folding each touched agreement's escrow
+//! state again.
 
 use std::collections::BTreeMap;
 
@@ -71,6 +72,7 @@ impl Watcher {
         let keys = chain_store::forget_above(&mut tx, fork).await?;
         let withdrawn = receipt_store::withdraw_above(&mut tx, fork).await?;
         let unmined = attempts::unmine_above(&mut tx, fork, at).await?;
+        let intents = super::intents::roll_back(&mut tx, fork, at).await?;
         let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (agreement, receipt) in withdrawn {
             touched.entry(agreement.as_str().to_owned()).or_default().push(receipt.as_str().into());
@@ -108,6 +110,7 @@ impl Watcher {
             fork,
             agreements = touched.len(),
             transactions = unmined.len(),
+            intents,
             "rolled back to the last common block"
         );
         Ok(())

@@ -28,6 +28,8 @@ string_enum!(
         Lease = "lease",
         /// A mandate created, changed or revoked.
         Mandate = "mandate",
+        /// The policy decision on a `POST /validate` intent.
+        Intent = "intent",
     }
 );
 
