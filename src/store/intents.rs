@@ -274,6 +274,8 @@ struct Sets {
     unmine: bool,
     /// Change only an intent whose transaction has not been found mined.
     only_unmined: bool,
+    /// The event announcing the change, when not the one of the new status.
+    event: Option<EventType>,
 }
 
 /// Moves intent `id` from one of `from` to `to` with `sets`, brings its hold in line and
@@ -314,7 +316,8 @@ async fn change(
     let Some(intent) = row.as_ref().map(from_row).transpose()? else { return Ok(None) };
     intent_holds::follow_intent(conn, &intent, at).await?;
     let data = event_data(&intent);
-    outbox::record_for_agent(conn, &intent.agent_id, announcement(to), &data, at).await?;
+    let event = sets.event.unwrap_or_else(|| announcement(to));
+    outbox::record_for_agent(conn, &intent.agent_id, event, &data, at).await?;
     Ok(Some(intent))
 }
 
@@ -352,7 +355,12 @@ pub async fn unmine(conn: &mut Conn, id: &str, at: i64) -> Result<Option<Intent>
     let Some(current) = current.filter(|i| i.mined.is_some()) else { return Ok(None) };
     let ttl = i64::try_from(current.ttl_seconds).unwrap_or(i64::MAX);
     let expires_at = current.expires_at.max(at.saturating_add(ttl));
-    let sets = Sets { expires_at: Some(expires_at), unmine: true, ..Sets::default() };
+    let sets = Sets {
+        expires_at: Some(expires_at),
+        unmine: true,
+        event: Some(EventType::IntentReorged),
+        ..Sets::default()
+    };
     if current.status == IntentStatus::Broadcast {
         // Not yet announced as anything else: forgotten quietly, still `broadcast`.
         sqlx::query(
@@ -366,13 +374,7 @@ pub async fn unmine(conn: &mut Conn, id: &str, at: i64) -> Result<Option<Intent>
         .await?;
         return get_in(conn, id).await;
     }
-    let from = [IntentStatus::Confirmed];
-    let Some(intent) = change(conn, id, &from, IntentStatus::Broadcast, sets, at).await? else {
-        return Ok(None);
-    };
-    let data = event_data(&intent);
-    outbox::record_for_agent(conn, &intent.agent_id, EventType::IntentReorged, &data, at).await?;
-    Ok(Some(intent))
+    change(conn, id, &[IntentStatus::Confirmed], IntentStatus::Broadcast, sets, at).await
 }
 
 /// The ids of intents (broadcast or confirmed) whose transaction was found in a block above
