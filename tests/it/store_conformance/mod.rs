@@ -75,6 +75,8 @@ mod mandates;
 mod holds;
 // Agents' registered wallets.
 mod wallets;
+// Intents and the holds that follow them.
+mod intents;
 
 conformance!(
     agreements_round_trip_and_page_newest_first,
