@@ -1,7 +1,8 @@
 //! The approval sweeper: expires approvals whose time ran out, with their consequences (an
 //! activation they held ends `expired`, an audit row, `approval.expired`), so an owner's late
 //! click cannot approve what stopped waiting; and spend-guard holds and budget leases whose
-//! time ran out, giving their amounts back. It reads only the store, so what was due while no
+//! time ran out, giving their amounts back; and intents whose transaction was not found mined
+//! in time, with their holds. It reads only the store, so what was due while no
 //! instance ran is expired by the first pass after a restart. Deciding an approval checks its time too, so the
 //! sweeper's pace bounds only how soon the expiry is announced. Once an hour it also drops the
 //! per-second decision counts no velocity window can reach (older than 32 days).
@@ -38,7 +39,8 @@ impl ApprovalSweeper {
             let mut tx = self.store.begin().await?;
             let at = store::now();
             let expired = store::governance::expire_due(&mut tx, at, BATCH).await?
-                + store::governance::guard::expire_due(&mut tx, at, BATCH).await?;
+                + store::governance::guard::expire_due(&mut tx, at, BATCH).await?
+                + store::intents::expire_due(&mut tx, at, BATCH).await?;
             tx.commit().await?;
             total += expired;
             if expired < BATCH as usize {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod escrow;
 pub mod expiry;
 pub mod governance;
+pub mod intents;
 pub mod metrics;
 pub mod money;
 pub mod payments;

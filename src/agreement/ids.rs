@@ -163,6 +163,11 @@ id_type!(
     PaymentId,
     "pay_"
 );
+id_type!(
+    /// A transfer an agent validated before paying it from its own wallet (`POST /validate`).
+    IntentId,
+    "int_"
+);
 
 /// Which kind of deployment keys belong to; the prefix tells a test key from a live one at a
 /// glance, so a test key pasted into production fails loudly.

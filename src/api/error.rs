@@ -112,6 +112,8 @@ error_codes! {
     PaymentExpired = ("payment_expired", GONE),
     /// The claim code expired before an owner claimed the agent.
     ClaimCodeExpired = ("claim_code_expired", GONE),
+    /// The intent expired before a transaction hash was posted: validate again.
+    IntentExpired = ("intent_expired", GONE),
     /// The agreement's status does not allow the action.
     InvalidState = ("invalid_state", CONFLICT),
     /// A conditional update lost a race; read again and retry.
@@ -143,6 +145,10 @@ error_codes! {
     MandateNotActive = ("mandate_not_active", CONFLICT),
     /// The payment is not waiting for its signature (`details.status`).
     PaymentNotAwaitingSignature = ("payment_not_awaiting_signature", CONFLICT),
+    /// The intent has a transaction hash already, or is resolved (`details.status`).
+    IntentAlreadyBroadcast = ("intent_already_broadcast", CONFLICT),
+    /// Another intent posted this transaction hash: a transaction pays one intent.
+    TxHashAlreadyUsed = ("tx_hash_already_used", CONFLICT),
     /// The account has registered this wallet address already (`details.wallet_id`).
     WalletAlreadyRegistered = ("wallet_already_registered", CONFLICT),
     /// The webhook endpoint is disabled or retired.
@@ -183,6 +189,8 @@ error_codes! {
     UnknownAgent = ("unknown_agent", UNPROCESSABLE_ENTITY),
     /// A policy document is refused (`details.rule_id`, `details.index`, `details.field`).
     InvalidPolicy = ("invalid_policy", UNPROCESSABLE_ENTITY),
+    /// The agent has no registered wallet to pay an intent from (`POST /activate` sets one).
+    NoRegisteredWallet = ("no_registered_wallet", UNPROCESSABLE_ENTITY),
     /// The agent's policy blocks the spend (`details.reason_code`, `details.violated_rule_id`,
     /// `details.decline_message`, `details.check_id`).
     PolicyBlocked = ("policy_blocked", UNPROCESSABLE_ENTITY),

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod governance;
 pub mod health;
 pub mod idempotency;
+pub mod intents;
 pub mod observability;
 pub mod openapi;
 pub mod page;
@@ -280,6 +281,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/payments/{payment_id}", get(payments::get))
         .route("/v1/payments/{payment_id}/authorize", post(payments::authorize))
         .route("/risk/check", post(risk::check))
+        .route("/validate", post(intents::validate))
+        .route("/intents/{intentId}/events", post(intents::post_event))
+        .route("/intents/{intentId}/status", get(intents::status))
         .route("/v1/reconciliation", get(reconciliation::reconciliation))
         .route("/receipts", get(receipts::list))
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))

@@ -118,6 +118,9 @@ use super::{
         super::payments::get,
         super::payments::authorize,
         super::risk::check,
+        super::intents::validate,
+        super::intents::post_event,
+        super::intents::status,
         super::reconciliation::reconciliation,
     ),
     components(schemas(super::error::ErrorBody, agents::ListedStatus)),
@@ -138,6 +141,7 @@ use super::{
         (name = "payments", description = "Governed payments: a USDC transfer from the agent's own wallet under its policy, budgets and mandate, signed by the wallet and relayed by Pactum."),
         (name = "wallets", description = "Agents' own wallets (non-custodial): registration with an optional proof of control, balances, demo funding on test chains."),
         (name = "risk", description = "Screening one address against the denylist and the sanctions oracle."),
+        (name = "intents", description = "Transfers an agent validates before paying them from its own wallet, verified on-chain by the watcher."),
     )
 )]
 struct ApiDoc;

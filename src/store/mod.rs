@@ -11,6 +11,7 @@ pub mod attempts;
 pub mod chain;
 pub mod governance;
 pub mod idempotency;
+pub mod intents;
 pub mod jobs;
 pub mod outbox;
 pub mod payments;

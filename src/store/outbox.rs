@@ -116,6 +116,20 @@ string_enum!(
         /// A reorganisation took a confirmed payment's transfer away: it waits for the chain
         /// again and its hold is held again.
         PaymentReorged = "payment.reorged",
+        /// `POST /validate` allowed a transfer and held its amount.
+        IntentValidated = "intent.validated",
+        /// The agent posted the transaction hash of an intent.
+        IntentBroadcast = "intent.broadcast",
+        /// The intent's transfer is at the confirmation depth; its hold is captured.
+        IntentConfirmed = "intent.confirmed",
+        /// The intent's transaction is not the transfer validated; its hold is released.
+        IntentMismatched = "intent.mismatched",
+        /// The intent's transaction reverted; its hold is released.
+        IntentFailed = "intent.failed",
+        /// No matching transfer was found in time; its hold expired.
+        IntentExpired = "intent.expired",
+        /// A reorganisation took a confirmed intent's transfer away: `broadcast` again, held again.
+        IntentReorged = "intent.reorged",
     }
 );
 

@@ -142,6 +142,16 @@ pub async fn primary_of(pool: &AnyPool, agent: &AgentId) -> Result<Option<Wallet
     row.as_ref().map(from_row).transpose()
 }
 
+/// The addresses of every wallet `agent_id` registered, oldest first.
+pub async fn addresses_of_agent(conn: &mut Conn, agent_id: &str) -> Result<Vec<Address>> {
+    let rows =
+        sqlx::query("SELECT address FROM wallets WHERE agent_id = $1 ORDER BY created_at, id")
+            .bind(agent_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter().map(|row| parse_column("address", row.try_get("address")?)).collect()
+}
+
 /// A page of `account`'s wallets, newest first: only `agent`'s when given; at most `limit`,
 /// strictly after the `(created_at, id)` cursor when one is given.
 pub async fn list(

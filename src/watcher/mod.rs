@@ -28,6 +28,7 @@
 //! rolled back, once.
 
 mod apply;
+mod intents;
 mod passes;
 mod payments;
 mod reorg;

@@ -1,6 +1,7 @@
 //! A watcher pass: read each new block once (its transaction hashes against the relayer's
-//! attempts, and the escrow's logs), then confirm what is deep enough: jobs' outcomes and escrow
-//! events, in block and log order; agreements past their activation deadline expire.
+//! attempts and the intents' posted hashes, and the escrow's logs), then confirm what is deep
+//! enough: jobs' outcomes, escrow events in block and log order, and intents' verdicts;
+//! agreements past their activation deadline expire.
 
 use std::collections::HashMap;
 
@@ -74,6 +75,7 @@ impl Watcher {
             .into_iter()
             .map(|a| (a.tx_hash, a))
             .collect();
+        let mut awaited = self.intents_awaited().await?;
         for number in cursor.block_number + 1..=last {
             let (hash, parent, tx_hashes) = self.block_with_hashes(number).await?;
             if parent != cursor.block_hash && number > 0 {
@@ -86,6 +88,7 @@ impl Watcher {
                 .get_logs(&Filter::new().address(self.chain.escrow).at_block_hash(hash))
                 .await?;
             let spent = self.spent_authorizations(number, hash, head_timestamp).await?;
+            let paid = self.intents_in_block(&mut awaited, &tx_hashes).await?;
             let mut mined = Vec::new();
             for tx_hash in tx_hashes.iter().filter(|h| in_flight.contains_key(*h)) {
                 if let Some(receipt) = self.chain.provider.get_transaction_receipt(*tx_hash).await?
@@ -108,6 +111,9 @@ impl Watcher {
             for (tx_hash, succeeded) in &mined {
                 attempts::attempt_mined(&mut tx, *tx_hash, number, hash, *succeeded, now()).await?;
                 in_flight.remove(tx_hash);
+            }
+            for (intent_id, found) in &paid {
+                crate::store::intents::found_mined(&mut tx, intent_id, found, now()).await?;
             }
             for log in &logs {
                 if let Some(event) = decode_event(log, number, hash) {
@@ -179,7 +185,7 @@ impl Watcher {
             apply_event(&mut tx, &event, &self.issuer()).await?;
             tx.commit().await?;
         }
-        Ok(())
+        self.confirm_intents(depth_height, &mut canonical).await
     }
 
     /// Marks agreements whose activation deadline passed (by the chain's clock) as expired.

@@ -1,6 +1,7 @@
 //! Rolling a reorganisation back: find the highest block the old and the new chain share, and
 //! undo everything recorded above it in one store transaction (escrow events, relayer
-//! transactions, receipts), folding each touched agreement's escrow state again.
+//! transactions, receipts, intents' transactions), folding each touched agreement's escrow
+//! state again.
 
 use std::collections::BTreeMap;
 
@@ -72,6 +73,7 @@ impl Watcher {
         let withdrawn = receipt_store::withdraw_above(&mut tx, fork).await?;
         let unmined = attempts::unmine_above(&mut tx, fork, at).await?;
         let payments = super::payments::roll_back(&mut tx, fork, at).await?;
+        let intents = super::intents::roll_back(&mut tx, fork, at).await?;
         let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (agreement, receipt) in withdrawn {
             touched.entry(agreement.as_str().to_owned()).or_default().push(receipt.as_str().into());
@@ -110,6 +112,7 @@ impl Watcher {
             agreements = touched.len(),
             transactions = unmined.len(),
             payments,
+            intents,
             "rolled back to the last common block"
         );
         Ok(())

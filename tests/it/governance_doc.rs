@@ -1,8 +1,9 @@
 //! docs/governance.md's walkthrough, run as written against the real `pactum dev` (see
 //! `support::docs_page`): a policy, checks that escalate, block as duplicates and pass a cap, an
 //! owner's decision, a halt and the audit log, a mandate whose token is refused once it is
-//! revoked, a payment signed with `pactum sign` that confirms with a receipt that verifies, each
-//! step failing the script on a wrong status.
+//! revoked, a transfer validated and paid from the agent's own wallet, a payment signed with
+//! `pactum sign` that confirms with a receipt that verifies, each step failing the script on a
+//! wrong status.
 #![cfg(unix)]
 
 use crate::support::docs_page::Dev;
@@ -28,6 +29,9 @@ fn the_governance_walkthrough_runs_as_written_against_pactum_dev() {
         "payment confirmed: 15000000 base units, receipt payment",
         "payment receipt valid: true",
         "governance walkthrough complete: 7 decisions audited",
+        "allowed: true, holding rsv_",
+        "intent confirmed: matched, hold captured",
+        "the same transaction again: tx_hash_already_used",
     ] {
         assert!(stdout.contains(line), "missing {line:?}: {report}");
     }

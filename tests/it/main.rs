@@ -20,6 +20,7 @@ mod governance;
 mod governance_doc;
 mod idempotency;
 mod instances_postgres;
+mod intents;
 mod json_logs;
 mod mandates;
 mod node_error;

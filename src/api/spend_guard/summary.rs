@@ -65,7 +65,7 @@ pub struct LeaseGrantTotals {
 /// One summary: totals, or one group's.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct SpendTotals {
-    /// Decisions by kind (`check`, `reservation`, `activation`, `lease`) and outcome
+    /// Decisions by kind (`check`, `reservation`, `activation`, `lease`, `intent`) and outcome
     /// (`allow`, `block`, `escalate`).
     pub decisions: BTreeMap<String, BTreeMap<String, u64>>,
     /// Reservation amounts.

@@ -30,6 +30,8 @@ string_enum!(
         Mandate = "mandate",
         /// A governed payment's decision.
         Payment = "payment",
+        /// The policy decision on a `POST /validate` intent.
+        Intent = "intent",
     }
 );
 

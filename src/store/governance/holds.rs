@@ -42,6 +42,8 @@ string_enum!(
         /// A governed payment (`POST /v1/payments`): its own hold, or the API reservation it
         /// was made under.
         Payment = "payment",
+        /// A transfer validated by `POST /validate`, paid from the agent's own wallet.
+        Intent = "intent",
     }
 );
 
@@ -60,7 +62,7 @@ string_enum!(
         Expired = "expired",
         /// Rejected.
         Rejected = "rejected",
-        /// A captured activation whose block was reorganised away: held again.
+        /// A captured activation or intent whose block was reorganised away: held again.
         Reheld = "reheld",
         /// Part of what was captured came back (the buyer withdrew unused deposit).
         Credited = "credited",
@@ -78,7 +80,7 @@ pub struct Hold {
     pub agent_id: String,
     /// What it holds for.
     pub source: HoldSource,
-    /// The agreement (activation) or lease (lease) it holds for.
+    /// The agreement (activation), lease (lease) or intent (intent) it holds for.
     pub subject_id: Option<String>,
     /// Where it stands.
     pub status: HoldStatus,
@@ -490,7 +492,8 @@ pub async fn open_of_agent(conn: &mut Conn, agent_id: &str) -> Result<Vec<Hold>>
 /// The unresolved API holds spending under lease `lease_id`, oldest first.
 pub async fn open_under_lease(conn: &mut Conn, lease_id: &str) -> Result<Vec<Hold>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM reservations WHERE lease_id = $1 AND source NOT IN ('activation', 'payment') \
+        "SELECT {COLUMNS} FROM reservations WHERE lease_id = $1 \
+         AND source NOT IN ('activation', 'payment', 'intent') \
          AND status IN ('pending_approval', 'reserved') ORDER BY created_at, id"
     );
     let rows = sqlx::query(&sql).bind(lease_id).fetch_all(&mut *conn).await?;

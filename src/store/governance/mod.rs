@@ -10,6 +10,7 @@ pub mod audit;
 pub mod checks;
 pub mod guard;
 pub mod holds;
+pub mod intent_holds;
 pub mod leases;
 pub mod mandates;
 pub mod policies;

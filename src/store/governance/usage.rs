@@ -57,7 +57,7 @@ pub async fn tallies(
             "decision",
             "agent_id",
             "audit_log",
-            " AND kind IN ('check', 'activation', 'reservation', 'lease') \
+            " AND kind IN ('check', 'activation', 'reservation', 'lease', 'intent') \
              AND decision IN ('allow', 'block', 'escalate')",
         ),
         part("reservation", "''", "event", "agent_id", "reservation_events", ""),

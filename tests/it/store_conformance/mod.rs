@@ -77,6 +77,8 @@ mod holds;
 mod wallets;
 // Self-registered agents and their claim codes.
 mod registrations;
+// Intents and the holds that follow them.
+mod intents;
 
 conformance!(
     agreements_round_trip_and_page_newest_first,
