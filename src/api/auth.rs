@@ -241,6 +241,15 @@ impl Checker {
         }
     }
 
+    /// Whether the caller may see a resource of `account_id` belonging to agent `agent_id`: an
+    /// agent key its own agent's, the owner its account's.
+    pub(crate) fn sees(&self, account_id: &str, agent_id: &str) -> bool {
+        match self {
+            Checker::Agent(agent) => agent_id == agent.id.as_str(),
+            Checker::Owner(account) => account_id == account.id.as_str(),
+        }
+    }
+
     /// Who acts: the agent itself or the owner.
     pub(crate) fn actor(&self) -> Actor {
         match self {

@@ -13,6 +13,20 @@ pub fn limit(limit: Option<u32>) -> ApiResult<u32> {
     Ok(limit)
 }
 
+/// The `status` filter of a list query: one of `all` by its `name`, `None` when left out, 422
+/// on `status` naming every allowed value otherwise.
+pub fn status_filter<T: Copy>(
+    value: Option<&str>,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> ApiResult<Option<T>> {
+    let Some(value) = value else { return Ok(None) };
+    all.iter().copied().find(|status| name(*status) == value).map(Some).ok_or_else(|| {
+        let names: Vec<String> = all.iter().map(|s| format!("`{}`", name(*s))).collect();
+        ApiError::validation("status", format!("`status` must be one of {}", names.join(", ")))
+    })
+}
+
 /// A `created_at.id` cursor as [`cursor_of`] writes it.
 pub fn decode_cursor(cursor: &str) -> ApiResult<(i64, String)> {
     cursor

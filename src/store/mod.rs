@@ -258,6 +258,35 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(value).map_err(|e| StoreError::Corrupt { column, reason: e.to_string() })
 }
 
+/// One page of an account's rows of `table` (its `columns`), newest first: only `agent_id`'s and
+/// only in `status` when given; at most `limit`, strictly after the `(created_at, id)` cursor.
+/// The lists of resources kept per account and agent share it.
+pub(crate) async fn account_page(
+    pool: &AnyPool,
+    (table, columns): (&str, &str),
+    account: &str,
+    (agent_id, status): (Option<&str>, Option<&str>),
+    limit: u32,
+    after: Option<(i64, &str)>,
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let (created_at, id) = after.unwrap_or((i64::MAX, ""));
+    let sql = format!(
+        "SELECT {columns} FROM {table} WHERE account_id = $1 \
+         AND ($2 = '' OR agent_id = $2) AND ($3 = '' OR status = $3) \
+         AND (created_at < $4 OR (created_at = $4 AND ($5 = '' OR id < $5))) \
+         ORDER BY created_at DESC, id DESC LIMIT $6"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(account)
+        .bind(agent_id.unwrap_or(""))
+        .bind(status.unwrap_or(""))
+        .bind(created_at)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?)
+}
+
 /// `($1, $2, …), (…)`: the placeholders of a multi-row `INSERT` of `rows` rows of `columns`
 /// values each.
 pub(crate) fn placeholders(rows: usize, columns: usize) -> String {

@@ -156,22 +156,15 @@ pub async fn list(
     limit: u32,
     after: Option<(i64, &str)>,
 ) -> Result<Vec<Payment>> {
-    let (created_at, id) = after.unwrap_or((i64::MAX, ""));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM payments WHERE account_id = $1 \
-         AND ($2 = '' OR agent_id = $2) AND ($3 = '' OR status = $3) \
-         AND (created_at < $4 OR (created_at = $4 AND ($5 = '' OR id < $5))) \
-         ORDER BY created_at DESC, id DESC LIMIT $6"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(account)
-        .bind(agent_id.unwrap_or(""))
-        .bind(status.map(|s| s.as_str()).unwrap_or(""))
-        .bind(created_at)
-        .bind(id)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
+    let rows = super::account_page(
+        pool,
+        ("payments", COLUMNS),
+        account,
+        (agent_id, status.map(|s| s.as_str())),
+        limit,
+        after,
+    )
+    .await?;
     rows.iter().map(from_row).collect()
 }
 

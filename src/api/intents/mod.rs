@@ -250,10 +250,7 @@ pub async fn validate(
 async fn visible(state: &AppState, checker: &Checker, id: &str) -> ApiResult<Intent> {
     let intent = intents::get(state.store.reader(), id).await?;
     intent
-        .filter(|intent| match checker {
-            Checker::Agent(agent) => intent.agent_id == agent.id.as_str(),
-            Checker::Owner(account) => intent.account_id == account.id.as_str(),
-        })
+        .filter(|intent| checker.sees(&intent.account_id, &intent.agent_id))
         .ok_or_else(|| ApiError::not_found("intent"))
 }
 

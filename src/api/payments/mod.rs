@@ -388,10 +388,7 @@ async fn adopt(
 async fn visible(state: &AppState, checker: &Checker, id: &str) -> ApiResult<Payment> {
     let payment = rows::get(state.store.reader(), id).await?;
     payment
-        .filter(|p| match checker {
-            Checker::Agent(agent) => p.agent_id == agent.id.as_str(),
-            Checker::Owner(account) => p.account_id == account.id.as_str(),
-        })
+        .filter(|p| checker.sees(&p.account_id, &p.agent_id))
         .ok_or_else(|| ApiError::not_found("payment"))
 }
 
@@ -442,19 +439,8 @@ pub async fn list(
     ApiQuery(query): ApiQuery<PaymentQuery>,
 ) -> ApiResult<Json<PaymentList>> {
     let limit = page::limit(query.limit)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            PaymentStatus::parse(s).ok_or_else(|| {
-                ApiError::validation(
-                    "status",
-                    "`status` must be `awaiting_signature`, `pending_approval`, `queued`, \
-                     `submitted`, `confirmed`, `failed`, `expired` or `blocked`",
-                )
-            })
-        })
-        .transpose()?;
+    let status =
+        page::status_filter(query.status.as_deref(), PaymentStatus::ALL, PaymentStatus::as_str)?;
     let (account, agent_id) = checker.listing(&state, query.agent_id.as_deref()).await?;
     let cursor = query.cursor.as_deref().map(page::decode_cursor).transpose()?;
     let mut found = rows::list(

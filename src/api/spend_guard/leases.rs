@@ -400,15 +400,8 @@ pub async fn list(
     ApiQuery(query): ApiQuery<LeaseQuery>,
 ) -> ApiResult<Json<LeaseList>> {
     let limit = page::limit(query.limit)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            LeaseStatus::parse(s).ok_or_else(|| {
-                ApiError::validation("status", "`status` must be `active`, `released` or `expired`")
-            })
-        })
-        .transpose()?;
+    let status =
+        page::status_filter(query.status.as_deref(), LeaseStatus::ALL, LeaseStatus::as_str)?;
     if let Some(agent) = &query.agent_id {
         owned_agent(&state, &account, agent).await?;
     }

@@ -159,18 +159,8 @@ async fn list_page(
     query: &ApprovalQuery,
 ) -> ApiResult<ApprovalList> {
     let limit = page::limit(query.limit)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            ApprovalStatus::parse(s).ok_or_else(|| {
-                ApiError::validation(
-                    "status",
-                    "`status` must be `pending`, `approved`, `rejected` or `expired`",
-                )
-            })
-        })
-        .transpose()?;
+    let status =
+        page::status_filter(query.status.as_deref(), ApprovalStatus::ALL, ApprovalStatus::as_str)?;
     let cursor = query.cursor.as_deref().map(page::decode_cursor).transpose()?;
     let mut found = approvals::list(
         state.store.reader(),

@@ -163,15 +163,8 @@ pub async fn list(
         owned_agent(&state, &account, agent_id).await?;
     }
     let limit = page::limit(query.limit)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            MandateStatus::parse(s).ok_or_else(|| {
-                ApiError::validation("status", "`status` must be `active` or `revoked`")
-            })
-        })
-        .transpose()?;
+    let status =
+        page::status_filter(query.status.as_deref(), MandateStatus::ALL, MandateStatus::as_str)?;
     let cursor = query.cursor.as_deref().map(page::decode_cursor).transpose()?;
     let mut found = mandates::list(
         state.store.reader(),

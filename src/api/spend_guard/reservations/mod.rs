@@ -178,11 +178,8 @@ pub async fn create(
 /// 404 otherwise.
 async fn visible(state: &AppState, checker: &Checker, id: &str) -> ApiResult<Hold> {
     let hold = holds::get(state.store.reader(), id).await?;
-    hold.filter(|hold| match checker {
-        Checker::Agent(agent) => hold.agent_id == agent.id.as_str(),
-        Checker::Owner(account) => hold.account_id == account.id.as_str(),
-    })
-    .ok_or_else(|| ApiError::not_found("reservation"))
+    hold.filter(|hold| checker.sees(&hold.account_id, &hold.agent_id))
+        .ok_or_else(|| ApiError::not_found("reservation"))
 }
 
 /// Why a hold in `hold`'s status cannot be captured or released.
@@ -441,19 +438,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ReservationQuery>,
 ) -> ApiResult<Json<ReservationList>> {
     let limit = page::limit(query.limit)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            HoldStatus::parse(s).ok_or_else(|| {
-                ApiError::validation(
-                    "status",
-                    "`status` must be `pending_approval`, `reserved`, `captured`, `released`, \
-                     `expired` or `rejected`",
-                )
-            })
-        })
-        .transpose()?;
+    let status = page::status_filter(query.status.as_deref(), HoldStatus::ALL, HoldStatus::as_str)?;
     let (account, agent_id) = checker.listing(&state, query.agent_id.as_deref()).await?;
     let cursor = query.cursor.as_deref().map(page::decode_cursor).transpose()?;
     let mut found = holds::list(
