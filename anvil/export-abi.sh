@@ -16,6 +16,7 @@ CONTRACTS=(
   "MockUSDCProxy=contracts/src/mocks/MockUSDCProxy.sol"
   "MockSanctionsOracle=contracts/src/mocks/MockSanctionsOracle.sol"
   "MockSmartWallet=contracts/src/mocks/MockSmartWallet.sol"
+  "TransferBatch=contracts/src/TransferBatch.sol"
 )
 
 check=false

@@ -21,10 +21,16 @@
 //!   → capture round trips, against `GET /health` on the same out-of-process server, from 16
 //!   and 64 keep-alive clients; then a guard that the server's books match the answers.
 //!
+//! - `payments`: governed payments through the real server, one transaction each (payments/s,
+//!   authorize → confirmed p50/p99, gas per payment), against the same payers' authorizations
+//!   sent straight to the chain one per transaction and through `TransferBatch` in batches of
+//!   10, 25 and 50 (gas per payment and its ratio, payments per block).
+//!
 //! - `reconcile`: `pactum reconcile` over 100,000 active agreements (store rows seeded directly,
 //!   escrow words written with `anvil_setStorageAt`): seconds and JSON-RPC requests.
 //!
-//! Arguments after `--`: `pure`, `http`, `relay`, `checks`, `reservations` or `reconcile` runs one part only.
+//! Arguments after `--`: `pure`, `http`, `relay`, `checks`, `reservations`, `payments` or
+//! `reconcile` runs one part only.
 //! `PACTUM_BENCH_QUICK=1` (also the default when the binary is not started by `cargo bench`,
 //! e.g. `cargo test --bench service`) shortens everything to a smoke run; `PACTUM_BENCH_ROWS`,
 //! `PACTUM_BENCH_ROUNDS` and `PACTUM_BENCH_SECS` override the store size, the rounds and the
@@ -37,6 +43,7 @@ pub mod support;
 
 mod checks;
 mod http;
+mod payments;
 mod pure;
 mod reconcile;
 mod relay;
@@ -56,6 +63,7 @@ struct Settings {
     relay: bool,
     checks: bool,
     reservations: bool,
+    payments: bool,
     reconcile: bool,
     /// Agreements in the large store.
     rows: usize,
@@ -97,6 +105,7 @@ impl Settings {
             relay: wants("relay"),
             checks: wants("checks"),
             reservations: wants("reservations"),
+            payments: wants("payments"),
             reconcile: wants("reconcile"),
             rows,
             small_rows: 100,
@@ -184,6 +193,7 @@ fn main() {
         || settings.relay
         || settings.checks
         || settings.reservations
+        || settings.payments
         || settings.reconcile
     {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -201,6 +211,9 @@ fn main() {
         }
         if settings.reservations {
             runtime.block_on(reservations::run(&settings));
+        }
+        if settings.payments {
+            runtime.block_on(payments::run(&settings));
         }
         if settings.reconcile {
             runtime.block_on(reconcile::run(&settings));

@@ -71,7 +71,7 @@ fn rpc_calls_by_method() -> BTreeMap<String, u64> {
     by_method
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -80,7 +80,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// The status of every row of `table` whose id is in `ids`.
-async fn statuses(h: &Harness, table: &str, ids: &BTreeSet<String>) -> BTreeMap<String, String> {
+pub(super) async fn statuses(
+    h: &Harness,
+    table: &str,
+    ids: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
     let store = &h.service.as_ref().unwrap().state().store;
     let rows = sqlx::query(&format!("SELECT id, status FROM {table}"))
         .fetch_all(store.reader())
@@ -94,7 +98,7 @@ async fn statuses(h: &Harness, table: &str, ids: &BTreeSet<String>) -> BTreeMap<
 
 /// Switches the chain between mining on every transaction (fast set-up) and a block a second
 /// (the measured phase, as a real chain).
-async fn interval_mining(h: &Harness, on: bool) {
+pub(super) async fn interval_mining(h: &Harness, on: bool) {
     let provider = &h.chain.provider;
     // Setting an interval (even 0) replaces the mining mode, so automine is set after it.
     let seconds = u64::from(on);

@@ -2,8 +2,9 @@
 //!
 //! [`deploy_local`] stands up the whole stack on a dev chain (mock USDC behind its proxy, mock
 //! sanctions oracle, escrow); [`deploy_escrow`] deploys only the escrow, for a chain where the
-//! token and the oracle already exist (USDC and Chainalysis on Base). Each deployment waits for
-//! its receipt, so the next one can use the address.
+//! token and the oracle already exist (USDC and Chainalysis on Base); [`deploy_transfer_batch`]
+//! deploys the stateless payment batcher, which nothing deploys by default. Each deployment waits
+//! for its receipt, so the next one can use the address.
 
 use alloy::primitives::Address;
 use alloy::providers::{DynProvider, Provider};
@@ -11,7 +12,9 @@ use alloy::sol_types::SolCall;
 use alloy::transports::TransportError;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::escrow::bindings::{MockSanctionsOracle, MockUSDC, MockUSDCProxy, UsageEscrow};
+use crate::escrow::bindings::{
+    MockSanctionsOracle, MockUSDC, MockUSDCProxy, TransferBatch, UsageEscrow,
+};
 
 /// Why a deployment failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +134,14 @@ pub async fn deploy_escrow(
         .await
         .map_err(failed("UsageEscrow"))?;
     Ok(*escrow.address())
+}
+
+/// Deploys `TransferBatch`, which submits many signed `transferWithAuthorization`s in one
+/// transaction, and returns its address. It has no constructor arguments, owner or state, so one
+/// deployment serves every token and every relayer on a chain.
+pub async fn deploy_transfer_batch(provider: &DynProvider) -> Result<Address> {
+    let batch = TransferBatch::deploy(provider.clone()).await.map_err(failed("TransferBatch"))?;
+    Ok(*batch.address())
 }
 
 fn checksummed<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {

@@ -44,3 +44,10 @@ sol!(
     MockSmartWallet,
     "abi/MockSmartWallet.json"
 );
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    TransferBatch,
+    "abi/TransferBatch.json"
+);
