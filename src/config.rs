@@ -116,8 +116,13 @@ pub struct ServeConfig {
     )]
     pub relayer_private_keys: Vec<Secret>,
 
-    /// Most sponsored seller claims the relayer puts in one `sellerClaimBatch` transaction
-    /// (1 sends each alone).
+    /// The `TransferBatch` contract relayed governed payments go through, several in one
+    /// transaction (each in its own try); without it each payment is its own transaction.
+    #[arg(long, env = "PACTUM_TRANSFER_BATCH_ADDRESS", help_heading = "Relayer")]
+    pub transfer_batch_address: Option<alloy::primitives::Address>,
+
+    /// Most sponsored seller claims (or governed payments) the relayer puts in one batch
+    /// transaction (1 sends each alone).
     #[arg(long, env = "PACTUM_RELAYER_BATCH_MAX", default_value_t = 50, help_heading = "Relayer")]
     pub relayer_batch_max: usize,
 

@@ -187,6 +187,7 @@ impl Service {
             wake,
             poll: config.poll_interval(),
             batch_max: config.relayer_batch_max.max(1),
+            payment_batcher: config.transfer_batch_address,
             batch_wait: std::time::Duration::from_millis(config.relayer_batch_wait_ms),
             replace_after_blocks: config.relayer_replace_after_blocks.max(1),
             instance: instance_name(),

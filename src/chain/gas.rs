@@ -37,9 +37,14 @@ pub const BATCH_GAS_PER_CLAIM: u64 = 60_000;
 /// nothing there, and the same claim paying in the mined block would run the batch out of gas.
 /// Gas not used is not paid.
 pub fn batch_gas_floor(claims: usize, calldata_len: usize) -> u64 {
-    let claims = u64::try_from(claims).unwrap_or(u64::MAX);
+    gas_floor(claims, calldata_len, BATCH_GAS_PER_CLAIM)
+}
+
+/// 21,000, 16 per byte of `calldata_len`, and `per_item` for each of `items`, saturating.
+pub fn gas_floor(items: usize, calldata_len: usize, per_item: u64) -> u64 {
+    let items = u64::try_from(items).unwrap_or(u64::MAX);
     let calldata = u64::try_from(calldata_len).unwrap_or(u64::MAX).saturating_mul(16);
-    21_000u64.saturating_add(calldata).saturating_add(claims.saturating_mul(BATCH_GAS_PER_CLAIM))
+    21_000u64.saturating_add(calldata).saturating_add(items.saturating_mul(per_item))
 }
 
 /// `gas` plus [`GAS_HEADROOM_PERCENT`], saturating.

@@ -131,6 +131,9 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         .connect_http(anvil.endpoint_url())
         .erased();
     let deployment = deploy::deploy_local(&provider, roles).await.context("deploying")?;
+    // Governed payments relayed together go through one `TransferBatch` transaction.
+    let transfer_batch =
+        deploy::deploy_transfer_batch(&provider).await.context("deploying TransferBatch")?;
     MockUSDC::new(deployment.usdc, &provider)
         .mint(buyer.address(), U256::from(DEMO_USDC))
         .send()
@@ -219,6 +222,7 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         poll_interval_ms: 250,
         start_block: Some(0),
         relayer_private_keys: vec![Secret::new(relayer.to_bytes().to_string())],
+        transfer_batch_address: Some(transfer_batch),
         relayer_batch_max: 50,
         relayer_batch_wait_ms: 200,
         relayer_max_fee_per_gas_gwei: 500,
@@ -276,6 +280,7 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
             "usdc": deployment.usdc.to_checksum(None),
             "usdc_implementation": deployment.usdc_implementation.to_checksum(None),
             "sanctions_oracle": deployment.sanctions_oracle.to_checksum(None),
+            "transfer_batch": transfer_batch.to_checksum(None),
         },
         "fee_recipient": fee_recipient.to_checksum(None),
         "relayer": relayer.address().to_checksum(None),

@@ -28,6 +28,8 @@ string_enum!(
         /// A governed payment: the token's `transferWithAuthorization` with the wallet's
         /// signature.
         Payment = "payment",
+        /// Several governed payments in one `TransferBatch.transferAll`.
+        PaymentBatch = "payment_batch",
     }
 );
 

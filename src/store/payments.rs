@@ -9,7 +9,7 @@ use sqlx::{AnyPool, Row};
 
 use super::governance::holds::{self, HoldStatus};
 use super::{Conn, Result, parse_column, parse_json, unsigned};
-use crate::agreement::ids::{PaymentId, ReceiptId};
+use crate::agreement::ids::{JobId, PaymentId, ReceiptId};
 use crate::payments::{Payment, PaymentStatus};
 
 const COLUMNS: &str = "id, account_id, agent_id, from_address, to_address, to_agent_id, \
@@ -132,11 +132,24 @@ pub async fn by_key(conn: &mut Conn, key: B256) -> Result<Option<Payment>> {
     row.as_ref().map(from_row).transpose()
 }
 
-/// The payment relayer job `job_id` carries.
-pub async fn by_job(conn: &mut Conn, job_id: &str) -> Result<Option<Payment>> {
-    let sql = format!("SELECT {COLUMNS} FROM payments WHERE job_id = $1");
-    let row = sqlx::query(&sql).bind(job_id).fetch_optional(&mut *conn).await?;
-    row.as_ref().map(from_row).transpose()
+/// The payments relayer job `job_id` carries (one, or a batch's).
+pub async fn of_job(conn: &mut Conn, job_id: &str) -> Result<Vec<Payment>> {
+    let sql = format!("SELECT {COLUMNS} FROM payments WHERE job_id = $1 ORDER BY id");
+    let rows = sqlx::query(&sql).bind(job_id).fetch_all(&mut *conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The payments of the relayer jobs `jobs` now go in batch job `batch`.
+pub async fn move_to_job(conn: &mut Conn, jobs: &[JobId], batch: &JobId, at: i64) -> Result<()> {
+    for job in jobs {
+        sqlx::query("UPDATE payments SET job_id = $2, updated_at = $3 WHERE job_id = $1")
+            .bind(job.as_str())
+            .bind(batch.as_str())
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The payment with its receipt `receipt_id`.
@@ -325,13 +338,15 @@ pub async fn withdraw_receipt(conn: &mut Conn, id: &str) -> Result<()> {
 /// The payment relayer job `job_id` carries was sent as `tx_hash`: `queued` → `submitted`
 /// (a re-broadcast of a submitted payment records the hash only), announced.
 pub async fn job_sent(conn: &mut Conn, job_id: &str, tx_hash: B256, at: i64) -> Result<()> {
-    let Some(payment) = by_job(conn, job_id).await? else { return Ok(()) };
-    let change = Change { tx_hash: Some(tx_hash), ..Change::default() };
-    let from = [PaymentStatus::Queued];
-    if let Some(sent) =
-        transition(conn, payment.id.as_str(), &from, PaymentStatus::Submitted, &change, at).await?
-    {
-        announce(conn, &sent, at).await?;
+    for payment in of_job(conn, job_id).await? {
+        let change = Change { tx_hash: Some(tx_hash), ..Change::default() };
+        let from = [PaymentStatus::Queued];
+        let id = payment.id.as_str();
+        if let Some(sent) =
+            transition(conn, id, &from, PaymentStatus::Submitted, &change, at).await?
+        {
+            announce(conn, &sent, at).await?;
+        }
     }
     Ok(())
 }
@@ -340,16 +355,18 @@ pub async fn job_sent(conn: &mut Conn, job_id: &str, tx_hash: B256, at: i64) -> 
 /// or reverted): `failed`, its hold released, announced — unless the chain read so far shows
 /// its authorization spent, which the watcher judges instead (anyone may submit it).
 pub async fn job_failed(conn: &mut Conn, job_id: &str, reason: &str, at: i64) -> Result<()> {
-    let Some(payment) = by_job(conn, job_id).await? else { return Ok(()) };
-    if spent_on_chain(conn, payment.payment_key).await? {
-        return Ok(());
-    }
-    let change = Change { error: Some(reason), ..Change::default() };
-    let from = [PaymentStatus::Queued, PaymentStatus::Submitted];
-    if let Some(failed) =
-        transition(conn, payment.id.as_str(), &from, PaymentStatus::Failed, &change, at).await?
-    {
-        announce(conn, &failed, at).await?;
+    for payment in of_job(conn, job_id).await? {
+        if spent_on_chain(conn, payment.payment_key).await? {
+            continue;
+        }
+        let change = Change { error: Some(reason), ..Change::default() };
+        let from = [PaymentStatus::Queued, PaymentStatus::Submitted];
+        let id = payment.id.as_str();
+        if let Some(failed) =
+            transition(conn, id, &from, PaymentStatus::Failed, &change, at).await?
+        {
+            announce(conn, &failed, at).await?;
+        }
     }
     Ok(())
 }

@@ -162,11 +162,19 @@ pub(super) async fn job_outcome(
         outbox::record(tx, job.agreement_id.as_ref(), EventType::RelayerJobFailed, &data, at)
             .await?;
     }
-    if job.kind == JobKind::Payment {
+    if matches!(job.kind, JobKind::Payment | JobKind::PaymentBatch) {
         // A transfer is confirmed from the token's logs (whoever sent it); a revert fails the
-        // payment unless those logs show its authorization spent.
-        if let Some(reason) = error {
-            crate::store::payments::job_failed(tx, job.id.as_str(), reason, at).await?;
+        // payments unless those logs show their authorization spent. A batch that went through
+        // fails the payments the token refused inside it (their nonces unspent).
+        let refused = "refused by the token inside the batch (see its TransferRefused event)";
+        match error {
+            Some(reason) => {
+                crate::store::payments::job_failed(tx, job.id.as_str(), reason, at).await?
+            }
+            None if job.kind == JobKind::PaymentBatch => {
+                crate::store::payments::job_failed(tx, job.id.as_str(), refused, at).await?
+            }
+            None => {}
         }
         return Ok(());
     }

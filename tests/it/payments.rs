@@ -537,3 +537,99 @@ async fn a_payment_spends_a_reservation_or_goes_under_a_payment_token() {
     assert_eq!(again["error"]["code"], "execution_token_used");
     h.stop().await;
 }
+
+alloy::sol! {
+    /// USDC's EIP-3009 cancellation: what a wallet signs to void an unused authorization.
+    struct CancelAuthorization {
+        address authorizer;
+        bytes32 nonce;
+    }
+
+    function cancelAuthorization(address authorizer, bytes32 nonce, bytes signature) external;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_queued_together_go_in_one_batch_and_a_refused_one_fails_alone() {
+    use alloy::sol_types::{SolCall, SolStruct};
+    let chain = crate::support::DevChain::start().await;
+    let batcher = pactum::chain::deploy::deploy_transfer_batch(&chain.provider).await.unwrap();
+    let mut h = Harness::start_on(chain, |_, config| {
+        config.transfer_batch_address = Some(batcher);
+        // Long enough for every authorization below to queue before the batch is taken.
+        config.relayer_batch_wait_ms = 4_000;
+    })
+    .await;
+    let alice = payer(&h, "alice", 100).await;
+    let (_, bob_wallet) = payee(&h, "bob").await;
+    let mut made = Vec::new();
+    for cents in [100u64, 200, 300, 400] {
+        let (status, payment) = pay(
+            &h,
+            &alice.agent.key,
+            json!({ "to": bob_wallet.to_string(), "amount_cents": cents }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{payment}");
+        made.push(payment);
+    }
+    for payment in &made {
+        let signature = sign_document(&alice.wallet, &payment["typed_data"]);
+        let (status, body) =
+            authorize(&h, &alice.agent.key, payment["id"].as_str().unwrap(), &signature).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    // The wallet voids the last payment's authorization before the relayer sends the batch.
+    let last = &made[3];
+    let nonce: B256 = last["payment_key"].as_str().unwrap().parse().unwrap();
+    let domain = pactum::escrow::typed_data::token_domain(
+        "USD Coin".into(),
+        h.chain.chain_id,
+        *h.chain.usdc.address(),
+    );
+    let digest = CancelAuthorization { authorizer: alice.wallet.address(), nonce }
+        .eip712_signing_hash(&domain);
+    let call = cancelAuthorizationCall {
+        authorizer: alice.wallet.address(),
+        nonce,
+        signature: crate::support::sign_hash(&alice.wallet, digest),
+    };
+    let request = alloy::rpc::types::TransactionRequest::default()
+        .from(h.chain.seller.address())
+        .to(*h.chain.usdc.address())
+        .input(call.abi_encode().into());
+    let cancelled =
+        h.chain.provider.send_transaction(request).await.unwrap().get_receipt().await.unwrap();
+
+    let mut hashes = std::collections::BTreeSet::new();
+    for payment in &made[..3] {
+        let confirmed =
+            wait_status(&h, &alice.agent.key, payment["id"].as_str().unwrap(), "confirmed").await;
+        hashes.insert(confirmed["tx_hash"].as_str().unwrap().to_owned());
+    }
+    assert!(hashes.len() < 3, "payments queued together share a transaction: {hashes:?}");
+    let last_id = last["id"].as_str().unwrap();
+    eprintln!("cancel mined before the batch: {}", cancelled.status());
+    if cancelled.status() {
+        // Refused inside the batch: it alone fails and gives its hold back.
+        let failed = wait_status(&h, &alice.agent.key, last_id, "failed").await;
+        assert!(failed["error"].as_str().unwrap().contains("inside the batch"), "{failed}");
+        assert_eq!(
+            hold(&h, failed["reservation_id"].as_str().unwrap()).await["status"],
+            "released"
+        );
+        assert_eq!(h.chain.balance(bob_wallet).await, U256::from(6 * DOLLAR));
+    } else {
+        // The batch went first (a very slow machine): then it paid, and the cancel was refused.
+        wait_status(&h, &alice.agent.key, last_id, "confirmed").await;
+        assert_eq!(h.chain.balance(bob_wallet).await, U256::from(10 * DOLLAR));
+    }
+    let store = h.service.as_ref().unwrap().state().store.clone();
+    let batches: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM relayer_jobs WHERE kind = 'payment_batch'")
+            .fetch_one(store.reader())
+            .await
+            .unwrap()
+            .get("n");
+    assert!(batches >= 1);
+    h.stop().await;
+}

@@ -80,8 +80,10 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Fallback poll period.
     pub poll: Duration,
-    /// Most seller claims in one batch transaction (1: no batching).
+    /// Most seller claims (or payments) in one batch transaction (1: no batching).
     pub batch_max: usize,
+    /// The `TransferBatch` contract payments are batched through; `None`: one transaction each.
+    pub payment_batcher: Option<alloy::primitives::Address>,
     /// How long to wait for more claims after taking one.
     pub batch_wait: Duration,
     /// Blocks a broadcast attempt may stay unmined before it is replaced with higher fees.
@@ -136,6 +138,11 @@ impl Relay<'_> {
             {
                 if job.kind == JobKind::SellerClaim && self.batch_max > 1 {
                     self.process_claims(job, signer).await?;
+                } else if job.kind == JobKind::Payment
+                    && self.batch_max > 1
+                    && let Some(batcher) = self.payment_batcher
+                {
+                    self.process_payments(job, batcher, signer).await?;
                 } else {
                     self.process(job, signer).await?;
                 }

@@ -34,7 +34,7 @@ impl Relay<'_> {
                 outbox::record(&mut tx, Some(agreement), EventType::ActivationSubmitted, &data, at)
                     .await?;
             }
-        } else if job.kind == JobKind::Payment {
+        } else if matches!(job.kind, JobKind::Payment | JobKind::PaymentBatch) {
             if let Some(tx_hash) = tx_hash {
                 crate::store::payments::job_sent(&mut tx, job.id.as_str(), tx_hash, at).await?;
             }
@@ -124,7 +124,7 @@ impl Relay<'_> {
         let data = json!({ "job_id": job.id, "kind": job.kind, "error": reason });
         outbox::record(&mut tx, job.agreement_id.as_ref(), EventType::RelayerJobFailed, &data, at)
             .await?;
-        if job.kind == JobKind::Payment {
+        if matches!(job.kind, JobKind::Payment | JobKind::PaymentBatch) {
             crate::store::payments::job_failed(&mut tx, job.id.as_str(), reason, at).await?;
         } else if job.kind == JobKind::Activate {
             if let Some(agreement) = &job.agreement_id

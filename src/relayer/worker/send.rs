@@ -1,7 +1,7 @@
 //! Taking a job to the network: simulate it, batch seller claims (those of parties without
 //! code), and hand it to a signer with room in its window.
 
-use alloy::primitives::Bytes;
+use alloy::primitives::{Address, Bytes};
 use backon::{ExponentialBuilder, Retryable};
 
 use super::{LEASE, Relay, WAIT_FOR_FEES, wallets};
@@ -14,7 +14,7 @@ use crate::relayer::signer::{SignerHandle, Submitted};
 use crate::relayer::{RelayError, Result};
 use crate::store::attempts::AttemptStatus;
 use crate::store::jobs::{self, Job, JobKind, JobStatus};
-use crate::store::{StoreError, settlement, signers};
+use crate::store::{StoreError, payments, settlement, signers};
 use crate::time::now;
 
 /// What simulating a job found.
@@ -46,50 +46,85 @@ impl Relay<'_> {
     /// code on its own ([`wallets`]); the others in one `sellerClaimBatch` transaction when
     /// there are several and the batch simulates, otherwise each on its own.
     pub(super) async fn process_claims(&self, first: Job, signer: usize) -> Result<()> {
-        tokio::time::sleep(self.batch_wait).await;
-        let at = now();
-        let mut tx = self.store.begin().await?;
-        let more = jobs::claim_more(
-            &mut tx,
-            JobKind::SellerClaim,
-            &self.instance,
-            at + LEASE,
-            at,
-            self.batch_max - 1,
-        )
-        .await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        let more = self.claim_more_of(JobKind::SellerClaim).await?;
         let mut claims = vec![first];
         claims.extend(more);
         let (members, alone) = wallets::split_by_wallets(&self.provider, claims).await;
         for job in alone {
             self.process(job, signer).await?;
         }
-        self.process_batch(members, signer).await
+        let batch = batch_call(&members).map(|calldata| Batch {
+            kind: JobKind::SellerClaimBatch,
+            to: members[0].to,
+            floor: batch_gas_floor(members.len(), calldata.len()),
+            calldata,
+        });
+        self.process_batch(members, batch, signer).await
     }
 
-    /// `members` (claims whose parties hold no code) as one `sellerClaimBatch` transaction when
-    /// there are several and the batch simulates, otherwise each on its own.
-    async fn process_batch(&self, members: Vec<Job>, signer: usize) -> Result<()> {
+    /// `first` and the payments queued with it, as one `TransferBatch.transferAll` through
+    /// `batcher` when there are several and the batch simulates, otherwise each on its own. A
+    /// payer with code (a smart wallet) may batch: each payment is tried on its own inside the
+    /// batch, so a refused one is skipped and reported, never the others.
+    pub(super) async fn process_payments(
+        &self,
+        first: Job,
+        batcher: Address,
+        signer: usize,
+    ) -> Result<()> {
+        let mut members = vec![first];
+        members.extend(self.claim_more_of(JobKind::Payment).await?);
+        let token = members[0].to;
+        let batch = crate::payments::batch_call(token, members.iter().map(|m| &m.calldata)).map(
+            |calldata| Batch {
+                kind: JobKind::PaymentBatch,
+                to: batcher,
+                floor: crate::payments::batch_gas_floor(members.len(), calldata.len()),
+                calldata,
+            },
+        );
+        self.process_batch(members, batch, signer).await
+    }
+
+    /// Waits [`Worker::batch_wait`](super::Worker) for more jobs of `kind` to queue, then leases
+    /// up to `batch_max - 1` of them.
+    async fn claim_more_of(&self, kind: JobKind) -> Result<Vec<Job>> {
+        tokio::time::sleep(self.batch_wait).await;
+        let at = now();
+        let mut tx = self.store.begin().await?;
+        let more =
+            jobs::claim_more(&mut tx, kind, &self.instance, at + LEASE, at, self.batch_max - 1)
+                .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(more)
+    }
+
+    /// `members` as one `batch` transaction when there are several and the batch simulates,
+    /// otherwise each on its own.
+    async fn process_batch(
+        &self,
+        members: Vec<Job>,
+        batch: Option<Batch>,
+        signer: usize,
+    ) -> Result<()> {
         if members.len() > 1
-            && let Some(batch) = batch_call(&members)
+            && let Some(batch) = batch
         {
             let candidate = Job {
                 id: JobId::generate(),
-                kind: JobKind::SellerClaimBatch,
+                kind: batch.kind,
                 agreement_id: None,
-                to: members[0].to,
-                calldata: batch,
+                to: batch.to,
+                calldata: batch.calldata,
                 status: JobStatus::Queued,
                 error: None,
             };
             if let Simulation::Gas(estimate) =
                 self.simulate(&candidate, &self.signers[signer]).await
             {
-                // Never below what the claims cost when they all pay: the estimate may have
-                // met claims the contract skips at that state.
-                let gas_limit =
-                    estimate.max(batch_gas_floor(members.len(), candidate.calldata.len()));
+                // Never below what the members cost when they all pay: the estimate may have
+                // met members the contract skips (or the token refuses) at that state.
+                let gas_limit = estimate.max(batch.floor);
                 let at = now();
                 let mut tx = self.store.begin().await?;
                 let ids: Vec<JobId> = members.iter().map(|m| m.id.clone()).collect();
@@ -105,17 +140,21 @@ impl Relay<'_> {
                     for id in &ids {
                         jobs::set_job_status(&mut tx, id, JobStatus::Batched, None, at).await?;
                     }
-                    settlement::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
+                    if candidate.kind == JobKind::PaymentBatch {
+                        payments::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
+                    } else {
+                        settlement::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
+                    }
                     tx.commit().await.map_err(StoreError::from)?;
-                    tracing::info!(job_id = %candidate.id, claims = ids.len(), "seller claims batched");
+                    tracing::info!(job_id = %candidate.id, kind = %candidate.kind, members = ids.len(), "jobs batched");
                     return self.send(candidate, gas_limit, signer).await;
                 }
                 drop(tx);
-                tracing::warn!("a claim's lease ran out before batching; sending one by one");
+                tracing::warn!("a member's lease ran out before batching; sending one by one");
             } else {
                 tracing::warn!(
-                    claims = members.len(),
-                    "claim batch does not simulate; sending claims one by one"
+                    members = members.len(),
+                    "batch does not simulate; sending its members one by one"
                 );
             }
         }
@@ -201,6 +240,15 @@ impl Relay<'_> {
         };
         outcome.map(|()| false)
     }
+}
+
+/// What a batch of jobs is sent as: its kind, the contract it calls, the call, and the least
+/// gas it is sent with.
+struct Batch {
+    kind: JobKind,
+    to: Address,
+    calldata: Bytes,
+    floor: u64,
 }
 
 /// The `sellerClaimBatch` call carrying every claim in `members` (each a

@@ -57,7 +57,15 @@ impl Harness {
     /// A fresh chain and service, with `adjust` applied to the configuration first; `adjust`
     /// sees the chain (e.g. to pick relayer keys from its dev accounts).
     pub async fn start_with_chain(adjust: impl FnOnce(&DevChain, &mut ServeConfig)) -> Harness {
-        let chain = DevChain::start().await;
+        Self::start_on(DevChain::start().await, adjust).await
+    }
+
+    /// A service on `chain` (already started, with anything a test deployed on it), with
+    /// `adjust` applied to the configuration first.
+    pub async fn start_on(
+        chain: DevChain,
+        adjust: impl FnOnce(&DevChain, &mut ServeConfig),
+    ) -> Harness {
         let db_dir = unique_dir("pactum-test");
         let mut config = config_for(&chain, &db_dir);
         adjust(&chain, &mut config);
@@ -343,6 +351,7 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
         poll_interval_ms: 50,
         start_block: None,
         relayer_private_keys: vec![],
+        transfer_batch_address: None,
         relayer_batch_max: 50,
         relayer_batch_wait_ms: 200,
         relayer_max_fee_per_gas_gwei: 500,
