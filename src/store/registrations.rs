@@ -110,9 +110,12 @@ pub async fn claim(
         return Ok(Claim::Expired);
     }
     // An address is registered once per account: one the claimer has already would collide.
+    // (The agent's own wallets are not a collision: a claim racing this one may have moved
+    // them into the claimer's account already, and then this claim finds the code used.)
     let taken = sqlx::query(
         "SELECT mine.id FROM wallets theirs \
          JOIN wallets mine ON mine.address_key = theirs.address_key AND mine.account_id = $2 \
+         AND mine.agent_id <> $1 \
          WHERE theirs.agent_id = $1 ORDER BY mine.id LIMIT 1",
     )
     .bind(agent.as_str())
