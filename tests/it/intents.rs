@@ -83,21 +83,6 @@ async fn hold(h: &Harness, agent: &TestAgent, intent: &Value) -> Value {
     hold
 }
 
-/// The types of the `intent.*` events written for `agent`, oldest first.
-async fn intent_events(h: &Harness, agent: &TestAgent) -> Vec<String> {
-    use sqlx::Row;
-    let store = h.service.as_ref().unwrap().state().store.clone();
-    let rows = sqlx::query(
-        "SELECT event_type FROM outbox_events WHERE agent_id = $1 AND event_type LIKE 'intent.%' \
-         ORDER BY id",
-    )
-    .bind(&agent.id)
-    .fetch_all(store.reader())
-    .await
-    .unwrap();
-    rows.iter().map(|r| r.get::<String, _>("event_type")).collect()
-}
-
 fn recipient() -> Address {
     PrivateKeySigner::random().address()
 }
@@ -173,7 +158,7 @@ async fn matching_transfer_confirms(h: &Harness, agent: &TestAgent) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     assert_eq!(
-        intent_events(h, agent).await,
+        h.agent_event_types(agent, "intent.").await,
         [
             "intent.validated",
             "intent.broadcast",
@@ -440,7 +425,7 @@ async fn a_reorg_that_removes_a_confirmed_transfer_moves_the_intent_back_to_broa
     let again = until(&h, &agent, &intent, "confirmed").await;
     assert_eq!(again["tx_hash"], json!(hash));
     assert_eq!(hold(&h, &agent, &intent).await["status"], "captured");
-    let reorged = intent_events(&h, &agent).await;
+    let reorged = h.agent_event_types(&agent, "intent.").await;
     assert_eq!(
         reorged,
         [

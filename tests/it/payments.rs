@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::support::service::{Harness, OWNER_KEY, TestAgent, sign_document};
+use crate::support::service::{Harness, OWNER_KEY, TestAgent, daily_budget, sign_document};
 
 /// A dollar of USDC in base units.
 const DOLLAR: u64 = 1_000_000;
@@ -51,18 +51,6 @@ async fn payee(h: &Harness, name: &str) -> (TestAgent, Address) {
     (agent, address)
 }
 
-async fn policy(h: &Harness, agent: &TestAgent, rules: Value) {
-    let path = format!("/agents/{}/policies", agent.id);
-    let (status, body) =
-        h.call(Method::PUT, &path, Some(OWNER_KEY), Some(&json!({ "rules": rules }))).await;
-    assert!(status.is_success(), "{status} {body}");
-}
-
-fn daily(max_cents: u64) -> Value {
-    json!([{ "id": "daily", "type": "period_budget", "period": "day", "max_cents": max_cents,
-             "timezone": "UTC" }])
-}
-
 async fn pay(h: &Harness, key: &str, body: Value) -> (StatusCode, Value) {
     h.call(Method::POST, "/v1/payments", Some(key), Some(&body)).await
 }
@@ -91,20 +79,6 @@ async fn hold(h: &Harness, id: &str) -> Value {
     hold
 }
 
-/// The `payment.*` event types recorded for `agent`, oldest first.
-async fn payment_events(h: &Harness, agent: &TestAgent) -> Vec<String> {
-    let store = h.service.as_ref().unwrap().state().store.clone();
-    let rows = sqlx::query(
-        "SELECT event_type FROM outbox_events WHERE agent_id = $1 AND event_type LIKE 'payment.%' \
-         ORDER BY id",
-    )
-    .bind(&agent.id)
-    .fetch_all(store.reader())
-    .await
-    .unwrap();
-    rows.iter().map(|r| r.get::<String, _>("event_type")).collect()
-}
-
 fn amount(p: &Value) -> U256 {
     p["amount"].as_str().unwrap().parse().unwrap()
 }
@@ -114,7 +88,7 @@ async fn a_signed_payment_confirms_moves_exactly_the_amount_and_its_receipt_veri
     let mut h = Harness::start().await;
     let alice = payer(&h, "alice", 100).await;
     let (bob, bob_wallet) = payee(&h, "bob").await;
-    policy(&h, &alice.agent, daily(10_000)).await;
+    h.set_policy(&alice.agent, daily_budget(10_000)).await;
 
     let body = json!({ "to": bob.id, "amount_cents": 1_234, "memo": "api calls, December" });
     let (status, created) = pay(&h, &alice.agent.key, body).await;
@@ -203,7 +177,7 @@ async fn a_signed_payment_confirms_moves_exactly_the_amount_and_its_receipt_veri
         h.call(Method::GET, &format!("/v1/payments/{id}"), Some(&bob.key), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let events = payment_events(&h, &alice.agent).await;
+    let events = h.agent_event_types(&alice.agent, "payment.").await;
     for expected in ["payment.created", "payment.queued", "payment.submitted", "payment.confirmed"]
     {
         assert!(events.iter().any(|e| e == expected), "{expected} in {events:?}");
@@ -216,12 +190,12 @@ async fn blocked_moves_nothing_escalated_moves_only_after_approval() {
     let mut h = Harness::start().await;
     let alice = payer(&h, "alice", 100).await;
     let (_, bob_wallet) = payee(&h, "bob").await;
-    let mut rules = daily(5_000);
+    let mut rules = daily_budget(5_000);
     rules
         .as_array_mut()
         .unwrap()
         .push(json!({ "id": "big", "type": "escalation_threshold", "above_cents": 1_000 }));
-    policy(&h, &alice.agent, rules).await;
+    h.set_policy(&alice.agent, rules).await;
     let to = bob_wallet.to_string();
 
     // Over the day's budget: blocked, kept as such, nothing held or sent.
@@ -458,7 +432,7 @@ async fn a_payment_spends_a_reservation_or_goes_under_a_payment_token() {
     let mut h = Harness::start().await;
     let alice = payer(&h, "alice", 100).await;
     let (bob, bob_wallet) = payee(&h, "bob").await;
-    policy(&h, &alice.agent, daily(10_000)).await;
+    h.set_policy(&alice.agent, daily_budget(10_000)).await;
 
     // A reservation held for bob is spent by a smaller payment: no second decision; the
     // payment's amount is captured and the rest released.

@@ -7,20 +7,7 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::service::{Harness, OWNER_KEY, TestAgent};
-
-/// Writes `rules` as `agent`'s policy.
-async fn policy(h: &Harness, agent: &TestAgent, rules: Value) {
-    let path = format!("/agents/{}/policies", agent.id);
-    let (status, body) =
-        h.call(Method::PUT, &path, Some(OWNER_KEY), Some(&json!({ "rules": rules }))).await;
-    assert!(status.is_success(), "{status} {body}");
-}
-
-fn daily(max_cents: u64) -> Value {
-    json!([{ "id": "daily", "type": "period_budget", "period": "day", "max_cents": max_cents,
-             "timezone": "UTC" }])
-}
+use crate::support::service::{Harness, OWNER_KEY, TestAgent, daily_budget};
 
 async fn reserve(h: &Harness, key: &str, body: Value) -> (StatusCode, Value) {
     h.call(Method::POST, "/v1/spend-guard/reservations", Some(key), Some(&body)).await
@@ -52,7 +39,7 @@ async fn burst(h: &Harness, key: &str, n: usize, in_flight: usize) -> Vec<(Statu
 async fn two_hundred_concurrent_reservations_hold_exactly_the_budget() {
     let mut h = Harness::start().await;
     let agent = h.agent("budgeted").await;
-    policy(&h, &agent, daily(5_000)).await;
+    h.set_policy(&agent, daily_budget(5_000)).await;
     let answers = burst(&h, &agent.key, 200, 50).await;
     let reserved = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
     assert_eq!(reserved, 50, "exactly $50 of $1 holds fit a $50 budget");
@@ -87,7 +74,7 @@ async fn two_hundred_concurrent_reservations_hold_exactly_the_budget() {
 async fn a_hundred_concurrent_captures_and_releases_of_one_hold_resolve_it_once() {
     let mut h = Harness::start().await;
     let agent = h.agent("racer").await;
-    policy(&h, &agent, daily(100_000)).await;
+    h.set_policy(&agent, daily_budget(100_000)).await;
     let (status, hold) = reserve(&h, &agent.key, dollar()).await;
     assert_eq!(status, StatusCode::CREATED, "{hold}");
     let id = hold["id"].as_str().unwrap().to_owned();
@@ -138,7 +125,7 @@ async fn capture_spends_part_and_refuses_what_does_not_fit_its_state() {
     let mut h = Harness::start().await;
     let agent = h.agent("capturer").await;
     let other = h.agent("other").await;
-    policy(&h, &agent, daily(100_000)).await;
+    h.set_policy(&agent, daily_budget(100_000)).await;
     let body = json!({ "amount_cents": 1_000, "action_type": "spend", "counterparty": "v" });
     let (_, hold) = reserve(&h, &agent.key, body).await;
     let path = |what: &str| {
@@ -223,7 +210,7 @@ async fn capture_spends_part_and_refuses_what_does_not_fit_its_state() {
 async fn a_hold_nobody_captures_is_expired_by_the_sweeper_across_a_restart() {
     let mut h = Harness::start().await;
     let agent = h.agent("forgetful").await;
-    policy(&h, &agent, daily(10_000)).await;
+    h.set_policy(&agent, daily_budget(10_000)).await;
     let body = json!({ "amount_cents": 700, "action_type": "spend", "counterparty": "v", "ttl_seconds": 1 });
     let (status, hold) = reserve(&h, &agent.key, body).await;
     assert_eq!(status, StatusCode::CREATED, "{hold}");
@@ -254,12 +241,12 @@ async fn a_hold_nobody_captures_is_expired_by_the_sweeper_across_a_restart() {
 async fn an_escalated_reservation_holds_only_once_approved() {
     let mut h = Harness::start().await;
     let agent = h.agent("escalating").await;
-    let mut rules = daily(10_000);
+    let mut rules = daily_budget(10_000);
     rules
         .as_array_mut()
         .unwrap()
         .push(json!({ "id": "big", "type": "escalation_threshold", "above_cents": 1_000 }));
-    policy(&h, &agent, rules).await;
+    h.set_policy(&agent, rules).await;
     let body = json!({ "amount_cents": 2_000, "action_type": "spend", "counterparty": "v" });
     let (status, hold) = reserve(&h, &agent.key, body.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{hold}");
@@ -314,7 +301,7 @@ async fn leased_children_spending_at_once_never_pass_their_parent() {
     let mut h = Harness::start().await;
     let parent = h.agent("parent").await;
     let (a, b, c) = (h.agent("child-a").await, h.agent("child-b").await, h.agent("child-c").await);
-    policy(&h, &parent, daily(10_000)).await;
+    h.set_policy(&parent, daily_budget(10_000)).await;
     for child in [&a, &b] {
         let (status, body) = lease(&h, &parent, child, 3_000).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -397,7 +384,7 @@ async fn halting_an_agent_gives_its_holds_and_leases_back() {
     let mut h = Harness::start().await;
     let parent = h.agent("halted-parent").await;
     let child = h.agent("its-child").await;
-    policy(&h, &parent, daily(10_000)).await;
+    h.set_policy(&parent, daily_budget(10_000)).await;
     let (status, _) = reserve(&h, &parent.key, dollar()).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = lease(&h, &parent, &child, 2_000).await;

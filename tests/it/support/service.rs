@@ -173,6 +173,31 @@ impl Harness {
         }
     }
 
+    /// Writes `rules` as `agent`'s policy, under the owner credential.
+    pub async fn set_policy(&self, agent: &TestAgent, rules: Value) {
+        let path = format!("/agents/{}/policies", agent.id);
+        let body = json!({ "rules": rules });
+        let (status, answer) = self.call(Method::PUT, &path, Some(OWNER_KEY), Some(&body)).await;
+        assert!(status.is_success(), "{status} {answer}");
+    }
+
+    /// The types of the outbox events written for `agent` whose type starts with `prefix`,
+    /// oldest first.
+    pub async fn agent_event_types(&self, agent: &TestAgent, prefix: &str) -> Vec<String> {
+        use sqlx::Row;
+        let store = self.service.as_ref().unwrap().state().store.clone();
+        let rows = sqlx::query(
+            "SELECT event_type FROM outbox_events WHERE agent_id = $1 AND event_type LIKE $2 \
+             ORDER BY id",
+        )
+        .bind(&agent.id)
+        .bind(format!("{prefix}%"))
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+        rows.iter().map(|r| r.get::<String, _>("event_type")).collect()
+    }
+
     /// A buyer and a seller agent.
     pub async fn parties(&self) -> (TestAgent, TestAgent) {
         (self.agent("buyer").await, self.agent("seller").await)
@@ -300,6 +325,12 @@ pub fn sign_package(signer: &alloy::signers::local::PrivateKeySigner, package: &
         body["infra_fee_permit_signature"] = json!(sign(&fee["permit"]));
     }
     body
+}
+
+/// A policy of one rule: `max_cents` a UTC day.
+pub fn daily_budget(max_cents: u64) -> Value {
+    json!([{ "id": "daily", "type": "period_budget", "period": "day", "max_cents": max_cents,
+             "timezone": "UTC" }])
 }
 
 /// `signer`'s signature of an `eth_signTypedData_v4` document, as a wallet makes it.
