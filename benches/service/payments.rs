@@ -96,30 +96,50 @@ pub(crate) async fn run(settings: &Settings) {
     let (payers, payees) = parties(&h, n).await;
 
     eprintln!("payments: {n} payments through the API, one transaction each…");
-    let single = single(&h, &payers, &payees).await;
+    let one_each = single(&h, &payers, &payees).await;
+
+    eprintln!("payments: {n} payments through the API, batched by the relayer (TransferBatch)…");
+    let chain = crate::support::DevChain::start().await;
+    let relay_batcher =
+        deploy::deploy_transfer_batch(&chain.provider).await.expect("TransferBatch deploys");
+    let hb = Arc::new(
+        Harness::start_on(chain, |_, config| {
+            config.poll_interval_ms = 250;
+            config.transfer_batch_address = Some(relay_batcher);
+        })
+        .await,
+    );
+    let (batch_payers, batch_payees) = parties(&hb, n).await;
+    let relayed_batched = single(&hb, &batch_payers, &batch_payees).await;
+    if let Ok(mut hb) = Arc::try_unwrap(hb) {
+        hb.stop().await;
+    }
+
     let latest = h.chain.provider.get_block_by_number(Default::default()).await.unwrap();
     let block_gas_limit = latest.expect("a latest block").header.gas_limit as f64;
-    let single_gas = single.gas_used as f64 / n as f64;
+    let single_gas = one_each.gas_used as f64 / n as f64;
 
     println!(
-        "\n## payments: {n} governed payments through the real server, one transaction each (1 s \
-         blocks, 1 relayer key, window 16)\n"
+        "\n## payments: {n} governed payments through the real server (1 s blocks, 1 relayer key, \
+         window 16), one transaction each and batched by the relayer through TransferBatch\n"
     );
     println!(
-        "| payments | payments/s | authorize → submitted p50 | p99 | authorize → confirmed p50 | p99 | transactions | blocks | gas per payment |"
+        "| relayed as | payments/s | authorize → submitted p50 | p99 | authorize → confirmed p50 | p99 | transactions | blocks | gas per payment |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| {n} | {:.1} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} | {} | {} |",
-        n as f64 / single.seconds,
-        percentile(&single.to_submitted_ms, 50.0),
-        percentile(&single.to_submitted_ms, 99.0),
-        percentile(&single.to_confirmed_ms, 50.0),
-        percentile(&single.to_confirmed_ms, 99.0),
-        single.transactions,
-        single.blocks,
-        super::thousands(single_gas),
-    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (label, run) in [("one each", &one_each), ("batched", &relayed_batched)] {
+        println!(
+            "| {label} | {:.1} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} | {} | {} |",
+            n as f64 / run.seconds,
+            percentile(&run.to_submitted_ms, 50.0),
+            percentile(&run.to_submitted_ms, 99.0),
+            percentile(&run.to_confirmed_ms, 50.0),
+            percentile(&run.to_confirmed_ms, 99.0),
+            run.transactions,
+            run.blocks,
+            super::thousands(run.gas_used as f64 / n as f64),
+        );
+    }
 
     let sender = PrivateKeySigner::from(h.chain.anvil.keys()[BATCH_SENDER].clone());
     let provider = ProviderBuilder::new()
@@ -152,10 +172,10 @@ pub(crate) async fn run(settings: &Settings) {
     row(
         "Pactum's relayer, one each (above)".into(),
         &Sent {
-            seconds: single.seconds,
-            transactions: single.transactions,
-            blocks: single.blocks,
-            gas_used: single.gas_used,
+            seconds: one_each.seconds,
+            transactions: one_each.transactions,
+            blocks: one_each.blocks,
+            gas_used: one_each.gas_used,
         },
     );
     let mut modes = vec![Mode::Direct];
