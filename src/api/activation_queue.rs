@@ -36,6 +36,26 @@ pub(crate) fn committed_cents(terms: &Terms) -> u64 {
     u64::try_from(cents).unwrap_or(u64::MAX)
 }
 
+/// Screens `wallets`; a screener that cannot answer is 503 `screening_unavailable` (nothing was
+/// `done`, the message says).
+pub(crate) async fn screen_wallets(
+    state: &AppState,
+    wallets: &[alloy::primitives::Address],
+    done: &str,
+) -> ApiResult<crate::screening::ScreeningReport> {
+    match state.screener.screen(wallets).await {
+        Ok(report) => Ok(report),
+        Err(ScreeningError::Unavailable(reason)) => {
+            tracing::warn!(%reason, "screening unavailable");
+            Err(ApiError::new(
+                ErrorCode::ScreeningUnavailable,
+                format!("wallet screening is unavailable; nothing was {done}, retry later"),
+            ))
+        }
+        Err(other) => Err(ApiError::internal(other)),
+    }
+}
+
 /// Screens buyer and seller wallets; returns the report to store. A sanctioned wallet records
 /// the report and answers 403 `wallet_sanctioned`; an unavailable screener 503.
 pub(crate) async fn screen(
@@ -43,17 +63,7 @@ pub(crate) async fn screen(
     record: &AgreementRecord,
     terms: &Terms,
 ) -> ApiResult<Value> {
-    let report = match state.screener.screen(&[terms.buyer, terms.seller]).await {
-        Ok(report) => report,
-        Err(ScreeningError::Unavailable(reason)) => {
-            tracing::warn!(agreement_id = %record.id, %reason, "screening unavailable");
-            return Err(ApiError::new(
-                ErrorCode::ScreeningUnavailable,
-                "wallet screening is unavailable; nothing was queued, retry later",
-            ));
-        }
-        Err(other) => return Err(ApiError::internal(other)),
-    };
+    let report = screen_wallets(state, &[terms.buyer, terms.seller], "queued").await?;
     let report_json = serde_json::to_value(&report).map_err(ApiError::internal)?;
     let sanctioned = report.sanctioned();
     if !sanctioned.is_empty() {

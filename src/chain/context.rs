@@ -90,6 +90,15 @@ impl ChainContext {
         typed_data::escrow_domain(self.chain_id, self.escrow)
     }
 
+    /// The deployment receipts name: this chain, its escrow and its token.
+    pub fn deployment(&self) -> crate::receipts::Deployment {
+        crate::receipts::Deployment {
+            chain_id: self.chain_id,
+            escrow: self.escrow,
+            token: self.token,
+        }
+    }
+
     /// The token's EIP-712 domain.
     pub fn token_domain(&self) -> Eip712Domain {
         typed_data::token_domain(self.token_name.clone(), self.chain_id, self.token)

@@ -42,7 +42,7 @@ use alloy::providers::Provider;
 use tokio::sync::watch;
 
 use crate::chain::context::ChainContext;
-use crate::receipts::{Deployment, ReceiptKey};
+use crate::receipts::ReceiptKey;
 use crate::store::{Store, StoreError};
 use apply::Issuer;
 
@@ -105,14 +105,7 @@ impl Watcher {
 
     /// What receipts are signed with and name as their deployment.
     fn issuer(&self) -> Issuer<'_> {
-        Issuer {
-            key: &self.receipt_key,
-            deployment: Deployment {
-                chain_id: self.chain.chain_id,
-                escrow: self.chain.escrow,
-                token: self.chain.token,
-            },
-        }
+        Issuer { key: &self.receipt_key, deployment: self.chain.deployment() }
     }
 
     async fn canonical_hash(&self, cache: &mut HashMap<u64, B256>, number: u64) -> Result<B256> {

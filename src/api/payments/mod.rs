@@ -28,8 +28,6 @@ use crate::api::spend_guard::{SpendFields, grant_mandate};
 use crate::escrow::verify::{self, VerifyError};
 use crate::governance::{ActionType, Confidence, Decision};
 use crate::payments::{Payment, PaymentStatus};
-use crate::receipts::Deployment;
-use crate::screening::ScreeningError;
 use crate::store::governance::approvals::ApprovalKind;
 use crate::store::governance::audit::AuditKind;
 use crate::store::governance::holds::{self, Hold, HoldSource, HoldStatus};
@@ -80,17 +78,7 @@ async fn payee(state: &AppState, to: &str) -> ApiResult<Payee> {
 /// Screens payer and payee: 403 `wallet_sanctioned` when a list has one, 503 when screening
 /// cannot answer.
 async fn screen(state: &AppState, wallets: [Address; 2]) -> ApiResult<()> {
-    let report = match state.screener.screen(&wallets).await {
-        Ok(report) => report,
-        Err(ScreeningError::Unavailable(reason)) => {
-            tracing::warn!(%reason, "screening unavailable; payment refused");
-            return Err(ApiError::new(
-                ErrorCode::ScreeningUnavailable,
-                "wallet screening is unavailable; nothing was held, retry later",
-            ));
-        }
-        Err(other) => return Err(ApiError::internal(other)),
-    };
+    let report = crate::api::activation_queue::screen_wallets(state, &wallets, "held").await?;
     let sanctioned = report.sanctioned();
     if sanctioned.is_empty() {
         return Ok(());
@@ -109,12 +97,7 @@ async fn screen(state: &AppState, wallets: [Address; 2]) -> ApiResult<()> {
 pub(crate) fn answer(state: &AppState, payment: &Payment) -> PaymentView {
     let document = (payment.status == PaymentStatus::AwaitingSignature)
         .then(|| payment.terms().document(&state.chain.token_domain()));
-    let deployment = Deployment {
-        chain_id: state.chain.chain_id,
-        escrow: state.chain.escrow,
-        token: state.chain.token,
-    };
-    let receipt = crate::receipts::payment_receipt(payment, deployment)
+    let receipt = crate::receipts::payment_receipt(payment, state.chain.deployment())
         .map(|r| crate::api::receipts::ReceiptView::from(&r));
     PaymentView::new(payment, document, receipt)
 }

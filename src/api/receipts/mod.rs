@@ -129,11 +129,7 @@ async fn payment_receipt(
     state: &AppState,
     receipt_id: &str,
 ) -> ApiResult<crate::receipts::Receipt> {
-    let deployment = crate::receipts::Deployment {
-        chain_id: state.chain.chain_id,
-        escrow: state.chain.escrow,
-        token: state.chain.token,
-    };
+    let deployment = state.chain.deployment();
     crate::store::payments::by_receipt(state.store.reader(), receipt_id)
         .await?
         .and_then(|payment| crate::receipts::payment_receipt(&payment, deployment))
