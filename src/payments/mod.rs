@@ -41,19 +41,6 @@ string_enum!(
     }
 );
 
-impl PaymentStatus {
-    /// Whether the payment still waits for something (its hold is open).
-    pub fn is_open(self) -> bool {
-        matches!(
-            self,
-            PaymentStatus::AwaitingSignature
-                | PaymentStatus::PendingApproval
-                | PaymentStatus::Queued
-                | PaymentStatus::Submitted
-        )
-    }
-}
-
 sol! {
     /// USDC's EIP-3009 transfer authorization: what the paying wallet signs.
     #[derive(Debug, PartialEq, Eq)]
