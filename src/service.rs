@@ -95,12 +95,16 @@ impl Service {
         } else {
             Environment::Test
         });
-        if let Some(owner_key) = &config.owner_key {
-            let mut tx = store.begin().await?;
-            let hash = SecretKey::from_presented(owner_key.expose()).hash();
-            agents::ensure_account(&mut tx, "operator", &hash, now()).await?;
-            tx.commit().await.map_err(StoreError::from)?;
-        }
+        let operator_account = match &config.owner_key {
+            Some(owner_key) => {
+                let mut tx = store.begin().await?;
+                let hash = SecretKey::from_presented(owner_key.expose()).hash();
+                let account = agents::ensure_account(&mut tx, "operator", &hash, now()).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Some(account.id)
+            }
+            None => None,
+        };
         let screener = Screener::new(
             chain.provider.clone(),
             &ScreeningConfig {
@@ -121,6 +125,7 @@ impl Service {
             .transpose()
             .map_err(|_| ServiceError::FaucetKey)?;
         let state = AppState(Arc::new(Shared {
+            operator_account,
             faucet,
             store: store.clone(),
             chain: chain.clone(),

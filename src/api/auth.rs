@@ -148,6 +148,24 @@ impl FromRequestParts<AppState> for OwnerAuth {
     }
 }
 
+/// The operator: an owner whose credential is the one configured with `PACTUM_OWNER_KEY`.
+/// Deployment-wide views (the relayer's keys, the go/no-go packet) answer only to it; any other
+/// owner, like an agent, gets the 404 of an unknown route.
+#[derive(Debug, Clone)]
+pub struct OperatorAuth(pub Account);
+
+impl FromRequestParts<AppState> for OperatorAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let OwnerAuth(account) = OwnerAuth::from_request_parts(parts, state).await?;
+        if state.operator_account.as_ref() != Some(&account.id) {
+            return Err(ApiError::not_found("route"));
+        }
+        Ok(OperatorAuth(account))
+    }
+}
+
 /// The agent `agent_id` of `account`, whatever its status; 404 for an agent of another account
 /// (or none), so ids of other accounts cannot be probed.
 pub(crate) async fn owned_agent(

@@ -63,6 +63,9 @@ use error::{ApiError, ErrorCode};
 pub struct Shared {
     /// The store.
     pub store: Store,
+    /// The account of the configured owner credential (`PACTUM_OWNER_KEY`): the operator, the
+    /// only owner who sees deployment-wide views (relayer keys, go/no-go).
+    pub operator_account: Option<crate::agreement::ids::AccountId>,
     /// The faucet wallet demo funding moves USDC from, when one is configured (otherwise demo
     /// funding mints on the dev node).
     pub faucet: Option<alloy::signers::local::PrivateKeySigner>,

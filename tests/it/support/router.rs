@@ -56,12 +56,17 @@ impl Api {
             &config.token_name,
         )
         .unwrap();
-        if let Some(owner_key) = &config.owner_key {
-            let mut tx = store.begin().await.unwrap();
-            let hash = SecretKey::from_presented(owner_key.expose()).hash();
-            agents::ensure_account(&mut tx, "operator", &hash, now()).await.unwrap();
-            tx.commit().await.unwrap();
-        }
+        let operator_account = match &config.owner_key {
+            Some(owner_key) => {
+                let mut tx = store.begin().await.unwrap();
+                let hash = SecretKey::from_presented(owner_key.expose()).hash();
+                let account =
+                    agents::ensure_account(&mut tx, "operator", &hash, now()).await.unwrap();
+                tx.commit().await.unwrap();
+                Some(account.id)
+            }
+            None => None,
+        };
         let screener = Screener::new(
             chain.provider.clone(),
             &ScreeningConfig {
@@ -76,6 +81,7 @@ impl Api {
         let checks =
             pactum::api::check_queue::CheckQueue::start(store.clone(), config.approval_ttl_secs);
         let state = AppState(Arc::new(Shared {
+            operator_account,
             faucet: None,
             store,
             chain,
