@@ -46,6 +46,31 @@ fn database_url(dir: &Path) -> String {
     format!("sqlite:{}?mode=rwc", dir.join("pactum.db").display())
 }
 
+/// A harness on `db` (Postgres) or on its own SQLite file, and the URL of its database.
+async fn start_on(db: &Option<String>) -> (Harness, String) {
+    let h = Harness::start_with(|config| {
+        if let Some(url) = db {
+            config.database_url = url.clone();
+        }
+    })
+    .await;
+    let url = h.database_url.clone();
+    (h, url)
+}
+
+/// Runs `case` on SQLite, or on a fresh Postgres database (dropped after) when `postgres`.
+async fn on<F: std::future::Future<Output = ()>>(
+    postgres: bool,
+    case: impl FnOnce(Option<String>) -> F,
+) {
+    if !postgres {
+        return case(None).await;
+    }
+    let Some(url) = crate::support::databases::fresh_postgres().await else { return };
+    case(Some(url.clone())).await;
+    crate::support::databases::drop_postgres(&url).await;
+}
+
 /// The deployment-wide reconciliation through the library, on `database_url`.
 async fn library(h: &Harness, database_url: &str) -> Report {
     let store = Store::connect(database_url).await.unwrap();
@@ -89,7 +114,16 @@ fn kinds(report: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn a_settled_agreement_is_clean_and_a_row_edited_behind_the_service_is_reported() {
-    let h = Harness::start().await;
+    on(false, row_edited_behind_the_service).await;
+}
+
+#[tokio::test]
+async fn a_row_edited_behind_the_service_is_reported_on_postgres() {
+    on(true, row_edited_behind_the_service).await;
+}
+
+async fn row_edited_behind_the_service(db: Option<String>) {
+    let (mut h, url) = start_on(&db).await;
     let (buyer, seller) = h.parties().await;
     let id = h.active(&buyer, &seller).await;
     record(&h, &seller, &id, 30, "usage-1").await;
@@ -108,7 +142,6 @@ async fn a_settled_agreement_is_clean_and_a_row_edited_behind_the_service_is_rep
     let (status, _) = h.call(Method::GET, "/v1/reconciliation", Some(&buyer.key), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let url = database_url(&h.db_dir);
     let (code, report, stderr) = cli(&h, &url).await;
     assert_eq!(code, 0, "{report}\n{stderr}");
     assert_eq!(report["clean"], true);
@@ -139,11 +172,21 @@ async fn a_settled_agreement_is_clean_and_a_row_edited_behind_the_service_is_rep
     let report = api(&h).await;
     assert_eq!(report["clean"], false);
     assert_eq!(kinds(&report), ["claimed_units"], "{report}");
+    h.stop().await;
 }
 
 #[tokio::test]
 async fn an_escrow_moved_while_the_watcher_was_stopped_is_reported_until_it_catches_up() {
-    let mut h = Harness::start().await;
+    on(false, moved_while_stopped).await;
+}
+
+#[tokio::test]
+async fn an_escrow_moved_while_the_watcher_was_stopped_is_reported_on_postgres() {
+    on(true, moved_while_stopped).await;
+}
+
+async fn moved_while_stopped(db: Option<String>) {
+    let (mut h, url) = start_on(&db).await;
     let (buyer, seller) = h.parties().await;
     let id = h.active(&buyer, &seller).await;
     let store = h.service.as_ref().unwrap().state().store.clone();
@@ -164,7 +207,7 @@ async fn an_escrow_moved_while_the_watcher_was_stopped_is_reported_until_it_catc
     };
     h.chain.send(h.chain.buyer.address(), close).await;
     mine(&h).await;
-    let report = library(&h, &database_url(&h.db_dir)).await;
+    let report = library(&h, &url).await;
     let found: Vec<_> = report.mismatches.iter().map(|m| m.kind.as_str()).collect();
     assert_eq!(found, ["escrow_status", "agreement_status"], "{report:#?}");
     let m = &report.mismatches[0];
@@ -175,13 +218,23 @@ async fn an_escrow_moved_while_the_watcher_was_stopped_is_reported_until_it_catc
     h.wait_for(&buyer.key, &id, |a| a["status"] == "closing").await;
     let report = api(&h).await;
     assert_eq!(report["clean"], true, "{report}");
-    let (code, report, stderr) = cli(&h, &database_url(&h.db_dir)).await;
+    let (code, report, stderr) = cli(&h, &url).await;
     assert_eq!(code, 0, "{report}\n{stderr}");
+    h.stop().await;
 }
 
 #[tokio::test]
 async fn a_fresh_database_reports_the_deployments_escrows_as_unknown_to_the_store() {
-    let h = Harness::start().await;
+    on(false, fresh_database).await;
+}
+
+#[tokio::test]
+async fn a_fresh_postgres_database_reports_the_deployments_escrows_as_unknown_to_the_store() {
+    on(true, fresh_database).await;
+}
+
+async fn fresh_database(db: Option<String>) {
+    let (mut h, _) = start_on(&db).await;
     let (buyer, seller) = h.parties().await;
     let id = h.active(&buyer, &seller).await;
     let key: B256 = h
@@ -194,7 +247,14 @@ async fn a_fresh_database_reports_the_deployments_escrows_as_unknown_to_the_stor
         .unwrap();
     mine(&h).await;
 
-    let fresh = database_url(&unique_dir("pactum-reconcile-fresh"));
+    // A second, empty database on the same engine.
+    let fresh_postgres = match &db {
+        Some(_) => crate::support::databases::fresh_postgres().await,
+        None => None,
+    };
+    let fresh = fresh_postgres
+        .clone()
+        .unwrap_or_else(|| database_url(&unique_dir("pactum-reconcile-fresh")));
     let (code, report, stderr) = cli(&h, &fresh).await;
     assert_eq!(code, 1, "{report}\n{stderr}");
     assert_eq!(report["agreements_checked"], 0);
@@ -210,4 +270,8 @@ async fn a_fresh_database_reports_the_deployments_escrows_as_unknown_to_the_stor
     let (code, stdout, stderr) = run_cli(&h, &fresh, Address::repeat_byte(0x42)).await;
     assert_eq!(code, 2, "{stdout}\n{stderr}");
     assert!(stderr.contains("no contract at the escrow address"), "{stderr}");
+    h.stop().await;
+    if let Some(url) = fresh_postgres {
+        crate::support::databases::drop_postgres(&url).await;
+    }
 }

@@ -44,10 +44,17 @@ async fn work_queued_before_a_30_s_outage_completes_once_after_anvil_restarts() 
         breaker_failures: 2,
         breaker_cooldown_ms: 1_000,
     };
+    let database_url = config.database_url.clone();
     let service = Service::start(config).await.expect("service starts");
     let base = format!("http://{}", service.local_addr());
-    let mut h =
-        Harness { chain, service: Some(service), base, http: reqwest::Client::new(), db_dir };
+    let mut h = Harness {
+        chain,
+        service: Some(service),
+        base,
+        http: reqwest::Client::new(),
+        db_dir,
+        database_url,
+    };
 
     let (buyer, seller) = h.parties().await;
     let first = h.active(&buyer, &seller).await;

@@ -32,6 +32,9 @@ pub struct Harness {
     pub http: reqwest::Client,
     /// The directory of the SQLite file, removed on drop.
     pub db_dir: PathBuf,
+    /// The database the service runs on (the SQLite file in `db_dir` unless the test chose
+    /// another); a restart keeps it.
+    pub database_url: String,
 }
 
 /// An agent created through the API.
@@ -69,9 +72,17 @@ impl Harness {
         let db_dir = unique_dir("pactum-test");
         let mut config = config_for(&chain, &db_dir);
         adjust(&chain, &mut config);
+        let database_url = config.database_url.clone();
         let service = Service::start(config).await.expect("service starts");
         let base = format!("http://{}", service.local_addr());
-        Harness { chain, service: Some(service), base, http: reqwest::Client::new(), db_dir }
+        Harness {
+            chain,
+            service: Some(service),
+            base,
+            http: reqwest::Client::new(),
+            db_dir,
+            database_url,
+        }
     }
 
     /// Stops the service gracefully (the chain and the database stay).
@@ -84,8 +95,9 @@ impl Harness {
     /// Starts the service again on the same chain and database, as after a crash or deploy.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let service =
-            Service::start(config_for(&self.chain, &self.db_dir)).await.expect("service restarts");
+        let mut config = config_for(&self.chain, &self.db_dir);
+        config.database_url = self.database_url.clone();
+        let service = Service::start(config).await.expect("service restarts");
         self.base = format!("http://{}", service.local_addr());
         self.service = Some(service);
     }
