@@ -108,19 +108,30 @@ async fn mine(h: &Harness) {
     let _: Value = h.chain.provider.raw_request("evm_mine".into(), ()).await.unwrap();
 }
 
+/// A SQLite test and a Postgres test of one case.
+macro_rules! on_both {
+    ($sqlite:ident, $postgres:ident, $case:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            on(false, $case).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            on(true, $case).await;
+        }
+    };
+}
+
 fn kinds(report: &Value) -> Vec<&str> {
     report["mismatches"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect()
 }
 
-#[tokio::test]
-async fn a_settled_agreement_is_clean_and_a_row_edited_behind_the_service_is_reported() {
-    on(false, row_edited_behind_the_service).await;
-}
-
-#[tokio::test]
-async fn a_row_edited_behind_the_service_is_reported_on_postgres() {
-    on(true, row_edited_behind_the_service).await;
-}
+on_both!(
+    a_settled_agreement_is_clean_and_a_row_edited_behind_the_service_is_reported,
+    a_row_edited_behind_the_service_is_reported_on_postgres,
+    row_edited_behind_the_service
+);
 
 async fn row_edited_behind_the_service(db: Option<String>) {
     let (mut h, url) = start_on(&db).await;
@@ -175,15 +186,11 @@ async fn row_edited_behind_the_service(db: Option<String>) {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn an_escrow_moved_while_the_watcher_was_stopped_is_reported_until_it_catches_up() {
-    on(false, moved_while_stopped).await;
-}
-
-#[tokio::test]
-async fn an_escrow_moved_while_the_watcher_was_stopped_is_reported_on_postgres() {
-    on(true, moved_while_stopped).await;
-}
+on_both!(
+    an_escrow_moved_while_the_watcher_was_stopped_is_reported_until_it_catches_up,
+    an_escrow_moved_while_the_watcher_was_stopped_is_reported_on_postgres,
+    moved_while_stopped
+);
 
 async fn moved_while_stopped(db: Option<String>) {
     let (mut h, url) = start_on(&db).await;
@@ -223,15 +230,11 @@ async fn moved_while_stopped(db: Option<String>) {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_fresh_database_reports_the_deployments_escrows_as_unknown_to_the_store() {
-    on(false, fresh_database).await;
-}
-
-#[tokio::test]
-async fn a_fresh_postgres_database_reports_the_deployments_escrows_as_unknown_to_the_store() {
-    on(true, fresh_database).await;
-}
+on_both!(
+    a_fresh_database_reports_the_deployments_escrows_as_unknown_to_the_store,
+    a_fresh_postgres_database_reports_the_deployments_escrows_as_unknown_to_the_store,
+    fresh_database
+);
 
 async fn fresh_database(db: Option<String>) {
     let (mut h, _) = start_on(&db).await;

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use crate::support::DevChain;
-use crate::support::service::{Harness, config_for, sign_package, unique_dir};
+use crate::support::service::{Harness, sign_package, unique_dir};
 use crate::support::settlement::{UNIT, action_final, record, sign_voucher, sponsor};
 use alloy::node_bindings::Anvil;
 use alloy::primitives::U256;
@@ -17,7 +17,6 @@ use pactum::chain::breaker::BreakerState;
 use pactum::chain::context::{ChainContext, ChainError};
 use pactum::chain::rpc::{self, ALL_OPEN, RpcService, RpcSettings};
 use pactum::chain::toolchain;
-use pactum::service::Service;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -36,25 +35,15 @@ async fn work_queued_before_a_30_s_outage_completes_once_after_anvil_restarts() 
     let dir = unique_dir("pactum-rpc-outage");
     let state = dir.join("anvil-state.json");
     let chain = DevChain::start_on(port, &state).await;
-    let db_dir = unique_dir("pactum-test");
-    let mut config = config_for(&chain, &db_dir);
-    config.rpc = RpcSettings {
-        timeout_ms: 2_000,
-        retries: 1,
-        breaker_failures: 2,
-        breaker_cooldown_ms: 1_000,
-    };
-    let database_url = config.database_url.clone();
-    let service = Service::start(config).await.expect("service starts");
-    let base = format!("http://{}", service.local_addr());
-    let mut h = Harness {
-        chain,
-        service: Some(service),
-        base,
-        http: reqwest::Client::new(),
-        db_dir,
-        database_url,
-    };
+    let mut h = Harness::start_on(chain, |_, config| {
+        config.rpc = RpcSettings {
+            timeout_ms: 2_000,
+            retries: 1,
+            breaker_failures: 2,
+            breaker_cooldown_ms: 1_000,
+        };
+    })
+    .await;
 
     let (buyer, seller) = h.parties().await;
     let first = h.active(&buyer, &seller).await;
