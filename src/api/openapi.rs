@@ -122,8 +122,6 @@ use super::{
         super::intents::post_event,
         super::intents::status,
         super::reconciliation::reconciliation,
-        crate::console::page,
-        crate::console::asset,
         super::console::config,
         super::console::agreements::list,
         super::console::agreements::timeline,

@@ -31,37 +31,15 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// The console's routes: the page and its assets, which take no credential (the page asks for
 /// one and sends it with each API call).
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/console", get(page))
-        .route("/console/assets/{file}", get(asset))
+    Router::new().route("/console", get(page)).route("/console/assets/{file}", get(asset))
 }
 
-/// `GET /console`: the console page.
-#[utoipa::path(
-    get,
-    path = "/console",
-    operation_id = "console_page",
-    tag = "console",
-    responses(
-        (status = 200, description = "The operator console (HTML)", body = String, content_type = "text/html"),
-    ),
-)]
+/// `GET /console`: the console page. Not in the OpenAPI document, which describes the JSON API.
 pub async fn page() -> Response {
     serve(INDEX_HTML, "text/html; charset=utf-8", "no-cache")
 }
 
 /// `GET /console/assets/{file}`: the console's script and stylesheet.
-#[utoipa::path(
-    get,
-    path = "/console/assets/{file}",
-    operation_id = "console_asset",
-    tag = "console",
-    params(("file" = String, Path, description = "`app.js` or `app.css`")),
-    responses(
-        (status = 200, description = "The asset", body = String, content_type = "text/javascript"),
-        (status = 404, description = "No such asset", body = crate::api::error::ErrorBody),
-    ),
-)]
 pub async fn asset(ApiPath(file): ApiPath) -> Response {
     // `no-cache` revalidates each load, so an upgraded binary's assets are never mixed with an
     // older page; they are small and served from memory.
@@ -78,10 +56,8 @@ fn serve(body: &'static str, content_type: &'static str, cache: &'static str) ->
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    headers
+        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

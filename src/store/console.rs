@@ -199,8 +199,7 @@ pub async fn gas_spent(
     rows.iter()
         .map(|row| {
             let gas = u128::from(unsigned("gas_used", row.get("gas_used"))?);
-            let price: u128 =
-                parse_column("effective_gas_price", row.get("effective_gas_price"))?;
+            let price: u128 = parse_column("effective_gas_price", row.get("effective_gas_price"))?;
             Ok((row.get("mined_at"), gas.saturating_mul(price)))
         })
         .collect()

@@ -60,7 +60,8 @@ async fn console_shows_a_live_activation_and_approves_an_escalated_one() {
     })
     .await;
     let browser = signed_in(&h).await;
-    let key_seen = browser.script("return sessionStorage.getItem('pactum.owner_key')", vec![]).await;
+    let key_seen =
+        browser.script("return sessionStorage.getItem('pactum.owner_key')", vec![]).await;
     assert_eq!(key_seen, OWNER_KEY, "the key is kept in session storage");
     let url = browser.script("return location.href", vec![]).await;
     assert!(!url.as_str().unwrap().contains(OWNER_KEY), "the key never goes into a URL");
@@ -77,10 +78,9 @@ async fn console_shows_a_live_activation_and_approves_an_escalated_one() {
 
     // Its timeline: events and the relayer's transaction, linked to the explorer.
     browser.find(&format!("button[data-agreement=\"{id}\"]")).await.unwrap().click().await;
-    browser
-        .wait_text("#timeline", WAIT, |t| t.contains("activation.confirmed"), || async {})
-        .await;
-    let link = browser.wait_for("#timeline a[href^=\"https://explorer.invalid/tx/0x\"]", WAIT).await;
+    browser.wait_text("#timeline", WAIT, |t| t.contains("activation.confirmed"), || async {}).await;
+    let link =
+        browser.wait_for("#timeline a[href^=\"https://explorer.invalid/tx/0x\"]", WAIT).await;
     assert!(link.text().await.starts_with("0x"));
     shot(&browser, "agreements").await;
 
@@ -98,21 +98,14 @@ async fn console_shows_a_live_activation_and_approves_an_escalated_one() {
     assert_eq!(waiting["data"][0]["agreement_id"], escalated.as_str());
     open(&browser, &h, "approvals", &format!("tr[data-approval-id=\"{approval}\"]")).await;
     shot(&browser, "approvals").await;
-    browser
-        .find(&format!("#reason-{approval}"))
-        .await
-        .unwrap()
-        .send_keys("expected spend")
-        .await;
+    browser.find(&format!("#reason-{approval}")).await.unwrap().send_keys("expected spend").await;
     browser
         .find(&format!("button.approve[data-approval=\"{approval}\"]"))
         .await
         .unwrap()
         .click()
         .await;
-    browser
-        .wait_text("#recent-approvals", WAIT, |t| t.contains("approved"), || async {})
-        .await;
+    browser.wait_text("#recent-approvals", WAIT, |t| t.contains("approved"), || async {}).await;
     open(&browser, &h, "agreements", "#agreements").await;
     let status = format!("tr[data-agreement-id=\"{escalated}\"] td.agreement-status");
     browser.wait_text(&status, WAIT, |t| t == "active", || mine(&h)).await;
@@ -157,7 +150,10 @@ async fn console_edits_a_policy_replays_a_webhook_and_creates_an_agent() {
     let error = browser.wait_text("#policy-error", WAIT, |t| !t.is_empty(), || async {}).await;
     assert!(error.contains("cap"), "the error names the rule: {error}");
     let invalid = browser
-        .script("return document.getElementById('policy-json').getAttribute('aria-invalid')", vec![])
+        .script(
+            "return document.getElementById('policy-json').getAttribute('aria-invalid')",
+            vec![],
+        )
         .await;
     assert_eq!(invalid, "true");
     shot(&browser, "policies-error").await;
@@ -187,9 +183,7 @@ async fn console_edits_a_policy_replays_a_webhook_and_creates_an_agent() {
     shot(&browser, "webhooks-failed").await;
     replay.click().await;
     receiver.wait_for(4).await;
-    browser
-        .wait_text("td.delivery-status", WAIT, |t| t == "succeeded", || async {})
-        .await;
+    browser.wait_text("td.delivery-status", WAIT, |t| t == "succeeded", || async {}).await;
     shot(&browser, "webhooks-replayed").await;
 
     // A new agent's key is shown once.
@@ -203,9 +197,7 @@ async fn console_edits_a_policy_replays_a_webhook_and_creates_an_agent() {
 
     // The go/no-go page runs against whatever this server offers, and says so.
     open(&browser, &h, "go-no-go", "#go-no-go-run").await;
-    browser
-        .wait_text("#go-no-go", WAIT, |t| !t.is_empty(), || async {})
-        .await;
+    browser.wait_text("#go-no-go", WAIT, |t| !t.is_empty(), || async {}).await;
     shot(&browser, "go-no-go").await;
 
     // Phone width: the same pages in one column.
@@ -245,7 +237,8 @@ async fn console_assets_and_operator_only_routes() {
     let (other_key, _) = crate::support::router::other_account(&api).await;
     let (status, body) = api.call(Method::GET, "/v1/relayer", Some(&other_key), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, config) = api.call(Method::GET, "/v1/console/config", Some(&other_key), None).await;
+    let (status, config) =
+        api.call(Method::GET, "/v1/console/config", Some(&other_key), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(config["operator"], false);
     assert_eq!(config["explorer_url"], Value::Null);

@@ -8,12 +8,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::agreement::status::AgreementStatus;
 use crate::api::AppState;
-use crate::api::agreement_view::Agreement;
+use crate::api::agreement_view::{Agreement, AgreementEvent};
 use crate::api::auth::OwnerAuth;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page;
-use crate::api::settlement::actions::AgreementEvent;
 use crate::api::time::rfc3339;
 use crate::store::agents::{self, Account};
 use crate::store::agreements::{self, AgreementRecord};

@@ -94,8 +94,7 @@ pub async fn stats(
         })
         .collect();
     let mine = Some(account.id.as_str());
-    for at in console::event_times(pool, mine, EventType::ActivationConfirmed, first_hour).await?
-    {
+    for at in console::event_times(pool, mine, EventType::ActivationConfirmed, first_hour).await? {
         if let Some(slot) = hourly.get_mut(((at - first_hour) / 3_600) as usize) {
             slot.activations += 1;
         }

@@ -524,7 +524,7 @@ function barChart(title, labels, series) {
     if (text !== undefined) node.textContent = text;
     return node;
   };
-  const W = 480, H = 200, left = 36, bottom = 22, top = 8;
+  const W = 480, H = 200, left = 44, bottom = 22, top = 8;
   const max = Math.max(1, ...series.flatMap((s) => s.values));
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title });
   chart.append(svg("title", {}, title));
@@ -532,7 +532,7 @@ function barChart(title, labels, series) {
   const group = plotW / labels.length;
   const bar = Math.max(1, (group - 2) / series.length);
   chart.append(svg("line", { x1: left, y1: top + plotH, x2: W, y2: top + plotH, stroke: "#d0d7de" }));
-  chart.append(svg("text", { x: left - 4, y: top + 10, "text-anchor": "end" }, String(max)));
+  chart.append(svg("text", { x: left - 4, y: top + 10, "text-anchor": "end" }, compact(max)));
   chart.append(svg("text", { x: left - 4, y: top + plotH, "text-anchor": "end" }, "0"));
   labels.forEach((label, i) => {
     series.forEach((s, j) => {
@@ -598,6 +598,12 @@ function explorerLink(kind, value) {
 
 function announce(text) { document.getElementById("live").textContent = text; }
 function when(iso) { return iso ? iso.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "—"; }
+function compact(n) {
+  if (n >= 1e9) return (n / 1e9).toFixed(1) + "G";
+  if (n >= 1e6) return (n / 1e6).toFixed(1) + "M";
+  if (n >= 1e4) return (n / 1e3).toFixed(0) + "k";
+  return String(n);
+}
 function cents(n) { return "$" + (Number(n) / 100).toFixed(2); }
 function gwei(wei) { return (Number(BigInt(wei) / 1000000n) / 1000).toString(); }
 function eth(wei) {

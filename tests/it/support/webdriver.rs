@@ -3,8 +3,8 @@
 //! typing, text, scripts, screenshots, and waits on a condition (never fixed sleeps).
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -155,7 +155,10 @@ impl Browser {
                     last = text;
                 }
             }
-            assert!(Instant::now() < deadline, "{css:?} never matched within {limit:?}; last: {last:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{css:?} never matched within {limit:?}; last: {last:?}"
+            );
             between().await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -219,7 +222,10 @@ impl Element<'_> {
 
     /// Its rendered text; `None` when it left the page.
     async fn try_text(&self) -> Option<String> {
-        let url = format!("{}/session/{}/element/{}/text", self.browser.base, self.browser.session, self.id);
+        let url = format!(
+            "{}/session/{}/element/{}/text",
+            self.browser.base, self.browser.session, self.id
+        );
         let response = self.browser.http.get(url).send().await.ok()?;
         if !response.status().is_success() {
             return None;
