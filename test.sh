@@ -45,6 +45,32 @@ cargo clippy --all-targets -- -D warnings
 step "rust: cargo test --bench service (benchmark smoke run)"
 cargo test --bench service
 
+# The console's browser tests (tests/it/console.rs) drive Debian's Chromium through
+# chromedriver. Install them when missing and possible; if they cannot be installed, those tests
+# fail with a message saying so (they never pass by skipping).
+step "browser: chromium and chromedriver for the console tests"
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  echo "present: $(/usr/bin/chromium --version 2>/dev/null || echo chromium), $(/usr/bin/chromedriver --version 2>/dev/null | head -n1)"
+else
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo_cmd="sudo -n"
+  fi
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo_cmd" ]; }; then
+    echo "installing the Debian packages chromium and chromium-driver with apt-get"
+    $sudo_cmd apt-get update -qq || echo "apt-get update failed; trying the install anyway"
+    if $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; then
+      echo "installed: $(/usr/bin/chromium --version 2>/dev/null), $(/usr/bin/chromedriver --version 2>/dev/null | head -n1)"
+    else
+      echo "could not install chromium and chromium-driver: the console's browser tests will fail"
+    fi
+  else
+    echo "chromium or chromedriver is missing and cannot be installed here (no apt-get, or not"
+    echo "root and no sudo): the console's browser tests will fail; install the Debian packages"
+    echo "chromium and chromium-driver"
+  fi
+fi
+
 # The Rust integration tests spawn anvil from PACTUM_ANVIL_BIN (exported by anvil/env.sh).
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doctests; they go first so that nextest's summary closes the run.

@@ -402,6 +402,10 @@ pub struct ServeConfig {
     /// Agent self-registration: how long claim codes last, where owners claim.
     #[command(flatten)]
     pub registration: crate::registration::RegistrationSettings,
+
+    /// The operator console: the chain explorer it links to, when a transaction is stuck.
+    #[command(flatten)]
+    pub console: crate::console::ConsoleSettings,
 }
 
 /// Parses `PACTUM_CLOSE_WINDOW_SECS`, refusing a window the escrow contract would refuse, so a

@@ -11,6 +11,7 @@ pub mod agreement;
 pub mod api;
 pub mod chain;
 pub mod config;
+pub mod console;
 pub mod escrow;
 pub mod expiry;
 pub mod governance;

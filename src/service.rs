@@ -152,6 +152,8 @@ impl Service {
             wallet_balances: Default::default(),
             risk_verdicts: Default::default(),
             registration: config.registration.clone(),
+            console: config.console.clone(),
+            relayer_addresses: signers.iter().map(|s| s.address()).collect(),
         }));
 
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -216,3 +216,25 @@ impl From<&AgreementRecord> for UsageSummary {
         }
     }
 }
+
+/// One status change of an agreement.
+///
+/// Fields in alphabetical order, the order this body has always had on the wire.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementEvent {
+    /// The agreement.
+    #[schema(value_type = String, pattern = "^ua_[0-9a-f]{28}$")]
+    pub agreement_id: AgreementId,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Event data.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// Its id.
+    #[schema(pattern = "^evt_[0-9a-f]{28}$")]
+    pub id: String,
+    /// `agreement.proposed`, `agreement.accepted`, `activation.queued`, ….
+    #[serde(rename = "type")]
+    pub event_type: crate::store::outbox::EventType,
+}

@@ -12,6 +12,7 @@ pub mod agreement_view;
 pub mod agreements;
 pub mod auth;
 pub mod check_queue;
+pub mod console;
 pub mod credentials;
 pub mod credentials_seen;
 pub mod document_number;
@@ -112,6 +113,10 @@ pub struct Shared {
     pub risk_verdicts: crate::screening::cache::VerdictCache,
     /// Agent self-registration: claim codes' lifetime and the claim page.
     pub registration: crate::registration::RegistrationSettings,
+    /// The operator console's settings.
+    pub console: crate::console::ConsoleSettings,
+    /// The relayer's signer addresses, in configuration order (the console's relayer page).
+    pub relayer_addresses: Vec<alloy::primitives::Address>,
 }
 
 /// Cheaply cloneable handle to [`Shared`].
@@ -289,6 +294,11 @@ pub fn app(state: AppState) -> Router {
         .route("/intents/{intentId}/status", get(intents::status))
         .route("/v1/reconciliation", get(reconciliation::reconciliation))
         .route("/receipts", get(receipts::list))
+        .route("/v1/agreements", get(console::agreements::list))
+        .route("/v1/agreements/{agreement_id}/timeline", get(console::agreements::timeline))
+        .route("/v1/relayer", get(console::relayer::overview))
+        .route("/v1/stats", get(console::stats::stats))
+        .route("/v1/console/config", get(console::config))
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))
         // Execution tokens are checked against the matched route, for every route above.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), credentials::verify))
@@ -300,6 +310,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(observability::readyz))
         .route("/metrics", get(observability::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .merge(crate::console::routes())
         .route("/agents/register", post(agents::registration::register))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {

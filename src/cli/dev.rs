@@ -260,6 +260,7 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
             ..Default::default()
         },
         registration: Default::default(),
+        console: Default::default(),
     };
     let service = Service::start(config).await.map_err(|e| {
         let context = match e {

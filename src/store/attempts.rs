@@ -335,6 +335,29 @@ pub async fn attempt_mined(
     Ok(())
 }
 
+/// Records what a mined attempt cost, from its receipt: `gas_used` at `effective_gas_price`
+/// wei, seen mined at `now`. Kept apart from [`attempt_mined`] because only the watcher, which
+/// holds the receipt, knows it; a reorganisation leaves it (the re-mined receipt overwrites it).
+pub async fn attempt_gas(
+    conn: &mut Conn,
+    tx_hash: B256,
+    gas_used: u64,
+    effective_gas_price: u128,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE relayer_attempts SET gas_used = $2, effective_gas_price = $3, mined_at = $4 \
+         WHERE tx_hash = $1",
+    )
+    .bind(tx_hash.to_string())
+    .bind(gas_used as i64)
+    .bind(effective_gas_price.to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Records that a mined attempt is as deep as the confirmation depth: the attempt `confirmed`,
 /// its job `confirmed` (or `failed` with `error` when the transaction reverted). `false` when
 /// the attempt was no longer `mined` in that block (another watcher confirmed it first, or a

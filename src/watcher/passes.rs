@@ -93,7 +93,12 @@ impl Watcher {
             for tx_hash in tx_hashes.iter().filter(|h| in_flight.contains_key(*h)) {
                 if let Some(receipt) = self.chain.provider.get_transaction_receipt(*tx_hash).await?
                 {
-                    mined.push((*tx_hash, receipt.status()));
+                    mined.push((
+                        *tx_hash,
+                        receipt.status(),
+                        receipt.gas_used,
+                        receipt.effective_gas_price,
+                    ));
                 }
             }
             cursor = Cursor {
@@ -108,8 +113,9 @@ impl Watcher {
                 tx.rollback().await?;
                 return Ok(());
             }
-            for (tx_hash, succeeded) in &mined {
+            for (tx_hash, succeeded, gas_used, price) in &mined {
                 attempts::attempt_mined(&mut tx, *tx_hash, number, hash, *succeeded, now()).await?;
+                attempts::attempt_gas(&mut tx, *tx_hash, *gas_used, *price, now()).await?;
                 in_flight.remove(tx_hash);
             }
             for (intent_id, found) in &paid {

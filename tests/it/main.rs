@@ -9,6 +9,7 @@ mod api_activation;
 mod api_agreements;
 mod api_errors;
 mod batch_payout_refused;
+mod console;
 mod crash_restart;
 mod credentials;
 mod deploy;

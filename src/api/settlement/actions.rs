@@ -3,41 +3,18 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::view::{SettlementAction, SettlementActionList};
-use crate::agreement::ids::AgreementId;
 use crate::api::AppState;
 use crate::api::agreement_access::load_for;
+use crate::api::agreement_view::AgreementEvent;
 use crate::api::auth::AgentAuth;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiPath, ApiPathPair};
 use crate::api::time::rfc3339;
 use crate::store::outbox;
 use crate::store::settlement as store;
-
-/// One status change of an agreement.
-///
-/// Fields in alphabetical order, the order this body has always had on the wire.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgreementEvent {
-    /// The agreement.
-    #[schema(value_type = String, pattern = "^ua_[0-9a-f]{28}$")]
-    pub agreement_id: AgreementId,
-    /// RFC 3339.
-    pub created_at: String,
-    /// Event data.
-    #[schema(value_type = Object)]
-    pub data: Value,
-    /// Its id.
-    #[schema(pattern = "^evt_[0-9a-f]{28}$")]
-    pub id: String,
-    /// `agreement.proposed`, `agreement.accepted`, `activation.queued`, ….
-    #[serde(rename = "type")]
-    pub event_type: crate::store::outbox::EventType,
-}
 
 /// `GET …/events`.
 #[derive(Debug, Clone, Serialize, ToSchema)]

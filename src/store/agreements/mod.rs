@@ -13,7 +13,9 @@ pub use escrow::{
     activation_unconfirmed, escrow_activated, escrow_changed, keep_voucher, record_usage,
 };
 pub use on_chain::{KeyedAgreement, StoredEscrow, keyed};
-pub use read::{activation_signatures, get, get_by_key, get_in, insert, list_for_agent};
+pub use read::{
+    activation_signatures, get, get_by_key, get_in, insert, list_for_account, list_for_agent,
+};
 pub use transitions::{
     accept, activation_failed, activation_progress, approve_activation, await_approval,
     end_awaiting_approval, expire_due, record_screening, reject, submit_activation,

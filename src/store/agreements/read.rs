@@ -108,6 +108,35 @@ pub async fn list_for_agent(
     rows.iter().map(from_row).collect()
 }
 
+/// A page of the agreements where a party is an agent of `account`, newest first, only in
+/// `status` when given; at most `limit`, strictly after the `(created_at, id)` cursor.
+pub async fn list_for_account(
+    pool: &AnyPool,
+    account: &str,
+    status: Option<&str>,
+    limit: u32,
+    after: Option<(i64, &str)>,
+) -> Result<Vec<AgreementRecord>> {
+    let (created_at, id) = after.unwrap_or((i64::MAX, ""));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM usage_agreements \
+         WHERE (buyer_agent_id IN (SELECT id FROM agents WHERE account_id = $1) \
+             OR seller_agent_id IN (SELECT id FROM agents WHERE account_id = $1)) \
+         AND ($2 = '' OR status = $2) \
+         AND (created_at < $3 OR (created_at = $3 AND ($4 = '' OR id < $4))) \
+         ORDER BY created_at DESC, id DESC LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(account)
+        .bind(status.unwrap_or(""))
+        .bind(created_at)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
 pub(super) fn optional<T>(row: &AnyRow, column: &'static str) -> Result<Option<T>>
 where
     T: std::str::FromStr,

@@ -34,7 +34,7 @@ use pactum::store::settlement::{self, SettlementAction};
 use pactum::store::signers::{self, Allocation};
 use pactum::store::tokens::{self, ExecutionToken};
 use pactum::store::webhooks::{self, AfterAttempt, Delivery, Endpoint};
-use pactum::store::{Store, StoreError, agents, outbox, receipts};
+use pactum::store::{Store, StoreError, agents, console, outbox, receipts};
 use serde_json::json;
 
 /// Declares each case once and runs it on both engines, each test on a database of its own.
@@ -109,6 +109,7 @@ conformance!(
     any_text_round_trips,
     rollback_leaves_nothing_behind,
     keyed_agreements_carry_their_escrow_and_scope_by_account,
+    console_reads_scope_by_account_and_count,
 );
 
 /// Text with everything that trips naive quoting or encoding: quotes, backslashes, LIKE
@@ -1918,4 +1919,95 @@ async fn keyed_agreements_carry_their_escrow_and_scope_by_account(store: &Store)
     assert_eq!(mine.iter().map(|a| a.key).collect::<Vec<_>>(), want);
     let theirs = agreements::keyed(store.reader(), Some(&other.id.to_string())).await.unwrap();
     assert_eq!(theirs.iter().map(|a| a.key).collect::<Vec<_>>(), [foreign_key]);
+}
+
+/// The console's reads: an account's agreements by status and page, an agreement's attempts
+/// with what they cost, each relayer key's activity, and the counts behind the charts, each
+/// scoped to the account (or the whole deployment when asked).
+async fn console_reads_scope_by_account_and_count(store: &Store) {
+    let t = now();
+    let pool = store.reader();
+    let (buyer, seller) = parties(store).await;
+    let account = agents::get_agent(pool, buyer.as_str()).await.unwrap().unwrap().account_id;
+    let first = propose(store, &buyer, &seller, t - 10).await;
+    let second = propose(store, &buyer, &seller, t - 5).await;
+    let mut tx = store.begin().await.unwrap();
+    let other = agents::ensure_account(&mut tx, "Other", "other-owner-hash", t).await.unwrap();
+    let mut theirs = Vec::new();
+    for name in ["other-buyer", "other-seller"] {
+        let (agent, _key) =
+            agents::new_agent(other.id.clone(), name, None, vec![], Environment::Test, t);
+        agents::insert_agent(&mut tx, &agent, &format!("hash-{}", agent.id)).await.unwrap();
+        theirs.push(agent.id);
+    }
+    tx.commit().await.unwrap();
+    let foreign = propose(store, &theirs[0], &theirs[1], t).await;
+
+    let ids = |records: Vec<AgreementRecord>| -> Vec<AgreementId> {
+        records.into_iter().map(|r| r.id).collect()
+    };
+    let page = agreements::list_for_account(pool, account.as_str(), None, 10, None).await;
+    assert_eq!(ids(page.unwrap()), vec![second.id.clone(), first.id.clone()]);
+    let after = Some((second.created_at, second.id.as_str()));
+    let page = agreements::list_for_account(pool, account.as_str(), None, 10, after).await;
+    assert_eq!(ids(page.unwrap()), vec![first.id.clone()]);
+    let page = agreements::list_for_account(pool, account.as_str(), Some("active"), 10, None);
+    assert!(page.await.unwrap().is_empty());
+    let page = agreements::list_for_account(pool, account.as_str(), Some("proposed"), 1, None);
+    assert_eq!(ids(page.await.unwrap()), vec![second.id.clone()]);
+    let page = agreements::list_for_account(pool, other.id.as_str(), None, 10, None).await;
+    assert_eq!(ids(page.unwrap()), vec![foreign.id.clone()]);
+
+    // One attempt, broadcast long ago: in flight and stuck; then mined, with its cost kept.
+    let carried = job(KIND_ACTIVATE, Some(&first.id));
+    enqueue(store, &[(&carried, t)]).await;
+    claim_next(store, "w1", t + 60, t).await.unwrap();
+    let signer = Address::repeat_byte(0x61);
+    let sent = attempt(&carried.id, signer, 3, 1_000, "console");
+    let mut tx = store.begin().await.unwrap();
+    attempts::record_attempt(&mut tx, &sent, t - 600).await.unwrap();
+    attempts::attempt_broadcast(&mut tx, &sent, t - 600).await.unwrap();
+    tx.commit().await.unwrap();
+    let activity = console::signer_activity(pool, t - 120).await.unwrap();
+    assert_eq!(
+        activity.get(&signer),
+        Some(&console::SignerActivity { in_flight: 1, stuck: 1, waiting_for_fees: 0 })
+    );
+    assert_eq!(console::jobs_waiting_for_fees(pool).await.unwrap(), 0);
+
+    let block = B256::repeat_byte(0xcc);
+    let mut tx = store.begin().await.unwrap();
+    attempts::attempt_mined(&mut tx, sent.tx_hash, 9, block, true, t).await.unwrap();
+    attempts::attempt_gas(&mut tx, sent.tx_hash, 21_000, 2_000_000_000, t).await.unwrap();
+    outbox::record(&mut tx, Some(&first.id), EventType::ActivationConfirmed, &json!({}), t)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let timeline = console::attempts_of_agreement(pool, &first.id).await.unwrap();
+    assert_eq!(timeline.len(), 1);
+    let mined = &timeline[0];
+    assert_eq!(
+        (mined.tx_hash, mined.job_kind, mined.nonce, mined.status, mined.block_number),
+        (sent.tx_hash, JobKind::Activate, 3, AttemptStatus::Mined, Some(9))
+    );
+    assert_eq!((mined.gas_used, mined.effective_gas_price), (Some(21_000), Some(2_000_000_000)));
+    assert_eq!(mined.broadcast_at, Some(t - 600));
+    assert!(console::attempts_of_agreement(pool, &second.id).await.unwrap().is_empty());
+    let activity = console::signer_activity(pool, t - 120).await.unwrap();
+    assert!(!activity.contains_key(&signer), "a mined job is no longer in flight: {activity:?}");
+
+    let spent = 21_000u128 * 2_000_000_000;
+    let mine = Some(account.as_str());
+    assert_eq!(console::gas_spent(pool, mine, t - 10).await.unwrap(), vec![(t, spent)]);
+    assert_eq!(console::gas_spent(pool, None, t - 10).await.unwrap(), vec![(t, spent)]);
+    assert!(console::gas_spent(pool, Some(other.id.as_str()), t - 10).await.unwrap().is_empty());
+    assert!(console::gas_spent(pool, mine, t + 1).await.unwrap().is_empty());
+
+    let confirmed = EventType::ActivationConfirmed;
+    assert_eq!(console::event_times(pool, mine, confirmed, t - 10).await.unwrap(), vec![t]);
+    let theirs = console::event_times(pool, Some(other.id.as_str()), confirmed, t - 10).await;
+    assert!(theirs.unwrap().is_empty());
+    let settled = EventType::AgreementSettled;
+    assert!(console::event_times(pool, None, settled, t - 10).await.unwrap().is_empty());
+    assert_eq!(console::approvals_waiting(pool, account.as_str(), t).await.unwrap(), 0);
 }

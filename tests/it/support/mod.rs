@@ -10,6 +10,7 @@ pub mod router;
 pub mod service;
 pub mod settlement;
 pub mod smart_wallet;
+pub mod webdriver;
 
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};

@@ -105,6 +105,8 @@ impl Api {
             wallet_balances: Default::default(),
             risk_verdicts: Default::default(),
             registration: config.registration.clone(),
+            console: config.console.clone(),
+            relayer_addresses: vec![],
         }));
         Api { router: api::app(state.clone()), state, db_dir }
     }

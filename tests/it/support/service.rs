@@ -433,6 +433,7 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
             ..Default::default()
         },
         registration: Default::default(),
+        console: Default::default(),
     }
 }
 
