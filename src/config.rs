@@ -402,6 +402,10 @@ pub struct ServeConfig {
     /// Agent self-registration: how long claim codes last, where owners claim.
     #[command(flatten)]
     pub registration: crate::registration::RegistrationSettings,
+
+    /// The go/no-go packet: support contacts, log location, the live-chain canary switch.
+    #[command(flatten)]
+    pub go_no_go: crate::gonogo::GoNoGoSettings,
 }
 
 /// Parses `PACTUM_CLOSE_WINDOW_SECS`, refusing a window the escrow contract would refuse, so a

@@ -13,6 +13,7 @@ pub mod chain;
 pub mod config;
 pub mod escrow;
 pub mod expiry;
+pub mod gonogo;
 pub mod governance;
 pub mod intents;
 pub mod metrics;

@@ -17,6 +17,7 @@ pub mod credentials_seen;
 pub mod document_number;
 pub mod error;
 pub mod extract;
+pub mod go_no_go;
 pub mod governance;
 pub mod health;
 pub mod idempotency;
@@ -112,6 +113,8 @@ pub struct Shared {
     pub risk_verdicts: crate::screening::cache::VerdictCache,
     /// Agent self-registration: claim codes' lifetime and the claim page.
     pub registration: crate::registration::RegistrationSettings,
+    /// What a go/no-go run needs: the receipt key, its settings, the store URL, this API's URL.
+    pub go_no_go: go_no_go::Equipment,
 }
 
 /// Cheaply cloneable handle to [`Shared`].
@@ -288,6 +291,8 @@ pub fn app(state: AppState) -> Router {
         .route("/intents/{intentId}/events", post(intents::post_event))
         .route("/intents/{intentId}/status", get(intents::status))
         .route("/v1/reconciliation", get(reconciliation::reconciliation))
+        .route("/v1/go-no-go", post(go_no_go::start).get(go_no_go::latest))
+        .route("/v1/go-no-go/{run_id}", get(go_no_go::get))
         .route("/receipts", get(receipts::list))
         .route("/receipts/verify/{receipt_id}", get(receipts::verify))
         // Execution tokens are checked against the matched route, for every route above.

@@ -260,6 +260,11 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
             ..Default::default()
         },
         registration: Default::default(),
+        go_no_go: pactum::gonogo::GoNoGoSettings {
+            support_contacts: vec!["pactum dev operator <operator@localhost>".into()],
+            support_logs: Some("stderr of `pactum dev`".into()),
+            ..Default::default()
+        },
     };
     let service = Service::start(config).await.map_err(|e| {
         let context = match e {

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod agreements;
 pub mod attempts;
 pub mod chain;
+pub mod gonogo;
 pub mod governance;
 pub mod idempotency;
 pub mod intents;

@@ -421,6 +421,11 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
             ..Default::default()
         },
         registration: Default::default(),
+        go_no_go: pactum::gonogo::GoNoGoSettings {
+            support_contacts: vec!["harness operator <operator@example.test>".into()],
+            readiness_record_secs: 1,
+            ..Default::default()
+        },
     }
 }
 
