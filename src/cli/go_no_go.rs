@@ -135,7 +135,12 @@ async fn collect(args: RunArgs) -> anyhow::Result<()> {
     signing::verify(&packet).context("the service's packet does not verify")?;
     write(&args.out, &packet)?;
     for section in &packet.sections {
-        println!("{:<6} {:<18} {}", section.verdict.as_str(), section.section.as_str(), section.summary);
+        println!(
+            "{:<6} {:<18} {}",
+            section.verdict.as_str(),
+            section.section.as_str(),
+            section.summary
+        );
     }
     println!(
         "{}: {} (signed by {}); written to {}",

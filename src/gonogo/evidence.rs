@@ -229,7 +229,10 @@ pub fn judge_webhook(evidence: &WebhookEvidence) -> (Verdict, String) {
         })
         .collect();
     if failed.is_empty() {
-        (Verdict::Go, format!("{} endpoint(s) took the signed test delivery", evidence.endpoints.len()))
+        (
+            Verdict::Go,
+            format!("{} endpoint(s) took the signed test delivery", evidence.endpoints.len()),
+        )
     } else {
         (Verdict::NoGo, failed.join("; "))
     }
@@ -255,7 +258,10 @@ pub fn judge_support(evidence: &SupportEvidence) -> (Verdict, String) {
     if evidence.contacts.is_empty() {
         (Verdict::NoGo, "no support contact configured (PACTUM_SUPPORT_CONTACT)".to_owned())
     } else {
-        (Verdict::Go, format!("contacts: {}; logs: {}", evidence.contacts.join(", "), evidence.logs))
+        (
+            Verdict::Go,
+            format!("contacts: {}; logs: {}", evidence.contacts.join(", "), evidence.logs),
+        )
     }
 }
 
@@ -336,7 +342,10 @@ pub fn judge_rollback(evidence: &RollbackEvidence) -> (Verdict, String) {
     if let Some(bad) = backup.tables.iter().find(|t| !t.consistent()) {
         return (
             Verdict::NoGo,
-            format!("table {} restored {} rows, the store held {}", bad.table, bad.restored, bad.before),
+            format!(
+                "table {} restored {} rows, the store held {}",
+                bad.table, bad.restored, bad.before
+            ),
         );
     }
     (
@@ -398,7 +407,8 @@ mod tests {
 
     #[test]
     fn a_restored_count_must_lie_between_the_counts_around_the_backup() {
-        let count = |before, restored, after| TableCount { table: "t".into(), before, restored, after };
+        let count =
+            |before, restored, after| TableCount { table: "t".into(), before, restored, after };
         assert!(count(3, 3, 3).consistent());
         assert!(count(3, 4, 5).consistent());
         assert!(!count(3, 2, 3).consistent());

@@ -50,7 +50,12 @@ fn run_from_row(row: &AnyRow) -> Run {
 }
 
 /// Stores a new run, [`RUNNING`].
-pub async fn insert_run(conn: &mut Conn, id: &str, account_id: &str, started_at: i64) -> Result<()> {
+pub async fn insert_run(
+    conn: &mut Conn,
+    id: &str,
+    account_id: &str,
+    started_at: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO go_no_go_runs (id, account_id, status, started_at) VALUES ($1, $2, $3, $4)",
     )
@@ -87,8 +92,9 @@ pub async fn finish_run(
 
 /// The most recently started run; `None` before the first.
 pub async fn latest_run(pool: &AnyPool) -> Result<Option<Run>> {
-    let sql =
-        format!("SELECT {RUN_COLUMNS} FROM go_no_go_runs ORDER BY started_at DESC, id DESC LIMIT 1");
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM go_no_go_runs ORDER BY started_at DESC, id DESC LIMIT 1"
+    );
     Ok(sqlx::query(&sql).fetch_optional(pool).await?.map(|row| run_from_row(&row)))
 }
 

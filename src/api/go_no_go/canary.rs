@@ -116,7 +116,12 @@ async fn flow(
     evidence.seller_wallet = Some(seller.wallet.address().to_checksum(None));
 
     evidence.funding_tx_hash = fund(state, buyer.wallet.address()).await?.map(|h| h.to_string());
-    push(evidence, started, "fund_buyer", evidence.funding_tx_hash.clone().unwrap_or("already funded".into()));
+    push(
+        evidence,
+        started,
+        "fund_buyer",
+        evidence.funding_tx_hash.clone().unwrap_or("already funded".into()),
+    );
 
     let api = Api { http: reqwest::Client::new(), base: state.go_no_go.self_url.clone() };
     let proposal = json!({
@@ -130,9 +135,9 @@ async fn flow(
         "activation_version": "v2",
         "buyer_wallet_address": buyer.wallet.address().to_checksum(None),
     });
-    let agreement =
-        api.expect("propose", Method::POST, "/usage-agreements", &buyer.key, Some(&proposal), 201)
-            .await?;
+    let agreement = api
+        .expect("propose", Method::POST, "/usage-agreements", &buyer.key, Some(&proposal), 201)
+        .await?;
     let id = text(&agreement["id"]).ok_or_else(|| step_error("propose", "no agreement id"))?;
     evidence.agreement_id = Some(id.clone());
     push(evidence, started, "propose", id.clone());
@@ -143,7 +148,8 @@ async fn flow(
     push(evidence, started, "accept", "accepted".into());
 
     let path = format!("/usage-agreements/{id}/activation-package");
-    let package = api.expect("activation_package", Method::GET, &path, &buyer.key, None, 200).await?;
+    let package =
+        api.expect("activation_package", Method::GET, &path, &buyer.key, None, 200).await?;
     let signed = sign_package(&buyer.wallet, &package)?;
     let path = format!("/usage-agreements/{id}/activate-escrow");
     api.expect("activate_escrow", Method::POST, &path, &buyer.key, Some(&signed), 202).await?;
@@ -159,9 +165,17 @@ async fn flow(
     evidence.final_status = text(&active["status"]);
     evidence.final_activation_status = text(&active["activation_status"]);
     if active["status"] != "active" {
-        return Err(step_error("activation", format!("activation failed: {}", active["activation_error"])));
+        return Err(step_error(
+            "activation",
+            format!("activation failed: {}", active["activation_error"]),
+        ));
     }
-    push(evidence, started, "activation_confirmed", evidence.activation_tx_hash.clone().unwrap_or_default());
+    push(
+        evidence,
+        started,
+        "activation_confirmed",
+        evidence.activation_tx_hash.clone().unwrap_or_default(),
+    );
 
     let path = format!("/usage-agreements/{id}/record-usage");
     let usage = json!({ "units": QUANTITY });
@@ -175,7 +189,8 @@ async fn flow(
         .as_str()
         .and_then(|u| u.parse::<u64>().ok())
         .ok_or_else(|| step_error("voucher", "no voucher to sign"))?;
-    let voucher = json!({ "cumulative_units": units, "signature": sign_document(&buyer.wallet, document)? });
+    let voucher =
+        json!({ "cumulative_units": units, "signature": sign_document(&buyer.wallet, document)? });
     let path = format!("/usage-agreements/{id}/usage-vouchers");
     api.expect("voucher", Method::POST, &path, &buyer.key, Some(&voucher), 200).await?;
     push(evidence, started, "voucher", format!("{units} units signed by the buyer"));
@@ -195,8 +210,9 @@ async fn flow(
     if let Some(units) = final_units {
         close["units"] = json!(units);
     }
-    let action =
-        api.expect("initiate_close", Method::POST, &submit_to, &seller.key, Some(&close), 202).await?;
+    let action = api
+        .expect("initiate_close", Method::POST, &submit_to, &seller.key, Some(&close), 202)
+        .await?;
     let action_id =
         text(&action["id"]).ok_or_else(|| step_error("initiate_close", "no action id"))?;
     push(evidence, started, "initiate_close", action_id.clone());
@@ -211,7 +227,12 @@ async fn flow(
     if done["status"] != "confirmed" {
         return Err(step_error("settlement", format!("the close failed: {done}")));
     }
-    push(evidence, started, "close_confirmed", evidence.settlement_tx_hash.clone().unwrap_or_default());
+    push(
+        evidence,
+        started,
+        "close_confirmed",
+        evidence.settlement_tx_hash.clone().unwrap_or_default(),
+    );
 
     let path = format!("/usage-agreements/{id}");
     let settled = api
@@ -226,7 +247,9 @@ async fn flow(
 /// The canary `role`'s agent in the operator's account, created on first use, with its
 /// derived API key and wallet.
 async fn party(state: &AppState, account: &Account, role: &str) -> Result<Party, CanaryError> {
-    let derive = |what: &str| state.go_no_go.receipt_key.derive_secret(&format!("go-no-go/canary-{role}/{what}"));
+    let derive = |what: &str| {
+        state.go_no_go.receipt_key.derive_secret(&format!("go-no-go/canary-{role}/{what}"))
+    };
     let key = SecretKey::from_presented(format!(
         "{}_{}_{}",
         crate::api::auth::AGENT_KEY_KIND,
@@ -237,7 +260,9 @@ async fn party(state: &AppState, account: &Account, role: &str) -> Result<Party,
         .map_err(|_| step_error("canary_agents", "the derived wallet key is not a valid key"))?;
     let agent = match agents::agent_by_key(state.store.reader(), &key.hash()).await? {
         Some(agent) if agent.account_id == account.id => agent,
-        Some(_) => return Err(step_error("canary_agents", "the canary key belongs to another account")),
+        Some(_) => {
+            return Err(step_error("canary_agents", "the canary key belongs to another account"));
+        }
         None => {
             let (mut agent, _) = agents::new_agent(
                 account.id.clone(),
@@ -262,22 +287,25 @@ async fn party(state: &AppState, account: &Account, role: &str) -> Result<Party,
 /// Returns the funding transaction, if one was sent.
 async fn fund(state: &AppState, buyer: Address) -> Result<Option<B256>, CanaryError> {
     let chain = &state.chain;
-    let held = chain
-        .balance(buyer)
-        .await
-        .map_err(|e| step_error("fund_buyer", format!("the buyer's balance could not be read: {e}")))?;
+    let held = chain.balance(buyer).await.map_err(|e| {
+        step_error("fund_buyer", format!("the buyer's balance could not be read: {e}"))
+    })?;
     if held >= U256::from(LOW_BASE_UNITS) {
         return Ok(None);
     }
     if !crate::wallets::funding_allowed(state.environment, chain.chain_id) {
         return Err(step_error(
             "fund_buyer",
-            format!("the canary buyer {buyer} holds {held} base units; fund it with at least {LOW_BASE_UNITS}"),
+            format!(
+                "the canary buyer {buyer} holds {held} base units; fund it with at least {LOW_BASE_UNITS}"
+            ),
         ));
     }
     let amount = U256::from(FUND_BASE_UNITS);
     let minted = match &state.faucet {
-        Some(faucet) => faucet::send_from_faucet(&chain.provider, faucet, chain.token, buyer, amount).await,
+        Some(faucet) => {
+            faucet::send_from_faucet(&chain.provider, faucet, chain.token, buyer, amount).await
+        }
         None => faucet::mint_demo_usdc(&chain.provider, chain.token, buyer, amount).await,
     };
     minted.map(|m| Some(m.tx_hash)).map_err(|e| step_error("fund_buyer", e.to_string()))
@@ -296,9 +324,8 @@ fn text(value: &Value) -> Option<String> {
 fn sign_document(wallet: &PrivateKeySigner, document: &Value) -> Result<String, CanaryError> {
     let digest = crate::escrow::package::digest_of(document)
         .map_err(|e| step_error("sign", format!("a document to sign does not hash: {e}")))?;
-    let signature = wallet
-        .sign_hash_sync(&digest)
-        .map_err(|e| step_error("sign", e.to_string()))?;
+    let signature =
+        wallet.sign_hash_sync(&digest).map_err(|e| step_error("sign", e.to_string()))?;
     Ok(alloy::hex::encode_prefixed(signature.as_bytes()))
 }
 
@@ -381,7 +408,10 @@ impl Api {
                 return Ok(body);
             }
             if Instant::now() >= deadline {
-                return Err(step_error(step, format!("not done after {} s: {body}", WAIT.as_secs())));
+                return Err(step_error(
+                    step,
+                    format!("not done after {} s: {body}", WAIT.as_secs()),
+                ));
             }
             tokio::time::sleep(POLL).await;
         }

@@ -11,8 +11,8 @@ use crate::api::AppState;
 use crate::api::observability::check_readiness;
 use crate::gonogo::evidence::{self, HEALTH_HISTORY, HealthEvidence, ReadinessSample};
 use crate::gonogo::{Section, SectionReport, Verdict};
-use crate::store::gonogo as rows;
 use crate::store::StoreError;
+use crate::store::gonogo as rows;
 use crate::time::now_ms;
 
 /// Records readiness every `interval` until stopped.

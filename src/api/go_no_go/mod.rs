@@ -114,7 +114,9 @@ impl TryFrom<Run> for GoNoGoRun {
         let packet = run
             .packet
             .as_deref()
-            .map(|p| serde_json::from_str(p).map_err(|e| corrupt("go_no_go_runs.packet", e.to_string())))
+            .map(|p| {
+                serde_json::from_str(p).map_err(|e| corrupt("go_no_go_runs.packet", e.to_string()))
+            })
             .transpose()?;
         Ok(GoNoGoRun {
             run_id: run.id,

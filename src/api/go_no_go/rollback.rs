@@ -135,10 +135,8 @@ impl Copy {
 
 /// `VACUUM INTO` a temporary file, opened read-only.
 async fn sqlite_copy(store: &AnyPool, evidence: &mut BackupEvidence) -> Result<Copy, BackupError> {
-    let path = std::env::temp_dir().join(format!(
-        "pactum-go-no-go-{}.db",
-        crate::agreement::ids::GoNoGoRunId::generate()
-    ));
+    let path = std::env::temp_dir()
+        .join(format!("pactum-go-no-go-{}.db", crate::agreement::ids::GoNoGoRunId::generate()));
     let quoted = path.display().to_string().replace('\'', "''");
     let vacuum = format!("VACUUM INTO '{quoted}'");
     evidence.commands.push(vacuum.clone());
@@ -157,7 +155,10 @@ async fn sqlite_copy(store: &AnyPool, evidence: &mut BackupEvidence) -> Result<C
 }
 
 /// `pg_dump` of the store into a new scratch database with `psql`.
-async fn postgres_copy(state: &AppState, evidence: &mut BackupEvidence) -> Result<Copy, BackupError> {
+async fn postgres_copy(
+    state: &AppState,
+    evidence: &mut BackupEvidence,
+) -> Result<Copy, BackupError> {
     let source = state.go_no_go.database_url.expose();
     let mut scratch_url =
         url::Url::parse(source).map_err(|e| BackupError::Tool(format!("the store URL: {e}")))?;
@@ -170,7 +171,8 @@ async fn postgres_copy(state: &AppState, evidence: &mut BackupEvidence) -> Resul
         }
         url.to_string()
     };
-    let source_shown = shown(&url::Url::parse(source).map_err(|e| BackupError::Tool(e.to_string()))?);
+    let source_shown =
+        shown(&url::Url::parse(source).map_err(|e| BackupError::Tool(e.to_string()))?);
     evidence.commands.push(format!("CREATE DATABASE {name}"));
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(state.store.reader()).await?;
     evidence.restored_into = shown(&scratch_url);

@@ -35,7 +35,8 @@ pub(super) async fn run(state: AppState, run_id: String, account: Account, start
     );
     sections.push(bounded(Section::Rollback, SECTION_LIMIT, super::rollback::gather(&state)).await);
     // Last, so the history it shows covers the whole run.
-    sections.push(bounded(Section::HostedHealth, SECTION_LIMIT, super::health::gather(&state)).await);
+    sections
+        .push(bounded(Section::HostedHealth, SECTION_LIMIT, super::health::gather(&state)).await);
     sections.sort_by_key(|s| Section::ALL.iter().position(|x| *x == s.section));
 
     let deployment = Deployment {
@@ -117,7 +118,10 @@ fn support(state: &AppState) -> SectionReport {
             .map(|c| c.trim().to_owned())
             .filter(|c| !c.is_empty())
             .collect(),
-        logs: settings.support_logs.clone().unwrap_or_else(|| "stderr of the pactum process".into()),
+        logs: settings
+            .support_logs
+            .clone()
+            .unwrap_or_else(|| "stderr of the pactum process".into()),
         metrics_endpoint: format!("{base}/metrics"),
         readiness_endpoint: format!("{base}/readyz"),
         liveness_endpoint: format!("{base}/healthz"),

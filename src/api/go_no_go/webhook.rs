@@ -54,7 +54,9 @@ async fn deliver(
     })
     .to_string();
     let url = address::parse(&endpoint.url);
-    let origin = url.as_ref().map_or_else(|_| "unparsable URL".to_owned(), |u| u.origin().ascii_serialization());
+    let origin = url
+        .as_ref()
+        .map_or_else(|_| "unparsable URL".to_owned(), |u| u.origin().ascii_serialization());
     let outcome = match (url, SigningSecret::parse(secret)) {
         (Ok(url), Ok(key)) => {
             let signed = send::Signed {
