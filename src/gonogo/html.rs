@@ -63,13 +63,14 @@ pub fn render(packet: &Packet) -> String {
         let _ = write!(
             page,
             "<section id=\"{id}\"><h2>{title} {badge}</h2><p>{summary}</p>\
-             <pre>{evidence}</pre></section>\n",
+             <pre>{evidence}</pre></section>",
             id = section.section.as_str(),
             title = section.section.title(),
             badge = badge(section.verdict),
             summary = escape(&section.summary),
             evidence = escape(&evidence),
         );
+        page.push('\n');
     }
     if let Some(signature) = &packet.signature {
         let _ = write!(
@@ -79,11 +80,12 @@ pub fn render(packet: &Packet) -> String {
              <tr><th>Packet hash</th><td>{}</td></tr>\
              <tr><th>Signature</th><td><code>{}</code></td></tr></table>\
              <p>Verify with <code>pactum go-no-go verify packet.json</code> (docs/go-no-go.md).</p>\
-             </section>\n",
+             </section>",
             escape(&signature.signer),
             escape(&signature.packet_hash),
             escape(&signature.signature),
         );
+        page.push('\n');
     }
     page.push_str("</body></html>\n");
     page
