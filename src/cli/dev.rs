@@ -263,6 +263,8 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         go_no_go: pactum::gonogo::GoNoGoSettings {
             support_contacts: vec!["pactum dev operator <operator@localhost>".into()],
             support_logs: Some("stderr of `pactum dev`".into()),
+            // Often, so a go/no-go soon after start-up has history to show.
+            readiness_record_secs: 5,
             ..Default::default()
         },
     };

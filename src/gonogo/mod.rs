@@ -25,6 +25,7 @@ pub const FORMAT: &str = "pactum.go-no-go/1";
 /// One of the seven sections, in the order the packet lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = GoNoGoSection)]
 pub enum Section {
     /// `/readyz` now and its recorded history.
     HostedHealth,
@@ -95,6 +96,7 @@ impl fmt::Display for Section {
 /// A section's (or the packet's) verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = GoNoGoVerdict)]
 pub enum Verdict {
     /// The evidence shows the concern is ready.
     Go,
@@ -135,6 +137,7 @@ impl fmt::Display for Verdict {
 /// One section of the packet: its verdict, a one-line summary and the evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GoNoGoSectionReport)]
 pub struct SectionReport {
     /// Which section.
     pub section: Section,
@@ -168,6 +171,7 @@ impl SectionReport {
 /// The deployment a packet is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GoNoGoDeployment)]
 pub struct Deployment {
     /// The chain's id.
     pub chain_id: u64,
@@ -182,6 +186,7 @@ pub struct Deployment {
 /// The receipt key's signature of a packet (docs/go-no-go.md, "Verifying a packet").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GoNoGoPacketSignature)]
 pub struct PacketSignature {
     /// The receipt key's address.
     pub signer: String,
@@ -197,6 +202,7 @@ pub struct PacketSignature {
 /// A go/no-go packet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GoNoGoPacket)]
 pub struct Packet {
     /// Always [`FORMAT`].
     pub format: String,

@@ -277,3 +277,32 @@ async fn go_no_go_answers_only_the_operator() {
     let (status, _) = api.call(Method::GET, "/v1/go-no-go", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn go_no_go_on_postgres_restores_a_pg_dump_into_a_scratch_database() {
+    let Some(url) = crate::support::databases::fresh_postgres().await else { return };
+    let database_url = url.clone();
+    let mut h = Harness::start_with(move |config| config.database_url = database_url).await;
+    let _miner = Miner::start(&h);
+    ready_recorded(&h).await;
+
+    let packet = packet_of(&run(&h).await);
+    assert_verdicts(&packet, &[]);
+    let rollback = &packet.section(Section::Rollback).unwrap().evidence;
+    assert_eq!(rollback["backend"], "postgres");
+    let commands = rollback["backup"]["commands"].to_string();
+    assert!(commands.contains("pg_dump") && commands.contains("psql"), "{commands}");
+    // The scratch database is gone again.
+    let scratch = rollback["backup"]["restored_into"].as_str().unwrap();
+    let name = scratch.rsplit_once('/').unwrap().1.to_owned();
+    let store = h.service.as_ref().unwrap().state().store.clone();
+    let left: Vec<sqlx::any::AnyRow> =
+        sqlx::query("SELECT datname FROM pg_database WHERE datname = $1")
+            .bind(&name)
+            .fetch_all(store.reader())
+            .await
+            .unwrap();
+    assert!(left.is_empty(), "{name} was not dropped");
+    h.stop().await;
+    crate::support::databases::drop_postgres(&url).await;
+}

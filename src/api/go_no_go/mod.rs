@@ -56,6 +56,7 @@ pub struct Equipment {
 /// A run's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = GoNoGoRunStatus)]
 pub enum RunStatus {
     /// Gathering evidence.
     Running,
