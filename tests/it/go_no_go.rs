@@ -63,6 +63,11 @@ async fn ready_recorded(h: &Harness) {
     }
 }
 
+/// A harness recording readiness every second, so a ready sample follows start-up at once.
+async fn harness() -> Harness {
+    Harness::start_with(|config| config.go_no_go.readiness_record_secs = 1).await
+}
+
 /// Starts a run as the operator and waits until it is complete; returns the run.
 async fn run(h: &Harness) -> Value {
     let (status, started) = h.call(Method::POST, "/v1/go-no-go", Some(OWNER_KEY), None).await;
@@ -139,7 +144,7 @@ fn read_packet(dir: &Path) -> Packet {
 #[tokio::test]
 async fn go_no_go_is_all_go_on_a_dev_deployment_and_a_planted_store_edit_is_a_reconciliation_no_go()
 {
-    let h = Harness::start().await;
+    let h = harness().await;
     let agent = h.agent("hooked").await;
     let receiver = Receiver::start(Vec::new()).await;
     let hook = create_webhook(&h, &agent, &receiver.url, &[]).await;
@@ -210,7 +215,7 @@ async fn go_no_go_is_all_go_on_a_dev_deployment_and_a_planted_store_edit_is_a_re
 
 #[tokio::test]
 async fn go_no_go_a_failing_webhook_endpoint_is_a_webhook_no_go_and_the_cli_exits_1() {
-    let h = Harness::start().await;
+    let h = harness().await;
     let agent = h.agent("hooked").await;
     let good = Receiver::start(Vec::new()).await;
     let bad = Receiver::start(vec![Reply::Status(500); 50]).await;
@@ -235,7 +240,7 @@ async fn go_no_go_a_failing_webhook_endpoint_is_a_webhook_no_go_and_the_cli_exit
 
 #[tokio::test]
 async fn go_no_go_with_the_rpc_down_the_provider_is_no_go() {
-    let mut h = Harness::start().await;
+    let mut h = harness().await;
     let pid = h.chain.anvil.child().id();
     let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     assert!(killed.unwrap().success());
@@ -282,7 +287,11 @@ async fn go_no_go_answers_only_the_operator() {
 async fn go_no_go_on_postgres_restores_a_pg_dump_into_a_scratch_database() {
     let Some(url) = crate::support::databases::fresh_postgres().await else { return };
     let database_url = url.clone();
-    let mut h = Harness::start_with(move |config| config.database_url = database_url).await;
+    let mut h = Harness::start_with(move |config| {
+        config.database_url = database_url;
+        config.go_no_go.readiness_record_secs = 1;
+    })
+    .await;
     let _miner = Miner::start(&h);
     ready_recorded(&h).await;
 

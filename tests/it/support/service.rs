@@ -423,7 +423,6 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
         registration: Default::default(),
         go_no_go: pactum::gonogo::GoNoGoSettings {
             support_contacts: vec!["harness operator <operator@example.test>".into()],
-            readiness_record_secs: 1,
             ..Default::default()
         },
     }
