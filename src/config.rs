@@ -406,6 +406,9 @@ pub struct ServeConfig {
     /// The operator console: the chain explorer it links to, when a transaction is stuck.
     #[command(flatten)]
     pub console: crate::console::ConsoleSettings,
+    /// The go/no-go packet: support contacts, log location, the live-chain canary switch.
+    #[command(flatten)]
+    pub go_no_go: crate::gonogo::GoNoGoSettings,
 }
 
 /// Parses `PACTUM_CLOSE_WINDOW_SECS`, refusing a window the escrow contract would refuse, so a

@@ -14,6 +14,7 @@ pub mod config;
 pub mod console;
 pub mod escrow;
 pub mod expiry;
+pub mod gonogo;
 pub mod governance;
 pub mod intents;
 pub mod metrics;

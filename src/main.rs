@@ -34,6 +34,9 @@ enum Command {
     Openapi(cli::openapi::OpenapiArgs),
     /// Compare the store with the chain; exit 1 on any mismatch (docs/reconcile.md).
     Reconcile(Box<cli::reconcile::ReconcileArgs>),
+    /// Ask the running service for a signed go/no-go evidence packet; exit 1 on any no-go
+    /// (docs/go-no-go.md). `go-no-go verify FILE` checks a saved packet.
+    GoNoGo(Box<cli::go_no_go::GoNoGoArgs>),
 }
 
 fn main() -> ExitCode {
@@ -49,11 +52,21 @@ fn main() -> ExitCode {
                 failure = ExitCode::from(cli::reconcile::EXIT_ERROR);
                 runtime(LogFormat::Text, || cli::reconcile::run(*args))
             }
+            Command::GoNoGo(args) => {
+                // A no-go is a finding, not an error: it exits 1, an error 2.
+                failure = ExitCode::from(cli::go_no_go::EXIT_ERROR);
+                runtime(LogFormat::Text, || cli::go_no_go::run(*args))
+            }
         });
     if let Err(error) = &result
         && error.is::<cli::reconcile::Mismatched>()
     {
         return ExitCode::from(cli::reconcile::EXIT_MISMATCH);
+    }
+    if let Err(error) = &result
+        && error.is::<cli::go_no_go::NoGo>()
+    {
+        return ExitCode::from(cli::go_no_go::EXIT_NO_GO);
     }
     // One line with the whole cause chain, rather than returning the error from `main`, whose
     // report adds a backtrace whenever RUST_BACKTRACE is set.

@@ -124,6 +124,9 @@ impl Service {
             .map(|key| key.expose().parse::<alloy::signers::local::PrivateKeySigner>())
             .transpose()
             .map_err(|_| ServiceError::FaucetKey)?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let instance = instance_name();
         let state = AppState(Arc::new(Shared {
             operator_account,
             faucet,
@@ -138,6 +141,13 @@ impl Service {
             webhooks: config.webhooks.clone(),
             authorization_ttl: config.authorization_ttl_secs,
             receipt_signer: receipt_key.address(),
+            go_no_go: crate::api::go_no_go::Equipment {
+                receipt_key: receipt_key.clone(),
+                settings: config.go_no_go.clone(),
+                database_url: crate::secret::Secret::new(config.database_url.clone()),
+                self_url: self_url(local_addr),
+                instance: instance.clone(),
+            },
             rate_limits: config.rate_limits(),
             idempotency_ttl: config.idempotency_ttl_secs,
             ready_max_lag_blocks: config.ready_max_lag_blocks,
@@ -158,8 +168,6 @@ impl Service {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let listener = TcpListener::bind(config.listen).await?;
-        let local_addr = listener.local_addr()?;
         let router = api::app(state.clone());
         let mut http_shutdown = shutdown_rx.clone();
         let max_body_bytes = config.max_body_bytes;
@@ -197,7 +205,7 @@ impl Service {
             payment_batcher: config.transfer_batch_address,
             batch_wait: std::time::Duration::from_millis(config.relayer_batch_wait_ms),
             replace_after_blocks: config.relayer_replace_after_blocks.max(1),
-            instance: instance_name(),
+            instance,
         };
         tasks.spawn(supervise("relayer", shutdown_rx.clone(), move |stop| {
             let worker = worker.clone();
@@ -211,6 +219,13 @@ impl Service {
         tasks.spawn(supervise("webhooks", shutdown_rx.clone(), move |stop| {
             let dispatcher = dispatcher.clone();
             async move { dispatcher.run(stop).await.map_err(|e| e.to_string()) }
+        }));
+        let recorder = crate::api::go_no_go::Recorder {
+            state: state.clone(),
+            interval: Duration::from_secs(config.go_no_go.readiness_record_secs.max(1)),
+        };
+        tasks.spawn(supervise("readiness", shutdown_rx.clone(), move |stop| {
+            recorder.clone().run(stop)
         }));
         let sweeper =
             crate::expiry::ApprovalSweeper { store: store.clone(), poll: config.poll_interval() };
@@ -321,6 +336,17 @@ fn instance_name() -> String {
     static STARTED: AtomicU32 = AtomicU32::new(0);
     let n = STARTED.fetch_add(1, Ordering::Relaxed);
     format!("{}-{}-{n}", hostname(), std::process::id())
+}
+
+/// The URL this service's own API answers on, for the go/no-go canary: the listen address,
+/// with a wildcard address replaced by the loopback address of its family.
+fn self_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 fn hostname() -> String {

@@ -78,6 +78,16 @@ id_type!(
     "agt_"
 );
 id_type!(
+    /// A go/no-go run (docs/go-no-go.md).
+    GoNoGoRunId,
+    "gng_"
+);
+id_type!(
+    /// A recorded readiness sample.
+    ReadinessSampleId,
+    "rdy_"
+);
+id_type!(
     /// A usage agreement.
     AgreementId,
     "ua_"

@@ -18,6 +18,7 @@ pub mod credentials_seen;
 pub mod document_number;
 pub mod error;
 pub mod extract;
+pub mod go_no_go;
 pub mod governance;
 pub mod health;
 pub mod idempotency;
@@ -117,6 +118,8 @@ pub struct Shared {
     pub console: crate::console::ConsoleSettings,
     /// The relayer's signer addresses, in configuration order (the console's relayer page).
     pub relayer_addresses: Vec<alloy::primitives::Address>,
+    /// What a go/no-go run needs: the receipt key, its settings, the store URL, this API's URL.
+    pub go_no_go: go_no_go::Equipment,
 }
 
 /// Cheaply cloneable handle to [`Shared`].
@@ -293,6 +296,8 @@ pub fn app(state: AppState) -> Router {
         .route("/intents/{intentId}/events", post(intents::post_event))
         .route("/intents/{intentId}/status", get(intents::status))
         .route("/v1/reconciliation", get(reconciliation::reconciliation))
+        .route("/v1/go-no-go", post(go_no_go::start).get(go_no_go::latest))
+        .route("/v1/go-no-go/{run_id}", get(go_no_go::get))
         .route("/receipts", get(receipts::list))
         .route("/v1/agreements", get(console::agreements::list))
         .route("/v1/agreements/{agreement_id}/timeline", get(console::agreements::timeline))

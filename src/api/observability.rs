@@ -58,6 +58,19 @@ pub async fn healthz() -> Json<Liveness> {
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let checks = check_readiness(&state).await;
+    if checks.ready {
+        Json(Ready { status: "ready".to_owned(), checks: checks.checks }).into_response()
+    } else {
+        ApiError::new(ErrorCode::NotReady, checks.failing_message())
+            .with_details(checks.details)
+            .into_response()
+    }
+}
+
+/// Runs the readiness checks of `/readyz` now (the store, `eth_blockNumber`, the watcher's lag),
+/// each bounded by two seconds; logs a failing dependency. The go/no-go recorder samples it.
+pub async fn check_readiness(state: &AppState) -> Readiness {
     let (cursor, head) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, chain::cursor(state.store.reader())),
         tokio::time::timeout(CHECK_TIMEOUT, state.chain.provider.get_block_number()),
@@ -72,20 +85,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err("timed out".to_owned()),
     };
-    let checks = readiness(&cursor, &head, state.ready_max_lag_blocks);
     if let Err(error) = &cursor {
         tracing::warn!(%error, "readiness: store check failed");
     }
     if let Err(error) = &head {
         tracing::warn!(%error, "readiness: rpc check failed");
     }
-    if checks.ready {
-        Json(Ready { status: "ready".to_owned(), checks: checks.checks }).into_response()
-    } else {
-        ApiError::new(ErrorCode::NotReady, checks.failing_message())
-            .with_details(checks.details)
-            .into_response()
-    }
+    readiness(&cursor, &head, state.ready_max_lag_blocks)
 }
 
 /// `GET /healthz`.
@@ -135,7 +141,8 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    fn failing_message(&self) -> String {
+    /// `not ready: store, rpc failing`: the failing checks by name.
+    pub fn failing_message(&self) -> String {
         format!("not ready: {} failing", self.failing.join(", "))
     }
 }

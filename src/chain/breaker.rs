@@ -27,6 +27,17 @@ pub enum BreakerState {
     },
 }
 
+impl BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BreakerState::Closed { .. } => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen { .. } => "half_open",
+        }
+    }
+}
+
 /// A circuit breaker for one endpoint.
 #[derive(Debug, Clone)]
 pub struct Breaker {

@@ -261,6 +261,13 @@ async fn start(args: &DevArgs, anvil: &AnvilInstance) -> anyhow::Result<(Service
         },
         registration: Default::default(),
         console: Default::default(),
+        go_no_go: pactum::gonogo::GoNoGoSettings {
+            support_contacts: vec!["pactum dev operator <operator@localhost>".into()],
+            support_logs: Some("stderr of `pactum dev`".into()),
+            // Often, so a go/no-go soon after start-up has history to show.
+            readiness_record_secs: 5,
+            ..Default::default()
+        },
     };
     let service = Service::start(config).await.map_err(|e| {
         let context = match e {

@@ -2,6 +2,7 @@
 //! `anyhow` errors for the terminal.
 
 pub(crate) mod dev;
+pub(crate) mod go_no_go;
 pub(crate) mod openapi;
 pub(crate) mod reconcile;
 pub(crate) mod serve;

@@ -310,6 +310,23 @@ impl ReceiptKey {
         self.signer.address()
     }
 
+    /// `hash` signed, 65 bytes `r ‖ s ‖ v` (the go/no-go packet's EIP-712 hash).
+    pub fn sign_hash(&self, hash: &B256) -> Vec<u8> {
+        // A local secp256k1 key signs any 32-byte hash; this cannot fail.
+        self.signer.sign_hash_sync(hash).map(|s| s.as_bytes().to_vec()).unwrap_or_default()
+    }
+
+    /// A secret derived from this key for `purpose` alone: keccak256 of a domain tag, the
+    /// purpose and the key. Nothing derived reveals the key or another purpose's secret, and
+    /// the same key gives the same secret after a restart, so nothing derived is stored.
+    pub fn derive_secret(&self, purpose: &str) -> B256 {
+        let mut input = b"pactum/derived-secret/v1\0".to_vec();
+        input.extend_from_slice(purpose.as_bytes());
+        input.push(0);
+        input.extend_from_slice(self.signer.to_bytes().as_slice());
+        alloy::primitives::keccak256(input)
+    }
+
     /// `receipt` signed: its `signer` and `signature` set over the other fields.
     pub fn sign(&self, mut receipt: Receipt) -> Receipt {
         receipt.signer = self.address();

@@ -10,6 +10,7 @@ pub mod agreements;
 pub mod attempts;
 pub mod chain;
 pub mod console;
+pub mod gonogo;
 pub mod governance;
 pub mod idempotency;
 pub mod intents;

@@ -16,6 +16,7 @@ mod deploy;
 mod early_claim;
 mod eip7702_buyer;
 mod gas_on_anvil;
+mod go_no_go;
 mod governance;
 #[cfg(unix)]
 mod governance_doc;

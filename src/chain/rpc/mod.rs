@@ -102,6 +102,23 @@ pub struct EndpointStatus {
     pub failures: u64,
 }
 
+/// One endpoint probed directly by [`RpcService::probe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// `rpc0`, `rpc1`, …
+    pub label: String,
+    /// The chain id it answered, or why not.
+    pub chain_id: Result<u64, String>,
+    /// Its head block, or why not.
+    pub head: Result<u64, String>,
+    /// How long the two calls took.
+    pub latency: Duration,
+    /// Its breaker now.
+    pub breaker: BreakerState,
+    /// It answered another chain's id earlier and is not used.
+    pub wrong_chain: bool,
+}
+
 impl RpcService {
     /// The layer over `urls`, in order of preference.
     pub fn new(urls: Vec<Url>, settings: RpcSettings) -> Result<Self, ChainError> {
@@ -190,6 +207,47 @@ impl RpcService {
                 failures: e.failures.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    /// Probes every endpoint directly (no failover, no retries, no effect on its breaker):
+    /// `eth_chainId` and `eth_blockNumber`, timed. For the go/no-go packet's provider section.
+    pub async fn probe(&self) -> Vec<Probe> {
+        let mut probes = Vec::with_capacity(self.inner.endpoints.len());
+        for endpoint in &self.inner.endpoints {
+            let started = Instant::now();
+            let chain_id = self.chain_id_of(endpoint).await.map_err(|e| e.to_string());
+            let head = match &chain_id {
+                Ok(_) => self.block_number_of(endpoint).await.map_err(|e| e.to_string()),
+                Err(error) => Err(error.clone()),
+            };
+            probes.push(Probe {
+                label: endpoint.label.clone(),
+                chain_id,
+                head,
+                latency: started.elapsed(),
+                breaker: endpoint.breaker().state(),
+                wrong_chain: endpoint.wrong_chain.load(Ordering::Relaxed),
+            });
+        }
+        probes
+    }
+
+    /// `eth_blockNumber` at one endpoint, without failover or retries.
+    async fn block_number_of(&self, endpoint: &Endpoint) -> Result<u64, TransportError> {
+        let body = br#"{"jsonrpc":"2.0","id":0,"method":"eth_blockNumber","params":[]}"#.to_vec();
+        let response =
+            match self.exchange(endpoint, "eth_blockNumber", body, Default::default()).await {
+                Outcome::Answer(response) => response,
+                Outcome::Unavailable(err) | Outcome::Refused(err) => return Err(err),
+            };
+        let payload = response
+            .single_payload()
+            .ok_or_else(|| TransportErrorKind::custom_str("eth_blockNumber: batch answer"))?;
+        let number: alloy::primitives::U64 = payload
+            .try_success_as()
+            .ok_or_else(|| TransportErrorKind::custom_str("eth_blockNumber: error answer"))?
+            .map_err(|err| TransportError::deser_err(err, "eth_blockNumber result"))?;
+        Ok(number.to())
     }
 
     /// Sends `request` with failover and retries.

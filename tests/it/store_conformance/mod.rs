@@ -79,6 +79,8 @@ mod wallets;
 mod registrations;
 // Intents and the holds that follow them.
 mod intents;
+// Go/no-go runs and readiness samples.
+mod gonogo;
 
 conformance!(
     agreements_round_trip_and_page_newest_first,

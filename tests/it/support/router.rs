@@ -107,6 +107,13 @@ impl Api {
             registration: config.registration.clone(),
             console: config.console.clone(),
             relayer_addresses: vec![],
+            go_no_go: pactum::api::go_no_go::Equipment {
+                receipt_key,
+                settings: config.go_no_go.clone(),
+                database_url: pactum::config::Secret::new(config.database_url.clone()),
+                self_url: "http://127.0.0.1:1".into(),
+                instance: "router".into(),
+            },
         }));
         Api { router: api::app(state.clone()), state, db_dir }
     }

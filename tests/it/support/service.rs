@@ -434,6 +434,10 @@ pub fn config_without_chain(dir: &std::path::Path) -> ServeConfig {
         },
         registration: Default::default(),
         console: Default::default(),
+        go_no_go: pactum::gonogo::GoNoGoSettings {
+            support_contacts: vec!["harness operator <operator@example.test>".into()],
+            ..Default::default()
+        },
     }
 }
 
