@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::router::{Api, Client};
-use crate::support::service::{Harness, OWNER_KEY};
+use crate::support::service::{Harness, Miner, OWNER_KEY};
 use crate::support::webdriver::Browser;
 use crate::webhooks::{Receiver, Reply, create_webhook};
 
@@ -195,9 +195,39 @@ async fn console_edits_a_policy_replays_a_webhook_and_creates_an_agent() {
     browser.wait_text("#agents", WAIT, |t| t.contains("console-made"), || async {}).await;
     shot(&browser, "agents").await;
 
-    // The go/no-go page runs against whatever this server offers, and says so.
+    // The go/no-go page starts a run and shows the packet's seven sections once it completes.
     open(&browser, &h, "go-no-go", "#go-no-go-run").await;
-    browser.wait_text("#go-no-go", WAIT, |t| !t.is_empty(), || async {}).await;
+    browser.wait_text("#go-no-go", WAIT, |t| t.contains("No run yet"), || async {}).await;
+    // The canary's transactions need blocks past their confirmation depth.
+    let _miner = Miner::start(&h);
+    browser.find("#go-no-go-run").await.unwrap().click().await;
+    let sections = [
+        "hosted_health",
+        "hosted_activation",
+        "provider",
+        "webhook",
+        "reconciliation",
+        "support",
+        "rollback",
+    ];
+    let packet = browser
+        .wait_text(
+            "#go-no-go",
+            Duration::from_secs(300),
+            |t| t.contains("complete") && sections.iter().all(|s| t.contains(s)),
+            || async {},
+        )
+        .await;
+    // The canary settled through this very server, so its section is a `go`.
+    let (_, latest) = h.call(Method::GET, "/v1/go-no-go", Some(OWNER_KEY), None).await;
+    let canary = latest["packet"]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["section"] == "hosted_activation")
+        .unwrap()
+        .clone();
+    assert_eq!(canary["verdict"], "go", "{canary}\n{packet}");
     shot(&browser, "go-no-go").await;
 
     // Phone width: the same pages in one column.

@@ -14,33 +14,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::support::router::{Api, Client, other_account};
-use crate::support::service::{Harness, OWNER_KEY, RECEIPT_KEY, unique_dir};
+use crate::support::service::{Harness, Miner, OWNER_KEY, RECEIPT_KEY, unique_dir};
 use crate::webhooks::{Receiver, Reply, create_webhook};
 
 /// How long a run may take on a loaded machine (the canary alone waits for confirmations).
 const RUN_LIMIT: Duration = Duration::from_secs(400);
-
-/// Mines a block every 200 ms while alive, as `pactum dev`'s block time does, so the canary's
-/// transactions reach their confirmation depth.
-struct Miner(tokio::task::JoinHandle<()>);
-
-impl Miner {
-    fn start(h: &Harness) -> Miner {
-        let provider = h.chain.provider.clone();
-        Miner(tokio::spawn(async move {
-            loop {
-                let _: Result<Value, _> = provider.raw_request("evm_mine".into(), ()).await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }))
-    }
-}
-
-impl Drop for Miner {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Waits until the service has recorded a ready readiness sample (the hosted-health section
 /// wants the last one before a run ready; the very first, at start-up, may predate the
@@ -314,4 +292,52 @@ async fn go_no_go_on_postgres_restores_a_pg_dump_into_a_scratch_database() {
     assert!(left.is_empty(), "{name} was not dropped");
     h.stop().await;
     crate::support::databases::drop_postgres(&url).await;
+}
+
+/// The acceptance case as an operator meets it: `pactum go-no-go` against a real `pactum dev`
+/// process comes out all `go` (exit 0) and its packet verifies. Right after start-up the
+/// readiness history may not yet hold a ready sample, so a packet whose only `no_go` is hosted
+/// health is taken as "too early" and the run repeated, for up to two minutes.
+#[test]
+fn pactum_go_no_go_on_pactum_dev_is_all_go() {
+    let dev = crate::support::docs_page::Dev::start("pactum-go-no-go-dev");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&dev.out).unwrap()).unwrap();
+    let url = summary["api_url"].as_str().unwrap().to_owned();
+    let owner_key = summary["owner_key"].as_str().unwrap().to_owned();
+    let out = dev.dir.join("packet");
+    let go_no_go = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_pactum"))
+            .arg("go-no-go")
+            .args(args)
+            .env("PACTUM_URL", &url)
+            .env("PACTUM_OWNER_KEY", &owner_key)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap(), text)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (code, text, packet) = loop {
+        let (code, text) = go_no_go(&["--out", out.to_str().unwrap()]);
+        let packet = (code != 2).then(|| read_packet(&out));
+        let too_early = packet.as_ref().is_some_and(|p| {
+            verdicts(p).iter().all(|(s, v)| *v == Verdict::Go || *s == Section::HostedHealth)
+        }) && code == 1;
+        if !too_early || Instant::now() > deadline {
+            break (code, text, packet);
+        }
+    };
+    assert_eq!(code, 0, "{text}\n{}", dev.log());
+    assert_verdicts(&packet.unwrap(), &[]);
+    assert!(std::fs::read_to_string(out.join("packet.html")).unwrap().contains("rollback"));
+    let (code, text) = go_no_go(&["verify", out.join("packet.json").to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let dir = dev.dir.clone();
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
 }

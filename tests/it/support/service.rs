@@ -37,6 +37,29 @@ pub struct Harness {
     pub database_url: String,
 }
 
+/// Mines a block every 200 ms while alive, as `pactum dev`'s block time does, so the canary's
+/// transactions reach their confirmation depth.
+pub struct Miner(tokio::task::JoinHandle<()>);
+
+impl Miner {
+    /// Starts mining on `h`'s chain.
+    pub fn start(h: &Harness) -> Miner {
+        let provider = h.chain.provider.clone();
+        Miner(tokio::spawn(async move {
+            loop {
+                let _: Result<Value, _> = provider.raw_request("evm_mine".into(), ()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Miner {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// An agent created through the API.
 #[derive(Debug, Clone)]
 pub struct TestAgent {
