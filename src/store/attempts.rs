@@ -60,7 +60,8 @@ pub struct Attempt {
     pub succeeded: Option<bool>,
 }
 
-const ATTEMPT_COLUMNS: &str = "tx_hash, job_id, signer, nonce, raw_tx, gas_limit, \
+/// The columns [`attempt_from_row`] reads, in the order `SELECT` lists them.
+pub(super) const ATTEMPT_COLUMNS: &str = "tx_hash, job_id, signer, nonce, raw_tx, gas_limit, \
     max_fee_per_gas, max_priority_fee_per_gas, status, block_number, block_hash, succeeded";
 
 /// The nonce the store says `signer` uses next; `None` if the signer never sent.
@@ -416,7 +417,8 @@ pub async fn unmine_above(conn: &mut Conn, fork: u64, now: i64) -> Result<Vec<Jo
     Ok(jobs)
 }
 
-fn attempt_from_row(row: &AnyRow) -> Result<Attempt> {
+/// An attempt from a row that has [`ATTEMPT_COLUMNS`].
+pub(super) fn attempt_from_row(row: &AnyRow) -> Result<Attempt> {
     Ok(Attempt {
         tx_hash: parse_column("tx_hash", row.get("tx_hash"))?,
         job_id: JobId(row.get("job_id")),

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::Address;
 use sqlx::{AnyPool, Row};
 
-use super::attempts::AttemptStatus;
+use super::attempts::{ATTEMPT_COLUMNS, Attempt, AttemptStatus, attempt_from_row};
 use super::jobs::{JobKind, JobStatus, WAITING_FOR_FEES};
 use super::outbox::EventType;
 use super::{Result, parse_column, unsigned};
@@ -15,26 +15,12 @@ use crate::agreement::ids::AgreementId;
 /// One relayer attempt of a job that carried an agreement's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgreementAttempt {
-    /// The job carried.
-    pub job_id: String,
     /// What the job does.
     pub job_kind: JobKind,
     /// Where the job stands.
     pub job_status: JobStatus,
-    /// The transaction hash.
-    pub tx_hash: B256,
-    /// The relayer key that signed it.
-    pub signer: Address,
-    /// Its nonce.
-    pub nonce: u64,
-    /// EIP-1559 fee cap, wei.
-    pub max_fee_per_gas: u128,
-    /// EIP-1559 tip cap, wei.
-    pub max_priority_fee_per_gas: u128,
-    /// Where the attempt stands.
-    pub status: AttemptStatus,
-    /// The block it was mined in.
-    pub block_number: Option<u64>,
+    /// The attempt as the relayer keeps it.
+    pub attempt: Attempt,
     /// Gas used, from its receipt.
     pub gas_used: Option<u64>,
     /// Effective gas price (wei), from its receipt.
@@ -50,35 +36,24 @@ pub async fn attempts_of_agreement(
     pool: &AnyPool,
     agreement: &AgreementId,
 ) -> Result<Vec<AgreementAttempt>> {
-    let rows = sqlx::query(
-        "SELECT a.tx_hash, a.job_id, j.kind, j.status AS job_status, a.signer, a.nonce, \
-         a.max_fee_per_gas, a.max_priority_fee_per_gas, a.status, a.block_number, a.gas_used, \
-         a.effective_gas_price, a.created_at, a.broadcast_at \
+    let attempt_columns: Vec<String> =
+        ATTEMPT_COLUMNS.split(", ").map(|column| format!("a.{}", column.trim())).collect();
+    let rows = sqlx::query(&format!(
+        "SELECT {}, j.kind, j.status AS job_status, a.gas_used, a.effective_gas_price, \
+         a.created_at, a.broadcast_at \
          FROM relayer_attempts a JOIN relayer_jobs j ON j.id = a.job_id \
          WHERE j.agreement_id = $1 ORDER BY a.created_at, a.nonce, a.tx_hash",
-    )
+        attempt_columns.join(", ")
+    ))
     .bind(agreement.as_str())
     .fetch_all(pool)
     .await?;
     rows.iter()
         .map(|row| {
             Ok(AgreementAttempt {
-                job_id: row.get("job_id"),
                 job_kind: parse_column("kind", row.get("kind"))?,
                 job_status: parse_column("job_status", row.get("job_status"))?,
-                tx_hash: parse_column("tx_hash", row.get("tx_hash"))?,
-                signer: parse_column("signer", row.get("signer"))?,
-                nonce: unsigned("nonce", row.get("nonce"))?,
-                max_fee_per_gas: parse_column("max_fee_per_gas", row.get("max_fee_per_gas"))?,
-                max_priority_fee_per_gas: parse_column(
-                    "max_priority_fee_per_gas",
-                    row.get("max_priority_fee_per_gas"),
-                )?,
-                status: parse_column("status", row.get("status"))?,
-                block_number: row
-                    .get::<Option<i64>, _>("block_number")
-                    .map(|n| unsigned("block_number", n))
-                    .transpose()?,
+                attempt: attempt_from_row(row)?,
                 gas_used: row
                     .get::<Option<i64>, _>("gas_used")
                     .map(|n| unsigned("gas_used", n))

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use pactum::gonogo::{Packet, Section, Verdict, html, signing};
 use reqwest::{Method, StatusCode};

@@ -1989,7 +1989,13 @@ async fn console_reads_scope_by_account_and_count(store: &Store) {
     assert_eq!(timeline.len(), 1);
     let mined = &timeline[0];
     assert_eq!(
-        (mined.tx_hash, mined.job_kind, mined.nonce, mined.status, mined.block_number),
+        (
+            mined.attempt.tx_hash,
+            mined.job_kind,
+            mined.attempt.nonce,
+            mined.attempt.status,
+            mined.attempt.block_number
+        ),
         (sent.tx_hash, JobKind::Activate, 3, AttemptStatus::Mined, Some(9))
     );
     assert_eq!((mined.gas_used, mined.effective_gas_price), (Some(21_000), Some(2_000_000_000)));
