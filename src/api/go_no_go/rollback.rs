@@ -126,7 +126,10 @@ impl Copy {
                 Ok(())
             }
             Scratch::Database(name) => {
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(store).await?;
+                // A closed pool's server processes may still be exiting; FORCE (Postgres 13+)
+                // ends them rather than failing the drop.
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::query(&drop).execute(store).await?;
                 Ok(())
             }
         }
@@ -190,7 +193,7 @@ async fn postgres_copy(
     match pool {
         Ok(pool) => Ok(Copy { pool, scratch: Scratch::Database(name) }),
         Err(error) => {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(state.store.reader())
                 .await;
             Err(match error {
