@@ -110,6 +110,8 @@ pub struct Shared {
     pub credentials_seen: credentials_seen::CredentialsSeen,
     /// Wallet balances, each valid for the block it was read at.
     pub wallet_balances: crate::wallets::balances::BalanceCache,
+    /// Signers' ether as the settlement options read it, each valid for its block.
+    pub gas_balances: crate::wallets::balances::GasBalanceCache,
     /// Risk-check verdicts, kept for a few seconds.
     pub risk_verdicts: crate::screening::cache::VerdictCache,
     /// Agent self-registration: claim codes' lifetime and the claim page.

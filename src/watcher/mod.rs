@@ -45,6 +45,7 @@ use crate::chain::context::ChainContext;
 use crate::receipts::ReceiptKey;
 use crate::store::{Store, StoreError};
 use apply::Issuer;
+pub(crate) use apply::chain_event;
 
 /// Why a watcher pass failed (it is retried on the next tick).
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,7 @@ impl Watcher {
             .get_block_by_number(BlockNumberOrTag::Latest)
             .await?
             .ok_or(WatchError::MissingBlock(0))?;
+        self.chain.head.publish(crate::chain::head::Head::read_now(&latest.header));
         let (head, head_timestamp) = (latest.header.number, latest.header.timestamp);
         let read = chain_store::cursor(self.store.reader()).await?;
         // Where the store's position stood when this watcher last saw it: every move of it is

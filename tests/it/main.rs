@@ -40,6 +40,7 @@ mod relayer_faults;
 mod relayer_recovery;
 mod relayer_signers;
 mod reorg;
+mod request_path;
 mod risk;
 mod rpc_faults;
 mod screening;

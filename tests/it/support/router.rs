@@ -103,6 +103,7 @@ impl Api {
             checks,
             credentials_seen: Default::default(),
             wallet_balances: Default::default(),
+            gas_balances: Default::default(),
             risk_verdicts: Default::default(),
             registration: config.registration.clone(),
             console: config.console.clone(),
