@@ -257,6 +257,11 @@ pub async fn serving<F: std::future::Future>(route: String, serving: F) -> F::Ou
     ROUTE.scope(route, serving).await
 }
 
+/// The read model answered a read of `view` from `source` (`memory` or `store`).
+pub fn read_model_read(view: &str, source: &str) {
+    registry().count("pactum_read_model_reads_total", &[("view", view), ("source", source)], 1);
+}
+
 /// One JSON-RPC call to `endpoint` (a label, never a URL with credentials) took `seconds`.
 pub fn rpc_call(endpoint: &str, method: &str, seconds: f64, ok: bool) {
     let registry = registry();
@@ -288,6 +293,9 @@ fn help(name: &str) -> &'static str {
             "Seconds between a job being queued and a worker taking it"
         }
         "pactum_rpc_requests" => "JSON-RPC calls made, by endpoint and method",
+        "pactum_read_model_reads" => {
+            "Reads of the API's read model, by view and where they were answered from"
+        }
         "pactum_rpc_requests_by_route" => {
             "JSON-RPC calls made while serving an HTTP request, by route and method"
         }

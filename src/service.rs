@@ -163,6 +163,7 @@ impl Service {
                 config.approval_ttl_secs,
             ),
             credentials_seen: Default::default(),
+            read_model: Default::default(),
             wallet_balances: Default::default(),
             gas_balances: Default::default(),
             risk_verdicts: Default::default(),

@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod page;
 pub mod payments;
 pub mod rate_limit;
+pub mod read_model;
 pub mod receipts;
 pub mod reconciliation;
 pub mod risk;
@@ -106,6 +107,8 @@ pub struct Shared {
     pub approval_ttl: u64,
     /// Where `POST /v1/checks` hands its decisions, to be decided in batches.
     pub checks: check_queue::CheckQueue,
+    /// Agreements and the watcher's position as last read from the store (escrow status).
+    pub read_model: read_model::ReadModel,
     /// Credentials recently read from the store (trusted for at most a second).
     pub credentials_seen: credentials_seen::CredentialsSeen,
     /// Wallet balances, each valid for the block it was read at.

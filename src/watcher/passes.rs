@@ -204,6 +204,11 @@ impl Watcher {
             outbox::record(&mut tx, Some(id), EventType::AgreementExpired, &json!({}), now())
                 .await?;
         }
+        if expired.is_empty() && payments == 0 {
+            // Nothing due: no commit, which would make the API's read model stale for nothing.
+            tx.rollback().await?;
+            return Ok(());
+        }
         tx.commit().await?;
         if payments > 0 {
             tracing::info!(payments, "payments expired before they moved");

@@ -33,6 +33,7 @@ mod package_cast_server;
 mod payments;
 mod postgres;
 mod rate_limits;
+mod read_model;
 mod receipts;
 mod reconcile;
 mod relayer_contract_wallets;

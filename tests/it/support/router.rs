@@ -102,6 +102,7 @@ impl Api {
             approval_ttl: config.approval_ttl_secs,
             checks,
             credentials_seen: Default::default(),
+            read_model: Default::default(),
             wallet_balances: Default::default(),
             gas_balances: Default::default(),
             risk_verdicts: Default::default(),
