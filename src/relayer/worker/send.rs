@@ -93,16 +93,33 @@ impl Relay<'_> {
         self.process_batch(members, batch, signer).await
     }
 
-    /// Waits [`Worker::batch_wait`](super::Worker) for more jobs of `kind` to queue, then leases
-    /// up to `batch_max - 1` of them.
+    /// Up to `batch_max - 1` more jobs of `kind`: a batch fills by size first — when that many
+    /// are queued already (a burst), they are leased at once — and otherwise by time, waiting
+    /// [`Worker::batch_wait`](super::Worker) for more to queue before leasing what there is.
     async fn claim_more_of(&self, kind: JobKind) -> Result<Vec<Job>> {
-        tokio::time::sleep(self.batch_wait).await;
+        let want = self.batch_max - 1;
+        let mut more = self.lease_more_of(kind, want).await?;
+        if more.len() < want {
+            tokio::time::sleep(self.batch_wait).await;
+            more.extend(self.lease_more_of(kind, want - more.len()).await?);
+        }
+        Ok(more)
+    }
+
+    /// Leases up to `count` queued jobs of `kind`.
+    async fn lease_more_of(&self, kind: JobKind, count: usize) -> Result<Vec<Job>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
         let at = now();
         let mut tx = self.store.begin().await?;
-        let more =
-            jobs::claim_more(&mut tx, kind, &self.instance, at + LEASE, at, self.batch_max - 1)
-                .await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        let more = jobs::claim_more(&mut tx, kind, &self.instance, at + LEASE, at, count).await?;
+        if more.is_empty() {
+            // Nothing leased, nothing to commit (a commit makes the API's read model stale).
+            tx.rollback().await.map_err(StoreError::from)?;
+        } else {
+            tx.commit().await.map_err(StoreError::from)?;
+        }
         Ok(more)
     }
 
