@@ -142,27 +142,18 @@ pub(crate) async fn run(settings: &Settings) {
         let refused: u64 = status.iter().chain(&health).map(|r| r.non_2xx).sum();
         assert_eq!(refused, 0, "every request answered 2xx");
         let ratios = Rates::of(status.iter().zip(&health).map(|(s, h)| s.rate / h.rate).collect());
-        let rates = |rounds: &[Round]| Rates::of(rounds.iter().map(|r| r.rate).collect());
-        let median = |rounds: &[Round], f: fn(&Round) -> f64| {
-            Rates::of(rounds.iter().map(f).collect()).median
-        };
-        let (s, h) = (rates(&status), rates(&health));
-        println!(
-            "| {connections} | escrow-status | {} | {} | {} | {:.2} | {:.2} |",
-            thousands(s.median),
-            thousands(s.min),
-            thousands(s.max),
-            median(&status, |r| r.p50_ms),
-            median(&status, |r| r.p99_ms),
-        );
-        println!(
-            "| {connections} | /healthz | {} | {} | {} | {:.2} | {:.2} |",
-            thousands(h.median),
-            thousands(h.min),
-            thousands(h.max),
-            median(&health, |r| r.p50_ms),
-            median(&health, |r| r.p99_ms),
-        );
+        for (route, rounds) in [("escrow-status", &status), ("/healthz", &health)] {
+            let rates = Rates::of(rounds.iter().map(|r| r.rate).collect());
+            let median = |f: fn(&Round) -> f64| Rates::of(rounds.iter().map(f).collect()).median;
+            println!(
+                "| {connections} | {route} | {} | {} | {} | {:.2} | {:.2} |",
+                thousands(rates.median),
+                thousands(rates.min),
+                thousands(rates.max),
+                median(|r| r.p50_ms),
+                median(|r| r.p99_ms),
+            );
+        }
         println!(
             "ratio escrow-status / healthz at {connections} connections: {:.2} ({:.2}–{:.2}); goal ≥ 0.5",
             ratios.median, ratios.min, ratios.max
