@@ -1,18 +1,20 @@
-//! A watcher pass: read each new block once (its transaction hashes against the relayer's
-//! attempts and the intents' posted hashes, and the escrow's logs), then confirm what is deep
-//! enough: jobs' outcomes, escrow events in block and log order, and intents' verdicts;
-//! agreements past their activation deadline expire.
+//! A watcher pass: read each new block once (see `blocks`: its receipts against the relayer's
+//! attempts and the intents' posted hashes, the escrow's logs, the watched token logs), then
+//! confirm what is deep enough, height by height: jobs' outcomes, escrow events in block and log
+//! order, and intents' verdicts; agreements past their activation deadline expire.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{B256, Log as PrimitiveLog};
 use alloy::providers::Provider;
-use alloy::rpc::types::{Filter, Log, TransactionRequest};
+use alloy::rpc::types::{Log, TransactionRequest};
 use alloy::sol_types::SolEvent;
 use serde_json::{Value, json};
 
 use super::apply::{apply_event, job_outcome};
+use super::blocks::Watched;
+use super::payments;
 use super::{MAX_BLOCKS_PER_PASS, Result, WatchError, Watcher};
 use crate::agreement::settlement::ClaimSkipReason;
 use crate::chain::revert;
@@ -76,31 +78,31 @@ impl Watcher {
             .map(|a| (a.tx_hash, a))
             .collect();
         let mut awaited = self.intents_awaited().await?;
+        let wallets = self.watched_wallets(head_timestamp).await?;
         for number in cursor.block_number + 1..=last {
-            let (hash, parent, tx_hashes) = self.block_with_hashes(number).await?;
-            if parent != cursor.block_hash && number > 0 {
+            // The head's header was read above; another block's is read once, here.
+            let header =
+                (number == head).then_some((latest.header.hash, latest.header.parent_hash));
+            let transactions: HashSet<B256> =
+                in_flight.keys().chain(awaited.keys()).copied().collect();
+            let watched = Watched { transactions: &transactions, wallets: &wallets };
+            let block = self.read_block(number, header, &watched).await?;
+            let hash = block.hash;
+            if block.parent != cursor.block_hash && number > 0 {
                 // The block read last is no longer this block's parent.
                 return self.reorganised(stored, cursor.block_number, head, head_timestamp).await;
             }
-            let logs = self
-                .chain
-                .provider
-                .get_logs(&Filter::new().address(self.chain.escrow).at_block_hash(hash))
-                .await?;
-            let spent = self.spent_authorizations(number, hash, head_timestamp).await?;
-            let paid = self.intents_in_block(&mut awaited, &tx_hashes).await?;
-            let mut mined = Vec::new();
-            for tx_hash in tx_hashes.iter().filter(|h| in_flight.contains_key(*h)) {
-                if let Some(receipt) = self.chain.provider.get_transaction_receipt(*tx_hash).await?
-                {
-                    mined.push((
-                        *tx_hash,
-                        receipt.status(),
-                        receipt.gas_used,
-                        receipt.effective_gas_price,
-                    ));
-                }
-            }
+            let spent = payments::spent_authorizations(&block.token_logs, &wallets, number, hash);
+            let paid = self.intents_in_block(&mut awaited, &block.receipts).await?;
+            let mined: Vec<_> = block
+                .receipts
+                .iter()
+                .filter(|receipt| in_flight.contains_key(&receipt.transaction_hash))
+                .map(|receipt| {
+                    let gas = (receipt.gas_used, receipt.effective_gas_price);
+                    (receipt.transaction_hash, receipt.status(), gas.0, gas.1)
+                })
+                .collect();
             cursor = Cursor {
                 block_number: number,
                 block_hash: hash,
@@ -121,7 +123,7 @@ impl Watcher {
             for (intent_id, found) in &paid {
                 crate::store::intents::found_mined(&mut tx, intent_id, found, now()).await?;
             }
-            for log in &logs {
+            for log in &block.escrow_logs {
                 if let Some(event) = decode_event(log, number, hash) {
                     chain_store::insert_event(&mut tx, &event).await?;
                 }
@@ -144,25 +146,61 @@ impl Watcher {
         self.expire(head_timestamp).await
     }
 
-    /// Applies everything at least `confirmations` deep whose block is still canonical.
+    /// Applies everything at least `confirmations` deep whose block is still canonical, one
+    /// store transaction per block height, lowest first. Canonical is judged by the hash the
+    /// watcher recorded when it read the block: a reorganisation is found (and rolled back) when
+    /// the next block is read, so the node is not asked again here.
     async fn confirm(&self, head: u64) -> Result<()> {
         let Some(depth_height) = (head + 1).checked_sub(self.confirmations.max(1)) else {
             return Ok(());
         };
-        let mut canonical: HashMap<u64, B256> = HashMap::new();
+        let mut heights: BTreeMap<u64, Deep> = BTreeMap::new();
         for attempt in attempts::attempts_in(self.store.reader(), &[AttemptStatus::Mined]).await? {
-            let (Some(number), Some(hash)) = (attempt.block_number, attempt.block_hash) else {
-                continue;
-            };
-            if number > depth_height {
-                continue;
+            match attempt.block_number {
+                Some(number) if number <= depth_height && attempt.block_hash.is_some() => {
+                    heights.entry(number).or_default().attempts.push(attempt);
+                }
+                _ => {}
             }
-            if self.canonical_hash(&mut canonical, number).await? != hash {
-                // Reorganised away: watch it again as broadcast (it may be re-mined).
-                tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
-                let mut tx = self.store.begin().await?;
-                attempts::attempt_unmined(&mut tx, &attempt).await?;
-                tx.commit().await?;
+        }
+        for event in chain_store::unapplied_events(self.store.reader(), depth_height).await? {
+            heights.entry(event.block_number).or_default().events.push(event);
+        }
+        for intent in crate::store::intents::mined_up_to(self.store.reader(), depth_height).await? {
+            if let Some(mined) = &intent.mined {
+                heights.entry(mined.block_number).or_default().intents.push(intent);
+            }
+        }
+        if heights.is_empty() {
+            return Ok(());
+        }
+        let recorded: HashMap<u64, B256> =
+            chain_store::blocks_below(self.store.reader(), depth_height)
+                .await?
+                .into_iter()
+                .collect();
+        for (number, deep) in heights {
+            let canonical = match recorded.get(&number) {
+                Some(hash) => *hash,
+                // Not read by this watcher (an intent's transaction found by its receipt in a
+                // block before the watcher's first, or one past the recorded window): ask.
+                None => self.block(number).await?.0,
+            };
+            self.confirm_height(number, canonical, deep).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies what block `number` holds (`canonical` is its hash) in one store transaction:
+    /// the outcomes of the relayer's attempts mined there, then the escrow events in log order,
+    /// then the intents' verdicts. Work found in another block of that height is undone
+    /// instead (an attempt watched again, an intent waiting again) or left for the rollback.
+    async fn confirm_height(&self, number: u64, canonical: B256, deep: Deep) -> Result<()> {
+        // What needs the node (a revert's reason) is asked before the transaction opens.
+        let mut outcomes = Vec::new();
+        for attempt in deep.attempts {
+            if attempt.block_hash != Some(canonical) {
+                outcomes.push((attempt, None, None, false));
                 continue;
             }
             let job = jobs::get(self.store.reader(), attempt.job_id.as_str()).await?;
@@ -171,27 +209,35 @@ impl Watcher {
                 (None, Some(false)) => Some("reverted".to_owned()),
                 _ => None,
             };
-            let mut tx = self.store.begin().await?;
-            if !attempts::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await? {
-                continue;
-            }
-            if let Some(job) = &job {
-                job_outcome(&mut tx, job, &attempt, error.as_deref()).await?;
-            }
-            tx.commit().await?;
+            outcomes.push((attempt, job, error, true));
         }
-        for event in chain_store::unapplied_events(self.store.reader(), depth_height).await? {
-            if self.canonical_hash(&mut canonical, event.block_number).await? != event.block_hash {
+        let mut tx = self.store.begin().await?;
+        for (attempt, job, error, on_canonical) in &outcomes {
+            if !on_canonical {
+                // Reorganised away: watch it again as broadcast (it may be re-mined).
+                tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
+                attempts::attempt_unmined(&mut tx, attempt).await?;
                 continue;
             }
-            let mut tx = self.store.begin().await?;
-            if !chain_store::mark_applied(&mut tx, &event).await? {
+            if !attempts::attempt_confirmed(&mut tx, attempt, error.as_deref(), now()).await? {
+                // Another watcher confirmed it first, or a reorganisation moved it.
                 continue;
             }
-            apply_event(&mut tx, &event, &self.issuer()).await?;
-            tx.commit().await?;
+            if let Some(job) = job {
+                job_outcome(&mut tx, job, attempt, error.as_deref()).await?;
+            }
         }
-        self.confirm_intents(depth_height, &mut canonical).await
+        for event in deep.events.iter().filter(|e| e.block_hash == canonical) {
+            // Of two watchers on one database, only the one that marks it applies it.
+            if chain_store::mark_applied(&mut tx, event).await? {
+                apply_event(&mut tx, event, &self.issuer()).await?;
+            }
+        }
+        for intent in &deep.intents {
+            super::intents::confirm_intent(&mut tx, intent, canonical).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Marks agreements whose activation deadline passed (by the chain's clock) as expired.
@@ -241,6 +287,17 @@ impl Watcher {
                 .unwrap_or_else(|| format!("reverted: {error}")),
         }
     }
+}
+
+/// What one block height holds that is deep enough to confirm.
+#[derive(Default)]
+struct Deep {
+    /// The relayer's attempts mined there, by signer and nonce.
+    attempts: Vec<Attempt>,
+    /// Escrow events (and spent token authorizations) not yet applied, in log order.
+    events: Vec<EscrowEvent>,
+    /// Intents whose transaction was found there.
+    intents: Vec<crate::store::intents::Intent>,
 }
 
 /// An escrow log as a stored event: its name, agreement key and fields; `None` for logs that

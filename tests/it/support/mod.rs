@@ -7,6 +7,7 @@ pub mod databases;
 pub mod docs_page;
 pub mod process;
 pub mod router;
+pub mod rpc_proxy;
 pub mod service;
 pub mod settlement;
 pub mod smart_wallet;
