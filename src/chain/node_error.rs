@@ -1,6 +1,7 @@
 //! What a node's error means for the relayer: the one place where the wording of node errors from
 //! `eth_sendRawTransaction`, `eth_estimateGas` and `eth_call` is matched, so that retry, nonce
-//! and fee logic branch on [`NodeError`] variants and never on strings.
+//! and fee logic branch on [`NodeError`] variants and never on strings. The watcher's question,
+//! whether the node serves a method at all ([`is_unsupported_method`]), is answered here too.
 //!
 //! The phrases come from geth (and op-geth, which Base runs), reth (and op-reth), Nethermind,
 //! Erigon, Besu and anvil. Nodes word the same condition differently and change wording between
