@@ -98,10 +98,7 @@ impl Watcher {
                 .receipts
                 .iter()
                 .filter(|receipt| in_flight.contains_key(&receipt.transaction_hash))
-                .map(|receipt| {
-                    let gas = (receipt.gas_used, receipt.effective_gas_price);
-                    (receipt.transaction_hash, receipt.status(), gas.0, gas.1)
-                })
+                .map(|r| (r.transaction_hash, r.status(), r.gas_used, r.effective_gas_price))
                 .collect();
             cursor = Cursor {
                 block_number: number,
@@ -200,7 +197,7 @@ impl Watcher {
         let mut outcomes = Vec::new();
         for attempt in deep.attempts {
             if attempt.block_hash != Some(canonical) {
-                outcomes.push((attempt, None, None, false));
+                outcomes.push(Outcome::ReorganisedAway(attempt));
                 continue;
             }
             let job = jobs::get(self.store.reader(), attempt.job_id.as_str()).await?;
@@ -209,22 +206,25 @@ impl Watcher {
                 (None, Some(false)) => Some("reverted".to_owned()),
                 _ => None,
             };
-            outcomes.push((attempt, job, error, true));
+            outcomes.push(Outcome::Confirmed { attempt, job, error });
         }
         let mut tx = self.store.begin().await?;
-        for (attempt, job, error, on_canonical) in &outcomes {
-            if !on_canonical {
-                // Reorganised away: watch it again as broadcast (it may be re-mined).
-                tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
-                attempts::attempt_unmined(&mut tx, attempt).await?;
-                continue;
-            }
-            if !attempts::attempt_confirmed(&mut tx, attempt, error.as_deref(), now()).await? {
-                // Another watcher confirmed it first, or a reorganisation moved it.
-                continue;
-            }
-            if let Some(job) = job {
-                job_outcome(&mut tx, job, attempt, error.as_deref()).await?;
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::ReorganisedAway(attempt) => {
+                    // Watch it again as broadcast (it may be re-mined).
+                    tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
+                    attempts::attempt_unmined(&mut tx, attempt).await?;
+                }
+                Outcome::Confirmed { attempt, job, error } => {
+                    // `false`: another watcher confirmed it first, or a reorganisation moved it.
+                    let error = error.as_deref();
+                    if attempts::attempt_confirmed(&mut tx, attempt, error, now()).await?
+                        && let Some(job) = job
+                    {
+                        job_outcome(&mut tx, job, attempt, error).await?;
+                    }
+                }
             }
         }
         for event in deep.events.iter().filter(|e| e.block_hash == canonical) {
@@ -298,6 +298,15 @@ struct Deep {
     events: Vec<EscrowEvent>,
     /// Intents whose transaction was found there.
     intents: Vec<crate::store::intents::Intent>,
+}
+
+/// What confirmation does with a mined attempt at the depth.
+enum Outcome {
+    /// Its block is not the one recorded at that height.
+    ReorganisedAway(Attempt),
+    /// Confirmed, with its job (if the store still has it) and the revert's reason if it
+    /// reverted.
+    Confirmed { attempt: Attempt, job: Option<Job>, error: Option<String> },
 }
 
 /// An escrow log as a stored event: its name, agreement key and fields; `None` for logs that
