@@ -266,13 +266,21 @@ impl Watcher {
         // A reverted transaction that used (nearly) all of its gas limit ran out of gas: a call
         // that runs out inside a sub-call keeps 1/64 of the gas for the caller, which then
         // reverts with no data. Whatever a replay says, that is what happened.
-        if let Ok(Some(receipt)) =
-            self.chain.provider.get_transaction_receipt(attempt.tx_hash).await
-            && u128::from(receipt.gas_used) * 64 >= u128::from(attempt.gas_limit) * 63
+        // The gas used was recorded from the block's receipts when the attempt was mined; only
+        // an attempt without it (none the watcher marked mined) needs its receipt asked for.
+        let gas_used = match attempts::gas_used(self.store.reader(), attempt.tx_hash).await {
+            Ok(Some(gas_used)) => Some(gas_used),
+            _ => match self.chain.provider.get_transaction_receipt(attempt.tx_hash).await {
+                Ok(Some(receipt)) => Some(receipt.gas_used),
+                _ => None,
+            },
+        };
+        if let Some(gas_used) = gas_used
+            && u128::from(gas_used) * 64 >= u128::from(attempt.gas_limit) * 63
         {
             return format!(
-                "out of gas (used {} of its gas limit of {})",
-                receipt.gas_used, attempt.gas_limit
+                "out of gas (used {gas_used} of its gas limit of {})",
+                attempt.gas_limit
             );
         }
         let call = TransactionRequest::default()
