@@ -41,35 +41,39 @@ cargo fmt --check
 step "rust: cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-# A smoke run of the benchmark in the test profile: it must still run; its figures mean nothing.
-step "rust: cargo test --bench service (benchmark smoke run)"
-cargo test --bench service
-
-# The console's browser tests (tests/it/console.rs) drive Debian's Chromium through
-# chromedriver. Install them when missing and possible; if they cannot be installed, those tests
-# fail with a message saying so (they never pass by skipping).
-step "browser: chromium and chromedriver for the console tests"
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
-  echo "present: $(/usr/bin/chromium --version 2>/dev/null || echo chromium), $(/usr/bin/chromedriver --version 2>/dev/null | head -n1)"
+# Debian packages the tests and the benchmark smoke run need: Chromium and chromedriver for the
+# console's browser tests (tests/it/console.rs), `wrk` for the benchmark's polling part (an
+# out-of-process load generator). Install them when missing and possible; if they cannot be
+# installed, what needs them fails with a message saying so (nothing passes by skipping).
+step "debian packages: chromium, chromium-driver, wrk"
+missing=""
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing="chromium chromium-driver"
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+if [ -z "$missing" ]; then
+  echo "present: $(/usr/bin/chromium --version 2>/dev/null || echo chromium), $(/usr/bin/chromedriver --version 2>/dev/null | head -n1), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)"
 else
   sudo_cmd=""
   if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     sudo_cmd="sudo -n"
   fi
   if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ -n "$sudo_cmd" ]; }; then
-    echo "installing the Debian packages chromium and chromium-driver with apt-get"
+    echo "installing with apt-get:$missing"
     $sudo_cmd apt-get update -qq || echo "apt-get update failed; trying the install anyway"
-    if $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; then
-      echo "installed: $(/usr/bin/chromium --version 2>/dev/null), $(/usr/bin/chromedriver --version 2>/dev/null | head -n1)"
+    # shellcheck disable=SC2086 # the package names are meant to split
+    if $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; then
+      echo "installed:$missing"
     else
-      echo "could not install chromium and chromium-driver: the console's browser tests will fail"
+      echo "could not install$missing: the tests or the benchmark part that need them will fail"
     fi
   else
-    echo "chromium or chromedriver is missing and cannot be installed here (no apt-get, or not"
-    echo "root and no sudo): the console's browser tests will fail; install the Debian packages"
-    echo "chromium and chromium-driver"
+    echo "missing:$missing, and they cannot be installed here (no apt-get, or not root and no"
+    echo "sudo): the console's browser tests or the benchmark's polling part will fail"
   fi
 fi
+
+# A smoke run of the benchmark in the test profile: it must still run; its figures mean nothing.
+step "rust: cargo test --bench service (benchmark smoke run)"
+cargo test --bench service
 
 # The Rust integration tests spawn anvil from PACTUM_ANVIL_BIN (exported by anvil/env.sh).
 if cargo nextest --version >/dev/null 2>&1; then

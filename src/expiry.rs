@@ -41,6 +41,11 @@ impl ApprovalSweeper {
             let expired = store::governance::expire_due(&mut tx, at, BATCH).await?
                 + store::governance::guard::expire_due(&mut tx, at, BATCH).await?
                 + store::intents::expire_due(&mut tx, at, BATCH).await?;
+            // Nothing due, nothing changed: no commit (any commit makes the read model stale).
+            if expired == 0 {
+                tx.rollback().await?;
+                return Ok(total);
+            }
             tx.commit().await?;
             total += expired;
             if expired < BATCH as usize {

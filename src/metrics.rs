@@ -245,10 +245,31 @@ pub fn queue_pickup(seconds: f64) {
     registry().observe("pactum_relayer_queue_pickup_seconds", &[], seconds);
 }
 
+tokio::task_local! {
+    /// The route template of the HTTP request whose handler is running, so an RPC call made
+    /// while serving it is counted against that route.
+    static ROUTE: String;
+}
+
+/// Runs `serving` (an HTTP request's handling) as serving `route`: every JSON-RPC call it makes
+/// is also counted in `pactum_rpc_requests_by_route_total`.
+pub async fn serving<F: std::future::Future>(route: String, serving: F) -> F::Output {
+    ROUTE.scope(route, serving).await
+}
+
+/// The read model answered a read of `view` from `source` (`memory` or `store`).
+pub fn read_model_read(view: &str, source: &str) {
+    registry().count("pactum_read_model_reads_total", &[("view", view), ("source", source)], 1);
+}
+
 /// One JSON-RPC call to `endpoint` (a label, never a URL with credentials) took `seconds`.
 pub fn rpc_call(endpoint: &str, method: &str, seconds: f64, ok: bool) {
     let registry = registry();
     registry.count("pactum_rpc_requests_total", &[("endpoint", endpoint), ("method", method)], 1);
+    let _ = ROUTE.try_with(|route| {
+        let labels = [("route", route.as_str()), ("method", method)];
+        registry.count("pactum_rpc_requests_by_route_total", &labels, 1);
+    });
     registry.observe("pactum_rpc_request_seconds", &[("endpoint", endpoint)], seconds);
     if !ok {
         registry.count("pactum_rpc_errors_total", &[("endpoint", endpoint), ("method", method)], 1);
@@ -272,6 +293,12 @@ fn help(name: &str) -> &'static str {
             "Seconds between a job being queued and a worker taking it"
         }
         "pactum_rpc_requests" => "JSON-RPC calls made, by endpoint and method",
+        "pactum_read_model_reads" => {
+            "Reads of the API's read model, by view and where they were answered from"
+        }
+        "pactum_rpc_requests_by_route" => {
+            "JSON-RPC calls made while serving an HTTP request, by route and method"
+        }
         "pactum_rpc_errors" => "JSON-RPC calls that failed, by endpoint and method",
         "pactum_rpc_breaker_opened" => "Times an RPC endpoint's circuit breaker opened",
         "pactum_relayer_dropped_rebroadcasts" => {

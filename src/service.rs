@@ -83,13 +83,17 @@ impl Service {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let store = Store::connect(&config.database_url).await?;
-        let chain = ChainContext::connect(
+        let mut chain = ChainContext::connect(
             &config.rpc_url,
             &config.rpc,
             config.escrow_address,
             &config.token_name,
         )
         .await?;
+        // The watcher reads a head each poll: one is fresh for three polls (at least 2 s).
+        chain.head = crate::chain::head::HeadWatch::new(
+            (config.poll_interval() * 3).max(Duration::from_secs(2)),
+        );
         let environment = config.environment.unwrap_or(if chain.chain_id == BASE_MAINNET {
             Environment::Live
         } else {
@@ -159,7 +163,9 @@ impl Service {
                 config.approval_ttl_secs,
             ),
             credentials_seen: Default::default(),
+            read_model: Default::default(),
             wallet_balances: Default::default(),
+            gas_balances: Default::default(),
             risk_verdicts: Default::default(),
             registration: config.registration.clone(),
             console: config.console.clone(),

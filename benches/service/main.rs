@@ -26,11 +26,15 @@
 //!   sent straight to the chain one per transaction and through `TransferBatch` in batches of
 //!   10, 25 and 50 (gas per payment and its ratio, payments per block).
 //!
+//! - `polling`: `GET …/escrow-status` against `GET /healthz` on `pactum serve` in its own
+//!   process, loaded by `wrk` (Debian's package) from a third process: requests/s, p50/p99, and
+//!   the ratio (goal ≥ 0.5).
+//!
 //! - `reconcile`: `pactum reconcile` over 100,000 active agreements (store rows seeded directly,
 //!   escrow words written with `anvil_setStorageAt`): seconds and JSON-RPC requests.
 //!
-//! Arguments after `--`: `pure`, `http`, `relay`, `checks`, `reservations`, `payments` or
-//! `reconcile` runs one part only.
+//! Arguments after `--`: `pure`, `http`, `relay`, `checks`, `reservations`, `payments`,
+//! `polling` or `reconcile` runs one part only.
 //! `PACTUM_BENCH_QUICK=1` (also the default when the binary is not started by `cargo bench`,
 //! e.g. `cargo test --bench service`) shortens everything to a smoke run; `PACTUM_BENCH_ROWS`,
 //! `PACTUM_BENCH_ROUNDS` and `PACTUM_BENCH_SECS` override the store size, the rounds and the
@@ -44,6 +48,7 @@ pub mod support;
 mod checks;
 mod http;
 mod payments;
+mod polling;
 mod pure;
 mod reconcile;
 mod relay;
@@ -64,6 +69,7 @@ struct Settings {
     checks: bool,
     reservations: bool,
     payments: bool,
+    polling: bool,
     reconcile: bool,
     /// Agreements in the large store.
     rows: usize,
@@ -106,6 +112,7 @@ impl Settings {
             checks: wants("checks"),
             reservations: wants("reservations"),
             payments: wants("payments"),
+            polling: wants("polling"),
             reconcile: wants("reconcile"),
             rows,
             small_rows: 100,
@@ -194,6 +201,7 @@ fn main() {
         || settings.checks
         || settings.reservations
         || settings.payments
+        || settings.polling
         || settings.reconcile
     {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -214,6 +222,9 @@ fn main() {
         }
         if settings.payments {
             runtime.block_on(payments::run(&settings));
+        }
+        if settings.polling {
+            runtime.block_on(polling::run(&settings));
         }
         if settings.reconcile {
             runtime.block_on(reconcile::run(&settings));

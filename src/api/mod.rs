@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod page;
 pub mod payments;
 pub mod rate_limit;
+pub mod read_model;
 pub mod receipts;
 pub mod reconciliation;
 pub mod risk;
@@ -106,10 +107,14 @@ pub struct Shared {
     pub approval_ttl: u64,
     /// Where `POST /v1/checks` hands its decisions, to be decided in batches.
     pub checks: check_queue::CheckQueue,
+    /// Agreements and the watcher's position as last read from the store (escrow status).
+    pub read_model: read_model::ReadModel,
     /// Credentials recently read from the store (trusted for at most a second).
     pub credentials_seen: credentials_seen::CredentialsSeen,
     /// Wallet balances, each valid for the block it was read at.
     pub wallet_balances: crate::wallets::balances::BalanceCache,
+    /// Signers' ether as the settlement options read it, each valid for its block.
+    pub gas_balances: crate::wallets::balances::GasBalanceCache,
     /// Risk-check verdicts, kept for a few seconds.
     pub risk_verdicts: crate::screening::cache::VerdictCache,
     /// Agent self-registration: claim codes' lifetime and the claim page.

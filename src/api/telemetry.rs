@@ -42,13 +42,14 @@ fn route(request: &Request) -> String {
     request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned()
 }
 
-/// The middleware: request id in and out, latency into `pactum_http_request_seconds`.
+/// The middleware: request id in and out, latency into `pactum_http_request_seconds`, and the
+/// route the JSON-RPC calls made meanwhile are counted against.
 pub async fn track(mut request: Request, next: Next) -> Response {
     let id = request_id(&request);
     let (method, route) = (request.method().clone(), route(&request));
     request.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
-    let mut response = next.run(request).await;
+    let mut response = metrics::serving(route.clone(), next.run(request)).await;
     let seconds = started.elapsed().as_secs_f64();
     metrics::http_request(method.as_str(), &route, response.status().as_u16(), seconds);
     if let Ok(value) = HeaderValue::from_str(&id) {

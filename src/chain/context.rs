@@ -6,6 +6,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::sol_types::Eip712Domain;
 
+use super::head::{Head, HeadWatch};
 use super::rpc::{self, RpcService, RpcSettings};
 use crate::agreement::settlement::{EscrowState, EscrowStatus};
 use crate::escrow::bindings::{MockUSDC, UsageEscrow};
@@ -30,6 +31,8 @@ pub struct ChainContext {
     pub token_name: String,
     /// The sanctions oracle the escrow checks.
     pub sanctions_oracle: Address,
+    /// The newest head the watcher (or a request) read, for the request path's clock and fees.
+    pub head: HeadWatch,
 }
 
 impl ChainContext {
@@ -58,6 +61,7 @@ impl ChainContext {
             token,
             token_name: token_name.to_owned(),
             sanctions_oracle,
+            head: HeadWatch::default(),
         })
     }
 
@@ -82,6 +86,7 @@ impl ChainContext {
             token: Address::ZERO,
             token_name: token_name.to_owned(),
             sanctions_oracle: Address::ZERO,
+            head: HeadWatch::default(),
         })
     }
 
@@ -104,14 +109,31 @@ impl ChainContext {
         typed_data::token_domain(self.token_name.clone(), self.chain_id, self.token)
     }
 
-    /// The latest block's timestamp: the clock the contract's deadlines are checked against.
+    /// The latest block's timestamp, read from the node now: the clock the contract's
+    /// deadlines are checked against.
     pub async fn now(&self) -> Result<u64> {
+        Ok(self.read_head().await?.timestamp)
+    }
+
+    /// The latest block, read from the node now; kept as the newest head.
+    pub async fn read_head(&self) -> Result<Head> {
         let block = self
             .provider
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await?
             .ok_or_else(|| ChainError::Url("the node has no latest block".into()))?;
-        Ok(block.header.timestamp)
+        let head = Head::read_now(&block.header);
+        self.head.publish(head);
+        Ok(head)
+    }
+
+    /// The newest head from memory while it is fresh (the watcher reads one each pass), else
+    /// read from the node now.
+    pub async fn head(&self) -> Result<Head> {
+        match self.head.fresh() {
+            Some(head) => Ok(head),
+            None => self.read_head().await,
+        }
     }
 
     /// Who the escrow's infra fees accrue to now (the recipient may hand its role on).
@@ -133,6 +155,12 @@ impl ChainContext {
     /// The account's ether balance, which pays its gas on the direct path.
     pub async fn gas_balance(&self, owner: Address) -> Result<U256> {
         Ok(self.provider.get_balance(owner).await?)
+    }
+
+    /// The account's ether balance at block `number`.
+    pub async fn gas_balance_at(&self, owner: Address, number: u64) -> Result<U256> {
+        let block = alloy::eips::BlockId::number(number);
+        Ok(self.provider.get_balance(owner).block_id(block).await?)
     }
 
     /// The number of the latest block.

@@ -6,6 +6,8 @@ use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::transports::TransportError;
 
+use crate::agreement::settlement::{Action, Party};
+
 /// Gas limit headroom over the estimate, in percent: the state can move between the estimate
 /// and the block that mines the transaction.
 pub const GAS_HEADROOM_PERCENT: u64 = 25;
@@ -46,6 +48,38 @@ pub fn gas_floor(items: usize, calldata_len: usize, per_item: u64) -> u64 {
     let calldata = u64::try_from(calldata_len).unwrap_or(u64::MAX).saturating_mul(16);
     21_000u64.saturating_add(calldata).saturating_add(items.saturating_mul(per_item))
 }
+
+/// The gas limit of a direct-path transaction (`party` taking `action` from its own wallet),
+/// from the measured costs instead of an estimate, so the settlement options make no RPC call:
+/// the receipt gas on contract v3 over USDC-priced storage (docs/gas.md), with a payee the token
+/// has never paid (a new balance word) and [`GAS_HEADROOM_PERCENT`] on top. When the contract
+/// checks the voucher by ERC-1271 (`erc1271_voucher`), the wallet's call may use up to the
+/// escrow's cap on it. `tests/it/gas_on_anvil.rs` holds each entry above the node's estimate.
+pub fn direct_gas_limit(action: Action, party: Party, erc1271_voucher: bool) -> u64 {
+    let measured = match (action, party) {
+        (Action::InitiateClose, Party::Buyer) => DIRECT_GAS_BUYER_CLOSE,
+        (Action::InitiateClose, Party::Seller) => DIRECT_GAS_SELLER_CLOSE,
+        (Action::SellerClaim, _) => DIRECT_GAS_SELLER_CLAIM,
+        (Action::BuyerWithdraw, _) => DIRECT_GAS_BUYER_WITHDRAW,
+    };
+    let voucher = if erc1271_voucher { ERC1271_CHECK_GAS } else { 0 };
+    with_headroom(measured + voucher)
+}
+
+/// `initiateClose` by the buyer: a state word and an event (34,828 measured).
+pub const DIRECT_GAS_BUYER_CLOSE: u64 = 40_000;
+/// `initiateClose` by the seller with the buyer's final voucher: it settles at once, paying the
+/// seller (71,690 measured to a seller holding USDC; a new balance word more for one that does
+/// not).
+pub const DIRECT_GAS_SELLER_CLOSE: u64 = 92_000;
+/// `sellerClaim` with a voucher (66,714 measured to a seller holding USDC; 22,100 more for a new
+/// balance word).
+pub const DIRECT_GAS_SELLER_CLAIM: u64 = 90_000;
+/// `buyerWithdraw` (62,777 measured to a buyer holding USDC; 22,100 more for a new balance word).
+pub const DIRECT_GAS_BUYER_WITHDRAW: u64 = 86_000;
+/// What a voucher checked by ERC-1271 may add: the escrow's cap on the wallet's call
+/// (`SignatureVerifier.ERC1271_GAS_LIMIT`, 100,000) and the call itself.
+pub const ERC1271_CHECK_GAS: u64 = 110_000;
 
 /// `gas` plus [`GAS_HEADROOM_PERCENT`], saturating.
 fn with_headroom(gas: u64) -> u64 {

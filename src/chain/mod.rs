@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod error;
 pub mod faucet;
 pub mod gas;
+pub mod head;
 pub mod node_error;
 pub mod revert;
 pub mod rpc;

@@ -136,6 +136,20 @@ pub async fn unapplied_events(pool: &AnyPool, block_number: u64) -> Result<Vec<E
     rows.iter().map(event_from_row).collect()
 }
 
+/// The events of the escrow with `key` the watcher has read but not applied yet (those above
+/// the confirmation depth), in chain order: what the escrow did since its confirmed state.
+pub async fn unapplied_events_of(pool: &AnyPool, key: B256) -> Result<Vec<EscrowEvent>> {
+    let rows = sqlx::query(
+        "SELECT block_hash, log_index, block_number, tx_hash, agreement_key, event, data \
+         FROM escrow_events WHERE agreement_key = $1 AND applied = 0 \
+         ORDER BY block_number, log_index",
+    )
+    .bind(key.to_string())
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
 /// The events of transaction `tx_hash` about `key`, in log order.
 pub async fn events_of(conn: &mut Conn, tx_hash: B256, key: B256) -> Result<Vec<EscrowEvent>> {
     let rows = sqlx::query(

@@ -26,6 +26,8 @@ pub mod wallets;
 pub mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -90,6 +92,46 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// Write transactions this process has committed: a read kept in memory is as new as the
+    /// store while this has not moved since it was read ([`Store::commits`]).
+    commits: Arc<AtomicU64>,
+}
+
+/// A write transaction of the store. It is used as the `sqlx` transaction it wraps; its
+/// [`Tx::commit`] also counts the commit, so a read kept in memory (the API's read model) knows
+/// it may be older than the store.
+#[derive(Debug)]
+pub struct Tx {
+    inner: Transaction<'static, sqlx::Any>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Tx {
+    /// Commits, then counts the commit.
+    pub async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        self.inner.commit().await?;
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Rolls back (as dropping it does, but waiting for the database).
+    pub async fn rollback(self) -> std::result::Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
 }
 
 /// The clause that makes a claim's choice of rows (relayer jobs, webhook deliveries) pass over
@@ -175,7 +217,7 @@ impl Store {
                 };
                 let write = pool(1).connect_with(options.clone()).await?;
                 let read = pool(8).connect_with(options).await?;
-                Store { read, write, backend }
+                Store { read, write, backend, commits: Default::default() }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -183,7 +225,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await?;
-                Store { read: pool.clone(), write: pool, backend }
+                Store { read: pool.clone(), write: pool, backend, commits: Default::default() }
             }
         };
         migrate(&store.write, backend).await?;
@@ -201,8 +243,15 @@ impl Store {
     }
 
     /// Starts a write transaction.
-    pub async fn begin(&self) -> Result<Transaction<'static, sqlx::Any>> {
-        Ok(self.write.begin().await?)
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx { inner: self.write.begin().await?, commits: self.commits.clone() })
+    }
+
+    /// How many write transactions this process has committed so far. A value read from the
+    /// store after this answered `n` is still the store's while it answers `n` (for writes made
+    /// by this process: another instance's, or a command's, are not counted here).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
     }
 
     /// Copies the SQLite write-ahead log into the database file without waiting for (or

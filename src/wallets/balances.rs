@@ -1,7 +1,7 @@
 //! Wallet balances as read from the chain, cached per block: within one block number a
 //! balance cannot change, so a second read of the same wallet at the same head answers from
-//! memory and costs one `eth_blockNumber` instead of three calls. Bounded: past its capacity,
-//! entries of older blocks go first (they would be read again anyway), then arbitrary ones.
+//! memory. Bounded: past its capacity, entries of older blocks go first (they would be read
+//! again anyway), then arbitrary ones.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,49 +22,84 @@ pub struct Balances {
     pub eth: U256,
 }
 
-/// Balances per wallet, each valid for the one block it was read at.
-#[derive(Debug)]
-pub struct BalanceCache {
-    capacity: usize,
-    entries: Mutex<HashMap<Address, Balances>>,
+/// A wallet's ether alone at one block: what the settlement options read to tell whether the
+/// party can pay for the direct path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GasBalance {
+    /// The block it was read at.
+    pub block_number: u64,
+    /// Ether, in wei.
+    pub eth: U256,
 }
 
-impl Default for BalanceCache {
+/// What a [`PerBlock`] cache keeps: a value read at one block.
+pub trait AtBlock: Copy {
+    /// The block it was read at.
+    fn block_number(&self) -> u64;
+}
+
+impl AtBlock for Balances {
+    fn block_number(&self) -> u64 {
+        self.block_number
+    }
+}
+
+impl AtBlock for GasBalance {
+    fn block_number(&self) -> u64 {
+        self.block_number
+    }
+}
+
+/// Values per wallet, each valid for the one block it was read at.
+#[derive(Debug)]
+pub struct PerBlock<V> {
+    capacity: usize,
+    entries: Mutex<HashMap<Address, V>>,
+}
+
+/// Both balances per wallet (the wallet balance route).
+pub type BalanceCache = PerBlock<Balances>;
+
+/// Ether per wallet (the settlement options).
+pub type GasBalanceCache = PerBlock<GasBalance>;
+
+impl<V: AtBlock> Default for PerBlock<V> {
     fn default() -> Self {
         Self::new(DEFAULT_CAPACITY)
     }
 }
 
-impl BalanceCache {
+impl<V: AtBlock> PerBlock<V> {
     /// An empty cache of at most `capacity` wallets (at least one).
     pub fn new(capacity: usize) -> Self {
         Self { capacity: capacity.max(1), entries: Mutex::new(HashMap::new()) }
     }
 
-    /// `wallet`'s balances if they were read at `block_number`; `None` otherwise.
-    pub fn get(&self, wallet: Address, block_number: u64) -> Option<Balances> {
+    /// `wallet`'s value if it was read at `block_number`; `None` otherwise.
+    pub fn get(&self, wallet: Address, block_number: u64) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries.get(&wallet).copied().filter(|b| b.block_number == block_number)
+        entries.get(&wallet).copied().filter(|b| b.block_number() == block_number)
     }
 
-    /// Keeps `balances` of `wallet`, unless balances of a later block are kept already (a
-    /// slower read finishing after a newer one).
-    pub fn put(&self, wallet: Address, balances: Balances) {
+    /// Keeps `value` of `wallet`, unless a value of a later block is kept already (a slower
+    /// read finishing after a newer one).
+    pub fn put(&self, wallet: Address, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let block = value.block_number();
         if let Some(kept) = entries.get(&wallet)
-            && kept.block_number > balances.block_number
+            && kept.block_number() > block
         {
             return;
         }
         if entries.len() >= self.capacity && !entries.contains_key(&wallet) {
-            entries.retain(|_, kept| kept.block_number >= balances.block_number);
+            entries.retain(|_, kept| kept.block_number() >= block);
             if entries.len() >= self.capacity
                 && let Some(evicted) = entries.keys().next().copied()
             {
                 entries.remove(&evicted);
             }
         }
-        entries.insert(wallet, balances);
+        entries.insert(wallet, value);
     }
 
     /// How many wallets are cached.

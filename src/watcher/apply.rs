@@ -125,7 +125,7 @@ pub(super) async fn apply_event(
 }
 
 /// A stored escrow event as the pure state machine's input; `buyer` tells whose close it was.
-pub(super) fn chain_event(
+pub(crate) fn chain_event(
     event: &EscrowEvent,
     buyer: alloy::primitives::Address,
 ) -> Option<ChainEvent> {

@@ -49,6 +49,7 @@ use crate::chain::context::ChainContext;
 use crate::receipts::ReceiptKey;
 use crate::store::{Store, StoreError};
 use apply::Issuer;
+pub(crate) use apply::chain_event;
 pub use blocks::BlockReads;
 
 /// Why a watcher pass failed (it is retried on the next tick).

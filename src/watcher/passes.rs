@@ -34,6 +34,7 @@ impl Watcher {
             .get_block_by_number(BlockNumberOrTag::Latest)
             .await?
             .ok_or(WatchError::MissingBlock(0))?;
+        self.chain.head.publish(crate::chain::head::Head::read_now(&latest.header));
         let (head, head_timestamp) = (latest.header.number, latest.header.timestamp);
         let read = chain_store::cursor(self.store.reader()).await?;
         // Where the store's position stood when this watcher last saw it: every move of it is
@@ -248,6 +249,11 @@ impl Watcher {
         for id in &expired {
             outbox::record(&mut tx, Some(id), EventType::AgreementExpired, &json!({}), now())
                 .await?;
+        }
+        if expired.is_empty() && payments == 0 {
+            // Nothing due: no commit, which would make the API's read model stale for nothing.
+            tx.rollback().await?;
+            return Ok(());
         }
         tx.commit().await?;
         if payments > 0 {

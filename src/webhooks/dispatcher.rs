@@ -130,7 +130,12 @@ impl Dispatcher {
         let until = at + millis(self.settings.lease());
         let mut tx = self.store.begin().await?;
         let claimed = rows::claim_due(&mut tx, at, until, token, limit).await?;
-        tx.commit().await?;
+        // Nothing claimed, nothing changed: no commit (any commit makes the read model stale).
+        if claimed.is_empty() {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
         Ok(claimed)
     }
 

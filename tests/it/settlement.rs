@@ -4,11 +4,10 @@
 //! on-chain and status read back over HTTP.
 
 use crate::support::service::{Harness, TestAgent};
-use crate::support::settlement::{UNIT, action_final, options, record, sign_voucher, sponsor};
-use alloy::network::TransactionBuilder;
-use alloy::primitives::{Address, Bytes, U256};
-use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
+use crate::support::settlement::{
+    UNIT, action_final, options, record, send_direct, sign_voucher, sponsor,
+};
+use alloy::primitives::{Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -19,18 +18,6 @@ async fn escrow_status(h: &Harness, key: &str, id: &str) -> Value {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
-}
-
-/// Sends the unsigned transaction Pactum returned from `from`'s own wallet.
-async fn send_direct(h: &Harness, from: Address, transaction: &Value) {
-    let data: Bytes = transaction["data"].as_str().unwrap().parse().unwrap();
-    let to: Address = transaction["to"].as_str().unwrap().parse().unwrap();
-    assert_eq!(transaction["from"].as_str().unwrap().parse::<Address>().unwrap(), from);
-    assert_eq!(transaction["chain_id"], h.chain.chain_id);
-    let gas: u64 = transaction["gas"].as_str().unwrap().parse().unwrap();
-    let tx = TransactionRequest::default().from(from).to(to).with_input(data).with_gas_limit(gas);
-    let receipt = h.chain.provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
-    assert!(receipt.status(), "direct transaction reverted: {transaction}");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! `GET …/escrow-status`: the escrow as the chain watcher last confirmed it, with the
-//! activation and usage fields. Served from the store, so polling it costs no RPC call.
+//! activation and usage fields. Served from the read model (memory, else the store), so polling
+//! it costs no RPC call and, once warm, no store read.
 
 use alloy::primitives::B256;
 use axum::Json;
@@ -11,14 +12,14 @@ use crate::agreement::ids::AgreementId;
 use crate::agreement::settlement::EscrowStatus as Lifecycle;
 use crate::agreement::status::{ActivationStatus, AgreementStatus};
 use crate::api::AppState;
-use crate::api::agreement_access::load_for;
+use crate::api::agreement_access::load_kept_for;
 use crate::api::agreement_view::{InfraFee, UsageSummary};
 use crate::api::auth::AgentAuth;
 use crate::api::error::ApiResult;
 use crate::api::extract::ApiPath;
 use crate::api::time::rfc3339;
 use crate::store::agreements::AgreementRecord;
-use crate::store::chain::{self, Cursor};
+use crate::store::chain::Cursor;
 
 /// `GET …/escrow-status`.
 ///
@@ -156,8 +157,8 @@ pub async fn escrow_status(
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath,
 ) -> ApiResult<Json<EscrowStatus>> {
-    let record = load_for(&state, &agent, &id).await?;
-    let cursor = chain::cursor(state.store.reader()).await?;
+    let record = load_kept_for(&state, &agent, &id).await?;
+    let cursor = state.read_model.cursor(&state.store).await?;
     Ok(Json(EscrowStatus {
         activation_error: record.activation_error.clone(),
         activation_status: record.activation_status,
@@ -169,7 +170,7 @@ pub async fn escrow_status(
         escrow_contract: state.chain.escrow.to_checksum(None),
         expires_at: record.terms.as_ref().map(|t| rfc3339(t.expiry as i64)),
         head_block_number: cursor.as_ref().map(|c| c.head_number),
-        infra_fee: InfraFee::from(&record),
+        infra_fee: InfraFee::from(&*record),
         past_expiry: match (&record.terms, &cursor) {
             (Some(terms), Some(c)) if c.head_timestamp != 0 => {
                 Some(c.head_timestamp >= terms.expiry)
@@ -177,6 +178,6 @@ pub async fn escrow_status(
             _ => None,
         },
         status: record.status,
-        usage: UsageSummary::from(&record),
+        usage: UsageSummary::from(&*record),
     }))
 }

@@ -26,8 +26,9 @@ async fn direct(
     let record = load_for(state, agent, id).await?;
     let party = party_of(&record, agent);
     let (terms, key) = fixed_terms(&record)?;
-    let (escrow, chain_now) = on_chain(state, key).await?;
-    let plan = rules::plan(action, party, &escrow, terms, record.voucher_units, chain_now)
+    // The direct routes read the chain now: they estimate the transaction's gas anyway.
+    let (escrow, head) = on_chain(state, key).await?;
+    let plan = rules::plan(action, party, &escrow, terms, record.voucher_units, head.timestamp)
         .map_err(refusal_error)?;
     let signer = wallet_of(terms, party);
     let voucher = voucher_for(&record, &plan);

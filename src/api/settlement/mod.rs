@@ -19,11 +19,14 @@ use serde_json::json;
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::time::rfc3339;
-use crate::agreement::settlement::{Action, EscrowState, Party, Plan, Refusal};
+use crate::agreement::settlement::{
+    self as rules, Action, EscrowState, Party, Plan, Refusal, RefusalCode,
+};
 use crate::agreement::status::AgreementStatus;
 use crate::agreement::terms::Terms;
 use crate::api::typed_data_view::TypedData;
 use crate::chain::gas::estimate_gas_with_headroom;
+use crate::chain::head::Head;
 use crate::chain::node_error::{NodeError, classify};
 use crate::chain::revert;
 use crate::escrow::package::typed_data_json;
@@ -78,12 +81,57 @@ fn refusal_error(refusal: Refusal) -> ApiError {
     }
 }
 
-/// The escrow on-chain now, and the chain's clock.
-async fn on_chain(state: &AppState, key: B256) -> ApiResult<(EscrowState, u64)> {
+/// The escrow on-chain now, and the chain's head, both read from the node.
+async fn on_chain(state: &AppState, key: B256) -> ApiResult<(EscrowState, Head)> {
     let chain = &state.chain;
-    let (escrow, now) = tokio::try_join!(chain.escrow_state(key), chain.now())
+    let (escrow, head) = tokio::try_join!(chain.escrow_state(key), chain.read_head())
         .map_err(ApiError::chain_unavailable)?;
-    Ok((escrow, now))
+    Ok((escrow, head))
+}
+
+/// The escrow as Pactum has seen it, without asking the node: the state the watcher confirmed,
+/// with the events it has read above the confirmation depth folded in by the contract's rules;
+/// and the head the watcher read last (from the node only when that head is stale).
+async fn seen(
+    state: &AppState,
+    record: &AgreementRecord,
+    terms: &Terms,
+    key: B256,
+) -> ApiResult<(EscrowState, Head)> {
+    let read = crate::store::chain::unapplied_events_of(state.store.reader(), key);
+    let (events, head) = tokio::join!(read, state.chain.head());
+    let head = head.map_err(ApiError::chain_unavailable)?;
+    let confirmed = record.escrow.as_ref().map_or(EscrowState::NONE, |seen| seen.state);
+    let escrow = events?
+        .iter()
+        .filter_map(|event| crate::watcher::chain_event(event, terms.buyer))
+        .fold(confirmed, |escrow, event| escrow.apply(&event));
+    Ok((escrow, head))
+}
+
+/// Whether `party` can take `action`, decided on what Pactum has seen ([`seen`]); a refusal that
+/// the chain could contradict (Pactum's view is up to a block or two behind) is decided again on
+/// the chain as the node has it now, so the view never refuses what the chain would allow. An
+/// action the view allows and the chain no longer would is refused by the contract, which checks
+/// everything again: the relayer fails it saying why (a batch skips it).
+async fn planned(
+    state: &AppState,
+    record: &AgreementRecord,
+    action: Action,
+    party: Party,
+) -> ApiResult<(Result<Plan, Refusal>, EscrowState, Head)> {
+    let (terms, key) = fixed_terms(record)?;
+    let (escrow, head) = seen(state, record, terms, key).await?;
+    let plan = rules::plan(action, party, &escrow, terms, record.voucher_units, head.timestamp);
+    match &plan {
+        Err(refusal) if refusal.code != RefusalCode::WrongParty => {
+            let (escrow, head) = on_chain(state, key).await?;
+            let plan =
+                rules::plan(action, party, &escrow, terms, record.voucher_units, head.timestamp);
+            Ok((plan, escrow, head))
+        }
+        _ => Ok((plan, escrow, head)),
+    }
 }
 
 /// The buyer's voucher signature for `plan`, as the contract takes it (empty when none needed).

@@ -1,8 +1,9 @@
 //! `GET …/settlement-action-options`: whether an action is possible now and both ways to take
 //! it.
 
-use alloy::primitives::U256;
+use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
+use alloy::sol_types::SolStruct;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -11,11 +12,10 @@ use super::options_view::{
     DirectPath, EscrowSummary, Recommendation, Refusal, SettlementOptions, SettlementPath,
     SettlementPaths, SponsoredPath,
 };
-use super::{
-    authorization, fixed_terms, on_chain, party_of, unsigned_transaction, voucher_for, wallet_of,
-};
+use super::view::UnsignedTransaction;
+use super::{authorization, fixed_terms, party_of, planned, voucher_for, wallet_of};
 use crate::agreement::early_claim;
-use crate::agreement::settlement::{self as rules, Action, EscrowState, Party};
+use crate::agreement::settlement::{Action, EscrowState, Party, Plan};
 use crate::agreement::terms::Terms;
 use crate::api::AppState;
 use crate::api::agreement_access::load_for;
@@ -23,7 +23,12 @@ use crate::api::auth::AgentAuth;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::time::rfc3339;
-use crate::escrow::{calls, wallet};
+use crate::chain::gas;
+use crate::chain::head::Head;
+use crate::escrow::typed_data::UsageVoucher;
+use crate::escrow::{calls, verify, wallet};
+use crate::relayer::fees::{MIN_TIP, Market};
+use crate::wallets::balances::GasBalance;
 
 /// The seller's early-claim recommendation: when the unclaimed voucher value reaches the
 /// threshold and the buyer's wallet has code (read now, so a wallet deployed or delegated since
@@ -56,8 +61,8 @@ pub struct OptionsQuery {
     pub action: Option<String>,
 }
 
-/// `GET …/settlement-action-options?action=…`: for the calling party and the escrow as it is
-/// on-chain now, whether the action is possible, why not and from when, what would move, the
+/// `GET …/settlement-action-options?action=…`: for the calling party and the escrow as Pactum
+/// last saw it on-chain (a refusal is checked again on the chain as it is now), whether the action is possible, why not and from when, what would move, the
 /// direct transaction and the sponsored authorization to sign, and which path to take.
 #[utoipa::path(
     get,
@@ -90,7 +95,8 @@ pub async fn options(
     let record = load_for(&state, &agent, &id).await?;
     let party = party_of(&record, &agent);
     let (terms, key) = fixed_terms(&record)?;
-    let (escrow, chain_now) = on_chain(&state, key).await?;
+    let (plan, escrow, head) = planned(&state, &record, action, party).await?;
+    let chain_now = head.timestamp;
     let signer = wallet_of(terms, party);
     let mut body = SettlementOptions {
         action,
@@ -112,7 +118,7 @@ pub async fn options(
         units: None,
         voucher_units: record.voucher_units,
     };
-    let plan = match rules::plan(action, party, &escrow, terms, record.voucher_units, chain_now) {
+    let plan = match plan {
         Ok(plan) => plan,
         Err(refusal) => {
             body.reason = Some(Refusal { code: refusal.code, message: refusal.message });
@@ -123,16 +129,20 @@ pub async fn options(
     };
     let voucher = voucher_for(&record, &plan);
     let data = calls::direct(action, terms.activation(), plan.units, &voucher);
-    let transaction = unsigned_transaction(&state, signer, data).await?;
+    // The gas limit from the table of measured costs, not an estimate: the plan above already
+    // checked what the contract will (the direct-instructions routes still estimate).
+    let gas = gas::direct_gas_limit(
+        action,
+        party,
+        voucher_needs_erc1271(&state, terms, key, &plan, &voucher),
+    );
+    let transaction =
+        UnsignedTransaction::new(state.chain.chain_id, signer, state.chain.escrow, data, gas);
     let deadline = chain_now + state.authorization_ttl;
     let (typed_data, _) = authorization(&state, action, party, terms, key, plan.units, deadline);
-    let gas: u64 = transaction.gas.parse().unwrap_or(0);
-    let chain = &state.chain;
-    let (balance, gas_price) = tokio::try_join!(chain.gas_balance(signer), async {
-        chain.provider.get_gas_price().await.map_err(Into::into)
-    })
-    .map_err(ApiError::chain_unavailable)?;
-    let cost = U256::from(gas) * U256::from(gas_price);
+    let (balance, fee_per_gas) =
+        tokio::try_join!(gas_balance(&state, signer, head.number), fee_per_gas(&state, &head))?;
+    let cost = U256::from(gas) * U256::from(fee_per_gas);
     body.possible = true;
     body.units = Some(plan.units);
     body.amount = Some(plan.amount.to_string());
@@ -158,4 +168,44 @@ pub async fn options(
     body.recommended_path =
         Some(if balance < cost { SettlementPath::Sponsored } else { SettlementPath::Direct });
     Ok(Json(body))
+}
+
+/// Whether the contract will check the voucher sent with `plan` by ERC-1271 (its signature does
+/// not recover the buyer by ECDSA: a contract wallet's), which the gas limit must allow for.
+fn voucher_needs_erc1271(
+    state: &AppState,
+    terms: &Terms,
+    key: alloy::primitives::B256,
+    plan: &Plan,
+    voucher: &[u8],
+) -> bool {
+    if !plan.needs_voucher {
+        return false;
+    }
+    let document = UsageVoucher { agreementKey: key, cumulativeUnits: U256::from(plan.units) };
+    let digest = document.eip712_signing_hash(&state.chain.escrow_domain());
+    verify::recover(digest, voucher).ok() != Some(terms.buyer)
+}
+
+/// `signer`'s ether at block `number`: read once per wallet and block, since options are asked
+/// for many agreements of one party.
+async fn gas_balance(state: &AppState, signer: Address, number: u64) -> ApiResult<U256> {
+    if let Some(kept) = state.gas_balances.get(signer, number) {
+        return Ok(kept.eth);
+    }
+    let eth =
+        state.chain.gas_balance_at(signer, number).await.map_err(ApiError::chain_unavailable)?;
+    state.gas_balances.put(signer, GasBalance { block_number: number, eth });
+    Ok(eth)
+}
+
+/// What a transaction sent now may pay per gas: twice the head's base fee plus the least tip, as
+/// the relayer offers ([`Market::fees`]); the node's gas price on a chain without a base fee.
+async fn fee_per_gas(state: &AppState, head: &Head) -> ApiResult<u128> {
+    match head.base_fee_per_gas {
+        Some(base_fee) => {
+            Ok(Market { base_fee: u128::from(base_fee), tip: MIN_TIP }.fees().max_fee_per_gas)
+        }
+        None => state.chain.provider.get_gas_price().await.map_err(ApiError::chain_unavailable),
+    }
 }

@@ -11,11 +11,9 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::view::SettlementAction as SettlementActionView;
-use super::{
-    authorization, fixed_terms, on_chain, party_of, refusal_error, voucher_for, wallet_of,
-};
+use super::{authorization, fixed_terms, party_of, planned, refusal_error, voucher_for, wallet_of};
 use crate::agreement::ids::{JobId, SettlementActionId};
-use crate::agreement::settlement::{self as rules, Action, Party};
+use crate::agreement::settlement::{Action, Party};
 use crate::api::AppState;
 use crate::api::agreement_access::load_for;
 use crate::api::auth::AgentAuth;
@@ -62,6 +60,10 @@ pub struct SponsoredBody {
     pub units: Option<DocumentNumber>,
 }
 
+/// A deadline less than this many seconds past the head Pactum saw last is checked against the
+/// head read from the node now; later ones (the options offer `authorization_ttl`) need no call.
+const DEADLINE_RECHECK_SECS: u64 = 120;
+
 async fn sponsored(
     state: &AppState,
     agent: &Agent,
@@ -74,9 +76,8 @@ async fn sponsored(
     let record = load_for(state, agent, id).await?;
     let party = party_of(&record, agent);
     let (terms, key) = fixed_terms(&record)?;
-    let (escrow, chain_now) = on_chain(state, key).await?;
-    let plan = rules::plan(action, party, &escrow, terms, record.voucher_units, chain_now)
-        .map_err(refusal_error)?;
+    let (plan, _, head) = planned(state, &record, action, party).await?;
+    let plan = plan.map_err(refusal_error)?;
     let units = signed_units.unwrap_or(plan.units);
     if units != plan.units && !(action == Action::InitiateClose && party == Party::Buyer) {
         return Err(ApiError::new(
@@ -84,6 +85,11 @@ async fn sponsored(
             "the signed units must be the buyer's best voucher, which Pactum submits with it",
         )
         .with_details(json!({ "expected_units": plan.units, "received_units": units })));
+    }
+    let mut chain_now = head.timestamp;
+    if deadline <= chain_now.saturating_add(DEADLINE_RECHECK_SECS) {
+        // Close to the head Pactum saw last: the chain may be past it already.
+        chain_now = state.chain.read_head().await.map_err(ApiError::chain_unavailable)?.timestamp;
     }
     if deadline <= chain_now {
         return Err(ApiError::new(

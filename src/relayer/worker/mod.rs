@@ -190,7 +190,13 @@ impl Relay<'_> {
         {
             crate::metrics::queue_pickup((at - queued).max(0) as f64);
         }
-        tx.commit().await.map_err(StoreError::from)?;
+        // An idle poll changed nothing: ending it without a commit leaves the API's read model
+        // (which any commit makes stale) alone.
+        if job.is_some() {
+            tx.commit().await.map_err(StoreError::from)?;
+        } else {
+            tx.rollback().await.map_err(StoreError::from)?;
+        }
         Ok(job)
     }
 

@@ -128,7 +128,7 @@ fn now() -> i64 {
 }
 
 /// A buyer and a seller agent of one account.
-async fn parties(store: &Store) -> (AgentId, AgentId) {
+pub(crate) async fn parties(store: &Store) -> (AgentId, AgentId) {
     let mut tx = store.begin().await.unwrap();
     let account =
         agents::ensure_account(&mut tx, "Conformance", "owner-key-hash", now()).await.unwrap();
@@ -158,7 +158,7 @@ fn proposal(buyer: &AgentId, seller: &AgentId) -> Proposal {
 }
 
 /// Stores a proposal created at `created_at`.
-async fn propose(
+pub(crate) async fn propose(
     store: &Store,
     buyer: &AgentId,
     seller: &AgentId,

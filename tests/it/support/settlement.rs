@@ -1,6 +1,10 @@
 //! Settlement over HTTP as the parties drive it: record usage, sign the offered voucher, read
 //! the settlement options, sign and submit a sponsored authorization, wait for an action.
 
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, Bytes};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -88,4 +92,16 @@ pub fn sponsored_body(signer: &PrivateKeySigner, sponsored: &Value) -> Value {
 pub async fn action_final(h: &Harness, key: &str, id: &str, action_id: &str) -> Value {
     let path = format!("/usage-agreements/{id}/settlement-actions/{action_id}");
     h.wait_path(key, &path, |a| a["status"] == "confirmed" || a["status"] == "failed").await
+}
+
+/// Sends the unsigned transaction Pactum returned from `from`'s own wallet.
+pub async fn send_direct(h: &Harness, from: Address, transaction: &Value) {
+    let data: Bytes = transaction["data"].as_str().unwrap().parse().unwrap();
+    let to: Address = transaction["to"].as_str().unwrap().parse().unwrap();
+    assert_eq!(transaction["from"].as_str().unwrap().parse::<Address>().unwrap(), from);
+    assert_eq!(transaction["chain_id"], h.chain.chain_id);
+    let gas: u64 = transaction["gas"].as_str().unwrap().parse().unwrap();
+    let tx = TransactionRequest::default().from(from).to(to).with_input(data).with_gas_limit(gas);
+    let receipt = h.chain.provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    assert!(receipt.status(), "direct transaction reverted: {transaction}");
 }

@@ -63,7 +63,7 @@ async fn view_in(conn: &mut Conn, mandate: &Mandate) -> ApiResult<MandateView> {
 /// Stores `mandate`'s change with its audit row and event, the answer under the idempotency
 /// key, and commits.
 async fn record(
-    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    mut tx: crate::store::Tx,
     mandate: &Mandate,
     decision: AuditDecision,
     status: StatusCode,
