@@ -1,10 +1,14 @@
 //! Sponsored seller claims whose buyer or seller has code never share a `sellerClaimBatch`: a
 //! claim of a smart-wallet buyer queued with claims of key-only parties is sent alone, and the
 //! others still go out together. On anvil, over HTTP; checked on the chain and in the job records.
+//! The parties' code is read in one `eth_call` with a state override, and one by one from a node
+//! that refuses overrides (a proxy standing in for one); both reads agree with `eth_getCode`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::support::DevChain;
+use crate::support::faulty_rpc::FaultyRpc;
 use crate::support::service::{Harness, TestAgent};
 use crate::support::settlement::{options, record, sign_voucher, sponsored_body};
 use crate::support::smart_wallet::{active_from_wallet, smart_wallet};
@@ -13,6 +17,7 @@ use alloy::primitives::B256;
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use pactum::escrow::bindings::UsageEscrow;
+use pactum::escrow::wallet::{account_kind, have_code};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::Row;
@@ -35,7 +40,56 @@ async fn input_of(h: &Harness, hash: B256) -> alloy::primitives::Bytes {
 #[tokio::test]
 async fn a_claim_with_a_smart_wallet_party_goes_alone_while_key_only_claims_batch() {
     // A batch window long enough that the three claims submitted at once are taken together.
-    let h = Arc::new(Harness::start_with(|config| config.relayer_batch_wait_ms = 5_000).await);
+    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = 5_000).await;
+    smart_wallet_claim_goes_alone(Arc::new(h)).await;
+}
+
+#[tokio::test]
+async fn without_state_overrides_the_parties_code_is_read_one_by_one_with_the_same_outcome() {
+    let chain = DevChain::start().await;
+    let proxy = FaultyRpc::start(&chain.anvil.endpoint()).await;
+    proxy.refuse_state_overrides();
+    let url = proxy.url.clone();
+    let h = Harness::start_on(chain, |_, config| {
+        config.rpc_url = url;
+        config.relayer_batch_wait_ms = 5_000;
+    })
+    .await;
+    smart_wallet_claim_goes_alone(Arc::new(h)).await;
+}
+
+#[tokio::test]
+async fn one_call_reads_the_code_of_many_accounts_as_get_code_does() {
+    let chain = DevChain::start().await;
+    let delegated = alloy::primitives::Address::repeat_byte(0x77);
+    let mut designator = pactum::escrow::wallet::DELEGATION_PREFIX.to_vec();
+    designator.extend_from_slice(chain.escrow.address().as_slice());
+    let _: Value = chain
+        .provider
+        .raw_request(
+            "anvil_setCode".into(),
+            (delegated, alloy::primitives::Bytes::from(designator)),
+        )
+        .await
+        .unwrap();
+    let accounts = [
+        chain.buyer.address(),
+        *chain.escrow.address(),
+        delegated,
+        alloy::primitives::Address::repeat_byte(0x11),
+        chain.seller.address(),
+    ];
+    let read = have_code(&chain.provider, &accounts).await.expect("anvil takes state overrides");
+    let mut each = Vec::new();
+    for account in accounts {
+        each.push(account_kind(&chain.provider, account).await.unwrap().has_code());
+    }
+    assert_eq!(read, each);
+    assert_eq!(read, [false, true, true, false, false]);
+    assert_eq!(have_code(&chain.provider, &[]).await, Some(vec![]));
+}
+
+async fn smart_wallet_claim_goes_alone(h: Arc<Harness>) {
     let (buyer, seller) = h.parties().await;
     let eoa_a = h.active(&buyer, &seller).await;
     let eoa_b = h.active(&buyer, &seller).await;

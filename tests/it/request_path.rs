@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::support::DevChain;
-use crate::support::frozen_rpc::FrozenRpc;
+use crate::support::faulty_rpc::FaultyRpc;
 use crate::support::service::Harness;
 use crate::support::settlement::{
     UNIT, action_final, options, record, send_direct, sign_voucher, sponsored_body,
@@ -100,7 +100,7 @@ async fn a_sponsored_claim_is_accepted_without_a_single_rpc_call() {
 #[tokio::test]
 async fn a_stale_view_accepts_a_claim_the_chain_refuses_and_the_relayer_fails_it_saying_why() {
     let chain = DevChain::start().await;
-    let proxy = FrozenRpc::start(&chain.anvil.endpoint()).await;
+    let proxy = FaultyRpc::start(&chain.anvil.endpoint()).await;
     let url = proxy.url.clone();
     let h = Harness::start_on(chain, |_, config| config.rpc_url = url).await;
     let (buyer, seller) = h.parties().await;

@@ -8,11 +8,12 @@
 //! (replacement, requeue of a used nonce) are conditional, so of two instances acting on the
 //! same attempt exactly one does.
 //!
-//! Sponsored seller claims are batched: after taking one, the worker waits briefly for more,
-//! takes up to `batch_max` of them and, when the batch simulates, sends them as one
-//! `sellerClaimBatch` transaction (a new job of kind [`jobs::KIND_SELLER_CLAIM_BATCH`] that the
-//! claims' settlement actions move to; the claim jobs end `batched`). A batch that does not
-//! simulate is sent claim by claim, so one bad claim cannot hold the others back. A claim whose
+//! Sponsored seller claims are batched: after taking one, the worker takes up to `batch_max` of
+//! them (at once when that many are queued, else after waiting briefly for more) and sends them
+//! as one `sellerClaimBatch` transaction with the gas floor that pays every member, unsimulated
+//! (a new job of kind [`jobs::KIND_SELLER_CLAIM_BATCH`] that the claims' settlement actions move
+//! to; the claim jobs end `batched`). The contract skips a claim it cannot pay and pays the
+//! others, so one bad claim cannot hold the others back. A claim whose
 //! buyer or seller has code (a smart wallet, an EIP-7702 delegated EOA) is never batched: its
 //! wallet's ERC-1271 answer can change between simulation and inclusion ([`wallets`]).
 //!

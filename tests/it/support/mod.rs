@@ -5,7 +5,7 @@ pub mod conformance;
 pub mod databases;
 #[cfg(unix)]
 pub mod docs_page;
-pub mod frozen_rpc;
+pub mod faulty_rpc;
 pub mod process;
 pub mod router;
 pub mod rpc_proxy;

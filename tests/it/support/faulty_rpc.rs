@@ -1,8 +1,9 @@
-//! A JSON-RPC proxy in front of anvil that can freeze the head it reports: while frozen,
-//! `eth_getBlockByNumber("latest")` and `eth_blockNumber` answer what the node said when the
-//! freeze began, and everything else goes through. A service behind it keeps working (it signs,
-//! estimates and sends) but its watcher sees no new block, so what Pactum has seen of the chain
-//! falls behind the chain itself: a stale view, made on purpose.
+//! A JSON-RPC proxy in front of anvil that misbehaves on request, everything else going through:
+//! - it can freeze the head it reports: while frozen, `eth_getBlockByNumber("latest")` and
+//!   `eth_blockNumber` answer what the node said when the freeze began. A service behind it
+//!   keeps working (it signs, estimates and sends) but its watcher sees no new block, so what
+//!   Pactum has seen of the chain falls behind the chain itself: a stale view, made on purpose;
+//! - it can refuse `eth_call`s with a state override, as nodes that do not support them do.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,23 +19,26 @@ struct Proxy {
     http: reqwest::Client,
     /// The latest block as the node gave it when the freeze began.
     frozen: Arc<Mutex<Option<Value>>>,
+    /// Whether `eth_call` with a state override is refused.
+    no_overrides: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The running proxy.
-pub struct FrozenRpc {
+pub struct FaultyRpc {
     /// Where it listens: give this to the service as its RPC URL.
     pub url: String,
     proxy: Proxy,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl FrozenRpc {
-    /// A proxy to `upstream`, passing everything through until [`FrozenRpc::freeze`].
-    pub async fn start(upstream: &str) -> FrozenRpc {
+impl FaultyRpc {
+    /// A proxy to `upstream`, passing everything through until [`FaultyRpc::freeze`].
+    pub async fn start(upstream: &str) -> FaultyRpc {
         let proxy = Proxy {
             upstream: upstream.to_owned(),
             http: reqwest::Client::new(),
             frozen: Arc::new(Mutex::new(None)),
+            no_overrides: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -42,7 +46,7 @@ impl FrozenRpc {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        FrozenRpc { url, proxy, task }
+        FaultyRpc { url, proxy, task }
     }
 
     /// From now on the head reported is the node's latest block as of now.
@@ -55,9 +59,15 @@ impl FrozenRpc {
     pub fn thaw(&self) {
         *self.proxy.frozen.lock().unwrap() = None;
     }
+
+    /// From now on an `eth_call` with a state override (its third parameter) is answered with
+    /// the JSON-RPC error of a node that does not take them.
+    pub fn refuse_state_overrides(&self) {
+        self.proxy.no_overrides.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
-impl Drop for FrozenRpc {
+impl Drop for FaultyRpc {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -67,6 +77,16 @@ impl Proxy {
     async fn call(&self, method: &str, params: Value) -> Value {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         self.http.post(&self.upstream).json(&body).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// The proxy's own answer to `request`, if it refuses it or asks for the head while frozen.
+    fn own_answer(&self, request: &Value) -> Option<Value> {
+        let overrides = request["method"] == "eth_call" && !request["params"][2].is_null();
+        if overrides && self.no_overrides.load(std::sync::atomic::Ordering::SeqCst) {
+            let error = json!({ "code": -32602, "message": "too many arguments, want at most 2" });
+            return Some(json!({ "jsonrpc": "2.0", "id": request["id"], "error": error }));
+        }
+        self.frozen_answer(request)
     }
 
     /// The frozen answer to `request`, if it asks for the head while frozen.
@@ -84,7 +104,7 @@ impl Proxy {
 async fn forward(State(proxy): State<Proxy>, body: Bytes) -> axum::response::Response {
     use axum::response::IntoResponse;
     if let Ok(request) = serde_json::from_slice::<Value>(&body)
-        && let Some(answer) = proxy.frozen_answer(&request)
+        && let Some(answer) = proxy.own_answer(&request)
     {
         return axum::Json(answer).into_response();
     }
