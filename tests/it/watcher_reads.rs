@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::DevChain;
-use crate::support::rpc_proxy::{HEADER_BY_NUMBER, RpcProxy};
+use crate::support::faulty_rpc::{FaultyRpc, HEADER_BY_NUMBER};
 use crate::support::service::Harness;
 use crate::support::settlement::{action_final, record, sign_voucher, sponsor};
 use alloy::providers::Provider;
@@ -18,9 +18,12 @@ use sqlx::Row;
 const RECEIPTS: &str = "eth_getBlockReceipts";
 
 /// A service on a fresh chain whose every RPC call goes through a proxy refusing `refused`.
-async fn proxied(refused: &[&str]) -> (Harness, RpcProxy) {
+async fn proxied(refused: &[&str]) -> (Harness, FaultyRpc) {
     let chain = DevChain::start().await;
-    let proxy = RpcProxy::start(&chain.anvil.endpoint(), refused).await;
+    let proxy = FaultyRpc::start(&chain.anvil.endpoint()).await;
+    for method in refused {
+        proxy.refuse_method(method);
+    }
     let url = proxy.url.clone();
     let h = Harness::start_on(chain, |_, config| config.rpc_url = url).await;
     (h, proxy)

@@ -8,7 +8,6 @@ pub mod docs_page;
 pub mod faulty_rpc;
 pub mod process;
 pub mod router;
-pub mod rpc_proxy;
 pub mod service;
 pub mod settlement;
 pub mod smart_wallet;
