@@ -251,6 +251,7 @@ impl Service {
             poll: config.poll_interval(),
             start_block: config.start_block,
             receipt_key,
+            block_reads: Default::default(),
         };
         tasks.spawn(supervise("watcher", shutdown_rx, move |stop| {
             let watcher = watcher.clone();

@@ -1,6 +1,7 @@
 //! What a node's error means for the relayer: the one place where the wording of node errors from
 //! `eth_sendRawTransaction`, `eth_estimateGas` and `eth_call` is matched, so that retry, nonce
-//! and fee logic branch on [`NodeError`] variants and never on strings.
+//! and fee logic branch on [`NodeError`] variants and never on strings. The watcher's question,
+//! whether the node serves a method at all ([`is_unsupported_method`]), is answered here too.
 //!
 //! The phrases come from geth (and op-geth, which Base runs), reth (and op-reth), Nethermind,
 //! Erigon, Besu and anvil. Nodes word the same condition differently and change wording between
@@ -109,6 +110,35 @@ fn classify_transport(kind: &TransportErrorKind) -> NodeError {
         _ => unavailable(),
     }
 }
+
+/// True when `err` says the node does not serve the method at all: JSON-RPC `-32601` (geth,
+/// reth, Nethermind, Erigon: "method not found", "the method … does not exist/is not
+/// available"), or a hosted provider's refusal of a method its plan or chain lacks ("unsupported
+/// method", "method not supported"), in a JSON-RPC answer or in the body of an HTTP 4xx. Asking
+/// again changes nothing: the caller needs another way to read what it wanted.
+pub fn is_unsupported_method(err: &TransportError) -> bool {
+    let payload = match err {
+        RpcError::ErrorResp(payload) => Some(payload.clone()),
+        RpcError::Transport(TransportErrorKind::HttpError(http)) => parse_payload(&http.body),
+        RpcError::DeserError { text, .. } => parse_payload(text),
+        _ => None,
+    };
+    payload.is_some_and(|payload| {
+        let message = payload.message.to_ascii_lowercase();
+        payload.code == -32601 || UNSUPPORTED_METHOD.iter().any(|phrase| mentions(&message, phrase))
+    })
+}
+
+/// geth, reth, Erigon, Nethermind: "method not found", "the method eth_x does not exist/is not
+/// available"; hosted providers: "unsupported method", "method not supported", "method
+/// eth_x is not supported".
+const UNSUPPORTED_METHOD: &[&str] = &[
+    "method not found",
+    "does not exist/is not available",
+    "unsupported method",
+    "method not supported",
+    "is not supported",
+];
 
 /// A JSON-RPC error object in `text`, whole response or bare error.
 fn parse_payload(text: &str) -> Option<ErrorPayload> {
@@ -315,6 +345,31 @@ mod tests {
         assert_eq!(classify(&err), NodeError::NonceTooLow);
         let err = TransportErrorKind::http_error(403, "forbidden".to_string());
         assert!(matches!(classify(&err), NodeError::Rejected(_)));
+    }
+
+    #[test]
+    fn a_method_the_node_does_not_serve_is_told_apart() {
+        for err in [
+            response(-32601, "the method eth_getBlockReceipts does not exist/is not available"),
+            response(-32601, "Method not found"),
+            response(-32600, "Unsupported method: eth_getBlockReceipts"),
+            response(-32000, "method eth_getBlockReceipts is not supported"),
+            TransportErrorKind::http_error(
+                400,
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"x"}}"#.to_string(),
+            ),
+        ] {
+            assert!(is_unsupported_method(&err), "{err}");
+        }
+        for err in [
+            response(-32000, "header not found"),
+            response(-32602, "invalid params"),
+            response(-32005, "request rate exceeded"),
+            TransportErrorKind::http_error(503, "Service Unavailable".to_string()),
+            TransportError::NullResp,
+        ] {
+            assert!(!is_unsupported_method(&err), "{err}");
+        }
     }
 
     #[test]

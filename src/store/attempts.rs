@@ -359,6 +359,18 @@ pub async fn attempt_gas(
     Ok(())
 }
 
+/// The gas a mined attempt used, as [`attempt_gas`] recorded it from its receipt; `None` when
+/// it was not recorded (or there is no such attempt).
+pub async fn gas_used(pool: &AnyPool, tx_hash: B256) -> Result<Option<u64>> {
+    let row = sqlx::query("SELECT gas_used FROM relayer_attempts WHERE tx_hash = $1")
+        .bind(tx_hash.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.and_then(|row| row.get::<Option<i64>, _>("gas_used"))
+        .map(|n| unsigned("gas_used", n))
+        .transpose()
+}
+
 /// Records that a mined attempt is as deep as the confirmation depth: the attempt `confirmed`,
 /// its job `confirmed` (or `failed` with `error` when the transaction reverted). `false` when
 /// the attempt was no longer `mined` in that block (another watcher confirmed it first, or a

@@ -55,22 +55,20 @@ impl Watcher {
         Ok(awaited)
     }
 
-    /// The awaited intents whose transaction is among `tx_hashes` (block `number`), with where
-    /// each was found and the verdict on it; they are taken out of `awaited`.
+    /// The awaited intents whose transaction is among `receipts` (the watched receipts of one
+    /// block), with where each was found and the verdict on it; they are taken out of
+    /// `awaited`.
     pub(super) async fn intents_in_block(
         &self,
         awaited: &mut Awaited,
-        tx_hashes: &[B256],
+        receipts: &[TransactionReceipt],
     ) -> Result<Vec<(String, Mined)>> {
         let mut found = Vec::new();
-        for tx_hash in tx_hashes {
-            let Some(intent) = awaited.get(tx_hash) else { continue };
-            let Some(receipt) = self.chain.provider.get_transaction_receipt(*tx_hash).await? else {
-                continue;
-            };
-            if let Some(mined) = self.sighting(intent, &receipt).await? {
+        for receipt in receipts {
+            let Some(intent) = awaited.get(&receipt.transaction_hash) else { continue };
+            if let Some(mined) = self.sighting(intent, receipt).await? {
                 found.push((intent.id.clone(), mined));
-                awaited.remove(tx_hash);
+                awaited.remove(&receipt.transaction_hash);
             }
         }
         Ok(found)
@@ -114,31 +112,23 @@ impl Watcher {
         tracing::info!(intent_id = %intent.id, block_number, %verdict, "intent transaction mined");
         Ok(Some(Mined { block_number, block_hash, verdict }))
     }
+}
 
-    /// Resolves the intents whose transaction is at least `confirmations` deep (at or below
-    /// `depth_height`) in a block still canonical; one found in a block no longer canonical
-    /// waits to be mined again.
-    pub(super) async fn confirm_intents(
-        &self,
-        depth_height: u64,
-        canonical: &mut HashMap<u64, B256>,
-    ) -> Result<()> {
-        for intent in intents::mined_up_to(self.store.reader(), depth_height).await? {
-            let Some(mined) = intent.mined else { continue };
-            let at = now();
-            let mut tx = self.store.begin().await?;
-            if self.canonical_hash(canonical, mined.block_number).await? != mined.block_hash {
-                tracing::warn!(intent_id = %intent.id, "intent's block was reorganised away");
-                intents::unmine(&mut tx, &intent.id, at).await?;
-            } else if let Some(resolved) =
-                intents::resolve(&mut tx, &intent.id, mined.verdict.final_status(), at).await?
-            {
-                tracing::info!(intent_id = %resolved.id, status = %resolved.status, "intent resolved");
-            }
-            tx.commit().await?;
-        }
-        Ok(())
+/// Resolves `intent` (found mined at the confirmation depth) by its verdict, in the caller's
+/// transaction; when its block is no longer `canonical` (the hash recorded at that height), it
+/// waits to be mined again instead.
+pub(super) async fn confirm_intent(tx: &mut Conn, intent: &Intent, canonical: B256) -> Result<()> {
+    let Some(mined) = &intent.mined else { return Ok(()) };
+    let at = now();
+    if mined.block_hash != canonical {
+        tracing::warn!(intent_id = %intent.id, "intent's block was reorganised away");
+        intents::unmine(tx, &intent.id, at).await?;
+    } else if let Some(resolved) =
+        intents::resolve(tx, &intent.id, mined.verdict.final_status(), at).await?
+    {
+        tracing::info!(intent_id = %resolved.id, status = %resolved.status, "intent resolved");
     }
+    Ok(())
 }
 
 /// Sends every intent whose transaction was found above `fork` back to waiting for it (a

@@ -1,7 +1,11 @@
-//! The chain watcher: reads each new block once (its transaction hashes against the relayer's
-//! in-flight attempts, and the escrow contract's logs), then, at the confirmation depth, turns
-//! what it read into job and agreement status. The chain is the source of truth, so an
-//! activation relayed by anyone shows up exactly like Pactum's own.
+//! The chain watcher: reads each new block once (on a node that serves it, with one
+//! `eth_getBlockReceipts` call: see `blocks`), takes from it the escrow contract's logs, the
+//! token logs of watched payments and the receipts of the relayer's in-flight attempts and of
+//! the intents' transactions, and records the block's hash. At the confirmation depth it turns
+//! what it read into job and agreement status, checking each block against the hash it
+//! recorded rather than asking the node again, one store transaction per block height. The
+//! chain is the source of truth, so an activation relayed by anyone shows up exactly like
+//! Pactum's own.
 //!
 //! Escrow events are applied once each, in block and log order, at the confirmation depth: each
 //! moves the agreement's escrow state by the pure rules of `agreement::settlement` and writes an
@@ -28,12 +32,12 @@
 //! rolled back, once.
 
 mod apply;
+mod blocks;
 mod intents;
 mod passes;
 mod payments;
 mod reorg;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use alloy::eips::BlockNumberOrTag;
@@ -46,6 +50,7 @@ use crate::receipts::ReceiptKey;
 use crate::store::{Store, StoreError};
 use apply::Issuer;
 pub(crate) use apply::chain_event;
+pub use blocks::BlockReads;
 
 /// Why a watcher pass failed (it is retried on the next tick).
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +93,9 @@ pub struct Watcher {
     pub start_block: Option<u64>,
     /// Signs the receipt of each confirmed escrow event that moves money.
     pub receipt_key: ReceiptKey,
+    /// How blocks are read: `BlockReads::default()` asks for each block's receipts at once,
+    /// and reads per transaction after the node's first refusal.
+    pub block_reads: BlockReads,
 }
 
 impl Watcher {
@@ -107,15 +115,6 @@ impl Watcher {
     /// What receipts are signed with and name as their deployment.
     fn issuer(&self) -> Issuer<'_> {
         Issuer { key: &self.receipt_key, deployment: self.chain.deployment() }
-    }
-
-    async fn canonical_hash(&self, cache: &mut HashMap<u64, B256>, number: u64) -> Result<B256> {
-        if let Some(hash) = cache.get(&number) {
-            return Ok(*hash);
-        }
-        let hash = self.block(number).await?.0;
-        cache.insert(number, hash);
-        Ok(hash)
     }
 
     async fn block(&self, number: u64) -> Result<(B256, B256)> {

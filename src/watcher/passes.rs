@@ -1,18 +1,20 @@
-//! A watcher pass: read each new block once (its transaction hashes against the relayer's
-//! attempts and the intents' posted hashes, and the escrow's logs), then confirm what is deep
-//! enough: jobs' outcomes, escrow events in block and log order, and intents' verdicts;
-//! agreements past their activation deadline expire.
+//! A watcher pass: read each new block once (see `blocks`: its receipts against the relayer's
+//! attempts and the intents' posted hashes, the escrow's logs, the watched token logs), then
+//! confirm what is deep enough, height by height: jobs' outcomes, escrow events in block and log
+//! order, and intents' verdicts; agreements past their activation deadline expire.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{B256, Log as PrimitiveLog};
 use alloy::providers::Provider;
-use alloy::rpc::types::{Filter, Log, TransactionRequest};
+use alloy::rpc::types::{Log, TransactionRequest};
 use alloy::sol_types::SolEvent;
 use serde_json::{Value, json};
 
 use super::apply::{apply_event, job_outcome};
+use super::blocks::Watched;
+use super::payments;
 use super::{MAX_BLOCKS_PER_PASS, Result, WatchError, Watcher};
 use crate::agreement::settlement::ClaimSkipReason;
 use crate::chain::revert;
@@ -77,31 +79,28 @@ impl Watcher {
             .map(|a| (a.tx_hash, a))
             .collect();
         let mut awaited = self.intents_awaited().await?;
+        let wallets = self.watched_wallets(head_timestamp).await?;
         for number in cursor.block_number + 1..=last {
-            let (hash, parent, tx_hashes) = self.block_with_hashes(number).await?;
-            if parent != cursor.block_hash && number > 0 {
+            // The head's header was read above; another block's is read once, here.
+            let header =
+                (number == head).then_some((latest.header.hash, latest.header.parent_hash));
+            let transactions: HashSet<B256> =
+                in_flight.keys().chain(awaited.keys()).copied().collect();
+            let watched = Watched { transactions: &transactions, wallets: &wallets };
+            let block = self.read_block(number, header, &watched).await?;
+            let hash = block.hash;
+            if block.parent != cursor.block_hash && number > 0 {
                 // The block read last is no longer this block's parent.
                 return self.reorganised(stored, cursor.block_number, head, head_timestamp).await;
             }
-            let logs = self
-                .chain
-                .provider
-                .get_logs(&Filter::new().address(self.chain.escrow).at_block_hash(hash))
-                .await?;
-            let spent = self.spent_authorizations(number, hash, head_timestamp).await?;
-            let paid = self.intents_in_block(&mut awaited, &tx_hashes).await?;
-            let mut mined = Vec::new();
-            for tx_hash in tx_hashes.iter().filter(|h| in_flight.contains_key(*h)) {
-                if let Some(receipt) = self.chain.provider.get_transaction_receipt(*tx_hash).await?
-                {
-                    mined.push((
-                        *tx_hash,
-                        receipt.status(),
-                        receipt.gas_used,
-                        receipt.effective_gas_price,
-                    ));
-                }
-            }
+            let spent = payments::spent_authorizations(&block.token_logs, &wallets, number, hash);
+            let paid = self.intents_in_block(&mut awaited, &block.receipts).await?;
+            let mined: Vec<_> = block
+                .receipts
+                .iter()
+                .filter(|receipt| in_flight.contains_key(&receipt.transaction_hash))
+                .map(|r| (r.transaction_hash, r.status(), r.gas_used, r.effective_gas_price))
+                .collect();
             cursor = Cursor {
                 block_number: number,
                 block_hash: hash,
@@ -122,7 +121,7 @@ impl Watcher {
             for (intent_id, found) in &paid {
                 crate::store::intents::found_mined(&mut tx, intent_id, found, now()).await?;
             }
-            for log in &logs {
+            for log in &block.escrow_logs {
                 if let Some(event) = decode_event(log, number, hash) {
                     chain_store::insert_event(&mut tx, &event).await?;
                 }
@@ -145,25 +144,61 @@ impl Watcher {
         self.expire(head_timestamp).await
     }
 
-    /// Applies everything at least `confirmations` deep whose block is still canonical.
+    /// Applies everything at least `confirmations` deep whose block is still canonical, one
+    /// store transaction per block height, lowest first. Canonical is judged by the hash the
+    /// watcher recorded when it read the block: a reorganisation is found (and rolled back) when
+    /// the next block is read, so the node is not asked again here.
     async fn confirm(&self, head: u64) -> Result<()> {
         let Some(depth_height) = (head + 1).checked_sub(self.confirmations.max(1)) else {
             return Ok(());
         };
-        let mut canonical: HashMap<u64, B256> = HashMap::new();
+        let mut heights: BTreeMap<u64, Deep> = BTreeMap::new();
         for attempt in attempts::attempts_in(self.store.reader(), &[AttemptStatus::Mined]).await? {
-            let (Some(number), Some(hash)) = (attempt.block_number, attempt.block_hash) else {
-                continue;
-            };
-            if number > depth_height {
-                continue;
+            match attempt.block_number {
+                Some(number) if number <= depth_height && attempt.block_hash.is_some() => {
+                    heights.entry(number).or_default().attempts.push(attempt);
+                }
+                _ => {}
             }
-            if self.canonical_hash(&mut canonical, number).await? != hash {
-                // Reorganised away: watch it again as broadcast (it may be re-mined).
-                tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
-                let mut tx = self.store.begin().await?;
-                attempts::attempt_unmined(&mut tx, &attempt).await?;
-                tx.commit().await?;
+        }
+        for event in chain_store::unapplied_events(self.store.reader(), depth_height).await? {
+            heights.entry(event.block_number).or_default().events.push(event);
+        }
+        for intent in crate::store::intents::mined_up_to(self.store.reader(), depth_height).await? {
+            if let Some(mined) = &intent.mined {
+                heights.entry(mined.block_number).or_default().intents.push(intent);
+            }
+        }
+        if heights.is_empty() {
+            return Ok(());
+        }
+        let recorded: HashMap<u64, B256> =
+            chain_store::blocks_below(self.store.reader(), depth_height)
+                .await?
+                .into_iter()
+                .collect();
+        for (number, deep) in heights {
+            let canonical = match recorded.get(&number) {
+                Some(hash) => *hash,
+                // Not read by this watcher (an intent's transaction found by its receipt in a
+                // block before the watcher's first, or one past the recorded window): ask.
+                None => self.block(number).await?.0,
+            };
+            self.confirm_height(number, canonical, deep).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies what block `number` holds (`canonical` is its hash) in one store transaction:
+    /// the outcomes of the relayer's attempts mined there, then the escrow events in log order,
+    /// then the intents' verdicts. Work found in another block of that height is undone
+    /// instead (an attempt watched again, an intent waiting again) or left for the rollback.
+    async fn confirm_height(&self, number: u64, canonical: B256, deep: Deep) -> Result<()> {
+        // What needs the node (a revert's reason) is asked before the transaction opens.
+        let mut outcomes = Vec::new();
+        for attempt in deep.attempts {
+            if attempt.block_hash != Some(canonical) {
+                outcomes.push(Outcome::ReorganisedAway(attempt));
                 continue;
             }
             let job = jobs::get(self.store.reader(), attempt.job_id.as_str()).await?;
@@ -172,27 +207,38 @@ impl Watcher {
                 (None, Some(false)) => Some("reverted".to_owned()),
                 _ => None,
             };
-            let mut tx = self.store.begin().await?;
-            if !attempts::attempt_confirmed(&mut tx, &attempt, error.as_deref(), now()).await? {
-                continue;
-            }
-            if let Some(job) = &job {
-                job_outcome(&mut tx, job, &attempt, error.as_deref()).await?;
-            }
-            tx.commit().await?;
+            outcomes.push(Outcome::Confirmed { attempt, job, error });
         }
-        for event in chain_store::unapplied_events(self.store.reader(), depth_height).await? {
-            if self.canonical_hash(&mut canonical, event.block_number).await? != event.block_hash {
-                continue;
+        let mut tx = self.store.begin().await?;
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::ReorganisedAway(attempt) => {
+                    // Watch it again as broadcast (it may be re-mined).
+                    tracing::warn!(tx_hash = %attempt.tx_hash, number, "mined block was reorganised away");
+                    attempts::attempt_unmined(&mut tx, attempt).await?;
+                }
+                Outcome::Confirmed { attempt, job, error } => {
+                    // `false`: another watcher confirmed it first, or a reorganisation moved it.
+                    let error = error.as_deref();
+                    if attempts::attempt_confirmed(&mut tx, attempt, error, now()).await?
+                        && let Some(job) = job
+                    {
+                        job_outcome(&mut tx, job, attempt, error).await?;
+                    }
+                }
             }
-            let mut tx = self.store.begin().await?;
-            if !chain_store::mark_applied(&mut tx, &event).await? {
-                continue;
-            }
-            apply_event(&mut tx, &event, &self.issuer()).await?;
-            tx.commit().await?;
         }
-        self.confirm_intents(depth_height, &mut canonical).await
+        for event in deep.events.iter().filter(|e| e.block_hash == canonical) {
+            // Of two watchers on one database, only the one that marks it applies it.
+            if chain_store::mark_applied(&mut tx, event).await? {
+                apply_event(&mut tx, event, &self.issuer()).await?;
+            }
+        }
+        for intent in &deep.intents {
+            super::intents::confirm_intent(&mut tx, intent, canonical).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Marks agreements whose activation deadline passed (by the chain's clock) as expired.
@@ -226,13 +272,21 @@ impl Watcher {
         // A reverted transaction that used (nearly) all of its gas limit ran out of gas: a call
         // that runs out inside a sub-call keeps 1/64 of the gas for the caller, which then
         // reverts with no data. Whatever a replay says, that is what happened.
-        if let Ok(Some(receipt)) =
-            self.chain.provider.get_transaction_receipt(attempt.tx_hash).await
-            && u128::from(receipt.gas_used) * 64 >= u128::from(attempt.gas_limit) * 63
+        // The gas used was recorded from the block's receipts when the attempt was mined; only
+        // an attempt without it (none the watcher marked mined) needs its receipt asked for.
+        let gas_used = match attempts::gas_used(self.store.reader(), attempt.tx_hash).await {
+            Ok(Some(gas_used)) => Some(gas_used),
+            _ => match self.chain.provider.get_transaction_receipt(attempt.tx_hash).await {
+                Ok(Some(receipt)) => Some(receipt.gas_used),
+                _ => None,
+            },
+        };
+        if let Some(gas_used) = gas_used
+            && u128::from(gas_used) * 64 >= u128::from(attempt.gas_limit) * 63
         {
             return format!(
-                "out of gas (used {} of its gas limit of {})",
-                receipt.gas_used, attempt.gas_limit
+                "out of gas (used {gas_used} of its gas limit of {})",
+                attempt.gas_limit
             );
         }
         let call = TransactionRequest::default()
@@ -247,6 +301,26 @@ impl Watcher {
                 .unwrap_or_else(|| format!("reverted: {error}")),
         }
     }
+}
+
+/// What one block height holds that is deep enough to confirm.
+#[derive(Default)]
+struct Deep {
+    /// The relayer's attempts mined there, by signer and nonce.
+    attempts: Vec<Attempt>,
+    /// Escrow events (and spent token authorizations) not yet applied, in log order.
+    events: Vec<EscrowEvent>,
+    /// Intents whose transaction was found there.
+    intents: Vec<crate::store::intents::Intent>,
+}
+
+/// What confirmation does with a mined attempt at the depth.
+enum Outcome {
+    /// Its block is not the one recorded at that height.
+    ReorganisedAway(Attempt),
+    /// Confirmed, with its job (if the store still has it) and the revert's reason if it
+    /// reverted.
+    Confirmed { attempt: Attempt, job: Option<Job>, error: Option<String> },
 }
 
 /// An escrow log as a stored event: its name, agreement key and fields; `None` for logs that

@@ -1,13 +1,13 @@
-//! What the watcher does for governed payments (see [`crate::payments`]): read the token's
-//! `AuthorizationUsed` and `Transfer` logs of the wallets that have payments which may still
-//! move, keep each spent authorization as an event of the block (so it is confirmed at the
-//! confirmation depth and forgotten by a reorganisation like the escrow's events), confirm or
-//! fail the payment of the nonce when it is deep enough, take a confirmation back when a
-//! reorganisation removes it, and expire the payments that can no longer move.
+//! What the watcher does for governed payments (see [`crate::payments`]): take from each block
+//! read the token's `AuthorizationUsed` and `Transfer` logs of the wallets that have payments
+//! which may still move, keep each spent authorization as an event of the block (so it is
+//! confirmed at the confirmation depth and forgotten by a reorganisation like the escrow's
+//! events), confirm or fail the payment of the nonce when it is deep enough, take a
+//! confirmation back when a reorganisation removes it, and expire the payments that can no
+//! longer move.
 
 use alloy::primitives::{Address, B256};
-use alloy::providers::Provider;
-use alloy::rpc::types::Filter;
+use alloy::rpc::types::Log;
 use serde_json::json;
 
 use super::apply::Issuer;
@@ -46,56 +46,51 @@ const OPEN: &[PaymentStatus] = &[
 ];
 
 impl Watcher {
-    /// The spent authorizations of watched wallets in block `number` (`hash`), as events to
-    /// keep with the block; nothing (and no RPC call) when no payment may move.
-    pub(super) async fn spent_authorizations(
-        &self,
-        number: u64,
-        hash: B256,
-        head_timestamp: u64,
-    ) -> Result<Vec<EscrowEvent>> {
+    /// The wallets of payments that may still move, whose spent authorizations each block read
+    /// is searched for; `head_timestamp` is the chain's clock.
+    pub(super) async fn watched_wallets(&self, head_timestamp: u64) -> Result<Vec<Address>> {
         let since = i64::try_from(head_timestamp).unwrap_or(i64::MAX) - WATCH_AFTER_DEADLINE_SECS;
-        let wallets = rows::watched_wallets(self.store.reader(), since).await?;
-        if wallets.is_empty() {
-            return Ok(Vec::new());
-        }
-        let topics: Vec<B256> = wallets.iter().map(|w| w.into_word()).collect();
-        let filter = Filter::new()
-            .address(self.chain.token)
-            .at_block_hash(hash)
-            .event_signature(pure::watched_topics().to_vec())
-            .topic1(topics);
-        let logs = self.chain.provider.get_logs(&filter).await?;
-        let logs: Vec<TokenLog> = logs
-            .iter()
-            .filter_map(|log| {
-                Some(TokenLog {
-                    log_index: log.log_index?,
-                    tx_hash: log.transaction_hash?,
-                    topics: log.topics().to_vec(),
-                    data: log.data().data.clone(),
-                })
-            })
-            .collect();
-        Ok(pure::spent_authorizations(&logs)
-            .into_iter()
-            .filter(|(_, _, spent)| wallets.contains(&spent.authorizer))
-            .map(|(tx_hash, log_index, spent)| EscrowEvent {
-                block_hash: hash,
-                log_index,
-                block_number: number,
-                tx_hash,
-                agreement_key: spent.nonce,
-                event: SPENT.to_owned(),
-                data: json!({
-                    "authorizer": spent.authorizer,
-                    "to": spent.transfer.map(|(to, _, _)| to),
-                    "value": spent.transfer.map(|(_, value, _)| value.to_string()),
-                    "transfer_log_index": spent.transfer.map(|(_, _, index)| index),
-                }),
-            })
-            .collect())
+        Ok(rows::watched_wallets(self.store.reader(), since).await?)
     }
+}
+
+/// The spent authorizations of `wallets` among `logs` (the token's `AuthorizationUsed` and
+/// `Transfer` logs of block `number`, `hash`, in block order), as events to keep with the block.
+pub(super) fn spent_authorizations(
+    logs: &[Log],
+    wallets: &[Address],
+    number: u64,
+    hash: B256,
+) -> Vec<EscrowEvent> {
+    let logs: Vec<TokenLog> = logs
+        .iter()
+        .filter_map(|log| {
+            Some(TokenLog {
+                log_index: log.log_index?,
+                tx_hash: log.transaction_hash?,
+                topics: log.topics().to_vec(),
+                data: log.data().data.clone(),
+            })
+        })
+        .collect();
+    pure::spent_authorizations(&logs)
+        .into_iter()
+        .filter(|(_, _, spent)| wallets.contains(&spent.authorizer))
+        .map(|(tx_hash, log_index, spent)| EscrowEvent {
+            block_hash: hash,
+            log_index,
+            block_number: number,
+            tx_hash,
+            agreement_key: spent.nonce,
+            event: SPENT.to_owned(),
+            data: json!({
+                "authorizer": spent.authorizer,
+                "to": spent.transfer.map(|(to, _, _)| to),
+                "value": spent.transfer.map(|(_, value, _)| value.to_string()),
+                "transfer_log_index": spent.transfer.map(|(_, _, index)| index),
+            }),
+        })
+        .collect()
 }
 
 /// The spent authorization a stored event records.

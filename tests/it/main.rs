@@ -60,6 +60,7 @@ mod verify_signature;
 #[cfg(unix)]
 mod walkthrough;
 mod wallets;
+mod watcher_reads;
 mod webhooks;
 mod webhooks_in_flight;
 

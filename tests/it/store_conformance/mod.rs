@@ -1999,6 +1999,8 @@ async fn console_reads_scope_by_account_and_count(store: &Store) {
         (sent.tx_hash, JobKind::Activate, 3, AttemptStatus::Mined, Some(9))
     );
     assert_eq!((mined.gas_used, mined.effective_gas_price), (Some(21_000), Some(2_000_000_000)));
+    assert_eq!(attempts::gas_used(pool, sent.tx_hash).await.unwrap(), Some(21_000));
+    assert_eq!(attempts::gas_used(pool, B256::repeat_byte(0x0f)).await.unwrap(), None);
     assert_eq!(mined.broadcast_at, Some(t - 600));
     assert!(console::attempts_of_agreement(pool, &second.id).await.unwrap().is_empty());
     let activity = console::signer_activity(pool, t - 120).await.unwrap();

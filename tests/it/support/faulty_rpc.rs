@@ -3,8 +3,12 @@
 //!   `eth_blockNumber` answer what the node said when the freeze began. A service behind it
 //!   keeps working (it signs, estimates and sends) but its watcher sees no new block, so what
 //!   Pactum has seen of the chain falls behind the chain itself: a stale view, made on purpose;
-//! - it can refuse `eth_call`s with a state override, as nodes that do not support them do.
+//! - it can refuse `eth_call`s with a state override, as nodes that do not support them do;
+//! - it can refuse whole methods, as a node without them does (geth's `-32601` "does not
+//!   exist/is not available");
+//! - it counts the calls that reach it, by method, so a test can bound what the service asks.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -21,7 +25,16 @@ struct Proxy {
     frozen: Arc<Mutex<Option<Value>>>,
     /// Whether `eth_call` with a state override is refused.
     no_overrides: Arc<std::sync::atomic::AtomicBool>,
+    /// Methods refused outright.
+    refused: Arc<Mutex<HashSet<String>>>,
+    /// Calls received, by [`key_of`] their request.
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
 }
+
+/// The key a numbered `eth_getBlockByNumber` is counted under (a header read of one block).
+pub const HEADER_BY_NUMBER: &str = "eth_getBlockByNumber(number)";
+/// The key an `eth_getBlockByNumber` of a tag (`latest`, …) is counted under.
+pub const HEADER_BY_TAG: &str = "eth_getBlockByNumber(tag)";
 
 /// The running proxy.
 pub struct FaultyRpc {
@@ -39,6 +52,8 @@ impl FaultyRpc {
             http: reqwest::Client::new(),
             frozen: Arc::new(Mutex::new(None)),
             no_overrides: Default::default(),
+            refused: Default::default(),
+            counts: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -67,6 +82,33 @@ impl FaultyRpc {
     }
 }
 
+impl FaultyRpc {
+    /// From now on every call of `method` is answered with the JSON-RPC error of a node that
+    /// does not serve it.
+    pub fn refuse_method(&self, method: &str) {
+        self.proxy.refused.lock().unwrap().insert(method.to_owned());
+    }
+
+    /// The calls received so far, by method (each request of a batch counts), refused ones
+    /// included; `eth_getBlockByNumber` is split into [`HEADER_BY_NUMBER`] and
+    /// [`HEADER_BY_TAG`].
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.proxy.counts.lock().unwrap().clone()
+    }
+}
+
+/// The key a request is counted under.
+fn key_of(request: &Value) -> String {
+    let method = request["method"].as_str().unwrap_or("?");
+    if method != "eth_getBlockByNumber" {
+        return method.to_owned();
+    }
+    match request["params"][0].as_str() {
+        Some(block) if block.starts_with("0x") => HEADER_BY_NUMBER.to_owned(),
+        _ => HEADER_BY_TAG.to_owned(),
+    }
+}
+
 impl Drop for FaultyRpc {
     fn drop(&mut self) {
         self.task.abort();
@@ -81,6 +123,13 @@ impl Proxy {
 
     /// The proxy's own answer to `request`, if it refuses it or asks for the head while frozen.
     fn own_answer(&self, request: &Value) -> Option<Value> {
+        if let Some(method) = request["method"].as_str()
+            && self.refused.lock().unwrap().contains(method)
+        {
+            let message = format!("the method {method} does not exist/is not available");
+            let error = json!({ "code": -32601, "message": message });
+            return Some(json!({ "jsonrpc": "2.0", "id": request["id"], "error": error }));
+        }
         let overrides = request["method"] == "eth_call" && !request["params"][2].is_null();
         if overrides && self.no_overrides.load(std::sync::atomic::Ordering::SeqCst) {
             let error = json!({ "code": -32602, "message": "too many arguments, want at most 2" });
@@ -103,6 +152,12 @@ impl Proxy {
 
 async fn forward(State(proxy): State<Proxy>, body: Bytes) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if let Ok(requests) = serde_json::from_slice::<Value>(&body) {
+        let mut counts = proxy.counts.lock().unwrap();
+        for request in requests.as_array().map_or(std::slice::from_ref(&requests), Vec::as_slice) {
+            *counts.entry(key_of(request)).or_default() += 1;
+        }
+    }
     if let Ok(request) = serde_json::from_slice::<Value>(&body)
         && let Some(answer) = proxy.own_answer(&request)
     {
