@@ -50,7 +50,10 @@ impl<K, V> Default for Kept<K, V> {
 
 impl<K: Hash + Eq + Clone, V: Clone> Kept<K, V> {
     /// The value kept for `key` if it is still the store's by both rules.
-    fn get(&self, key: &K, commits: u64) -> Option<V> {
+    fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q, commits: u64) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries
             .get(key)
@@ -93,7 +96,7 @@ impl ReadModel {
     ) -> Result<Option<Arc<AgreementRecord>>, StoreError> {
         // Counted before the read: a commit during it leaves the entry already stale.
         let commits = store.commits();
-        if let Some(record) = self.agreements.get(&id.to_owned(), commits) {
+        if let Some(record) = self.agreements.get(id, commits) {
             counted("agreement", true);
             return Ok(Some(record));
         }
