@@ -101,6 +101,12 @@ pub struct ServeConfig {
     #[arg(long, env = "PACTUM_POLL_INTERVAL_MS", default_value_t = 1_000, help_heading = "Chain")]
     pub poll_interval_ms: u64,
 
+    /// How often the relayer scans the store for jobs this process's API did not hand it
+    /// (another instance's, jobs queued again, a restart's backlog) and checks its transactions
+    /// in flight, in milliseconds; default: the poll interval.
+    #[arg(long, env = "PACTUM_RELAYER_POLL_INTERVAL_MS", help_heading = "Relayer")]
+    pub relayer_poll_interval_ms: Option<u64>,
+
     /// The first block the watcher reads on a fresh database (default: the head at start).
     #[arg(long, env = "PACTUM_START_BLOCK", help_heading = "Chain")]
     pub start_block: Option<u64>,
@@ -127,14 +133,10 @@ pub struct ServeConfig {
     pub relayer_batch_max: usize,
 
     /// How long the relayer waits, after taking a batchable claim, for more to queue, in
-    /// milliseconds.
-    #[arg(
-        long,
-        env = "PACTUM_RELAYER_BATCH_WAIT_MS",
-        default_value_t = 200,
-        help_heading = "Relayer"
-    )]
-    pub relayer_batch_wait_ms: u64,
+    /// milliseconds. Unset: a fortieth of the block time the watcher measures (25 ms on 1 s
+    /// blocks, 50 ms on Base's 2 s), between 10 and 250 ms.
+    #[arg(long, env = "PACTUM_RELAYER_BATCH_WAIT_MS", help_heading = "Relayer")]
+    pub relayer_batch_wait_ms: Option<u64>,
 
     /// The most the relayer pays per gas (EIP-1559 fee cap), in gwei. Above it, a job waits
     /// (its status says so) until fees fall.
@@ -475,6 +477,12 @@ impl ServeConfig {
     /// The poll interval.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+
+    /// The relayer's poll interval: its own setting, else [`ServeConfig::poll_interval`].
+    pub fn relayer_poll_interval(&self) -> Duration {
+        self.relayer_poll_interval_ms
+            .map_or_else(|| self.poll_interval(), |ms| Duration::from_millis(ms.max(10)))
     }
 }
 

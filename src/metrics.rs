@@ -245,6 +245,12 @@ pub fn queue_pickup(seconds: f64) {
     registry().observe("pactum_relayer_queue_pickup_seconds", &[], seconds);
 }
 
+/// The worker leased `count` jobs by `path`: `handed` (by id, as this process's API handed
+/// them over) or `polled` (found scanning the store).
+pub fn jobs_leased(path: &'static str, count: usize) {
+    registry().count("pactum_relayer_jobs_leased_total", &[("path", path)], count as u64);
+}
+
 tokio::task_local! {
     /// The route template of the HTTP request whose handler is running, so an RPC call made
     /// while serving it is counted against that route.
@@ -305,6 +311,9 @@ fn help(name: &str) -> &'static str {
             "Transactions the node dropped that the relayer sent again"
         }
         "pactum_relayer_nonce_fills" => "Nonce gaps the relayer used up with a no-op self-send",
+        "pactum_relayer_jobs_leased" => {
+            "Jobs the relayer leased, by path: handed over by this process's API or polled"
+        }
         "pactum_rpc_request_seconds" => "JSON-RPC call latency in seconds, by endpoint",
         "pactum_http_request_seconds" => {
             "HTTP request latency in seconds, by method, route and status"

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alloy::signers::local::PrivateKeySigner;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::agreement::ids::{Environment, SecretKey};
@@ -121,7 +121,7 @@ impl Service {
             config.receipt_private_key.as_ref(),
             chain.chain_id,
         )?;
-        let wake = Arc::new(Notify::new());
+        let (feed, inbox) = crate::relayer::feed::channel();
         let faucet = config
             .faucet_private_key
             .as_ref()
@@ -139,7 +139,7 @@ impl Service {
             screener,
             policy: config.terms_policy(),
             environment,
-            relayer_wake: wake.clone(),
+            relayer: feed,
             max_body_bytes: config.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(config.request_timeout_secs),
             webhooks: config.webhooks.clone(),
@@ -205,11 +205,12 @@ impl Service {
                 max_in_flight: config.relayer_max_in_flight.max(1),
             },
             faults: faults.clone(),
-            wake,
-            poll: config.poll_interval(),
+            inbox,
+            head: chain.head.clone(),
+            poll: config.relayer_poll_interval(),
             batch_max: config.relayer_batch_max.max(1),
             payment_batcher: config.transfer_batch_address,
-            batch_wait: std::time::Duration::from_millis(config.relayer_batch_wait_ms),
+            batch_wait: config.relayer_batch_wait_ms.map(std::time::Duration::from_millis),
             replace_after_blocks: config.relayer_replace_after_blocks.max(1),
             instance,
         };

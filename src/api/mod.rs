@@ -50,7 +50,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use tokio::sync::Notify;
 use tower_http::trace::TraceLayer;
 
 use crate::agreement::ids::Environment;
@@ -80,8 +79,9 @@ pub struct Shared {
     pub policy: TermsPolicy,
     /// Which kind of keys this deployment issues.
     pub environment: Environment,
-    /// Wakes the relayer when a job is queued, so it need not wait for its next poll.
-    pub relayer_wake: Arc<Notify>,
+    /// Hands each committed job to this process's relayer, so it need not wait for its next
+    /// poll (see [`crate::relayer::feed`]).
+    pub relayer: crate::relayer::feed::JobFeed,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// How long a request may take before it is answered 503 `timeout`.

@@ -4,7 +4,7 @@
 //! a watcher that stopped reading (a node outage, a stuck pass) leaves the request path to read
 //! the chain itself, as it did before there was a head in memory.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::B256;
@@ -48,6 +48,7 @@ impl Head {
 pub struct HeadWatch {
     sender: Arc<watch::Sender<Option<Head>>>,
     fresh_for: Duration,
+    pace: Arc<Mutex<Pace>>,
 }
 
 impl Default for HeadWatch {
@@ -59,13 +60,14 @@ impl Default for HeadWatch {
 impl HeadWatch {
     /// No head yet; a published head is trusted for `fresh_for` after it was read.
     pub fn new(fresh_for: Duration) -> Self {
-        Self { sender: Arc::new(watch::channel(None).0), fresh_for }
+        Self { sender: Arc::new(watch::channel(None).0), fresh_for, pace: Arc::default() }
     }
 
     /// Records `head` as read now. A head below the one kept is taken only when it replaces it
     /// (a reorganisation to a shorter chain); the same head read again only refreshes `seen`,
     /// without waking subscribers.
     pub fn publish(&self, head: Head) {
+        self.pace.lock().expect("pace lock").observe(head.number, head.timestamp);
         self.sender.send_if_modified(|kept| match kept {
             Some(kept) if kept.number == head.number && kept.hash == head.hash => {
                 kept.seen = kept.seen.max(head.seen);
@@ -91,9 +93,53 @@ impl HeadWatch {
         *self.sender.borrow()
     }
 
+    /// The chain's block time as the published heads show it (see [`Pace`]); `None` until
+    /// enough blocks were seen.
+    pub fn block_time(&self) -> Option<Duration> {
+        self.pace.lock().expect("pace lock").block_time()
+    }
+
     /// A receiver woken at each new head.
     pub fn subscribe(&self) -> watch::Receiver<Option<Head>> {
         self.sender.subscribe()
+    }
+}
+
+/// Blocks between the heads a block time is measured over: enough that one-second timestamps
+/// give it to a few percent.
+const PACE_SPAN: u64 = 16;
+
+/// The chain's pace, measured from block timestamps: the time between an anchor head and the
+/// newest one, divided by the blocks between them. The anchor moves up every [`PACE_SPAN`]
+/// blocks, so the figure follows a chain whose pace changes; a head below the anchor (a
+/// reorganisation, a restarted chain) starts the measurement again.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pace {
+    anchor: Option<(u64, u64)>,
+    measured: Option<Duration>,
+}
+
+impl Pace {
+    /// Takes in the head `number` with `timestamp` (seconds).
+    pub fn observe(&mut self, number: u64, timestamp: u64) {
+        let Some((anchor, anchor_time)) = self.anchor else {
+            self.anchor = Some((number, timestamp));
+            return;
+        };
+        if number < anchor || timestamp < anchor_time {
+            self.anchor = Some((number, timestamp));
+            return;
+        }
+        let blocks = number - anchor;
+        if blocks >= PACE_SPAN {
+            self.measured = Some(Duration::from_millis((timestamp - anchor_time) * 1_000 / blocks));
+            self.anchor = Some((number, timestamp));
+        }
+    }
+
+    /// The last measured block time.
+    pub fn block_time(&self) -> Option<Duration> {
+        self.measured
     }
 }
 
@@ -137,6 +183,30 @@ mod tests {
         // Read later: the chain is shorter now (a reorganisation), and that is the head.
         watch.publish(head(8, 3, now + Duration::from_millis(9)));
         assert_eq!(watch.latest().unwrap().hash, B256::repeat_byte(3));
+    }
+
+    #[test]
+    fn the_pace_is_measured_over_a_span_of_blocks() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.block_time(), None);
+        for n in 0..PACE_SPAN {
+            pace.observe(100 + n, 5_000 + 2 * n);
+        }
+        assert_eq!(pace.block_time(), None, "not a whole span yet");
+        pace.observe(100 + PACE_SPAN, 5_000 + 2 * PACE_SPAN);
+        assert_eq!(pace.block_time(), Some(Duration::from_secs(2)));
+        // A faster chain from here on: the next span measures it.
+        let (base, at) = (100 + PACE_SPAN, 5_000 + 2 * PACE_SPAN);
+        pace.observe(base + PACE_SPAN, at + PACE_SPAN / 2);
+        assert_eq!(pace.block_time(), Some(Duration::from_millis(500)));
+        // A head below the anchor starts again; the last figure stands meanwhile.
+        pace.observe(3, 10);
+        assert_eq!(pace.block_time(), Some(Duration::from_millis(500)));
+        let watch = HeadWatch::default();
+        for n in 0..=PACE_SPAN {
+            watch.publish(head(n, n as u8, Instant::now()));
+        }
+        assert_eq!(watch.block_time(), Some(Duration::from_secs(1)));
     }
 
     #[test]

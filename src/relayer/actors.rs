@@ -11,6 +11,7 @@ use alloy::signers::local::PrivateKeySigner;
 use tokio::task::{self, JoinSet};
 
 use super::RelayError;
+use super::market::MarketSource;
 use super::signer::{self, Limits, SignerHandle};
 use crate::store::Store;
 
@@ -28,6 +29,7 @@ impl Actors {
     pub fn spawn(
         keys: &[PrivateKeySigner],
         provider: &DynProvider,
+        market: &MarketSource,
         store: &Store,
         limits: Limits,
         faults: &SignerFaults,
@@ -40,6 +42,7 @@ impl Actors {
                 let (handle, task) = signer::spawn(
                     key.clone(),
                     provider.clone(),
+                    market.clone(),
                     store.clone(),
                     limits,
                     faults.clone(),

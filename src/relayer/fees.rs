@@ -3,7 +3,9 @@
 //! relayer waits instead of paying.
 //!
 //! - market: the next block's base fee (the last entry of `baseFeePerGas`) and a tip, the median
-//!   of the blocks' 50th-percentile rewards, never below [`MIN_TIP`];
+//!   of the blocks' 50th-percentile rewards, never below [`MIN_TIP`]; or, between fee-history
+//!   reads, the bound on the next base fee after the head the watcher read and the last tip
+//!   ([`Market::after_head`]);
 //! - a new transaction pays `max_fee = 2 × base fee + tip` (room for six full blocks of base-fee
 //!   rise), clamped to the cap;
 //! - a replacement raises both fields to at least `previous + 10% + 1 wei` (the minimum bump nodes
@@ -95,6 +97,13 @@ impl Market {
         self.base_fee.saturating_add(self.tip)
     }
 
+    /// The market after the block `head_base_fee` is the base fee of, with `tip`: the next
+    /// block's base fee is at most an eighth above its parent's under Ethereum's EIP-1559
+    /// parameters, and less under Base's, so that bound stands in for it.
+    pub fn after_head(head_base_fee: u128, tip: u128) -> Market {
+        Market { base_fee: next_base_fee_bound(head_base_fee), tip: tip.max(MIN_TIP) }
+    }
+
     /// Market fees, uncapped: `2 × base fee + tip`, and the tip.
     pub fn fees(&self) -> Fees {
         Fees {
@@ -111,6 +120,12 @@ pub fn new_fees(market: Market, cap: u128) -> Result<Fees, Waiting> {
         return Err(Waiting::Market { market: market.price(), cap });
     }
     Ok(clamp(market.fees(), cap))
+}
+
+/// The most the base fee of the block after one with `base_fee` can be: `base_fee × 9/8`,
+/// rounded up (EIP-1559's largest step; Base's parameters allow less).
+pub fn next_base_fee_bound(base_fee: u128) -> u128 {
+    base_fee.saturating_add(base_fee.div_ceil(8))
 }
 
 /// One fee field raised by the minimum replacement bump: `previous × 1.1`, rounded up, plus
@@ -180,6 +195,19 @@ mod tests {
         assert_eq!(m.fees().max_fee_per_gas, 26 * GWEI);
         assert_eq!(m.fees().max_priority_fee_per_gas, 2 * GWEI);
         assert_eq!(m.price(), 14 * GWEI);
+    }
+
+    #[test]
+    fn the_market_after_a_head_bounds_the_next_base_fee_from_above() {
+        assert_eq!(next_base_fee_bound(8 * GWEI), 9 * GWEI);
+        assert_eq!(next_base_fee_bound(9), 11);
+        assert_eq!(next_base_fee_bound(0), 0);
+        let m = Market::after_head(8 * GWEI, 0);
+        assert_eq!(m, Market { base_fee: 9 * GWEI, tip: MIN_TIP });
+        // A full parent block raises the base fee by exactly an eighth: the bound holds it.
+        let parent = 1_000_000_007u128;
+        let full_block_next = parent + parent / 8;
+        assert!(next_base_fee_bound(parent) >= full_block_next);
     }
 
     #[test]

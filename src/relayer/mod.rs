@@ -7,7 +7,9 @@
 
 pub mod actors;
 pub mod balance;
+pub mod feed;
 pub mod fees;
+pub mod market;
 pub mod signer;
 pub mod worker;
 

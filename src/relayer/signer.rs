@@ -6,7 +6,7 @@
 //! ([`signers::allocate`]), so several instances can share one account. The same lock guards
 //! replacements and the reconciliation that moves the next nonce after drops.
 
-use alloy::eips::{BlockNumberOrTag, Encodable2718};
+use alloy::eips::Encodable2718;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, Bytes};
 use alloy::providers::{DynProvider, Provider};
@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::actors::SignerFaults;
 use super::fees::{self, Fees, Market};
+use super::market::MarketSource;
 use super::{RelayError, Result};
 use crate::agreement::ids::JobId;
 use crate::chain::node_error::{NodeError, classify};
@@ -63,6 +64,19 @@ pub enum Submitted {
     NotLeased,
 }
 
+/// What an actor made of a job handed to it ([`SignerHandle::hand`]), once it has.
+#[derive(Debug)]
+pub struct Answer(oneshot::Receiver<Result<Submitted>>);
+
+impl std::future::IntoFuture for Answer {
+    type Output = Result<Submitted>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.0.await.map_err(|_| RelayError::SignerGone)? })
+    }
+}
+
 /// A handle to a signer's actor.
 #[derive(Debug, Clone)]
 pub struct SignerHandle {
@@ -80,13 +94,18 @@ impl SignerHandle {
     /// full or the lease was lost (see [`Submitted`]). [`RelayError::FeesAboveCap`] when the
     /// market is above the fee cap: nothing was signed and no nonce taken.
     pub async fn submit(&self, job: Job, owner: &str, gas_limit: u64) -> Result<Submitted> {
+        let answer = self.hand(job, owner, gas_limit).await.ok_or(RelayError::SignerGone)?;
+        answer.await
+    }
+
+    /// Hands `job` to the actor and returns once it is in the actor's inbox, behind the jobs
+    /// handed before it (so their nonces come first); the [`Answer`] resolves to what
+    /// [`SignerHandle::submit`] returns. `None` when the actor is gone.
+    pub async fn hand(&self, job: Job, owner: &str, gas_limit: u64) -> Option<Answer> {
         let (reply, answer) = oneshot::channel();
         let owner = owner.to_owned();
-        self.requests
-            .send(Request::Submit { job, owner, gas_limit, reply })
-            .await
-            .map_err(|_| RelayError::SignerGone)?;
-        answer.await.map_err(|_| RelayError::SignerGone)?
+        let handed = self.requests.send(Request::Submit { job, owner, gas_limit, reply }).await;
+        handed.ok().map(|()| Answer(answer))
     }
 
     /// Replaces `old`, the live attempt of `job`, with the same nonce and fees bumped from
@@ -146,10 +165,12 @@ pub struct Limits {
 }
 
 /// Starts the actor for `signer` in `tasks`; it runs until every handle is dropped (or the set
-/// is dropped, which aborts it). `faults` is the test-only hook of [`SignerFaults`].
+/// is dropped, which aborts it). New transactions' fees come from `market`; `faults` is the
+/// test-only hook of [`SignerFaults`].
 pub fn spawn(
     signer: PrivateKeySigner,
     provider: DynProvider,
+    market: MarketSource,
     store: Store,
     limits: Limits,
     faults: SignerFaults,
@@ -161,6 +182,7 @@ pub fn spawn(
         address,
         wallet: EthereumWallet::from(signer),
         provider,
+        market,
         chain_id: limits.chain_id,
         store,
         max_fee_per_gas: limits.max_fee_per_gas,
@@ -197,21 +219,12 @@ pub fn spawn(
     (SignerHandle { address, requests }, task)
 }
 
-/// The market fees now, from one `eth_feeHistory` call.
-pub async fn market(provider: &DynProvider) -> std::result::Result<Market, NodeError> {
-    let history = provider
-        .get_fee_history(fees::HISTORY_BLOCKS, BlockNumberOrTag::Latest, &[fees::TIP_PERCENTILE])
-        .await
-        .map_err(|e| classify(&e))?;
-    let rewards = history.reward.unwrap_or_default();
-    Market::from_history(&history.base_fee_per_gas, &rewards)
-        .ok_or_else(|| NodeError::Rejected("eth_feeHistory returned no base fee".into()))
-}
-
 struct Actor {
     address: Address,
     wallet: EthereumWallet,
     provider: DynProvider,
+    /// Where new transactions' fees come from (the head, mostly; see [`MarketSource`]).
+    market: MarketSource,
     chain_id: u64,
     store: Store,
     max_fee_per_gas: u128,
@@ -270,7 +283,7 @@ impl Actor {
     }
 
     async fn fill_gap(&mut self, nonce: u64) -> Result<Option<Attempt>> {
-        let market = market(&self.provider).await.map_err(RelayError::Node)?;
+        let market = self.market.market().await.map_err(RelayError::Node)?;
         // The one transaction allowed above the cap: everything after it waits on it.
         let fees = fees::new_fees(market, u128::MAX).map_err(RelayError::FeesAboveCap)?;
         let job = Job {
@@ -301,7 +314,7 @@ impl Actor {
     }
 
     async fn send(&mut self, job: Job, owner: &str, gas_limit: u64) -> Result<Submitted> {
-        let market = market(&self.provider).await.map_err(RelayError::Node)?;
+        let market = self.market.market().await.map_err(RelayError::Node)?;
         let fees =
             fees::new_fees(market, self.max_fee_per_gas).map_err(RelayError::FeesAboveCap)?;
         if self.reconcile_due {

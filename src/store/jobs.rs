@@ -121,6 +121,40 @@ pub async fn enqueue_leased(
     Ok(())
 }
 
+/// Leases to `owner` the jobs among `ids` that are queued and not leased to anyone now (the
+/// jobs this process's API handed to its relayer), in id order, each with when it was queued
+/// (unix seconds); those another owner holds or that are no longer queued are left out. On
+/// Postgres a row another transaction is leasing is waited for, then left out when that
+/// transaction took it.
+pub async fn lease_ids(
+    conn: &mut Conn,
+    ids: &[JobId],
+    owner: &str,
+    lease_until: i64,
+    now: i64,
+) -> Result<Vec<(Job, i64)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (0..ids.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "UPDATE relayer_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE id IN ({list}) AND status = 'queued' AND (lease_until IS NULL OR lease_until < $3) \
+         RETURNING {JOB_COLUMNS}, created_at"
+    );
+    let mut query = sqlx::query(&sql).bind(owner).bind(lease_until).bind(now);
+    for id in ids {
+        query = query.bind(id.as_str());
+    }
+    let rows = query.fetch_all(conn).await?;
+    let mut jobs = rows
+        .iter()
+        .map(|row| Ok((job_from_row(row)?, row.try_get::<i64, _>("created_at")?)))
+        .collect::<Result<Vec<_>>>()?;
+    jobs.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    Ok(jobs)
+}
+
 /// Leases up to `limit` more queued jobs of `kind` to `owner`, oldest first (the batch that
 /// goes with one already claimed).
 pub async fn claim_more(

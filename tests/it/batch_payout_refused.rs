@@ -54,7 +54,8 @@ fn ended(action: &Value) -> bool {
 #[tokio::test]
 async fn a_blacklisted_seller_in_a_batch_is_skipped_and_claims_again_later() {
     // A batch wait long enough that the concurrent claims meet in one batch on a busy machine.
-    let h = Arc::new(Harness::start_with(|config| config.relayer_batch_wait_ms = 5_000).await);
+    let h =
+        Arc::new(Harness::start_with(|config| config.relayer_batch_wait_ms = Some(5_000)).await);
     let (buyer, seller) = h.parties().await;
     let mut ids = Vec::new();
     for units in 1..=CLAIMS {

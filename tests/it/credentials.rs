@@ -617,7 +617,7 @@ async fn revocation_is_immediate_final_and_cancels_open_proposals() {
 async fn a_revoked_agents_queued_sponsored_action_is_refused_and_the_other_party_settles() {
     // The relayer waits 6 s for more seller claims after taking one: while it waits, the
     // buyer's sponsored close stays queued, untaken.
-    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = 6_000).await;
+    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = Some(6_000)).await;
     let (buyer, seller) = h.parties().await;
     let id = h.active(&buyer, &seller).await;
     record(&h, &seller, &id, 10, "usage-1").await;

@@ -31,6 +31,7 @@ mod openapi;
 mod package_cast;
 mod package_cast_server;
 mod payments;
+mod pipeline;
 mod postgres;
 mod rate_limits;
 mod read_model;

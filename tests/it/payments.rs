@@ -530,7 +530,7 @@ async fn payments_queued_together_go_in_one_batch_and_a_refused_one_fails_alone(
     let mut h = Harness::start_on(chain, |_, config| {
         config.transfer_batch_address = Some(batcher);
         // Long enough for every authorization below to queue before the batch is taken.
-        config.relayer_batch_wait_ms = 4_000;
+        config.relayer_batch_wait_ms = Some(4_000);
     })
     .await;
     let alice = payer(&h, "alice", 100).await;

@@ -40,7 +40,7 @@ async fn input_of(h: &Harness, hash: B256) -> alloy::primitives::Bytes {
 #[tokio::test]
 async fn a_claim_with_a_smart_wallet_party_goes_alone_while_key_only_claims_batch() {
     // A batch window long enough that the three claims submitted at once are taken together.
-    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = 5_000).await;
+    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = Some(5_000)).await;
     smart_wallet_claim_goes_alone(Arc::new(h)).await;
 }
 
@@ -52,7 +52,7 @@ async fn without_state_overrides_the_parties_code_is_read_one_by_one_with_the_sa
     let url = proxy.url.clone();
     let h = Harness::start_on(chain, |_, config| {
         config.rpc_url = url;
-        config.relayer_batch_wait_ms = 5_000;
+        config.relayer_batch_wait_ms = Some(5_000);
     })
     .await;
     smart_wallet_claim_goes_alone(Arc::new(h)).await;

@@ -266,7 +266,7 @@ async fn settlement_reorgs(h: &Harness) {
 async fn claims_wait_harness() -> Harness {
     Harness::start_with(|config| {
         config.confirmations = 1;
-        config.relayer_batch_wait_ms = 3_000;
+        config.relayer_batch_wait_ms = Some(3_000);
     })
     .await
 }

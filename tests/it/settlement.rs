@@ -649,7 +649,7 @@ async fn settlement_sent_while_pactum_is_down_is_applied_in_order_after_a_restar
 #[tokio::test]
 async fn a_relayed_claim_overtaken_by_the_sellers_own_wallet_fails_saying_why() {
     // A long batch wait leaves time for the seller's own claim to land first.
-    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = 1_500).await;
+    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = Some(1_500)).await;
     let (buyer, seller) = h.parties().await;
     let (alone, batched, other) = (
         h.active(&buyer, &seller).await,

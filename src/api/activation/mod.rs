@@ -269,6 +269,7 @@ pub async fn activate(
         other => other.into(),
     };
     let mut approval_id = None;
+    let mut queued_job = None;
     match gated.evaluation.decision {
         Decision::Block => {
             spend_gate::store_check(&mut tx, &spend, &gated).await?;
@@ -320,6 +321,7 @@ pub async fn activate(
             let data = json!({ "job_id": job.id });
             outbox::record(&mut tx, Some(&record.id), EventType::ActivationQueued, &data, at)
                 .await?;
+            queued_job = Some(job);
         }
     }
     let queued = agreements::get_in(&mut tx, record.id.as_str())
@@ -332,8 +334,8 @@ pub async fn activate(
     };
     idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;
-    if response.approval_id.is_none() {
-        state.relayer_wake.notify_one();
+    if let Some(job) = &queued_job {
+        state.relayer.queued(job);
     }
     tracing::info!(agreement_id = %record.id, activation_status = %queued.activation_status, "activation accepted");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())

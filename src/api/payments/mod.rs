@@ -547,7 +547,7 @@ pub async fn authorize(
     let view = answer(&state, &queued);
     idempotency.save(&mut tx, StatusCode::ACCEPTED, &view).await?;
     tx.commit().await?;
-    state.relayer_wake.notify_one();
+    state.relayer.queued(&job);
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 

@@ -167,7 +167,7 @@ async fn sponsored(
     outbox::record(&mut tx, Some(&record.id), EventType::SettlementActionQueued, &data, at).await?;
     idempotency.save(&mut tx, StatusCode::ACCEPTED, &response).await?;
     tx.commit().await?;
-    state.relayer_wake.notify_one();
+    state.relayer.queued(&job);
     tracing::info!(agreement_id = %record.id, settlement_action_id = %settlement_action.id, action = action.as_str(), "sponsored action queued");
     Ok((StatusCode::ACCEPTED, Json(response)).into_response())
 }

@@ -8,6 +8,17 @@
 //! (replacement, requeue of a used nonce) are conditional, so of two instances acting on the
 //! same attempt exactly one does.
 //!
+//! Jobs arrive two ways. The API of this process hands each committed job over ([`feed`]): the
+//! worker leases those by id, a batchable one (a seller claim, a payment) after waiting the
+//! batch window for company unless a batch's worth has arrived. The polled path (every poll
+//! interval, and when woken) scans the store for the rest: jobs of other instances' APIs,
+//! jobs queued again, and everything after a restart.
+//!
+//! Sends are pipelined: the worker hands a transaction to its signer's actor (in order: the
+//! actor allocates nonces in the order it receives them) and goes on forming the next batch
+//! while the actor signs, saves and broadcasts; the outcome is recorded by a task of the run
+//! ([`PIPELINE_DEPTH`] at most at once).
+//!
 //! Sponsored seller claims are batched: after taking one, the worker takes up to `batch_max` of
 //! them (at once when that many are queued, else after waiting briefly for more) and sends them
 //! as one `sellerClaimBatch` transaction with the gas floor that pays every member, unsimulated
@@ -28,15 +39,18 @@ mod wallets;
 use std::collections::HashSet;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
-use super::Result;
 use super::actors::{Actors, SignerFaults};
+use super::feed::{Handed, JobInbox};
+use super::market::MarketSource;
 use super::signer::{Limits, SignerHandle};
+use super::{RelayError, Result};
+use crate::chain::head::HeadWatch;
 use crate::store::attempts::{self, AttemptStatus};
 use crate::store::jobs::{self, Job, JobKind};
 use crate::store::{Store, StoreError, signers};
@@ -58,6 +72,18 @@ const REFUSAL_PAUSE: i64 = 2;
 /// this a refusal fails it. Longer than a reorganisation takes to settle and the watcher to
 /// roll it back, and the activation to be mined again.
 const REFUSAL_GRACE: i64 = 120;
+/// Transactions handed to signer actors whose outcome is not recorded yet, at most: the
+/// batch after these waits for one of them.
+const PIPELINE_DEPTH: usize = 4;
+/// The batch window when none is configured, as a share of the block time: short enough that
+/// a claim is broadcast well within its block, long enough that a burst fills batches.
+const WINDOW_PER_BLOCK: u32 = 40;
+/// The batch window's bounds when it follows the block time, and its value before the block
+/// time is known.
+const AUTO_WINDOW: (Duration, Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_millis(25), Duration::from_millis(250));
+/// How long a shutdown waits for the outcomes of transactions already handed to the actors.
+const DRAIN: Duration = Duration::from_secs(10);
 /// Every this many passes, the monitor asks the node about every live hash even when the
 /// account's pending count shows no gap (a node may drop a transaction in the middle).
 const FULL_DROP_CHECK_EVERY: u64 = 20;
@@ -77,16 +103,19 @@ pub struct Worker {
     /// The actors' test-only fault hook (see [`SignerFaults`]); empty outside tests.
     #[doc(hidden)]
     pub faults: SignerFaults,
-    /// Poked when a job is queued.
-    pub wake: Arc<Notify>,
+    /// Jobs this process's API committed (and the wake-up for the others).
+    pub inbox: JobInbox,
+    /// The chain's head as the watcher last read it: new transactions' fees, the block time.
+    pub head: HeadWatch,
     /// Fallback poll period.
     pub poll: Duration,
     /// Most seller claims (or payments) in one batch transaction (1: no batching).
     pub batch_max: usize,
     /// The `TransferBatch` contract payments are batched through; `None`: one transaction each.
     pub payment_batcher: Option<alloy::primitives::Address>,
-    /// How long to wait for more claims after taking one.
-    pub batch_wait: Duration,
+    /// How long to wait for more claims after taking one; `None`: a fortieth of the block time
+    /// (see [`Worker::batch_window`]).
+    pub batch_wait: Option<Duration>,
     /// Blocks a broadcast attempt may stay unmined before it is replaced with higher fees.
     pub replace_after_blocks: u64,
     /// This instance's lease name.
@@ -99,31 +128,86 @@ impl Worker {
     /// [`super::RelayError::SignerDied`] (or [`super::RelayError::SignerGone`] when a request was in its
     /// hands); the actors end with the run, so a restart always starts fresh ones.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<()> {
-        let mut actors =
-            Actors::spawn(&self.keys, &self.provider, &self.store, self.limits, &self.faults);
-        let relay = Relay { worker: &self, signers: actors.handles.clone() };
-        relay.serve(shutdown, &mut actors).await
+        let market = MarketSource::new(self.provider.clone(), self.head.clone());
+        let mut actors = Actors::spawn(
+            &self.keys,
+            &self.provider,
+            &market,
+            &self.store,
+            self.limits,
+            &self.faults,
+        );
+        let (errors, mut failed) = mpsc::unbounded_channel();
+        let relay = Relay {
+            signers: actors.handles.clone().into(),
+            pipeline: Pipeline { slots: Arc::new(Semaphore::new(PIPELINE_DEPTH)), errors },
+            worker: Arc::new(self),
+        };
+        let inbox = relay.inbox.receiver.clone();
+        let mut inbox = inbox.lock().await;
+        let served = relay.serve(shutdown, &mut actors, &mut inbox, &mut failed).await;
+        // Let the transactions already in the actors' hands be saved, sent and recorded.
+        let drained = relay.pipeline.slots.acquire_many(PIPELINE_DEPTH as u32);
+        let _ = tokio::time::timeout(DRAIN, drained).await;
+        match (served, failed.try_recv()) {
+            (Ok(()), Ok(error)) => Err(error),
+            (served, _) => served,
+        }
+    }
+
+    /// The batch window: the configured one, else [`window_for`] the block time the watcher
+    /// measured.
+    pub fn batch_window(&self) -> Duration {
+        self.batch_wait.unwrap_or_else(|| window_for(self.head.block_time()))
     }
 }
 
-/// One run of the worker: its settings and the signer actors started for this run.
-struct Relay<'a> {
-    worker: &'a Worker,
-    /// One handle per relayer account, alive as long as the run.
-    signers: Vec<SignerHandle>,
+/// The batch window that follows a chain's `block_time`: a fortieth of it, 10–250 ms; 25 ms
+/// while it is not known.
+pub fn window_for(block_time: Option<Duration>) -> Duration {
+    let (least, unknown, most) = AUTO_WINDOW;
+    match block_time {
+        Some(block) => (block / WINDOW_PER_BLOCK).clamp(least, most),
+        None => unknown,
+    }
 }
 
-impl Deref for Relay<'_> {
+/// One run of the worker: its settings, the signer actors started for this run, and the
+/// transactions in their hands.
+#[derive(Clone)]
+struct Relay {
+    worker: Arc<Worker>,
+    /// One handle per relayer account, alive as long as the run.
+    signers: Arc<[SignerHandle]>,
+    pipeline: Pipeline,
+}
+
+/// The sends in the signer actors' hands: a slot each, and where an outcome that must end the
+/// run is reported.
+#[derive(Clone)]
+struct Pipeline {
+    slots: Arc<Semaphore>,
+    errors: mpsc::UnboundedSender<RelayError>,
+}
+
+impl Deref for Relay {
     type Target = Worker;
 
     fn deref(&self) -> &Worker {
-        self.worker
+        &self.worker
     }
 }
 
-impl Relay<'_> {
-    /// Serves the queue until `shutdown` turns true or an actor of `actors` dies.
-    async fn serve(&self, mut shutdown: watch::Receiver<bool>, actors: &mut Actors) -> Result<()> {
+impl Relay {
+    /// Serves the queue until `shutdown` turns true, an actor of `actors` dies, or a send's
+    /// outcome reports an error on `failed`; takes hand-offs from `inbox`.
+    async fn serve(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+        actors: &mut Actors,
+        inbox: &mut mpsc::Receiver<Handed>,
+        failed: &mut mpsc::UnboundedReceiver<RelayError>,
+    ) -> Result<()> {
         self.rebroadcast(&[AttemptStatus::Signed, AttemptStatus::Broadcast]).await?;
         self.release_leases_of_dead_processes().await?;
         let mut next_signer = 0usize;
@@ -131,37 +215,131 @@ impl Relay<'_> {
         let mut seen = attempts::first_seen_blocks(self.store.reader()).await?;
         let mut gaps = HashSet::new();
         let mut pass = 0u64;
+        let mut handed = Vec::new();
+        let mut polled_at: Option<Instant> = None;
         loop {
-            // Claim only while some signer has room: otherwise jobs stay queued (for this
-            // instance or another) instead of being leased and held.
-            while let Some(signer) = self.signer_with_room(&mut next_signer).await?
-                && let Some(job) = self.claim().await?
-            {
-                if job.kind == JobKind::SellerClaim && self.batch_max > 1 {
-                    self.process_claims(job, signer).await?;
-                } else if job.kind == JobKind::Payment
-                    && self.batch_max > 1
-                    && let Some(batcher) = self.payment_batcher
-                {
-                    self.process_payments(job, batcher, signer).await?;
-                } else {
-                    self.process(job, signer).await?;
-                }
-                if *shutdown.borrow() {
-                    return Ok(());
-                }
+            if !handed.is_empty() {
+                self.take_handed(&mut handed, inbox, &mut next_signer).await?;
             }
-            self.rebroadcast(&[AttemptStatus::Signed]).await?;
-            self.monitor(&mut seen, &mut gaps, pass).await?;
-            if pass.is_multiple_of(FULL_DROP_CHECK_EVERY) {
-                self.release_leases_of_dead_processes().await?;
+            // The polled path: at most once per poll interval while hand-offs keep the worker
+            // busy, and whenever it was woken or the interval passed.
+            if polled_at.is_none_or(|at| at.elapsed() >= self.poll) {
+                polled_at = Some(Instant::now());
+                self.take_polled(&mut next_signer, &shutdown).await?;
+                self.rebroadcast(&[AttemptStatus::Signed]).await?;
+                self.monitor(&mut seen, &mut gaps, pass).await?;
+                if pass.is_multiple_of(FULL_DROP_CHECK_EVERY) {
+                    self.release_leases_of_dead_processes().await?;
+                }
+                pass = pass.wrapping_add(1);
             }
-            pass = pass.wrapping_add(1);
+            if *shutdown.borrow() {
+                return Ok(());
+            }
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
-                _ = self.wake.notified() => {}
+                Some(job) = inbox.recv() => handed.push(job),
+                _ = self.inbox.wake.notified() => polled_at = None,
                 _ = tokio::time::sleep(self.poll) => {}
                 died = actors.died() => return Err(died),
+                Some(error) = failed.recv() => return Err(error),
+            }
+        }
+    }
+
+    /// Claims queued jobs from the store while some signer has room, and sends them.
+    async fn take_polled(
+        &self,
+        next_signer: &mut usize,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<()> {
+        // Claim only while some signer has room: otherwise jobs stay queued (for this
+        // instance or another) instead of being leased and held.
+        while let Some(signer) = self.signer_with_room(next_signer).await?
+            && let Some(job) = self.claim().await?
+        {
+            if job.kind == JobKind::SellerClaim && self.batch_max > 1 {
+                self.process_claims(job, signer).await?;
+            } else if job.kind == JobKind::Payment
+                && self.batch_max > 1
+                && let Some(batcher) = self.payment_batcher
+            {
+                self.process_payments(job, batcher, signer).await?;
+            } else {
+                self.process(job, signer).await?;
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leases the jobs handed over in `handed` (and those arriving on `inbox` within the
+    /// batch window when they are batchable) and sends them: seller claims and payments in
+    /// batches, the others one by one. A job another instance or the polled path took first
+    /// is passed over; with every signer's window full the hand-offs are dropped and the
+    /// polled path takes the jobs when there is room.
+    async fn take_handed(
+        &self,
+        handed: &mut Vec<Handed>,
+        inbox: &mut mpsc::Receiver<Handed>,
+        next_signer: &mut usize,
+    ) -> Result<()> {
+        while !handed.is_empty() {
+            let Some(signer) = self.signer_with_room(next_signer).await? else {
+                handed.clear();
+                return Ok(());
+            };
+            self.fill(handed, inbox).await;
+            let take = handed.len().min(self.batch_max.max(1));
+            let ids: Vec<_> = handed.drain(..take).map(|h| h.id).collect();
+            let jobs = self.lease_ids(&ids).await?;
+            let (claims, rest): (Vec<_>, Vec<_>) =
+                jobs.into_iter().partition(|job| job.kind == JobKind::SellerClaim);
+            let (payments, rest): (Vec<_>, Vec<_>) =
+                rest.into_iter().partition(|job| job.kind == JobKind::Payment);
+            if !claims.is_empty() {
+                self.process_claim_group(claims, signer).await?;
+            }
+            if !payments.is_empty() {
+                match self.payment_batcher {
+                    Some(batcher) if self.batch_max > 1 => {
+                        self.process_payment_group(payments, batcher, signer).await?
+                    }
+                    _ => {
+                        for job in payments {
+                            self.process(job, signer).await?;
+                        }
+                    }
+                }
+            }
+            for job in rest {
+                self.process(job, signer).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits, within the batch window, for more hand-offs when every one in `handed` is a
+    /// batchable job and there are fewer than a batch of them: a batch fills by size first,
+    /// then by time.
+    async fn fill(&self, handed: &mut Vec<Handed>, inbox: &mut mpsc::Receiver<Handed>) {
+        while let Ok(more) = inbox.try_recv() {
+            handed.push(more);
+        }
+        let batchable = |h: &Handed| {
+            h.kind == JobKind::SellerClaim
+                || (h.kind == JobKind::Payment && self.payment_batcher.is_some())
+        };
+        if self.batch_max <= 1 || !handed.iter().all(batchable) {
+            return;
+        }
+        let until = tokio::time::Instant::now() + self.batch_window();
+        while handed.len() < self.batch_max {
+            match tokio::time::timeout_at(until, inbox.recv()).await {
+                Ok(Some(more)) => handed.push(more),
+                Ok(None) | Err(_) => break,
             }
         }
     }
@@ -189,6 +367,7 @@ impl Relay<'_> {
         if let Some(job) = &job
             && let Some(queued) = jobs::queued_at(&mut tx, &job.id).await?
         {
+            crate::metrics::jobs_leased("polled", 1);
             crate::metrics::queue_pickup((at - queued).max(0) as f64);
         }
         // An idle poll changed nothing: ending it without a commit leaves the API's read model
@@ -237,7 +416,19 @@ fn host_and_pid(instance: &str) -> Option<(&str, u32)> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_and_pid;
+    use std::time::Duration;
+
+    use super::{host_and_pid, window_for};
+
+    #[test]
+    fn the_batch_window_follows_the_block_time_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(window_for(Some(ms(1_000))), ms(25), "anvil's 1 s blocks");
+        assert_eq!(window_for(Some(ms(2_000))), ms(50), "Base's 2 s blocks");
+        assert_eq!(window_for(Some(ms(12_000))), ms(250), "a slow chain stops at 250 ms");
+        assert_eq!(window_for(Some(ms(200))), ms(10), "a fast chain stops at 10 ms");
+        assert_eq!(window_for(None), ms(25), "until the watcher has measured it");
+    }
 
     #[test]
     fn instance_names_give_host_and_pid() {

@@ -29,7 +29,7 @@ struct Account {
     top: u64,
 }
 
-impl Relay<'_> {
+impl Relay {
     /// One monitor pass over the live attempt of every job in flight (RPC calls: the block
     /// number, two nonce counts per relayer account, at most one `eth_feeHistory`, and a hash
     /// lookup per live attempt only when the pending count shows a gap or every
@@ -156,7 +156,7 @@ impl Relay<'_> {
             }
             let market = match market {
                 Some(market) => market,
-                None => match signer::market(&self.provider).await {
+                None => match crate::relayer::market::history_market(&self.provider).await {
                     Ok(fresh) => *market.insert(fresh),
                     Err(error) => {
                         tracing::warn!(?error, "monitor: no fee history");
@@ -297,7 +297,7 @@ impl Relay<'_> {
         if let Some(signer) = self.signer_of(attempt.signer) {
             signer.reconcile().await?;
         }
-        self.wake.notify_one();
+        self.inbox.wake.notify_one();
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use crate::store::outbox::EventType;
 use crate::store::{StoreError, agreements, outbox, settlement, signers};
 use crate::time::now;
 
-impl Relay<'_> {
+impl Relay {
     /// Records progress on what `job` carries: the activation's status, or its settlement
     /// actions `submitted` once there is a transaction hash.
     pub(super) async fn progress(

@@ -27,7 +27,7 @@ enum Simulation {
     Deferred,
 }
 
-impl Relay<'_> {
+impl Relay {
     /// Simulates `job`, then signs, saves and broadcasts it through `signer`. A revert fails
     /// the job with its decoded reason; an unreachable node leaves the job to its lease.
     #[tracing::instrument(skip_all, fields(job_id = %job.id, kind = %job.kind, agreement_id = ?job.agreement_id))]
@@ -49,9 +49,18 @@ impl Relay<'_> {
         let more = self.claim_more_of(JobKind::SellerClaim).await?;
         let mut claims = vec![first];
         claims.extend(more);
+        self.process_claim_group(claims, signer).await
+    }
+
+    /// Seller claims leased together: a claim with a party whose wallet has code on its own
+    /// ([`wallets`]); the others in one `sellerClaimBatch` transaction when there are several.
+    pub(super) async fn process_claim_group(&self, claims: Vec<Job>, signer: usize) -> Result<()> {
         let (members, alone) = wallets::split_by_wallets(&self.provider, claims).await;
         for job in alone {
             self.process(job, signer).await?;
+        }
+        if members.is_empty() {
+            return Ok(());
         }
         let batch = batch_call(&members).map(|calldata| Batch {
             kind: JobKind::SellerClaimBatch,
@@ -79,6 +88,17 @@ impl Relay<'_> {
     ) -> Result<()> {
         let mut members = vec![first];
         members.extend(self.claim_more_of(JobKind::Payment).await?);
+        self.process_payment_group(members, batcher, signer).await
+    }
+
+    /// Payments leased together, as one `TransferBatch.transferAll` through `batcher` when
+    /// there are several and the batch simulates, otherwise each on its own.
+    pub(super) async fn process_payment_group(
+        &self,
+        members: Vec<Job>,
+        batcher: Address,
+        signer: usize,
+    ) -> Result<()> {
         let token = members[0].to;
         let batch = crate::payments::batch_call(token, members.iter().map(|m| &m.calldata)).map(
             |calldata| Batch {
@@ -95,15 +115,37 @@ impl Relay<'_> {
 
     /// Up to `batch_max - 1` more jobs of `kind`: a batch fills by size first — when that many
     /// are queued already (a burst), they are leased at once — and otherwise by time, waiting
-    /// [`Worker::batch_wait`](super::Worker) for more to queue before leasing what there is.
+    /// the batch window ([`Worker::batch_window`](super::Worker::batch_window)) for more to
+    /// queue before leasing what there is.
     async fn claim_more_of(&self, kind: JobKind) -> Result<Vec<Job>> {
         let want = self.batch_max - 1;
         let mut more = self.lease_more_of(kind, want).await?;
         if more.len() < want {
-            tokio::time::sleep(self.batch_wait).await;
+            tokio::time::sleep(self.batch_window()).await;
             more.extend(self.lease_more_of(kind, want - more.len()).await?);
         }
         Ok(more)
+    }
+
+    /// Leases the jobs among `ids` that are still queued and free (another instance, or the
+    /// polled path, may have taken some), in id order.
+    pub(super) async fn lease_ids(&self, ids: &[JobId]) -> Result<Vec<Job>> {
+        let at = now();
+        let mut tx = self.store.begin().await?;
+        let leased = jobs::lease_ids(&mut tx, ids, &self.instance, at + LEASE, at).await?;
+        if leased.is_empty() {
+            tx.rollback().await.map_err(StoreError::from)?;
+        } else {
+            tx.commit().await.map_err(StoreError::from)?;
+        }
+        crate::metrics::jobs_leased("handed", leased.len());
+        Ok(leased
+            .into_iter()
+            .map(|(job, queued)| {
+                crate::metrics::queue_pickup((at - queued).max(0) as f64);
+                job
+            })
+            .collect())
     }
 
     /// Leases up to `count` queued jobs of `kind`.
@@ -114,6 +156,7 @@ impl Relay<'_> {
         let at = now();
         let mut tx = self.store.begin().await?;
         let more = jobs::claim_more(&mut tx, kind, &self.instance, at + LEASE, at, count).await?;
+        crate::metrics::jobs_leased("polled", more.len());
         if more.is_empty() {
             // Nothing leased, nothing to commit (a commit makes the API's read model stale).
             tx.rollback().await.map_err(StoreError::from)?;
@@ -210,12 +253,43 @@ impl Relay<'_> {
         }
     }
 
-    /// Hands `job` to the signer at index `first`, or, when its window filled up meanwhile
-    /// (another instance sent through it), to the next signer with room; with every window
-    /// full the job goes back to the queue unsigned.
+    /// Hands `job` to the signer at index `first` and returns once the signer has it in
+    /// order (its nonce follows those of the jobs handed before); the outcome is recorded by a
+    /// task of the pipeline meanwhile ([`Relay::record_sent`]). Waits for a pipeline slot first.
     async fn send(&self, job: Job, gas_limit: u64, first: usize) -> Result<()> {
+        let slot = self.pipeline.slots.clone().acquire_owned().await.expect("pipeline open");
+        let signer = self.signers[first].clone();
+        let Some(answer) = signer.hand(job.clone(), &self.instance, gas_limit).await else {
+            // The actor is gone: the run ends, and the job, unsigned, is free for the next.
+            return self.after_send(&job, Err(RelayError::SignerGone)).await.map(|_| ());
+        };
+        let relay = self.clone();
+        tokio::spawn(async move {
+            let outcome = relay.record_sent(job, gas_limit, first, answer).await;
+            drop(slot);
+            if let Err(error) = outcome {
+                let _ = relay.pipeline.errors.send(error);
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits for what the signer at `first` made of `job` (`answer`) and records it; when that
+    /// signer's window had filled up meanwhile (another instance sent through it), hands the
+    /// job to the next signer with room; with every window full the job goes back to the
+    /// queue unsigned.
+    async fn record_sent(
+        &self,
+        job: Job,
+        gas_limit: u64,
+        first: usize,
+        answer: crate::relayer::signer::Answer,
+    ) -> Result<()> {
+        if !self.after_send(&job, answer.await).await? {
+            return Ok(());
+        }
         let count = self.signers.len();
-        for step in 0..count {
+        for step in 1..count {
             let signer = &self.signers[(first + step) % count];
             if !self.send_through(&job, gas_limit, signer).await? {
                 return Ok(());
@@ -230,7 +304,13 @@ impl Relay<'_> {
 
     /// One try of `job` through `signer`; `true` when that signer had no room (nothing done).
     async fn send_through(&self, job: &Job, gas_limit: u64, signer: &SignerHandle) -> Result<bool> {
-        let outcome = match signer.submit(job.clone(), &self.instance, gas_limit).await {
+        let submitted = signer.submit(job.clone(), &self.instance, gas_limit).await;
+        self.after_send(job, submitted).await
+    }
+
+    /// Records what a signer made of `job`; `true` when that signer had no room (nothing done).
+    async fn after_send(&self, job: &Job, submitted: Result<Submitted>) -> Result<bool> {
+        let outcome = match submitted {
             Ok(Submitted::Sent(attempt)) if attempt.status == AttemptStatus::Broadcast => {
                 self.progress(job, ActivationStatus::Submitted, Some(attempt.tx_hash)).await
             }

@@ -6,10 +6,15 @@
 //! - it can refuse `eth_call`s with a state override, as nodes that do not support them do;
 //! - it can refuse whole methods, as a node without them does (geth's `-32601` "does not
 //!   exist/is not available");
-//! - it counts the calls that reach it, by method, so a test can bound what the service asks.
+//! - it counts the calls that reach it, by method, so a test can bound what the service asks;
+//! - it stamps when each raw transaction first reached it, so a benchmark can time broadcasts
+//!   to the moment the service sent them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use alloy::primitives::{B256, keccak256};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -29,6 +34,8 @@ struct Proxy {
     refused: Arc<Mutex<HashSet<String>>>,
     /// Calls received, by [`key_of`] their request.
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// When each raw transaction (by hash) was first sent through.
+    broadcasts: Arc<Mutex<HashMap<B256, Instant>>>,
 }
 
 /// The key a numbered `eth_getBlockByNumber` is counted under (a header read of one block).
@@ -54,6 +61,7 @@ impl FaultyRpc {
             no_overrides: Default::default(),
             refused: Default::default(),
             counts: Default::default(),
+            broadcasts: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -94,6 +102,11 @@ impl FaultyRpc {
     /// [`HEADER_BY_TAG`].
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.proxy.counts.lock().unwrap().clone()
+    }
+
+    /// When each transaction sent through `eth_sendRawTransaction` first arrived, by hash.
+    pub fn broadcasts(&self) -> HashMap<B256, Instant> {
+        self.proxy.broadcasts.lock().unwrap().clone()
     }
 }
 
@@ -152,10 +165,17 @@ impl Proxy {
 
 async fn forward(State(proxy): State<Proxy>, body: Bytes) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let arrived = Instant::now();
     if let Ok(requests) = serde_json::from_slice::<Value>(&body) {
         let mut counts = proxy.counts.lock().unwrap();
         for request in requests.as_array().map_or(std::slice::from_ref(&requests), Vec::as_slice) {
             *counts.entry(key_of(request)).or_default() += 1;
+            if request["method"] == "eth_sendRawTransaction"
+                && let Some(raw) = request["params"][0].as_str()
+                && let Ok(raw) = alloy::primitives::hex::decode(raw)
+            {
+                proxy.broadcasts.lock().unwrap().entry(keccak256(&raw)).or_insert(arrived);
+            }
         }
     }
     if let Ok(request) = serde_json::from_slice::<Value>(&body)

@@ -17,7 +17,6 @@ use pactum::receipts::ReceiptKey;
 use pactum::screening::{Screener, ScreeningConfig};
 use pactum::store::{Store, agents, now};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use tower::ServiceExt;
 
 use super::service::{Harness, OWNER_KEY, TestAgent, config_without_chain, unique_dir};
@@ -88,7 +87,7 @@ impl Api {
             screener,
             policy: config.terms_policy(),
             environment: config.environment.unwrap_or(Environment::Test),
-            relayer_wake: Arc::new(Notify::new()),
+            relayer: Default::default(),
             max_body_bytes: config.max_body_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_secs),
             webhooks: config.webhooks.clone(),

@@ -229,8 +229,8 @@ pub(super) async fn approve(
         .await?;
     idempotency.save(&mut tx, StatusCode::OK, &ApprovalView::from(&decided)).await?;
     tx.commit().await?;
-    if held.is_some() {
-        state.relayer_wake.notify_one();
+    if let Some(held) = &held {
+        state.relayer.queued(&held.job);
     }
     Ok(decided)
 }
