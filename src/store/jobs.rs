@@ -5,7 +5,7 @@ use alloy::primitives::{Address, Bytes};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::{Conn, Result, parse_column, skip_locked};
+use super::{Conn, Result, in_list, parse_column, skip_locked};
 use crate::agreement::ids::{AgreementId, JobId};
 use crate::vocab::string_enum;
 
@@ -136,7 +136,7 @@ pub async fn lease_ids(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let list = (0..ids.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
+    let list = in_list(4, ids.len());
     let sql = format!(
         "UPDATE relayer_jobs SET lease_owner = $1, lease_until = $2, updated_at = $3 \
          WHERE id IN ({list}) AND status = 'queued' AND (lease_until IS NULL OR lease_until < $3) \
@@ -279,6 +279,28 @@ pub async fn set_job_status(
         .bind(now)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Sets the status of every job in `ids` at once (a batch's members, `batched`).
+pub async fn set_status_of_all(
+    conn: &mut Conn,
+    ids: &[JobId],
+    status: JobStatus,
+    now: i64,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE relayer_jobs SET status = $1, updated_at = $2 WHERE id IN ({})",
+        in_list(3, ids.len())
+    );
+    let mut query = sqlx::query(&sql).bind(status.as_str()).bind(now);
+    for id in ids {
+        query = query.bind(id.as_str());
+    }
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -139,6 +139,35 @@ impl std::ops::DerefMut for Tx {
 /// picking them, waiting, and then finding them taken: `FOR UPDATE SKIP LOCKED` on Postgres.
 /// Nothing on SQLite, whose writers are serialised so a claim never sees another's uncommitted
 /// one. The one engine-specific SQL of the queues.
+/// `count` numbered placeholders from `$first` on, comma-separated, for an `IN (…)` list.
+pub(crate) fn in_list(first: usize, count: usize) -> String {
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Points the rows of `table` (`settlement_actions`, `payments`) carried by any of `jobs` at
+/// `batch` instead, in one statement.
+pub(crate) async fn move_rows_to_job(
+    conn: &mut Conn,
+    table: &'static str,
+    jobs: &[crate::agreement::ids::JobId],
+    batch: &crate::agreement::ids::JobId,
+    now: i64,
+) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE {table} SET job_id = $1, updated_at = $2 WHERE job_id IN ({})",
+        in_list(3, jobs.len())
+    );
+    let mut query = sqlx::query(&sql).bind(batch.as_str()).bind(now);
+    for job in jobs {
+        query = query.bind(job.as_str());
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
 pub(crate) fn skip_locked(conn: &Conn) -> &'static str {
     if conn.backend_name().eq_ignore_ascii_case("postgresql") {
         " FOR UPDATE SKIP LOCKED"

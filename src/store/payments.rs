@@ -141,15 +141,7 @@ pub async fn of_job(conn: &mut Conn, job_id: &str) -> Result<Vec<Payment>> {
 
 /// The payments of the relayer jobs `jobs` now go in batch job `batch`.
 pub async fn move_to_job(conn: &mut Conn, jobs: &[JobId], batch: &JobId, at: i64) -> Result<()> {
-    for job in jobs {
-        sqlx::query("UPDATE payments SET job_id = $2, updated_at = $3 WHERE job_id = $1")
-            .bind(job.as_str())
-            .bind(batch.as_str())
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    super::move_rows_to_job(conn, "payments", jobs, batch, at).await
 }
 
 /// The payment with its receipt `receipt_id`.

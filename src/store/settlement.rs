@@ -158,15 +158,7 @@ pub async fn actions_of_job(conn: &mut Conn, job: &JobId) -> Result<Vec<Settleme
 
 /// Moves the actions carried by `jobs` to the batch job `batch`.
 pub async fn move_to_job(conn: &mut Conn, jobs: &[JobId], batch: &JobId, now: i64) -> Result<()> {
-    for job in jobs {
-        sqlx::query("UPDATE settlement_actions SET job_id = $2, updated_at = $3 WHERE job_id = $1")
-            .bind(job.as_str())
-            .bind(batch.as_str())
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
+    super::move_rows_to_job(conn, "settlement_actions", jobs, batch, now).await
 }
 
 /// Records the relayer's progress on the actions `job` carries: `submitted` with the

@@ -197,6 +197,25 @@ pub async fn hold(conn: &mut Conn, job: &JobId, owner: &str) -> Result<bool> {
     Ok(held.rows_affected() == 1)
 }
 
+/// Whether every job in `jobs` (distinct ids) is still queued under `owner`'s lease, locking
+/// their rows for the rest of the transaction as [`hold`] does, in one statement.
+pub async fn hold_all(conn: &mut Conn, jobs: &[JobId], owner: &str) -> Result<bool> {
+    if jobs.is_empty() {
+        return Ok(true);
+    }
+    let sql = format!(
+        "UPDATE relayer_jobs SET updated_at = updated_at \
+         WHERE id IN ({}) AND status = 'queued' AND lease_owner = $1",
+        super::in_list(2, jobs.len())
+    );
+    let mut query = sqlx::query(&sql).bind(owner);
+    for job in jobs {
+        query = query.bind(job.as_str());
+    }
+    let held = query.execute(&mut *conn).await?;
+    Ok(held.rows_affected() == jobs.len() as u64)
+}
+
 /// Hands a job leased to `owner` back to the queue at once (every signer's window was full):
 /// nothing was signed, so it is simply free for the next claim.
 pub async fn release(conn: &mut Conn, job: &JobId, owner: &str, now: i64) -> Result<()> {

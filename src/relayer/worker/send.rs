@@ -200,16 +200,11 @@ impl Relay {
                 let ids: Vec<JobId> = members.iter().map(|m| m.id.clone()).collect();
                 // Every member must still be this instance's (a lease that ran out during the
                 // simulation may have been taken): otherwise no batch, each goes on its own.
-                let mut all_held = true;
-                for id in &ids {
-                    all_held &= signers::hold(&mut tx, id, &self.instance).await?;
-                }
-                if all_held {
+                // Set-based: a statement per step, whatever the batch's size.
+                if signers::hold_all(&mut tx, &ids, &self.instance).await? {
                     jobs::enqueue_leased(&mut tx, &candidate, &self.instance, at + LEASE, at)
                         .await?;
-                    for id in &ids {
-                        jobs::set_job_status(&mut tx, id, JobStatus::Batched, None, at).await?;
-                    }
+                    jobs::set_status_of_all(&mut tx, &ids, JobStatus::Batched, at).await?;
                     if candidate.kind == JobKind::PaymentBatch {
                         payments::move_to_job(&mut tx, &ids, &candidate.id, at).await?;
                     } else {

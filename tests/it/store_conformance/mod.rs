@@ -96,6 +96,7 @@ conformance!(
     job_claims_are_exclusive_under_concurrency,
     a_claim_racing_an_open_claim_takes_the_next_job,
     claim_more_takes_a_batch_of_one_kind,
+    handed_jobs_lease_by_id_and_batch_in_one_statement_each,
     requeued_jobs_wait_then_return,
     attempts_track_broadcast_replacement_and_mining,
     nonces_are_allocated_once_under_concurrency,
@@ -1014,6 +1015,80 @@ async fn claim_more_takes_a_batch_of_one_kind(store: &Store) {
     let rest = jobs::claim_more(&mut tx, KIND_SELLER_CLAIM, "last", t + 60, t, 20).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(distinct.len() + rest.len(), 8, "every seller claim leased exactly once");
+}
+
+/// Jobs handed over by the API are leased by id (only those still queued and free, each with
+/// when it was queued), exclusively under concurrency; a batch holds, marks and moves all its
+/// members at once, and refuses to hold when one lease was lost.
+async fn handed_jobs_lease_by_id_and_batch_in_one_statement_each(store: &Store) {
+    let t = 1_000_000;
+    let claims: Vec<Job> = (0..6).map(|_| job(KIND_SELLER_CLAIM, None)).collect();
+    let rows: Vec<(&Job, i64)> =
+        claims.iter().enumerate().map(|(i, j)| (j, t + i as i64)).collect();
+    enqueue(store, &rows).await;
+    let ids: Vec<JobId> = claims.iter().map(|j| j.id.clone()).collect();
+
+    // One is taken by the poll first; another is failed: the rest lease, in id order.
+    let polled = claim_next(store, "poller", t + 60, t).await.unwrap();
+    assert_eq!(polled.id, ids[0]);
+    let mut tx = store.begin().await.unwrap();
+    jobs::set_job_status(&mut tx, &ids[1], JobStatus::Failed, Some("refused"), t).await.unwrap();
+    let missing = JobId("job_never_queued".into());
+    let mut wanted = ids.clone();
+    wanted.push(missing);
+    let leased = jobs::lease_ids(&mut tx, &wanted, "w1", t + 60, t + 10).await.unwrap();
+    tx.commit().await.unwrap();
+    let got: Vec<_> = leased.iter().map(|(j, _)| j.id.clone()).collect();
+    let mut expected = ids[2..].to_vec();
+    expected.sort();
+    assert_eq!(got, expected);
+    let queued: Vec<i64> = leased.iter().map(|(_, at)| *at).collect();
+    assert!(queued.iter().all(|at| (t + 2..=t + 5).contains(at)), "{queued:?}");
+    let mut tx = store.begin().await.unwrap();
+    assert!(jobs::lease_ids(&mut tx, &ids, "w2", t + 60, t + 11).await.unwrap().is_empty());
+    assert!(jobs::lease_ids(&mut tx, &[], "w2", t + 60, t + 11).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+
+    // Racing leases by id of the same ids: each job goes to one owner.
+    let fresh: Vec<Job> = (0..8).map(|_| job(KIND_SELLER_CLAIM, None)).collect();
+    enqueue(store, &fresh.iter().map(|j| (j, t)).collect::<Vec<_>>()).await;
+    let fresh_ids: Vec<JobId> = fresh.iter().map(|j| j.id.clone()).collect();
+    let racers = (0..4).map(|i| {
+        let (store, ids) = (store.clone(), fresh_ids.clone());
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let got = jobs::lease_ids(&mut tx, &ids, &format!("racer-{i}"), t + 60, t).await;
+            tx.commit().await.unwrap();
+            got.unwrap().into_iter().map(|(j, _)| j.id).collect::<Vec<_>>()
+        })
+    });
+    let mut taken = Vec::new();
+    for racer in racers {
+        taken.extend(racer.await.unwrap());
+    }
+    let distinct: HashSet<_> = taken.iter().cloned().collect();
+    assert_eq!((distinct.len(), taken.len()), (8, 8), "each job leased exactly once");
+
+    // A batch of w1's leases: held, marked and moved together.
+    let members = expected.clone();
+    let mut tx = store.begin().await.unwrap();
+    assert!(signers::hold_all(&mut tx, &members, "w1").await.unwrap());
+    assert!(signers::hold_all(&mut tx, &[], "w1").await.unwrap());
+    let mut with_foreign = members.clone();
+    with_foreign.push(ids[0].clone());
+    assert!(!signers::hold_all(&mut tx, &with_foreign, "w1").await.unwrap(), "one is the poller's");
+    jobs::set_status_of_all(&mut tx, &members, JobStatus::Batched, t + 12).await.unwrap();
+    tx.commit().await.unwrap();
+    for id in &members {
+        assert_eq!(job_status(store, id).await.status, JobStatus::Batched);
+    }
+    assert_eq!(job_status(store, &ids[0]).await.status, JobStatus::Queued, "others untouched");
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        !signers::hold_all(&mut tx, &members, "w1").await.unwrap(),
+        "batched, no longer queued"
+    );
+    tx.commit().await.unwrap();
 }
 
 /// A job waiting for fees goes back to the queue with its reason shown on the job and on the
