@@ -136,6 +136,25 @@ pub fn seller_claim_batch<'a>(claims: impl IntoIterator<Item = &'a Bytes>) -> Op
     Some(UsageEscrow::sellerClaimBatchCall { claims }.abi_encode().into())
 }
 
+/// One non-atomic `batch` carrying every call in `calls`, each a sponsored
+/// `initiateCloseWithAuthorization` or `buyerWithdrawWithAuthorization`; `None` if one is not.
+/// The contract runs each on its own: a refused one emits `BatchCallFailed` and the rest go on.
+pub fn settlement_batch<'a>(calls: impl IntoIterator<Item = &'a Bytes>) -> Option<Bytes> {
+    let calls = calls
+        .into_iter()
+        .map(|call| settlement_terms(call).map(|_| call.clone()))
+        .collect::<Option<Vec<_>>>()?;
+    Some(UsageEscrow::batchCall { calls, atomic: false }.abi_encode().into())
+}
+
+/// The terms of a sponsored close or withdraw call; `None` for any other call.
+pub fn settlement_terms(call: &Bytes) -> Option<Activation> {
+    if let Ok(close) = UsageEscrow::initiateCloseWithAuthorizationCall::abi_decode(call) {
+        return Some(close.terms);
+    }
+    UsageEscrow::buyerWithdrawWithAuthorizationCall::abi_decode(call).ok().map(|w| w.terms)
+}
+
 /// A voucher signature canonicalised, or empty when there is none.
 fn voucher_signature(voucher: &Bytes) -> Bytes {
     if voucher.is_empty() { Bytes::new() } else { canonical_signature(voucher) }
@@ -268,5 +287,21 @@ mod tests {
         assert_eq!(call.claims[1].cumulativeUnits, U256::from(20));
         let withdraw = sponsored(Action::BuyerWithdraw, terms(), 0, &Bytes::new(), &authorization);
         assert_eq!(seller_claim_batch(&[claims[0].clone(), withdraw]), None);
+    }
+
+    #[test]
+    fn a_settlement_batch_holds_closes_and_withdraws_unchanged_and_never_atomic() {
+        let authorization =
+            Authorization { signer: Address::ZERO, deadline: 9, signature: signature(27) };
+        let close = sponsored(Action::InitiateClose, terms(), 40, &signature(28), &authorization);
+        let withdraw = sponsored(Action::BuyerWithdraw, terms(), 0, &Bytes::new(), &authorization);
+        let batch = settlement_batch([&close, &withdraw]).unwrap();
+        let call = UsageEscrow::batchCall::abi_decode(&batch).unwrap();
+        assert!(!call.atomic, "a refused call must not sink the others");
+        assert_eq!(call.calls, vec![close.clone(), withdraw.clone()]);
+        assert_eq!(settlement_terms(&close).map(|t| t.quantity), Some(terms().quantity));
+        let claim = sponsored(Action::SellerClaim, terms(), 10, &signature(27), &authorization);
+        assert_eq!(settlement_terms(&claim), None);
+        assert_eq!(settlement_batch([&close, &claim]), None);
     }
 }

@@ -22,6 +22,9 @@ string_enum!(
         BuyerWithdraw = "buyer_withdraw",
         /// Several sponsored seller claims in one `sellerClaimBatch`.
         SellerClaimBatch = "seller_claim_batch",
+        /// Several sponsored closes and withdraws in one non-atomic `batch`: a call the
+        /// contract refuses is skipped (`BatchCallFailed`), the others go through.
+        SettlementBatch = "settlement_batch",
         /// A no-op self-send that uses up a relayer nonce no other transaction can fill (a gap
         /// that would hold every later transaction of the account back).
         NonceFill = "nonce_fill",

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::Result;
-use crate::agreement::settlement::{ChainEvent, ClaimSkipReason};
+use crate::agreement::settlement::{Action, ChainEvent, ClaimSkipReason};
 use crate::receipts::{self, Deployment, EventFacts, Parties, ReceiptKey};
 use crate::store::attempts::Attempt;
 use crate::store::chain::{self as chain_store, EscrowEvent};
@@ -198,9 +198,17 @@ pub(super) async fn job_outcome(
                     Some(key) => chain_store::events_of(tx, attempt.tx_hash, key).await?,
                     None => Vec::new(),
                 };
-                let skipped = events.iter().find(|e| e.event == "ClaimSkipped");
-                let claimed = events.iter().any(|e| e.event == "UsageClaimed");
-                skipped.filter(|_| !claimed).map(|e| skip_outcome(&e.data))
+                if job.kind == JobKind::SettlementBatch {
+                    // Carried out when its own event is in the batch's logs; the contract skips
+                    // a call it refuses (`BatchCallFailed`) and leaves its escrow as it was.
+                    let carried = carried_by(action.action);
+                    (!events.iter().any(|e| e.event == carried))
+                        .then(|| REFUSED_IN_BATCH.to_owned())
+                } else {
+                    let skipped = events.iter().find(|e| e.event == "ClaimSkipped");
+                    let claimed = events.iter().any(|e| e.event == "UsageClaimed");
+                    skipped.filter(|_| !claimed).map(|e| skip_outcome(&e.data))
+                }
             }
         };
         settlement::finish(
@@ -226,6 +234,20 @@ pub(super) async fn job_outcome(
         outbox::record(tx, Some(&action.agreement_id), event_type, &data, at).await?;
     }
     Ok(())
+}
+
+/// The failure of a close or withdraw a settlement batch did not carry out.
+const REFUSED_IN_BATCH: &str = "BatchCallFailed: the contract refused this call inside a \
+     settlement batch (the escrow was no longer in the state it needs, or the authorization did \
+     not verify on-chain); the escrow did not move";
+
+/// The escrow event a settlement action's call emits when it goes through.
+fn carried_by(action: Action) -> &'static str {
+    match action {
+        Action::InitiateClose => "CloseInitiated",
+        Action::SellerClaim => "UsageClaimed",
+        Action::BuyerWithdraw => "BuyerWithdrawn",
+    }
 }
 
 /// The failure a `ClaimSkipped` event gives its claim action: `ClaimSkipped (<reason>): <what it

@@ -2,15 +2,22 @@
 //! queued at once go out as a few `sellerClaimBatch` transactions, every seller payment arrives,
 //! and the gas per claim is measured from the receipts against the same claims sent one
 //! transaction each (`relayer_batch_max = 1`). docs/benchmarks.md quotes the printed figures.
+//! Sponsored closes batch too, in one non-atomic `batch`, where a close the chain refuses fails
+//! alone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::support::USDC;
 use crate::support::service::{Harness, TestAgent};
-use crate::support::settlement::{UNIT, options, record, sign_voucher, sponsored_body};
+use crate::support::settlement::{
+    UNIT, action_final, options, record, send_direct, sign_voucher, sponsor, sponsored_body,
+};
+use alloy::consensus::Transaction as _;
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use pactum::escrow::bindings::UsageEscrow;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -152,4 +159,63 @@ async fn sponsored_claims_queued_together_go_out_in_fewer_transactions_for_less_
     );
     println!("batched / single: {:.3}", batched_gas as f64 / single_gas as f64);
     assert!(batched_gas < single_gas, "batched {batched_gas} ≥ single {single_gas} gas per claim");
+}
+
+#[tokio::test]
+async fn sponsored_closes_queued_together_go_in_one_batch_and_a_refused_one_fails_alone() {
+    // Closes wait 5 s for company, so the test can move one escrow on meanwhile.
+    let h = Harness::start_with(|config| config.relayer_batch_wait_ms = Some(5_000)).await;
+    let (buyer, seller) = h.parties().await;
+    let (by_buyer, by_seller, stale) = (
+        h.active(&buyer, &seller).await,
+        h.active(&buyer, &seller).await,
+        h.active(&buyer, &seller).await,
+    );
+    // The seller closes with the buyer's final voucher: it settles at once, paying both
+    // parties (the dearest call a settlement batch carries).
+    record(&h, &seller, &by_seller, 40, "usage-40").await;
+    sign_voucher(&h, &buyer, &by_seller).await;
+    let path = format!("/usage-agreements/{stale}/initiate-close-calldata");
+    let (status, direct_close) = h.call(Method::GET, &path, Some(&buyer.key), None).await;
+    assert_eq!(status, StatusCode::OK, "{direct_close}");
+    let seller_before = h.chain.balance(h.chain.seller.address()).await;
+
+    let mut actions = Vec::new();
+    for (id, agent, wallet) in [
+        (&by_buyer, &buyer, &h.chain.buyer),
+        (&by_seller, &seller, &h.chain.seller),
+        (&stale, &buyer, &h.chain.buyer),
+    ] {
+        let (status, queued) = sponsor(&h, agent, wallet, id, "initiate_close").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+        actions.push((id, agent, queued["id"].as_str().unwrap().to_owned()));
+    }
+    // While the closes wait for company, the buyer closes the third from its own wallet.
+    send_direct(&h, h.chain.buyer.address(), &direct_close).await;
+
+    let mut done = Vec::new();
+    for (id, agent, action) in &actions {
+        done.push(action_final(&h, &agent.key, id, action).await);
+    }
+    assert_eq!(done[0]["status"], "confirmed", "{}", done[0]);
+    assert_eq!(done[1]["status"], "confirmed", "{}", done[1]);
+    assert_eq!(done[0]["tx_hash"], done[1]["tx_hash"], "one transaction carried both");
+    assert_eq!(done[2]["status"], "failed", "{}", done[2]);
+    let error = done[2]["error"].as_str().unwrap();
+    assert!(error.starts_with("BatchCallFailed"), "the failure says why: {error}");
+    assert_eq!(done[2]["tx_hash"], done[0]["tx_hash"], "refused inside the same batch");
+
+    let hash: B256 = done[0]["tx_hash"].as_str().unwrap().parse().unwrap();
+    let sent = h.chain.provider.get_transaction_by_hash(hash).await.unwrap().unwrap();
+    let call = UsageEscrow::batchCall::abi_decode(sent.inner.input()).expect("a settlement batch");
+    assert_eq!((call.calls.len(), call.atomic), (3, false));
+    let receipt = h.chain.provider.get_transaction_receipt(hash).await.unwrap().unwrap();
+    assert!(receipt.status(), "the batch went through");
+    assert!(receipt.gas_used < sent.inner.gas_limit(), "the batch's gas carried every call");
+
+    for (id, status) in [(&by_buyer, "closing"), (&by_seller, "settled"), (&stale, "closing")] {
+        h.wait_for(&buyer.key, id, |a| a["status"] == status).await;
+    }
+    let paid = h.chain.balance(h.chain.seller.address()).await - seller_before;
+    assert_eq!(paid, U256::from(40 * UNIT), "the seller's close paid its voucher once");
 }

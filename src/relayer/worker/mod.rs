@@ -27,6 +27,8 @@
 //! others, so one bad claim cannot hold the others back. A claim whose
 //! buyer or seller has code (a smart wallet, an EIP-7702 delegated EOA) is never batched: its
 //! wallet's ERC-1271 answer can change between simulation and inclusion ([`wallets`]).
+//! Sponsored closes and withdraws batch the same way, in one non-atomic `batch` call (a job of
+//! kind `settlement_batch`), where the contract skips a call it refuses (`BatchCallFailed`).
 //!
 //! The run owns the signer actors ([`Actors`]): one that dies ends the run, and the
 //! supervisor's restart starts the worker, and so the actors, afresh.
@@ -260,6 +262,8 @@ impl Relay {
         {
             if job.kind == JobKind::SellerClaim && self.batch_max > 1 {
                 self.process_claims(job, signer).await?;
+            } else if settles(job.kind) && self.batch_max > 1 {
+                self.process_settlements(job, signer).await?;
             } else if job.kind == JobKind::Payment
                 && self.batch_max > 1
                 && let Some(batcher) = self.payment_batcher
@@ -299,8 +303,13 @@ impl Relay {
                 jobs.into_iter().partition(|job| job.kind == JobKind::SellerClaim);
             let (payments, rest): (Vec<_>, Vec<_>) =
                 rest.into_iter().partition(|job| job.kind == JobKind::Payment);
+            let (settlements, rest): (Vec<_>, Vec<_>) =
+                rest.into_iter().partition(|job| settles(job.kind) && self.batch_max > 1);
             if !claims.is_empty() {
                 self.process_claim_group(claims, signer).await?;
+            }
+            if !settlements.is_empty() {
+                self.process_settlement_group(settlements, signer).await?;
             }
             if !payments.is_empty() {
                 match self.payment_batcher {
@@ -330,6 +339,7 @@ impl Relay {
         }
         let batchable = |h: &Handed| {
             h.kind == JobKind::SellerClaim
+                || settles(h.kind)
                 || (h.kind == JobKind::Payment && self.payment_batcher.is_some())
         };
         if self.batch_max <= 1 || !handed.iter().all(batchable) {
@@ -405,6 +415,11 @@ impl Relay {
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
+}
+
+/// Whether jobs of `kind` are sponsored closes or withdraws, which batch through `batch`.
+fn settles(kind: JobKind) -> bool {
+    matches!(kind, JobKind::InitiateClose | JobKind::BuyerWithdraw)
 }
 
 /// The host and process id in an instance name `{host}-{pid}-{n}`.

@@ -7,7 +7,7 @@ use backon::{ExponentialBuilder, Retryable};
 use super::{LEASE, Relay, WAIT_FOR_FEES, wallets};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
-use crate::chain::gas::{batch_gas_floor, estimate_gas_with_headroom};
+use crate::chain::gas::{batch_gas_floor, estimate_gas_with_headroom, settlement_batch_gas_floor};
 use crate::chain::node_error::{NodeError, classify};
 use crate::escrow::calls;
 use crate::relayer::signer::{SignerHandle, Submitted};
@@ -73,6 +73,41 @@ impl Relay {
             // could only lower the limit, which the floor overrides anyway.
             simulate: false,
         });
+        self.process_batch(members, batch, signer).await
+    }
+
+    /// `first` and the closes or withdraws (of its kind) queued with it, batched as
+    /// [`Relay::process_settlement_group`] does.
+    pub(super) async fn process_settlements(&self, first: Job, signer: usize) -> Result<()> {
+        let mut members = vec![first];
+        members.extend(self.claim_more_of(members[0].kind).await?);
+        self.process_settlement_group(members, signer).await
+    }
+
+    /// Sponsored closes and withdraws leased together: one with a party whose wallet has code
+    /// on its own ([`wallets`]); the others, when there are several, in one non-atomic `batch`
+    /// sent unsimulated with the gas that carries every call (the contract runs each on its
+    /// own, so a refused one is skipped and the rest go through).
+    pub(super) async fn process_settlement_group(
+        &self,
+        jobs: Vec<Job>,
+        signer: usize,
+    ) -> Result<()> {
+        let (members, alone) = wallets::split_by_wallets(&self.provider, jobs).await;
+        for job in alone {
+            self.process(job, signer).await?;
+        }
+        if members.is_empty() {
+            return Ok(());
+        }
+        let batch =
+            calls::settlement_batch(members.iter().map(|m| &m.calldata)).map(|calldata| Batch {
+                kind: JobKind::SettlementBatch,
+                to: members[0].to,
+                floor: settlement_batch_gas_floor(members.len(), calldata.len()),
+                calldata,
+                simulate: false,
+            });
         self.process_batch(members, batch, signer).await
     }
 

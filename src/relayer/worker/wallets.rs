@@ -1,5 +1,6 @@
-//! Which seller claims may share a `sellerClaimBatch` transaction: only those whose buyer and
-//! seller are both accounts without code.
+//! Which sponsored claims, closes and withdraws may share a batch transaction
+//! (`sellerClaimBatch`, or `batch` for closes and withdraws): only those whose buyer and seller
+//! are both accounts without code.
 //!
 //! A batched claim's voucher and authorization are checked on-chain through the parties'
 //! wallets. An ERC-1271 wallet (or an EIP-7702 delegated EOA) answers `isValidSignature` with
@@ -24,10 +25,14 @@ use crate::escrow::bindings::UsageEscrow;
 use crate::escrow::wallet::{account_kind, have_code};
 use crate::store::jobs::Job;
 
-/// The buyer and the seller of a `sellerClaimWithAuthorization` job; `None` for any other call.
+/// The buyer and the seller of a sponsored claim, close or withdraw job; `None` for any other
+/// call.
 fn parties(job: &Job) -> Option<[Address; 2]> {
-    let call = UsageEscrow::sellerClaimWithAuthorizationCall::abi_decode(&job.calldata).ok()?;
-    Some([call.terms.buyer, call.terms.seller])
+    let terms = match UsageEscrow::sellerClaimWithAuthorizationCall::abi_decode(&job.calldata) {
+        Ok(call) => call.terms,
+        Err(_) => crate::escrow::calls::settlement_terms(&job.calldata)?,
+    };
+    Some([terms.buyer, terms.seller])
 }
 
 /// Reads in flight at once when a batch's parties are looked up one by one.
