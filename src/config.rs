@@ -133,8 +133,8 @@ pub struct ServeConfig {
     pub relayer_batch_max: usize,
 
     /// How long the relayer waits, after taking a batchable claim, for more to queue, in
-    /// milliseconds. Unset: a fortieth of the block time the watcher measures (25 ms on 1 s
-    /// blocks, 50 ms on Base's 2 s), between 10 and 250 ms.
+    /// milliseconds. Unset: the block time the watcher measures over the transactions the keys
+    /// may have in flight (62 ms for one key on 1 s blocks, 125 ms on Base's 2 s), 10–250 ms.
     #[arg(long, env = "PACTUM_RELAYER_BATCH_WAIT_MS", help_heading = "Relayer")]
     pub relayer_batch_wait_ms: Option<u64>,
 

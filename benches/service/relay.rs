@@ -219,6 +219,15 @@ async fn level(
         .await;
     let ids: Vec<&String> = agreements.iter().map(|(id, _)| id).collect();
     interval_mining(h, true).await;
+    // The relayer's batch window follows the block time the watcher measures (a median of the
+    // recent blocks): the phase starts once it has seen the 1 s blocks, not the set-up's
+    // automine bursts.
+    let head = &h.service.as_ref().unwrap().state().chain.head;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while head.block_time() != Some(Duration::from_secs(1)) {
+        assert!(Instant::now() < deadline, "block time never measured: {:?}", head.block_time());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let calls_before = rpc_calls();
     let methods_before = rpc_calls_by_method();
@@ -274,6 +283,8 @@ async fn level(
     rpc_by_method.retain(|_, n| *n > 0);
     let latest = h.chain.provider.get_block_by_number(Default::default()).await.unwrap();
     let block_gas_limit = latest.expect("a latest block").header.gas_limit;
+    let block_time = h.service.as_ref().unwrap().state().chain.head.block_time();
+    eprintln!("relay: {n} claims; block time as measured at the end {block_time:?}");
 
     let store = &h.service.as_ref().unwrap().state().store;
     // Each action's first broadcast: the earliest any transaction of its job reached the node.

@@ -48,12 +48,6 @@ pub fn batch_gas_floor(claims: usize, calldata_len: usize) -> u64 {
 /// authorization's signature check and the batch's delegatecall and copying, with room.
 pub const SETTLEMENT_BATCH_GAS_PER_CALL: u64 = 160_000;
 
-/// The gas a non-atomic `batch` of `calls` sponsored closes and withdraws is sent with, not
-/// simulated: enough for every call to go through, whatever state the estimate would meet.
-pub fn settlement_batch_gas_floor(calls: usize, calldata_len: usize) -> u64 {
-    gas_floor(calls, calldata_len, SETTLEMENT_BATCH_GAS_PER_CALL)
-}
-
 /// 21,000, 16 per byte of `calldata_len`, and `per_item` for each of `items`, saturating.
 pub fn gas_floor(items: usize, calldata_len: usize, per_item: u64) -> u64 {
     let items = u64::try_from(items).unwrap_or(u64::MAX);

@@ -105,41 +105,44 @@ impl HeadWatch {
     }
 }
 
-/// Blocks between the heads a block time is measured over: enough that one-second timestamps
-/// give it to a few percent.
-const PACE_SPAN: u64 = 16;
+/// Block intervals the block time is the median of.
+const PACE_SPAN: usize = 16;
 
-/// The chain's pace, measured from block timestamps: the time between an anchor head and the
-/// newest one, divided by the blocks between them. The anchor moves up every [`PACE_SPAN`]
-/// blocks, so the figure follows a chain whose pace changes; a head below the anchor (a
-/// reorganisation, a restarted chain) starts the measurement again.
-#[derive(Debug, Default, Clone, Copy)]
+/// The chain's pace, measured from block timestamps: the median, over the last [`PACE_SPAN`]
+/// heads seen, of the time from the head before divided by the blocks between them. A median,
+/// so a chain that mines only when there is work (anvil's automine: bursts within one second,
+/// then idle minutes) is taken at the pace of its bursts, not slowed down by its idle spells;
+/// on a chain with a steady block time (1 s interval mining, Base's 2 s) it is that time. A head
+/// below the last one (a reorganisation, a restarted chain) starts a new interval.
+#[derive(Debug, Default, Clone)]
 pub struct Pace {
-    anchor: Option<(u64, u64)>,
-    measured: Option<Duration>,
+    last: Option<(u64, u64)>,
+    intervals: std::collections::VecDeque<u64>,
 }
 
 impl Pace {
     /// Takes in the head `number` with `timestamp` (seconds).
     pub fn observe(&mut self, number: u64, timestamp: u64) {
-        let Some((anchor, anchor_time)) = self.anchor else {
-            self.anchor = Some((number, timestamp));
-            return;
-        };
-        if number < anchor || timestamp < anchor_time {
-            self.anchor = Some((number, timestamp));
+        let last = self.last.replace((number, timestamp));
+        let Some((previous, previous_time)) = last else { return };
+        if number <= previous || timestamp < previous_time {
+            if number == previous {
+                self.last = last;
+            }
             return;
         }
-        let blocks = number - anchor;
-        if blocks >= PACE_SPAN {
-            self.measured = Some(Duration::from_millis((timestamp - anchor_time) * 1_000 / blocks));
-            self.anchor = Some((number, timestamp));
+        let per_block = (timestamp - previous_time) * 1_000 / (number - previous);
+        if self.intervals.len() == PACE_SPAN {
+            self.intervals.pop_front();
         }
+        self.intervals.push_back(per_block);
     }
 
-    /// The last measured block time.
+    /// The median block time of the intervals seen; `None` before the first.
     pub fn block_time(&self) -> Option<Duration> {
-        self.measured
+        let mut sorted: Vec<u64> = self.intervals.iter().copied().collect();
+        sorted.sort_unstable();
+        sorted.get(sorted.len() / 2).map(|ms| Duration::from_millis(*ms))
     }
 }
 
@@ -186,24 +189,38 @@ mod tests {
     }
 
     #[test]
-    fn the_pace_is_measured_over_a_span_of_blocks() {
+    fn the_pace_is_the_median_block_time_of_recent_heads() {
         let mut pace = Pace::default();
         assert_eq!(pace.block_time(), None);
-        for n in 0..PACE_SPAN {
-            pace.observe(100 + n, 5_000 + 2 * n);
+        pace.observe(100, 5_000);
+        assert_eq!(pace.block_time(), None, "one head is no interval");
+        // Base: a block every 2 s, heads seen one by one or two at a time.
+        for n in 1..=10 {
+            pace.observe(100 + 2 * n, 5_000 + 4 * n);
         }
-        assert_eq!(pace.block_time(), None, "not a whole span yet");
-        pace.observe(100 + PACE_SPAN, 5_000 + 2 * PACE_SPAN);
         assert_eq!(pace.block_time(), Some(Duration::from_secs(2)));
-        // A faster chain from here on: the next span measures it.
-        let (base, at) = (100 + PACE_SPAN, 5_000 + 2 * PACE_SPAN);
-        pace.observe(base + PACE_SPAN, at + PACE_SPAN / 2);
-        assert_eq!(pace.block_time(), Some(Duration::from_millis(500)));
-        // A head below the anchor starts again; the last figure stands meanwhile.
+        // The same head read again changes nothing.
+        pace.observe(120, 5_040);
+        assert_eq!(pace.block_time(), Some(Duration::from_secs(2)));
+
+        // Automine: bursts of blocks within a second, then an idle minute; the bursts set it.
+        let mut automine = Pace::default();
+        let (mut number, mut time) = (1, 1_000);
+        for _ in 0..4 {
+            for _ in 0..5 {
+                number += 1;
+                automine.observe(number, time);
+            }
+            time += 60;
+        }
+        assert_eq!(automine.block_time(), Some(Duration::ZERO));
+
+        // A head below the last one starts again from there.
         pace.observe(3, 10);
-        assert_eq!(pace.block_time(), Some(Duration::from_millis(500)));
+        pace.observe(4, 11);
+        assert_eq!(pace.block_time(), Some(Duration::from_secs(2)), "the median still holds");
         let watch = HeadWatch::default();
-        for n in 0..=PACE_SPAN {
+        for n in 0..=4 {
             watch.publish(head(n, n as u8, Instant::now()));
         }
         assert_eq!(watch.block_time(), Some(Duration::from_secs(1)));

@@ -292,19 +292,7 @@ pub async fn set_status_of_all(
     status: JobStatus,
     now: i64,
 ) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "UPDATE relayer_jobs SET status = $1, updated_at = $2 WHERE id IN ({})",
-        in_list(3, ids.len())
-    );
-    let mut query = sqlx::query(&sql).bind(status.as_str()).bind(now);
-    for id in ids {
-        query = query.bind(id.as_str());
-    }
-    query.execute(&mut *conn).await?;
-    Ok(())
+    super::set_where_job_in(conn, ("relayer_jobs", "status", "id"), status.as_str(), ids, now).await
 }
 
 /// Fails, with `reason`, every job `agent` submitted that is still `queued` and not leased to a

@@ -144,23 +144,24 @@ pub(crate) fn in_list(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Points the rows of `table` (`settlement_actions`, `payments`) carried by any of `jobs` at
-/// `batch` instead, in one statement.
-pub(crate) async fn move_rows_to_job(
+/// Sets `column` to `value` and `updated_at` to `now` on every row of `table` whose `key`
+/// column is one of `jobs`, in one statement (a batch's members: their status, or the job
+/// their settlement actions and payments ride on).
+pub(crate) async fn set_where_job_in(
     conn: &mut Conn,
-    table: &'static str,
+    (table, column, key): (&'static str, &'static str, &'static str),
+    value: &str,
     jobs: &[crate::agreement::ids::JobId],
-    batch: &crate::agreement::ids::JobId,
     now: i64,
 ) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
     let sql = format!(
-        "UPDATE {table} SET job_id = $1, updated_at = $2 WHERE job_id IN ({})",
+        "UPDATE {table} SET {column} = $1, updated_at = $2 WHERE {key} IN ({})",
         in_list(3, jobs.len())
     );
-    let mut query = sqlx::query(&sql).bind(batch.as_str()).bind(now);
+    let mut query = sqlx::query(&sql).bind(value).bind(now);
     for job in jobs {
         query = query.bind(job.as_str());
     }

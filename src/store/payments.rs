@@ -141,7 +141,7 @@ pub async fn of_job(conn: &mut Conn, job_id: &str) -> Result<Vec<Payment>> {
 
 /// The payments of the relayer jobs `jobs` now go in batch job `batch`.
 pub async fn move_to_job(conn: &mut Conn, jobs: &[JobId], batch: &JobId, at: i64) -> Result<()> {
-    super::move_rows_to_job(conn, "payments", jobs, batch, at).await
+    super::set_where_job_in(conn, ("payments", "job_id", "job_id"), batch.as_str(), jobs, at).await
 }
 
 /// The payment with its receipt `receipt_id`.

@@ -158,7 +158,8 @@ pub async fn actions_of_job(conn: &mut Conn, job: &JobId) -> Result<Vec<Settleme
 
 /// Moves the actions carried by `jobs` to the batch job `batch`.
 pub async fn move_to_job(conn: &mut Conn, jobs: &[JobId], batch: &JobId, now: i64) -> Result<()> {
-    super::move_rows_to_job(conn, "settlement_actions", jobs, batch, now).await
+    let columns = ("settlement_actions", "job_id", "job_id");
+    super::set_where_job_in(conn, columns, batch.as_str(), jobs, now).await
 }
 
 /// Records the relayer's progress on the actions `job` carries: `submitted` with the

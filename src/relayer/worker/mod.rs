@@ -77,13 +77,10 @@ const REFUSAL_GRACE: i64 = 120;
 /// Transactions handed to signer actors whose outcome is not recorded yet, at most: the
 /// batch after these waits for one of them.
 const PIPELINE_DEPTH: usize = 4;
-/// The batch window when none is configured, as a share of the block time: short enough that
-/// a claim is broadcast well within its block, long enough that a burst fills batches.
-const WINDOW_PER_BLOCK: u32 = 40;
-/// The batch window's bounds when it follows the block time, and its value before the block
-/// time is known.
-const AUTO_WINDOW: (Duration, Duration, Duration) =
-    (Duration::from_millis(10), Duration::from_millis(25), Duration::from_millis(250));
+/// The batch window's bounds when it follows the block time.
+const AUTO_WINDOW: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(250));
+/// The block time assumed until the watcher has measured one (Base's).
+const ASSUMED_BLOCK_TIME: Duration = Duration::from_secs(2);
 /// How long a shutdown waits for the outcomes of transactions already handed to the actors.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Every this many passes, the monitor asks the node about every live hash even when the
@@ -158,20 +155,24 @@ impl Worker {
     }
 
     /// The batch window: the configured one, else [`window_for`] the block time the watcher
-    /// measured.
+    /// measured and the transactions the relayer keys may have in flight.
     pub fn batch_window(&self) -> Duration {
-        self.batch_wait.unwrap_or_else(|| window_for(self.head.block_time()))
+        let lanes = (self.keys.len() as u64).saturating_mul(self.limits.max_in_flight);
+        self.batch_wait.unwrap_or_else(|| window_for(self.head.block_time(), lanes))
     }
 }
 
-/// The batch window that follows a chain's `block_time`: a fortieth of it, 10–250 ms; 25 ms
-/// while it is not known.
-pub fn window_for(block_time: Option<Duration>) -> Duration {
-    let (least, unknown, most) = AUTO_WINDOW;
-    match block_time {
-        Some(block) => (block / WINDOW_PER_BLOCK).clamp(least, most),
-        None => unknown,
-    }
+/// The batch window that follows a chain's `block_time` when the relayer keys together may have
+/// `lanes` transactions unmined: the block time shared out over them, so a steady stream of
+/// batches (one per window) never fills every key's window before a block mines and frees it —
+/// a full window would hold the next batch back a whole block. 10–250 ms; Base's 2 s assumed
+/// until the block time is measured. One key with 16 in flight: 62 ms on 1 s blocks, 125 ms on
+/// 2 s; three keys: 21 and 42 ms.
+pub fn window_for(block_time: Option<Duration>, lanes: u64) -> Duration {
+    let (least, most) = AUTO_WINDOW;
+    let block = block_time.unwrap_or(ASSUMED_BLOCK_TIME);
+    let lanes = u32::try_from(lanes.max(1)).unwrap_or(u32::MAX);
+    (block / lanes).clamp(least, most)
 }
 
 /// One run of the worker: its settings, the signer actors started for this run, and the
@@ -438,11 +439,14 @@ mod tests {
     #[test]
     fn the_batch_window_follows_the_block_time_within_bounds() {
         let ms = Duration::from_millis;
-        assert_eq!(window_for(Some(ms(1_000))), ms(25), "anvil's 1 s blocks");
-        assert_eq!(window_for(Some(ms(2_000))), ms(50), "Base's 2 s blocks");
-        assert_eq!(window_for(Some(ms(12_000))), ms(250), "a slow chain stops at 250 ms");
-        assert_eq!(window_for(Some(ms(200))), ms(10), "a fast chain stops at 10 ms");
-        assert_eq!(window_for(None), ms(25), "until the watcher has measured it");
+        let window = |block: Option<u64>, lanes| window_for(block.map(ms), lanes).as_millis();
+        assert_eq!(window(Some(1_000), 16), 62, "one key on anvil's 1 s blocks");
+        assert_eq!(window(Some(2_000), 16), 125, "one key on Base's 2 s blocks");
+        assert_eq!(window(Some(1_000), 48), 20, "three keys share the block");
+        assert_eq!(window(Some(12_000), 16), 250, "a slow chain stops at 250 ms");
+        assert_eq!(window(Some(0), 16), 10, "automine stops at 10 ms");
+        assert_eq!(window(None, 16), 125, "Base's block time until it is measured");
+        assert_eq!(window(Some(1_000), 0), 250, "no lanes counts as one");
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! Taking a job to the network: simulate it, batch seller claims (those of parties without
-//! code), and hand it to a signer with room in its window.
-
+//! Taking a job to the network: simulate it, batch sponsored claims, closes and withdraws
+//! (those of parties without code), and hand it to a signer with room in its window.
 use alloy::primitives::{Address, Bytes};
 use backon::{ExponentialBuilder, Retryable};
 
 use super::{LEASE, Relay, WAIT_FOR_FEES, wallets};
 use crate::agreement::ids::JobId;
 use crate::agreement::status::ActivationStatus;
-use crate::chain::gas::{batch_gas_floor, estimate_gas_with_headroom, settlement_batch_gas_floor};
+use crate::chain::gas::{
+    BATCH_GAS_PER_CLAIM, SETTLEMENT_BATCH_GAS_PER_CALL, estimate_gas_with_headroom, gas_floor,
+};
 use crate::chain::node_error::{NodeError, classify};
 use crate::escrow::calls;
 use crate::relayer::signer::{SignerHandle, Submitted};
@@ -52,28 +53,10 @@ impl Relay {
         self.process_claim_group(claims, signer).await
     }
 
-    /// Seller claims leased together: a claim with a party whose wallet has code on its own
-    /// ([`wallets`]); the others in one `sellerClaimBatch` transaction when there are several.
+    /// Seller claims leased together, batched in one `sellerClaimBatch` as
+    /// [`Relay::process_key_only`] does.
     pub(super) async fn process_claim_group(&self, claims: Vec<Job>, signer: usize) -> Result<()> {
-        let (members, alone) = wallets::split_by_wallets(&self.provider, claims).await;
-        for job in alone {
-            self.process(job, signer).await?;
-        }
-        if members.is_empty() {
-            return Ok(());
-        }
-        let batch = batch_call(&members).map(|calldata| Batch {
-            kind: JobKind::SellerClaimBatch,
-            to: members[0].to,
-            floor: batch_gas_floor(members.len(), calldata.len()),
-            calldata,
-            // Not simulated: every member's parties are key-only accounts (no wallet code can
-            // change its answer on-chain), the contract skips a claim it cannot pay and pays
-            // the others, and the floor pays every member. An estimate (100–300 ms per batch)
-            // could only lower the limit, which the floor overrides anyway.
-            simulate: false,
-        });
-        self.process_batch(members, batch, signer).await
+        self.process_key_only(claims, JobKind::SellerClaimBatch, signer).await
     }
 
     /// `first` and the closes or withdraws (of its kind) queued with it, batched as
@@ -84,15 +67,23 @@ impl Relay {
         self.process_settlement_group(members, signer).await
     }
 
-    /// Sponsored closes and withdraws leased together: one with a party whose wallet has code
-    /// on its own ([`wallets`]); the others, when there are several, in one non-atomic `batch`
-    /// sent unsimulated with the gas that carries every call (the contract runs each on its
-    /// own, so a refused one is skipped and the rest go through).
+    /// Sponsored closes and withdraws leased together, batched in one non-atomic `batch` as
+    /// [`Relay::process_key_only`] does.
     pub(super) async fn process_settlement_group(
         &self,
         jobs: Vec<Job>,
         signer: usize,
     ) -> Result<()> {
+        self.process_key_only(jobs, JobKind::SettlementBatch, signer).await
+    }
+
+    /// Sponsored settlement jobs leased together: one with a party whose wallet has code goes
+    /// on its own ([`wallets`]); the others, when there are several, in one batch of `kind`.
+    /// The batch is not simulated: every member's parties are key-only accounts (no wallet code
+    /// can change its answer on-chain), the contract skips a member it refuses and carries the
+    /// others, and the batch goes with the gas that carries every member. An estimate (100–300
+    /// ms a batch) could only lower the limit, which that floor overrides anyway.
+    async fn process_key_only(&self, jobs: Vec<Job>, kind: JobKind, signer: usize) -> Result<()> {
         let (members, alone) = wallets::split_by_wallets(&self.provider, jobs).await;
         for job in alone {
             self.process(job, signer).await?;
@@ -100,14 +91,7 @@ impl Relay {
         if members.is_empty() {
             return Ok(());
         }
-        let batch =
-            calls::settlement_batch(members.iter().map(|m| &m.calldata)).map(|calldata| Batch {
-                kind: JobKind::SettlementBatch,
-                to: members[0].to,
-                floor: settlement_batch_gas_floor(members.len(), calldata.len()),
-                calldata,
-                simulate: false,
-            });
+        let batch = key_only_batch(kind, &members);
         self.process_batch(members, batch, signer).await
     }
 
@@ -391,10 +375,27 @@ struct Batch {
     simulate: bool,
 }
 
-/// The `sellerClaimBatch` call carrying every claim in `members` (each a
-/// `sellerClaimWithAuthorization` call); `None` if one of them is not.
-fn batch_call(members: &[Job]) -> Option<Bytes> {
-    calls::seller_claim_batch(members.iter().map(|job| &job.calldata))
+/// The unsimulated batch of `kind` carrying every member: a `sellerClaimBatch` of sponsored
+/// claims, or a non-atomic `batch` of sponsored closes and withdraws, with the gas that
+/// carries them all; `None` when a member's call does not fit `kind`.
+fn key_only_batch(kind: JobKind, members: &[Job]) -> Option<Batch> {
+    let members_calls = members.iter().map(|job| &job.calldata);
+    let (calldata, per_member) = match kind {
+        JobKind::SellerClaimBatch => {
+            (calls::seller_claim_batch(members_calls)?, BATCH_GAS_PER_CLAIM)
+        }
+        JobKind::SettlementBatch => {
+            (calls::settlement_batch(members_calls)?, SETTLEMENT_BATCH_GAS_PER_CALL)
+        }
+        _ => return None,
+    };
+    Some(Batch {
+        kind,
+        to: members.first()?.to,
+        floor: gas_floor(members.len(), calldata.len(), per_member),
+        calldata,
+        simulate: false,
+    })
 }
 
 /// The reason stored for a failed job.
