@@ -9,8 +9,8 @@
 //! same attempt exactly one does.
 //!
 //! Jobs arrive two ways. The API of this process hands each committed job over ([`feed`]): the
-//! worker leases those by id, a batchable one (a seller claim, a payment) after waiting the
-//! batch window for company unless a batch's worth has arrived. The polled path (every poll
+//! worker leases those by id, a batchable one (a seller claim, close or withdraw, a payment)
+//! after waiting the batch window for company unless a batch's worth has arrived. The polled path (every poll
 //! interval, and when woken) scans the store for the rest: jobs of other instances' APIs,
 //! jobs queued again, and everything after a restart.
 //!
@@ -112,7 +112,7 @@ pub struct Worker {
     pub batch_max: usize,
     /// The `TransferBatch` contract payments are batched through; `None`: one transaction each.
     pub payment_batcher: Option<alloy::primitives::Address>,
-    /// How long to wait for more claims after taking one; `None`: a fortieth of the block time
+    /// How long to wait for more claims after taking one; `None`: it follows the block time
     /// (see [`Worker::batch_window`]).
     pub batch_wait: Option<Duration>,
     /// Blocks a broadcast attempt may stay unmined before it is replaced with higher fees.
@@ -261,18 +261,11 @@ impl Relay {
         while let Some(signer) = self.signer_with_room(next_signer).await?
             && let Some(job) = self.claim().await?
         {
-            if job.kind == JobKind::SellerClaim && self.batch_max > 1 {
-                self.process_claims(job, signer).await?;
-            } else if settles(job.kind) && self.batch_max > 1 {
-                self.process_settlements(job, signer).await?;
-            } else if job.kind == JobKind::Payment
-                && self.batch_max > 1
-                && let Some(batcher) = self.payment_batcher
-            {
-                self.process_payments(job, batcher, signer).await?;
-            } else {
-                self.process(job, signer).await?;
+            let mut group = vec![job];
+            if self.batches(group[0].kind) {
+                group.extend(self.claim_more_of(group[0].kind).await?);
             }
+            self.process_group(group, signer).await?;
             if *shutdown.borrow() {
                 break;
             }
@@ -300,33 +293,42 @@ impl Relay {
             let take = handed.len().min(self.batch_max.max(1));
             let ids: Vec<_> = handed.drain(..take).map(|h| h.id).collect();
             let jobs = self.lease_ids(&ids).await?;
-            let (claims, rest): (Vec<_>, Vec<_>) =
-                jobs.into_iter().partition(|job| job.kind == JobKind::SellerClaim);
-            let (payments, rest): (Vec<_>, Vec<_>) =
-                rest.into_iter().partition(|job| job.kind == JobKind::Payment);
-            let (settlements, rest): (Vec<_>, Vec<_>) =
-                rest.into_iter().partition(|job| settles(job.kind) && self.batch_max > 1);
-            if !claims.is_empty() {
-                self.process_claim_group(claims, signer).await?;
+            self.process_group(jobs, signer).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether jobs of `kind` go out in batches here: seller claims, closes and withdraws, and
+    /// payments when there is a `TransferBatch`, unless batching is off (`batch_max` 1).
+    fn batches(&self, kind: JobKind) -> bool {
+        self.batch_max > 1
+            && match kind {
+                JobKind::SellerClaim | JobKind::InitiateClose | JobKind::BuyerWithdraw => true,
+                JobKind::Payment => self.payment_batcher.is_some(),
+                _ => false,
             }
-            if !settlements.is_empty() {
-                self.process_settlement_group(settlements, signer).await?;
-            }
-            if !payments.is_empty() {
-                match self.payment_batcher {
-                    Some(batcher) if self.batch_max > 1 => {
-                        self.process_payment_group(payments, batcher, signer).await?
-                    }
-                    _ => {
-                        for job in payments {
-                            self.process(job, signer).await?;
-                        }
-                    }
-                }
-            }
-            for job in rest {
-                self.process(job, signer).await?;
-            }
+    }
+
+    /// Sends jobs leased together: those of a kind that [batches](Relay::batches) as one batch
+    /// per kind (closes and withdraws together), the others one by one.
+    async fn process_group(&self, jobs: Vec<Job>, signer: usize) -> Result<()> {
+        let (batchable, alone): (Vec<_>, Vec<_>) =
+            jobs.into_iter().partition(|job| self.batches(job.kind));
+        let (claims, rest): (Vec<_>, Vec<_>) =
+            batchable.into_iter().partition(|job| job.kind == JobKind::SellerClaim);
+        let (payments, settlements): (Vec<_>, Vec<_>) =
+            rest.into_iter().partition(|job| job.kind == JobKind::Payment);
+        if !claims.is_empty() {
+            self.process_key_only(claims, JobKind::SellerClaimBatch, signer).await?;
+        }
+        if !settlements.is_empty() {
+            self.process_key_only(settlements, JobKind::SettlementBatch, signer).await?;
+        }
+        if let (false, Some(batcher)) = (payments.is_empty(), self.payment_batcher) {
+            self.process_payments(payments, batcher, signer).await?;
+        }
+        for job in alone {
+            self.process(job, signer).await?;
         }
         Ok(())
     }
@@ -338,12 +340,7 @@ impl Relay {
         while let Ok(more) = inbox.try_recv() {
             handed.push(more);
         }
-        let batchable = |h: &Handed| {
-            h.kind == JobKind::SellerClaim
-                || settles(h.kind)
-                || (h.kind == JobKind::Payment && self.payment_batcher.is_some())
-        };
-        if self.batch_max <= 1 || !handed.iter().all(batchable) {
+        if !handed.iter().all(|h| self.batches(h.kind)) {
             return;
         }
         let until = tokio::time::Instant::now() + self.batch_window();
@@ -416,11 +413,6 @@ impl Relay {
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
-}
-
-/// Whether jobs of `kind` are sponsored closes or withdraws, which batch through `batch`.
-fn settles(kind: JobKind) -> bool {
-    matches!(kind, JobKind::InitiateClose | JobKind::BuyerWithdraw)
 }
 
 /// The host and process id in an instance name `{host}-{pid}-{n}`.

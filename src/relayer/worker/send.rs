@@ -43,47 +43,18 @@ impl Relay {
         }
     }
 
-    /// `first` and the seller claims queued with it: a claim with a party whose wallet has
-    /// code on its own ([`wallets`]); the others in one `sellerClaimBatch` transaction (not
-    /// simulated, sent with the gas floor) when there are several, otherwise each on its own.
-    pub(super) async fn process_claims(&self, first: Job, signer: usize) -> Result<()> {
-        let more = self.claim_more_of(JobKind::SellerClaim).await?;
-        let mut claims = vec![first];
-        claims.extend(more);
-        self.process_claim_group(claims, signer).await
-    }
-
-    /// Seller claims leased together, batched in one `sellerClaimBatch` as
-    /// [`Relay::process_key_only`] does.
-    pub(super) async fn process_claim_group(&self, claims: Vec<Job>, signer: usize) -> Result<()> {
-        self.process_key_only(claims, JobKind::SellerClaimBatch, signer).await
-    }
-
-    /// `first` and the closes or withdraws (of its kind) queued with it, batched as
-    /// [`Relay::process_settlement_group`] does.
-    pub(super) async fn process_settlements(&self, first: Job, signer: usize) -> Result<()> {
-        let mut members = vec![first];
-        members.extend(self.claim_more_of(members[0].kind).await?);
-        self.process_settlement_group(members, signer).await
-    }
-
-    /// Sponsored closes and withdraws leased together, batched in one non-atomic `batch` as
-    /// [`Relay::process_key_only`] does.
-    pub(super) async fn process_settlement_group(
-        &self,
-        jobs: Vec<Job>,
-        signer: usize,
-    ) -> Result<()> {
-        self.process_key_only(jobs, JobKind::SettlementBatch, signer).await
-    }
-
     /// Sponsored settlement jobs leased together: one with a party whose wallet has code goes
     /// on its own ([`wallets`]); the others, when there are several, in one batch of `kind`.
     /// The batch is not simulated: every member's parties are key-only accounts (no wallet code
     /// can change its answer on-chain), the contract skips a member it refuses and carries the
     /// others, and the batch goes with the gas that carries every member. An estimate (100–300
     /// ms a batch) could only lower the limit, which that floor overrides anyway.
-    async fn process_key_only(&self, jobs: Vec<Job>, kind: JobKind, signer: usize) -> Result<()> {
+    pub(super) async fn process_key_only(
+        &self,
+        jobs: Vec<Job>,
+        kind: JobKind,
+        signer: usize,
+    ) -> Result<()> {
         let (members, alone) = wallets::split_by_wallets(&self.provider, jobs).await;
         for job in alone {
             self.process(job, signer).await?;
@@ -95,24 +66,9 @@ impl Relay {
         self.process_batch(members, batch, signer).await
     }
 
-    /// `first` and the payments queued with it, as one `TransferBatch.transferAll` through
-    /// `batcher` when there are several and the batch simulates, otherwise each on its own. A
-    /// payer with code (a smart wallet) may batch: each payment is tried on its own inside the
-    /// batch, so a refused one is skipped and reported, never the others.
-    pub(super) async fn process_payments(
-        &self,
-        first: Job,
-        batcher: Address,
-        signer: usize,
-    ) -> Result<()> {
-        let mut members = vec![first];
-        members.extend(self.claim_more_of(JobKind::Payment).await?);
-        self.process_payment_group(members, batcher, signer).await
-    }
-
     /// Payments leased together, as one `TransferBatch.transferAll` through `batcher` when
     /// there are several and the batch simulates, otherwise each on its own.
-    pub(super) async fn process_payment_group(
+    pub(super) async fn process_payments(
         &self,
         members: Vec<Job>,
         batcher: Address,
@@ -136,7 +92,7 @@ impl Relay {
     /// are queued already (a burst), they are leased at once — and otherwise by time, waiting
     /// the batch window ([`Worker::batch_window`](super::Worker::batch_window)) for more to
     /// queue before leasing what there is.
-    async fn claim_more_of(&self, kind: JobKind) -> Result<Vec<Job>> {
+    pub(super) async fn claim_more_of(&self, kind: JobKind) -> Result<Vec<Job>> {
         let want = self.batch_max - 1;
         let mut more = self.lease_more_of(kind, want).await?;
         if more.len() < want {
